@@ -1,0 +1,126 @@
+"""ed25519 keys and domain-separated signatures (PyNaCl).
+
+Every signature covers a domain tag and the chain id before the payload, so a signature made for
+one purpose (a transaction, a prepare, a commit...) or one chain never verifies for another.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
+from ledger.encoding import encode
+from ledger.errors import KeyFileError, SignatureError
+
+PUBLIC_KEY_BYTES = 32
+SIGNATURE_BYTES = 64
+SEED_BYTES = 32
+
+
+class Domain(enum.StrEnum):
+    """What a signature is for; part of every signed message."""
+
+    TRANSACTION = "millchain/tx/v1"
+    PRE_PREPARE = "millchain/pre-prepare/v1"
+    PREPARE = "millchain/prepare/v1"
+    COMMIT = "millchain/commit/v1"
+    CHECKPOINT = "millchain/checkpoint/v1"
+    VIEW_CHANGE = "millchain/view-change/v1"
+    NEW_VIEW = "millchain/new-view/v1"
+
+
+def signing_message(domain: Domain, chain_id: str, payload: bytes) -> bytes:
+    return encode([str(domain), chain_id, payload])
+
+
+@dataclass(frozen=True, slots=True)
+class KeyPair:
+    """A private signing key and its public key."""
+
+    signing_key: SigningKey
+
+    @classmethod
+    def generate(cls) -> KeyPair:
+        return cls(SigningKey.generate())
+
+    @classmethod
+    def from_seed(cls, seed: bytes) -> KeyPair:
+        if len(seed) != SEED_BYTES:
+            raise KeyFileError(f"a key seed is {SEED_BYTES} bytes, got {len(seed)}")
+        return cls(SigningKey(seed))
+
+    @property
+    def public_key(self) -> bytes:
+        return bytes(self.signing_key.verify_key)
+
+    @property
+    def seed(self) -> bytes:
+        return bytes(self.signing_key)
+
+    def sign(self, domain: Domain, chain_id: str, payload: bytes) -> bytes:
+        signed = self.signing_key.sign(signing_message(domain, chain_id, payload))
+        return bytes(signed.signature)
+
+
+def verify(
+    public_key: bytes, domain: Domain, chain_id: str, payload: bytes, signature: bytes
+) -> None:
+    """Raise SignatureError unless `signature` is `public_key`'s over (domain, chain id, payload)."""
+    if len(public_key) != PUBLIC_KEY_BYTES:
+        raise SignatureError(f"public key is {len(public_key)} bytes, expected {PUBLIC_KEY_BYTES}")
+    if len(signature) != SIGNATURE_BYTES:
+        raise SignatureError(f"signature is {len(signature)} bytes, expected {SIGNATURE_BYTES}")
+    try:
+        VerifyKey(public_key).verify(signing_message(domain, chain_id, payload), signature)
+    except BadSignatureError as exc:
+        raise SignatureError(f"bad {domain.name.lower()} signature") from exc
+    except ValueError as exc:  # a public key that is not a curve point
+        raise SignatureError(f"public key is not a valid ed25519 key: {exc}") from exc
+
+
+def is_valid_signature(
+    public_key: bytes, domain: Domain, chain_id: str, payload: bytes, signature: bytes
+) -> bool:
+    try:
+        verify(public_key, domain, chain_id, payload, signature)
+    except SignatureError:
+        return False
+    return True
+
+
+def write_key_file(path: Path, keys: KeyPair, *, name: str) -> None:
+    """Write a key file readable and writable by its owner only (created 0600, never widened)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {"name": name, "public_key": keys.public_key.hex(), "seed": keys.seed.hex()}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=2)
+        handle.write("\n")
+
+
+def read_key_file(path: Path) -> KeyPair:
+    """Read a key file; refuse one that others may read, or whose public key does not match."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError as exc:
+        raise KeyFileError(f"key file {path} does not exist") from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(
+            f"key file {path} has mode {stat.S_IMODE(mode):o}; expected 600 (owner only)"
+        )
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        keys = KeyPair.from_seed(bytes.fromhex(document["seed"]))
+        public_key = bytes.fromhex(document["public_key"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise KeyFileError(f"key file {path} is malformed: {exc}") from exc
+    if keys.public_key != public_key:
+        raise KeyFileError(f"key file {path}: public key does not match the seed")
+    return keys

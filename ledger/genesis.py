@@ -1,0 +1,199 @@
+"""Genesis: the chain id, the validator set with addresses, identities with roles, parameters.
+
+Stored as JSON so people can read and edit it; its hash is over the canonical encoding, so two
+files that differ only in whitespace describe the same chain.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ledger.certificate import max_faulty, quorum_size
+from ledger.crypto import PUBLIC_KEY_BYTES
+from ledger.encoding import encode
+from ledger.errors import GenesisError
+from ledger.hashing import sha256
+
+
+class Role(enum.StrEnum):
+    ADMIN = "admin"
+    CUSTOMER = "customer"
+    PLANNER = "planner"
+    SUPPLIER = "supplier"
+    MACHINE = "machine"
+    MAINTAINER = "maintainer"
+    ORACLE = "oracle"
+    AUDITOR = "auditor"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Params:
+    """Chain parameters every node must agree on."""
+
+    block_txs_max: int = 1000
+    block_interval_ms: int = 20
+    tx_bytes_max: int = 16 * 1024
+    body_bytes_max: int = 8 * 1024 * 1024
+    mempool_txs_max: int = 50_000
+    checkpoint_interval: int = 32
+    watermark_window: int = 64
+    view_change_timeout_ms: int = 2000
+    oracle_quorum: int = 0  # 0 means f+1
+
+    def to_map(self) -> dict[str, Any]:
+        return {item.name: getattr(self, item.name) for item in fields(self)}
+
+    @classmethod
+    def from_map(cls, value: dict[str, Any]) -> Params:
+        known = {item.name for item in fields(cls)}
+        unknown = set(value) - known
+        if unknown:
+            raise GenesisError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+        for name, item in value.items():
+            if isinstance(item, bool) or not isinstance(item, int) or item < 0:
+                raise GenesisError(f"parameter {name} must be a non-negative integer, got {item!r}")
+        params = replace(cls(), **value)
+        for name in ("block_txs_max", "tx_bytes_max", "body_bytes_max", "checkpoint_interval"):
+            if getattr(params, name) < 1:
+                raise GenesisError(f"parameter {name} must be at least 1")
+        if params.watermark_window < params.checkpoint_interval:
+            raise GenesisError("watermark_window must be at least checkpoint_interval")
+        return params
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Validator:
+    name: str
+    public_key: bytes
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Identity:
+    name: str
+    public_key: bytes
+    roles: tuple[Role, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Genesis:
+    chain_id: str
+    genesis_time_ms: int
+    validators: tuple[Validator, ...]
+    identities: tuple[Identity, ...]
+    params: Params = field(default_factory=Params)
+
+    def __post_init__(self) -> None:
+        if not self.chain_id or len(self.chain_id) > 64:
+            raise GenesisError("chain_id must be 1 to 64 characters")
+        n = len(self.validators)
+        if n < 4:
+            raise GenesisError(f"PBFT needs at least 4 validators (n = 3f+1, f >= 1), got {n}")
+        _unique([v.name for v in self.validators], "validator name")
+        _unique([v.public_key for v in self.validators], "validator key")
+        _unique([i.name for i in self.identities], "identity name")
+        _unique([i.public_key for i in self.identities], "identity key")
+        for key in [v.public_key for v in self.validators] + [i.public_key for i in self.identities]:
+            if len(key) != PUBLIC_KEY_BYTES:
+                raise GenesisError(f"public keys are {PUBLIC_KEY_BYTES} bytes, got {len(key)}")
+
+    @property
+    def n(self) -> int:
+        return len(self.validators)
+
+    @property
+    def f(self) -> int:
+        return max_faulty(self.n)
+
+    @property
+    def quorum(self) -> int:
+        return quorum_size(self.n)
+
+    @property
+    def validator_keys(self) -> tuple[bytes, ...]:
+        return tuple(v.public_key for v in self.validators)
+
+    def validator_index(self, public_key: bytes) -> int | None:
+        for index, validator in enumerate(self.validators):
+            if validator.public_key == public_key:
+                return index
+        return None
+
+    def identity(self, name: str) -> Identity:
+        for identity in self.identities:
+            if identity.name == name:
+                return identity
+        known = ", ".join(i.name for i in self.identities)
+        raise GenesisError(f"no identity named {name!r}; known: {known}")
+
+    def to_json_map(self) -> dict[str, Any]:
+        return {
+            "chain_id": self.chain_id,
+            "genesis_time_ms": self.genesis_time_ms,
+            "validators": [
+                {"name": v.name, "public_key": v.public_key.hex(), "host": v.host, "port": v.port}
+                for v in self.validators
+            ],
+            "identities": [
+                {"name": i.name, "public_key": i.public_key.hex(), "roles": list(i.roles)}
+                for i in self.identities
+            ],
+            "params": self.params.to_map(),
+        }
+
+    @property
+    def hash(self) -> bytes:
+        return sha256(encode(self.to_json_map()))
+
+    @classmethod
+    def from_json_map(cls, document: Any) -> Genesis:
+        try:
+            return cls(
+                chain_id=str(document["chain_id"]),
+                genesis_time_ms=int(document["genesis_time_ms"]),
+                validators=tuple(
+                    Validator(
+                        name=str(v["name"]),
+                        public_key=bytes.fromhex(v["public_key"]),
+                        host=str(v["host"]),
+                        port=int(v["port"]),
+                    )
+                    for v in document["validators"]
+                ),
+                identities=tuple(
+                    Identity(
+                        name=str(i["name"]),
+                        public_key=bytes.fromhex(i["public_key"]),
+                        roles=tuple(Role(r) for r in i["roles"]),
+                    )
+                    for i in document["identities"]
+                ),
+                params=Params.from_map(dict(document.get("params", {}))),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise GenesisError(f"malformed genesis: {exc!r}") from exc
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json_map(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> Genesis:
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise GenesisError(f"cannot read genesis {path}: {exc}") from exc
+        return cls.from_json_map(document)
+
+
+def _unique(values: list[Any], what: str) -> None:
+    if len(set(values)) != len(values):
+        raise GenesisError(f"duplicate {what} in genesis")

@@ -1,0 +1,130 @@
+"""Signed transactions.
+
+On the wire a transaction is the canonical encoding of {"body": BODY, "signature": SIG}, where BODY
+is itself the canonical encoding of the transaction's fields. Keeping the signed bytes as they were
+received means hashing and verifying never re-encode, and a transaction's id is sha256(BODY).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger import crypto
+from ledger.crypto import Domain, KeyPair
+from ledger.encoding import decode, encode
+from ledger.errors import EncodingError, ValidationError
+from ledger.fields import expect_bytes, expect_int, expect_map, expect_str
+from ledger.hashing import sha256
+
+NAME_LENGTH_MAX = 64
+TX_BYTES_MAX_DEFAULT = 64 * 1024
+NONCE_MAX = 2**63 - 1
+
+_WIRE_KEYS = frozenset({"body", "signature"})
+_BODY_KEYS = frozenset({"chain_id", "sender", "nonce", "contract", "method", "args"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transaction:
+    chain_id: str
+    sender: bytes
+    nonce: int
+    contract: str
+    method: str
+    args: dict[str, Any]
+    signature: bytes
+    body: bytes = field(repr=False)
+    hash: bytes = field(repr=False)
+
+    @classmethod
+    def create(
+        cls,
+        keys: KeyPair,
+        *,
+        chain_id: str,
+        nonce: int,
+        contract: str,
+        method: str,
+        args: dict[str, Any],
+    ) -> Transaction:
+        fields = {
+            "chain_id": chain_id,
+            "sender": keys.public_key,
+            "nonce": nonce,
+            "contract": contract,
+            "method": method,
+            "args": args,
+        }
+        _check_body(fields)
+        body = encode(fields)
+        signature = keys.sign(Domain.TRANSACTION, chain_id, body)
+        return cls._from_parts(fields, body, signature)
+
+    @classmethod
+    def _from_parts(cls, fields: dict[str, Any], body: bytes, signature: bytes) -> Transaction:
+        return cls(
+            chain_id=fields["chain_id"],
+            sender=fields["sender"],
+            nonce=fields["nonce"],
+            contract=fields["contract"],
+            method=fields["method"],
+            args=fields["args"],
+            signature=signature,
+            body=body,
+            hash=sha256(body),
+        )
+
+    @classmethod
+    def from_wire(cls, data: bytes, *, bytes_max: int = TX_BYTES_MAX_DEFAULT) -> Transaction:
+        """Decode and check the shape of a transaction (not its signature: see `verify`)."""
+        outer = expect_map(decode(data, bytes_max=bytes_max), "transaction", _WIRE_KEYS)
+        body = expect_bytes(outer["body"], "transaction body")
+        signature = expect_bytes(outer["signature"], "signature", length=crypto.SIGNATURE_BYTES)
+        fields = expect_map(decode(body), "transaction body", _BODY_KEYS)
+        _check_body(fields)
+        return cls._from_parts(fields, body, signature)
+
+    def to_wire(self) -> bytes:
+        return encode({"body": self.body, "signature": self.signature})
+
+    def verify(self) -> None:
+        """Raise SignatureError unless the sender signed this body for this chain."""
+        crypto.verify(self.sender, Domain.TRANSACTION, self.chain_id, self.body, self.signature)
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-friendly view for APIs and the CLI."""
+        return {
+            "hash": self.hash.hex(),
+            "chain_id": self.chain_id,
+            "sender": self.sender.hex(),
+            "nonce": self.nonce,
+            "contract": self.contract,
+            "method": self.method,
+            "args": jsonable(self.args),
+        }
+
+
+def _check_body(fields: dict[str, Any]) -> None:
+    expect_str(fields["chain_id"], "chain_id", length_max=NAME_LENGTH_MAX)
+    expect_bytes(fields["sender"], "sender", length=crypto.PUBLIC_KEY_BYTES)
+    expect_int(fields["nonce"], "nonce", minimum=0, maximum=NONCE_MAX)
+    expect_str(fields["contract"], "contract", length_max=NAME_LENGTH_MAX)
+    expect_str(fields["method"], "method", length_max=NAME_LENGTH_MAX)
+    if not isinstance(fields["args"], dict):
+        raise ValidationError(f"args must be a map, got {type(fields['args']).__name__}")
+    try:
+        encode(fields["args"])
+    except EncodingError as exc:
+        raise ValidationError(f"args cannot be encoded canonically: {exc}") from exc
+
+
+def jsonable(value: Any) -> Any:
+    """Turn decoded canonical data into JSON-friendly data (bytes become hex strings)."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, dict):
+        return {key: jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(item) for item in value]
+    return value
