@@ -168,6 +168,11 @@ class Block:
         return cls.from_map(decode(data), tx_bytes_max=tx_bytes_max)
 
     def check_shape(self) -> None:
+        if self.header.state_height >= self.header.height:
+            raise ValidationError(
+                f"state_height {self.header.state_height} must be below the block height "
+                f"{self.header.height}"
+            )
         if tx_root(self.txs) != self.header.tx_root:
             raise ValidationError("block tx_root does not match its transactions")
         hashes = {tx.hash for tx in self.txs}

@@ -60,7 +60,9 @@ class CommitCertificate:
         return cls(
             height=expect_int(fields["height"], "certificate height", minimum=1),
             view=expect_int(fields["view"], "certificate view"),
-            block_hash=expect_bytes(fields["block_hash"], "certificate block_hash", length=HASH_BYTES),
+            block_hash=expect_bytes(
+                fields["block_hash"], "certificate block_hash", length=HASH_BYTES
+            ),
             commits=tuple(commits),
         )
 
@@ -101,5 +103,11 @@ def max_faulty(n: int) -> int:
 
 
 def quorum_size(n: int) -> int:
-    """2f+1 for n = 3f+1; in general the smallest count whose any two sets share an honest one."""
+    """2f+1 for n = 3f+1; in general n - f, which is more than two thirds of n.
+
+    Any two sets of n - f validators share at least f+1, so at least one honest one (safety), and
+    the n - f honest validators can form one on their own (liveness). For n = 3f+1 it is also the
+    smallest such size; for other n a smaller one can exist (4 for n = 6), but n - f is the
+    conventional "more than 2/3" rule and what every node must agree on.
+    """
     return n - max_faulty(n)

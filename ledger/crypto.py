@@ -72,7 +72,12 @@ class KeyPair:
 def verify(
     public_key: bytes, domain: Domain, chain_id: str, payload: bytes, signature: bytes
 ) -> None:
-    """Raise SignatureError unless `signature` is `public_key`'s over (domain, chain id, payload)."""
+    """Raise SignatureError unless `signature` is `public_key`'s over (domain, chain, payload)."""
+    if not isinstance(public_key, bytes) or not isinstance(signature, bytes):
+        raise SignatureError(
+            f"public key and signature must be bytes, got {type(public_key).__name__} "
+            f"and {type(signature).__name__}"
+        )
     if len(public_key) != PUBLIC_KEY_BYTES:
         raise SignatureError(f"public key is {len(public_key)} bytes, expected {PUBLIC_KEY_BYTES}")
     if len(signature) != SIGNATURE_BYTES:

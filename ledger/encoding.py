@@ -46,7 +46,10 @@ def _canonical(value: Any, depth: int) -> Any:
 
 def encode(value: Any) -> bytes:
     """Encode `value` canonically; raises EncodingError for values outside the allowed set."""
-    packed: bytes = msgpack.packb(_canonical(value, 0), use_bin_type=True)
+    try:
+        packed: bytes = msgpack.packb(_canonical(value, 0), use_bin_type=True)
+    except UnicodeEncodeError as exc:  # a lone surrogate has no UTF-8 form
+        raise EncodingError(f"string is not valid unicode text: {exc}") from exc
     return packed
 
 

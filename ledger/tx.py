@@ -59,7 +59,9 @@ class Transaction:
         _check_body(fields)
         body = encode(fields)
         signature = keys.sign(Domain.TRANSACTION, chain_id, body)
-        return cls._from_parts(fields, body, signature)
+        # Keep the decoded body, not the caller's objects: tuples become lists and the args are
+        # a private copy, so a created transaction equals the same one read back from the wire.
+        return cls._from_parts(decode(body), body, signature)
 
     @classmethod
     def _from_parts(cls, fields: dict[str, Any], body: bytes, signature: bytes) -> Transaction:

@@ -1,0 +1,252 @@
+"""Keys, domain-separated signatures and key files."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger.crypto import (
+    PUBLIC_KEY_BYTES,
+    SIGNATURE_BYTES,
+    Domain,
+    KeyPair,
+    is_valid_signature,
+    read_key_file,
+    verify,
+    write_key_file,
+)
+from ledger.errors import KeyFileError, SignatureError
+
+CHAIN = "test-chain"
+PAYLOAD = b"payload"
+
+
+@pytest.fixture
+def keys() -> KeyPair:
+    return KeyPair.from_seed(bytes(range(32)))
+
+
+@pytest.fixture
+def other_keys() -> KeyPair:
+    return KeyPair.from_seed(bytes(range(1, 33)))
+
+
+# --- keys and signatures ------------------------------------------------------------------------
+
+
+def test_from_seed_is_deterministic(keys: KeyPair) -> None:
+    again = KeyPair.from_seed(keys.seed)
+    assert again.public_key == keys.public_key
+    assert len(keys.public_key) == PUBLIC_KEY_BYTES
+
+
+@pytest.mark.parametrize("length", [0, 31, 33, 64])
+def test_from_seed_rejects_wrong_length(length: int) -> None:
+    with pytest.raises(KeyFileError, match="32 bytes"):
+        KeyPair.from_seed(bytes(length))
+
+
+def test_generate_gives_distinct_keys() -> None:
+    assert KeyPair.generate().public_key != KeyPair.generate().public_key
+
+
+def test_signature_verifies(keys: KeyPair) -> None:
+    signature = keys.sign(Domain.TRANSACTION, CHAIN, PAYLOAD)
+    assert len(signature) == SIGNATURE_BYTES
+    verify(keys.public_key, Domain.TRANSACTION, CHAIN, PAYLOAD, signature)
+    assert is_valid_signature(keys.public_key, Domain.TRANSACTION, CHAIN, PAYLOAD, signature)
+
+
+def test_signature_is_deterministic(keys: KeyPair) -> None:
+    assert keys.sign(Domain.COMMIT, CHAIN, PAYLOAD) == keys.sign(Domain.COMMIT, CHAIN, PAYLOAD)
+
+
+@pytest.mark.parametrize("signed_for", list(Domain))
+def test_signature_for_one_domain_never_verifies_for_another(
+    keys: KeyPair, signed_for: Domain
+) -> None:
+    signature = keys.sign(signed_for, CHAIN, PAYLOAD)
+    for domain in Domain:
+        assert is_valid_signature(keys.public_key, domain, CHAIN, PAYLOAD, signature) == (
+            domain is signed_for
+        )
+
+
+@pytest.mark.parametrize("other_chain", ["test-chain-2", "Test-chain", "", "test-chain\x00"])
+def test_signature_for_one_chain_id_never_verifies_for_another(
+    keys: KeyPair, other_chain: str
+) -> None:
+    signature = keys.sign(Domain.PREPARE, CHAIN, PAYLOAD)
+    with pytest.raises(SignatureError):
+        verify(keys.public_key, Domain.PREPARE, other_chain, PAYLOAD, signature)
+
+
+def test_chain_id_and_payload_cannot_trade_bytes(keys: KeyPair) -> None:
+    # Naive concatenation would make ("ab", "c") and ("a", "bc") sign the same bytes.
+    signature = keys.sign(Domain.COMMIT, "ab", b"c")
+    assert not is_valid_signature(keys.public_key, Domain.COMMIT, "a", b"bc", signature)
+
+
+def test_tampered_payload_fails(keys: KeyPair) -> None:
+    signature = keys.sign(Domain.TRANSACTION, CHAIN, PAYLOAD)
+    with pytest.raises(SignatureError, match="bad transaction signature"):
+        verify(keys.public_key, Domain.TRANSACTION, CHAIN, PAYLOAD + b"!", signature)
+
+
+def test_tampered_signature_fails(keys: KeyPair) -> None:
+    signature = bytearray(keys.sign(Domain.TRANSACTION, CHAIN, PAYLOAD))
+    signature[10] ^= 1
+    with pytest.raises(SignatureError):
+        verify(keys.public_key, Domain.TRANSACTION, CHAIN, PAYLOAD, bytes(signature))
+
+
+def test_wrong_key_raises_signature_error(keys: KeyPair, other_keys: KeyPair) -> None:
+    signature = keys.sign(Domain.TRANSACTION, CHAIN, PAYLOAD)
+    with pytest.raises(SignatureError):
+        verify(other_keys.public_key, Domain.TRANSACTION, CHAIN, PAYLOAD, signature)
+    assert not is_valid_signature(
+        other_keys.public_key, Domain.TRANSACTION, CHAIN, PAYLOAD, signature
+    )
+
+
+@pytest.mark.parametrize("length", [0, 31, 33])
+def test_wrong_length_key_raises_signature_error(keys: KeyPair, length: int) -> None:
+    signature = keys.sign(Domain.TRANSACTION, CHAIN, PAYLOAD)
+    with pytest.raises(SignatureError, match="public key is"):
+        verify(bytes(length), Domain.TRANSACTION, CHAIN, PAYLOAD, signature)
+
+
+@pytest.mark.parametrize("length", [0, 63, 65])
+def test_wrong_length_signature_raises_signature_error(keys: KeyPair, length: int) -> None:
+    with pytest.raises(SignatureError, match="signature is"):
+        verify(keys.public_key, Domain.TRANSACTION, CHAIN, PAYLOAD, bytes(length))
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [bytes(32), b"\xff" * 32, b"\x01" + bytes(31)],  # all-zero, non-canonical, small-order
+)
+def test_garbage_key_raises_signature_error(keys: KeyPair, garbage: bytes) -> None:
+    signature = keys.sign(Domain.TRANSACTION, CHAIN, PAYLOAD)
+    with pytest.raises(SignatureError):
+        verify(garbage, Domain.TRANSACTION, CHAIN, PAYLOAD, signature)
+
+
+@pytest.mark.parametrize("key", [None, "0" * 32, bytearray(32), 7])
+def test_non_bytes_key_raises_signature_error(keys: KeyPair, key: Any) -> None:
+    signature = keys.sign(Domain.TRANSACTION, CHAIN, PAYLOAD)
+    with pytest.raises(SignatureError, match="must be bytes"):
+        verify(key, Domain.TRANSACTION, CHAIN, PAYLOAD, signature)
+    assert not is_valid_signature(key, Domain.TRANSACTION, CHAIN, PAYLOAD, signature)
+
+
+def test_non_bytes_signature_raises_signature_error(keys: KeyPair) -> None:
+    with pytest.raises(SignatureError, match="must be bytes"):
+        verify(keys.public_key, Domain.TRANSACTION, CHAIN, PAYLOAD, "x" * 64)  # type: ignore[arg-type]
+
+
+# --- key files ----------------------------------------------------------------------------------
+
+
+def test_key_file_is_created_owner_only(tmp_path: Path, keys: KeyPair) -> None:
+    path = tmp_path / "keys" / "node0.json"
+    write_key_file(path, keys, name="node0")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_key_file_is_owner_only_even_with_a_permissive_umask(tmp_path: Path, keys: KeyPair) -> None:
+    previous = os.umask(0)
+    try:
+        write_key_file(tmp_path / "k.json", keys, name="k")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "k.json").stat().st_mode) == 0o600
+
+
+def test_key_file_reads_back_the_same_key(tmp_path: Path, keys: KeyPair) -> None:
+    path = tmp_path / "k.json"
+    write_key_file(path, keys, name="alice")
+    loaded = read_key_file(path)
+    assert loaded.seed == keys.seed
+    assert loaded.public_key == keys.public_key
+    document = json.loads(path.read_text())
+    assert document == {
+        "name": "alice",
+        "public_key": keys.public_key.hex(),
+        "seed": keys.seed.hex(),
+    }
+
+
+def test_write_key_file_refuses_to_overwrite(
+    tmp_path: Path, keys: KeyPair, other_keys: KeyPair
+) -> None:
+    path = tmp_path / "k.json"
+    write_key_file(path, keys, name="first")
+    with pytest.raises(FileExistsError):
+        write_key_file(path, other_keys, name="second")
+    assert read_key_file(path).public_key == keys.public_key
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o620, 0o602, 0o644, 0o666])
+def test_read_key_file_refuses_group_or_other_access(
+    tmp_path: Path, keys: KeyPair, mode: int
+) -> None:
+    path = tmp_path / "k.json"
+    write_key_file(path, keys, name="k")
+    path.chmod(mode)
+    with pytest.raises(KeyFileError, match="expected 600"):
+        read_key_file(path)
+
+
+def test_read_key_file_refuses_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(KeyFileError, match="does not exist"):
+        read_key_file(tmp_path / "missing.json")
+
+
+def write_private(path: Path, text: str) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("{not json", id="bad-json"),
+        pytest.param("", id="empty"),
+        pytest.param("[]", id="list"),
+        pytest.param('"seed"', id="string"),
+        pytest.param('{"public_key": "00"}', id="no-seed"),
+        pytest.param('{"seed": "' + "00" * 32 + '"}', id="no-public-key"),
+        pytest.param('{"seed": "zz", "public_key": "00"}', id="bad-hex"),
+        pytest.param('{"seed": 5, "public_key": "00"}', id="seed-not-str"),
+        pytest.param('{"seed": "' + "00" * 31 + '", "public_key": "00"}', id="short-seed"),
+    ],
+)
+def test_read_key_file_refuses_malformed_json(tmp_path: Path, text: str) -> None:
+    path = write_private(tmp_path / "k.json", text)
+    with pytest.raises(KeyFileError):
+        read_key_file(path)
+
+
+def test_read_key_file_refuses_non_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "k.json"
+    path.write_bytes(b"\xff\xfe{")
+    path.chmod(0o600)
+    with pytest.raises(KeyFileError, match="malformed"):
+        read_key_file(path)
+
+
+def test_read_key_file_refuses_mismatched_public_key(
+    tmp_path: Path, keys: KeyPair, other_keys: KeyPair
+) -> None:
+    document = {"name": "k", "public_key": other_keys.public_key.hex(), "seed": keys.seed.hex()}
+    path = write_private(tmp_path / "k.json", json.dumps(document))
+    with pytest.raises(KeyFileError, match="does not match"):
+        read_key_file(path)
