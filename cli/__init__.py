@@ -1,0 +1,1 @@
+"""The `millchain` command line: keys, genesis, cluster control, client commands, bench, demo."""

@@ -1,0 +1,213 @@
+"""`millchain bench`: committed throughput and commit latency of a cluster under offered load.
+
+Load comes from pre-signed transactions (signing is not part of what is measured), submitted by
+concurrent workers, each owning some senders so every sender's nonces arrive in order. A watcher
+follows the chain on one node and stamps each transaction when it sees it committed; latency is
+that stamp minus the submit stamp. The machine's ed25519 verification rate is measured in the
+same run, so throughput can be read against what signature checks allow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+from nacl.signing import SigningKey
+
+from cli.cluster_cmd import start_all
+from cli.common import console, guarded, layout_of
+from cli.layout import ClusterDir, init_cluster
+from cli.process import stop_node
+from ledger.genesis import Role
+from ledger.tx import Transaction
+from node.client import ClientError, NodeClient
+
+BENCH_SENDERS = 32
+WORKERS_PER_NODE = 16
+
+
+def verify_rate(duration_s: float = 1.0) -> float:
+    """ed25519 verifications per second on one core (PyNaCl, 240-byte messages)."""
+    key = SigningKey.generate()
+    message = os.urandom(240)
+    signed = key.sign(message)
+    verify_key = key.verify_key
+    count = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < duration_s:
+        for _ in range(200):
+            verify_key.verify(signed)
+        count += 200
+    return count / (time.perf_counter() - started)
+
+
+@dataclass(slots=True)
+class Samples:
+    submitted_at: dict[str, float] = field(default_factory=dict)
+    committed_at: dict[str, float] = field(default_factory=dict)
+    rejected: int = 0
+    per_second: list[int] = field(default_factory=list)
+
+
+def _presign(layout: ClusterDir, senders: list[str], count: int) -> list[list[Transaction]]:
+    chain_id = layout.genesis().chain_id
+    keys = [layout.identity_keys(name) for name in senders]
+    per_sender: list[list[Transaction]] = [[] for _ in senders]
+    for i in range(count):
+        s = i % len(senders)
+        per_sender[s].append(
+            Transaction.create(
+                keys[s], chain_id=chain_id, nonce=len(per_sender[s]), contract="inventory",
+                method="receive", args={"item": f"part-{i % 50}", "location": "bench", "qty": 1},
+            )
+        )
+    return per_sender
+
+
+async def _submitter(client: NodeClient, txs: list[Transaction], samples: Samples,
+                     stop_at: float) -> None:
+    for tx in txs:
+        if time.monotonic() >= stop_at:
+            return
+        key = tx.hash.hex()
+        samples.submitted_at[key] = time.monotonic()
+        while True:
+            try:
+                await client.submit(tx.to_wire())
+                break
+            except ClientError as exc:
+                if exc.status == 503:  # mempool full: back off and offer it again
+                    await asyncio.sleep(0.01)
+                    continue
+                samples.rejected += 1
+                break
+
+
+async def _watcher(client: NodeClient, start_height: int, samples: Samples, stop: asyncio.Event
+                   ) -> None:
+    height = start_height
+    while not stop.is_set():
+        status = await client.status()
+        while height < status["height"]:
+            height += 1
+            block = await client.block(height)
+            now = time.monotonic()
+            for tx in block["txs"]:
+                samples.committed_at.setdefault(tx["hash"], now)
+        await asyncio.sleep(0.005)
+
+
+async def _offer_load(layout: ClusterDir, senders: list[str], duration_s: float) -> dict[str, Any]:
+    names = layout.node_names()
+    urls = [layout.config(name).url for name in names]
+    # Enough pre-signed transactions for a generous rate; the run stops at the deadline.
+    per_sender = _presign(layout, senders, count=int(3000 * duration_s) + 1000)
+    clients = [NodeClient(url, timeout_s=30) for url in urls]
+    for client in clients:
+        await client.__aenter__()
+    samples = Samples()
+    stop = asyncio.Event()
+    try:
+        start_height = (await clients[0].status())["height"]
+        watcher = asyncio.create_task(_watcher(clients[0], start_height, samples, stop))
+        started = time.monotonic()
+        stop_at = started + duration_s
+        await asyncio.gather(
+            *(_submitter(clients[i % len(clients)], txs, samples, stop_at)
+              for i, txs in enumerate(per_sender))
+        )
+        # Let what was admitted commit (bounded), then stop watching.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and len(samples.committed_at) < len(samples.submitted_at):
+            await asyncio.sleep(0.05)
+        stop.set()
+        await watcher
+    finally:
+        for client in clients:
+            await client.__aexit__(None, None, None)
+    committed = [samples.committed_at[h] for h in samples.submitted_at if h in samples.committed_at]
+    latencies_ms = sorted(
+        (samples.committed_at[h] - t) * 1000
+        for h, t in samples.submitted_at.items()
+        if h in samples.committed_at
+    )
+    window_end = max(committed) if committed else started
+    window = max(min(window_end, started + duration_s + 15) - started, 1e-9)
+    return {
+        "submitted": len(samples.submitted_at),
+        "committed": len(committed),
+        "rejected": samples.rejected,
+        "duration_s": round(window, 3),
+        "committed_tx_per_s": round(len(committed) / window, 1),
+        "latency_ms_p50": _pct(latencies_ms, 50),
+        "latency_ms_p99": _pct(latencies_ms, 99),
+        "latency_ms_mean": round(statistics.fmean(latencies_ms), 1) if latencies_ms else None,
+    }
+
+
+def _pct(values: list[float], pct: int) -> float | None:
+    if not values:
+        return None
+    index = min(len(values) - 1, round(pct / 100 * (len(values) - 1)))
+    return round(values[index], 1)
+
+
+@click.command()
+@click.option("--nodes", default=4, show_default=True, help="Validators of the cluster it launches.")
+@click.option("--duration", "duration_s", default=20.0, show_default=True, help="Seconds of load.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the figures to this JSON file.")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Use this running cluster instead of launching one (load from its supplier).")
+@guarded
+def bench(nodes: int, duration_s: float, json_file: Path | None, directory: Path | None) -> None:
+    """Offer load from pre-signed transactions; print committed tx/s and commit latency."""
+    rate = verify_rate()
+    console.print(f"ed25519 verify rate: {rate:,.0f} /s on one core")
+    own = directory is None
+    root = Path(tempfile.mkdtemp(prefix="millchain-bench-")) if own else None
+    if root is not None:
+        extra = tuple((f"bench{i}", (Role.SUPPLIER,)) for i in range(BENCH_SENDERS))
+        layout = init_cluster(root / "cluster", nodes=nodes, extra_identities=extra)
+        senders = [name for name, _ in extra]
+    else:
+        assert directory is not None
+        layout = layout_of(directory)
+        senders = ["supplier"]
+    try:
+        if own:
+            with console.status(f"starting {nodes} nodes..."):
+                start_all(layout, timeout_s=60)
+        with console.status(f"offering load for {duration_s:.0f} s..."):
+            figures = asyncio.run(_offer_load(layout, senders, duration_s))
+    finally:
+        if own:
+            for name in layout.node_names():
+                stop_node(layout, name)
+            assert root is not None
+            shutil.rmtree(root, ignore_errors=True)
+    n = len(layout.node_names())
+    cores = os.cpu_count() or 1
+    bound = cores * rate / n
+    report = {
+        "nodes": n,
+        "cores": cores,
+        "verify_per_s": round(rate),
+        "signature_bound_tx_per_s": round(bound),
+        "fraction_of_bound": round(figures["committed_tx_per_s"] / bound, 3),
+        **figures,
+    }
+    for key, value in report.items():
+        console.print(f"  {key:26} {value}")
+    if json_file is not None:
+        json_file.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        console.print(f"wrote {json_file}")

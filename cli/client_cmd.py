@@ -1,0 +1,162 @@
+"""Client commands: `millchain tx` and `millchain query`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.common import dir_option, guarded, json_option, layout_of, parse_assignments, print_json, run
+from cli.layout import ClusterDir
+from ledger.errors import MillchainError
+from node.client import ClientError, NodeClient
+
+node_option = click.option(
+    "--node", "node_name", default=None, help="Node to talk to (default: the first that answers)."
+)
+
+
+async def reachable_client(layout: ClusterDir, node_name: str | None) -> NodeClient:
+    """A client for the named node, or for the first node that answers."""
+    names = [node_name] if node_name else layout.node_names()
+    errors = []
+    for name in names:
+        client = NodeClient(layout.config(name).url)
+        await client.__aenter__()
+        try:
+            await client.status()
+        except ClientError as exc:
+            errors.append(f"{name}: {exc}")
+            await client.__aexit__(None, None, None)
+            continue
+        return client
+    raise ClientError("no node answered: " + "; ".join(errors))
+
+
+async def submit(
+    layout: ClusterDir,
+    *,
+    identity: str,
+    contract: str,
+    method: str,
+    args: dict[str, Any],
+    wait: bool,
+    node_name: str | None,
+    timeout_s: float = 30.0,
+) -> dict[str, Any]:
+    keys = layout.identity_keys(identity)
+    chain_id = layout.genesis().chain_id
+    client = await reachable_client(layout, node_name)
+    try:
+        tx = await client.sign_and_submit(
+            keys, chain_id=chain_id, contract=contract, method=method, args=args
+        )
+        if not wait:
+            return {"hash": tx.hash.hex(), "status": "submitted"}
+        return await client.wait_committed(tx.hash.hex(), timeout_s)
+    finally:
+        await client.__aexit__(None, None, None)
+
+
+def print_receipt(result: dict[str, Any]) -> None:
+    if result.get("status") != "committed":
+        click.echo(f"submitted {result['hash']}")
+        return
+    receipt = result["receipt"]
+    outcome = "ok" if receipt["ok"] else f"FAILED: {receipt['error']}"
+    click.echo(f"committed {result['tx']['hash']} at height {result['height']}: {outcome}")
+    if receipt["ok"] and receipt.get("result") is not None:
+        click.echo(f"  result: {receipt['result']}")
+    for event in receipt.get("events", []):
+        click.echo(f"  event {event['contract']}.{event['kind']} {event['subject']} {event['data']}")
+
+
+@click.command(name="tx")
+@click.argument("contract")
+@click.argument("method")
+@click.argument("assignments", nargs=-1)
+@dir_option
+@click.option("--as", "identity", required=True, help="Identity whose key signs (see DIR/identities).")
+@click.option("--wait", is_flag=True, help="Block until committed and print the receipt.")
+@click.option("--timeout", "timeout_s", default=30.0, show_default=True)
+@node_option
+@json_option
+@guarded
+def tx_command(
+    contract: str,
+    method: str,
+    assignments: tuple[str, ...],
+    directory: Path,
+    identity: str,
+    wait: bool,
+    timeout_s: float,
+    node_name: str | None,
+    as_json: bool,
+) -> None:
+    """Sign and submit CONTRACT.METHOD with key=value arguments.
+
+    Values: integers, true/false, 0x-prefixed hex as bytes, anything else as a string;
+    key:=JSON for lists, maps or a quoted string. Example:
+
+        millchain tx inventory receive item=steel location=main qty=100 --as supplier --wait
+    """
+    args = parse_assignments(assignments)
+    layout = layout_of(directory)
+    result = run(
+        submit(layout, identity=identity, contract=contract, method=method, args=args,
+               wait=wait, node_name=node_name, timeout_s=timeout_s)
+    )
+    if as_json:
+        print_json(result)
+    else:
+        print_receipt(result)
+    if wait and not result["receipt"]["ok"]:
+        raise SystemExit(1)
+
+
+async def query_state(layout: ClusterDir, contract: str, path: list[str], node: str | None) -> Any:
+    client = await reachable_client(layout, node)
+    try:
+        return await client.query(contract, path)
+    finally:
+        await client.__aexit__(None, None, None)
+
+
+@click.command()
+@click.argument("contract")
+@click.argument("path", nargs=-1)
+@dir_option
+@node_option
+@json_option
+@guarded
+def query(
+    contract: str, path: tuple[str, ...], directory: Path, node_name: str | None, as_json: bool
+) -> None:
+    """Read a contract's state at the head: `millchain query inventory steel main`."""
+    try:
+        value = run(query_state(layout_of(directory), contract, list(path), node_name))
+    except MillchainError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if as_json:
+        print_json(value)
+    else:
+        _print_tree(value, 0)
+
+
+def _print_tree(value: Any, depth: int) -> None:
+    pad = "  " * depth
+    if isinstance(value, dict):
+        if not value:
+            click.echo(pad + "(empty)")
+        for key, item in value.items():
+            if isinstance(item, (dict, list)):
+                click.echo(f"{pad}{key}:")
+                _print_tree(item, depth + 1)
+            else:
+                click.echo(f"{pad}{key}: {item}")
+    elif isinstance(value, list):
+        for item in value:
+            _print_tree(item, depth)
+    else:
+        click.echo(pad + str(value))

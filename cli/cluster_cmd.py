@@ -1,0 +1,180 @@
+"""`millchain init`, `millchain cluster ...` and `millchain node run`."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import click
+
+from cli.common import dir_option, fail, guarded, json_option, layout_of, print_json, run, short
+from cli.common import table as print_table
+from cli.layout import ClusterDir, init_cluster
+from cli.process import kill_node, node_pid, start_node, stop_node
+from node.client import wait_until_up
+from node.config import NodeConfig
+
+
+@click.command()
+@click.option("--nodes", default=4, show_default=True, help="Number of validators (n = 3f+1).")
+@dir_option
+@click.option("--chain-id", default="millchain-local", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address the nodes bind.")
+@guarded
+def init(nodes: int, directory: Path, chain_id: str, host: str) -> None:
+    """Create keys, a genesis and one config per node, on free ports, in DIR."""
+    layout = init_cluster(directory, nodes=nodes, chain_id=chain_id, host=host)
+    genesis = layout.genesis()
+    click.echo(f"initialised {nodes} validators (f = {genesis.f}) in {directory}")
+    for validator in genesis.validators:
+        click.echo(f"  {validator.name}  {validator.url}")
+    click.echo("identities: " + ", ".join(i.name for i in genesis.identities))
+    click.echo(f"next: millchain cluster up --dir {directory}")
+
+
+@click.group()
+def cluster() -> None:
+    """Start, stop, inspect and break a local cluster."""
+
+
+def start_all(layout: ClusterDir, timeout_s: float) -> None:
+    names = layout.node_names()
+    for name in names:
+        if node_pid(layout, name) is None:
+            start_node(layout, name)
+    urls = [layout.config(name).url for name in names]
+    run(wait_until_up(urls, timeout_s))
+
+
+@cluster.command()
+@dir_option
+@click.option("--timeout", "timeout_s", default=30.0, show_default=True, help="Seconds to wait.")
+@guarded
+def up(directory: Path, timeout_s: float) -> None:
+    """Start every node in the background and wait until all answer."""
+    layout = layout_of(directory)
+    start_all(layout, timeout_s)
+    click.echo(f"{len(layout.node_names())} nodes up; logs in {directory}/nodes/*/node.log")
+
+
+@cluster.command()
+@dir_option
+@guarded
+def down(directory: Path) -> None:
+    """Stop every node (SIGTERM, then SIGKILL past a deadline)."""
+    layout = layout_of(directory)
+    stopped = [name for name in layout.node_names() if stop_node(layout, name)]
+    click.echo(f"stopped {len(stopped)} node(s)" + (f": {', '.join(stopped)}" if stopped else ""))
+
+
+async def collect_status(layout: ClusterDir) -> list[dict[str, Any]]:
+    async def one(session: aiohttp.ClientSession, name: str) -> dict[str, Any]:
+        config = layout.config(name)
+        row: dict[str, Any] = {"name": name, "url": config.url, "pid": node_pid(layout, name)}
+        try:
+            async with session.get(config.url + "/status") as response:
+                status = await response.json()
+        except (aiohttp.ClientError, TimeoutError):
+            return {**row, "alive": False, "height": None, "head": None,
+                    "state_digest": None, "view": None, "primary": None}
+        return {
+            **row,
+            "alive": True,
+            "height": status["height"],
+            "head": status["head"],
+            "state_digest": status["state_digest"],
+            "view": status["view"],
+            "primary": status["primary_name"],
+            "mempool": status["mempool"],
+            "halted": status["halted"],
+        }
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        return list(await asyncio.gather(*(one(session, n) for n in layout.node_names())))
+
+
+@cluster.command()
+@dir_option
+@json_option
+@guarded
+def status(directory: Path, as_json: bool) -> None:
+    """Each node's height, head, state digest, view and primary."""
+    rows = run(collect_status(layout_of(directory)))
+    if as_json:
+        print_json(rows)
+        return
+    print_table(
+        "cluster",
+        ["node", "url", "alive", "height", "head", "state digest", "view", "primary"],
+        [
+            [r["name"], r["url"], "yes" if r["alive"] else "DOWN", r["height"], short(r["head"]),
+             short(r["state_digest"]), r["view"], r["primary"]]
+            for r in rows
+        ],
+    )
+
+
+@cluster.command()
+@click.argument("node")
+@dir_option
+@guarded
+def kill(node: str, directory: Path) -> None:
+    """SIGKILL one node, as a crash would."""
+    layout = layout_of(directory)
+    layout.config(node)
+    if not kill_node(layout, node):
+        fail(f"{node} is not running")
+    click.echo(f"killed {node}")
+
+
+@cluster.command()
+@click.argument("node")
+@dir_option
+@click.option("--timeout", "timeout_s", default=30.0, show_default=True)
+@guarded
+def restart(node: str, directory: Path, timeout_s: float) -> None:
+    """Start a stopped or killed node again (stopping it first if it runs)."""
+    layout = layout_of(directory)
+    stop_node(layout, node)
+    start_node(layout, node)
+    run(wait_until_up([layout.config(node).url], timeout_s))
+    click.echo(f"restarted {node}")
+
+
+@click.group(name="node")
+def node_group() -> None:
+    """Run a single node."""
+
+
+@node_group.command(name="run")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    required=True,
+    help="The node's node.json.",
+)
+@guarded
+def node_run(config_file: Path) -> None:
+    """Run one node in the foreground until SIGTERM or Ctrl-C."""
+    from node.main import run_node  # noqa: PLC0415  (keeps CLI start-up light)
+
+    config = NodeConfig.load(config_file)
+    click.echo(f"{config.name} serving {config.url}; log: {config.log_file}")
+    run_node(config)
+
+
+async def wait_converged(layout: ClusterDir, timeout_s: float) -> list[dict[str, Any]]:
+    """Poll until every live node reports the same height and state digest (or the deadline)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        rows = await collect_status(layout)
+        live = [r for r in rows if r["alive"]]
+        if live and len({(r["height"], r["state_digest"]) for r in live}) == 1:
+            return rows
+        if loop.time() > deadline:
+            return rows
+        await asyncio.sleep(0.05)

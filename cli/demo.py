@@ -1,0 +1,153 @@
+"""`millchain demo`: a 4-node cluster in a temporary folder, a short mixed workload, the result."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from cli.cluster_cmd import start_all, wait_converged
+from cli.common import console, guarded, short
+from cli.common import table as print_table
+from cli.layout import ClusterDir, init_cluster
+from cli.process import stop_node
+from ledger.tx import Transaction
+from node.client import NodeClient
+
+ITEMS = ("steel", "aluminium", "bolts", "bearings", "paint")
+LOCATIONS = ("main", "line-a", "line-b")
+
+
+def _workload(layout: ClusterDir, count: int) -> list[Transaction]:
+    """Receipts of materials by the supplier, then planners reserving, consuming and moving."""
+    genesis = layout.genesis()
+    supplier = layout.identity_keys("supplier")
+    planner = layout.identity_keys("planner")
+    txs: list[Transaction] = []
+    nonce = {"supplier": 0, "planner": 0}
+
+    def make(who: str, method: str, args: dict[str, Any]) -> None:
+        keys = supplier if who == "supplier" else planner
+        txs.append(
+            Transaction.create(keys, chain_id=genesis.chain_id, nonce=nonce[who],
+                               contract="inventory", method=method, args=args)
+        )
+        nonce[who] += 1
+
+    for item in ITEMS:
+        make("supplier", "receive", {"item": item, "location": "main", "qty": 10_000})
+    step = 0
+    while len(txs) < count:
+        item = ITEMS[step % len(ITEMS)]
+        kind = step % 4
+        if kind == 0:
+            make("supplier", "receive", {"item": item, "location": "main", "qty": 50})
+        elif kind == 1:
+            make("planner", "reserve", {"item": item, "location": "main", "qty": 20})
+        elif kind == 2:
+            make("planner", "consume", {"item": item, "location": "main", "qty": 10})
+        else:
+            make("planner", "transfer",
+                 {"item": item, "location": "main", "to": LOCATIONS[1 + (step // 4) % 2], "qty": 5})
+        step += 1
+    return txs
+
+
+async def _run_workload(layout: ClusterDir, txs: list[Transaction]) -> float:
+    names = layout.node_names()
+    clients = [NodeClient(layout.config(name).url) for name in names]
+    for client in clients:
+        await client.__aenter__()
+    started = time.monotonic()
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=console,
+        ) as progress:
+            submitted = progress.add_task("submitting", total=len(txs))
+            # One sender's transactions go to one node in order; senders spread over nodes.
+            by_sender: dict[bytes, list[Transaction]] = {}
+            for tx in txs:
+                by_sender.setdefault(tx.sender, []).append(tx)
+
+            async def feed(client: NodeClient, batch: list[Transaction]) -> None:
+                for tx in batch:
+                    await client.submit(tx.to_wire())
+                    progress.advance(submitted)
+
+            await asyncio.gather(
+                *(feed(clients[i % len(clients)], batch)
+                  for i, batch in enumerate(by_sender.values()))
+            )
+            committed = progress.add_task("committed", total=len(txs))
+            for tx in txs:
+                await clients[0].wait_committed(tx.hash.hex(), 60)
+                progress.advance(committed)
+    finally:
+        for client in clients:
+            await client.__aexit__(None, None, None)
+    return time.monotonic() - started
+
+
+async def _inventory(layout: ClusterDir) -> Any:
+    async with NodeClient(layout.config(layout.node_names()[0]).url) as client:
+        return await client.query("inventory", [])
+
+
+@click.command()
+@click.option("--txs", "tx_count", default=400, show_default=True, help="Transactions to submit.")
+@click.option("--keep", is_flag=True, help="Leave the cluster directory (not the processes).")
+@guarded
+def demo(tx_count: int, keep: bool) -> None:
+    """Launch a 4-node cluster, run a mixed inventory workload, show what committed, stop."""
+    root = Path(tempfile.mkdtemp(prefix="millchain-demo-"))
+    layout = init_cluster(root / "cluster", nodes=4)
+    console.print(f"[bold]millchain demo[/bold]: 4 validators (f = 1) in {layout.root}")
+    succeeded = False
+    try:
+        with console.status("starting 4 nodes..."):
+            start_all(layout, timeout_s=30)
+        txs = _workload(layout, tx_count)
+        elapsed = asyncio.run(_run_workload(layout, txs))
+        console.print(f"{len(txs)} transactions committed in {elapsed:.1f} s "
+                      f"({len(txs) / elapsed:.0f} tx/s end to end)")
+        rows = asyncio.run(wait_converged(layout, timeout_s=10))
+        print_table(
+            "every node at the same head and state",
+            ["node", "alive", "height", "head", "state digest", "view", "primary"],
+            [[r["name"], "yes" if r["alive"] else "DOWN", r["height"], short(r["head"]),
+              short(r["state_digest"]), r["view"], r["primary"]] for r in rows],
+        )
+        inventory = asyncio.run(_inventory(layout))
+        print_table(
+            "inventory (on hand / reserved)",
+            ["item", *LOCATIONS],
+            [[item, *(_cell(inventory.get(item, {}).get(loc)) for loc in LOCATIONS)]
+             for item in ITEMS],
+        )
+        digests = {r["state_digest"] for r in rows}
+        heights = {r["height"] for r in rows}
+        if len(digests) != 1 or len(heights) != 1:
+            raise click.ClickException("nodes disagree: see the table above")
+        console.print("[green]all 4 nodes agree on height, head and state digest[/green]")
+        succeeded = True
+    finally:
+        with console.status("stopping the cluster..."):
+            for name in layout.node_names():
+                stop_node(layout, name)
+        if keep or not succeeded:
+            console.print(f"cluster directory (logs in nodes/*/node.log) kept at {layout.root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _cell(record: Any) -> str:
+    if not record:
+        return "-"
+    return f"{record['on_hand']} / {record['reserved']}"

@@ -1,0 +1,155 @@
+"""The layout of a cluster directory, and `millchain init` that creates one.
+
+DIR/genesis.json                     the chain: validators (host, port, key), identities, params
+DIR/cluster.json                     the node names and their config files
+DIR/nodes/NAME/node.json             one node's configuration
+DIR/nodes/NAME/validator.key.json    its validator key (0600)
+DIR/nodes/NAME/data/chain.sqlite     its database
+DIR/nodes/NAME/node.log, node.pid    its log and, while running, its process id
+DIR/identities/NAME.key.json         client identities' keys, selected with --as NAME
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ledger.crypto import KeyPair, read_key_file, write_key_file
+from ledger.genesis import Genesis, Identity, Params, Role, Validator
+from node.config import NodeConfig
+
+DEFAULT_IDENTITIES: tuple[tuple[str, tuple[Role, ...]], ...] = (
+    ("admin", (Role.ADMIN,)),
+    ("supplier", (Role.SUPPLIER,)),
+    ("customer", (Role.CUSTOMER,)),
+    ("planner", (Role.PLANNER,)),
+    ("machine", (Role.MACHINE,)),
+    ("maintainer", (Role.MAINTAINER,)),
+    ("auditor", (Role.AUDITOR,)),
+)
+
+
+class LayoutError(Exception):
+    """A cluster directory that is missing, incomplete or already initialised."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterDir:
+    root: Path
+
+    @property
+    def genesis_file(self) -> Path:
+        return self.root / "genesis.json"
+
+    @property
+    def manifest_file(self) -> Path:
+        return self.root / "cluster.json"
+
+    def node_dir(self, name: str) -> Path:
+        return self.root / "nodes" / name
+
+    def config_file(self, name: str) -> Path:
+        return self.node_dir(name) / "node.json"
+
+    def pid_file(self, name: str) -> Path:
+        return self.node_dir(name) / "node.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.node_dir(name) / "node.log"
+
+    def identity_key_file(self, name: str) -> Path:
+        return self.root / "identities" / f"{name}.key.json"
+
+    def node_names(self) -> list[str]:
+        if not self.manifest_file.exists():
+            raise LayoutError(
+                f"{self.root} is not a cluster directory (no cluster.json); "
+                "create one with `millchain init --dir DIR`"
+            )
+        document = json.loads(self.manifest_file.read_text(encoding="utf-8"))
+        return [str(name) for name in document["nodes"]]
+
+    def config(self, name: str) -> NodeConfig:
+        if name not in self.node_names():
+            raise LayoutError(f"no node named {name!r}; nodes are {', '.join(self.node_names())}")
+        return NodeConfig.load(self.config_file(name))
+
+    def genesis(self) -> Genesis:
+        return Genesis.load(self.genesis_file)
+
+    def identity_keys(self, name: str) -> KeyPair:
+        path = self.identity_key_file(name)
+        if not path.exists():
+            known = sorted(p.name.removesuffix(".key.json") for p in path.parent.glob("*.key.json"))
+            raise LayoutError(f"no identity named {name!r}; known: {', '.join(known)}")
+        return read_key_file(path)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port the OS reports free on `host` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def init_cluster(
+    root: Path,
+    *,
+    nodes: int,
+    chain_id: str = "millchain-local",
+    host: str = "127.0.0.1",
+    params: Params | None = None,
+    genesis_time_ms: int | None = None,
+    extra_identities: Sequence[tuple[str, tuple[Role, ...]]] = (),
+) -> ClusterDir:
+    """Create keys, genesis and one config per node in a new or empty directory."""
+    if nodes < 4:
+        raise LayoutError(f"a PBFT cluster needs at least 4 nodes (n = 3f+1), got {nodes}")
+    layout = ClusterDir(root)
+    if layout.manifest_file.exists() or layout.genesis_file.exists():
+        raise LayoutError(f"{root} already holds a cluster; choose an empty directory")
+    root.mkdir(parents=True, exist_ok=True)
+    names = [f"node{i}" for i in range(nodes)]
+    validators = []
+    ports: set[int] = set()
+    for name in names:
+        keys = KeyPair.generate()
+        write_key_file(layout.node_dir(name) / "validator.key.json", keys, name=name)
+        port = free_port(host)
+        while port in ports:
+            port = free_port(host)
+        ports.add(port)
+        validators.append(Validator(name=name, public_key=keys.public_key, host=host, port=port))
+    identities = []
+    for name, roles in (*DEFAULT_IDENTITIES, *extra_identities):
+        keys = KeyPair.generate()
+        write_key_file(layout.identity_key_file(name), keys, name=name)
+        identities.append(Identity(name=name, public_key=keys.public_key, roles=roles))
+    genesis = Genesis(
+        chain_id=chain_id,
+        genesis_time_ms=int(time.time() * 1000) if genesis_time_ms is None else genesis_time_ms,
+        validators=tuple(validators),
+        identities=tuple(identities),
+        params=params or Params(),
+    )
+    genesis.save(layout.genesis_file)
+    for validator in validators:
+        node_dir = layout.node_dir(validator.name)
+        NodeConfig(
+            name=validator.name,
+            genesis_file=Path("../../genesis.json"),
+            key_file=Path("validator.key.json"),
+            data_dir=Path("data"),
+            host=validator.host,
+            port=validator.port,
+            log_file=Path("node.log"),
+        ).save(node_dir / "node.json")
+    layout.manifest_file.write_text(
+        json.dumps({"chain_id": chain_id, "nodes": names}, indent=2) + "\n", encoding="utf-8"
+    )
+    return layout

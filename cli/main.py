@@ -1,0 +1,28 @@
+"""The `millchain` command."""
+
+from __future__ import annotations
+
+import click
+
+from cli.bench import bench
+from cli.client_cmd import query, tx_command
+from cli.cluster_cmd import cluster, init, node_group
+from cli.demo import demo
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="millchain")
+def main() -> None:
+    """millchain: a permissioned PBFT blockchain simulator for the factory floor.
+
+    Start with `millchain demo`, or `millchain init --dir DIR` then `millchain cluster up --dir DIR`.
+    """
+
+
+main.add_command(init)
+main.add_command(cluster)
+main.add_command(node_group)
+main.add_command(tx_command)
+main.add_command(query)
+main.add_command(demo)
+main.add_command(bench)

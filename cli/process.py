@@ -1,0 +1,113 @@
+"""Starting and stopping node processes of a cluster directory by their pid files."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cli.layout import ClusterDir, LayoutError
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text(encoding="utf-8").strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as dead; reap it if it is ours.
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    return _state(pid) not in {"Z", "X"}
+
+
+def _state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
+    except OSError:
+        return "?"
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def node_pid(layout: ClusterDir, name: str) -> int | None:
+    """The pid of a running node, or None (a stale pid file is removed)."""
+    path = layout.pid_file(name)
+    pid = read_pid(path)
+    if pid is None:
+        return None
+    if not is_alive(pid):
+        path.unlink(missing_ok=True)
+        return None
+    return pid
+
+
+def start_node(layout: ClusterDir, name: str, *, extra_args: tuple[str, ...] = ()) -> int:
+    """Start a node in the background (its own session, so signals to the CLI spare it)."""
+    layout.config(name)  # raises LayoutError for an unknown node
+    running = node_pid(layout, name)
+    if running is not None:
+        raise LayoutError(f"{name} is already running (pid {running})")
+    node_dir = layout.node_dir(name)
+    with open(node_dir / "stdout.log", "ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "node", "run", "--config", str(layout.config_file(name)),
+             *extra_args],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=node_dir,
+        )
+    layout.pid_file(name).write_text(f"{process.pid}\n", encoding="utf-8")
+    return process.pid
+
+
+def signal_node(layout: ClusterDir, name: str, signum: signal.Signals) -> int | None:
+    pid = node_pid(layout, name)
+    if pid is None:
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+    return pid
+
+
+def stop_node(layout: ClusterDir, name: str, *, timeout_s: float = 10.0) -> bool:
+    """SIGTERM, wait for a graceful exit, SIGKILL past the deadline. True if it was running."""
+    pid = signal_node(layout, name, signal.SIGTERM)
+    if pid is None:
+        return False
+    deadline = time.monotonic() + timeout_s
+    while is_alive(pid):
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + timeout_s
+        time.sleep(0.05)
+    layout.pid_file(name).unlink(missing_ok=True)
+    return True
+
+
+def kill_node(layout: ClusterDir, name: str, *, timeout_s: float = 10.0) -> bool:
+    """SIGKILL a node at once (a crash), and wait until it is gone."""
+    pid = signal_node(layout, name, signal.SIGKILL)
+    if pid is None:
+        return False
+    deadline = time.monotonic() + timeout_s
+    while is_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    layout.pid_file(name).unlink(missing_ok=True)
+    return True

@@ -1,0 +1,247 @@
+"""The node's HTTP API (aiohttp): the client API, the peer API, and the app factory.
+
+Client API (JSON answers; errors are {"error": message} with a 4xx or 503 status):
+  POST /tx                      body: a signed transaction (msgpack) -> 202 {"hash"}
+  GET  /tx/{hash}[?wait_ms=N]   the transaction, its status and receipt (waits up to N ms)
+  GET  /blocks?limit=N          the newest blocks
+  GET  /blocks/{height}         a block with its transactions, receipts and commit certificate
+  GET  /blocks/hash/{hash}      the same, by block hash
+  GET  /status                  height, head, state digest, view, primary, peers, counters
+  GET  /accounts/{public key}   the next nonce a sender should use
+  GET  /state/{contract}[/...]  a contract's state at the head
+  GET  /events/{subject}        the history of one subject (an item, an order, a machine)
+Peer API:
+  POST /peer/batch              {"sender", "messages": [...], "txs": [...]} (msgpack)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from contracts.errors import ContractError
+from ledger.encoding import decode
+from ledger.errors import EncodingError
+from ledger.tx import jsonable
+from node.errors import Rejection
+from node.service import Node
+
+log = logging.getLogger(__name__)
+
+NODE_KEY = web.AppKey("node", Node)
+WAIT_MS_MAX = 60_000
+BLOCK_LIST_MAX = 1000
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error(status: int, message: str) -> web.Response:
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+@web.middleware
+async def rejections(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn a Rejection into its status with a message; oversized bodies into 413."""
+    try:
+        return await handler(request)
+    except Rejection as exc:
+        return error(exc.status, str(exc))
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error(413, f"request body too large: {exc.text}")
+
+
+def create_app(node: Node) -> web.Application:
+    app = web.Application(
+        client_max_size=node.params.body_bytes_max, middlewares=[rejections]
+    )
+    app[NODE_KEY] = node
+    app.add_routes(
+        [
+            web.post("/tx", submit_tx),
+            web.get("/tx/{hash}", get_tx),
+            web.get("/blocks", list_blocks),
+            web.get("/blocks/hash/{hash}", get_block_by_hash),
+            web.get("/blocks/{height}", get_block),
+            web.get("/status", get_status),
+            web.get("/accounts/{key}", get_account),
+            web.get("/state/{contract}", get_state),
+            web.get("/state/{contract}/{path:.*}", get_state),
+            web.get("/events/{subject}", get_events),
+            web.post("/peer/batch", peer_batch),
+        ]
+    )
+    return app
+
+
+def _hex_param(request: web.Request, name: str, length: int) -> bytes:
+    text = request.match_info[name]
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        raise Rejection(f"{name} must be hex, got {text[:80]!r}") from None
+    if len(value) != length:
+        raise Rejection(f"{name} must be {length} bytes ({2 * length} hex digits)")
+    return value
+
+
+def _int_query(request: web.Request, name: str, default: int, maximum: int) -> int:
+    text = request.query.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise Rejection(f"query parameter {name} must be an integer, got {text[:40]!r}") from None
+    if not 0 <= value <= maximum:
+        raise Rejection(f"query parameter {name} must be between 0 and {maximum}")
+    return value
+
+
+async def submit_tx(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    raw = await request.read()
+    if not raw:
+        raise Rejection("empty body: expected a msgpack-encoded signed transaction")
+    tx = node.submit(raw)
+    return web.json_response({"hash": tx.hash.hex()}, status=202)
+
+
+async def get_tx(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    tx_hash = _hex_param(request, "hash", 32)
+    wait_ms = _int_query(request, "wait_ms", 0, WAIT_MS_MAX)
+    if wait_ms and not node.storage.has_tx(tx_hash):
+        await node.wait_committed(tx_hash, wait_ms / 1000)
+    receipt = node.storage.receipt(tx_hash)
+    if receipt is not None:
+        stored = node.storage.block(receipt.height)
+        assert stored is not None
+        tx = stored.block.txs[receipt.index]
+        return web.json_response(
+            {"status": "committed", "height": receipt.height, "tx": tx.summary(),
+             "receipt": receipt.summary()}
+        )
+    pending = node.mempool.get(tx_hash)
+    if pending is not None:
+        return web.json_response({"status": "pending", "tx": pending.summary()})
+    return error(404, f"transaction {tx_hash.hex()} is unknown to this node")
+
+
+async def list_blocks(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    limit = _int_query(request, "limit", 20, BLOCK_LIST_MAX)
+    return web.json_response({"blocks": node.storage.recent_blocks(limit)})
+
+
+def _block_json(node: Node, height: int) -> dict[str, Any] | None:
+    stored = node.storage.block(height)
+    if stored is None:
+        return None
+    receipts = [node.storage.receipt(tx.hash) for tx in stored.block.txs]
+    return {
+        "header": stored.block.header.summary(),
+        "state_digest_after": stored.state_digest.hex(),
+        "txs": [
+            {**tx.summary(), "receipt": None if r is None else r.summary()}
+            for tx, r in zip(stored.block.txs, receipts, strict=True)
+        ],
+        "certificate": None if stored.certificate is None else stored.certificate.summary(),
+    }
+
+
+async def get_block(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    text = request.match_info["height"]
+    if not text.isdigit():
+        raise Rejection(f"height must be a non-negative integer, got {text[:40]!r}")
+    body = _block_json(node, int(text))
+    if body is None:
+        return error(404, f"no block at height {text} (head is {node.storage.head().height})")
+    return web.json_response(body)
+
+
+async def get_block_by_hash(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    block_hash = _hex_param(request, "hash", 32)
+    stored = node.storage.block_by_hash(block_hash)
+    if stored is None:
+        return error(404, f"no block with hash {block_hash.hex()}")
+    body = _block_json(node, stored.block.height)
+    return web.json_response(body)
+
+
+async def get_status(request: web.Request) -> web.Response:
+    return web.json_response(request.app[NODE_KEY].status())
+
+
+async def get_account(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    key = _hex_param(request, "key", 32)
+    identity = node.runtime.identity_of(node.storage, key)
+    return web.json_response(
+        {
+            "public_key": key.hex(),
+            "identity": None if identity is None else identity.name,
+            "committed_nonce": node.runtime.account_nonce(node.storage, key),
+            "next_nonce": node.mempool.next_nonce(key),
+        }
+    )
+
+
+async def get_state(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    contract = request.match_info["contract"]
+    path = [part for part in request.match_info.get("path", "").split("/") if part]
+    try:
+        value = node.runtime.query(node.storage, contract, path)
+    except ContractError as exc:
+        return error(404, str(exc))
+    return web.json_response({"contract": contract, "path": path, "value": jsonable(value)})
+
+
+async def get_events(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    subject = request.match_info["subject"]
+    limit = _int_query(request, "limit", 1000, 10_000)
+    return web.json_response(
+        {"subject": subject, "events": jsonable(node.storage.events(subject, limit))}
+    )
+
+
+async def peer_batch(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    raw = await request.read()
+    try:
+        batch = decode(raw)
+    except EncodingError as exc:
+        node.counters.reject("peer_malformed")
+        return error(400, f"peer batch is not canonical msgpack: {exc}")
+    if not isinstance(batch, dict) or not isinstance(batch.get("messages"), list) or not (
+        isinstance(batch.get("txs"), list)
+    ):
+        node.counters.reject("peer_malformed")
+        return error(400, "peer batch must be a map with lists 'messages' and 'txs'")
+    node.receive_peer_batch(batch["messages"], batch["txs"])
+    return web.json_response({"ok": True})
+
+
+async def serve(node: Node, host: str, port: int, stop: asyncio.Event) -> None:
+    """Run the node and its HTTP server until `stop` is set, then shut down gracefully."""
+    app = create_app(node)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    await site.start()
+    await node.start()
+    log.info("listening on http://%s:%d", host, port)
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await runner.cleanup()
+        await node.stop()

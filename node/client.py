@@ -1,0 +1,131 @@
+"""An asyncio client for a node's HTTP API, used by the CLI, the bench and the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiohttp
+
+from ledger.crypto import KeyPair
+from ledger.tx import Transaction
+from node.errors import NodeError
+
+
+class ClientError(NodeError):
+    """A node answered with an error status, or could not be reached."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NodeClient:
+    def __init__(self, url: str, *, timeout_s: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> NodeClient:
+        self._session = aiohttp.ClientSession(timeout=self._timeout)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("NodeClient must be used as an async context manager")
+        return self._session
+
+    async def request(
+        self, method: str, path: str, *, body: bytes | None = None, timeout_s: float | None = None
+    ) -> Any:
+        headers = {"Content-Type": "application/msgpack"} if body is not None else None
+        timeout = aiohttp.ClientTimeout(total=timeout_s) if timeout_s else None
+        try:
+            async with self.session.request(
+                method, self.url + path, data=body, headers=headers, timeout=timeout
+            ) as response:
+                payload = await response.json(content_type=None)
+                if response.status >= 400:
+                    message = payload.get("error") if isinstance(payload, dict) else payload
+                    raise ClientError(f"{response.status}: {message}", status=response.status)
+                return payload
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ClientError(f"cannot reach {self.url}: {exc or type(exc).__name__}") from exc
+
+    async def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", "/status", timeout_s=3)
+        return result
+
+    async def submit(self, raw: bytes) -> str:
+        result = await self.request("POST", "/tx", body=raw)
+        return str(result["hash"])
+
+    async def tx(self, tx_hash: str, *, wait_ms: int = 0) -> dict[str, Any]:
+        suffix = f"?wait_ms={wait_ms}" if wait_ms else ""
+        timeout_s = wait_ms / 1000 + 5 if wait_ms else None
+        result: dict[str, Any] = await self.request(
+            "GET", f"/tx/{tx_hash}{suffix}", timeout_s=timeout_s
+        )
+        return result
+
+    async def next_nonce(self, public_key: bytes) -> int:
+        result = await self.request("GET", f"/accounts/{public_key.hex()}")
+        return int(result["next_nonce"])
+
+    async def query(self, contract: str, path: list[str]) -> Any:
+        suffix = "".join(f"/{part}" for part in path)
+        result = await self.request("GET", f"/state/{contract}{suffix}")
+        return result["value"]
+
+    async def block(self, height: int) -> dict[str, Any]:
+        result: dict[str, Any] = await self.request("GET", f"/blocks/{height}")
+        return result
+
+    async def sign_and_submit(
+        self, keys: KeyPair, *, chain_id: str, contract: str, method: str, args: dict[str, Any]
+    ) -> Transaction:
+        nonce = await self.next_nonce(keys.public_key)
+        tx = Transaction.create(
+            keys, chain_id=chain_id, nonce=nonce, contract=contract, method=method, args=args
+        )
+        await self.submit(tx.to_wire())
+        return tx
+
+    async def wait_committed(self, tx_hash: str, timeout_s: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if remaining_ms <= 0:
+                raise ClientError(f"transaction {tx_hash} not committed within {timeout_s:.0f} s")
+            result = await self.tx(tx_hash, wait_ms=min(remaining_ms, 10_000))
+            if result["status"] == "committed":
+                return result
+
+
+async def wait_until_up(urls: list[str], timeout_s: float) -> dict[str, dict[str, Any]]:
+    """Poll every node's /status until all answer or the deadline passes."""
+    deadline = time.monotonic() + timeout_s
+    answered: dict[str, dict[str, Any]] = {}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while True:
+            for url in urls:
+                if url in answered:
+                    continue
+                try:
+                    async with session.get(url + "/status") as response:
+                        if response.status == 200:
+                            answered[url] = await response.json()
+                except (aiohttp.ClientError, TimeoutError):
+                    pass
+            if len(answered) == len(urls):
+                return answered
+            if time.monotonic() > deadline:
+                missing = ", ".join(u for u in urls if u not in answered)
+                raise ClientError(f"nodes not answering after {timeout_s:.0f} s: {missing}")
+            await asyncio.sleep(0.1)

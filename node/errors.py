@@ -1,0 +1,38 @@
+"""Errors of the node package; `status` is the HTTP status a client API answers with."""
+
+from ledger.errors import MillchainError
+
+
+class NodeError(MillchainError):
+    """Root of the node package's errors."""
+
+
+class ConfigError(NodeError):
+    """A node configuration file that is missing or malformed."""
+
+
+class StorageError(NodeError):
+    """The database is inconsistent with what the node expects (wrong chain, gap in heights)."""
+
+
+class Rejection(NodeError):
+    """A client request refused with an HTTP status and a message saying what was wrong."""
+
+    status = 400
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+class MempoolFull(Rejection):
+    status = 503
+
+
+class Duplicate(Rejection):
+    status = 409
+
+
+class StateDiverged(NodeError):
+    """This node's state digest differs from the quorum's: it must stop rather than diverge."""

@@ -1,0 +1,71 @@
+"""Run one node in the foreground: logging to its file, SIGTERM and SIGINT for a graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import time
+from pathlib import Path
+
+from ledger.crypto import read_key_file
+from ledger.genesis import Genesis
+from node.api import serve
+from node.config import NodeConfig
+from node.service import Node
+from node.storage import Storage
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "ts": round(record.created, 3),
+                "level": record.levelname.lower(),
+                "logger": record.name,
+                "msg": record.getMessage(),
+            }
+        )
+
+
+def setup_logging(log_file: Path, *, name: str, as_json: bool) -> None:
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    if as_json:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        formatter = logging.Formatter(f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s")
+        formatter.converter = time.gmtime
+        handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
+async def run(config: NodeConfig) -> None:
+    genesis = Genesis.load(config.genesis_file)
+    keys = read_key_file(config.key_file)
+    storage = Storage(config.data_dir / "chain.sqlite")
+    node = Node(
+        name=config.name,
+        genesis=genesis,
+        keys=keys,
+        storage=storage,
+        pipeline_depth=config.pipeline_depth,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await serve(node, config.host, config.port, stop)
+
+
+def run_node(config: NodeConfig) -> None:
+    setup_logging(config.log_file, name=config.name, as_json=config.log_json)
+    try:
+        import uvloop  # noqa: PLC0415  (optional speed-up)
+    except ImportError:
+        asyncio.run(run(config))
+    else:
+        uvloop.run(run(config))

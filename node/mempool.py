@@ -1,0 +1,124 @@
+"""The mempool: admitted transactions waiting for a block.
+
+Transactions are deduplicated by hash and kept per sender in nonce order. Only a run of
+consecutive nonces starting at the sender's next nonce is ready to be cut into a block; a
+transaction with a gap waits for the one before it. Senders are served round-robin in order of
+arrival, so one busy sender cannot starve the others.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+
+from ledger.tx import Transaction
+from node.errors import Duplicate, MempoolFull
+
+NONCE_AHEAD_MAX = 1024
+
+
+class Mempool:
+    def __init__(self, *, capacity: int, committed_nonce: Callable[[bytes], int]) -> None:
+        self.capacity = capacity
+        self._committed_nonce = committed_nonce
+        self._by_hash: dict[bytes, Transaction] = {}
+        self._by_sender: OrderedDict[bytes, dict[int, Transaction]] = OrderedDict()
+        self._next: dict[bytes, int] = {}  # next nonce to cut per sender (past in-flight ones)
+        self._in_flight: dict[bytes, Transaction] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_hash)
+
+    def __contains__(self, tx_hash: bytes) -> bool:
+        return tx_hash in self._by_hash
+
+    def get(self, tx_hash: bytes) -> Transaction | None:
+        return self._by_hash.get(tx_hash)
+
+    def add(self, tx: Transaction) -> None:
+        """Admit a verified transaction or raise a Rejection saying why not."""
+        if tx.hash in self._by_hash:
+            raise Duplicate(f"transaction {tx.hash.hex()} is already pending")
+        committed = self._committed_nonce(tx.sender)
+        if tx.nonce < committed:
+            raise Duplicate(
+                f"nonce {tx.nonce} of sender {tx.sender.hex()[:16]} is already used "
+                f"(next is {committed})"
+            )
+        if tx.nonce >= committed + NONCE_AHEAD_MAX:
+            # Per-sender back-pressure: the sender may retry once earlier nonces commit.
+            raise MempoolFull(
+                f"nonce {tx.nonce} is {NONCE_AHEAD_MAX} or more ahead of the committed nonce "
+                f"{committed}; retry once earlier transactions commit"
+            )
+        pending = self._by_sender.get(tx.sender)
+        if pending is not None and tx.nonce in pending:
+            raise Duplicate(f"nonce {tx.nonce} of this sender is already pending in another tx")
+        if len(self._by_hash) >= self.capacity:
+            raise MempoolFull(f"mempool is full ({self.capacity} transactions); retry later")
+        if pending is None:
+            pending = self._by_sender[tx.sender] = {}
+        pending[tx.nonce] = tx
+        self._by_hash[tx.hash] = tx
+
+    def next_nonce(self, sender: bytes) -> int:
+        """The nonce a client should use next: past every consecutive pending one."""
+        nonce = self._committed_nonce(sender)
+        pending = self._by_sender.get(sender, {})
+        while nonce in pending:
+            nonce += 1
+        return nonce
+
+    def ready_count_at_least(self, count: int) -> bool:
+        return len(self._by_hash) - len(self._in_flight) >= count
+
+    def cut(self, txs_max: int) -> list[Transaction]:
+        """Take up to `txs_max` ready transactions (they stay pending until committed)."""
+        batch: list[Transaction] = []
+        for sender in list(self._by_sender):
+            pending = self._by_sender[sender]
+            nonce = self._next.get(sender)
+            if nonce is None:
+                nonce = self._committed_nonce(sender)
+            while nonce in pending and len(batch) < txs_max:
+                tx = pending[nonce]
+                batch.append(tx)
+                self._in_flight[tx.hash] = tx
+                nonce += 1
+            self._next[sender] = nonce
+            if len(batch) >= txs_max:
+                # Serve this sender last next time: round-robin fairness.
+                self._by_sender.move_to_end(sender)
+                break
+        return batch
+
+    def remove_committed(self, txs: Iterable[Transaction]) -> None:
+        """Drop committed transactions and any pending one their nonces made stale."""
+        senders: set[bytes] = set()
+        for tx in txs:
+            senders.add(tx.sender)
+            self._drop(tx)
+        for sender in senders:
+            committed = self._committed_nonce(sender)
+            pending = self._by_sender.get(sender)
+            if pending is not None:
+                for nonce in [n for n in pending if n < committed]:
+                    self._drop(pending[nonce])
+            if self._next.get(sender, committed) < committed:
+                self._next[sender] = committed
+
+    def return_in_flight(self) -> None:
+        """Forget what was cut but not committed (after a view change) so it can be cut again."""
+        self._in_flight.clear()
+        self._next.clear()
+
+    def _drop(self, tx: Transaction) -> None:
+        self._in_flight.pop(tx.hash, None)
+        if self._by_hash.pop(tx.hash, None) is None:
+            return
+        pending = self._by_sender.get(tx.sender)
+        if pending is not None:
+            pending.pop(tx.nonce, None)
+            if not pending:
+                del self._by_sender[tx.sender]
+                self._next.pop(tx.sender, None)

@@ -1,0 +1,280 @@
+"""SQLite storage (WAL mode): blocks with their commit certificates, receipts, events and state.
+
+A committed block, its receipts, its events and the state writes it produced land in one database
+transaction, so a crash leaves either all of a block or none of it. The storage is also the state
+reader the contract runtime executes against.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from contracts.receipt import Receipt
+from contracts.runtime import BlockResult
+from ledger.block import ZERO_HASH, Block
+from ledger.certificate import CommitCertificate
+from ledger.encoding import decode, encode
+from node.errors import StorageError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    height INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE,
+    block BLOB NOT NULL,
+    certificate BLOB NOT NULL,
+    state_digest BLOB NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    tx_count INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS txs (
+    hash BLOB PRIMARY KEY,
+    height INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    receipt BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    height INTEGER NOT NULL,
+    tx_hash BLOB NOT NULL,
+    contract TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_subject ON events (subject, id);
+CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Head:
+    height: int
+    hash: bytes
+    state_digest: bytes
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredBlock:
+    block: Block
+    certificate: CommitCertificate | None
+    state_digest: bytes
+
+
+class Storage:
+    """One node's database. Not thread-safe: the node's event loop is its only user."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- genesis -----------------------------------------------------------------------------
+
+    def initialise(
+        self, *, genesis_hash: bytes, writes: Mapping[bytes, bytes | None], digest: bytes, time_ms: int
+    ) -> None:
+        """Write genesis state once; on later starts check the database belongs to this chain."""
+        stored = self._meta("genesis_hash")
+        if stored is not None:
+            if stored != genesis_hash:
+                raise StorageError(
+                    "the data directory belongs to another chain (genesis hash "
+                    f"{stored.hex()[:16]}, expected {genesis_hash.hex()[:16]})"
+                )
+            return
+        with self._transaction():
+            self._apply_writes(writes)
+            self._set_meta("genesis_hash", genesis_hash)
+            self._set_meta("genesis_digest", digest)
+            self._set_meta("genesis_time_ms", encode(time_ms))
+
+    def head(self) -> Head:
+        row = self._db.execute(
+            "SELECT height, hash, state_digest, timestamp_ms FROM blocks "
+            "ORDER BY height DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            digest = self._meta("genesis_digest")
+            time_raw = self._meta("genesis_time_ms")
+            if digest is None or time_raw is None:
+                raise StorageError("storage is not initialised with a genesis")
+            return Head(height=0, hash=ZERO_HASH, state_digest=digest, timestamp_ms=decode(time_raw))
+        return Head(height=row[0], hash=row[1], state_digest=row[2], timestamp_ms=row[3])
+
+    # -- blocks ------------------------------------------------------------------------------
+
+    def commit_block(self, block: Block, certificate: CommitCertificate, result: BlockResult) -> None:
+        """Persist a block, its receipts, events and state writes atomically."""
+        head = self.head()
+        if block.height != head.height + 1:
+            raise StorageError(f"block {block.height} does not follow the head {head.height}")
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    block.height,
+                    block.hash,
+                    block.to_wire(),
+                    certificate.to_wire(),
+                    result.state_digest,
+                    block.header.timestamp_ms,
+                    len(block.txs),
+                ),
+            )
+            self._db.executemany(
+                "INSERT INTO txs VALUES (?, ?, ?, ?)",
+                [
+                    (receipt.tx_hash, block.height, receipt.index, encode(receipt.to_map()))
+                    for receipt in result.receipts
+                ],
+            )
+            self._db.executemany(
+                "INSERT INTO events (height, tx_hash, contract, kind, subject, data) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (block.height, r.tx_hash, e.contract, e.kind, e.subject, encode(e.data))
+                    for r in result.receipts
+                    for e in r.events
+                ],
+            )
+            self._apply_writes(result.writes)
+
+    def block(self, height: int) -> StoredBlock | None:
+        row = self._db.execute(
+            "SELECT block, certificate, state_digest FROM blocks WHERE height = ?", (height,)
+        ).fetchone()
+        return None if row is None else _stored_block(row)
+
+    def block_by_hash(self, block_hash: bytes) -> StoredBlock | None:
+        row = self._db.execute(
+            "SELECT block, certificate, state_digest FROM blocks WHERE hash = ?", (block_hash,)
+        ).fetchone()
+        return None if row is None else _stored_block(row)
+
+    def block_range(self, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
+        """Raw (height, block wire, certificate wire) for start <= height <= end."""
+        rows = self._db.execute(
+            "SELECT height, block, certificate FROM blocks WHERE height BETWEEN ? AND ? "
+            "ORDER BY height",
+            (start, end),
+        ).fetchall()
+        return [(row[0], row[1], row[2]) for row in rows]
+
+    def recent_blocks(self, limit: int) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT height, hash, timestamp_ms, tx_count, state_digest FROM blocks "
+            "ORDER BY height DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            {
+                "height": r[0],
+                "hash": r[1].hex(),
+                "timestamp_ms": r[2],
+                "tx_count": r[3],
+                "state_digest": r[4].hex(),
+            }
+            for r in rows
+        ]
+
+    def receipt(self, tx_hash: bytes) -> Receipt | None:
+        row = self._db.execute("SELECT receipt FROM txs WHERE hash = ?", (tx_hash,)).fetchone()
+        return None if row is None else Receipt.from_map(decode(row[0]))
+
+    def has_tx(self, tx_hash: bytes) -> bool:
+        row = self._db.execute("SELECT 1 FROM txs WHERE hash = ?", (tx_hash,)).fetchone()
+        return row is not None
+
+    def events(self, subject: str, limit: int = 1000) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT height, tx_hash, contract, kind, subject, data FROM events "
+            "WHERE subject = ? ORDER BY id LIMIT ?",
+            (subject, limit),
+        ).fetchall()
+        return [
+            {
+                "height": r[0],
+                "tx_hash": r[1].hex(),
+                "contract": r[2],
+                "kind": r[3],
+                "subject": r[4],
+                "data": decode(r[5]),
+            }
+            for r in rows
+        ]
+
+    # -- state (the contracts' StateReader) --------------------------------------------------
+
+    def get(self, key: bytes) -> bytes | None:
+        row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        end = _prefix_end(prefix)
+        if end is None:
+            cursor = self._db.execute(
+                "SELECT key, value FROM state WHERE key >= ? ORDER BY key", (prefix,)
+            )
+        else:
+            cursor = self._db.execute(
+                "SELECT key, value FROM state WHERE key >= ? AND key < ? ORDER BY key",
+                (prefix, end),
+            )
+        for key, value in cursor.fetchall():
+            yield bytes(key), bytes(value)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _apply_writes(self, writes: Mapping[bytes, bytes | None]) -> None:
+        upserts = [(k, v) for k, v in writes.items() if v is not None]
+        deletes = [(k,) for k, v in writes.items() if v is None]
+        self._db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", upserts)
+        self._db.executemany("DELETE FROM state WHERE key = ?", deletes)
+
+    def _meta(self, key: str) -> bytes | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def _set_meta(self, key: str, value: bytes) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+
+def _stored_block(row: tuple[bytes, bytes, bytes]) -> StoredBlock:
+    return StoredBlock(
+        block=Block.from_wire(row[0]),
+        certificate=CommitCertificate.from_wire(row[1]),
+        state_digest=bytes(row[2]),
+    )
+
+
+def _prefix_end(prefix: bytes) -> bytes | None:
+    """The smallest key greater than every key starting with `prefix` (None if unbounded)."""
+    trimmed = prefix.rstrip(b"\xff")
+    if not trimmed:
+        return None
+    return trimmed[:-1] + bytes([trimmed[-1] + 1])

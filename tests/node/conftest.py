@@ -1,0 +1,76 @@
+"""An in-process node (validator 0 of a 4-validator genesis) behind aiohttp's test server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from ledger.crypto import KeyPair
+from ledger.genesis import Genesis, Identity, Params, Role, Validator
+from node.api import create_app
+from node.service import Node
+from node.storage import Storage
+
+CHAIN_ID = "test-chain"
+
+
+@dataclass
+class Setup:
+    genesis: Genesis
+    validator_keys: list[KeyPair]
+    identities: dict[str, KeyPair]
+
+
+def make_setup(params: Params | None = None) -> Setup:
+    validator_keys = [KeyPair.from_seed(bytes([i + 1]) * 32) for i in range(4)]
+    identities = {
+        name: KeyPair.from_seed(bytes([100 + i]) * 32)
+        for i, name in enumerate(["admin", "supplier", "customer", "planner"])
+    }
+    roles = {"admin": Role.ADMIN, "supplier": Role.SUPPLIER, "customer": Role.CUSTOMER,
+             "planner": Role.PLANNER}
+    genesis = Genesis(
+        chain_id=CHAIN_ID,
+        genesis_time_ms=1_700_000_000_000,
+        validators=tuple(
+            # Port 9 (discard) on loopback: peers are unreachable, which these tests want.
+            Validator(name=f"node{i}", public_key=k.public_key, host="127.0.0.1", port=9)
+            for i, k in enumerate(validator_keys)
+        ),
+        identities=tuple(
+            Identity(name=name, public_key=k.public_key, roles=(roles[name],))
+            for name, k in identities.items()
+        ),
+        params=params or Params(body_bytes_max=64 * 1024),
+    )
+    return Setup(genesis=genesis, validator_keys=validator_keys, identities=identities)
+
+
+@pytest.fixture
+def setup() -> Setup:
+    return make_setup()
+
+
+@pytest.fixture
+async def node(setup: Setup, tmp_path: Path) -> AsyncIterator[Node]:
+    node = Node(
+        name="node1",
+        genesis=setup.genesis,
+        keys=setup.validator_keys[1],  # a backup: it never proposes, so nothing moves
+        storage=Storage(tmp_path / "chain.sqlite"),
+    )
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+@pytest.fixture
+async def client(node: Node) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+    async with TestClient(TestServer(create_app(node))) as test_client:
+        yield test_client

@@ -1,0 +1,161 @@
+"""Bad input to the client API gets a 4xx saying what was wrong, and nothing is stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from ledger.crypto import KeyPair
+from ledger.encoding import encode
+from ledger.tx import Transaction
+from node.service import Node
+from tests.node.conftest import CHAIN_ID, Setup
+
+
+def _tx(keys: KeyPair, *, nonce: int = 0, chain_id: str = CHAIN_ID, qty: int = 5) -> Transaction:
+    return Transaction.create(
+        keys, chain_id=chain_id, nonce=nonce, contract="inventory", method="receive",
+        args={"item": "steel", "location": "main", "qty": qty},
+    )
+
+
+async def _post(client: TestClient, body: bytes) -> tuple[int, dict[str, Any]]:  # type: ignore[type-arg]
+    response = await client.post("/tx", data=body, headers={"Content-Type": "application/msgpack"})
+    return response.status, await response.json()
+
+
+def _nothing_stored(node: Node, mempool_before: int = 0) -> None:
+    assert len(node.mempool) == mempool_before
+    assert node.storage.head().height == 0
+
+
+async def test_accepts_a_well_formed_transaction(client: TestClient, node: Node,  # type: ignore[type-arg]
+                                                 setup: Setup) -> None:
+    tx = _tx(setup.identities["supplier"])
+    status, body = await _post(client, tx.to_wire())
+    assert status == 202
+    assert body["hash"] == tx.hash.hex()
+    assert len(node.mempool) == 1
+    response = await client.get(f"/tx/{tx.hash.hex()}")
+    assert (await response.json())["status"] == "pending"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "fragment"),
+    [
+        (b"\xc1not msgpack", 400, "malformed transaction"),
+        (b"", 400, "empty body"),
+        (encode([1, 2, 3]), 400, "must be a map"),
+        (encode({"body": b"x", "signature": b"y" * 64, "extra": 1}), 400, "unknown field"),
+        (encode({"body": encode({"chain_id": CHAIN_ID}), "signature": b"y" * 64}), 400,
+         "missing field"),
+    ],
+)
+async def test_rejects_malformed_bodies(client: TestClient, node: Node, body: bytes,  # type: ignore[type-arg]
+                                        status: int, fragment: str) -> None:
+    got_status, got = await _post(client, body)
+    assert got_status == status
+    assert fragment in got["error"]
+    _nothing_stored(node)
+
+
+async def test_rejects_wrong_field_types(client: TestClient, node: Node,  # type: ignore[type-arg]
+                                         setup: Setup) -> None:
+    keys = setup.identities["supplier"]
+    fields = {"chain_id": CHAIN_ID, "sender": keys.public_key, "nonce": "zero",
+              "contract": "inventory", "method": "receive", "args": {}}
+    body = encode(fields)
+    wire = encode({"body": body, "signature": bytes(64)})
+    status, got = await _post(client, wire)
+    assert status == 400
+    assert "nonce must be an integer" in got["error"]
+    _nothing_stored(node)
+
+
+async def test_rejects_a_bad_signature(client: TestClient, node: Node, setup: Setup) -> None:  # type: ignore[type-arg]
+    tx = _tx(setup.identities["supplier"])
+    forged = encode({"body": tx.body, "signature": bytes(64)})
+    status, got = await _post(client, forged)
+    assert status == 401
+    assert "bad" in got["error"] and "signature" in got["error"]
+    _nothing_stored(node)
+
+
+async def test_rejects_an_unknown_sender(client: TestClient, node: Node) -> None:  # type: ignore[type-arg]
+    stranger = KeyPair.from_seed(b"\x77" * 32)
+    status, got = await _post(client, _tx(stranger).to_wire())
+    assert status == 403
+    assert "not a known identity" in got["error"]
+    _nothing_stored(node)
+
+
+async def test_rejects_a_wrong_chain_id(client: TestClient, node: Node, setup: Setup) -> None:  # type: ignore[type-arg]
+    status, got = await _post(client, _tx(setup.identities["supplier"], chain_id="other").to_wire())
+    assert status == 400
+    assert "is for chain 'other'" in got["error"]
+    _nothing_stored(node)
+
+
+async def test_rejects_a_replayed_transaction_and_a_reused_nonce(
+    client: TestClient, node: Node, setup: Setup  # type: ignore[type-arg]
+) -> None:
+    keys = setup.identities["supplier"]
+    first = _tx(keys, nonce=0)
+    assert (await _post(client, first.to_wire()))[0] == 202
+    status, got = await _post(client, first.to_wire())
+    assert status == 409
+    assert "already" in got["error"]
+    status, got = await _post(client, _tx(keys, nonce=0, qty=6).to_wire())
+    assert status == 409
+    assert "nonce 0" in got["error"]
+    _nothing_stored(node, mempool_before=1)
+
+
+async def test_rejects_an_oversized_body(client: TestClient, node: Node) -> None:  # type: ignore[type-arg]
+    status, got = await _post(client, b"\x00" * (128 * 1024))
+    assert status == 413
+    assert "too large" in got["error"]
+    _nothing_stored(node)
+
+
+async def test_rejects_a_transaction_over_the_size_limit(client: TestClient, node: Node,  # type: ignore[type-arg]
+                                                         setup: Setup) -> None:
+    tx = Transaction.create(
+        setup.identities["supplier"], chain_id=CHAIN_ID, nonce=0, contract="inventory",
+        method="receive", args={"note": "x" * 40_000},
+    )
+    status, got = await _post(client, tx.to_wire())
+    assert status == 400
+    assert "limit" in got["error"]
+    _nothing_stored(node)
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "fragment"),
+    [
+        ("/tx/zz", 400, "must be hex"),
+        ("/tx/" + "ab" * 32, 404, "unknown"),
+        ("/blocks/abc", 400, "non-negative integer"),
+        ("/blocks/5", 404, "no block at height 5"),
+        ("/blocks?limit=-1", 400, "limit"),
+        ("/state/nosuch", 404, "nosuch"),
+        ("/accounts/12", 400, "32 bytes"),
+    ],
+)
+async def test_bad_reads_answer_with_what_was_wrong(client: TestClient, path: str,  # type: ignore[type-arg]
+                                                    status: int, fragment: str) -> None:
+    response = await client.get(path)
+    assert response.status == status
+    assert fragment in (await response.json())["error"]
+
+
+async def test_peer_batch_rejects_malformed_bodies(client: TestClient, node: Node) -> None:  # type: ignore[type-arg]
+    response = await client.post("/peer/batch", data=b"\xc1")
+    assert response.status == 400
+    response = await client.post("/peer/batch", data=encode({"messages": 1, "txs": []}))
+    assert response.status == 400
+    response = await client.post("/peer/batch", data=encode({"messages": [b"junk", 5], "txs": []}))
+    assert response.status == 200
+    assert node.counters.messages_rejected == 2
