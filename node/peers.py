@@ -3,9 +3,10 @@
 Each peer has one queue and one sender task, so messages to a peer leave in the order they were
 queued, and everything queued while a request is in flight leaves together in the next request:
 batching falls out of back-pressure instead of a timer. Links keep their HTTP connection alive.
-A peer that does not answer is marked down and retried with back-off; consensus messages queued
-for a down peer are dropped (the protocol recovers them by retransmission and state transfer),
-bounded so a dead peer cannot grow memory.
+A batch a peer did not take is put back at the front and retried with back-off, so a peer that
+restarts gets what it missed while it was briefly away; the queue is bounded in bytes, dropping
+the oldest items first, so a long-dead peer cannot grow memory (the protocol's retransmission and
+state transfer cover what was dropped).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,9 +24,39 @@ from ledger.encoding import encode
 
 log = logging.getLogger(__name__)
 
-QUEUE_ITEMS_MAX = 100_000
+QUEUE_BYTES_MAX = 64 * 1024 * 1024
 BATCH_BYTES_MAX = 4 * 1024 * 1024
+BACKOFF_MS_MIN = 50
 BACKOFF_MS_MAX = 2000
+
+
+@dataclass(slots=True)
+class _Queue:
+    items: deque[bytes] = field(default_factory=deque)
+    size: int = 0
+    dropped: int = 0
+
+    def push(self, item: bytes) -> None:
+        self.items.append(item)
+        self.size += len(item)
+        while self.size > QUEUE_BYTES_MAX and len(self.items) > 1:
+            self.size -= len(self.items.popleft())
+            self.dropped += 1
+
+    def take(self, bytes_max: int) -> list[bytes]:
+        taken: list[bytes] = []
+        budget = bytes_max
+        while self.items and (not taken or len(self.items[0]) <= budget):
+            item = self.items.popleft()
+            self.size -= len(item)
+            budget -= len(item)
+            taken.append(item)
+        return taken
+
+    def put_back(self, items: list[bytes]) -> None:
+        for item in reversed(items):
+            self.items.appendleft(item)
+            self.size += len(item)
 
 
 @dataclass(slots=True)
@@ -32,12 +64,12 @@ class PeerLink:
     index: int
     name: str
     url: str
-    messages: list[bytes] = field(default_factory=list)
-    txs: list[bytes] = field(default_factory=list)
+    messages: _Queue = field(default_factory=_Queue)
+    txs: _Queue = field(default_factory=_Queue)
     up: bool = False
     last_ok_ms: int | None = None
     sent_batches: int = 0
-    dropped_items: int = 0
+    failures: int = 0
     wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def status(self) -> dict[str, Any]:
@@ -47,7 +79,8 @@ class PeerLink:
             "url": self.url,
             "up": self.up,
             "last_ok_ms": self.last_ok_ms,
-            "queued": len(self.messages) + len(self.txs),
+            "queued": len(self.messages.items) + len(self.txs.items),
+            "dropped": self.messages.dropped + self.txs.dropped,
         }
 
 
@@ -77,10 +110,7 @@ class Peers:
 
     def send(self, index: int, message: bytes) -> None:
         link = self.links[index]
-        if len(link.messages) >= QUEUE_ITEMS_MAX:
-            link.dropped_items += 1
-            return
-        link.messages.append(message)
+        link.messages.push(message)
         link.wake.set()
 
     def broadcast(self, message: bytes) -> None:
@@ -89,28 +119,28 @@ class Peers:
 
     def forward_txs(self, txs: list[bytes]) -> None:
         for link in self.links.values():
-            room = QUEUE_ITEMS_MAX - len(link.txs)
-            if room < len(txs):
-                link.dropped_items += len(txs) - max(room, 0)
-            link.txs.extend(txs[: max(room, 0)])
+            for tx in txs:
+                link.txs.push(tx)
             link.wake.set()
 
     def status(self) -> list[dict[str, Any]]:
         return [link.status() for link in self.links.values()]
 
     async def _run(self, link: PeerLink) -> None:
-        backoff_ms = 50
+        backoff_ms = BACKOFF_MS_MIN
         while True:
             await link.wake.wait()
             link.wake.clear()
-            while link.messages or link.txs:
-                messages, txs = _take_batch(link)
+            while link.messages.items or link.txs.items:
+                messages = link.messages.take(BATCH_BYTES_MAX)
+                room = BATCH_BYTES_MAX - sum(len(m) for m in messages)
+                txs = link.txs.take(room) if room > 0 else []
                 body = encode({"sender": self.self_index, "messages": messages, "txs": txs})
                 if await self._post(link, body):
-                    backoff_ms = 50
+                    backoff_ms = BACKOFF_MS_MIN
                     continue
-                # Down: drop what we could not deliver and wait before trying again.
-                link.dropped_items += len(messages) + len(txs)
+                link.messages.put_back(messages)
+                link.txs.put_back(txs)
                 await asyncio.sleep(backoff_ms / 1000)
                 backoff_ms = min(backoff_ms * 2, BACKOFF_MS_MAX)
 
@@ -123,12 +153,11 @@ class Peers:
                 headers={"Content-Type": "application/msgpack"},
             ) as response:
                 await response.read()
-                ok = response.status == 200
-                if not ok:
-                    log.warning("peer %s answered %s", link.name, response.status)
+                status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            link.failures += 1
             if link.up:
-                log.warning("peer %s is down: %s", link.name, exc)
+                log.warning("peer %s is down: %s", link.name, exc or type(exc).__name__)
             link.up = False
             return False
         if not link.up:
@@ -136,23 +165,7 @@ class Peers:
         link.up = True
         link.last_ok_ms = int(time.time() * 1000)
         link.sent_batches += 1
-        return ok
-
-
-def _take_batch(link: PeerLink) -> tuple[list[bytes], list[bytes]]:
-    """Take queued items up to BATCH_BYTES_MAX, consensus messages first."""
-    messages, link.messages = _split(link.messages, BATCH_BYTES_MAX)
-    room = BATCH_BYTES_MAX - sum(len(m) for m in messages)
-    txs: list[bytes] = []
-    if link.txs and room > 0:
-        txs, link.txs = _split(link.txs, room)
-    return messages, txs
-
-
-def _split(items: list[bytes], bytes_max: int) -> tuple[list[bytes], list[bytes]]:
-    size = 0
-    for count, item in enumerate(items):
-        size += len(item)
-        if size > bytes_max and count > 0:
-            return items[:count], items[count:]
-    return items, []
+        if status != 200:
+            # The peer refused the batch as malformed: resending the same bytes cannot help.
+            log.warning("peer %s refused a batch with status %d", link.name, status)
+        return True
