@@ -1,0 +1,64 @@
+"""Receipts and events: canonical round trip, JSON summary, and the shape rules of failures."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from contracts.receipt import Event, Receipt
+from ledger.encoding import decode, encode
+from ledger.errors import ValidationError
+
+EVENT = Event(contract="inventory", kind="receive", subject="item:steel@main", data={"qty": 3})
+OK = Receipt(
+    tx_hash=b"\x11" * 32,
+    height=7,
+    index=2,
+    ok=True,
+    error=None,
+    result={"on_hand": 3, "key": b"\x01\x02"},
+    events=(EVENT,),
+)
+
+
+def test_receipt_round_trips_through_the_canonical_encoding():
+    assert Receipt.from_map(decode(encode(OK.to_map()))) == OK
+    failed = Receipt.failure(tx_hash=b"\x22" * 32, height=1, index=0, error="nope")
+    assert Receipt.from_map(decode(encode(failed.to_map()))) == failed
+
+
+def test_summary_is_json_friendly_with_hex_bytes():
+    summary = OK.summary()
+    json.dumps(summary)
+    assert summary["tx_hash"] == "11" * 32
+    assert summary["result"]["key"] == "0102"
+    assert summary["events"][0]["subject"] == "item:steel@main"
+
+
+def test_failed_receipt_has_an_error_and_no_result_or_events():
+    failed = Receipt.failure(tx_hash=b"\x22" * 32, height=1, index=0, error="nope")
+    assert (failed.ok, failed.error, failed.result, failed.events) == (False, "nope", None, ())
+    bad = {**failed.to_map(), "events": [EVENT.to_map()]}
+    with pytest.raises(ValidationError, match="no result or events"):
+        Receipt.from_map(bad)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("tx_hash", b"short"), ("ok", 1), ("height", -1), ("error", 5), ("events", {})],
+)
+def test_from_map_rejects_malformed_fields(field, value):
+    with pytest.raises(ValidationError):
+        Receipt.from_map({**OK.to_map(), field: value})
+
+
+def test_event_from_map_requires_a_data_map():
+    with pytest.raises(ValidationError, match="data must be a map"):
+        Event.from_map({**EVENT.to_map(), "data": [1]})
+
+
+def test_an_overlong_error_is_cut_so_the_receipt_still_decodes():
+    failed = Receipt.failure(tx_hash=b"\x22" * 32, height=1, index=0, error="x" * 10_000)
+    assert len(failed.error) == 4096 and failed.error.endswith("...")
+    assert Receipt.from_map(decode(encode(failed.to_map()))) == failed

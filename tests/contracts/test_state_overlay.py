@@ -1,0 +1,109 @@
+"""State: MemoryState, Overlay reads through pending writes, nested overlays, stored maps."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from contracts.errors import StateError
+from contracts.state import MemoryState, Overlay, read_map, write_map
+from ledger.encoding import encode
+
+
+@pytest.fixture
+def base() -> MemoryState:
+    return MemoryState({b"a/1": b"one", b"a/3": b"three", b"b/1": b"bee"})
+
+
+def test_memory_state_scan_is_sorted_and_limited_to_the_prefix(base):
+    base.apply({b"a/0": b"zero", b"a/2": b"two"})
+    assert [key for key, _ in base.scan(b"a/")] == [b"a/0", b"a/1", b"a/2", b"a/3"]
+
+
+def test_memory_state_apply_none_deletes(base):
+    base.apply({b"a/1": None, b"missing": None})
+    assert base.get(b"a/1") is None
+    assert len(base) == 2
+
+
+def test_overlay_reads_its_own_writes_and_leaves_the_base_alone(base):
+    overlay = Overlay(base)
+    overlay.put(b"a/1", b"uno")
+    overlay.delete(b"a/3")
+    assert overlay.get(b"a/1") == b"uno"
+    assert overlay.get(b"a/3") is None
+    assert overlay.get(b"b/1") == b"bee"
+    assert base.get(b"a/1") == b"one"
+    assert overlay.writes == {b"a/1": b"uno", b"a/3": None}
+
+
+def test_overlay_scan_merges_pending_writes_in_key_order_and_hides_deletions(base):
+    overlay = Overlay(base)
+    overlay.put(b"a/2", b"two")
+    overlay.put(b"a/0", b"zero")
+    overlay.put(b"a/9", b"nine")
+    overlay.put(b"a/1", b"uno")
+    overlay.delete(b"a/3")
+    overlay.put(b"c/1", b"sea")
+    assert list(overlay.scan(b"a/")) == [
+        (b"a/0", b"zero"),
+        (b"a/1", b"uno"),
+        (b"a/2", b"two"),
+        (b"a/9", b"nine"),
+    ]
+
+
+def test_child_overlay_merges_into_parent_only_when_applied(base):
+    block = Overlay(base)
+    block.put(b"x", b"1")
+    child = block.child()
+    child.put(b"y", b"2")
+    child.delete(b"x")
+    assert child.get(b"x") is None and block.get(b"x") == b"1"
+    block.apply(child.writes)
+    assert block.writes == {b"x": None, b"y": b"2"}
+    discarded = block.child()
+    discarded.put(b"z", b"3")
+    assert block.get(b"z") is None
+
+
+def test_writes_is_a_copy(base):
+    overlay = Overlay(base)
+    overlay.writes[b"sneaky"] = b"1"
+    assert overlay.writes == {}
+
+
+def test_overlay_refuses_non_bytes():
+    overlay = Overlay(MemoryState())
+    with pytest.raises(TypeError):
+        overlay.put("key", b"v")  # type: ignore[arg-type]
+
+
+def test_read_map_decodes_and_rejects_corrupt_values():
+    overlay = Overlay(MemoryState())
+    write_map(overlay, b"k", {"b": 1, "a": [b"x"]})
+    assert read_map(overlay, b"k") == {"a": [b"x"], "b": 1}
+    assert read_map(overlay, b"none") is None
+    overlay.put(b"list", encode([1]))
+    overlay.put(b"junk", b"\xc1")
+    with pytest.raises(StateError, match="expected a map"):
+        read_map(overlay, b"list")
+    with pytest.raises(StateError, match="not canonical"):
+        read_map(overlay, b"junk")
+
+
+_keys = st.binary(min_size=1, max_size=3)
+
+
+@given(
+    base_items=st.dictionaries(_keys, st.binary(max_size=2)),
+    writes=st.dictionaries(_keys, st.none() | st.binary(max_size=2)),
+    prefix=st.binary(max_size=1),
+)
+def test_overlay_scan_equals_scanning_the_applied_state(base_items, writes, prefix):
+    overlay = Overlay(MemoryState(base_items))
+    overlay.apply(writes)
+    applied = MemoryState(base_items)
+    applied.apply(writes)
+    assert list(overlay.scan(prefix)) == list(applied.scan(prefix))
