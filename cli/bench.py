@@ -66,15 +66,20 @@ def _presign(layout: ClusterDir, senders: list[str], count: int) -> list[list[Tr
         s = i % len(senders)
         per_sender[s].append(
             Transaction.create(
-                keys[s], chain_id=chain_id, nonce=len(per_sender[s]), contract="inventory",
-                method="receive", args={"item": f"part-{i % 50}", "location": "bench", "qty": 1},
+                keys[s],
+                chain_id=chain_id,
+                nonce=len(per_sender[s]),
+                contract="inventory",
+                method="receive",
+                args={"item": f"part-{i % 50}", "location": "bench", "qty": 1},
             )
         )
     return per_sender
 
 
-async def _submitter(client: NodeClient, txs: list[Transaction], samples: Samples,
-                     stop_at: float) -> None:
+async def _submitter(
+    client: NodeClient, txs: list[Transaction], samples: Samples, stop_at: float
+) -> None:
     for tx in txs:
         if time.monotonic() >= stop_at:
             return
@@ -92,8 +97,9 @@ async def _submitter(client: NodeClient, txs: list[Transaction], samples: Sample
                 break
 
 
-async def _watcher(client: NodeClient, start_height: int, samples: Samples, stop: asyncio.Event
-                   ) -> None:
+async def _watcher(
+    client: NodeClient, start_height: int, samples: Samples, stop: asyncio.Event
+) -> None:
     height = start_height
     while not stop.is_set():
         status = await client.status()
@@ -122,8 +128,10 @@ async def _offer_load(layout: ClusterDir, senders: list[str], duration_s: float)
         started = time.monotonic()
         stop_at = started + duration_s
         await asyncio.gather(
-            *(_submitter(clients[i % len(clients)], txs, samples, stop_at)
-              for i, txs in enumerate(per_sender))
+            *(
+                _submitter(clients[i % len(clients)], txs, samples, stop_at)
+                for i, txs in enumerate(per_sender)
+            )
         )
         # Let what was admitted commit (bounded), then stop watching.
         deadline = time.monotonic() + 15
@@ -162,12 +170,24 @@ def _pct(values: list[float], pct: int) -> float | None:
 
 
 @click.command()
-@click.option("--nodes", default=4, show_default=True, help="Validators of the cluster it launches.")
+@click.option(
+    "--nodes", default=4, show_default=True, help="Validators of the cluster it launches."
+)
 @click.option("--duration", "duration_s", default=20.0, show_default=True, help="Seconds of load.")
-@click.option("--json", "json_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the figures to this JSON file.")
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Use this running cluster instead of launching one (load from its supplier).")
+@click.option(
+    "--json",
+    "json_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also write the figures to this JSON file.",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Use this running cluster instead of launching one (load from its supplier).",
+)
 @guarded
 def bench(nodes: int, duration_s: float, json_file: Path | None, directory: Path | None) -> None:
     """Offer load from pre-signed transactions; print committed tx/s and commit latency."""
@@ -183,6 +203,7 @@ def bench(nodes: int, duration_s: float, json_file: Path | None, directory: Path
         assert directory is not None
         layout = layout_of(directory)
         senders = ["supplier"]
+    n = len(layout.node_names())
     try:
         if own:
             with console.status(f"starting {nodes} nodes..."):
@@ -195,7 +216,6 @@ def bench(nodes: int, duration_s: float, json_file: Path | None, directory: Path
                 stop_node(layout, name)
             assert root is not None
             shutil.rmtree(root, ignore_errors=True)
-    n = len(layout.node_names())
     cores = os.cpu_count() or 1
     bound = cores * rate / n
     report = {

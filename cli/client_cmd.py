@@ -7,7 +7,15 @@ from typing import Any
 
 import click
 
-from cli.common import dir_option, guarded, json_option, layout_of, parse_assignments, print_json, run
+from cli.common import (
+    dir_option,
+    guarded,
+    json_option,
+    layout_of,
+    parse_assignments,
+    print_json,
+    run,
+)
 from cli.layout import ClusterDir
 from ledger.errors import MillchainError
 from node.client import ClientError, NodeClient
@@ -69,7 +77,9 @@ def print_receipt(result: dict[str, Any]) -> None:
     if receipt["ok"] and receipt.get("result") is not None:
         click.echo(f"  result: {receipt['result']}")
     for event in receipt.get("events", []):
-        click.echo(f"  event {event['contract']}.{event['kind']} {event['subject']} {event['data']}")
+        click.echo(
+            f"  event {event['contract']}.{event['kind']} {event['subject']} {event['data']}"
+        )
 
 
 @click.command(name="tx")
@@ -77,7 +87,9 @@ def print_receipt(result: dict[str, Any]) -> None:
 @click.argument("method")
 @click.argument("assignments", nargs=-1)
 @dir_option
-@click.option("--as", "identity", required=True, help="Identity whose key signs (see DIR/identities).")
+@click.option(
+    "--as", "identity", required=True, help="Identity whose key signs (see DIR/identities)."
+)
 @click.option("--wait", is_flag=True, help="Block until committed and print the receipt.")
 @click.option("--timeout", "timeout_s", default=30.0, show_default=True)
 @node_option
@@ -104,8 +116,16 @@ def tx_command(
     args = parse_assignments(assignments)
     layout = layout_of(directory)
     result = run(
-        submit(layout, identity=identity, contract=contract, method=method, args=args,
-               wait=wait, node_name=node_name, timeout_s=timeout_s)
+        submit(
+            layout,
+            identity=identity,
+            contract=contract,
+            method=method,
+            args=args,
+            wait=wait,
+            node_name=node_name,
+            timeout_s=timeout_s,
+        )
     )
     if as_json:
         print_json(result)

@@ -77,8 +77,15 @@ async def collect_status(layout: ClusterDir) -> list[dict[str, Any]]:
             async with session.get(config.url + "/status") as response:
                 status = await response.json()
         except (aiohttp.ClientError, TimeoutError):
-            return {**row, "alive": False, "height": None, "head": None,
-                    "state_digest": None, "view": None, "primary": None}
+            return {
+                **row,
+                "alive": False,
+                "height": None,
+                "head": None,
+                "state_digest": None,
+                "view": None,
+                "primary": None,
+            }
         return {
             **row,
             "alive": True,
@@ -109,8 +116,16 @@ def status(directory: Path, as_json: bool) -> None:
         "cluster",
         ["node", "url", "alive", "height", "head", "state digest", "view", "primary"],
         [
-            [r["name"], r["url"], "yes" if r["alive"] else "DOWN", r["height"], short(r["head"]),
-             short(r["state_digest"]), r["view"], r["primary"]]
+            [
+                r["name"],
+                r["url"],
+                "yes" if r["alive"] else "DOWN",
+                r["height"],
+                short(r["head"]),
+                short(r["state_digest"]),
+                r["view"],
+                r["primary"],
+            ]
             for r in rows
         ],
     )

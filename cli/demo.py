@@ -35,8 +35,14 @@ def _workload(layout: ClusterDir, count: int) -> list[Transaction]:
     def make(who: str, method: str, args: dict[str, Any]) -> None:
         keys = supplier if who == "supplier" else planner
         txs.append(
-            Transaction.create(keys, chain_id=genesis.chain_id, nonce=nonce[who],
-                               contract="inventory", method=method, args=args)
+            Transaction.create(
+                keys,
+                chain_id=genesis.chain_id,
+                nonce=nonce[who],
+                contract="inventory",
+                method=method,
+                args=args,
+            )
         )
         nonce[who] += 1
 
@@ -53,8 +59,11 @@ def _workload(layout: ClusterDir, count: int) -> list[Transaction]:
         elif kind == 2:
             make("planner", "consume", {"item": item, "location": "main", "qty": 10})
         else:
-            make("planner", "transfer",
-                 {"item": item, "location": "main", "to": LOCATIONS[1 + (step // 4) % 2], "qty": 5})
+            make(
+                "planner",
+                "transfer",
+                {"item": item, "location": "main", "to": LOCATIONS[1 + (step // 4) % 2], "qty": 5},
+            )
         step += 1
     return txs
 
@@ -67,8 +76,11 @@ async def _run_workload(layout: ClusterDir, txs: list[Transaction]) -> float:
     started = time.monotonic()
     try:
         with Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=console,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
         ) as progress:
             submitted = progress.add_task("submitting", total=len(txs))
             # One sender's transactions go to one node in order; senders spread over nodes.
@@ -82,8 +94,10 @@ async def _run_workload(layout: ClusterDir, txs: list[Transaction]) -> float:
                     progress.advance(submitted)
 
             await asyncio.gather(
-                *(feed(clients[i % len(clients)], batch)
-                  for i, batch in enumerate(by_sender.values()))
+                *(
+                    feed(clients[i % len(clients)], batch)
+                    for i, batch in enumerate(by_sender.values())
+                )
             )
             committed = progress.add_task("committed", total=len(txs))
             for tx in txs:
@@ -115,21 +129,35 @@ def demo(tx_count: int, keep: bool) -> None:
             start_all(layout, timeout_s=30)
         txs = _workload(layout, tx_count)
         elapsed = asyncio.run(_run_workload(layout, txs))
-        console.print(f"{len(txs)} transactions committed in {elapsed:.1f} s "
-                      f"({len(txs) / elapsed:.0f} tx/s end to end)")
+        console.print(
+            f"{len(txs)} transactions committed in {elapsed:.1f} s "
+            f"({len(txs) / elapsed:.0f} tx/s end to end)"
+        )
         rows = asyncio.run(wait_converged(layout, timeout_s=10))
         print_table(
             "every node at the same head and state",
             ["node", "alive", "height", "head", "state digest", "view", "primary"],
-            [[r["name"], "yes" if r["alive"] else "DOWN", r["height"], short(r["head"]),
-              short(r["state_digest"]), r["view"], r["primary"]] for r in rows],
+            [
+                [
+                    r["name"],
+                    "yes" if r["alive"] else "DOWN",
+                    r["height"],
+                    short(r["head"]),
+                    short(r["state_digest"]),
+                    r["view"],
+                    r["primary"],
+                ]
+                for r in rows
+            ],
         )
         inventory = asyncio.run(_inventory(layout))
         print_table(
             "inventory (on hand / reserved)",
             ["item", *LOCATIONS],
-            [[item, *(_cell(inventory.get(item, {}).get(loc)) for loc in LOCATIONS)]
-             for item in ITEMS],
+            [
+                [item, *(_cell(inventory.get(item, {}).get(loc)) for loc in LOCATIONS)]
+                for item in ITEMS
+            ],
         )
         digests = {r["state_digest"] for r in rows}
         heights = {r["height"] for r in rows}

@@ -15,7 +15,8 @@ from cli.demo import demo
 def main() -> None:
     """millchain: a permissioned PBFT blockchain simulator for the factory floor.
 
-    Start with `millchain demo`, or `millchain init --dir DIR` then `millchain cluster up --dir DIR`.
+    Start with `millchain demo`, or `millchain init --dir DIR`, then
+    `millchain cluster up --dir DIR`.
     """
 
 

@@ -64,8 +64,16 @@ def start_node(layout: ClusterDir, name: str, *, extra_args: tuple[str, ...] = (
     node_dir = layout.node_dir(name)
     with open(node_dir / "stdout.log", "ab") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "node", "run", "--config", str(layout.config_file(name)),
-             *extra_args],
+            [
+                sys.executable,
+                "-m",
+                "cli",
+                "node",
+                "run",
+                "--config",
+                str(layout.config_file(name)),
+                *extra_args,
+            ],
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,

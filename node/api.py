@@ -12,6 +12,7 @@ Client API (JSON answers; errors are {"error": message} with a 4xx or 503 status
   GET  /events/{subject}        the history of one subject (an item, an order, a machine)
 Peer API:
   POST /peer/batch              {"sender", "messages": [...], "txs": [...]} (msgpack)
+  GET  /peer/blocks?from=&to=   certified blocks for catching up (msgpack)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ledger.errors import EncodingError
 from ledger.tx import jsonable
 from node.errors import Rejection
 from node.service import Node
+from node.sync import blocks_query, encode_blocks
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +58,7 @@ async def rejections(request: web.Request, handler: Handler) -> web.StreamRespon
 
 
 def create_app(node: Node) -> web.Application:
-    app = web.Application(
-        client_max_size=node.params.body_bytes_max, middlewares=[rejections]
-    )
+    app = web.Application(client_max_size=node.params.body_bytes_max, middlewares=[rejections])
     app[NODE_KEY] = node
     app.add_routes(
         [
@@ -73,6 +73,7 @@ def create_app(node: Node) -> web.Application:
             web.get("/state/{contract}/{path:.*}", get_state),
             web.get("/events/{subject}", get_events),
             web.post("/peer/batch", peer_batch),
+            web.get("/peer/blocks", peer_blocks),
         ]
     )
     return app
@@ -123,8 +124,12 @@ async def get_tx(request: web.Request) -> web.Response:
         assert stored is not None
         tx = stored.block.txs[receipt.index]
         return web.json_response(
-            {"status": "committed", "height": receipt.height, "tx": tx.summary(),
-             "receipt": receipt.summary()}
+            {
+                "status": "committed",
+                "height": receipt.height,
+                "tx": tx.summary(),
+                "receipt": receipt.summary(),
+            }
         )
     pending = node.mempool.get(tx_hash)
     if pending is not None:
@@ -221,13 +226,26 @@ async def peer_batch(request: web.Request) -> web.Response:
     except EncodingError as exc:
         node.counters.reject("peer_malformed")
         return error(400, f"peer batch is not canonical msgpack: {exc}")
-    if not isinstance(batch, dict) or not isinstance(batch.get("messages"), list) or not (
-        isinstance(batch.get("txs"), list)
+    if (
+        not isinstance(batch, dict)
+        or not isinstance(batch.get("messages"), list)
+        or not (isinstance(batch.get("txs"), list))
     ):
         node.counters.reject("peer_malformed")
         return error(400, "peer batch must be a map with lists 'messages' and 'txs'")
     node.receive_peer_batch(batch["messages"], batch["txs"])
     return web.json_response({"ok": True})
+
+
+async def peer_blocks(request: web.Request) -> web.Response:
+    """Certified blocks for a peer catching up (msgpack: [[block, certificate], ...])."""
+    node = request.app[NODE_KEY]
+    try:
+        start, end = blocks_query(request.query, node.storage.head().height)
+    except ValueError as exc:
+        return error(400, str(exc))
+    rows = node.storage.block_range(start, end) if start <= end else []
+    return web.Response(body=encode_blocks(rows), content_type="application/msgpack")
 
 
 async def serve(node: Node, host: str, port: int, stop: asyncio.Event) -> None:

@@ -49,8 +49,10 @@ class NodeConfig:
             raise ConfigError(f"node config {path} is malformed: {exc!r}") from exc
 
     def save(self, path: Path) -> None:
-        document = {key: str(value) if isinstance(value, Path) else value
-                    for key, value in asdict(self).items()}
+        document = {
+            key: str(value) if isinstance(value, Path) else value
+            for key, value in asdict(self).items()
+        }
         path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
     @property

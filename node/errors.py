@@ -32,7 +32,3 @@ class MempoolFull(Rejection):
 
 class Duplicate(Rejection):
     status = 409
-
-
-class StateDiverged(NodeError):
-    """This node's state digest differs from the quorum's: it must stop rather than diverge."""

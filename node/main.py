@@ -9,6 +9,8 @@ import signal
 import time
 from pathlib import Path
 
+import uvloop
+
 from ledger.crypto import read_key_file
 from ledger.genesis import Genesis
 from node.api import serve
@@ -63,9 +65,4 @@ async def run(config: NodeConfig) -> None:
 
 def run_node(config: NodeConfig) -> None:
     setup_logging(config.log_file, name=config.name, as_json=config.log_json)
-    try:
-        import uvloop  # noqa: PLC0415  (optional speed-up)
-    except ImportError:
-        asyncio.run(run(config))
-    else:
-        uvloop.run(run(config))
+    uvloop.run(run(config))

@@ -10,6 +10,7 @@ transaction per block.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -36,6 +37,7 @@ from ledger.crypto import KeyPair
 from ledger.errors import LedgerError, SignatureError
 from ledger.genesis import Genesis
 from ledger.tx import Transaction
+from node import wal
 from node.errors import Rejection
 from node.mempool import Mempool
 from node.peers import PeerLink, Peers
@@ -45,6 +47,17 @@ log = logging.getLogger(__name__)
 
 TICK_MS = 100
 VERIFIED_CACHE_MAX = 200_000
+
+
+def _classify(problem: str) -> tuple[str, int]:
+    """A counter name and an HTTP status for the runtime's admission message."""
+    if "already used" in problem:
+        return "replayed_nonce", 409
+    if "needs role" in problem:
+        return "role_denied", 403
+    if "suspended" in problem or "unknown sender" in problem:
+        return "unknown_sender", 403
+    return "invalid", 400
 
 
 def now_ms() -> int:
@@ -148,10 +161,12 @@ class Node:
             ],
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._replaying = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._replay()
         await self.peers.start()
         self._tasks = [
             asyncio.create_task(self._cutter(), name="block-cutter"),
@@ -164,6 +179,20 @@ class Node:
             self.genesis.n,
             self.storage.head().height,
         )
+
+    def _replay(self) -> None:
+        """Feed the logged inputs back through the live path (sends go out again: harmless)."""
+        events = wal.replay(self.storage, tx_bytes_max=self.params.tx_bytes_max)
+        self._replaying = True
+        try:
+            for event in events:
+                self.feed(event)
+        finally:
+            self._replaying = False
+        if events:
+            log.info(
+                "replayed %d logged inputs; at height %d", len(events), self.storage.head().height
+            )
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -202,6 +231,11 @@ class Node:
         if identity is None:
             self.counters.reject("unknown_sender")
             raise Rejection(f"sender {tx.sender.hex()} is not a known identity", status=403)
+        problem = self.runtime.admission_error(self.storage, self.genesis.chain_id, tx)
+        if problem is not None:
+            reason, status = _classify(problem)
+            self.counters.reject(reason)
+            raise Rejection(problem, status=status)
         try:
             tx.verify()
         except SignatureError as exc:
@@ -260,9 +294,11 @@ class Node:
     # -- the single writer -------------------------------------------------------------------
 
     def feed(self, event: Any) -> None:
-        """Hand one input to the replica and carry out every action that follows from it."""
+        """Log one input, hand it to the replica, and carry out every action that follows."""
         if self.halted is not None:
             return
+        if not self._replaying:
+            wal.record(self.storage, event, next_seq=self.replica.next_seq)
         pending: deque[Any] = deque([event])
         while pending:
             for action in self.replica.handle(pending.popleft()):
@@ -282,7 +318,8 @@ class Node:
                 self.counters.messages_rejected += 1
                 log.debug("rejected a message from validator %s: %s", sender, reason)
             case CheckpointStable(seq=seq):
-                log.info("checkpoint %d is stable", seq)
+                pruned = self.storage.wal_prune(stable_seq=seq, view=self.replica.view)
+                log.info("checkpoint %d is stable; pruned %d log entries", seq, pruned)
             case StateDivergence(height=height, ours=ours, quorum=quorum):
                 self._halt(
                     f"state digest at height {height} is {ours.hex()[:16]} here but "
@@ -341,10 +378,8 @@ class Node:
         else every block interval; at most `pipeline_depth` blocks in flight."""
         interval_s = self.params.block_interval_ms / 1000
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_cutter.wait(), interval_s)
-            except TimeoutError:
-                pass
             self._wake_cutter.clear()
             self._propose_ready()
 

@@ -48,6 +48,14 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_subject ON events (subject, id);
 CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS wal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    view INTEGER,
+    seq INTEGER,
+    entry BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS wal_seq ON wal (seq);
 """
 
 
@@ -82,7 +90,12 @@ class Storage:
     # -- genesis -----------------------------------------------------------------------------
 
     def initialise(
-        self, *, genesis_hash: bytes, writes: Mapping[bytes, bytes | None], digest: bytes, time_ms: int
+        self,
+        *,
+        genesis_hash: bytes,
+        writes: Mapping[bytes, bytes | None],
+        digest: bytes,
+        time_ms: int,
     ) -> None:
         """Write genesis state once; on later starts check the database belongs to this chain."""
         stored = self._meta("genesis_hash")
@@ -109,12 +122,16 @@ class Storage:
             time_raw = self._meta("genesis_time_ms")
             if digest is None or time_raw is None:
                 raise StorageError("storage is not initialised with a genesis")
-            return Head(height=0, hash=ZERO_HASH, state_digest=digest, timestamp_ms=decode(time_raw))
+            return Head(
+                height=0, hash=ZERO_HASH, state_digest=digest, timestamp_ms=decode(time_raw)
+            )
         return Head(height=row[0], hash=row[1], state_digest=row[2], timestamp_ms=row[3])
 
     # -- blocks ------------------------------------------------------------------------------
 
-    def commit_block(self, block: Block, certificate: CommitCertificate, result: BlockResult) -> None:
+    def commit_block(
+        self, block: Block, certificate: CommitCertificate, result: BlockResult
+    ) -> None:
         """Persist a block, its receipts, events and state writes atomically."""
         head = self.head()
         if block.height != head.height + 1:
@@ -213,6 +230,39 @@ class Storage:
             }
             for r in rows
         ]
+
+    # -- the consensus input log (write-ahead: an input is on disk before what follows leaves) --
+
+    def wal_append(self, kind: str, view: int | None, seq: int | None, entry: bytes) -> None:
+        self._db.execute(
+            "INSERT INTO wal (kind, view, seq, entry) VALUES (?, ?, ?, ?)", (kind, view, seq, entry)
+        )
+
+    def wal_entries(self) -> Iterator[tuple[str, bytes]]:
+        cursor = self._db.execute("SELECT kind, entry FROM wal ORDER BY id")
+        for kind, entry in cursor:
+            yield str(kind), bytes(entry)
+
+    def wal_prune(self, *, stable_seq: int, view: int) -> int:
+        """Forget inputs that a restart no longer needs: those for sequence numbers at or
+        below a stable checkpoint, those of older views, and timer inputs before now."""
+        last = self._db.execute("SELECT MAX(id) FROM wal").fetchone()[0] or 0
+        cursor = self._db.execute(
+            "DELETE FROM wal WHERE (seq IS NOT NULL AND seq <= ?)"
+            " OR (view IS NOT NULL AND view < ?)"
+            " OR (seq IS NULL AND view IS NULL AND id <= ?)",
+            (stable_seq, view, last),
+        )
+        return cursor.rowcount
+
+    def wal_size(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM wal").fetchone()[0])
+
+    def set_meta_value(self, key: str, value: bytes) -> None:
+        self._set_meta(key, value)
+
+    def meta_value(self, key: str) -> bytes | None:
+        return self._meta(key)
 
     # -- state (the contracts' StateReader) --------------------------------------------------
 

@@ -42,8 +42,9 @@ def kill_all(layout: ClusterDir) -> None:
 
 
 @contextlib.contextmanager
-def running_cluster(root: Path, *, nodes: int = 4, params: Params | None = None
-                    ) -> Iterator[ClusterDir]:
+def running_cluster(
+    root: Path, *, nodes: int = 4, params: Params | None = None
+) -> Iterator[ClusterDir]:
     layout = init_cluster(root, nodes=nodes, params=params)
     try:
         result = millchain("cluster", "up", "--dir", str(root), "--timeout", "60")
@@ -78,8 +79,9 @@ async def statuses(layout: ClusterDir, names: list[str]) -> list[dict[str, Any]]
     return list(await asyncio.gather(*(one(n) for n in names)))
 
 
-async def converged(layout: ClusterDir, names: list[str], *, height_min: int, timeout_s: float
-                    ) -> list[dict[str, Any]]:
+async def converged(
+    layout: ClusterDir, names: list[str], *, height_min: int, timeout_s: float
+) -> list[dict[str, Any]]:
     """Wait until the named nodes agree on height (>= height_min), head and state digest."""
 
     async def check() -> list[dict[str, Any]] | None:

@@ -11,7 +11,7 @@ import pytest
 from cli.layout import ClusterDir
 from ledger.genesis import Params
 from ledger.tx import Transaction
-from node.client import NodeClient
+from node.client import ClientError, NodeClient
 from tests.clusters import converged, millchain, running_cluster, statuses, url
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -22,8 +22,12 @@ def _receipts(layout: ClusterDir, sender: str, start_nonce: int, count: int) -> 
     chain_id = layout.genesis().chain_id
     return [
         Transaction.create(
-            keys, chain_id=chain_id, nonce=start_nonce + i, contract="inventory",
-            method="receive", args={"item": f"part-{i % 7}", "location": "main", "qty": 1 + i % 5},
+            keys,
+            chain_id=chain_id,
+            nonce=start_nonce + i,
+            contract="inventory",
+            method="receive",
+            args={"item": f"part-{i % 7}", "location": "main", "qty": 1 + i % 5},
         )
         for i in range(count)
     ]
@@ -48,24 +52,62 @@ def test_cli_cluster_commits_200_txs_identically_and_survives_a_killed_backup(
         names = layout.node_names()
 
         # The client command, as a newcomer would use it.
-        result = millchain("tx", "inventory", "receive", "item=steel", "location=main",
-                           "qty=100", "--dir", str(root), "--as", "supplier", "--wait")
+        result = millchain(
+            "tx",
+            "inventory",
+            "receive",
+            "item=steel",
+            "location=main",
+            "qty=100",
+            "--dir",
+            str(root),
+            "--as",
+            "supplier",
+            "--wait",
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "committed" in result.stdout
         result = millchain("query", "inventory", "steel", "main", "--dir", str(root), "--json")
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["on_hand"] == 100
 
+        # Replaying a committed transaction is refused with a reason, and changes nothing.
+        async def replay() -> str:
+            async with NodeClient(url(layout, "node3")) as client:
+                block = await client.block(1)
+                tx_hash = block["txs"][0]["hash"]
+                stored = await client.tx(tx_hash)
+                assert stored["status"] == "committed"
+                keys = layout.identity_keys("supplier")
+                again = Transaction.create(
+                    keys,
+                    chain_id=layout.genesis().chain_id,
+                    nonce=0,
+                    contract="inventory",
+                    method="receive",
+                    args={"item": "steel", "location": "main", "qty": 100},
+                )
+                assert again.hash.hex() == tx_hash
+                try:
+                    await client.submit(again.to_wire())
+                except ClientError as exc:
+                    return str(exc)
+                raise AssertionError("a replayed transaction was accepted")
+
+        assert asyncio.run(replay()).startswith("409")
+
         # 200 transactions from two senders over the API, spread over the nodes.
         supplier_txs = _receipts(layout, "supplier", 1, 100)
         admin_txs = _receipts(layout, "admin", 0, 100)
 
         async def load() -> None:
-            async with NodeClient(url(layout, "node1")) as first, NodeClient(
-                url(layout, "node2")
-            ) as second:
-                await asyncio.gather(_submit_all(first, supplier_txs),
-                                     _submit_all(second, admin_txs))
+            async with (
+                NodeClient(url(layout, "node1")) as first,
+                NodeClient(url(layout, "node2")) as second,
+            ):
+                await asyncio.gather(
+                    _submit_all(first, supplier_txs), _submit_all(second, admin_txs)
+                )
                 await _wait_all(first, supplier_txs + admin_txs)
 
         asyncio.run(load())
@@ -92,8 +134,7 @@ def test_cli_cluster_commits_200_txs_identically_and_survives_a_killed_backup(
                 return int(height_before)
 
         height_before = asyncio.run(load_while_killing())
-        rows = asyncio.run(converged(layout, survivors, height_min=height_before + 1,
-                                     timeout_s=30))
+        rows = asyncio.run(converged(layout, survivors, height_min=height_before + 1, timeout_s=30))
         assert rows[0]["height"] > height_before
         down = asyncio.run(statuses(layout, survivors))
         assert all(r["halted"] is None for r in down)

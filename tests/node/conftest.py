@@ -31,8 +31,12 @@ def make_setup(params: Params | None = None) -> Setup:
         name: KeyPair.from_seed(bytes([100 + i]) * 32)
         for i, name in enumerate(["admin", "supplier", "customer", "planner"])
     }
-    roles = {"admin": Role.ADMIN, "supplier": Role.SUPPLIER, "customer": Role.CUSTOMER,
-             "planner": Role.PLANNER}
+    roles = {
+        "admin": Role.ADMIN,
+        "supplier": Role.SUPPLIER,
+        "customer": Role.CUSTOMER,
+        "planner": Role.PLANNER,
+    }
     genesis = Genesis(
         chain_id=CHAIN_ID,
         genesis_time_ms=1_700_000_000_000,

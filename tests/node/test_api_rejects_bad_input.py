@@ -16,7 +16,11 @@ from tests.node.conftest import CHAIN_ID, Setup
 
 def _tx(keys: KeyPair, *, nonce: int = 0, chain_id: str = CHAIN_ID, qty: int = 5) -> Transaction:
     return Transaction.create(
-        keys, chain_id=chain_id, nonce=nonce, contract="inventory", method="receive",
+        keys,
+        chain_id=chain_id,
+        nonce=nonce,
+        contract="inventory",
+        method="receive",
         args={"item": "steel", "location": "main", "qty": qty},
     )
 
@@ -31,8 +35,11 @@ def _nothing_stored(node: Node, mempool_before: int = 0) -> None:
     assert node.storage.head().height == 0
 
 
-async def test_accepts_a_well_formed_transaction(client: TestClient, node: Node,  # type: ignore[type-arg]
-                                                 setup: Setup) -> None:
+async def test_accepts_a_well_formed_transaction(
+    client: TestClient,
+    node: Node,  # type: ignore[type-arg]
+    setup: Setup,
+) -> None:
     tx = _tx(setup.identities["supplier"])
     status, body = await _post(client, tx.to_wire())
     assert status == 202
@@ -49,23 +56,40 @@ async def test_accepts_a_well_formed_transaction(client: TestClient, node: Node,
         (b"", 400, "empty body"),
         (encode([1, 2, 3]), 400, "must be a map"),
         (encode({"body": b"x", "signature": b"y" * 64, "extra": 1}), 400, "unknown field"),
-        (encode({"body": encode({"chain_id": CHAIN_ID}), "signature": b"y" * 64}), 400,
-         "missing field"),
+        (
+            encode({"body": encode({"chain_id": CHAIN_ID}), "signature": b"y" * 64}),
+            400,
+            "missing field",
+        ),
     ],
 )
-async def test_rejects_malformed_bodies(client: TestClient, node: Node, body: bytes,  # type: ignore[type-arg]
-                                        status: int, fragment: str) -> None:
+async def test_rejects_malformed_bodies(
+    client: TestClient,
+    node: Node,
+    body: bytes,  # type: ignore[type-arg]
+    status: int,
+    fragment: str,
+) -> None:
     got_status, got = await _post(client, body)
     assert got_status == status
     assert fragment in got["error"]
     _nothing_stored(node)
 
 
-async def test_rejects_wrong_field_types(client: TestClient, node: Node,  # type: ignore[type-arg]
-                                         setup: Setup) -> None:
+async def test_rejects_wrong_field_types(
+    client: TestClient,
+    node: Node,  # type: ignore[type-arg]
+    setup: Setup,
+) -> None:
     keys = setup.identities["supplier"]
-    fields = {"chain_id": CHAIN_ID, "sender": keys.public_key, "nonce": "zero",
-              "contract": "inventory", "method": "receive", "args": {}}
+    fields = {
+        "chain_id": CHAIN_ID,
+        "sender": keys.public_key,
+        "nonce": "zero",
+        "contract": "inventory",
+        "method": "receive",
+        "args": {},
+    }
     body = encode(fields)
     wire = encode({"body": body, "signature": bytes(64)})
     status, got = await _post(client, wire)
@@ -99,7 +123,9 @@ async def test_rejects_a_wrong_chain_id(client: TestClient, node: Node, setup: S
 
 
 async def test_rejects_a_replayed_transaction_and_a_reused_nonce(
-    client: TestClient, node: Node, setup: Setup  # type: ignore[type-arg]
+    client: TestClient,
+    node: Node,
+    setup: Setup,  # type: ignore[type-arg]
 ) -> None:
     keys = setup.identities["supplier"]
     first = _tx(keys, nonce=0)
@@ -120,11 +146,18 @@ async def test_rejects_an_oversized_body(client: TestClient, node: Node) -> None
     _nothing_stored(node)
 
 
-async def test_rejects_a_transaction_over_the_size_limit(client: TestClient, node: Node,  # type: ignore[type-arg]
-                                                         setup: Setup) -> None:
+async def test_rejects_a_transaction_over_the_size_limit(
+    client: TestClient,
+    node: Node,  # type: ignore[type-arg]
+    setup: Setup,
+) -> None:
     tx = Transaction.create(
-        setup.identities["supplier"], chain_id=CHAIN_ID, nonce=0, contract="inventory",
-        method="receive", args={"note": "x" * 40_000},
+        setup.identities["supplier"],
+        chain_id=CHAIN_ID,
+        nonce=0,
+        contract="inventory",
+        method="receive",
+        args={"note": "x" * 40_000},
     )
     status, got = await _post(client, tx.to_wire())
     assert status == 400
@@ -144,8 +177,12 @@ async def test_rejects_a_transaction_over_the_size_limit(client: TestClient, nod
         ("/accounts/12", 400, "32 bytes"),
     ],
 )
-async def test_bad_reads_answer_with_what_was_wrong(client: TestClient, path: str,  # type: ignore[type-arg]
-                                                    status: int, fragment: str) -> None:
+async def test_bad_reads_answer_with_what_was_wrong(
+    client: TestClient,
+    path: str,  # type: ignore[type-arg]
+    status: int,
+    fragment: str,
+) -> None:
     response = await client.get(path)
     assert response.status == status
     assert fragment in (await response.json())["error"]
@@ -159,3 +196,33 @@ async def test_peer_batch_rejects_malformed_bodies(client: TestClient, node: Nod
     response = await client.post("/peer/batch", data=encode({"messages": [b"junk", 5], "txs": []}))
     assert response.status == 200
     assert node.counters.messages_rejected == 2
+
+
+async def test_rejects_a_caller_without_the_role(
+    client: TestClient,  # type: ignore[type-arg]
+    node: Node,
+    setup: Setup,
+) -> None:
+    status, got = await _post(client, _tx(setup.identities["customer"]).to_wire())
+    assert status == 403
+    assert "needs role supplier or admin" in got["error"]
+    _nothing_stored(node)
+
+
+async def test_rejects_arguments_that_break_the_schema(
+    client: TestClient,  # type: ignore[type-arg]
+    node: Node,
+    setup: Setup,
+) -> None:
+    tx = Transaction.create(
+        setup.identities["supplier"],
+        chain_id=CHAIN_ID,
+        nonce=0,
+        contract="inventory",
+        method="receive",
+        args={"item": "steel", "location": "main", "qty": -4},
+    )
+    status, got = await _post(client, tx.to_wire())
+    assert status == 400
+    assert "qty" in got["error"]
+    _nothing_stored(node)

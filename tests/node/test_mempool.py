@@ -11,8 +11,9 @@ from node.mempool import NONCE_AHEAD_MAX, Mempool
 
 
 def _tx(keys: KeyPair, nonce: int) -> Transaction:
-    return Transaction.create(keys, chain_id="c", nonce=nonce, contract="inventory",
-                              method="receive", args={"n": nonce})
+    return Transaction.create(
+        keys, chain_id="c", nonce=nonce, contract="inventory", method="receive", args={"n": nonce}
+    )
 
 
 ALICE = KeyPair.from_seed(b"\x01" * 32)
@@ -55,8 +56,9 @@ def test_duplicates_and_used_nonces_are_refused() -> None:
     with pytest.raises(Duplicate, match="already pending"):
         pool.add(tx)
     with pytest.raises(Duplicate, match="nonce 3"):
-        pool.add(Transaction.create(ALICE, chain_id="c", nonce=3, contract="x", method="y",
-                                    args={}))
+        pool.add(
+            Transaction.create(ALICE, chain_id="c", nonce=3, contract="x", method="y", args={})
+        )
     with pytest.raises(MempoolFull, match="ahead"):
         pool.add(_tx(ALICE, 3 + NONCE_AHEAD_MAX))
 
