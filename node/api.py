@@ -13,6 +13,8 @@ Client API (JSON answers; errors are {"error": message} with a 4xx or 503 status
 Peer API:
   POST /peer/batch              {"sender", "messages": [...], "txs": [...]} (msgpack)
   GET  /peer/blocks?from=&to=   certified blocks for catching up (msgpack)
+Admin API (loopback only):
+  GET/POST /admin/pause         show, or arm, a pause point (node/pause.py); POST /admin/resume
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from contracts.errors import ContractError
 from ledger.encoding import decode
 from ledger.errors import EncodingError
 from ledger.tx import jsonable
+from node import pause
 from node.errors import Rejection
 from node.service import Node
 from node.sync import blocks_query, encode_blocks
@@ -74,6 +77,9 @@ def create_app(node: Node) -> web.Application:
             web.get("/events/{subject}", get_events),
             web.post("/peer/batch", peer_batch),
             web.get("/peer/blocks", peer_blocks),
+            web.get("/admin/pause", admin_pause_status),
+            web.post("/admin/pause", admin_pause),
+            web.post("/admin/resume", admin_resume),
         ]
     )
     return app
@@ -246,6 +252,50 @@ async def peer_blocks(request: web.Request) -> web.Response:
         return error(400, str(exc))
     rows = node.storage.block_range(start, end) if start <= end else []
     return web.Response(body=encode_blocks(rows), content_type="application/msgpack")
+
+
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
+
+
+def _admin_only(request: web.Request) -> None:
+    if request.remote not in LOOPBACK:
+        raise Rejection("admin endpoints answer on loopback only", status=403)
+
+
+def _pause_json(node: Node) -> dict[str, Any]:
+    point = node.pause_point
+    return {
+        "armed": None if point is None else {"phase": str(point.phase), "seq_min": point.seq_min},
+        "paused_at": node.paused_at,
+        "outbound_queued": sum(link["queued"] for link in node.peers.status()),
+    }
+
+
+async def admin_pause_status(request: web.Request) -> web.Response:
+    _admin_only(request)
+    return web.json_response(_pause_json(request.app[NODE_KEY]))
+
+
+async def admin_pause(request: web.Request) -> web.Response:
+    """Arm a pause point: {"phase": one of pause.Phase, "seq_min": optional int}."""
+    _admin_only(request)
+    node = request.app[NODE_KEY]
+    try:
+        body = await request.json()
+        phase = pause.Phase(body["phase"])
+        seq_min = int(body.get("seq_min", 0))
+    except (ValueError, KeyError, TypeError) as exc:
+        phases = ", ".join(p.value for p in pause.Phase)
+        raise Rejection(f'expected {{"phase": one of {phases}, "seq_min": int}}: {exc!r}') from exc
+    node.arm_pause(pause.PausePoint(phase=phase, seq_min=seq_min))
+    return web.json_response(_pause_json(node))
+
+
+async def admin_resume(request: web.Request) -> web.Response:
+    _admin_only(request)
+    node = request.app[NODE_KEY]
+    node.resume()
+    return web.json_response(_pause_json(node))
 
 
 async def serve(node: Node, host: str, port: int, stop: asyncio.Event) -> None:

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +37,7 @@ from ledger.crypto import KeyPair
 from ledger.errors import LedgerError, SignatureError
 from ledger.genesis import Genesis
 from ledger.tx import Transaction
-from node import wal
+from node import pause, wal
 from node.errors import Rejection
 from node.mempool import Mempool
 from node.peers import PeerLink, Peers
@@ -71,10 +71,18 @@ class Counters:
     blocks_committed: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     messages_received: int = 0
+    messages_sent: int = 0
     messages_rejected: int = 0
 
     def reject(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class _FollowUp:
+    """An input for the replica held back by a pause (the result of executing a block)."""
+
+    event: Any
 
 
 class _Validator:
@@ -162,6 +170,10 @@ class Node:
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._replaying = False
+        self.pause_point: pause.PausePoint | None = None
+        self.paused_at: dict[str, Any] | None = None
+        self._held_events: deque[Any] = deque()
+        self._held_actions: deque[Any] = deque()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -169,8 +181,8 @@ class Node:
         self._replay()
         await self.peers.start()
         self._tasks = [
-            asyncio.create_task(self._cutter(), name="block-cutter"),
-            asyncio.create_task(self._ticker(), name="ticker"),
+            asyncio.create_task(self._guarded(self._cutter()), name="block-cutter"),
+            asyncio.create_task(self._guarded(self._ticker()), name="ticker"),
         ]
         log.info(
             "node %s (validator %d of %d) started at height %d",
@@ -179,6 +191,16 @@ class Node:
             self.genesis.n,
             self.storage.head().height,
         )
+
+    async def _guarded(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a background loop; if it dies of a bug, halt the node loudly instead of limping."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("background task failed")
+            self.halted = f"internal error in a background task: {exc!r}"
 
     def _replay(self) -> None:
         """Feed the logged inputs back through the live path (sends go out again: harmless)."""
@@ -253,6 +275,8 @@ class Node:
 
     def receive_peer_batch(self, messages: Sequence[Any], txs: Sequence[Any]) -> None:
         """Feed a peer's batch: forwarded transactions, then consensus messages."""
+        if self.paused_at is not None:
+            raise Rejection("node is paused by its operator; retry later", status=503)
         for raw in txs:
             if not isinstance(raw, bytes):
                 self.counters.reject("peer_malformed")
@@ -297,23 +321,67 @@ class Node:
         """Log one input, hand it to the replica, and carry out every action that follows."""
         if self.halted is not None:
             return
+        if self.paused_at is not None:
+            self._held_events.append(event)
+            return
         if not self._replaying:
             wal.record(self.storage, event, next_seq=self.replica.next_seq)
-        pending: deque[Any] = deque([event])
-        while pending:
-            for action in self.replica.handle(pending.popleft()):
-                follow_up = self._carry_out(action)
-                if follow_up is not None:
-                    pending.append(follow_up)
+        self._carry_out_all(deque(self.replica.handle(event)))
+
+    def _carry_out_all(self, actions: deque[Any]) -> None:
+        while actions:
+            action = actions.popleft()
+            point = self.pause_point
+            if point is not None and self._hits_pause(action):
+                if not pause.holds_before(point.phase):
+                    self._carry_out(action)  # its follow-up waits until the node resumes
+                else:
+                    actions.appendleft(action)
+                self._held_actions.extend(actions)
+                return
+            follow_up = self._carry_out(action)
+            if follow_up is not None:
+                actions.extend(self.replica.handle(follow_up))
+
+    def _hits_pause(self, action: Any) -> bool:
+        assert self.pause_point is not None
+        hit, seq = pause.matches(self.pause_point, action)
+        if hit:
+            self.paused_at = {"phase": str(self.pause_point.phase), "seq": seq}
+            self.pause_point = None
+            log.warning("paused at %s of sequence %s", self.paused_at["phase"], seq)
+        return hit
+
+    def arm_pause(self, point: pause.PausePoint) -> None:
+        self.pause_point = point
+        log.warning("pause armed at %s (sequence >= %d)", point.phase, point.seq_min)
+
+    def resume(self) -> None:
+        """Leave a pause: carry out what was held, then the inputs that arrived meanwhile."""
+        self.pause_point = None
+        self.paused_at = None
+        held_actions, self._held_actions = self._held_actions, deque()
+        held_events, self._held_events = self._held_events, deque()
+        self._carry_out_all(held_actions)
+        for event in held_events:
+            self.feed(event)
 
     def _carry_out(self, action: Any) -> Any:
         match action:
             case Broadcast(message=message):
                 self.peers.broadcast(encode_message(message))
+                self.counters.messages_sent += len(self.peers.links)
             case Send(to=to, message=message):
                 self.peers.send(to, encode_message(message))
+                self.counters.messages_sent += 1
             case CommitBlock(block=block, certificate=certificate):
-                return self._execute(block, certificate)
+                executed = self._execute(block, certificate)
+                if self.paused_at is not None:
+                    self._held_actions.appendleft(_FollowUp(executed))
+                    return None
+                return executed
+            case _FollowUp(event=event):
+                return event
             case Rejected(sender=sender, reason=reason):
                 self.counters.messages_rejected += 1
                 log.debug("rejected a message from validator %s: %s", sender, reason)
@@ -425,6 +493,7 @@ class Node:
                 "txs_committed": self.counters.txs_committed,
                 "blocks_committed": self.counters.blocks_committed,
                 "messages_received": self.counters.messages_received,
+                "messages_sent": self.counters.messages_sent,
                 "messages_rejected": self.counters.messages_rejected,
                 "rejected": dict(sorted(self.counters.rejected.items())),
             },

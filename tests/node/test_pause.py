@@ -1,0 +1,73 @@
+"""Pause points freeze a node at a named phase of a round, through the admin API."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from ledger.encoding import encode
+from ledger.tx import Transaction
+from node.api import create_app
+from node.service import Node
+from node.storage import Storage
+from tests.node.conftest import CHAIN_ID, Setup
+
+
+@pytest.fixture
+async def primary(setup: Setup, tmp_path: Path) -> AsyncIterator[Node]:
+    node = Node(
+        name="node0",
+        genesis=setup.genesis,
+        keys=setup.validator_keys[0],
+        storage=Storage(tmp_path / "chain.sqlite"),
+    )
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+async def _until(check: object, timeout_s: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not check():  # type: ignore[operator]
+        assert loop.time() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_primary_freezes_before_sending_its_pre_prepare(primary: Node, setup: Setup) -> None:
+    async with TestClient(TestServer(create_app(primary))) as client:
+        response = await client.post("/admin/pause", json={"phase": "before-pre-prepare"})
+        assert response.status == 200
+        assert (await response.json())["armed"]["phase"] == "before-pre-prepare"
+        tx = Transaction.create(
+            setup.identities["supplier"],
+            chain_id=CHAIN_ID,
+            nonce=0,
+            contract="inventory",
+            method="receive",
+            args={"item": "steel", "location": "main", "qty": 1},
+        )
+        assert (await client.post("/tx", data=tx.to_wire())).status == 202
+        await _until(lambda: primary.paused_at is not None)
+        status = await (await client.get("/admin/pause")).json()
+        assert status["paused_at"] == {"phase": "before-pre-prepare", "seq": 1}
+        assert primary.counters.messages_sent == 0  # the pre-prepare was held, not sent
+        refused = await client.post("/peer/batch", data=encode({"messages": [], "txs": []}))
+        assert refused.status == 503
+        await client.post("/admin/resume")
+        assert primary.paused_at is None
+        assert primary.counters.messages_sent == 3  # released to the three peers
+
+
+async def test_pause_rejects_an_unknown_phase(primary: Node) -> None:
+    async with TestClient(TestServer(create_app(primary))) as client:
+        response = await client.post("/admin/pause", json={"phase": "whenever"})
+        assert response.status == 400
+        assert "before-pre-prepare" in (await response.json())["error"]
+        assert primary.pause_point is None
