@@ -3,6 +3,7 @@ it exactly there (armed through the loopback-only admin API).
 
 Phases:
   before-pre-prepare  the primary is about to send a pre-prepare: it is held, not sent
+  after-pre-prepare   the primary has sent a pre-prepare (it is between pre-prepare and commit)
   after-prepare       the node has sent its prepare for a block
   after-commit        the node has sent its commit for a block
   after-execute       the node has committed a block locally and executed it
@@ -23,6 +24,7 @@ from consensus.messages import Commit, Prepare, PrePrepare
 
 class Phase(enum.StrEnum):
     BEFORE_PRE_PREPARE = "before-pre-prepare"
+    AFTER_PRE_PREPARE = "after-pre-prepare"
     AFTER_PREPARE = "after-prepare"
     AFTER_COMMIT = "after-commit"
     AFTER_EXECUTE = "after-execute"
@@ -37,7 +39,10 @@ class PausePoint:
 def matches(point: PausePoint, action: Any) -> tuple[bool, int | None]:
     """(does `action` hit the pause point, its sequence number)."""
     match action:
-        case Broadcast(message=PrePrepare(seq=seq)) if point.phase is Phase.BEFORE_PRE_PREPARE:
+        case Broadcast(message=PrePrepare(seq=seq)) if point.phase in (
+            Phase.BEFORE_PRE_PREPARE,
+            Phase.AFTER_PRE_PREPARE,
+        ):
             return seq >= point.seq_min, seq
         case Broadcast(message=Prepare(seq=seq)) if point.phase is Phase.AFTER_PREPARE:
             return seq >= point.seq_min, seq

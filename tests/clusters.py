@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from cli.layout import ClusterDir, init_cluster
 from cli.process import read_pid
-from ledger.genesis import Params
+from ledger.genesis import Params, Role
 from node.client import NodeClient
 
 T = TypeVar("T")
@@ -43,9 +43,13 @@ def kill_all(layout: ClusterDir) -> None:
 
 @contextlib.contextmanager
 def running_cluster(
-    root: Path, *, nodes: int = 4, params: Params | None = None
+    root: Path,
+    *,
+    nodes: int = 4,
+    params: Params | None = None,
+    extra_identities: tuple[tuple[str, tuple[Role, ...]], ...] = (),
 ) -> Iterator[ClusterDir]:
-    layout = init_cluster(root, nodes=nodes, params=params)
+    layout = init_cluster(root, nodes=nodes, params=params, extra_identities=extra_identities)
     try:
         result = millchain("cluster", "up", "--dir", str(root), "--timeout", "60")
         assert result.returncode == 0, result.stdout + result.stderr
@@ -92,3 +96,26 @@ async def converged(
         return None
 
     return await poll(check, timeout_s=timeout_s, what=f"{names} to converge")
+
+
+async def acked_everywhere(layout: ClusterDir, names: list[str], acked: dict[str, int]) -> None:
+    """Every transaction the client saw committed is on every named node, at the same height."""
+    for name in names:
+        async with NodeClient(url(layout, name)) as client:
+            for tx_hash, height in acked.items():
+                result = await client.tx(tx_hash)
+                assert result["status"] == "committed", (name, tx_hash)
+                assert result["height"] == height, (name, tx_hash, result["height"], height)
+
+
+async def admin(
+    layout: ClusterDir, name: str, path: str, body: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    import aiohttp  # noqa: PLC0415
+
+    async with aiohttp.ClientSession() as session:
+        method = "POST" if body is not None else "GET"
+        async with session.request(method, url(layout, name) + path, json=body) as response:
+            assert response.status == 200, await response.text()
+            result: dict[str, Any] = await response.json()
+            return result
