@@ -17,8 +17,11 @@ from cli.common import (
     run,
 )
 from cli.layout import ClusterDir
+from ledger.block import Block
+from ledger.encoding import decode, encode
 from ledger.errors import MillchainError
 from node.client import ClientError, NodeClient
+from node.sync import SyncError, verify_blocks
 
 node_option = click.option(
     "--node", "node_name", default=None, help="Node to talk to (default: the first that answers)."
@@ -180,3 +183,73 @@ def _print_tree(value: Any, depth: int) -> None:
             _print_tree(item, depth)
     else:
         click.echo(pad + str(value))
+
+
+async def _fetch_block_raw(layout: ClusterDir, height: int, node: str | None) -> bytes:
+    client = await reachable_client(layout, node)
+    try:
+        async with client.session.get(
+            f"{client.url}/peer/blocks", params={"from": height, "to": height}
+        ) as response:
+            return await response.read()
+    finally:
+        await client.__aexit__(None, None, None)
+
+
+@click.command(name="block")
+@click.argument("height", type=click.IntRange(min=1))
+@dir_option
+@node_option
+@json_option
+@guarded
+def block_command(height: int, directory: Path, node_name: str | None, as_json: bool) -> None:
+    """Show block HEIGHT and check its commit certificate offline against the genesis."""
+    layout = layout_of(directory)
+    genesis = layout.genesis()
+    raw = run(_fetch_block_raw(layout, height, node_name))
+    entries = decode(raw)
+    if not entries:
+        raise click.ClickException(f"no block at height {height} yet")
+    stored = run(_block_json(layout, height, node_name))
+    try:
+        checked = verify_blocks(
+            genesis,
+            encode(entries[:1]),
+            expect_height=height,
+            prev_hash=Block.from_wire(entries[0][0]).header.prev_hash,
+        )
+    except SyncError as exc:
+        raise click.ClickException(f"block {height} does NOT verify: {exc}") from exc
+    block, certificate = checked[0]
+    signers = [genesis.validators[i].name for i, _ in certificate.commits]
+    verdict = {
+        "verified": True,
+        "signers": signers,
+        "quorum": genesis.quorum,
+        "validators": genesis.n,
+    }
+    if as_json:
+        print_json({**stored, "certificate_check": verdict})
+        return
+    header = stored["header"]
+    click.echo(f"block {height}  {header['hash']}")
+    click.echo(f"  parent     {header['prev_hash']}")
+    click.echo(f"  proposer   {genesis.validators[header['proposer']].name}  view {header['view']}")
+    click.echo(f"  txs        {len(block.txs)}")
+    click.echo(f"  state      {stored['state_digest_after']}")
+    click.echo(
+        f"  certificate verified offline: {len(signers)} of {genesis.n} validators signed "
+        f"({', '.join(signers)}; quorum {genesis.quorum})"
+    )
+    for tx in stored["txs"]:
+        receipt = tx["receipt"] or {}
+        outcome = "ok" if receipt.get("ok") else f"failed: {receipt.get('error')}"
+        click.echo(f"  - {tx['hash'][:16]} {tx['contract']}.{tx['method']} {tx['args']} {outcome}")
+
+
+async def _block_json(layout: ClusterDir, height: int, node: str | None) -> dict[str, Any]:
+    client = await reachable_client(layout, node)
+    try:
+        return await client.block(height)
+    finally:
+        await client.__aexit__(None, None, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.bench import bench
-from cli.client_cmd import query, tx_command
+from cli.client_cmd import block_command, query, tx_command
 from cli.cluster_cmd import cluster, init, node_group
 from cli.demo import demo
 
@@ -25,5 +25,6 @@ main.add_command(cluster)
 main.add_command(node_group)
 main.add_command(tx_command)
 main.add_command(query)
+main.add_command(block_command)
 main.add_command(demo)
 main.add_command(bench)

@@ -71,6 +71,11 @@ def test_cli_cluster_commits_200_txs_identically_and_survives_a_killed_backup(
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["on_hand"] == 100
 
+        shown = millchain("block", "1", "--dir", str(root), "--json")
+        assert shown.returncode == 0, shown.stderr
+        checked = json.loads(shown.stdout)["certificate_check"]
+        assert checked["verified"] and len(checked["signers"]) >= 3
+
         # Replaying a committed transaction is refused with a reason, and changes nothing.
         async def replay() -> str:
             async with NodeClient(url(layout, "node3")) as client:
