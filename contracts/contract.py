@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from contracts.errors import ArgumentError, DefinitionError, ExecutionError, QueryError
@@ -69,6 +69,16 @@ class Call:
 
     def has_role(self, *roles: Role) -> bool:
         return any(role in self.sender_roles for role in roles)
+
+    def acting_as(self, contract: str) -> Call:
+        """This call as seen by another contract's internal API, for a cross-contract effect.
+
+        The copy shares this call's overlay and event list, so what the other contract writes
+        and emits (under its own name) lands in the same transaction and is dropped with it if
+        the transaction fails. Roles are not rechecked: the calling method already decided the
+        sender may cause the effect.
+        """
+        return self if contract == self.contract else replace(self, contract=contract)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,98 +1,62 @@
-"""The inventory contract: stock per item and location, its key layout and its queries.
+"""The inventory contract: its methods (stock moves, supplier deliveries, reorder points) and
+its queries. The state layout, the invariants and the internal API that orders use live in
+`contracts.stock`.
 
-Each (item, location) has a record of `on_hand` units and how many of them are `reserved` for
-planned work. Every method keeps 0 <= reserved <= on_hand: receiving adds to on_hand, reserving
-and releasing move units between available (on_hand - reserved) and reserved, consuming takes
-reserved units out of stock, and transfers move available units to another location. Item and
-location names cannot contain "/", so a key splits back into its names unambiguously.
+Each (item, location) has `on_hand` units, `reserved` of them for planned work (some of those held
+by orders, see `contracts.stock`), and an optional reorder point. Receiving and deliveries add to
+on_hand, reserving and releasing move units between available and reserved, consuming takes
+reserved units out of stock, and transfers move available units to another location.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from contracts.contract import Call, Contract, method
-from contracts.errors import ConflictError, InsufficientStockError, QueryError, StateError
+from contracts.errors import ConflictError, InsufficientStockError, QueryError
 from contracts.schema import NAME_PATTERN, Int, Str
-from contracts.state import StateReader, decode_map, read_map, write_map
+from contracts.state import StateReader, read_map, write_map
+from contracts.stock import (
+    ON_HAND_MAX,
+    QTY_MAX,
+    STOCK_PREFIX,
+    Stock,
+    delivery_key,
+    emit_low_stock,
+    is_low,
+    item_prefix,
+    read_allocated,
+    read_delivery,
+    read_stock,
+    set_reorder_point,
+    split_stock_key,
+    stock_key,
+    stock_records,
+    stock_view,
+    store_stock,
+    subject,
+)
 from ledger.genesis import Role
 
-STOCK_PREFIX = b"inventory/stock/"
-QTY_MAX = 10**12
-# Far below the 64-bit limit of the encoding, and no factory holds more of anything.
-ON_HAND_MAX = 10**15
+__all__ = [
+    "ON_HAND_MAX",
+    "QTY_MAX",
+    "STOCK_PREFIX",
+    "InventoryContract",
+    "Stock",
+    "item_prefix",
+    "read_stock",
+    "split_stock_key",
+    "stock_key",
+    "stock_records",
+    "subject",
+]
 
 _NAME = Str(min_len=1, max_len=64, pattern=NAME_PATTERN)
 _QTY = Int(min=1, max=QTY_MAX)
 _PLANNERS = (Role.PLANNER, Role.ADMIN)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Stock:
-    on_hand: int
-    reserved: int
-
-    @property
-    def available(self) -> int:
-        return self.on_hand - self.reserved
-
-    def to_map(self) -> dict[str, int]:
-        return {"on_hand": self.on_hand, "reserved": self.reserved}
-
-    def summary(self) -> dict[str, int]:
-        return {"on_hand": self.on_hand, "reserved": self.reserved, "available": self.available}
-
-    @classmethod
-    def from_map(cls, key: bytes, value: dict[str, Any]) -> Stock:
-        on_hand, reserved = value.get("on_hand"), value.get("reserved")
-        if (
-            set(value) != {"on_hand", "reserved"}
-            or not isinstance(on_hand, int)
-            or not isinstance(reserved, int)
-            or isinstance(on_hand, bool)
-            or isinstance(reserved, bool)
-            or not 0 <= reserved <= on_hand
-        ):
-            raise StateError(f"stock record at {key!r} is malformed: {value!r}")
-        return cls(on_hand=on_hand, reserved=reserved)
-
-
-EMPTY_STOCK = Stock(on_hand=0, reserved=0)
-
-
-def stock_key(item: str, location: str) -> bytes:
-    return STOCK_PREFIX + f"{item}/{location}".encode()
-
-
-def item_prefix(item: str) -> bytes:
-    return STOCK_PREFIX + f"{item}/".encode()
-
-
-def split_stock_key(key: bytes) -> tuple[str, str]:
-    item, _, location = key[len(STOCK_PREFIX) :].decode("utf-8").partition("/")
-    return item, location
-
-
-def read_stock(state: StateReader, item: str, location: str) -> Stock:
-    """The stock record, or an empty one where nothing was ever received."""
-    key = stock_key(item, location)
-    value = read_map(state, key)
-    return EMPTY_STOCK if value is None else Stock.from_map(key, value)
-
-
-def stock_records(state: StateReader, prefix: bytes = STOCK_PREFIX) -> list[tuple[str, str, Stock]]:
-    """(item, location, stock) for every record under `prefix`, sorted by item then location."""
-    return [
-        (*split_stock_key(key), Stock.from_map(key, decode_map(key, raw)))
-        for key, raw in state.scan(prefix)
-    ]
-
-
-def subject(item: str, location: str) -> str:
-    return f"item:{item}@{location}"
 
 
 class InventoryContract(Contract):
@@ -113,7 +77,7 @@ class InventoryContract(Contract):
                 f"(has {stock.on_hand})"
             )
         after = Stock(on_hand=stock.on_hand + qty, reserved=stock.reserved)
-        return _store(call, kind="receive", item=item, location=location, qty=qty, after=after)
+        return store_stock(call, kind="receive", item=item, location=location, qty=qty, after=after)
 
     @method(roles=_PLANNERS, args={"item": _NAME, "location": _NAME, "qty": _QTY})
     def reserve(self, call: Call, *, item: str, location: str, qty: int) -> dict[str, int]:
@@ -124,18 +88,14 @@ class InventoryContract(Contract):
                 f"cannot reserve {qty} {item} at {location}: only {stock.available} available"
             )
         after = Stock(on_hand=stock.on_hand, reserved=stock.reserved + qty)
-        return _store(call, kind="reserve", item=item, location=location, qty=qty, after=after)
+        return store_stock(call, kind="reserve", item=item, location=location, qty=qty, after=after)
 
     @method(roles=_PLANNERS, args={"item": _NAME, "location": _NAME, "qty": _QTY})
     def release(self, call: Call, *, item: str, location: str, qty: int) -> dict[str, int]:
         """Return reserved units to available stock."""
-        stock = read_stock(call.state, item, location)
-        if stock.reserved < qty:
-            raise InsufficientStockError(
-                f"cannot release {qty} {item} at {location}: only {stock.reserved} reserved"
-            )
+        stock = _free_reserved(call, "release", item, location, qty)
         after = Stock(on_hand=stock.on_hand, reserved=stock.reserved - qty)
-        return _store(call, kind="release", item=item, location=location, qty=qty, after=after)
+        return store_stock(call, kind="release", item=item, location=location, qty=qty, after=after)
 
     @method(
         roles=(Role.PLANNER, Role.ADMIN, Role.MACHINE),
@@ -143,13 +103,9 @@ class InventoryContract(Contract):
     )
     def consume(self, call: Call, *, item: str, location: str, qty: int) -> dict[str, int]:
         """Use up reserved units: they leave both reserved and on-hand stock."""
-        stock = read_stock(call.state, item, location)
-        if stock.reserved < qty:
-            raise InsufficientStockError(
-                f"cannot consume {qty} {item} at {location}: only {stock.reserved} reserved"
-            )
+        stock = _free_reserved(call, "consume", item, location, qty)
         after = Stock(on_hand=stock.on_hand - qty, reserved=stock.reserved - qty)
-        return _store(call, kind="consume", item=item, location=location, qty=qty, after=after)
+        return store_stock(call, kind="consume", item=item, location=location, qty=qty, after=after)
 
     @method(
         roles=_PLANNERS,
@@ -175,25 +131,93 @@ class InventoryContract(Contract):
         source_after = Stock(on_hand=source.on_hand - qty, reserved=source.reserved)
         target_after = Stock(on_hand=target.on_hand + qty, reserved=target.reserved)
         return {
-            "from": _store(
+            "from": store_stock(
                 call,
                 kind="transfer",
                 item=item,
                 location=location,
                 qty=qty,
                 after=source_after,
-                to=to,
+                extra={"to": to},
             ),
-            "to": _store(
+            "to": store_stock(
                 call,
                 kind="transfer",
                 item=item,
                 location=to,
                 qty=qty,
                 after=target_after,
-                from_=location,
+                extra={"from": location},
             ),
         }
+
+    @method(
+        roles=(Role.SUPPLIER, Role.ADMIN),
+        args={
+            "reference": Str(min_len=1, max_len=64, pattern=NAME_PATTERN),
+            "item": _NAME,
+            "location": _NAME,
+            "qty": _QTY,
+        },
+    )
+    def deliver(
+        self, call: Call, *, reference: str, item: str, location: str, qty: int
+    ) -> dict[str, Any]:
+        """Receive a supplier delivery once: a delivery reference can be booked only one time."""
+        booked = read_delivery(call.state, reference)
+        if booked is not None:
+            raise ConflictError(
+                f"delivery {reference} was already received ({booked.get('qty')} "
+                f"{booked.get('item')} at {booked.get('location')} from {booked.get('supplier')})"
+            )
+        stock = read_stock(call.state, item, location)
+        if stock.on_hand + qty > ON_HAND_MAX:
+            raise ConflictError(
+                f"receiving {qty} {item} at {location} would exceed {ON_HAND_MAX} on hand "
+                f"(has {stock.on_hand})"
+            )
+        write_map(
+            call.state,
+            delivery_key(reference),
+            {
+                "item": item,
+                "location": location,
+                "qty": qty,
+                "supplier": call.sender_name,
+                "at_ms": call.block.timestamp_ms,
+            },
+        )
+        after = Stock(on_hand=stock.on_hand + qty, reserved=stock.reserved)
+        summary = store_stock(
+            call,
+            kind="deliver",
+            item=item,
+            location=location,
+            qty=qty,
+            after=after,
+            extra={"reference": reference, "supplier": call.sender_name},
+        )
+        call.emit(
+            "deliver",
+            f"delivery:{reference}",
+            {"item": item, "location": location, "qty": qty, "supplier": call.sender_name},
+        )
+        return {"reference": reference, **summary}
+
+    @method(
+        roles=_PLANNERS,
+        args={"item": _NAME, "location": _NAME, "point": Int(min=0, max=QTY_MAX)},
+    )
+    def set_reorder_point(
+        self, call: Call, *, item: str, location: str, point: int
+    ) -> dict[str, Any]:
+        """Set the level of available units at or below which the item is low on stock."""
+        set_reorder_point(call, item, location, point)
+        stock = read_stock(call.state, item, location)
+        call.emit("reorder_point", subject(item, location), {"point": point})
+        if is_low(stock, point):
+            emit_low_stock(call, item, location, stock, point)
+        return stock_view(call.state, item, location, stock)
 
     def query(self, state: StateReader, path: Sequence[str]) -> Any:
         if len(path) > 2:
@@ -213,37 +237,29 @@ class InventoryContract(Contract):
             value = read_map(state, stock_key(path[0], path[1]))
             if value is None:
                 raise QueryError(f"no stock record for {path[0]} at {path[1]}")
-            return Stock.from_map(stock_key(path[0], path[1]), value).summary()
+            stock = Stock.from_map(stock_key(path[0], path[1]), value)
+            return stock_view(state, path[0], path[1], stock)
         if len(path) == 1:
             records = stock_records(state, item_prefix(path[0]))
             if not records:
                 raise QueryError(f"no stock records for {path[0]}")
-            return {location: stock.summary() for _, location, stock in records}
-        items: dict[str, dict[str, dict[str, int]]] = {}
+            return {
+                location: stock_view(state, path[0], location, stock)
+                for _, location, stock in records
+            }
+        items: dict[str, dict[str, dict[str, Any]]] = {}
         for item, location, stock in stock_records(state):
-            items.setdefault(item, {})[location] = stock.summary()
+            items.setdefault(item, {})[location] = stock_view(state, item, location, stock)
         return items
 
 
-def _store(
-    call: Call,
-    *,
-    kind: str,
-    item: str,
-    location: str,
-    qty: int,
-    after: Stock,
-    to: str | None = None,
-    from_: str | None = None,
-) -> dict[str, int]:
-    """Write a record that keeps the invariant and emit its event; returns the record's summary."""
-    if not 0 <= after.reserved <= after.on_hand:
-        raise AssertionError(f"inventory invariant broken for {item} at {location}: {after}")
-    write_map(call.state, stock_key(item, location), after.to_map())
-    data: dict[str, Any] = {"qty": qty, **after.to_map()}
-    if to is not None:
-        data["to"] = to
-    if from_ is not None:
-        data["from"] = from_
-    call.emit(kind, subject(item, location), data)
-    return after.summary()
+def _free_reserved(call: Call, action: str, item: str, location: str, qty: int) -> Stock:
+    """The stock record, if `qty` reserved units are not held by orders; else why not."""
+    stock = read_stock(call.state, item, location)
+    held = read_allocated(call.state, item, location)
+    if stock.reserved - held < qty:
+        detail = f" ({held} of them held by orders)" if held else ""
+        raise InsufficientStockError(
+            f"cannot {action} {qty} {item} at {location}: only {stock.reserved} reserved{detail}"
+        )
+    return stock

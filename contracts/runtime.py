@@ -20,10 +20,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts import accounts
+from contracts.catalog import CatalogContract
 from contracts.contract import BlockContext, Call, Contract, MethodSpec, method
 from contracts.errors import DefinitionError, ExecutionError, QueryError, RejectedError
 from contracts.identity import IdentityContract, IdentityRecord, read_identity
 from contracts.inventory import InventoryContract
+from contracts.machines import MachinesContract
+from contracts.maintenance import MaintenanceContract
+from contracts.orders import OrdersContract
 from contracts.receipt import Event, Receipt
 from contracts.schema import validate_args
 from contracts.state import (
@@ -81,7 +85,16 @@ class Runtime:
     @classmethod
     def default(cls) -> Runtime:
         """The built-in contracts."""
-        return cls([IdentityContract(), InventoryContract()])
+        return cls(
+            [
+                IdentityContract(),
+                InventoryContract(),
+                CatalogContract(),
+                OrdersContract(),
+                MachinesContract(),
+                MaintenanceContract(),
+            ]
+        )
 
     @property
     def contract_names(self) -> tuple[str, ...]:

@@ -268,6 +268,40 @@ class MapOf(ArgType):
         }
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Record(ArgType):
+    """A map with named fields, each of its own schema; a field with a default may be left out."""
+
+    fields: Mapping[str, ArgType]
+
+    def expected(self) -> str:
+        return f"a map with fields {', '.join(self.fields)}"
+
+    def check(self, value: Any, where: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self._mistyped(value, where)
+        missing = [name for name, arg in self.fields.items() if arg.required and name not in value]
+        if missing:
+            wanted = "; ".join(f"{name} ({self.fields[name].expected()})" for name in missing)
+            raise ArgumentError(f"{where} is missing field {wanted}")
+        extra = sorted(str(name) for name in value if name not in self.fields)
+        if extra:
+            raise ArgumentError(
+                f"{where} has unexpected field {', '.join(extra)}; "
+                f"its fields are {', '.join(self.fields)}"
+            )
+        checked: dict[str, Any] = {}
+        for name, arg in self.fields.items():
+            if name in value:
+                checked[name] = arg.check(value[name], f"{where}.{name}")
+            else:
+                checked[name] = arg.default
+        return checked
+
+    def spec(self) -> dict[str, Any]:
+        return {"type": "record", "fields": describe_args(self.fields)}
+
+
 def _key_order(key: Any) -> tuple[int, str]:
     # Decoded maps only have str keys, but in-process args may not; order those after strings.
     return (0, key) if isinstance(key, str) else (1, repr(key))

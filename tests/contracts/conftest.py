@@ -6,7 +6,9 @@ digest), without a node: tests build signed transactions and read receipts and s
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +30,10 @@ MEMBER_ROLES: dict[str, tuple[Role, ...]] = {
     "pat": (Role.PLANNER,),
     "mia": (Role.MACHINE,),
     "alice": (Role.CUSTOMER,),
+    "bob": (Role.CUSTOMER,),
+    "max": (Role.MAINTAINER,),
+    "ora": (Role.ORACLE,),
+    "aud": (Role.AUDITOR,),
 }
 
 
@@ -149,3 +155,66 @@ def stocked(chain: Chain) -> Chain:
     assert chain.call("sam", "inventory", "receive", item="steel", location="main", qty=100).ok
     assert chain.call("pat", "inventory", "reserve", item="steel", location="main", qty=30).ok
     return chain
+
+
+CATALOG_FILE = Path(__file__).resolve().parents[2] / "configs" / "catalog.json"
+# Enough of every part in the sample catalog for a few orders, at location "main".
+FACTORY_STOCK = {
+    "steel-sheet": 20,
+    "bolt-m8": 80,
+    "powder-black": 10,
+    "zinc-bath": 5,
+    "housing-g50": 4,
+    "housing-g100": 4,
+    "shaft": 16,
+    "bearing-6204": 16,
+    "bearing-6206": 16,
+    "gear-set-r5": 4,
+    "gear-set-r10": 4,
+    "seal-nbr": 8,
+    "seal-viton": 8,
+}
+# id -> capabilities: two bracket lines and one gearbox cell.
+FACTORY_MACHINES = {
+    "m1": ["laser-cut", "bend", "coat"],
+    "m2": ["laser-cut", "bend", "coat", "galvanize"],
+    "m3": ["cnc-mill", "assembly"],
+}
+
+
+def sample_products() -> list[dict[str, Any]]:
+    products: list[dict[str, Any]] = json.loads(CATALOG_FILE.read_text())["products"]
+    return products
+
+
+def build_factory(chain: Chain) -> Chain:
+    """Publish the sample catalog, stock every part and register the machines, in one block."""
+    txs = [chain.tx("root", "catalog", "publish", **product) for product in sample_products()]
+    txs += [
+        chain.tx("sam", "inventory", "receive", item=item, location="main", qty=qty)
+        for item, qty in FACTORY_STOCK.items()
+    ]
+    txs += [
+        chain.tx("root", "machines", "register", machine=name, type="cell", capabilities=caps)
+        for name, caps in FACTORY_MACHINES.items()
+    ]
+    result = chain.run(*txs)
+    assert all(receipt.ok for receipt in result.receipts), [r.error for r in result.receipts]
+    return chain
+
+
+@pytest.fixture
+def factory(chain: Chain) -> Chain:
+    """A chain with the sample catalog, stock of every part and machines m1, m2, m3."""
+    return build_factory(chain)
+
+
+def place(chain: Chain, who: str = "alice", **spec: Any) -> Receipt:
+    """Place an order; defaults to 2 small raw brackets."""
+    args: dict[str, Any] = {"product": "bracket", "variant": "small", "quantity": 2, **spec}
+    return chain.call(who, "orders", "place", **args)
+
+
+def state_except_nonces(chain: Chain) -> dict[bytes, bytes]:
+    """Committed state without account nonces: what a failing transaction must leave as it was."""
+    return {k: v for k, v in chain.state.items().items() if not k.startswith(b"account/")}

@@ -14,6 +14,7 @@ from contracts.schema import (
     Int,
     ListOf,
     MapOf,
+    Record,
     Str,
     validate_args,
 )
@@ -167,3 +168,15 @@ def test_methods_are_collected_in_definition_order_including_inherited_ones():
 
     assert list(Base.methods) == ["first"]
     assert list(Child.methods) == ["first", "second"]
+
+
+def test_record_checks_named_fields_fills_defaults_and_names_nested_paths():
+    part = Record(fields={"qty": Int(min=1), "note": Str(default="")})
+    assert part.check({"qty": 2}, "arg") == {"qty": 2, "note": ""}
+    with pytest.raises(ArgumentError, match=r"^arg is missing field qty \(an integer"):
+        part.check({}, "arg")
+    with pytest.raises(ArgumentError, match=r"^arg has unexpected field colour; its fields"):
+        part.check({"qty": 1, "colour": "red"}, "arg")
+    with pytest.raises(ArgumentError, match=r"^arg\['a'\]\.qty must be at least 1, got 0$"):
+        MapOf(value=part).check({"a": {"qty": 0}}, "arg")
+    assert part.describe()["fields"]["note"]["required"] is False

@@ -110,7 +110,10 @@ def test_tx_for_another_chain_fails_and_writes_nothing(chain):
 
 def test_unknown_contract_fails_naming_the_known_ones_and_consumes_nonce(chain):
     receipt = chain.call("sam", "warehouse", "receive")
-    assert receipt.error == "unknown contract 'warehouse'; known contracts: identity, inventory"
+    assert receipt.error == (
+        "unknown contract 'warehouse'; known contracts: "
+        "catalog, identity, inventory, machines, maintenance, orders"
+    )
     assert chain.nonce("sam") == 1
 
 
@@ -118,7 +121,7 @@ def test_unknown_method_fails_naming_the_known_ones(chain):
     receipt = chain.call("sam", "inventory", "steal", item="steel")
     assert receipt.error == (
         "contract inventory has no method 'steal'; "
-        "its methods: consume, receive, release, reserve, transfer"
+        "its methods: consume, deliver, receive, release, reserve, set_reorder_point, transfer"
     )
 
 
@@ -373,8 +376,8 @@ def test_admission_accepts_future_nonces_but_not_used_ones(chain):
 
 
 def test_query_of_unknown_contract_names_the_known_ones(chain):
-    with pytest.raises(QueryError, match="unknown contract 'orders'; known contracts: identity"):
-        chain.query("orders")
+    with pytest.raises(QueryError, match="unknown contract 'payroll'; known contracts: catalog"):
+        chain.query("payroll")
 
 
 def test_describe_lists_contracts_methods_roles_and_args_as_json(chain):

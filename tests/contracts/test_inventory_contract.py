@@ -9,8 +9,14 @@ from contracts.errors import QueryError
 STEEL_MAIN = ("inventory", "steel", "main")
 
 
+# What a stock query adds to a record's counts when no order holds it and no reorder point is set.
+PLAIN = {"for_orders": 0, "reorder_point": None, "low": False}
+
+
 def stock(chain, item="steel", location="main"):
-    return chain.query("inventory", item, location)
+    """The counts of a stock record, as its query shows them."""
+    view = chain.query("inventory", item, location)
+    return {name: view[name] for name in ("on_hand", "reserved", "available")}
 
 
 def test_receive_adds_to_on_hand_and_emits_an_event(chain):
@@ -128,10 +134,10 @@ def test_query_all_items_groups_locations_under_items(stocked):
     stocked.call("sam", "inventory", "receive", item="bolts", location="main", qty=5)
     stocked.call("pat", "inventory", "transfer", item="steel", location="main", to="annex", qty=1)
     assert stocked.query("inventory") == {
-        "bolts": {"main": {"on_hand": 5, "reserved": 0, "available": 5}},
+        "bolts": {"main": {"on_hand": 5, "reserved": 0, "available": 5, **PLAIN}},
         "steel": {
-            "annex": {"on_hand": 1, "reserved": 0, "available": 1},
-            "main": {"on_hand": 99, "reserved": 30, "available": 69},
+            "annex": {"on_hand": 1, "reserved": 0, "available": 1, **PLAIN},
+            "main": {"on_hand": 99, "reserved": 30, "available": 69, **PLAIN},
         },
     }
     assert list(stocked.query("inventory", "steel")) == ["annex", "main"]
@@ -141,7 +147,7 @@ def test_item_query_does_not_match_items_sharing_a_prefix(chain):
     chain.call("sam", "inventory", "receive", item="steel", location="main", qty=1)
     chain.call("sam", "inventory", "receive", item="steel2", location="main", qty=2)
     assert chain.query("inventory", "steel") == {
-        "main": {"on_hand": 1, "reserved": 0, "available": 1}
+        "main": {"on_hand": 1, "reserved": 0, "available": 1, **PLAIN}
     }
 
 

@@ -1,0 +1,229 @@
+"""The orders contract: an order's life, who may move it, and what each move does elsewhere."""
+
+from __future__ import annotations
+
+import pytest
+
+from contracts.errors import QueryError
+from contracts.order_state import LEGAL_MOVES, TRANSITIONS, OrderState
+from tests.contracts.conftest import place, state_except_nonces
+
+
+def stock(chain, item):
+    return chain.query("inventory", item, "main")
+
+
+def order(chain, order_id="ord-1"):
+    return chain.query("orders", order_id)
+
+
+def advance(chain, order_id, *steps):
+    """Run (who, method, extra args) steps on an order, each in its own block, all succeeding."""
+    for who, method_name, args in steps:
+        receipt = chain.call(who, "orders", method_name, order=order_id, **args)
+        assert receipt.ok, (method_name, receipt.error)
+
+
+TO_PRODUCTION = (
+    ("pat", "accept", {}),
+    ("pat", "schedule", {}),
+    ("mia", "start", {}),
+)
+
+
+def test_place_resolves_the_bill_of_materials_and_assigns_sequential_ids(factory):
+    receipt = place(factory, options={"finish": "powder-coat"}, quantity=3)
+    assert receipt.ok, receipt.error
+    assert receipt.result["id"] == "ord-1"
+    assert receipt.result["bom"] == {"bolt-m8": 12, "powder-black": 3, "steel-sheet": 3}
+    assert receipt.result["requires"] == ["bend", "coat", "laser-cut"]
+    assert receipt.result["duration_ms"] == 3 * (600_000 + 300_000)
+    assert receipt.result["state"] == "created"
+    assert receipt.result["customer"] == "alice"
+    (event,) = receipt.events
+    assert (event.contract, event.kind, event.subject) == ("orders", "place", "order:ord-1")
+    assert place(factory, who="bob").result["id"] == "ord-2"
+
+
+def test_full_life_from_placement_to_delivery(factory):
+    assert place(factory).ok
+    advance(factory, "ord-1", *TO_PRODUCTION)
+    assert order(factory)["state"] == "in_production"
+    assert factory.query("machines", "m1")["producing"] == "ord-1"
+    advance(
+        factory,
+        "ord-1",
+        ("mia", "complete", {}),
+        ("aud", "qc_pass", {"note": "flat within 0.1 mm"}),
+        ("pat", "ship", {}),
+        ("alice", "deliver", {}),
+    )
+    final = order(factory)
+    assert final["state"] == "delivered"
+    assert final["reservation"] is None
+    assert stock(factory, "steel-sheet")["on_hand"] == 18
+    assert stock(factory, "steel-sheet")["reserved"] == 0
+    machine = factory.query("machines", "m1")
+    assert machine["producing"] == ""
+    # start at block 3 (t = 3000 ms), complete at block 4: one second of production
+    assert machine["production_ms"] == 1_000
+
+
+def test_accept_reserves_materials_against_the_order(factory):
+    place(factory)
+    receipt = factory.call("pat", "orders", "accept", order="ord-1")
+    assert receipt.ok
+    assert stock(factory, "bolt-m8")["reserved"] == 8
+    assert stock(factory, "bolt-m8")["for_orders"] == 8
+    assert order(factory)["reservation"] == {
+        "location": "main",
+        "lines": {"bolt-m8": 8, "steel-sheet": 2},
+    }
+    reserve_events = [e for e in receipt.events if e.kind == "reserve"]
+    assert [e.subject for e in reserve_events] == ["item:bolt-m8@main", "item:steel-sheet@main"]
+    assert all(e.data["order"] == "ord-1" for e in reserve_events)
+
+
+def test_accept_without_enough_stock_names_every_shortage_and_changes_nothing(factory):
+    place(factory, variant="large", quantity=11)
+    before = state_except_nonces(factory)
+    receipt = factory.call("pat", "orders", "accept", order="ord-1")
+    assert receipt.error == (
+        "cannot reserve materials for ord-1 at main: needs 22 steel-sheet (only 20 available)"
+    )
+    assert state_except_nonces(factory) == before
+
+
+def test_cancel_releases_exactly_the_orders_reservation(factory):
+    place(factory)
+    place(factory, who="bob", quantity=1)
+    advance(factory, "ord-1", ("pat", "accept", {}))
+    advance(factory, "ord-2", ("pat", "accept", {}), ("pat", "schedule", {}))
+    assert stock(factory, "steel-sheet")["reserved"] == 3
+    receipt = factory.call("alice", "orders", "cancel", order="ord-1", reason="changed my mind")
+    assert receipt.ok
+    assert stock(factory, "steel-sheet")["reserved"] == 1
+    assert stock(factory, "bolt-m8")["reserved"] == 4
+    assert order(factory)["state"] == "cancelled"
+    assert order(factory)["reservation"] is None
+    assert factory.call("bob", "orders", "cancel", order="ord-2").ok
+    assert factory.query("machines", "m1")["queue"] == []
+    assert stock(factory, "steel-sheet")["reserved"] == 0
+
+
+def test_customer_may_not_cancel_or_confirm_someone_elses_order(factory):
+    place(factory)
+    receipt = factory.call("bob", "orders", "cancel", order="ord-1")
+    assert receipt.error == "order ord-1 belongs to alice; bob may not cancel it"
+
+
+def test_cancel_is_refused_once_production_started(factory):
+    place(factory)
+    advance(factory, "ord-1", *TO_PRODUCTION)
+    receipt = factory.call("alice", "orders", "cancel", order="ord-1")
+    assert receipt.error == (
+        "cannot cancel order ord-1: it is in_production, "
+        "cancel needs accepted or created or scheduled"
+    )
+
+
+def test_qc_fail_sends_the_order_back_into_production_on_its_machine(factory):
+    place(factory)
+    advance(factory, "ord-1", *TO_PRODUCTION, ("mia", "complete", {}))
+    receipt = factory.call("aud", "orders", "qc_fail", order="ord-1", note="burr on edge")
+    assert receipt.ok
+    assert receipt.result["state"] == "in_production"
+    assert receipt.result["qc_failures"] == 1
+    assert factory.query("machines", "m1")["producing"] == "ord-1"
+    advance(factory, "ord-1", ("mia", "complete", {}), ("aud", "qc_pass", {}))
+    assert order(factory)["state"] == "passed"
+    # Materials were consumed once, at the first completion.
+    assert stock(factory, "steel-sheet")["on_hand"] == 18
+
+
+def test_schedule_picks_the_least_loaded_capable_machine_ties_by_id(factory):
+    for _ in range(3):
+        place(factory)
+    for order_id in ("ord-1", "ord-2", "ord-3"):
+        advance(factory, order_id, ("pat", "accept", {}), ("pat", "schedule", {}))
+    machines = factory.query("machines")
+    assert machines["m1"]["queue"] == ["ord-1", "ord-3"]
+    assert machines["m2"]["queue"] == ["ord-2"]
+    assert machines["m3"]["queue"] == []
+
+
+def test_schedule_on_a_machine_lacking_a_capability_is_refused(factory):
+    place(factory, options={"finish": "galvanized"})
+    advance(factory, "ord-1", ("pat", "accept", {}))
+    receipt = factory.call("pat", "orders", "schedule", order="ord-1", machine="m1")
+    assert receipt.error == "machine m1 lacks galvanize needed by order ord-1"
+    assert factory.call("pat", "orders", "schedule", order="ord-1").result["machine"] == "m2"
+
+
+def test_start_needs_an_idle_machine(factory):
+    place(factory)
+    place(factory)
+    for order_id in ("ord-1", "ord-2"):
+        advance(factory, order_id, ("pat", "accept", {}), ("pat", "schedule", {"machine": "m1"}))
+    advance(factory, "ord-1", ("mia", "start", {}))
+    receipt = factory.call("mia", "orders", "start", order="ord-2")
+    assert receipt.error == "machine m1 is busy producing order ord-1"
+
+
+@pytest.mark.parametrize(
+    ("who", "method_name", "needed"),
+    [
+        ("pat", "place", "customer or admin"),
+        ("alice", "accept", "planner or admin"),
+        ("alice", "schedule", "planner or admin"),
+        ("alice", "start", "machine or planner or admin"),
+        ("pat", "qc_pass", "auditor or admin"),
+        ("mia", "ship", "planner or admin"),
+        ("pat", "deliver", "customer or admin"),
+        ("mia", "cancel", "customer or planner or admin"),
+    ],
+)
+def test_each_move_is_reserved_to_the_role_that_owns_it(factory, who, method_name, needed):
+    place(factory)
+    args = (
+        {"product": "bracket", "variant": "small", "quantity": 1}
+        if method_name == "place"
+        else {"order": "ord-1"}
+    )
+    before = state_except_nonces(factory)
+    receipt = factory.call(who, "orders", method_name, **args)
+    assert receipt.error is not None
+    assert receipt.error.startswith(f"orders.{method_name} needs role {needed}; sender {who} has")
+    assert state_except_nonces(factory) == before
+
+
+def test_the_transition_table_only_moves_forward_or_to_cancelled():
+    assert (OrderState.DELIVERED, OrderState.CANCELLED) not in LEGAL_MOVES
+    assert not any(before is OrderState.CANCELLED for before, _ in LEGAL_MOVES)
+    assert not any(before is OrderState.DELIVERED for before, _ in LEGAL_MOVES)
+    assert TRANSITIONS["qc_fail"][1] is OrderState.IN_PRODUCTION
+
+
+def test_every_move_is_an_event_on_the_order_with_both_states(factory):
+    place(factory)
+    advance(factory, "ord-1", *TO_PRODUCTION)
+    receipt = factory.call("mia", "orders", "complete", order="ord-1")
+    (move,) = [e for e in receipt.events if e.subject == "order:ord-1"]
+    assert move.kind == "complete"
+    assert move.data == {
+        "from": "in_production",
+        "to": "quality_check",
+        "by": "mia",
+        "machine": "m1",
+    }
+    consumed = [e for e in receipt.events if e.kind == "consume"]
+    assert {e.subject for e in consumed} == {"item:bolt-m8@main", "item:steel-sheet@main"}
+
+
+def test_order_queries_list_all_and_reject_bad_ids(factory):
+    place(factory)
+    assert list(factory.query("orders")) == ["ord-1"]
+    with pytest.raises(QueryError, match="not an order id"):
+        factory.query("orders", "order-1")
+    with pytest.raises(QueryError, match="no order ord-9"):
+        factory.query("orders", "ord-9")
