@@ -67,4 +67,32 @@ class StateDivergence:
     quorum: bytes
 
 
-Action = Broadcast | Send | CommitBlock | Rejected | CheckpointStable | StateDivergence
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ViewEntered:
+    """The replica installed `view` (a new view it accepted or sent). Persist it: a restarted
+    replica resumes in it (`ReplicaStart.view`)."""
+
+    view: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchBlocks:
+    """The replica is behind: fetch committed blocks `from_height..to_height` (inclusive) with
+    their commit certificates, preferably from validators `hint`, verify and execute them, then
+    feed `BlocksTransferred` for the last one. Re-emitted on Tick while no progress is made."""
+
+    from_height: int
+    to_height: int
+    hint: tuple[int, ...]
+
+
+Action = (
+    Broadcast
+    | Send
+    | CommitBlock
+    | Rejected
+    | CheckpointStable
+    | StateDivergence
+    | ViewEntered
+    | FetchBlocks
+)

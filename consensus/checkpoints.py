@@ -62,6 +62,14 @@ class CheckpointVotes:
                 )
         return None
 
+    def own(self, sender: int, *, above: int) -> list[Checkpoint]:
+        """`sender`'s checkpoints for seqs above `above`, ascending (for retransmission)."""
+        return [
+            votes[sender]
+            for seq, votes in sorted(self._votes.items())
+            if seq > above and sender in votes
+        ]
+
     def collect(self, seq_min: int) -> None:
         """Forget votes for seqs below `seq_min`."""
         self._votes = {seq: votes for seq, votes in self._votes.items() if seq >= seq_min}

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from consensus.errors import ConfigError
-from ledger.block import Block
-from ledger.certificate import max_faulty, quorum_size
+from consensus.messages import Message
+from ledger.block import Block, BlockHeader
+from ledger.certificate import CommitCertificate, max_faulty, quorum_size
 from ledger.crypto import PUBLIC_KEY_BYTES
 from ledger.hashing import HASH_BYTES
 
@@ -28,6 +29,9 @@ class ReplicaConfig:
     index: int
     checkpoint_interval: int
     watermark_window: int
+    view_change_timeout_ms: int = 2000
+    retransmit_ms: int = 500
+    fetch_retry_ms: int = 1000
 
     def __post_init__(self) -> None:
         n = len(self.validators)
@@ -46,6 +50,8 @@ class ReplicaConfig:
                 f"watermark_window {self.watermark_window} must be at least the checkpoint "
                 f"interval {self.checkpoint_interval}, or the low watermark can never advance"
             )
+        if min(self.view_change_timeout_ms, self.retransmit_ms, self.fetch_retry_ms) < 1:
+            raise ConfigError("timeouts and intervals must be at least 1 ms")
 
     @property
     def n(self) -> int:
@@ -62,13 +68,23 @@ class ReplicaConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReplicaStart:
-    """The last committed block and the last executed state a replica starts from."""
+    """The last committed block and the last executed state a replica starts from.
+
+    A restarted replica also gets the last view it installed (`ViewEntered`), the header and
+    commit certificate of block `height` (its view-change base; None only at height 0), and
+    `signed`: the messages it signed before it stopped (persisted before they were sent), so it
+    resends them instead of ever signing something different for the same (kind, view, seq).
+    """
 
     height: int
     block_hash: bytes
     timestamp_ms: int
     state_height: int
     state_digest: bytes
+    view: int = 0
+    header: BlockHeader | None = None
+    certificate: CommitCertificate | None = None
+    signed: tuple[Message, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.state_height <= self.height:
@@ -77,3 +93,13 @@ class ReplicaStart:
             )
         if len(self.block_hash) != HASH_BYTES or len(self.state_digest) != HASH_BYTES:
             raise ConfigError(f"block hash and state digest are {HASH_BYTES} bytes")
+        if self.view < 0:
+            raise ConfigError(f"view {self.view} is negative")
+        if self.header is not None and (
+            self.header.height != self.height or self.header.hash != self.block_hash
+        ):
+            raise ConfigError("the start header is not block `height` / `block_hash`")
+        if self.certificate is not None and (
+            self.certificate.height != self.height or self.certificate.block_hash != self.block_hash
+        ):
+            raise ConfigError("the start certificate does not prove block `height`")

@@ -36,3 +36,7 @@ class LocalProtocolError(ConsensusError):
 
 class SafetyViolation(ConsensusError):
     """Committed history forked or regressed: raised by the simulator's checker."""
+
+
+class LivenessViolation(ConsensusError):
+    """An accepted request was not committed everywhere in time after the network healed."""

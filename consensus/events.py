@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from consensus.messages import Message
+from ledger.block import BlockHeader
+from ledger.certificate import CommitCertificate
 from ledger.tx import Transaction
 
 
@@ -34,9 +36,47 @@ class BlockExecuted:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Tick:
-    """Time passed. A no-op in the normal case; view-change timers will hang off it."""
+    """Time passed: fires expired view-change deadlines, retransmissions and fetch retries."""
 
     now_ms: int
 
 
-Event = MessageReceived | ProposeBatch | BlockExecuted | Tick
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestsPending:
+    """Whether the node holds client transactions not yet committed.
+
+    Feed it on every admission and on every periodic Tick: `pending=True` arms the view-change
+    deadline (if none is armed), `pending=False` disarms it.
+    """
+
+    now_ms: int
+    pending: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlocksTransferred:
+    """The node fetched, verified and executed committed blocks up to `header.height` (a state
+    transfer asked for by `FetchBlocks`), reaching `state_digest`; `certificate` proves the last.
+
+    Feed it once, for the last block; blocks below it need no `BlockExecuted`.
+    """
+
+    header: BlockHeader
+    certificate: CommitCertificate
+    state_digest: bytes
+    now_ms: int = 0
+
+    @property
+    def height(self) -> int:
+        return self.header.height
+
+    @property
+    def block_hash(self) -> bytes:
+        return self.header.hash
+
+    @property
+    def timestamp_ms(self) -> int:
+        return self.header.timestamp_ms
+
+
+Event = MessageReceived | ProposeBatch | BlockExecuted | Tick | RequestsPending | BlocksTransferred

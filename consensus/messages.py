@@ -1,13 +1,19 @@
-"""What replicas say to each other: the normal-case messages, how they are signed, the codec.
+"""What replicas say to each other: the messages, how they are signed, and how they are checked.
 
 Every message names its sender (a validator index) and carries that validator's signature over a
 small canonical payload under the message kind's own domain, so a prepare never verifies as a
 commit. The commit payload is exactly `ledger.certificate.commit_payload`, which makes a quorum of
 commit signatures a `CommitCertificate` with no re-signing.
 
-On the wire a message is the canonical msgpack map of its fields plus a "kind" field.
-`decode_message` checks shapes and types only; signatures are checked by `verify_signature`, which
-the replica calls on every message it is handed.
+View change: a `ViewChange` carries the sender's base (its committed head, with the commit
+certificate that proves it) and a `PreparedProof` (pre-prepare plus 2f matching prepares) for every
+seq above the base that it prepared, each from the highest view it prepared that seq in. A
+`NewView` carries the 2f+1 view changes its primary chose from and the pre-prepares that follow
+from them. Both are signed over their whole content (nested messages included).
+
+The wire codec lives in `consensus.codec` and is re-exported here. `decode_message` checks shapes
+and types only; signatures are checked by `verify_signature`, which the replica calls on every
+message it is handed (nested signatures are checked by `consensus.viewchange`).
 """
 
 from __future__ import annotations
@@ -15,17 +21,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from consensus.errors import InvalidMessage
 from ledger import crypto
-from ledger.block import Block
-from ledger.certificate import commit_payload
+from ledger.block import Block, BlockHeader
+from ledger.certificate import CommitCertificate, commit_payload
 from ledger.crypto import Domain, KeyPair
-from ledger.encoding import decode, encode
+from ledger.encoding import encode
 from ledger.errors import LedgerError
-from ledger.fields import expect_bytes, expect_int, expect_map, expect_str
-from ledger.hashing import HASH_BYTES
 
 VALIDATORS_MAX = 1024
 
@@ -35,6 +39,8 @@ class MessageKind(enum.StrEnum):
     PREPARE = "prepare"
     COMMIT = "commit"
     CHECKPOINT = "checkpoint"
+    VIEW_CHANGE = "view-change"
+    NEW_VIEW = "new-view"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,7 +91,62 @@ class Checkpoint:
     signature: bytes
 
 
-Message = PrePrepare | Prepare | Commit | Checkpoint
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PreparedProof:
+    """A prepared certificate: the pre-prepare and 2f matching prepares from distinct backups."""
+
+    pre_prepare: PrePrepare
+    prepares: tuple[Prepare, ...]
+
+    @property
+    def seq(self) -> int:
+        return self.pre_prepare.seq
+
+    @property
+    def view(self) -> int:
+        return self.pre_prepare.view
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ViewChange:
+    """`sender` moves to `new_view`: its committed base and what it prepared above it.
+
+    `base_header` is None only for the start of the chain (height 0); otherwise
+    `base_certificate` proves it committed.
+    """
+
+    new_view: int
+    base_header: BlockHeader | None
+    base_certificate: CommitCertificate | None
+    prepared: tuple[PreparedProof, ...]  # ascending seq, all above the base
+    sender: int
+    signature: bytes
+
+    @property
+    def base_height(self) -> int:
+        return 0 if self.base_header is None else self.base_header.height
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewView:
+    """The primary of `view` installs it: 2f+1 view changes and the pre-prepares they imply."""
+
+    view: int
+    view_changes: tuple[ViewChange, ...]  # ascending sender
+    pre_prepares: tuple[PrePrepare, ...]  # ascending seq
+    sender: int
+    signature: bytes
+
+
+Message = PrePrepare | Prepare | Commit | Checkpoint | ViewChange | NewView
+
+
+class Verifier(Protocol):
+    """Checks one signature; the simulator passes a caching one, the node the plain one."""
+
+    def __call__(
+        self, public_key: bytes, domain: Domain, chain_id: str, payload: bytes, signature: bytes
+    ) -> bool: ...
 
 
 def kind_of(message: Message) -> MessageKind:
@@ -98,6 +159,10 @@ def kind_of(message: Message) -> MessageKind:
             return MessageKind.COMMIT
         case Checkpoint():
             return MessageKind.CHECKPOINT
+        case ViewChange():
+            return MessageKind.VIEW_CHANGE
+        case NewView():
+            return MessageKind.NEW_VIEW
 
 
 def _phase_payload(view: int, seq: int, block_hash: bytes) -> bytes:
@@ -106,6 +171,38 @@ def _phase_payload(view: int, seq: int, block_hash: bytes) -> bytes:
 
 def _checkpoint_payload(seq: int, block_hash: bytes, state_digest: bytes) -> bytes:
     return encode({"seq": seq, "block_hash": block_hash, "state_digest": state_digest})
+
+
+def view_change_body(
+    *,
+    new_view: int,
+    base_header: BlockHeader | None,
+    base_certificate: CommitCertificate | None,
+    prepared: Sequence[PreparedProof],
+) -> dict[str, Any]:
+    return {
+        "new_view": new_view,
+        "base_header": None if base_header is None else base_header.to_map(),
+        "base_certificate": None if base_certificate is None else base_certificate.to_map(),
+        "prepared": [proof_to_map(proof) for proof in prepared],
+    }
+
+
+def new_view_body(
+    *, view: int, view_changes: Sequence[ViewChange], pre_prepares: Sequence[PrePrepare]
+) -> dict[str, Any]:
+    return {
+        "view": view,
+        "view_changes": [to_map(vc) for vc in view_changes],
+        "pre_prepares": [to_map(pp) for pp in pre_prepares],
+    }
+
+
+def proof_to_map(proof: PreparedProof) -> dict[str, Any]:
+    return {
+        "pre_prepare": to_map(proof.pre_prepare),
+        "prepares": [to_map(prepare) for prepare in proof.prepares],
+    }
 
 
 def signed_payload(message: Message) -> tuple[Domain, bytes]:
@@ -123,6 +220,21 @@ def signed_payload(message: Message) -> tuple[Domain, bytes]:
         case Checkpoint():
             payload = _checkpoint_payload(message.seq, message.block_hash, message.state_digest)
             return Domain.CHECKPOINT, payload
+        case ViewChange():
+            body = view_change_body(
+                new_view=message.new_view,
+                base_header=message.base_header,
+                base_certificate=message.base_certificate,
+                prepared=message.prepared,
+            )
+            return Domain.VIEW_CHANGE, encode(body)
+        case NewView():
+            body = new_view_body(
+                view=message.view,
+                view_changes=message.view_changes,
+                pre_prepares=message.pre_prepares,
+            )
+            return Domain.NEW_VIEW, encode(body)
 
 
 def sign_pre_prepare(
@@ -161,96 +273,104 @@ def sign_checkpoint(
     )
 
 
-def verify_signature(message: Message, chain_id: str, validators: Sequence[bytes]) -> None:
+def sign_view_change(
+    keys: KeyPair,
+    chain_id: str,
+    *,
+    new_view: int,
+    base_header: BlockHeader | None,
+    base_certificate: CommitCertificate | None,
+    prepared: tuple[PreparedProof, ...],
+    sender: int,
+) -> ViewChange:
+    body = view_change_body(
+        new_view=new_view,
+        base_header=base_header,
+        base_certificate=base_certificate,
+        prepared=prepared,
+    )
+    return ViewChange(
+        new_view=new_view,
+        base_header=base_header,
+        base_certificate=base_certificate,
+        prepared=prepared,
+        sender=sender,
+        signature=keys.sign(Domain.VIEW_CHANGE, chain_id, encode(body)),
+    )
+
+
+def sign_new_view(
+    keys: KeyPair,
+    chain_id: str,
+    *,
+    view: int,
+    view_changes: tuple[ViewChange, ...],
+    pre_prepares: tuple[PrePrepare, ...],
+    sender: int,
+) -> NewView:
+    body = new_view_body(view=view, view_changes=view_changes, pre_prepares=pre_prepares)
+    return NewView(
+        view=view,
+        view_changes=view_changes,
+        pre_prepares=pre_prepares,
+        sender=sender,
+        signature=keys.sign(Domain.NEW_VIEW, chain_id, encode(body)),
+    )
+
+
+def plain_verifier(
+    public_key: bytes, domain: Domain, chain_id: str, payload: bytes, signature: bytes
+) -> bool:
+    return crypto.is_valid_signature(public_key, domain, chain_id, payload, signature)
+
+
+def verify_signature(
+    message: Message,
+    chain_id: str,
+    validators: Sequence[bytes],
+    verifier: Verifier = plain_verifier,
+) -> None:
     """Raise InvalidMessage unless `message.sender` is a validator and signed `message`."""
     if not 0 <= message.sender < len(validators):
         raise InvalidMessage(
             f"{kind_of(message)} from unknown sender {message.sender}; "
             f"validators are 0..{len(validators) - 1}"
         )
-    domain, payload = signed_payload(message)
     try:
-        crypto.verify(validators[message.sender], domain, chain_id, payload, message.signature)
+        domain, payload = signed_payload(message)
     except LedgerError as exc:
-        raise InvalidMessage(f"{kind_of(message)} from validator {message.sender}: {exc}") from exc
-
-
-# --- codec -------------------------------------------------------------------------------------
-
-_PHASE_KEYS = frozenset({"kind", "view", "seq", "block_hash", "sender", "signature"})
-_KEYS = {
-    MessageKind.PRE_PREPARE: frozenset({"kind", "view", "seq", "block", "sender", "signature"}),
-    MessageKind.PREPARE: _PHASE_KEYS,
-    MessageKind.COMMIT: _PHASE_KEYS,
-    MessageKind.CHECKPOINT: frozenset(
-        {"kind", "seq", "block_hash", "state_digest", "sender", "signature"}
-    ),
-}
-
-
-def to_map(message: Message) -> dict[str, Any]:
-    fields: dict[str, Any] = {
-        "kind": str(kind_of(message)),
-        "sender": message.sender,
-        "signature": message.signature,
-    }
-    match message:
-        case PrePrepare():
-            fields.update(view=message.view, seq=message.seq, block=message.block.to_map())
-        case Prepare() | Commit():
-            fields.update(view=message.view, seq=message.seq, block_hash=message.block_hash)
-        case Checkpoint():
-            fields.update(
-                seq=message.seq,
-                block_hash=message.block_hash,
-                state_digest=message.state_digest,
-            )
-    return fields
-
-
-def encode_message(message: Message) -> bytes:
-    return encode(to_map(message))
-
-
-def decode_message(data: bytes, *, tx_bytes_max: int, bytes_max: int | None = None) -> Message:
-    """Decode and shape-check a message; raise InvalidMessage saying what was wrong.
-
-    Signatures are not checked here (see `verify_signature`).
-    """
-    try:
-        value = decode(data, bytes_max=bytes_max)
-        if not isinstance(value, dict):
-            raise InvalidMessage(f"a message is a map, got {type(value).__name__}")
-        kind_name = expect_str(value.get("kind"), "message kind", length_max=32)
-        try:
-            kind = MessageKind(kind_name)
-        except ValueError as exc:
-            known = ", ".join(str(k) for k in MessageKind)
-            raise InvalidMessage(
-                f"unknown message kind {kind_name!r}; expected one of {known}"
-            ) from exc
-        fields = expect_map(value, f"{kind} message", _KEYS[kind])
-        return _from_fields(kind, fields, tx_bytes_max)
-    except LedgerError as exc:
-        raise InvalidMessage(f"malformed message: {exc}") from exc
-
-
-def _from_fields(kind: MessageKind, fields: dict[str, Any], tx_bytes_max: int) -> Message:
-    sender = expect_int(fields["sender"], "sender", maximum=VALIDATORS_MAX - 1)
-    signature = expect_bytes(fields["signature"], "signature", length=crypto.SIGNATURE_BYTES)
-    if kind is MessageKind.CHECKPOINT:
-        return Checkpoint(
-            seq=expect_int(fields["seq"], "seq", minimum=1),
-            block_hash=expect_bytes(fields["block_hash"], "block_hash", length=HASH_BYTES),
-            state_digest=expect_bytes(fields["state_digest"], "state_digest", length=HASH_BYTES),
-            sender=sender,
-            signature=signature,
+        raise InvalidMessage(f"{kind_of(message)} cannot be encoded: {exc}") from exc
+    if not verifier(validators[message.sender], domain, chain_id, payload, message.signature):
+        raise InvalidMessage(
+            f"{kind_of(message)} from validator {message.sender}: bad "
+            f"{domain.name.lower()} signature"
         )
-    view = expect_int(fields["view"], "view")
-    seq = expect_int(fields["seq"], "seq", minimum=1)
-    if kind is MessageKind.PRE_PREPARE:
-        block = Block.from_map(fields["block"], tx_bytes_max=tx_bytes_max)
-        return PrePrepare(view=view, seq=seq, block=block, sender=sender, signature=signature)
-    block_hash = expect_bytes(fields["block_hash"], "block_hash", length=HASH_BYTES)
-    cls = Prepare if kind is MessageKind.PREPARE else Commit
-    return cls(view=view, seq=seq, block_hash=block_hash, sender=sender, signature=signature)
+
+
+from consensus.codec import decode_message, encode_message, to_map  # noqa: E402
+
+__all__ = [
+    "Checkpoint",
+    "Commit",
+    "Message",
+    "MessageKind",
+    "NewView",
+    "PrePrepare",
+    "Prepare",
+    "PreparedProof",
+    "Verifier",
+    "ViewChange",
+    "decode_message",
+    "encode_message",
+    "kind_of",
+    "plain_verifier",
+    "sign_checkpoint",
+    "sign_commit",
+    "sign_new_view",
+    "sign_pre_prepare",
+    "sign_prepare",
+    "sign_view_change",
+    "signed_payload",
+    "to_map",
+    "verify_signature",
+]

@@ -5,7 +5,7 @@ Theory of operation
 n = len(validators) >= 4 replicas tolerate f = max_faulty(n) faults; a quorum is n - f (2f+1).
 The primary of view v is validator v mod n. Sequence numbers are block heights.
 
-Normal case, for each sequence number s between the watermarks (low < s <= high):
+Normal case (`consensus.normalcase`), for each sequence number s between the watermarks:
 
 1. The primary, handed a batch (`ProposeBatch`), builds block s on top of block s-1 (committed or
    pre-prepared by it), signs a PrePrepare(v, s, block) and broadcasts it. Its pre-prepare stands
@@ -13,156 +13,134 @@ Normal case, for each sequence number s between the watermarks (low < s <= high)
 2. A backup checks the pre-prepare (sender is the primary, view, watermarks, first proposal for
    (v, s), header fields, tx root, parent hash, timestamp, the state digest the header vouches for,
    then the application's `BlockValidator`). A pre-prepare whose parent s-1 is not known yet is
-   buffered in its slot until the parent is accepted.
-   Messages up to one window past the high watermark are held in the log but not acted on until
-   the watermarks move (a peer whose checkpoint became stable earlier may already be there).
+   buffered in its slot until the parent is accepted. Messages up to one window past the high
+   watermark are held in the log but not acted on until the watermarks move.
 3. A backup broadcasts Prepare(v, s, hash) for an accepted pre-prepare only once s-1 is prepared
-   here in the same view, or committed. This keeps every prepared block's parent prepared at f+1
-   honest replicas, which the view change will rely on to carry hash-chained blocks over.
+   here in the same view, or committed (or is the installed new view's base). This keeps every
+   prepared block's parent prepared at f+1 honest replicas, which the view change relies on.
 4. Prepared(s) = accepted pre-prepare + 2f matching prepares from distinct backups (own included).
-   On prepared, broadcast Commit(v, s, hash), whose signature is over exactly the ledger's commit
-   payload, so commits are certificate material.
-5. Committed-local(s) = prepared + a quorum of matching commits (own included). Blocks are handed
-   out as `CommitBlock(block, certificate)` strictly in height order, each once.
+   The replica keeps the prepared proof of the highest view per seq for view changes, and
+   broadcasts Commit(v, s, hash), signed over exactly the ledger's commit payload.
+5. Committed-local(s) = prepared + a quorum of matching commits. Blocks are handed out as
+   `CommitBlock(block, certificate)` strictly in height order, each once.
 
-Checkpoints: when the application reports `BlockExecuted(h)` with h a multiple of the checkpoint
-interval, the replica broadcasts Checkpoint(h, block hash, state digest). A quorum of matching
-checkpoints for a seq we have executed, agreeing with our own, makes it stable: low watermark = h,
-high = h + window, and the log at and below h is collected. A quorum that disagrees with our own
-state yields `StateDivergence` (the node stops) instead.
+Checkpoints: executing a multiple of the checkpoint interval broadcasts Checkpoint(h, hash,
+digest); a quorum agreeing with our own state makes it stable (watermarks move, the log below is
+collected); a quorum that disagrees yields `StateDivergence`.
 
-Every message is signature-checked here; anything that breaks a rule becomes a `Rejected` action
-and changes nothing (`stale=True` when it merely came too late, below the low watermark). Exact
-duplicates are ignored silently. Before signing, the replica records (kind, view, seq) -> what
-it signed and refuses to sign anything different for that key.
+View change (`consensus.viewchange` holds the pure parts). The node feeds `RequestsPending`: while
+it holds uncommitted client transactions a deadline is armed (`view_change_timeout_ms`), pushed
+back by every commit, disarmed when nothing is pending. `Tick` fires it: the replica moves to view
+v+1, stops taking normal-case messages for v, and broadcasts ViewChange(v+1, base = its committed
+head with its commit certificate, the prepared proofs above it). A primary caught equivocating (two
+pre-prepares for one slot, or f+1 prepares for another block than its pre-prepare) triggers the
+same at once. f+1 view changes for views above ours pull this replica to the smallest of them.
+Once 2f+1 view changes for the target view are in, a deadline of timeout * 2^k (k = views since
+the last installed one, minus one) is armed; if no new view arrives by then, on to the next view.
+The new primary, with 2f+1 valid view changes, broadcasts NewView(view changes, the pre-prepares
+the choice implies); every replica checks the whole thing (signatures, proofs, the recomputed
+choice) before installing the view (`ViewEntered`), then runs the re-proposed slots through the
+normal case. A replica whose committed height is below the new view's base fetches the blocks.
+Since a replica that missed a new view keeps resending its view change, active replicas answer a
+view change for a view at or below theirs by sending it the new view they installed.
 
-Open for later: the log is keyed by (view, seq) and every phase message carries its view; view
-change will add timers driven by `Tick`, and state transfer will use checkpoint proofs.
+State transfer: when the replica learns that blocks above its committed height were committed (a
+stable checkpoint, 2f+1 commits, a view-change or new-view base, f+1 peers working beyond its
+high watermark), and it is stuck or cannot get there by itself, it emits `FetchBlocks`; the node
+feeds `BlocksTransferred` for the last block fetched, and the replica fast-forwards to it.
+`FetchBlocks` is re-emitted every `fetch_retry_ms` while there is no progress.
+
+Retransmission: on `Tick`, a replica that has not committed for `retransmit_ms` while slots are
+in flight rebroadcasts its own messages for them (the same signed bytes), its unstable checkpoint
+and, while changing views, its view change. A replica that sees a peer far behind sends it the
+commits of its committed head (and the proof of its stable checkpoint) so the peer can fetch.
+
+Restart: the node persists everything the replica signed before sending it and the views it
+installed; a restarted replica gets them in `ReplicaStart` (`view`, `signed`) and resends those
+messages rather than ever signing something different for one (kind, view, seq). Every message is
+signature-checked here; anything that breaks a rule becomes a `Rejected` action and changes
+nothing (`stale=True` when it merely came too late). Exact duplicates are ignored silently.
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 from consensus import messages as m
-from consensus.actions import (
-    Action,
-    Broadcast,
-    CheckpointStable,
-    CommitBlock,
-    Rejected,
-    StateDivergence,
-)
-from consensus.admission import Link, check_header, check_parent, check_state_claim
-from consensus.checkpoints import CheckpointVotes, StableCheckpoint
+from consensus.actions import Action, Broadcast, FetchBlocks, Rejected, Send, ViewEntered
+from consensus.admission import Link
 from consensus.config import BlockValidator, ReplicaConfig, ReplicaStart
-from consensus.errors import ConfigError, InvalidMessage, LocalProtocolError, StaleMessage
-from consensus.events import BlockExecuted, Event, MessageReceived, ProposeBatch, Tick
-from consensus.log import MessageLog, Slot
-from consensus.messages import Checkpoint, Commit, Message, MessageKind, Prepare, PrePrepare
-from ledger.block import Block
-from ledger.certificate import CommitCertificate
+from consensus.errors import InvalidMessage, LocalProtocolError, StaleMessage
+from consensus.events import (
+    BlockExecuted,
+    BlocksTransferred,
+    Event,
+    MessageReceived,
+    ProposeBatch,
+    RequestsPending,
+    Tick,
+)
+from consensus.messages import (
+    Checkpoint,
+    Commit,
+    Message,
+    MessageKind,
+    NewView,
+    Prepare,
+    PrePrepare,
+    Verifier,
+    ViewChange,
+)
+from consensus.normalcase import NormalCase
+from consensus.viewchange import (
+    ChainPoint,
+    Choice,
+    check_new_view,
+    check_view_change,
+    choose_blocks,
+)
 from ledger.crypto import KeyPair
-from ledger.errors import LedgerError
-from ledger.tx import Transaction
+from ledger.encoding import encode
+from ledger.hashing import sha256
 
 # ReplicaConfig, ReplicaStart and BlockValidator live in consensus.config; they are part of this
 # module's interface because a replica cannot be built without them.
 __all__ = ["BlockValidator", "Replica", "ReplicaConfig", "ReplicaStart"]
 
+BACKOFF_EXPONENT_MAX = 10
 
-class Replica:
+
+class Replica(NormalCase):
     """One replica's protocol state; see the module docstring for how it moves."""
 
     def __init__(
-        self, config: ReplicaConfig, keys: KeyPair, validator: BlockValidator, start: ReplicaStart
+        self,
+        config: ReplicaConfig,
+        keys: KeyPair,
+        validator: BlockValidator,
+        start: ReplicaStart,
+        *,
+        verifier: Verifier = m.plain_verifier,
     ) -> None:
-        if keys.public_key != config.validators[config.index]:
-            raise ConfigError(f"keys do not belong to validator {config.index}")
-        self.config = config
-        self._keys = keys
-        self._validator = validator
-        self._view = 0
-        self._log = MessageLog()
-        self._checkpoints = CheckpointVotes(config.quorum)
-        self._stable: StableCheckpoint | None = None
-        self._low = start.height
-        self._next_seq = start.height + 1
-        self._committed_height = start.height
-        self._chain: dict[int, Link] = {start.height: Link(start.block_hash, start.timestamp_ms)}
-        self._executed_height = start.state_height
-        self._digests: dict[int, bytes] = {start.state_height: start.state_digest}
-        self._signed: dict[tuple[MessageKind, int, int], bytes] = {}
-        self._diverged: set[int] = set()
-        self._out: list[Action] = []
+        super().__init__(config, keys, validator, start, verifier=verifier)
+        self._installed = start.view
+        self._requests_pending = False
+        self._deadline_ms: int | None = None
+        self._next_retransmit_ms: int | None = None
+        self._my_view_changes: dict[int, ViewChange] = {}
+        self._view_changes: dict[int, dict[int, ViewChange]] = {}
+        self._new_view: NewView | None = None
+        self._helped_ms: dict[int, int] = {}
+        self._ahead: dict[int, int] = {}
+        self._fetch_to = 0
+        self._fetch_hint: tuple[int, ...] = ()
+        self._fetch_sent_ms: int | None = None
+        self._restore(start.signed)
 
     # --- read-only state -------------------------------------------------------------------
 
     @property
-    def index(self) -> int:
-        return self.config.index
-
-    @property
-    def view(self) -> int:
-        return self._view
-
-    @property
-    def primary(self) -> int:
-        return self._view % self.config.n
-
-    @property
-    def is_primary(self) -> bool:
-        return self.primary == self.index
-
-    @property
-    def committed_height(self) -> int:
-        return self._committed_height
-
-    @property
-    def executed_height(self) -> int:
-        return self._executed_height
-
-    @property
-    def low_watermark(self) -> int:
-        return self._low
-
-    @property
-    def high_watermark(self) -> int:
-        return self._low + self.config.watermark_window
-
-    @property
-    def next_seq(self) -> int:
-        return self._next_seq
-
-    @property
-    def in_flight(self) -> tuple[int, ...]:
-        """Sequence numbers proposed or pre-prepared in this view but not yet committed."""
-        return tuple(
-            sorted(
-                slot.seq
-                for slot in self._log
-                if slot.view == self._view
-                and slot.proposal is not None
-                and slot.seq > self._committed_height
-            )
-        )
-
-    @property
-    def can_propose(self) -> bool:
-        return (
-            self.is_primary
-            and self._next_seq <= self.high_watermark
-            and len(self.in_flight) < self.config.watermark_window
-        )
-
-    @property
-    def stable_checkpoint(self) -> StableCheckpoint | None:
-        return self._stable
-
-    @property
-    def log_size(self) -> int:
-        """Slots held in the message log (at most two watermark windows per view)."""
-        return len(self._log)
+    def view_change_deadline_ms(self) -> int | None:
+        """When the armed view-change deadline fires (None if none is armed)."""
+        return self._deadline_ms
 
     # --- events ----------------------------------------------------------------------------
 
@@ -170,19 +148,30 @@ class Replica:
         self._out = []
         match event:
             case MessageReceived():
+                self._now_ms = event.now_ms
                 self._on_message(event.message)
             case ProposeBatch():
+                self._now_ms = event.now_ms
                 self._propose(event.txs, event.now_ms)
             case BlockExecuted():
                 self._on_executed(event.height, event.state_digest)
             case Tick():
-                pass
+                self._now_ms = event.now_ms
+                self._on_tick()
+            case RequestsPending():
+                self._now_ms = event.now_ms
+                self._on_requests_pending(event.pending)
+            case BlocksTransferred():
+                self._now_ms = max(self._now_ms, event.now_ms)
+                self._on_transferred(event)
         out, self._out = self._out, []
         return out
 
     def _on_message(self, message: Message) -> None:
         try:
-            m.verify_signature(message, self.config.chain_id, self.config.validators)
+            m.verify_signature(
+                message, self.config.chain_id, self.config.validators, self._verifier
+            )
             if message.sender == self.index:
                 raise InvalidMessage(f"{m.kind_of(message)} claims to come from this replica")
             match message:
@@ -194,322 +183,403 @@ class Replica:
                     self._on_commit(message)
                 case Checkpoint():
                     self._on_checkpoint(message)
+                case ViewChange():
+                    self._on_view_change(message)
+                case NewView():
+                    self._on_new_view(message)
         except StaleMessage as exc:
             self._out.append(Rejected(sender=message.sender, reason=str(exc), stale=True))
+            self._help_if_behind(message)
         except InvalidMessage as exc:
             self._reject(message.sender, str(exc))
 
-    def _reject(self, sender: int, reason: str) -> None:
-        self._out.append(Rejected(sender=sender, reason=reason))
+    # --- timers ----------------------------------------------------------------------------
 
-    # --- proposing (primary) ---------------------------------------------------------------
+    def _on_requests_pending(self, pending: bool) -> None:
+        self._requests_pending = pending
+        if not self._active:
+            return  # the view-change deadline governs
+        if not pending:
+            self._deadline_ms = None
+        elif self._deadline_ms is None:
+            self._deadline_ms = self._now_ms + self.config.view_change_timeout_ms
 
-    def _propose(self, txs: tuple[Transaction, ...], now_ms: int) -> None:
-        if not self.can_propose:
-            raise LocalProtocolError(
-                f"replica {self.index} cannot propose seq {self._next_seq} now (primary "
-                f"{self.primary}, high watermark {self.high_watermark}, "
-                f"{len(self.in_flight)} in flight); check can_propose first"
-            )
-        seq = self._next_seq
-        parent = self._parent_of(seq)
-        if parent is None:
-            raise LocalProtocolError(f"the primary lost block {seq - 1}")
-        block = Block.build(
-            chain_id=self.config.chain_id,
-            height=seq,
-            prev_hash=parent.hash,
-            state_height=self._executed_height,
-            state_digest=self._digests[self._executed_height],
-            proposer=self.index,
-            view=self._view,
-            timestamp_ms=max(now_ms, parent.timestamp_ms),
-            txs=txs,
+    def _on_committed(self) -> None:
+        self._next_retransmit_ms = self._now_ms + self.config.retransmit_ms
+        if self._active and self._requests_pending:
+            self._deadline_ms = self._now_ms + self.config.view_change_timeout_ms
+        if self._committed_height >= self._fetch_to:
+            self._fetch_sent_ms = None
+
+    def _on_tick(self) -> None:
+        now = self._now_ms
+        if self._deadline_ms is not None and now >= self._deadline_ms:
+            self._start_view_change(self._view + 1)
+        if not self._waiting():
+            self._next_retransmit_ms = None
+        elif self._next_retransmit_ms is None:
+            self._next_retransmit_ms = now + self.config.retransmit_ms
+        elif now >= self._next_retransmit_ms:
+            self._next_retransmit_ms = now + self.config.retransmit_ms
+            self._retransmit()
+        if (
+            self._fetch_to > self._committed_height
+            and self._fetch_sent_ms is not None
+            and now >= self._fetch_sent_ms + self.config.fetch_retry_ms
+        ):
+            self._emit_fetch()
+
+    def _waiting(self) -> bool:
+        """Whether something of ours is unfinished: a view change, a slot, a checkpoint, a fetch."""
+        return (
+            not self._active
+            or bool(self.in_flight)
+            or self._fetch_to > self._committed_height
+            or bool(self._checkpoints.own(self.index, above=self._low))
         )
-        try:
-            block.check_shape()
-        except LedgerError as exc:
-            raise LocalProtocolError(
-                f"the batch for seq {seq} makes a malformed block: {exc}"
-            ) from exc
-        self._guard(MessageKind.PRE_PREPARE, self._view, seq, block.hash)
-        pre_prepare = m.sign_pre_prepare(
+
+    def _retransmit(self) -> None:
+        """Resend our own latest messages where we are stuck (same bytes, never re-signed)."""
+        if self._fetch_to > self._committed_height and self._fetch_sent_ms is None:
+            self._emit_fetch()
+        if not self._active:
+            mine = self._my_view_changes.get(self._view)
+            if mine is not None:
+                self._out.append(Broadcast(message=mine))
+            return
+        for slot in sorted(self._log, key=lambda s: s.seq):
+            if slot.view != self._view or slot.seq <= self._committed_height:
+                continue
+            own_pp = (
+                slot.pre_prepare
+                if slot.pre_prepare and slot.pre_prepare.sender == self.index
+                else None
+            )
+            for message in (own_pp, slot.prepares.get(self.index), slot.commits.get(self.index)):
+                if message is not None:
+                    self._out.append(Broadcast(message=message))
+        mine_checkpoints = self._checkpoints.own(self.index, above=self._low)
+        for checkpoint in mine_checkpoints:
+            self._out.append(Broadcast(message=checkpoint))
+
+    # --- starting a view change ------------------------------------------------------------
+
+    def _suspect_primary(self, reason: str) -> None:
+        if self._active:
+            self._start_view_change(self._view + 1)
+
+    def _start_view_change(self, target: int) -> None:
+        if target < self._view or (target == self._view and self._active):
+            return
+        view_change = self._my_view_changes.get(target)
+        if view_change is None:
+            view_change = self._make_view_change(target)
+            if view_change is None:
+                return
+        self._view, self._active = target, False
+        self._deadline_ms = None
+        self._next_retransmit_ms = self._now_ms + self.config.retransmit_ms
+        self._view_changes.setdefault(target, {})[self.index] = view_change
+        self._out.append(Broadcast(message=view_change))
+        self._count_view_changes(target)
+
+    def _make_view_change(self, target: int) -> ViewChange | None:
+        if self._committed_height > 0 and (
+            self._head_header is None or self._head_certificate is None
+        ):
+            return None  # no proof of our base: abstain rather than under-report (see ReplicaStart)
+        base = self._committed_height
+        prepared = tuple(self._proofs[seq] for seq in sorted(self._proofs) if seq > base)
+        header = self._head_header if base > 0 else None
+        certificate = self._head_certificate if base > 0 else None
+        body = m.view_change_body(
+            new_view=target, base_header=header, base_certificate=certificate, prepared=prepared
+        )
+        self._guard(MessageKind.VIEW_CHANGE, target, 0, sha256(encode(body)))
+        view_change = m.sign_view_change(
             self._keys,
             self.config.chain_id,
-            view=self._view,
-            seq=seq,
-            block=block,
+            new_view=target,
+            base_header=header,
+            base_certificate=certificate,
+            prepared=prepared,
             sender=self.index,
         )
-        self._log.slot(self._view, seq).pre_prepare = pre_prepare
-        self._next_seq = seq + 1
-        self._out.append(Broadcast(message=pre_prepare))
-        self._progress(seq)
+        self._my_view_changes[target] = view_change
+        return view_change
 
-    # --- accepting pre-prepares (backups) --------------------------------------------------
+    # --- receiving view changes ------------------------------------------------------------
 
-    def _on_pre_prepare(self, pre_prepare: PrePrepare) -> None:
-        self._check_phase(pre_prepare)
-        if pre_prepare.sender != self.primary:
-            raise InvalidMessage(
-                f"pre-prepare from validator {pre_prepare.sender}, but the primary of view "
-                f"{self._view} is {self.primary}"
-            )
-        known = self._log.get(pre_prepare.view, pre_prepare.seq)
-        claimed = None if known is None else known.proposal
-        if claimed is not None:
-            if claimed.block.hash == pre_prepare.block.hash:
-                return
-            raise InvalidMessage(
-                f"conflicting pre-prepare for view {pre_prepare.view} seq {pre_prepare.seq}: "
-                f"already have block {claimed.block.hash.hex()[:16]}"
-            )
-        check_header(pre_prepare, chain_id=self.config.chain_id)
-        self._log.slot(pre_prepare.view, pre_prepare.seq).buffered = pre_prepare
-        self._progress(pre_prepare.seq)
+    def _on_view_change(self, view_change: ViewChange) -> None:
+        target = view_change.new_view
+        if target <= self._view and (self._active or target < self._view):
+            self._answer_late_view_change(view_change)
+            raise StaleMessage(f"view change for view {target}, this replica is in {self._view}")
+        if view_change.base_height < self._committed_height:
+            self._help(view_change.sender)
+        votes = self._view_changes.setdefault(target, {})
+        if view_change.sender in votes:
+            return
+        check_view_change(view_change, self.config, self._verifier)
+        votes[view_change.sender] = view_change
+        if view_change.base_height > self._committed_height:
+            self._learn_committed(view_change.base_height, (view_change.sender,), urgent=False)
+        self._join_higher_views()
+        if target == self._view:
+            self._count_view_changes(target)
 
-    def _try_accept(self, slot: Slot, parent: Link) -> None:
-        """Accept the buffered pre-prepare of `slot` now that its parent is known, or drop it."""
-        pre_prepare = slot.buffered
-        assert pre_prepare is not None
-        slot.buffered = None
+    def _answer_late_view_change(self, view_change: ViewChange) -> None:
+        sender = view_change.sender
+        if self._new_view is not None and self._active and self._may_help(sender):
+            self._out.append(Send(to=sender, message=self._new_view))
+        if view_change.base_height < self._committed_height:
+            self._help(sender)
+
+    def _join_higher_views(self) -> None:
+        """f+1 replicas asking for views above ours: one of them is honest, so follow."""
+        highest: dict[int, int] = {}
+        for view, votes in self._view_changes.items():
+            if view > self._view or (view == self._view and self._active):
+                for sender in votes:
+                    if sender != self.index:
+                        highest[sender] = max(highest.get(sender, 0), view)
+        if len(highest) > self.config.f:
+            self._start_view_change(min(highest.values()))
+
+    def _count_view_changes(self, target: int) -> None:
+        votes = self._view_changes.get(target, {})
+        if len(votes) < self.config.quorum or self._active:
+            return
+        if self._deadline_ms is None:
+            exponent = min(max(target - self._installed - 1, 0), BACKOFF_EXPONENT_MAX)
+            self._deadline_ms = self._now_ms + self.config.view_change_timeout_ms * 2**exponent
+        if target % self.config.n == self.index and self._new_view_for(target) is None:
+            self._send_new_view(target, votes)
+
+    def _new_view_for(self, view: int) -> NewView | None:
+        nv = self._new_view
+        return nv if nv is not None and nv.view == view else None
+
+    def _send_new_view(self, target: int, votes: dict[int, ViewChange]) -> None:
+        others = [votes[s] for s in sorted(votes) if s != self.index]
+        chosen = [votes[self.index], *others[: self.config.quorum - 1]]
+        chosen.sort(key=lambda vc: vc.sender)
         try:
-            check_parent(pre_prepare.block, parent)
-            check_state_claim(pre_prepare.block, self._executed_height, self._digests)
-            self._validator.validate(pre_prepare.block)
-        except (InvalidMessage, LedgerError) as exc:
-            self._reject(pre_prepare.sender, f"pre-prepare for seq {pre_prepare.seq}: {exc}")
+            choice = choose_blocks(chosen, view=target, config=self.config, genesis=self._genesis)
+        except InvalidMessage:
             return
-        slot.pre_prepare = pre_prepare
-
-    # --- prepares and commits --------------------------------------------------------------
-
-    def _on_prepare(self, prepare: Prepare) -> None:
-        self._check_phase(prepare)
-        if prepare.sender == self.primary:
-            raise InvalidMessage(
-                f"prepare from the primary {prepare.sender}; its pre-prepare counts"
-            )
-        slot = self._log.slot(prepare.view, prepare.seq)
-        if _record_vote(slot.prepares, prepare):
-            self._progress(prepare.seq)
-
-    def _on_commit(self, commit: Commit) -> None:
-        self._check_phase(commit)
-        slot = self._log.slot(commit.view, commit.seq)
-        if _record_vote(slot.commits, commit):
-            self._progress(commit.seq)
-
-    def _check_phase(self, message: PrePrepare | Prepare | Commit) -> None:
-        if message.view != self._view:
-            error = StaleMessage if message.view < self._view else InvalidMessage
-            raise error(
-                f"{m.kind_of(message)} for view {message.view}, "
-                f"this replica is in view {self._view}"
-            )
-        if message.seq <= self._low:
-            raise StaleMessage(
-                f"{m.kind_of(message)} for seq {message.seq} is at or below the low watermark "
-                f"{self._low}"
-            )
-        if message.seq > self._held_max:
-            raise InvalidMessage(
-                f"{m.kind_of(message)} for seq {message.seq} is beyond the high watermark "
-                f"{self.high_watermark} by more than the window"
-            )
-
-    @property
-    def _held_max(self) -> int:
-        """The highest seq whose messages are kept. Those past the high watermark are held, not
-        acted on: a peer whose checkpoint became stable first may already be working there, and
-        dropping its messages would leave this replica behind until state transfer."""
-        return self.high_watermark + self.config.watermark_window
-
-    # --- the normal-case pipeline ----------------------------------------------------------
-
-    def _progress(self, seq: int) -> None:
-        """Advance slot `seq` and the slots after it that may depend on it, then hand out commits.
-
-        A slot depends on its predecessor (parent hash for a buffered pre-prepare, prepared-ness
-        for sending a prepare), so the walk stops at the first missing slot.
-        """
-        for s in range(seq, self.high_watermark + 1):
-            slot = self._log.get(self._view, s)
-            if slot is None:
-                break
-            self._step(slot)
-        self._emit_commits()
-
-    def _step(self, slot: Slot) -> None:
-        if slot.buffered is not None:
-            parent = self._parent_of(slot.seq)
-            if parent is not None:
-                self._try_accept(slot, parent)
-        if slot.pre_prepare is None:
-            return
-        block_hash = slot.pre_prepare.block.hash
-        if not self.is_primary and not slot.prepare_sent and self._parent_prepared(slot.seq):
-            self._guard(MessageKind.PREPARE, slot.view, slot.seq, block_hash)
-            prepare = m.sign_prepare(
-                self._keys,
-                self.config.chain_id,
-                view=slot.view,
-                seq=slot.seq,
-                block_hash=block_hash,
-                sender=self.index,
-            )
-            slot.prepares[self.index] = prepare
-            slot.prepare_sent = True
-            self._out.append(Broadcast(message=prepare))
-        if not slot.commit_sent and slot.is_prepared(self._prepares_needed()):
-            self._guard(MessageKind.COMMIT, slot.view, slot.seq, block_hash)
-            commit = m.sign_commit(
-                self._keys,
-                self.config.chain_id,
-                view=slot.view,
-                seq=slot.seq,
-                block_hash=block_hash,
-                sender=self.index,
-            )
-            slot.commits[self.index] = commit
-            slot.commit_sent = True
-            self._out.append(Broadcast(message=commit))
-        if slot.commit_sent and len(slot.matching_commits()) >= self._commit_quorum():
-            slot.committed_local = True
-
-    # The two thresholds are methods so the simulator's tests can build broken variants.
-
-    def _prepares_needed(self) -> int:
-        """2f: with the primary's pre-prepare, a quorum vouching for one block at (view, seq)."""
-        return self.config.quorum - 1
-
-    def _commit_quorum(self) -> int:
-        return self.config.quorum
-
-    def _parent_prepared(self, seq: int) -> bool:
-        if seq - 1 <= self._committed_height:
-            return True
-        parent = self._log.get(self._view, seq - 1)
-        return parent is not None and parent.is_prepared(self._prepares_needed())
-
-    def _parent_of(self, seq: int) -> Link | None:
-        """Block seq-1 as committed here, or as accepted in this view; None if not known yet."""
-        committed = self._chain.get(seq - 1)
-        if committed is not None:
-            return committed
-        slot = self._log.get(self._view, seq - 1)
-        if slot is None or slot.pre_prepare is None:
-            return None
-        header = slot.pre_prepare.block.header
-        return Link(header.hash, header.timestamp_ms)
-
-    def _emit_commits(self) -> None:
-        while True:
-            seq = self._committed_height + 1
-            slot = self._log.get(self._view, seq)
-            if slot is None or not slot.committed_local or slot.pre_prepare is None:
-                return
-            block = slot.pre_prepare.block
-            commits = sorted(slot.matching_commits(), key=lambda commit: commit.sender)
-            certificate = CommitCertificate(
-                height=seq,
-                view=slot.view,
-                block_hash=block.hash,
-                commits=tuple((c.sender, c.signature) for c in commits[: self.config.quorum]),
-            )
-            self._chain[seq] = Link(block.hash, block.header.timestamp_ms)
-            self._committed_height = seq
-            self._out.append(CommitBlock(block=block, certificate=certificate))
-
-    def _guard(self, kind: MessageKind, view: int, seq: int, what: bytes) -> None:
-        """Record what we sign for (kind, view, seq); refuse to sign anything else for it."""
-        key = (kind, view, seq)
-        signed = self._signed.setdefault(key, what)
-        if signed != what:
-            raise LocalProtocolError(f"refusing to sign a second, different {kind} for {key[1:]}")
-
-    # --- execution and checkpoints ---------------------------------------------------------
-
-    def _on_executed(self, height: int, state_digest: bytes) -> None:
-        if height != self._executed_height + 1 or height > self._committed_height:
-            raise LocalProtocolError(
-                f"executed block {height}, expected {self._executed_height + 1} "
-                f"(committed up to {self._committed_height})"
-            )
-        self._executed_height = height
-        self._digests[height] = state_digest
-        self._digests.pop(height - self._digests_kept(), None)
-        if height % self.config.checkpoint_interval or height <= self._low:
-            return
-        block_hash = self._chain[height].hash
-        self._guard(MessageKind.CHECKPOINT, 0, height, block_hash + state_digest)
-        checkpoint = m.sign_checkpoint(
+        pre_prepares = tuple(self._sign_pre_prepare(block.height, block) for block in choice.blocks)
+        self._guard(MessageKind.NEW_VIEW, target, 0, b"".join(pp.signature for pp in pre_prepares))
+        new_view = m.sign_new_view(
             self._keys,
             self.config.chain_id,
-            seq=height,
-            block_hash=block_hash,
-            state_digest=state_digest,
+            view=target,
+            view_changes=tuple(chosen),
+            pre_prepares=pre_prepares,
             sender=self.index,
         )
-        self._checkpoints.add(checkpoint)
-        self._out.append(Broadcast(message=checkpoint))
-        self._check_stable(height)
+        self._out.append(Broadcast(message=new_view))
+        self._install(new_view, choice)
 
-    def _digests_kept(self) -> int:
-        """How many executed heights' digests to keep for checking proposers' state claims."""
-        return 2 * self.config.watermark_window
+    # --- new view --------------------------------------------------------------------------
 
-    def _on_checkpoint(self, checkpoint: Checkpoint) -> None:
-        seq = checkpoint.seq
-        if seq % self.config.checkpoint_interval:
-            raise InvalidMessage(
-                f"checkpoint for seq {seq}, not a multiple of {self.config.checkpoint_interval}"
+    def _on_new_view(self, new_view: NewView) -> None:
+        if new_view.view < self._view or (new_view.view == self._view and self._active):
+            raise StaleMessage(f"new view {new_view.view}, this replica is in {self._view}")
+        choice = check_new_view(new_view, self.config, self._verifier, self._genesis)
+        self._install(new_view, choice)
+
+    def _install(self, new_view: NewView, choice: Choice) -> None:
+        view = new_view.view
+        self._view, self._active, self._installed = view, True, view
+        self._new_view = new_view
+        self._view_base = choice.base
+        self._view_changes = {v: votes for v, votes in self._view_changes.items() if v > view}
+        self._my_view_changes = {v: vc for v, vc in self._my_view_changes.items() if v >= view}
+        self._deadline_ms = None
+        if self._requests_pending:
+            self._deadline_ms = self._now_ms + self.config.view_change_timeout_ms
+        for pp in new_view.pre_prepares:
+            if pp.seq > max(self._committed_height, self._low):
+                slot = self._log.slot(view, pp.seq)
+                slot.pre_prepare, slot.buffered = pp, None
+        self._next_seq = max(choice.max_seq, self._committed_height) + 1
+        self._out.append(ViewEntered(view=view))
+        if choice.base.height > self._committed_height:
+            hint = tuple(
+                vc.sender for vc in new_view.view_changes if vc.base_height >= choice.base.height
             )
-        ahead_max = self._held_max
-        if seq <= self._low:
-            raise StaleMessage(f"checkpoint for seq {seq} is at or below the low watermark")
-        if seq > ahead_max:
-            raise InvalidMessage(f"checkpoint for seq {seq} is beyond {ahead_max}")
-        if self._checkpoints.add(checkpoint):
-            self._check_stable(seq)
+            self._learn_committed(choice.base.height, hint, urgent=True)
+        self._progress(self._committed_height + 1)
 
-    def _check_stable(self, seq: int) -> None:
-        found = self._checkpoints.quorum_at(seq)
-        if found is None or seq > self._executed_height or seq <= self._low:
-            return
-        ours = self._digests[seq]
-        if (found.block_hash, found.state_digest) != (self._chain[seq].hash, ours):
-            if seq not in self._diverged:
-                self._diverged.add(seq)
-                self._out.append(StateDivergence(height=seq, ours=ours, quorum=found.state_digest))
-            return
-        self._make_stable(found)
+    # --- state transfer --------------------------------------------------------------------
 
-    def _make_stable(self, stable: StableCheckpoint) -> None:
-        seq = stable.seq
+    def _note_ahead(self, sender: int, seq: int) -> None:
+        self._ahead[sender] = max(self._ahead.get(sender, 0), seq)
+        if len(self._ahead) > self.config.f:
+            ranked = sorted(self._ahead.values(), reverse=True)
+            target = ranked[self.config.f]  # at least one honest replica is this far
+            hint = tuple(s for s, seq_ in sorted(self._ahead.items()) if seq_ >= target)
+            self._learn_committed(target - self.config.watermark_window, hint, urgent=True)
+
+    def _note_committed_elsewhere(self, seq: int, senders: tuple[int, ...]) -> None:
+        self._learn_committed(seq, senders, urgent=seq > self.high_watermark)
+
+    def _learn_committed(self, height: int, hint: tuple[int, ...], *, urgent: bool) -> None:
+        """Blocks up to `height` are committed elsewhere; fetch them now if `urgent` (this replica
+        cannot get there by itself), else when it is stuck (the next retransmission round)."""
+        if height <= self._committed_height or (height <= self._fetch_to and not urgent):
+            return
+        if height > self._fetch_to:
+            self._fetch_to, self._fetch_hint = height, hint
+            self._fetch_sent_ms = None
+        if urgent and self._fetch_sent_ms is None:
+            self._emit_fetch()
+
+    def _emit_fetch(self) -> None:
+        self._fetch_sent_ms = self._now_ms
+        self._out.append(
+            FetchBlocks(
+                from_height=self._committed_height + 1,
+                to_height=self._fetch_to,
+                hint=self._fetch_hint,
+            )
+        )
+
+    def _on_transferred(self, event: BlocksTransferred) -> None:
+        height = event.height
+        if event.certificate.height != height or event.certificate.block_hash != event.block_hash:
+            raise LocalProtocolError("BlocksTransferred: the certificate is not for the header")
+        if height <= self._committed_height:
+            return
+        if self._executed_height < self._committed_height:
+            raise LocalProtocolError(
+                f"BlocksTransferred to {height} before executing committed block "
+                f"{self._executed_height + 1}"
+            )
+        self._committed_height = self._executed_height = height
+        self._chain[height] = Link(event.block_hash, event.timestamp_ms)
+        self._digests = {height: event.state_digest}
+        self._head_header, self._head_certificate = event.header, event.certificate
+        self._proofs = {s: p for s, p in self._proofs.items() if s > height}
+        self._ahead = {}
         previous_high = self.high_watermark
-        self._stable = stable
-        self._low = seq
-        self._log.collect(seq)
-        self._checkpoints.collect(seq + 1)
-        self._chain = {h: link for h, link in self._chain.items() if h >= seq}
-        self._signed = {key: what for key, what in self._signed.items() if key[2] > seq}
-        self._out.append(CheckpointStable(seq=seq, state_digest=stable.state_digest))
-        self._progress(previous_high + 1)  # held messages may now be within the watermarks
+        if height > self._low:
+            self._collect(height)
+        self._next_seq = max(self._next_seq, height + 1)
+        self._on_committed()
+        self._progress(min(previous_high, height) + 1)
 
+    # --- helping peers that fell behind ----------------------------------------------------
 
-_Vote = TypeVar("_Vote", Prepare, Commit)
-
-
-def _record_vote(votes: dict[int, _Vote], vote: _Vote) -> bool:
-    """Store `vote` by sender; False for an exact duplicate. Raise on a conflicting vote."""
-    known = votes.get(vote.sender)
-    if known is None:
-        votes[vote.sender] = vote
+    def _may_help(self, sender: int) -> bool:
+        last = self._helped_ms.get(sender)
+        if last is not None and self._now_ms < last + self.config.retransmit_ms:
+            return False
+        self._helped_ms[sender] = self._now_ms
         return True
-    if known.block_hash == vote.block_hash:
-        return False
-    raise InvalidMessage(
-        f"validator {vote.sender} sent two different {m.kind_of(vote)}s for view {vote.view} "
-        f"seq {vote.seq}"
+
+    def _help_if_behind(self, message: Message) -> None:
+        if isinstance(message, PrePrepare | Prepare | Commit) and message.seq <= self._low:
+            self._help(message.sender)
+
+    def _help(self, sender: int) -> None:
+        """Show `sender` what we committed, so it can fetch it (see `_learn_committed`)."""
+        if not self._may_help(sender):
+            return
+        proof: tuple[Message, ...] = () if self._stable is None else self._stable.proof
+        for message in (*self._head_commit_messages(), *proof):
+            if message.sender != sender:
+                self._out.append(Send(to=sender, message=message))
+
+    def _head_commit_messages(self) -> tuple[Commit, ...]:
+        """The commits behind our committed head, rebuilt from its certificate."""
+        certificate = self._head_certificate
+        if certificate is None:
+            return ()
+        return tuple(
+            Commit(
+                view=certificate.view,
+                seq=certificate.height,
+                block_hash=certificate.block_hash,
+                sender=sender,
+                signature=signature,
+            )
+            for sender, signature in certificate.commits
+        )
+
+    # --- restart ---------------------------------------------------------------------------
+
+    def _restore(self, signed: tuple[Message, ...]) -> None:
+        """Take back what this replica signed before a restart, so it never contradicts it.
+
+        The latest new view it sent is installed first (its slots are the view's), then its votes
+        and checkpoints go back into the log, then a view change it started resumes.
+        """
+        if any(message.sender != self.index for message in signed):
+            raise LocalProtocolError("ReplicaStart.signed holds another validator's message")
+        own_new_views = [message for message in signed if isinstance(message, NewView)]
+        latest = max(own_new_views, key=lambda nv: nv.view, default=None)
+        if latest is not None and latest.view >= self._installed:
+            for pp in latest.pre_prepares:
+                self._guard(MessageKind.PRE_PREPARE, pp.view, pp.seq, pp.block_hash)
+            self._install(latest, _own_choice(latest))
+            self._out = []
+        for message in signed:
+            match message:
+                case PrePrepare() | Prepare() | Commit():
+                    self._restore_vote(message)
+                case Checkpoint() if message.seq > self._low:
+                    what = message.block_hash + message.state_digest
+                    self._guard(MessageKind.CHECKPOINT, 0, message.seq, what)
+                    self._checkpoints.add(message)
+                case ViewChange():
+                    self._restore_view_change(message)
+        pending = max(self._my_view_changes, default=-1)
+        if pending > self._view:
+            self._view, self._active = pending, False
+            self._view_changes.setdefault(pending, {})[self.index] = self._my_view_changes[pending]
+
+    def _restore_view_change(self, view_change: ViewChange) -> None:
+        self._my_view_changes[view_change.new_view] = view_change
+        for proof in view_change.prepared:
+            known = self._proofs.get(proof.seq)
+            if proof.seq > self._committed_height and (known is None or known.view < proof.view):
+                self._proofs[proof.seq] = proof
+
+    def _restore_vote(self, message: PrePrepare | Prepare | Commit) -> None:
+        if message.seq <= self._low:
+            return
+        slot = self._log.slot(message.view, message.seq)
+        match message:
+            case PrePrepare():
+                self._guard(MessageKind.PRE_PREPARE, message.view, message.seq, message.block_hash)
+                slot.pre_prepare = message
+                if message.view == self._view:
+                    self._next_seq = max(self._next_seq, message.seq + 1)
+            case Prepare():
+                self._guard(MessageKind.PREPARE, message.view, message.seq, message.block_hash)
+                slot.prepares[self.index] = message
+                slot.prepare_sent = True
+            case Commit():
+                self._guard(MessageKind.COMMIT, message.view, message.seq, message.block_hash)
+                slot.commits[self.index] = message
+                slot.commit_sent = True
+                self._record_evidence(message)
+
+
+def _own_choice(new_view: NewView) -> Choice:
+    """The choice behind a new view this replica sent itself (no need to recompute it)."""
+    top = max(new_view.view_changes, key=lambda vc: (vc.base_height, -vc.sender))
+    header = top.base_header
+    base = (
+        ChainPoint.of(header)
+        if header is not None
+        else ChainPoint(height=0, hash=b"", timestamp_ms=0, state_height=0, state_digest=b"")
+    )
+    return Choice(
+        base=base,
+        base_header=header,
+        base_certificate=top.base_certificate,
+        blocks=tuple(pp.block for pp in new_view.pre_prepares),
     )

@@ -13,11 +13,12 @@ from consensus.messages import Message
 from consensus.replica import BlockValidator, Replica, ReplicaConfig, ReplicaStart
 from consensus.sim.harness import AcceptAll
 from ledger.block import ZERO_HASH, Block
+from ledger.certificate import CommitCertificate
 from ledger.crypto import KeyPair
 from ledger.hashing import sha256
 from ledger.tx import Transaction
 
-M = TypeVar("M", m.PrePrepare, m.Prepare, m.Commit, m.Checkpoint)
+M = TypeVar("M", m.PrePrepare, m.Prepare, m.Commit, m.Checkpoint, m.ViewChange, m.NewView)
 
 CHAIN_ID = "bench-chain"
 GENESIS_DIGEST = sha256(b"bench-genesis-state")
@@ -134,6 +135,50 @@ class Bench:
             seq=seq,
             block_hash=block_hash,
             state_digest=digest,
+            sender=sender,
+        )
+
+    def proof(self, block: Block, *, view: int = 0, seq: int | None = None) -> m.PreparedProof:
+        """A prepared certificate for `block` in `view`: the primary's pre-prepare, 2f prepares."""
+        primary = view % self.n
+        backups = [i for i in range(self.n) if i != primary][: 2 * self.config.f]
+        pre_prepare = self.pre_prepare(block, view=view, sender=primary, seq=seq)
+        prepares = tuple(
+            m.sign_prepare(
+                self.keys[sender],
+                CHAIN_ID,
+                view=view,
+                seq=pre_prepare.seq,
+                block_hash=block.hash,
+                sender=sender,
+            )
+            for sender in backups
+        )
+        return m.PreparedProof(pre_prepare=pre_prepare, prepares=prepares)
+
+    def certificate(self, block: Block, *, view: int = 0) -> CommitCertificate:
+        signers = range(self.config.quorum)
+        return CommitCertificate(
+            height=block.height,
+            view=view,
+            block_hash=block.hash,
+            commits=tuple((i, self.commit(block, i, view=view).signature) for i in signers),
+        )
+
+    def view_change(
+        self,
+        sender: int,
+        new_view: int,
+        prepared: tuple[m.PreparedProof, ...] = (),
+        base: Block | None = None,
+    ) -> m.ViewChange:
+        return m.sign_view_change(
+            self.keys[sender],
+            CHAIN_ID,
+            new_view=new_view,
+            base_header=None if base is None else base.header,
+            base_certificate=None if base is None else self.certificate(base),
+            prepared=prepared,
             sender=sender,
         )
 

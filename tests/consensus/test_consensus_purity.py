@@ -8,8 +8,13 @@ from pathlib import Path
 import consensus
 
 FORBIDDEN = {"asyncio", "time", "random", "socket", "aiohttp", "os", "threading", "subprocess"}
-# The harness creates the one seeded random.Random everything else draws from.
-ALLOWED = {("sim/harness.py", "random")}
+# The harness and the simulator create the seeded random.Random everything else draws from.
+ALLOWED = {
+    ("sim/harness.py", "random"),
+    ("sim/simulator.py", "random"),
+    ("sim/schedule.py", "random"),
+    ("sim/faults.py", "random"),
+}
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -25,6 +25,14 @@ def only_rejection(actions: list[Action]) -> Rejected:
     return rejected
 
 
+def rejection_and_view_change(actions: list[Action]) -> Rejected:
+    """An equivocating primary: the second proposal is rejected and the backup moves on."""
+    [view_change] = broadcasts(actions, m.ViewChange)
+    assert view_change.new_view == 1
+    [rejected] = rejections(actions)
+    return rejected
+
+
 def assert_untouched(bench: Bench) -> None:
     assert bench.replica.in_flight == ()
     assert bench.replica.committed_height == 0
@@ -109,9 +117,9 @@ def test_conflicting_pre_prepare_for_the_same_view_and_seq_is_rejected() -> None
     honest = bench.block(1)
     other = bench.block(1, txs=(make_tx(99),))
     bench.deliver(bench.pre_prepare(honest))
-    rejected = only_rejection(bench.deliver(bench.pre_prepare(other)))
+    rejected = rejection_and_view_change(bench.deliver(bench.pre_prepare(other)))
     assert "conflicting pre-prepare" in rejected.reason
-    assert bench.replica.in_flight == (1,)
+    assert bench.replica.view == 1 and not bench.replica.view_active
 
 
 def test_conflicting_pre_prepare_while_the_first_is_buffered_is_rejected() -> None:
@@ -119,7 +127,8 @@ def test_conflicting_pre_prepare_while_the_first_is_buffered_is_rejected() -> No
     bench.chain(1)
     bench.deliver(bench.pre_prepare(bench.block(2)))
     other = bench.block(2, txs=(make_tx(99),))
-    assert "conflicting" in only_rejection(bench.deliver(bench.pre_prepare(other))).reason
+    actions = bench.deliver(bench.pre_prepare(other))
+    assert "conflicting" in rejection_and_view_change(actions).reason
 
 
 def test_pre_prepare_from_a_non_primary_is_rejected() -> None:

@@ -42,6 +42,7 @@ def test_several_sequence_numbers_are_in_flight_at_once() -> None:
     assert cluster.records[0].in_flight_max >= 5
 
 
+@pytest.mark.slow
 def test_long_run_keeps_committing_as_checkpoints_advance_the_watermarks() -> None:
     cluster = Cluster(4, seed=5, checkpoint_interval=10, watermark_window=40, txs_per_block=1)
     assert cluster.run_until_committed(500, time_ms_max=200_000)

@@ -1,0 +1,177 @@
+"""What can go wrong in a simulated run, and the byzantine replicas.
+
+`FaultConfig` names the fault classes a run draws from; the simulator turns it and the seed into a
+concrete schedule (which replicas crash when, which partitions, which replicas are byzantine and
+how). A byzantine replica is a real `Replica` whose outgoing messages `Byzantine.rewrite` corrupts
+before they reach the network, signing with the replica's own key where a lie needs a signature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from random import Random
+
+from consensus import messages as m
+from consensus.messages import Commit, Message, Prepare, PrePrepare
+from ledger.block import Block
+from ledger.crypto import KeyPair
+from ledger.hashing import sha256
+
+
+class ByzantineKind(enum.StrEnum):
+    SILENT = "silent"  # sends nothing
+    EQUIVOCATE = "equivocate"  # as primary: different blocks to different replicas
+    CONFLICTING_VOTES = "conflicting-votes"  # prepares/commits for blocks it never got
+    BAD_SIGNATURES = "bad-signatures"  # corrupts the signature of what it sends
+    STALE_VIEWS = "stale-views"  # re-signs its messages for an older view
+
+
+FAULT_NAMES = ("crash", "partition", "loss", "dup", "reorder", "delay", "byzantine")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FaultConfig:
+    crash: bool = False
+    partition: bool = False
+    loss: bool = False
+    dup: bool = False
+    reorder: bool = False
+    delay: bool = False  # long-tailed delays instead of uniform ones
+    byzantine: int = 0  # how many byzantine replicas (at most f; clipped by the simulator)
+    byzantine_kinds: tuple[ByzantineKind, ...] = tuple(ByzantineKind)
+    faulty_ms: int = 4_000  # the faulty phase; then the network heals and crashed nodes restart
+    liveness_ms: int = 60_000  # how long after healing every accepted request must be committed
+    tx_interval_ms: int = 40  # a client request every this often, during the faulty phase
+
+    @classmethod
+    def none(cls) -> FaultConfig:
+        return cls()
+
+    @classmethod
+    def all(cls, byzantine: int = 1) -> FaultConfig:
+        return cls(
+            crash=True,
+            partition=True,
+            loss=True,
+            dup=True,
+            reorder=True,
+            delay=True,
+            byzantine=byzantine,
+        )
+
+    @classmethod
+    def parse(cls, spec: str, *, byzantine: int | None = None) -> FaultConfig:
+        """ "all", "none", or a comma list of FAULT_NAMES (e.g. "crash,loss,byzantine")."""
+        spec = spec.strip().lower()
+        if spec == "all":
+            return cls.all(1 if byzantine is None else byzantine)
+        if spec in ("none", ""):
+            return dataclasses.replace(cls.none(), byzantine=byzantine or 0)
+        names = {name.strip() for name in spec.split(",") if name.strip()}
+        unknown = names - set(FAULT_NAMES)
+        if unknown:
+            raise ValueError(
+                f"unknown fault(s) {', '.join(sorted(unknown))}; expected all, none or a list "
+                f"of {', '.join(FAULT_NAMES)}"
+            )
+        flags = {name: name in names for name in FAULT_NAMES if name != "byzantine"}
+        count = byzantine if byzantine is not None else (1 if "byzantine" in names else 0)
+        return cls(**flags, byzantine=count)  # type: ignore[arg-type]
+
+    def cli_options(self) -> str:
+        """The `millchain sim` options that select these faults."""
+        names = [name for name in FAULT_NAMES[:-1] if getattr(self, name)]
+        return f"--faults {','.join(names) or 'none'} --byzantine {self.byzantine}"
+
+    def describe(self) -> str:
+        names = [name for name in FAULT_NAMES[:-1] if getattr(self, name)]
+        if self.byzantine:
+            names.append(f"byzantine={self.byzantine}")
+        return ",".join(names) or "none"
+
+
+class Byzantine:
+    """Rewrites what one byzantine replica sends: a list of (destination, message) per send."""
+
+    def __init__(self, kind: ByzantineKind, keys: KeyPair, chain_id: str, rng: Random) -> None:
+        self.kind = kind
+        self._keys = keys
+        self._chain_id = chain_id
+        self._rng = rng
+
+    def rewrite(self, message: Message, destinations: list[int]) -> list[tuple[int, Message]]:
+        match self.kind:
+            case ByzantineKind.SILENT:
+                return []
+            case ByzantineKind.EQUIVOCATE if isinstance(message, PrePrepare):
+                # Each side gets its own block, backed by this replica's commit for it.
+                other = self._other_pre_prepare(message)
+                half = max(len(destinations) // 2, 1)
+                sends: list[tuple[int, Message]] = []
+                for i, d in enumerate(destinations):
+                    pp = message if i < half else other
+                    sends += [(d, pp), (d, self._commit_for(pp))]
+                return sends
+            case ByzantineKind.CONFLICTING_VOTES if isinstance(message, Prepare | Commit):
+                return [
+                    (d, self._other_vote(message) if self._rng.random() < 0.5 else message)
+                    for d in destinations
+                ]
+            case ByzantineKind.BAD_SIGNATURES:
+                bad = dataclasses.replace(message, signature=bytes(64))
+                return [(d, bad if self._rng.random() < 0.7 else message) for d in destinations]
+            case ByzantineKind.STALE_VIEWS if isinstance(message, Prepare | Commit | PrePrepare):
+                stale = self._stale(message)
+                return [(d, stale) for d in destinations]
+        return [(d, message) for d in destinations]
+
+    def _other_pre_prepare(self, pre_prepare: PrePrepare) -> PrePrepare:
+        header = dataclasses.replace(
+            pre_prepare.block.header, timestamp_ms=pre_prepare.block.header.timestamp_ms + 1
+        )
+        block = Block(header=header, txs=pre_prepare.block.txs)
+        return m.sign_pre_prepare(
+            self._keys,
+            self._chain_id,
+            view=pre_prepare.view,
+            seq=pre_prepare.seq,
+            block=block,
+            sender=pre_prepare.sender,
+        )
+
+    def _commit_for(self, pre_prepare: PrePrepare) -> Commit:
+        return m.sign_commit(
+            self._keys,
+            self._chain_id,
+            view=pre_prepare.view,
+            seq=pre_prepare.seq,
+            block_hash=pre_prepare.block_hash,
+            sender=pre_prepare.sender,
+        )
+
+    def _other_vote(self, vote: Prepare | Commit) -> Prepare | Commit:
+        bogus = sha256(vote.block_hash + b"byzantine")
+        sign = m.sign_prepare if isinstance(vote, Prepare) else m.sign_commit
+        return sign(
+            self._keys,
+            self._chain_id,
+            view=vote.view,
+            seq=vote.seq,
+            block_hash=bogus,
+            sender=vote.sender,
+        )
+
+    def _stale(self, message: Prepare | Commit | PrePrepare) -> Message:
+        view = max(message.view - 1, 0)
+        if isinstance(message, PrePrepare):
+            return m.sign_pre_prepare(
+                self._keys,
+                self._chain_id,
+                view=view,
+                seq=message.seq,
+                block=message.block,
+                sender=message.sender,
+            )
+        return self._other_vote(dataclasses.replace(message, view=view))

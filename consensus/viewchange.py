@@ -1,0 +1,254 @@
+"""View change and new view as pure functions: checking proofs, and choosing what a new view
+re-proposes.
+
+The choice (`choose_blocks`) over 2f+1 view changes for view v:
+
+- base = the highest committed base any of them proves (a commit certificate);
+- for each seq from base+1 to the highest seq any of them prepared: the block of the prepared
+  certificate from the highest view, re-proposed unchanged (its header keeps its original view
+  and proposer), provided it hash-chains to the block chosen for seq-1; otherwise, and for every
+  seq after that, a null block (no transactions) that chains to the block chosen for seq-1.
+
+Why this never drops or changes a committed block. Say block B is committed at seq s by an honest
+replica in view u, so 2f+1 replicas, f+1 of them honest, prepared B at (u, s). A replica prepares
+s only once s-1 is prepared in the same view (or committed), so those f+1 honest replicas also
+prepared, in view u, the block A at s-1 that B chains to (or had s-1 committed, and then A is
+that committed block), and so on down to their committed heads. Any 2f+1 view changes include
+one of them, R. By induction on the views after u: every new view w > u chooses B at s and A at
+s-1, because R reports a certificate for each seq between its base and s (each from view >= u),
+any certificate from a view between u and w is for the block that view's new view chose (the
+induction hypothesis), and B chains to A, A to its parent..., down to the base or to a block at
+or below R's base, which is committed and therefore the same everywhere. So the walk from the
+base up to s meets only real blocks that chain, and never a null. A null appears only where no
+block was committed, and once a null is inserted no prepared block above can chain to it, so
+nothing above it was committed either: all nulls from there on are safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from consensus.config import ReplicaConfig
+from consensus.errors import InvalidMessage
+from consensus.messages import (
+    NewView,
+    PreparedProof,
+    PrePrepare,
+    Verifier,
+    ViewChange,
+    kind_of,
+    signed_payload,
+)
+from ledger.block import Block, BlockHeader
+from ledger.certificate import CommitCertificate, commit_payload
+from ledger.crypto import Domain
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChainPoint:
+    """A block as a parent: what a child chains to and the state claim a null child copies."""
+
+    height: int
+    hash: bytes
+    timestamp_ms: int
+    state_height: int
+    state_digest: bytes
+
+    @classmethod
+    def of(cls, header: BlockHeader) -> ChainPoint:
+        return cls(
+            height=header.height,
+            hash=header.hash,
+            timestamp_ms=header.timestamp_ms,
+            state_height=header.state_height,
+            state_digest=header.state_digest,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Choice:
+    """What a new view starts from: the proven base and the blocks for base+1, base+2, ..."""
+
+    base: ChainPoint
+    base_header: BlockHeader | None
+    base_certificate: CommitCertificate | None
+    blocks: tuple[Block, ...]
+
+    @property
+    def max_seq(self) -> int:
+        return self.base.height + len(self.blocks)
+
+
+def _check(
+    verifier: Verifier,
+    config: ReplicaConfig,
+    sender: int,
+    domain: Domain,
+    payload: bytes,
+    signature: bytes,
+    what: str,
+) -> None:
+    if not 0 <= sender < config.n:
+        raise InvalidMessage(f"{what} names unknown validator {sender}")
+    if not verifier(config.validators[sender], domain, config.chain_id, payload, signature):
+        raise InvalidMessage(f"{what}: bad signature of validator {sender}")
+
+
+def check_certificate(
+    certificate: CommitCertificate, config: ReplicaConfig, verifier: Verifier
+) -> None:
+    senders = [index for index, _ in certificate.commits]
+    if len(set(senders)) != len(senders) or len(senders) < config.quorum:
+        raise InvalidMessage(
+            f"commit certificate for {certificate.height} needs {config.quorum} distinct signers"
+        )
+    payload = commit_payload(
+        view=certificate.view, seq=certificate.height, block_hash=certificate.block_hash
+    )
+    for index, signature in certificate.commits:
+        _check(verifier, config, index, Domain.COMMIT, payload, signature, "commit certificate")
+
+
+def check_prepared_proof(proof: PreparedProof, config: ReplicaConfig, verifier: Verifier) -> None:
+    """A pre-prepare from its view's primary and 2f matching prepares from other validators."""
+    pp = proof.pre_prepare
+    header = pp.block.header
+    if pp.sender != pp.view % config.n:
+        raise InvalidMessage(f"prepared proof for seq {pp.seq}: pre-prepare not from the primary")
+    if header.height != pp.seq or header.view > pp.view or header.chain_id != config.chain_id:
+        raise InvalidMessage(f"prepared proof for seq {pp.seq}: block header does not fit")
+    domain, payload = signed_payload(pp)
+    _check(verifier, config, pp.sender, domain, payload, pp.signature, "prepared pre-prepare")
+    senders = set()
+    for prepare in proof.prepares:
+        if (prepare.view, prepare.seq, prepare.block_hash) != (pp.view, pp.seq, pp.block_hash):
+            raise InvalidMessage(f"prepared proof for seq {pp.seq}: a prepare does not match")
+        if prepare.sender == pp.sender or prepare.sender in senders:
+            raise InvalidMessage(f"prepared proof for seq {pp.seq}: repeated or primary prepare")
+        senders.add(prepare.sender)
+        domain, payload = signed_payload(prepare)
+        _check(verifier, config, prepare.sender, domain, payload, prepare.signature, "prepare")
+    if len(senders) < config.quorum - 1:
+        raise InvalidMessage(
+            f"prepared proof for seq {pp.seq} has {len(senders)} prepares, needs "
+            f"{config.quorum - 1}"
+        )
+
+
+def check_view_change(vc: ViewChange, config: ReplicaConfig, verifier: Verifier) -> None:
+    """Everything a view change carries, except its own signature (checked on receipt)."""
+    header, certificate = vc.base_header, vc.base_certificate
+    if header is None:
+        if certificate is not None:
+            raise InvalidMessage("view change: certificate without a base header")
+    else:
+        if certificate is None:
+            raise InvalidMessage(f"view change: base {header.height} without a certificate")
+        if (certificate.height, certificate.block_hash) != (header.height, header.hash):
+            raise InvalidMessage("view change: the certificate is not for the base header")
+        if header.chain_id != config.chain_id:
+            raise InvalidMessage("view change: base header for another chain")
+        check_certificate(certificate, config, verifier)
+    previous = vc.base_height
+    for proof in vc.prepared:
+        if proof.seq <= previous:
+            raise InvalidMessage("view change: prepared proofs out of order or at the base")
+        if proof.view >= vc.new_view:
+            raise InvalidMessage("view change: prepared proof from the new view or later")
+        check_prepared_proof(proof, config, verifier)
+        previous = proof.seq
+
+
+def null_block(parent: ChainPoint, *, chain_id: str, view: int, primary: int) -> Block:
+    return Block.build(
+        chain_id=chain_id,
+        height=parent.height + 1,
+        prev_hash=parent.hash,
+        state_height=parent.state_height,
+        state_digest=parent.state_digest,
+        proposer=primary,
+        view=view,
+        timestamp_ms=parent.timestamp_ms,
+        txs=(),
+    )
+
+
+def choose_blocks(
+    view_changes: Sequence[ViewChange],
+    *,
+    view: int,
+    config: ReplicaConfig,
+    genesis: ChainPoint | None,
+) -> Choice:
+    """The deterministic choice of the new view (see the module docstring)."""
+    top = max(view_changes, key=lambda vc: (vc.base_height, -vc.sender))
+    if top.base_header is None:
+        if genesis is None:
+            raise InvalidMessage("new view starts at the chain's start, which this replica lacks")
+        base = genesis
+    else:
+        base = ChainPoint.of(top.base_header)
+    best: dict[int, PreparedProof] = {}
+    for vc in view_changes:
+        for proof in vc.prepared:
+            if proof.seq <= base.height:
+                continue
+            known = best.get(proof.seq)
+            if known is None or proof.view > known.view:
+                best[proof.seq] = proof
+    blocks: list[Block] = []
+    parent, broken = base, False
+    primary = view % config.n
+    for seq in range(base.height + 1, max(best, default=base.height) + 1):
+        found = best.get(seq)
+        block = None if found is None or broken else found.pre_prepare.block
+        if block is None or block.header.prev_hash != parent.hash:
+            block = null_block(parent, chain_id=config.chain_id, view=view, primary=primary)
+            broken = True
+        blocks.append(block)
+        parent = ChainPoint.of(block.header)
+    return Choice(
+        base=base,
+        base_header=top.base_header,
+        base_certificate=top.base_certificate,
+        blocks=tuple(blocks),
+    )
+
+
+def check_new_view(
+    nv: NewView, config: ReplicaConfig, verifier: Verifier, genesis: ChainPoint | None
+) -> Choice:
+    """Check every view change in `nv` and that its pre-prepares are exactly the choice."""
+    primary = nv.view % config.n
+    if nv.sender != primary:
+        raise InvalidMessage(f"new view {nv.view} from {nv.sender}, its primary is {primary}")
+    senders = [vc.sender for vc in nv.view_changes]
+    if senders != sorted(set(senders)) or len(senders) < config.quorum:
+        raise InvalidMessage(
+            f"new view {nv.view} needs {config.quorum} view changes from distinct validators"
+        )
+    for vc in nv.view_changes:
+        if vc.new_view != nv.view:
+            raise InvalidMessage(f"new view {nv.view} holds a view change for {vc.new_view}")
+        domain, payload = signed_payload(vc)
+        _check(verifier, config, vc.sender, domain, payload, vc.signature, "view change")
+        check_view_change(vc, config, verifier)
+    choice = choose_blocks(nv.view_changes, view=nv.view, config=config, genesis=genesis)
+    if len(nv.pre_prepares) != len(choice.blocks):
+        raise InvalidMessage(
+            f"new view {nv.view} re-proposes {len(nv.pre_prepares)} blocks, the view changes "
+            f"imply {len(choice.blocks)}"
+        )
+    for pp, block in zip(nv.pre_prepares, choice.blocks, strict=True):
+        check_new_view_pre_prepare(pp, block, nv.view, primary)
+        domain, payload = signed_payload(pp)
+        _check(verifier, config, pp.sender, domain, payload, pp.signature, kind_of(pp))
+    return choice
+
+
+def check_new_view_pre_prepare(pp: PrePrepare, block: Block, view: int, primary: int) -> None:
+    if (pp.view, pp.seq, pp.sender) != (view, block.height, primary) or pp.block_hash != block.hash:
+        raise InvalidMessage(
+            f"new view {view}: pre-prepare for seq {pp.seq} is not the block the view changes imply"
+        )

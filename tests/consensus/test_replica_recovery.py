@@ -1,0 +1,143 @@
+"""State transfer, retransmission and restart at one replica, driven event by event."""
+
+from __future__ import annotations
+
+from consensus import messages as m
+from consensus.actions import Action, Broadcast, FetchBlocks
+from consensus.events import BlocksTransferred, RequestsPending, Tick
+from consensus.replica import Replica, ReplicaStart
+from consensus.sim.harness import AcceptAll
+from ledger.block import ZERO_HASH
+from tests.consensus.pbft_bench import (
+    GENESIS_DIGEST,
+    GENESIS_TIME_MS,
+    Bench,
+    broadcasts,
+    commits,
+)
+
+DIGEST = b"\x0d" * 32
+
+
+def fetches(actions: list[Action]) -> list[FetchBlocks]:
+    return [action for action in actions if isinstance(action, FetchBlocks)]
+
+
+def test_state_transfer_is_requested_behind_a_stable_checkpoint_and_the_replica_continues() -> None:
+    bench = Bench(checkpoint_interval=2, watermark_window=4)
+    blocks = bench.chain(7)
+    votes = [bench.checkpoint(6, blocks[5].hash, DIGEST, sender) for sender in (0, 2, 3)]
+    actions = bench.deliver(*votes, now_ms=100)
+    [fetch] = fetches(actions)
+    assert (fetch.from_height, fetch.to_height) == (1, 6) and set(fetch.hint) == {0, 2, 3}
+    replica = bench.replica
+    assert not fetches(replica.handle(Tick(now_ms=600)))  # the fetch is still young
+    [again] = fetches(replica.handle(Tick(now_ms=1_100)))  # no progress: ask again
+    assert (again.from_height, again.to_height) == (1, 6)
+    transferred = BlocksTransferred(
+        header=blocks[5].header, certificate=bench.certificate(blocks[5]), state_digest=DIGEST
+    )
+    replica.handle(transferred)
+    assert (replica.committed_height, replica.executed_height, replica.low_watermark) == (6, 6, 6)
+    assert replica.next_seq == 7
+    seventh = bench.block(7, state_height=6, state_digest=DIGEST)
+    actions = bench.deliver(bench.pre_prepare(seventh), now_ms=1_200)
+    [prepare] = broadcasts(actions, m.Prepare)
+    assert prepare.seq == 7
+    [committed] = commits(bench.commit_block(seventh))
+    assert committed.block == seventh
+    assert not fetches(replica.handle(Tick(now_ms=5_000)))
+
+
+def test_a_quorum_of_commits_above_us_is_fetched_once_we_are_stuck() -> None:
+    bench = Bench()
+    first, second = bench.chain(2)
+    actions = bench.deliver(*(bench.commit(second, sender) for sender in (0, 2, 3)), now_ms=10)
+    assert not fetches(actions)  # the normal case may still get there by itself
+    assert not fetches(bench.replica.handle(Tick(now_ms=100)))
+    [fetch] = fetches(bench.replica.handle(Tick(now_ms=600)))  # stuck for an interval
+    assert (fetch.from_height, fetch.to_height) == (1, 2)
+    assert first.height == 1
+
+
+def test_f_plus_1_peers_working_far_ahead_trigger_a_fetch() -> None:
+    bench = Bench(checkpoint_interval=2, watermark_window=4)
+    far = bench.block(20, state_height=0)
+    assert not fetches(bench.deliver(bench.prepare(far, 2)))
+    [fetch] = fetches(bench.deliver(bench.prepare(far, 3)))
+    assert fetch.from_height == 1 and fetch.to_height >= 12 and set(fetch.hint) == {2, 3}
+
+
+def test_retransmission_resends_the_same_signed_messages_when_stuck() -> None:
+    bench = Bench()
+    block = bench.block(1)
+    actions = bench.deliver(bench.pre_prepare(block), bench.prepare(block, 2), now_ms=0)
+    sent = broadcasts(actions)
+    assert [type(message) for message in sent] == [m.Prepare, m.Commit]
+    replica = bench.replica
+    assert replica.handle(Tick(now_ms=100)) == []  # within the retransmit interval
+    resent = broadcasts(replica.handle(Tick(now_ms=600)))
+    assert resent == sent and all(a is b for a, b in zip(resent, sent, strict=True))
+    assert replica.handle(Tick(now_ms=700)) == []  # once per interval
+    bench.deliver(bench.commit(block, 0), bench.commit(block, 3), now_ms=800)
+    assert replica.committed_height == 1
+    assert broadcasts(replica.handle(Tick(now_ms=5_000))) == []  # nothing left in flight
+
+
+def test_a_restarted_replica_never_signs_a_second_different_prepare() -> None:
+    bench = Bench()
+    block = bench.block(1)
+    other = bench.block(1, timestamp_ms=GENESIS_TIME_MS + 3)
+    [prepare] = broadcasts(bench.deliver(bench.pre_prepare(block)), m.Prepare)
+    start = ReplicaStart(
+        height=0,
+        block_hash=ZERO_HASH,
+        timestamp_ms=GENESIS_TIME_MS,
+        state_height=0,
+        state_digest=GENESIS_DIGEST,
+        signed=(prepare,),
+    )
+    restarted = Replica(bench.config, bench.keys[1], AcceptAll(), start)
+    bench.replica = restarted
+    # An equivocating primary shows the restarted replica another block first.
+    actions = bench.deliver(bench.pre_prepare(other), now_ms=10)
+    assert not broadcasts(actions, m.Prepare)
+    restarted.handle(Tick(now_ms=500))
+    resent = [a.message for a in restarted.handle(Tick(now_ms=1_000)) if isinstance(a, Broadcast)]
+    assert prepare in resent  # its old prepare, byte for byte
+
+
+def test_a_restarted_replica_resumes_its_view_change_with_the_same_message() -> None:
+    bench = Bench()
+    block = bench.block(1)
+    bench.deliver(bench.pre_prepare(block), bench.prepare(block, 2))
+    bench.replica.handle(RequestsPending(now_ms=0, pending=True))
+    [view_change] = broadcasts(bench.replica.handle(Tick(now_ms=2_000)), m.ViewChange)
+    start = ReplicaStart(
+        height=0,
+        block_hash=ZERO_HASH,
+        timestamp_ms=GENESIS_TIME_MS,
+        state_height=0,
+        state_digest=GENESIS_DIGEST,
+        signed=(view_change,),
+    )
+    restarted = Replica(bench.config, bench.keys[1], AcceptAll(), start)
+    assert (restarted.view, restarted.view_active) == (1, False)
+    restarted.handle(Tick(now_ms=2_500))
+    resent = broadcasts(restarted.handle(Tick(now_ms=3_000)), m.ViewChange)
+    assert resent == [view_change]
+
+
+def test_a_restarted_replica_starts_in_its_persisted_view() -> None:
+    bench = Bench()
+    start = ReplicaStart(
+        height=0,
+        block_hash=ZERO_HASH,
+        timestamp_ms=GENESIS_TIME_MS,
+        state_height=0,
+        state_digest=GENESIS_DIGEST,
+        view=5,
+    )
+    replica = Replica(bench.config, bench.keys[1], AcceptAll(), start)
+    assert (replica.view, replica.view_active, replica.primary) == (5, True, 1)
+    assert replica.can_propose

@@ -1,0 +1,257 @@
+"""View change and new view at one replica, driven message by message."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from consensus import messages as m
+from consensus.actions import Action, Send, ViewEntered
+from consensus.events import RequestsPending, Tick
+from consensus.viewchange import ChainPoint, check_view_change, choose_blocks
+from ledger.block import Block
+from tests.consensus.pbft_bench import (
+    GENESIS_DIGEST,
+    GENESIS_TIME_MS,
+    Bench,
+    broadcasts,
+    commits,
+    rejections,
+)
+
+TIMEOUT_MS = 2_000
+GENESIS = ChainPoint(
+    height=0,
+    hash=bytes(32),
+    timestamp_ms=GENESIS_TIME_MS,
+    state_height=0,
+    state_digest=GENESIS_DIGEST,
+)
+
+
+def time_out(bench: Bench, *, at_ms: int = TIMEOUT_MS) -> list[Action]:
+    bench.replica.handle(RequestsPending(now_ms=0, pending=True))
+    return bench.replica.handle(Tick(now_ms=at_ms))
+
+
+def only_view_change(actions: list[Action]) -> m.ViewChange:
+    [view_change] = broadcasts(actions, m.ViewChange)
+    return view_change
+
+
+def test_pending_requests_arm_a_deadline_and_tick_fires_a_view_change() -> None:
+    bench = Bench()
+    replica = bench.replica
+    assert replica.handle(Tick(now_ms=10_000)) == []  # nothing pending: no deadline
+    replica.handle(RequestsPending(now_ms=10_000, pending=True))
+    assert replica.view_change_deadline_ms == 12_000
+    replica.handle(RequestsPending(now_ms=11_000, pending=True))  # already armed: unchanged
+    assert replica.view_change_deadline_ms == 12_000
+    replica.handle(RequestsPending(now_ms=11_500, pending=False))
+    assert replica.view_change_deadline_ms is None
+    replica.handle(RequestsPending(now_ms=20_000, pending=True))
+    view_change = only_view_change(replica.handle(Tick(now_ms=22_000)))
+    assert view_change.new_view == 1 and (replica.view, replica.view_active) == (1, False)
+
+
+def test_commits_push_the_deadline_back() -> None:
+    bench = Bench()
+    bench.replica.handle(RequestsPending(now_ms=0, pending=True))
+    block = bench.block(1)
+    bench.deliver(bench.pre_prepare(block), now_ms=1_500)
+    bench.deliver(bench.prepare(block, 2), bench.commit(block, 0), now_ms=1_500)
+    assert commits(bench.deliver(bench.commit(block, 3), now_ms=1_900))
+    assert bench.replica.view_change_deadline_ms == 3_900
+
+
+def test_view_change_message_carries_prepared_certificates() -> None:
+    bench = Bench()
+    first, second = bench.chain(2)
+    bench.deliver(bench.pre_prepare(first), bench.pre_prepare(second))
+    bench.deliver(bench.prepare(first, 2), bench.prepare(second, 2))  # both prepared
+    view_change = only_view_change(time_out(bench))
+    assert view_change.base_height == 0 and view_change.base_header is None
+    assert [proof.seq for proof in view_change.prepared] == [1, 2]
+    proof = view_change.prepared[1]
+    assert proof.pre_prepare.block == second
+    assert sorted(p.sender for p in proof.prepares) == [1, 2]
+    check_view_change(view_change, bench.config, m.plain_verifier)
+    m.verify_signature(view_change, bench.config.chain_id, bench.validators)
+
+
+def test_view_change_base_is_the_committed_head_with_its_certificate() -> None:
+    bench = Bench()
+    first, second = bench.chain(2)
+    bench.deliver(bench.pre_prepare(first), bench.pre_prepare(second))
+    bench.commit_block(first)
+    bench.deliver(bench.prepare(second, 2))
+    view_change = only_view_change(time_out(bench))
+    assert view_change.base_header == first.header
+    assert view_change.base_certificate is not None
+    assert view_change.base_certificate.block_hash == first.hash
+    assert [proof.seq for proof in view_change.prepared] == [2]
+    check_view_change(view_change, bench.config, m.plain_verifier)
+
+
+def test_new_view_re_proposes_the_block_committed_before_the_view_change() -> None:
+    # Replica 1 is the primary of view 1. Block 1 committed at replica 3 in view 0; replicas 1
+    # and 2 only prepared it. After the view change, block 1 is still the block at seq 1.
+    bench = Bench(index=1)
+    block = bench.block(1)
+    bench.deliver(bench.pre_prepare(block), bench.prepare(block, 2))
+    time_out(bench)
+    proof = bench.proof(block)
+    actions = bench.deliver(
+        bench.view_change(2, 1, (proof,)), bench.view_change(3, 1, (proof,)), now_ms=2_100
+    )
+    [new_view] = broadcasts(actions, m.NewView)
+    assert ViewEntered(view=1) in actions
+    assert [vc.sender for vc in new_view.view_changes] == [1, 2, 3]
+    [pre_prepare] = new_view.pre_prepares
+    assert (pre_prepare.view, pre_prepare.seq, pre_prepare.block) == (1, 1, block)
+    assert pre_prepare.block.header.view == 0  # re-proposed unchanged
+    replica = bench.replica
+    assert (replica.view, replica.view_active, replica.next_seq) == (1, True, 2)
+    prepares = [bench.prepare(block, sender, view=1) for sender in (2, 3)]
+    bench.deliver(*prepares, now_ms=2_200)
+    [committed] = commits(
+        bench.deliver(bench.commit(block, 2, view=1), bench.commit(block, 3, view=1))
+    )
+    assert committed.block == block and committed.certificate.view == 1
+
+
+def test_backup_installs_a_valid_new_view_and_prepares_its_blocks() -> None:
+    bench = Bench(index=2)
+    block = bench.block(1)
+    proof = bench.proof(block)
+    changes = (bench.view_change(0, 1), bench.view_change(1, 1, (proof,)), bench.view_change(3, 1))
+    new_view = sign_new_view(bench, changes, (block,))
+    actions = bench.deliver(new_view)
+    assert ViewEntered(view=1) in actions
+    [prepare] = broadcasts(actions, m.Prepare)
+    assert (prepare.view, prepare.seq, prepare.block_hash) == (1, 1, block.hash)
+
+
+def sign_new_view(
+    bench: Bench, changes: tuple[m.ViewChange, ...], blocks: tuple[Block, ...], view: int = 1
+) -> m.NewView:
+    primary = view % bench.n
+    pre_prepares = tuple(
+        bench.pre_prepare(block, view=view, sender=primary, seq=block.height) for block in blocks
+    )
+    return m.sign_new_view(
+        bench.keys[primary],
+        bench.config.chain_id,
+        view=view,
+        view_changes=changes,
+        pre_prepares=pre_prepares,
+        sender=primary,
+    )
+
+
+def test_new_view_with_a_forged_or_inconsistent_choice_is_rejected() -> None:
+    bench = Bench(index=2)
+    block = bench.block(1)
+    other = bench.block(1, timestamp_ms=GENESIS_TIME_MS + 77)
+    proof = bench.proof(block)
+    changes = (bench.view_change(0, 1), bench.view_change(1, 1, (proof,)), bench.view_change(3, 1))
+    cases = {
+        "not the block the view changes imply": sign_new_view(bench, changes, (other,)),
+        "re-proposes 0 blocks": sign_new_view(bench, changes, ()),
+        "needs 3 view changes": sign_new_view(bench, changes[:2], (block,)),
+        "bad signature": sign_new_view(
+            bench,
+            (changes[0], dataclasses.replace(changes[1], signature=bytes(64)), changes[2]),
+            (block,),
+        ),
+    }
+    for complaint, new_view in cases.items():
+        actions = bench.deliver(new_view)
+        [rejected] = rejections(actions)
+        assert complaint in rejected.reason, (complaint, rejected.reason)
+        assert bench.replica.view == 0 and not broadcasts(actions)
+    forged_proof = dataclasses.replace(proof, prepares=proof.prepares[:1])
+    forged = bench.view_change(1, 1, (forged_proof,))
+    [rejected] = rejections(bench.deliver(forged))
+    assert "has 1 prepares, needs 2" in rejected.reason
+
+
+def test_null_blocks_fill_gaps_and_everything_after_a_broken_chain() -> None:
+    bench = Bench()
+    first, second, third = bench.chain(3)
+    stray = bench.block(3, prev_hash=b"\x42" * 32)
+    changes = [
+        bench.view_change(0, 1, (bench.proof(first), bench.proof(third))),
+        bench.view_change(1, 1, (bench.proof(first),)),
+        bench.view_change(2, 1),
+    ]
+    choice = choose_blocks(changes, view=1, config=bench.config, genesis=GENESIS)
+    chosen = choice.blocks
+    assert [block.height for block in chosen] == [1, 2, 3]
+    assert chosen[0] == first  # prepared and chains to the base
+    assert chosen[1].txs == () and chosen[1].header.prev_hash == first.hash  # gap: null
+    assert chosen[2] != third and chosen[2].txs == ()  # third chains to the real block 2, not null
+    assert chosen[2].header.prev_hash == chosen[1].hash
+    assert (chosen[1].header.proposer, chosen[1].header.view) == (1, 1)
+    with_stray = [bench.view_change(0, 1, (bench.proof(first), bench.proof(second))), *changes[1:]]
+    with_stray.append(bench.view_change(3, 1, (bench.proof(first), bench.proof(stray, view=0))))
+    blocks = choose_blocks(with_stray, view=1, config=bench.config, genesis=GENESIS).blocks
+    assert blocks[:2] == (first, second)
+    assert blocks[2].txs == () and blocks[2].header.prev_hash == second.hash  # stray breaks it
+
+
+def test_highest_view_certificate_wins() -> None:
+    bench = Bench()
+    old = bench.block(1)
+    newer = bench.block(1, timestamp_ms=GENESIS_TIME_MS + 9)
+    changes = [
+        bench.view_change(0, 3, (bench.proof(old, view=0),)),
+        bench.view_change(2, 3, (bench.proof(newer, view=2),)),
+        bench.view_change(3, 3),
+    ]
+    assert choose_blocks(changes, view=3, config=bench.config, genesis=GENESIS).blocks == (newer,)
+
+
+def test_f_plus_1_higher_view_changes_pull_a_lagging_replica() -> None:
+    bench = Bench(index=1)
+    assert not broadcasts(bench.deliver(bench.view_change(2, 3)), m.ViewChange)
+    view_change = only_view_change(bench.deliver(bench.view_change(3, 2)))
+    assert view_change.new_view == 2  # the smallest of the views f+1 replicas asked for
+    assert bench.replica.view == 2 and not bench.replica.view_active
+
+
+def test_equivocation_seen_in_prepares_triggers_a_view_change() -> None:
+    bench = Bench(index=1)
+    block = bench.block(1)
+    other = bench.block(1, timestamp_ms=GENESIS_TIME_MS + 5)
+    bench.deliver(bench.pre_prepare(block))
+    assert not broadcasts(bench.deliver(bench.prepare(other, 2)), m.ViewChange)
+    assert only_view_change(bench.deliver(bench.prepare(other, 3))).new_view == 1
+
+
+def test_view_change_timeouts_back_off_exponentially_and_reset_on_a_new_view() -> None:
+    bench = Bench(index=3)
+    replica = bench.replica
+    assert only_view_change(time_out(bench)).new_view == 1
+    assert replica.view_change_deadline_ms is None  # armed once 2f+1 view changes are in
+    bench.deliver(bench.view_change(0, 1), bench.view_change(2, 1), now_ms=2_100)
+    assert replica.view_change_deadline_ms == 2_100 + TIMEOUT_MS
+    assert only_view_change(replica.handle(Tick(now_ms=4_100))).new_view == 2
+    bench.deliver(bench.view_change(0, 2), bench.view_change(1, 2), now_ms=4_200)
+    assert replica.view_change_deadline_ms == 4_200 + 2 * TIMEOUT_MS
+    assert only_view_change(replica.handle(Tick(now_ms=8_200))).new_view == 3
+    # Replica 3 is the primary of view 3: with 2f+1 view changes it sends the new view.
+    actions = bench.deliver(bench.view_change(0, 3), bench.view_change(1, 3), now_ms=8_300)
+    assert broadcasts(actions, m.NewView) and ViewEntered(view=3) in actions
+    assert replica.view_active and replica.view_change_deadline_ms == 8_300 + TIMEOUT_MS
+
+
+def test_active_replicas_answer_a_late_view_change_with_their_new_view() -> None:
+    bench = Bench(index=1)
+    block = bench.block(1)
+    bench.deliver(bench.pre_prepare(block), bench.prepare(block, 2))
+    time_out(bench)
+    proof = bench.proof(block)
+    actions = bench.deliver(bench.view_change(2, 1, (proof,)), bench.view_change(3, 1, (proof,)))
+    [new_view] = broadcasts(actions, m.NewView)
+    late = bench.deliver(bench.view_change(0, 1), now_ms=3_000)
+    assert [(a.to, a.message) for a in late if isinstance(a, Send)] == [(0, new_view)]

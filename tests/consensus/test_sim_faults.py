@@ -1,0 +1,119 @@
+"""The fault-injecting simulator: view changes, byzantine replicas, lossy networks, crashes."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from consensus import messages as m
+from consensus.errors import SafetyViolation
+from consensus.replica import Replica
+from consensus.sim.faults import ByzantineKind, FaultConfig
+from consensus.sim.simulator import Simulation, run_sim
+
+SHORT = FaultConfig(faulty_ms=2_000)
+
+
+class CarelessReplica(Replica):
+    """A broken variant: prepared on f prepares and committed on f+1 commits."""
+
+    def _prepares_needed(self) -> int:
+        return self.config.f
+
+    def _commit_quorum(self) -> int:
+        return self.config.f + 1
+
+
+def test_silent_primary_triggers_view_change_and_commits_resume() -> None:
+    report = run_sim(4, 1, SHORT, byzantine={0: ByzantineKind.SILENT})
+    assert report.view_changes >= 1
+    assert report.commits > 0 and report.txs > 0  # run_sim checked every request committed
+
+
+@pytest.mark.parametrize("seed", [2, 3])
+def test_equivocating_primary_never_causes_divergence_and_is_replaced(seed: int) -> None:
+    simulation = Simulation(4, seed, SHORT, byzantine={0: ByzantineKind.EQUIVOCATE})
+    report = simulation.run()
+    assert report.view_changes >= 1 and report.commits > 0
+    assert all(simulation.nodes[i].replica.primary != 0 for i in simulation.honest)
+
+
+@pytest.mark.parametrize("kind", [k for k in ByzantineKind if k is not ByzantineKind.EQUIVOCATE])
+def test_each_byzantine_behaviour_is_survived(kind: ByzantineKind) -> None:
+    report = run_sim(4, 4, SHORT, byzantine={1: kind})
+    assert report.commits > 0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_retransmission_heals_a_lossy_network(seed: int) -> None:
+    faults = dataclasses.replace(SHORT, loss=True, dup=True, reorder=True, delay=True)
+    simulation = Simulation(4, seed, faults)
+    simulation.network.config = dataclasses.replace(simulation.network.config, loss_rate=0.25)
+    report = simulation.run()
+    assert report.commits > 0 and simulation.network.stats.dropped > 20
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_crash_restart_from_the_replayed_log_never_double_signs(seed: int) -> None:
+    faults = dataclasses.replace(SHORT, crash=True, loss=True)
+    simulation = Simulation(4, seed, faults)
+    simulation.run()  # every message an honest replica sends is audited for double signing
+    assert simulation.schedule.crashes
+    assert len(simulation._signatures) > 100
+
+
+def test_a_double_signature_is_caught_by_the_audit() -> None:
+    simulation = Simulation(4, 7, SHORT)
+    node = simulation.nodes[1]
+    simulation._send(node, _prepare(simulation, 1, b"\x01" * 32), [0])
+    with pytest.raises(SafetyViolation, match=r"seed 7.*signed two different messages"):
+        simulation._send(node, _prepare(simulation, 1, b"\x02" * 32), [0])
+
+
+def _prepare(simulation: Simulation, sender: int, block_hash: bytes) -> m.Prepare:
+    return m.sign_prepare(
+        simulation.keys[sender],
+        simulation.chain_id,
+        view=0,
+        seq=1,
+        block_hash=block_hash,
+        sender=sender,
+    )
+
+
+def test_same_seed_and_options_give_the_same_report() -> None:
+    faults = FaultConfig.all(1)
+    assert run_sim(4, 11, faults) == run_sim(4, 11, faults)
+    assert run_sim(4, 11, faults) != run_sim(4, 12, faults)
+
+
+def test_checker_bites_a_careless_replica_in_the_faulty_simulator() -> None:
+    with pytest.raises(
+        SafetyViolation,
+        match=r"seed 5 \(reproduce: millchain sim .*--first-seed 5 .*fork at height",
+    ):
+        run_sim(
+            4,
+            5,
+            SHORT,
+            replica_factory=CarelessReplica,
+            byzantine={0: ByzantineKind.EQUIVOCATE},
+        )
+
+
+def test_honest_replicas_survive_the_same_scenario() -> None:
+    run_sim(4, 5, SHORT, byzantine={0: ByzantineKind.EQUIVOCATE})
+
+
+def test_too_many_byzantine_replicas_are_refused() -> None:
+    with pytest.raises(ValueError, match="at most f = 1"):
+        run_sim(4, 0, FaultConfig.all(2))
+
+
+@pytest.mark.slow
+def test_small_sweep_with_all_faults_passes() -> None:
+    for seed in range(30):
+        run_sim(4, seed, FaultConfig.all(1))
+    for seed in range(10):
+        run_sim(7, seed, FaultConfig.all(2))
