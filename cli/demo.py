@@ -12,13 +12,13 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.cluster_cmd import start_all, wait_converged
+from cli.cluster_cmd import collect_status, start_all, wait_converged
 from cli.common import console, guarded, short
 from cli.common import table as print_table
 from cli.layout import ClusterDir, init_cluster
-from cli.process import stop_node
+from cli.process import kill_node, start_node, stop_node
 from ledger.tx import Transaction
-from node.client import NodeClient
+from node.client import NodeClient, wait_until_up
 
 ITEMS = ("steel", "aluminium", "bolts", "bearings", "paint")
 LOCATIONS = ("main", "line-a", "line-b")
@@ -68,8 +68,8 @@ def _workload(layout: ClusterDir, count: int) -> list[Transaction]:
     return txs
 
 
-async def _run_workload(layout: ClusterDir, txs: list[Transaction]) -> float:
-    names = layout.node_names()
+async def _run_workload(layout: ClusterDir, txs: list[Transaction], names: list[str]) -> float:
+    """Submit `txs` to the nodes `names` (one sender's in order to one node), wait for all."""
     clients = [NodeClient(layout.config(name).url) for name in names]
     for client in clients:
         await client.__aenter__()
@@ -82,8 +82,8 @@ async def _run_workload(layout: ClusterDir, txs: list[Transaction]) -> float:
             TimeElapsedColumn(),
             console=console,
         ) as progress:
-            submitted = progress.add_task("submitting", total=len(txs))
-            # One sender's transactions go to one node in order; senders spread over nodes.
+            submitted = progress.add_task("submitted", total=len(txs))
+            committed = progress.add_task("committed", total=len(txs))
             by_sender: dict[bytes, list[Transaction]] = {}
             for tx in txs:
                 by_sender.setdefault(tx.sender, []).append(tx)
@@ -92,6 +92,9 @@ async def _run_workload(layout: ClusterDir, txs: list[Transaction]) -> float:
                 for tx in batch:
                     await client.submit(tx.to_wire())
                     progress.advance(submitted)
+                for tx in batch:
+                    await client.wait_committed(tx.hash.hex(), 60)
+                    progress.advance(committed)
 
             await asyncio.gather(
                 *(
@@ -99,14 +102,67 @@ async def _run_workload(layout: ClusterDir, txs: list[Transaction]) -> float:
                     for i, batch in enumerate(by_sender.values())
                 )
             )
-            committed = progress.add_task("committed", total=len(txs))
-            for tx in txs:
-                await clients[0].wait_committed(tx.hash.hex(), 60)
-                progress.advance(committed)
     finally:
         for client in clients:
             await client.__aexit__(None, None, None)
     return time.monotonic() - started
+
+
+async def _time_to_next_commit(layout: ClusterDir, names: list[str], height: int) -> float:
+    """Seconds until any of `names` commits above `height` (bounded at 60 s)."""
+    started = time.monotonic()
+    while time.monotonic() - started < 60:
+        rows = await collect_status(layout)
+        if any(r["alive"] and r["name"] in names and r["height"] > height for r in rows):
+            return time.monotonic() - started
+        await asyncio.sleep(0.02)
+    raise click.ClickException(f"no commit within 60 s on {', '.join(names)}")
+
+
+def _show_cluster(layout: ClusterDir, title: str) -> list[dict[str, Any]]:
+    rows = asyncio.run(wait_converged(layout, timeout_s=30))
+    print_table(
+        title,
+        ["node", "alive", "height", "head", "state digest", "view", "primary"],
+        [
+            [
+                r["name"],
+                "yes" if r["alive"] else "DOWN",
+                r["height"],
+                short(r["head"]),
+                short(r["state_digest"]),
+                r["view"],
+                r["primary"],
+            ]
+            for r in rows
+        ],
+    )
+    return rows
+
+
+def _failover(layout: ClusterDir, txs: list[Transaction]) -> None:
+    """Kill the primary, keep the workload going on the others, bring it back."""
+    rows = asyncio.run(collect_status(layout))
+    primary = rows[0]["primary"]
+    height = max(r["height"] for r in rows)
+    survivors = [r["name"] for r in rows if r["name"] != primary]
+    console.print(f"\n[bold]failover[/bold]: SIGKILL the primary {primary} at height {height}")
+    kill_node(layout, primary)
+
+    async def during() -> tuple[float, float]:
+        watcher = asyncio.create_task(_time_to_next_commit(layout, survivors, height))
+        elapsed = await _run_workload(layout, txs, survivors)
+        return await watcher, elapsed
+
+    first_commit_s, elapsed = asyncio.run(during())
+    console.print(
+        f"the other three changed view and committed again {first_commit_s * 1000:.0f} ms "
+        f"after the kill; {len(txs)} more transactions in {elapsed:.1f} s"
+    )
+    _show_cluster(layout, f"{primary} is down; the cluster carries on")
+    console.print(f"restarting {primary}: it recovers from its disk and catches up")
+    start_node(layout, primary)
+    asyncio.run(wait_until_up([layout.config(primary).url], 30))
 
 
 async def _inventory(layout: ClusterDir) -> Any:
@@ -119,7 +175,8 @@ async def _inventory(layout: ClusterDir) -> Any:
 @click.option("--keep", is_flag=True, help="Leave the cluster directory (not the processes).")
 @guarded
 def demo(tx_count: int, keep: bool) -> None:
-    """Launch a 4-node cluster, run a mixed inventory workload, show what committed, stop."""
+    """Launch a 4-node cluster, run a mixed inventory workload, kill the primary midway and
+    watch the others change view and carry on, bring it back, show what committed, stop."""
     root = Path(tempfile.mkdtemp(prefix="millchain-demo-"))
     layout = init_cluster(root / "cluster", nodes=4)
     console.print(f"[bold]millchain demo[/bold]: 4 validators (f = 1) in {layout.root}")
@@ -128,28 +185,15 @@ def demo(tx_count: int, keep: bool) -> None:
         with console.status("starting 4 nodes..."):
             start_all(layout, timeout_s=30)
         txs = _workload(layout, tx_count)
-        elapsed = asyncio.run(_run_workload(layout, txs))
+        half = len(txs) // 2
+        elapsed = asyncio.run(_run_workload(layout, txs[:half], layout.node_names()))
         console.print(
-            f"{len(txs)} transactions committed in {elapsed:.1f} s "
-            f"({len(txs) / elapsed:.0f} tx/s end to end)"
+            f"{half} transactions committed in {elapsed:.1f} s "
+            f"({half / elapsed:.0f} tx/s end to end, one client per sender, in order)"
         )
-        rows = asyncio.run(wait_converged(layout, timeout_s=10))
-        print_table(
-            "every node at the same head and state",
-            ["node", "alive", "height", "head", "state digest", "view", "primary"],
-            [
-                [
-                    r["name"],
-                    "yes" if r["alive"] else "DOWN",
-                    r["height"],
-                    short(r["head"]),
-                    short(r["state_digest"]),
-                    r["view"],
-                    r["primary"],
-                ]
-                for r in rows
-            ],
-        )
+        _show_cluster(layout, "every node at the same head and state")
+        _failover(layout, txs[half:])
+        rows = _show_cluster(layout, "all four nodes agree again")
         inventory = asyncio.run(_inventory(layout))
         print_table(
             "inventory (on hand / reserved)",

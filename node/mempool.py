@@ -20,11 +20,25 @@ NONCE_AHEAD_MAX = 1024
 class Mempool:
     def __init__(self, *, capacity: int, committed_nonce: Callable[[bytes], int]) -> None:
         self.capacity = capacity
-        self._committed_nonce = committed_nonce
+        self._load_nonce = committed_nonce
+        self._committed: dict[bytes, int] = {}  # cache of committed next nonces, per sender
         self._by_hash: dict[bytes, Transaction] = {}
         self._by_sender: OrderedDict[bytes, dict[int, Transaction]] = OrderedDict()
         self._next: dict[bytes, int] = {}  # next nonce to cut per sender (past in-flight ones)
         self._in_flight: dict[bytes, Transaction] = {}
+
+    def _committed_nonce(self, sender: bytes) -> int:
+        nonce = self._committed.get(sender)
+        if nonce is None:
+            nonce = self._committed[sender] = self._load_nonce(sender)
+        return nonce
+
+    def has_ready(self) -> bool:
+        """Whether some sender's next transaction is waiting (a block could be cut)."""
+        return any(
+            self._next.get(sender, self._committed_nonce(sender)) in pending
+            for sender, pending in self._by_sender.items()
+        )
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -99,13 +113,15 @@ class Mempool:
             senders.add(tx.sender)
             self._drop(tx)
         for sender in senders:
-            committed = self._committed_nonce(sender)
+            committed = self._committed[sender] = self._load_nonce(sender)
             pending = self._by_sender.get(sender)
             if pending is not None:
                 for nonce in [n for n in pending if n < committed]:
                     self._drop(pending[nonce])
             if self._next.get(sender, committed) < committed:
                 self._next[sender] = committed
+            if sender not in self._by_sender:
+                self._committed.pop(sender, None)  # keep the cache as small as the pool
 
     def return_in_flight(self) -> None:
         """Forget what was cut but not committed (after a view change) so it can be cut again."""

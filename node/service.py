@@ -18,19 +18,30 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
+
 from consensus.actions import (
     Broadcast,
     CheckpointStable,
     CommitBlock,
+    FetchBlocks,
     Rejected,
     Send,
     StateDivergence,
+    ViewEntered,
 )
 from consensus.errors import ConsensusError, InvalidBlock
-from consensus.events import BlockExecuted, MessageReceived, ProposeBatch, Tick
-from consensus.messages import decode_message, encode_message
+from consensus.events import (
+    BlockExecuted,
+    BlocksTransferred,
+    MessageReceived,
+    ProposeBatch,
+    RequestsPending,
+    Tick,
+)
+from consensus.messages import Message, decode_message, encode_message
 from consensus.replica import Replica, ReplicaConfig, ReplicaStart
-from contracts.runtime import BlockContext, Runtime
+from contracts.runtime import BlockResult, Runtime
 from ledger.block import Block
 from ledger.certificate import CommitCertificate
 from ledger.crypto import KeyPair
@@ -38,7 +49,9 @@ from ledger.errors import LedgerError, SignatureError
 from ledger.genesis import Genesis
 from ledger.tx import Transaction
 from node import pause, wal
+from node.catchup import catch_up
 from node.errors import Rejection
+from node.executor import execute_and_store
 from node.mempool import Mempool
 from node.peers import PeerLink, Peers
 from node.storage import Storage
@@ -73,6 +86,9 @@ class Counters:
     messages_received: int = 0
     messages_sent: int = 0
     messages_rejected: int = 0
+    view_changes: int = 0
+    blocks_transferred: int = 0
+    fetches: int = 0
 
     def reject(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
@@ -140,8 +156,6 @@ class Node:
         self._verified: dict[bytes, None] = {}
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._wake_cutter = asyncio.Event()
-        self._commit_event = asyncio.Event()
-        head = storage.head()
         self.replica = Replica(
             ReplicaConfig(
                 chain_id=genesis.chain_id,
@@ -149,16 +163,11 @@ class Node:
                 index=index,
                 checkpoint_interval=self.params.checkpoint_interval,
                 watermark_window=self.params.watermark_window,
+                view_change_timeout_ms=self.params.view_change_timeout_ms,
             ),
             keys,
             _Validator(self),
-            ReplicaStart(
-                height=head.height,
-                block_hash=head.hash,
-                timestamp_ms=head.timestamp_ms,
-                state_height=head.height,
-                state_digest=head.state_digest,
-            ),
+            self._replica_start(),
         )
         self.peers = Peers(
             self_index=index,
@@ -174,10 +183,30 @@ class Node:
         self.paused_at: dict[str, Any] | None = None
         self._held_events: deque[Any] = deque()
         self._held_actions: deque[Any] = deque()
+        self._fetch_task: asyncio.Task[None] | None = None
+        self._pending_fed = False
+        self._session: aiohttp.ClientSession | None = None
+
+    def _replica_start(self) -> ReplicaStart:
+        """Where a (re)started replica begins: the stored head, its view, what it signed."""
+        head = self.storage.head()
+        stored = self.storage.block(head.height) if head.height else None
+        return ReplicaStart(
+            height=head.height,
+            block_hash=head.hash,
+            timestamp_ms=head.timestamp_ms,
+            state_height=head.height,
+            state_digest=head.state_digest,
+            view=wal.view(self.storage),
+            header=None if stored is None else stored.block.header,
+            certificate=None if stored is None else stored.certificate,
+            signed=wal.signed(self.storage, tx_bytes_max=self.params.tx_bytes_max),
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self._replay()
         await self.peers.start()
         self._tasks = [
@@ -203,24 +232,29 @@ class Node:
             self.halted = f"internal error in a background task: {exc!r}"
 
     def _replay(self) -> None:
-        """Feed the logged inputs back through the live path (sends go out again: harmless)."""
-        events = wal.replay(self.storage, tx_bytes_max=self.params.tx_bytes_max)
+        """Feed the logged peer messages back through the live path (resends are harmless)."""
+        events = wal.received(self.storage, tx_bytes_max=self.params.tx_bytes_max)
         self._replaying = True
         try:
             for event in events:
                 self.feed(event)
         finally:
             self._replaying = False
-        if events:
-            log.info(
-                "replayed %d logged inputs; at height %d", len(events), self.storage.head().height
-            )
+        log.info(
+            "restored view %d and replayed %d logged messages; at height %d",
+            self.replica.view,
+            len(events),
+            self.storage.head().height,
+        )
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        tasks = [*self._tasks, *([self._fetch_task] if self._fetch_task else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.peers.stop()
+        if self._session is not None:
+            await self._session.close()
         for futures in self._waiters.values():
             for future in futures:
                 future.cancel()
@@ -271,6 +305,8 @@ class Node:
         self.mark_verified(tx.hash)
         self.counters.txs_admitted += 1
         self._wake_cutter.set()
+        if not self._pending_fed:
+            self._feed_pending()
         return tx
 
     def receive_peer_batch(self, messages: Sequence[Any], txs: Sequence[Any]) -> None:
@@ -324,8 +360,8 @@ class Node:
         if self.paused_at is not None:
             self._held_events.append(event)
             return
-        if not self._replaying:
-            wal.record(self.storage, event, next_seq=self.replica.next_seq)
+        if isinstance(event, MessageReceived) and not self._replaying:
+            wal.record_received(self.storage, event)
         self._carry_out_all(deque(self.replica.handle(event)))
 
     def _carry_out_all(self, actions: deque[Any]) -> None:
@@ -369,9 +405,11 @@ class Node:
     def _carry_out(self, action: Any) -> Any:
         match action:
             case Broadcast(message=message):
+                self._persist_if_ours(message)
                 self.peers.broadcast(encode_message(message))
                 self.counters.messages_sent += len(self.peers.links)
             case Send(to=to, message=message):
+                self._persist_if_ours(message)
                 self.peers.send(to, encode_message(message))
                 self.counters.messages_sent += 1
             case CommitBlock(block=block, certificate=certificate):
@@ -382,12 +420,25 @@ class Node:
                 return executed
             case _FollowUp(event=event):
                 return event
-            case Rejected(sender=sender, reason=reason):
-                self.counters.messages_rejected += 1
-                log.debug("rejected a message from validator %s: %s", sender, reason)
+            case Rejected(sender=sender, reason=reason, stale=stale):
+                if not stale:
+                    self.counters.messages_rejected += 1
+                    log.debug("rejected a message from validator %s: %s", sender, reason)
             case CheckpointStable(seq=seq):
-                pruned = self.storage.wal_prune(stable_seq=seq, view=self.replica.view)
-                log.info("checkpoint %d is stable; pruned %d log entries", seq, pruned)
+                pruned = self.storage.log_prune(stable_seq=seq, view=self.replica.view)
+                log.info("checkpoint %d is stable; pruned %d log records", seq, pruned)
+            case ViewEntered(view=view):
+                wal.record_view(self.storage, view)
+                self.counters.view_changes += 1
+                self.mempool.return_in_flight()
+                self._wake_cutter.set()
+                log.warning(
+                    "entered view %d; primary is %s",
+                    view,
+                    self.genesis.validators[view % self.genesis.n].name,
+                )
+            case FetchBlocks(from_height=start, to_height=end, hint=hint):
+                self._start_fetch(start, end, hint)
             case StateDivergence(height=height, ours=ours, quorum=quorum):
                 self._halt(
                     f"state digest at height {height} is {ours.hex()[:16]} here but "
@@ -397,16 +448,18 @@ class Node:
                 log.warning("unhandled consensus action %r", action)
         return None
 
+    def _persist_if_ours(self, message: Message) -> None:
+        """What this node signed is on disk before it leaves (others' messages it relays are
+        not ours to record)."""
+        if getattr(message, "sender", None) == self.index:
+            wal.record_signed(self.storage, message)
+
     def _execute(self, block: Block, certificate: CommitCertificate) -> BlockExecuted:
-        head = self.storage.head()
-        context = BlockContext(
-            chain_id=self.genesis.chain_id,
-            height=block.height,
-            timestamp_ms=block.header.timestamp_ms,
-            proposer=block.header.proposer,
-        )
-        result = self.runtime.execute_block(self.storage, context, block.txs, head.state_digest)
-        self.storage.commit_block(block, certificate, result)
+        result = execute_and_store(self.runtime, self.storage, self.genesis, block, certificate)
+        self._after_commit(block, result)
+        return BlockExecuted(height=block.height, state_digest=result.state_digest)
+
+    def _after_commit(self, block: Block, result: BlockResult) -> None:
         self.mempool.remove_committed(block.txs)
         self.counters.blocks_committed += 1
         self.counters.txs_committed += len(block.txs)
@@ -416,10 +469,51 @@ class Node:
             for future in self._waiters.pop(tx.hash, []):
                 if not future.done():
                     future.set_result(None)
-        self._commit_event.set()
-        self._commit_event = asyncio.Event()
         self._wake_cutter.set()
-        return BlockExecuted(height=block.height, state_digest=result.state_digest)
+
+    # -- state transfer ----------------------------------------------------------------------
+
+    def _start_fetch(self, start: int, end: int, hint: tuple[int, ...]) -> None:
+        if self._fetch_task is not None and not self._fetch_task.done():
+            return  # one catch-up at a time; the replica asks again if it stalls
+        order = [*hint, *(i for i in range(self.genesis.n) if i not in hint)]
+        urls = [self.genesis.validators[i].url for i in order if i != self.index]
+        self.counters.fetches += 1
+        log.info("behind: fetching blocks %d..%d", start, end)
+        self._fetch_task = asyncio.create_task(
+            self._guarded(self._fetch(urls, end)), name="state-transfer"
+        )
+
+    async def _fetch(self, urls: list[str], end: int) -> None:
+        assert self._session is not None
+        await catch_up(
+            self._session,
+            self.genesis,
+            self.storage,
+            urls,
+            to_height=end,
+            apply=self._apply_transferred,
+        )
+
+    def _apply_transferred(self, blocks: list[tuple[Block, CommitCertificate]]) -> None:
+        """Execute certified blocks from a peer, then tell the replica where it now stands."""
+        if self.halted is not None or self.paused_at is not None:
+            return
+        digest = b""
+        for block, certificate in blocks:
+            result = execute_and_store(self.runtime, self.storage, self.genesis, block, certificate)
+            self._after_commit(block, result)
+            digest = result.state_digest
+        self.counters.blocks_transferred += len(blocks)
+        last_block, last_certificate = blocks[-1]
+        self.feed(
+            BlocksTransferred(
+                header=last_block.header,
+                certificate=last_certificate,
+                state_digest=digest,
+                now_ms=now_ms(),
+            )
+        )
 
     def _halt(self, reason: str) -> None:
         log.critical(reason)
@@ -467,6 +561,13 @@ class Node:
         while True:
             await asyncio.sleep(TICK_MS / 1000)
             self.feed(Tick(now_ms=now_ms()))
+            self._feed_pending()
+
+    def _feed_pending(self) -> None:
+        """Tell the replica whether client work waits (it arms the view-change timer)."""
+        pending = self.mempool.has_ready()
+        self._pending_fed = pending
+        self.feed(RequestsPending(now_ms=now_ms(), pending=pending))
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -484,6 +585,7 @@ class Node:
             "primary": self.replica.primary,
             "primary_name": self.genesis.validators[self.replica.primary].name,
             "is_primary": self.replica.is_primary,
+            "view_active": self.replica.view_active,
             "mempool": len(self.mempool),
             "last_commit_ms": self.last_commit_ms,
             "halted": self.halted,
@@ -495,6 +597,9 @@ class Node:
                 "messages_received": self.counters.messages_received,
                 "messages_sent": self.counters.messages_sent,
                 "messages_rejected": self.counters.messages_rejected,
+                "view_changes": self.counters.view_changes,
+                "blocks_transferred": self.counters.blocks_transferred,
+                "fetches": self.counters.fetches,
                 "rejected": dict(sorted(self.counters.rejected.items())),
             },
         }

@@ -56,6 +56,13 @@ CREATE TABLE IF NOT EXISTS wal (
     entry BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS wal_seq ON wal (seq);
+CREATE TABLE IF NOT EXISTS signed (
+    kind TEXT NOT NULL,
+    view INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    message BLOB NOT NULL,
+    PRIMARY KEY (kind, view, seq)
+);
 """
 
 
@@ -150,7 +157,9 @@ class Storage:
                 ),
             )
             self._db.executemany(
-                "INSERT INTO txs VALUES (?, ?, ?, ?)",
+                # A transaction re-proposed after a view change can appear in a later block
+                # too (its receipt fails on the nonce); the first inclusion is the one we index.
+                "INSERT OR IGNORE INTO txs VALUES (?, ?, ?, ?)",
                 [
                     (receipt.tx_hash, block.height, receipt.index, encode(receipt.to_map()))
                     for receipt in result.receipts
@@ -243,17 +252,27 @@ class Storage:
         for kind, entry in cursor:
             yield str(kind), bytes(entry)
 
-    def wal_prune(self, *, stable_seq: int, view: int) -> int:
-        """Forget inputs that a restart no longer needs: those for sequence numbers at or
-        below a stable checkpoint, those of older views, and timer inputs before now."""
-        last = self._db.execute("SELECT MAX(id) FROM wal").fetchone()[0] or 0
-        cursor = self._db.execute(
-            "DELETE FROM wal WHERE (seq IS NOT NULL AND seq <= ?)"
-            " OR (view IS NOT NULL AND view < ?)"
-            " OR (seq IS NULL AND view IS NULL AND id <= ?)",
-            (stable_seq, view, last),
+    def signed_put(self, kind: str, view: int, seq: int, message: bytes) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO signed VALUES (?, ?, ?, ?)", (kind, view, seq, message)
         )
-        return cursor.rowcount
+
+    def signed_all(self) -> list[bytes]:
+        rows = self._db.execute("SELECT message FROM signed ORDER BY view, seq, kind").fetchall()
+        return [bytes(row[0]) for row in rows]
+
+    def log_prune(self, *, stable_seq: int, view: int) -> int:
+        """Forget consensus records a restart no longer needs: those for sequence numbers at or
+        below a stable checkpoint, and view-change records of views before the current one."""
+        pruned = 0
+        for table in ("wal", "signed"):
+            cursor = self._db.execute(
+                f"DELETE FROM {table} WHERE (seq IS NOT NULL AND seq > 0 AND seq <= ?)"
+                " OR (view < ? AND (seq IS NULL OR seq = 0))",
+                (stable_seq, view),
+            )
+            pruned += cursor.rowcount
+        return pruned
 
     def wal_size(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM wal").fetchone()[0])

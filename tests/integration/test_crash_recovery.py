@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from cli.layout import ClusterDir
+from cli.loadgen import Load
 from ledger.genesis import Params, Role
 from tests.clusters import (
-    Load,
     acked_everywhere,
     admin,
     converged,
