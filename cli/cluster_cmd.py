@@ -22,14 +22,22 @@ from node.config import NodeConfig
 @dir_option
 @click.option("--chain-id", default="millchain-local", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the nodes bind.")
+@click.option(
+    "--observers",
+    default=0,
+    show_default=True,
+    help="Non-voting nodes that follow the chain by fetching certified blocks and serve reads.",
+)
 @guarded
-def init(nodes: int, directory: Path, chain_id: str, host: str) -> None:
+def init(nodes: int, directory: Path, chain_id: str, host: str, observers: int) -> None:
     """Create keys, a genesis and one config per node, on free ports, in DIR."""
-    layout = init_cluster(directory, nodes=nodes, chain_id=chain_id, host=host)
+    layout = init_cluster(directory, nodes=nodes, chain_id=chain_id, host=host, observers=observers)
     genesis = layout.genesis()
     click.echo(f"initialised {nodes} validators (f = {genesis.f}) in {directory}")
     for validator in genesis.validators:
         click.echo(f"  {validator.name}  {validator.url}")
+    for name in layout.node_names()[len(genesis.validators) :]:
+        click.echo(f"  {name}  {layout.config(name).url}  (observer)")
     click.echo("identities: " + ", ".join(i.name for i in genesis.identities))
     click.echo(f"next: millchain cluster up --dir {directory}")
 
@@ -96,6 +104,7 @@ async def collect_status(layout: ClusterDir) -> list[dict[str, Any]]:
             "primary": status["primary_name"],
             "mempool": status["mempool"],
             "halted": status["halted"],
+            "role": status["role"],
         }
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:

@@ -3,7 +3,7 @@
 DIR/genesis.json                     the chain: validators (host, port, key), identities, params
 DIR/cluster.json                     the node names and their config files
 DIR/nodes/NAME/node.json             one node's configuration
-DIR/nodes/NAME/validator.key.json    its validator key (0600)
+DIR/nodes/NAME/validator.key.json    its validator key (0600); observers have observer.key.json
 DIR/nodes/NAME/data/chain.sqlite     its database
 DIR/nodes/NAME/node.log, node.pid    its log and, while running, its process id
 DIR/identities/NAME.key.json         client identities' keys, selected with --as NAME
@@ -71,7 +71,16 @@ class ClusterDir:
                 "create one with `millchain init --dir DIR`"
             )
         document = json.loads(self.manifest_file.read_text(encoding="utf-8"))
-        return [str(name) for name in document["nodes"]]
+        return [str(name) for name in document["nodes"]] + [
+            str(name) for name in document.get("observers", [])
+        ]
+
+    def validator_names(self) -> list[str]:
+        """The validators only (node_names() also lists observers)."""
+        observers = set(
+            json.loads(self.manifest_file.read_text(encoding="utf-8")).get("observers", [])
+        )
+        return [name for name in self.node_names() if name not in observers]
 
     def config(self, name: str) -> NodeConfig:
         if name not in self.node_names():
@@ -106,6 +115,7 @@ def init_cluster(
     params: Params | None = None,
     genesis_time_ms: int | None = None,
     extra_identities: Sequence[tuple[str, tuple[Role, ...]]] = (),
+    observers: int = 0,
 ) -> ClusterDir:
     """Create keys, genesis and one config per node in a new or empty directory."""
     if nodes < 4:
@@ -149,7 +159,27 @@ def init_cluster(
             port=validator.port,
             log_file=Path("node.log"),
         ).save(node_dir / "node.json")
+    observer_names = [f"observer{i}" for i in range(observers)]
+    for name in observer_names:
+        keys = KeyPair.generate()
+        write_key_file(layout.node_dir(name) / "observer.key.json", keys, name=name)
+        port = free_port(host)
+        while port in ports:
+            port = free_port(host)
+        ports.add(port)
+        NodeConfig(
+            name=name,
+            genesis_file=Path("../../genesis.json"),
+            key_file=Path("observer.key.json"),
+            data_dir=Path("data"),
+            host=host,
+            port=port,
+            log_file=Path("node.log"),
+            observer=True,
+        ).save(layout.node_dir(name) / "node.json")
     layout.manifest_file.write_text(
-        json.dumps({"chain_id": chain_id, "nodes": names}, indent=2) + "\n", encoding="utf-8"
+        json.dumps({"chain_id": chain_id, "nodes": names, "observers": observer_names}, indent=2)
+        + "\n",
+        encoding="utf-8",
     )
     return layout

@@ -20,6 +20,7 @@ class NodeConfig:
     log_file: Path
     pipeline_depth: int = 8
     log_json: bool = False
+    observer: bool = False
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -44,6 +45,7 @@ class NodeConfig:
                 log_file=resolve(document["log_file"]),
                 pipeline_depth=int(document.get("pipeline_depth", 8)),
                 log_json=bool(document.get("log_json", False)),
+                observer=bool(document.get("observer", False)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"node config {path} is malformed: {exc!r}") from exc

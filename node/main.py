@@ -55,6 +55,7 @@ async def run(config: NodeConfig) -> None:
         keys=keys,
         storage=storage,
         pipeline_depth=config.pipeline_depth,
+        observer=config.observer,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -49,7 +49,7 @@ from ledger.errors import LedgerError, SignatureError
 from ledger.genesis import Genesis
 from ledger.tx import Transaction
 from node import pause, wal
-from node.catchup import catch_up
+from node.catchup import catch_up, follow
 from node.errors import Rejection
 from node.executor import execute_and_store
 from node.mempool import Mempool
@@ -127,12 +127,17 @@ class Node:
         keys: KeyPair,
         storage: Storage,
         pipeline_depth: int = 8,
+        observer: bool = False,
     ) -> None:
-        index = genesis.validator_index(keys.public_key)
-        if index is None:
+        found = genesis.validator_index(keys.public_key)
+        if observer and found is not None:
+            raise Rejection("an observer must not use a validator's key")
+        if not observer and found is None:
             raise Rejection(f"node key {keys.public_key.hex()[:16]} is not a genesis validator")
+        index = -1 if found is None else found
         self.name = name
         self.index = index
+        self.observer = observer
         self.genesis = genesis
         self.params = genesis.params
         self.keys = keys
@@ -156,19 +161,25 @@ class Node:
         self._verified: dict[bytes, None] = {}
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._wake_cutter = asyncio.Event()
-        self.replica = Replica(
-            ReplicaConfig(
-                chain_id=genesis.chain_id,
-                validators=genesis.validator_keys,
-                index=index,
-                checkpoint_interval=self.params.checkpoint_interval,
-                watermark_window=self.params.watermark_window,
-                view_change_timeout_ms=self.params.view_change_timeout_ms,
-            ),
-            keys,
-            _Validator(self),
-            self._replica_start(),
+        self.replica: Replica | None = (
+            None
+            if observer
+            else Replica(
+                ReplicaConfig(
+                    chain_id=genesis.chain_id,
+                    validators=genesis.validator_keys,
+                    index=index,
+                    checkpoint_interval=self.params.checkpoint_interval,
+                    watermark_window=self.params.watermark_window,
+                    view_change_timeout_ms=self.params.view_change_timeout_ms,
+                ),
+                keys,
+                _Validator(self),
+                self._replica_start(),
+            )
         )
+        # An observer talks to every validator (to forward client transactions); a validator
+        # to every other one.
         self.peers = Peers(
             self_index=index,
             links=[
@@ -207,8 +218,12 @@ class Node:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-        self._replay()
         await self.peers.start()
+        if self.replica is None:
+            self._tasks = [asyncio.create_task(self._guarded(self._follow()), name="follower")]
+            log.info("observer %s started at height %d", self.name, self.storage.head().height)
+            return
+        self._replay()
         self._tasks = [
             asyncio.create_task(self._guarded(self._cutter()), name="block-cutter"),
             asyncio.create_task(self._guarded(self._ticker()), name="ticker"),
@@ -220,6 +235,19 @@ class Node:
             self.genesis.n,
             self.storage.head().height,
         )
+
+    async def _follow(self) -> None:
+        """An observer follows the chain: certified blocks from the validators, checked
+        offline and executed, without taking part in consensus."""
+        assert self._session is not None
+        urls = [v.url for v in self.genesis.validators]
+        await follow(self._session, self.genesis, self.storage, urls, apply=self._apply_followed)
+
+    def _apply_followed(self, blocks: list[tuple[Block, CommitCertificate]]) -> None:
+        for block, certificate in blocks:
+            result = execute_and_store(self.runtime, self.storage, self.genesis, block, certificate)
+            self._after_commit(block, result)
+        self.counters.blocks_transferred += len(blocks)
 
     async def _guarded(self, work: Coroutine[Any, Any, None]) -> None:
         """Run a background loop; if it dies of a bug, halt the node loudly instead of limping."""
@@ -241,8 +269,8 @@ class Node:
         finally:
             self._replaying = False
         log.info(
-            "restored view %d and replayed %d logged messages; at height %d",
-            self.replica.view,
+            "restored view %s and replayed %d logged messages; at height %d",
+            None if self.replica is None else self.replica.view,
             len(events),
             self.storage.head().height,
         )
@@ -360,9 +388,12 @@ class Node:
         if self.paused_at is not None:
             self._held_events.append(event)
             return
+        replica = self.replica
+        if replica is None:
+            return  # an observer takes no part in consensus
         if isinstance(event, MessageReceived) and not self._replaying:
             wal.record_received(self.storage, event)
-        self._carry_out_all(deque(self.replica.handle(event)))
+        self._carry_out_all(deque(replica.handle(event)))
 
     def _carry_out_all(self, actions: deque[Any]) -> None:
         while actions:
@@ -376,7 +407,7 @@ class Node:
                 self._held_actions.extend(actions)
                 return
             follow_up = self._carry_out(action)
-            if follow_up is not None:
+            if follow_up is not None and self.replica is not None:
                 actions.extend(self.replica.handle(follow_up))
 
     def _hits_pause(self, action: Any) -> bool:
@@ -425,7 +456,8 @@ class Node:
                     self.counters.messages_rejected += 1
                     log.debug("rejected a message from validator %s: %s", sender, reason)
             case CheckpointStable(seq=seq):
-                pruned = self.storage.log_prune(stable_seq=seq, view=self.replica.view)
+                view = 0 if self.replica is None else self.replica.view
+                pruned = self.storage.log_prune(stable_seq=seq, view=view)
                 log.info("checkpoint %d is stable; pruned %d log records", seq, pruned)
             case ViewEntered(view=view):
                 wal.record_view(self.storage, view)
@@ -546,11 +578,13 @@ class Node:
             self._propose_ready()
 
     def _propose_ready(self) -> None:
+        replica = self.replica
         while (
-            self.halted is None
-            and self.replica.is_primary
-            and self.replica.can_propose
-            and len(self.replica.in_flight) < self.pipeline_depth
+            replica is not None
+            and self.halted is None
+            and replica.is_primary
+            and replica.can_propose
+            and len(replica.in_flight) < self.pipeline_depth
         ):
             batch = self.mempool.cut(self.params.block_txs_max)
             if not batch:
@@ -569,7 +603,25 @@ class Node:
         self._pending_fed = pending
         self.feed(RequestsPending(now_ms=now_ms(), pending=pending))
 
-    # -- reads -------------------------------------------------------------------------------
+    # -- reads ---------------------------------------------------------------------------
+
+    def _consensus_status(self) -> dict[str, Any]:
+        replica = self.replica
+        if replica is None:
+            return {
+                "view": None,
+                "primary": None,
+                "primary_name": None,
+                "is_primary": False,
+                "view_active": None,
+            }
+        return {
+            "view": replica.view,
+            "primary": replica.primary,
+            "primary_name": self.genesis.validators[replica.primary].name,
+            "is_primary": replica.is_primary,
+            "view_active": replica.view_active,
+        }
 
     def status(self) -> dict[str, Any]:
         head = self.storage.head()
@@ -581,11 +633,8 @@ class Node:
             "head": head.hash.hex(),
             "state_digest": head.state_digest.hex(),
             "timestamp_ms": head.timestamp_ms,
-            "view": self.replica.view,
-            "primary": self.replica.primary,
-            "primary_name": self.genesis.validators[self.replica.primary].name,
-            "is_primary": self.replica.is_primary,
-            "view_active": self.replica.view_active,
+            "role": "observer" if self.replica is None else "validator",
+            **self._consensus_status(),
             "mempool": len(self.mempool),
             "last_commit_ms": self.last_commit_ms,
             "halted": self.halted,

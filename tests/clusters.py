@@ -48,8 +48,11 @@ def running_cluster(
     nodes: int = 4,
     params: Params | None = None,
     extra_identities: tuple[tuple[str, tuple[Role, ...]], ...] = (),
+    observers: int = 0,
 ) -> Iterator[ClusterDir]:
-    layout = init_cluster(root, nodes=nodes, params=params, extra_identities=extra_identities)
+    layout = init_cluster(
+        root, nodes=nodes, params=params, extra_identities=extra_identities, observers=observers
+    )
     try:
         result = millchain("cluster", "up", "--dir", str(root), "--timeout", "60")
         assert result.returncode == 0, result.stdout + result.stderr
