@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli.cluster_cmd import collect_status, start_all, wait_converged
 from cli.common import console, guarded, short
+from cli.demo_factory import factory_act
 from cli.common import table as print_table
 from cli.layout import ClusterDir, init_cluster
 from cli.process import kill_node, start_node, stop_node
@@ -176,7 +177,8 @@ async def _inventory(layout: ClusterDir) -> Any:
 @guarded
 def demo(tx_count: int, keep: bool) -> None:
     """Launch a 4-node cluster, run a mixed inventory workload, kill the primary midway and
-    watch the others change view and carry on, bring it back, show what committed, stop."""
+    watch the others change view and carry on, bring it back, take a custom order through a
+    machine failure to delivery, show what committed on every node, stop."""
     root = Path(tempfile.mkdtemp(prefix="millchain-demo-"))
     layout = init_cluster(root / "cluster", nodes=4)
     console.print(f"[bold]millchain demo[/bold]: 4 validators (f = 1) in {layout.root}")
@@ -193,7 +195,9 @@ def demo(tx_count: int, keep: bool) -> None:
         )
         _show_cluster(layout, "every node at the same head and state")
         _failover(layout, txs[half:])
-        rows = _show_cluster(layout, "all four nodes agree again")
+        _show_cluster(layout, "all four nodes agree again")
+        asyncio.run(factory_act(layout))
+        rows = _show_cluster(layout, "final state, the same on every node")
         inventory = asyncio.run(_inventory(layout))
         print_table(
             "inventory (on hand / reserved)",
