@@ -14,8 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli.cluster_cmd import collect_status, start_all, wait_converged
 from cli.common import console, guarded, short
-from cli.demo_factory import factory_act
 from cli.common import table as print_table
+from cli.demo_factory import factory_act
 from cli.layout import ClusterDir, init_cluster
 from cli.process import kill_node, start_node, stop_node
 from ledger.tx import Transaction
