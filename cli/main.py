@@ -9,6 +9,7 @@ from cli.client_cmd import block_command, query, tx_command
 from cli.cluster_cmd import cluster, init, node_group
 from cli.demo import demo
 from cli.factory_cmd import factory_commands
+from cli.oracle_cmd import oracle
 from cli.sim_cmd import sim
 
 
@@ -31,5 +32,6 @@ main.add_command(block_command)
 main.add_command(demo)
 main.add_command(bench)
 main.add_command(sim)
+main.add_command(oracle)
 for command in factory_commands:
     main.add_command(command)
