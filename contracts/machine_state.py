@@ -25,7 +25,7 @@ from typing import Any
 
 from contracts.contract import Call
 from contracts.errors import NotFoundError, StateError
-from contracts.schema import Int, Record
+from contracts.schema import Choice, Int, Record
 from contracts.state import StateReader, decode_map, read_map, write_map
 
 CONTRACT = "machines"
@@ -53,6 +53,8 @@ READING = Record(
         "rpm": Int(min=0, max=100_000),  # rotational speed
         "torque_cnm": Int(min=0, max=100_000),  # torque, centi-newton-metres (40.5 Nm -> 4050)
         "tool_wear_min": Int(min=0, max=10_000_000),  # tool wear, minutes
+        # The product quality variant being made (L, M, H): it sets the overstrain limit.
+        "quality": Choice(values=("L", "M", "H"), default="M"),
     }
 )
 READING_FIELDS = tuple(name for name in READING.fields if name != "seq")

@@ -27,6 +27,7 @@ from contracts.identity import IdentityContract, IdentityRecord, read_identity
 from contracts.inventory import InventoryContract
 from contracts.machines import MachinesContract
 from contracts.maintenance import MaintenanceContract
+from contracts.oracle import OracleContract
 from contracts.orders import OrdersContract
 from contracts.receipt import Event, Receipt
 from contracts.schema import validate_args
@@ -93,6 +94,7 @@ class Runtime:
                 OrdersContract(),
                 MachinesContract(),
                 MaintenanceContract(),
+                OracleContract(),
             ]
         )
 

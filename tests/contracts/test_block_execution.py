@@ -112,7 +112,7 @@ def test_unknown_contract_fails_naming_the_known_ones_and_consumes_nonce(chain):
     receipt = chain.call("sam", "warehouse", "receive")
     assert receipt.error == (
         "unknown contract 'warehouse'; known contracts: "
-        "catalog, identity, inventory, machines, maintenance, orders"
+        "catalog, identity, inventory, machines, maintenance, oracle, orders"
     )
     assert chain.nonce("sam") == 1
 

@@ -1,0 +1,167 @@
+"""The oracle contract: registered model, quorum of distinct reporters, median, and action."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from contracts.oracle import median_bp
+from ledger.genesis import Role
+from tests.contracts.conftest import MEMBER_ROLES, Chain, build_factory, make_genesis, place
+
+MODEL = bytes(range(32))
+OTHER_MODEL = bytes(32)
+ORACLES = ("ora1", "ora2", "ora3")
+
+
+@pytest.fixture
+def plant() -> Chain:
+    """The factory with three oracle identities, a registered model and readings on m1."""
+    members = {**MEMBER_ROLES, **{name: (Role.ORACLE,) for name in ORACLES}}
+    chain = build_factory(Chain(make_genesis(members)))
+    receipt = chain.call(
+        "root",
+        "oracle",
+        "register_model",
+        model_hash=MODEL,
+        name="rf",
+        features=["torque_nm", "wear_min"],
+        threshold_bp=6000,
+        horizon=5,
+    )
+    assert receipt.ok, receipt.error
+    readings = [_reading(seq) for seq in range(1, 4)]
+    assert chain.call("mia", "machines", "report", machine="m1", readings=readings).ok
+    return chain
+
+
+def _reading(seq: int) -> dict[str, Any]:
+    return {
+        "seq": seq,
+        "air_temp_dk": 2981,
+        "process_temp_dk": 3087,
+        "rpm": 1400,
+        "torque_cnm": 6500,
+        "tool_wear_min": 190,
+        "quality": "L",
+    }
+
+
+def _report(chain: Chain, who: str, seq: int, bp: int, model: bytes = MODEL) -> Any:
+    return chain.call(
+        who,
+        "oracle",
+        "report",
+        model_hash=model,
+        reports=[{"machine": "m1", "seq": seq, "probability_bp": bp}],
+    )
+
+
+def test_a_single_validator_cannot_finalize_a_prediction(plant: Chain) -> None:
+    assert _report(plant, "ora1", 1, 9000).ok
+    prediction = plant.query("oracle", "prediction", "m1", "1")
+    assert prediction["final"] is False
+    assert plant.query("machines", "m1")["status"] == "running"
+
+
+def test_quorum_of_distinct_reporters_finalizes_with_the_median(plant: Chain) -> None:
+    assert _report(plant, "ora1", 1, 1200).ok
+    assert _report(plant, "ora2", 1, 1000).ok  # quorum is f + 1 = 2 at n = 4
+    prediction = plant.query("oracle", "prediction", "m1", "1")
+    assert prediction["final"] is True
+    assert prediction["value_bp"] == 1000
+    assert prediction["at_risk"] is False
+
+
+def test_a_reporter_cannot_report_twice_on_one_reading(plant: Chain) -> None:
+    assert _report(plant, "ora1", 1, 1200).ok
+    receipt = _report(plant, "ora1", 1, 1300)
+    assert receipt.error is not None and "already reported" in receipt.error
+    assert plant.query("oracle", "prediction", "m1", "1")["reports"] == {"ora1": 1200}
+
+
+@pytest.mark.parametrize(
+    ("who", "seq", "model", "fragment"),
+    [
+        ("mia", 1, MODEL, "needs role oracle"),
+        ("ora1", 99, MODEL, "no committed reading 99"),
+        ("ora1", 1, OTHER_MODEL, "the registered model is"),
+    ],
+)
+def test_reports_from_non_oracles_for_unknown_readings_or_models_are_rejected(
+    plant: Chain, who: str, seq: int, model: bytes, fragment: str
+) -> None:
+    before = plant.query("oracle", "predictions", "m1")
+    receipt = _report(plant, who, seq, 5000, model)
+    assert receipt.error is not None and fragment in receipt.error
+    assert plant.query("oracle", "predictions", "m1") == before
+
+
+def test_reports_without_a_registered_model_are_rejected() -> None:
+    members = {**MEMBER_ROLES, "ora1": (Role.ORACLE,)}
+    chain = build_factory(Chain(make_genesis(members)))
+    assert chain.call("mia", "machines", "report", machine="m1", readings=[_reading(1)]).ok
+    receipt = _report(chain, "ora1", 1, 100)
+    assert receipt.error is not None and "no model is registered" in receipt.error
+
+
+def test_an_at_risk_prediction_flags_the_machine_opens_a_work_order_and_moves_work(
+    plant: Chain,
+) -> None:
+    order = place(plant)
+    assert order.ok
+    order_id = order.result["id"]
+    assert plant.call("pat", "orders", "accept", order=order_id).ok
+    assert plant.call("pat", "orders", "schedule", order=order_id, machine="m1").ok
+    assert _report(plant, "ora1", 2, 8000).ok
+    assert _report(plant, "ora2", 2, 7000).ok
+    prediction = plant.query("oracle", "prediction", "m1", "2")
+    assert (prediction["value_bp"], prediction["at_risk"]) == (7000, True)
+    assert plant.query("machines", "m1")["status"] == "degraded"
+    work_orders = plant.query("maintenance")
+    assert any(w["machine"] == "m1" and w["source"] == "oracle" for w in _values(work_orders))
+    assert plant.query("orders", order_id)["machine"] == "m2"
+    # A second risky reading on the already-degraded machine opens no second work order.
+    assert _report(plant, "ora1", 3, 9000).ok
+    assert _report(plant, "ora2", 3, 9000).ok
+    assert sum(1 for w in _values(plant.query("maintenance")) if w["machine"] == "m1") == 1
+
+
+def test_late_and_disagreeing_reports_are_recorded_and_visible(plant: Chain) -> None:
+    assert _report(plant, "ora1", 1, 1000).ok
+    assert _report(plant, "ora2", 1, 1100).ok
+    assert _report(plant, "ora3", 1, 4000).ok  # after the decision, far from the median
+    prediction = plant.query("oracle", "prediction", "m1", "1")
+    assert prediction["value_bp"] == 1000
+    assert prediction["late"] == ["ora3"]
+    assert prediction["outliers"] == ["ora3"]
+    assert prediction["reports"] == {"ora1": 1000, "ora2": 1100, "ora3": 4000}
+
+
+def test_only_the_admin_registers_a_model(plant: Chain) -> None:
+    receipt = plant.call(
+        "ora1",
+        "oracle",
+        "register_model",
+        model_hash=OTHER_MODEL,
+        name="x",
+        features=["a"],
+        threshold_bp=1,
+        horizon=0,
+    )
+    assert receipt.error is not None and "needs role admin" in receipt.error
+    assert plant.query("oracle", "model")["hash"] == MODEL.hex()
+
+
+def test_median_is_the_lower_middle_value() -> None:
+    assert median_bp([5]) == 5
+    assert median_bp([9, 1]) == 1
+    assert median_bp([3, 9, 1]) == 3
+    assert median_bp([4, 1, 3, 2]) == 2
+
+
+def _values(result: Any) -> list[dict[str, Any]]:
+    if isinstance(result, dict):
+        return [v for v in result.values() if isinstance(v, dict)]
+    return list(result)
