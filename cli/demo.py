@@ -16,6 +16,7 @@ from cli.cluster_cmd import collect_status, start_all, wait_converged
 from cli.common import console, guarded, short
 from cli.common import table as print_table
 from cli.demo_factory import factory_act
+from cli.demo_oracle import oracle_act
 from cli.layout import ClusterDir, init_cluster
 from cli.process import kill_node, start_node, stop_node
 from ledger.tx import Transaction
@@ -197,6 +198,7 @@ def demo(tx_count: int, keep: bool) -> None:
         _failover(layout, txs[half:])
         _show_cluster(layout, "all four nodes agree again")
         asyncio.run(factory_act(layout))
+        asyncio.run(oracle_act(layout, root))
         rows = _show_cluster(layout, "final state, the same on every node")
         inventory = asyncio.run(_inventory(layout))
         print_table(

@@ -6,7 +6,9 @@ DIR/nodes/NAME/node.json             one node's configuration
 DIR/nodes/NAME/validator.key.json    its validator key (0600); observers have observer.key.json
 DIR/nodes/NAME/data/chain.sqlite     its database
 DIR/nodes/NAME/node.log, node.pid    its log and, while running, its process id
+DIR/nodes/NAME/oracle.key.json       the validator's oracle identity (oracle-NAME), 0600
 DIR/identities/NAME.key.json         client identities' keys, selected with --as NAME
+DIR/models/SHA256.skops              fault models registered on-chain, by artifact hash
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ class ClusterDir:
     @property
     def manifest_file(self) -> Path:
         return self.root / "cluster.json"
+
+    @property
+    def models_dir(self) -> Path:
+        """Registered fault-model artifacts, named by their sha256 (shared by the nodes)."""
+        return self.root / "models"
 
     def node_dir(self, name: str) -> Path:
         return self.root / "nodes" / name
@@ -140,6 +147,14 @@ def init_cluster(
         keys = KeyPair.generate()
         write_key_file(layout.identity_key_file(name), keys, name=name)
         identities.append(Identity(name=name, public_key=keys.public_key, roles=roles))
+    for name in names:
+        # Each validator reports the oracle's predictions under an identity of its own.
+        keys = KeyPair.generate()
+        write_key_file(layout.node_dir(name) / "oracle.key.json", keys, name=f"oracle-{name}")
+        identities.append(
+            Identity(name=f"oracle-{name}", public_key=keys.public_key, roles=(Role.ORACLE,))
+        )
+    layout.models_dir.mkdir(parents=True, exist_ok=True)
     genesis = Genesis(
         chain_id=chain_id,
         genesis_time_ms=int(time.time() * 1000) if genesis_time_ms is None else genesis_time_ms,
@@ -158,6 +173,8 @@ def init_cluster(
             host=validator.host,
             port=validator.port,
             log_file=Path("node.log"),
+            oracle_key_file=Path("oracle.key.json"),
+            models_dir=Path("../../models"),
         ).save(node_dir / "node.json")
     observer_names = [f"observer{i}" for i in range(observers)]
     for name in observer_names:

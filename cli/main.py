@@ -8,7 +8,10 @@ from cli.bench import bench
 from cli.client_cmd import block_command, query, tx_command
 from cli.cluster_cmd import cluster, init, node_group
 from cli.demo import demo
-from cli.factory_cmd import factory_commands
+from cli.explorer_cmd import explorer
+from cli.factory_cmd import factory_commands, machine_group
+from cli.machine_sim import simulate
+from cli.oracle_chain_cmd import register, verify
 from cli.oracle_cmd import oracle
 from cli.sim_cmd import sim
 
@@ -32,6 +35,10 @@ main.add_command(block_command)
 main.add_command(demo)
 main.add_command(bench)
 main.add_command(sim)
+oracle.add_command(register)
+oracle.add_command(verify)
 main.add_command(oracle)
+main.add_command(explorer)
 for command in factory_commands:
     main.add_command(command)
+machine_group.add_command(simulate)

@@ -19,6 +19,8 @@ DEPTH_MAX = 32
 INT_MIN = -(2**63)
 INT_MAX = 2**64 - 1
 
+_pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+
 
 def _canonical(value: Any, depth: int) -> Any:
     if depth > DEPTH_MAX:
@@ -46,11 +48,94 @@ def _canonical(value: Any, depth: int) -> Any:
 
 def encode(value: Any) -> bytes:
     """Encode `value` canonically; raises EncodingError for values outside the allowed set."""
+    plain = _plain(value, 0)
+    if plain is not _UNUSUAL:
+        # Plain data with sorted keys: msgpack's C packer writes exactly the canonical bytes
+        # (and refuses out-of-range integers itself).
+        try:
+            packed: bytes = _pack(plain)
+        except (OverflowError, UnicodeEncodeError, ValueError, TypeError):
+            pass  # the full path below says precisely what is wrong
+        else:
+            return packed
     try:
-        packed: bytes = msgpack.packb(_canonical(value, 0), use_bin_type=True)
+        packed = _pack(_canonical(value, 0))
     except UnicodeEncodeError as exc:  # a lone surrogate has no UTF-8 form
         raise EncodingError(f"string is not valid unicode text: {exc}") from exc
     return packed
+
+
+_PLAIN_SCALARS = frozenset({str, bytes, int, bool, type(None)})
+_UNUSUAL = object()
+
+
+def _plain(value: Any, depth: int) -> Any:
+    """`value` ready for msgpack's packer (itself if already canonical, else a copy with map keys
+    sorted and tuples as lists), or _UNUSUAL for anything the full path must look at (other
+    types, subclasses, non-str keys, nesting beyond DEPTH_MAX). Walks containers only, so
+    scalars cost one type check each."""
+    kind = type(value)
+    if kind in _PLAIN_SCALARS:
+        return value
+    if kind is dict:
+        keys = list(value)
+        for key in keys:
+            if type(key) is not str:
+                return _UNUSUAL
+        # Python orders str by code point, which is the order of their UTF-8 bytes.
+        changed = len(keys) > 1 and keys != sorted(keys)
+        if changed:
+            keys.sort()
+        children = [value[key] for key in keys]
+    elif kind is list or kind is tuple:
+        changed = kind is tuple
+        children = value if kind is list else list(value)
+    else:
+        return _UNUSUAL
+    if depth >= DEPTH_MAX and children:
+        return _UNUSUAL
+    for index, child in enumerate(children):
+        if type(child) not in _PLAIN_SCALARS:
+            normal = _plain(child, depth + 1)
+            if normal is _UNUSUAL:
+                return _UNUSUAL
+            if normal is not child:
+                if not changed and kind is list:
+                    children = list(children)
+                changed = True
+                children[index] = normal
+    if not changed:
+        return value
+    if kind is dict:
+        return dict(zip(keys, children, strict=True))
+    return children
+
+
+def _check_decoded(value: Any, depth: int) -> None:
+    """Raise unless a decoded value could be canonical: str map keys in sorted order, no floats,
+    nesting within DEPTH_MAX (minimal headers are checked by re-packing)."""
+    kind = type(value)
+    if kind is dict:
+        keys = list(value)
+        for key in keys:
+            if type(key) is not str:
+                raise EncodingError(f"map key {key!r} is a {type(key).__name__}, expected str")
+        if len(keys) > 1 and keys != sorted(keys):
+            raise EncodingError("not in canonical form (map keys unsorted)")
+        children: Any = value.values()
+    elif kind is list:
+        children = value
+    elif kind in _PLAIN_SCALARS:
+        return
+    elif kind is float:
+        raise EncodingError("floats are not allowed in canonical data; use integers")
+    else:
+        raise EncodingError(f"cannot decode to a value of type {kind.__name__}")
+    if depth >= DEPTH_MAX and children:
+        raise EncodingError(f"value nested deeper than {DEPTH_MAX} levels")
+    for child in children:
+        if type(child) not in _PLAIN_SCALARS:
+            _check_decoded(child, depth + 1)
 
 
 def decode(data: bytes, *, bytes_max: int | None = None) -> Any:
@@ -71,6 +156,7 @@ def decode(data: bytes, *, bytes_max: int | None = None) -> Any:
         raise EncodingError(f"not a single msgpack value: {exc}") from exc
     except (ValueError, TypeError, UnicodeDecodeError) as exc:
         raise EncodingError(f"malformed msgpack: {exc}") from exc
-    if encode(value) != raw:
+    _check_decoded(value, 0)
+    if _pack(value) != raw:
         raise EncodingError("not in canonical form (map keys unsorted or a non-minimal encoding)")
     return value

@@ -2,6 +2,11 @@
 
 Client API (JSON answers; errors are {"error": message} with a 4xx or 503 status):
   POST /tx                      body: a signed transaction (msgpack) -> 202 {"hash"}
+  POST /txs                     body: a msgpack list of signed transactions -> 200
+                                {"results": [{"hash"} or {"error", "status"}, ...]} in order
+  GET  /commits?from=H[&wait_ms=N]  recent committed blocks from height H (msgpack:
+                                {"head", "blocks": [[height, commit_ms, 32-byte tx hashes
+                                concatenated], ...]}), waiting up to N ms for the first
   GET  /tx/{hash}[?wait_ms=N]   the transaction, its status and receipt (waits up to N ms)
   GET  /blocks?limit=N          the newest blocks
   GET  /blocks/{height}         a block with its transactions, receipts and commit certificate
@@ -24,6 +29,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgpack
 from aiohttp import web
 
 from contracts.errors import ContractError
@@ -32,6 +38,8 @@ from ledger.errors import EncodingError
 from ledger.tx import jsonable
 from node import pause
 from node.errors import Rejection
+from node.explorer import setup_explorer
+from node.metrics import setup_metrics
 from node.service import Node
 from node.sync import blocks_query, encode_blocks
 
@@ -40,6 +48,7 @@ log = logging.getLogger(__name__)
 NODE_KEY = web.AppKey("node", Node)
 WAIT_MS_MAX = 60_000
 BLOCK_LIST_MAX = 1000
+TXS_PER_REQUEST_MAX = 10_000
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -66,6 +75,8 @@ def create_app(node: Node) -> web.Application:
     app.add_routes(
         [
             web.post("/tx", submit_tx),
+            web.post("/txs", submit_txs),
+            web.get("/commits", get_commits),
             web.get("/tx/{hash}", get_tx),
             web.get("/blocks", list_blocks),
             web.get("/blocks/hash/{hash}", get_block_by_hash),
@@ -82,6 +93,8 @@ def create_app(node: Node) -> web.Application:
             web.post("/admin/resume", admin_resume),
         ]
     )
+    setup_explorer(app)
+    setup_metrics(app)
     return app
 
 
@@ -116,6 +129,40 @@ async def submit_tx(request: web.Request) -> web.Response:
         raise Rejection("empty body: expected a msgpack-encoded signed transaction")
     tx = node.submit(raw)
     return web.json_response({"hash": tx.hash.hex()}, status=202)
+
+
+async def submit_txs(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    raw = await request.read()
+    try:
+        raws = msgpack.unpackb(raw, raw=False, use_list=True) if raw else None
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise Rejection(f"body is not msgpack: {exc}") from None
+    if not isinstance(raws, list) or not raws:
+        raise Rejection("expected a non-empty msgpack list of signed transactions")
+    if len(raws) > TXS_PER_REQUEST_MAX:
+        raise Rejection(f"at most {TXS_PER_REQUEST_MAX} transactions per request")
+    results: list[dict[str, Any]] = []
+    for outcome in node.submit_many(raws):
+        if isinstance(outcome, Rejection):
+            results.append({"error": str(outcome), "status": outcome.status})
+        else:
+            results.append({"hash": outcome.hash.hex()})
+    return web.json_response({"results": results})
+
+
+async def get_commits(request: web.Request) -> web.Response:
+    node = request.app[NODE_KEY]
+    start = _int_query(request, "from", 1, 2**62)
+    wait_ms = _int_query(request, "wait_ms", 0, WAIT_MS_MAX)
+    blocks = await node.commit_feed.wait_since(start, wait_ms / 1000)
+    body = {
+        "head": node.storage.head().height,
+        "blocks": [[b.height, b.commit_ms, b.tx_hashes] for b in blocks],
+    }
+    return web.Response(
+        body=msgpack.packb(body, use_bin_type=True), content_type="application/msgpack"
+    )
 
 
 async def get_tx(request: web.Request) -> web.Response:

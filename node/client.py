@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import aiohttp
+import msgpack
 
 from ledger.crypto import KeyPair
 from ledger.tx import Transaction
@@ -65,6 +66,27 @@ class NodeClient:
     async def submit(self, raw: bytes) -> str:
         result = await self.request("POST", "/tx", body=raw)
         return str(result["hash"])
+
+    async def submit_many(self, raws: list[bytes]) -> list[dict[str, Any]]:
+        """Submit signed transactions in one request; each one's {"hash"} or {"error", "status"}."""
+        body = msgpack.packb(raws, use_bin_type=True)
+        result = await self.request("POST", "/txs", body=body)
+        return list(result["results"])
+
+    async def commits(self, from_height: int, *, wait_ms: int = 0) -> dict[str, Any]:
+        """Committed blocks from `from_height` still held by the node: {"head", "blocks":
+        [[height, commit_ms, concatenated 32-byte tx hashes], ...]}."""
+        timeout = aiohttp.ClientTimeout(total=wait_ms / 1000 + 5)
+        url = f"{self.url}/commits?from={from_height}&wait_ms={wait_ms}"
+        try:
+            async with self.session.get(url, timeout=timeout) as response:
+                raw = await response.read()
+                if response.status != 200:
+                    raise ClientError(f"{response.status}: {raw[:200]!r}", status=response.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ClientError(f"cannot reach {self.url}: {exc or type(exc).__name__}") from exc
+        result: dict[str, Any] = msgpack.unpackb(raw, raw=False)
+        return result
 
     async def tx(self, tx_hash: str, *, wait_ms: int = 0) -> dict[str, Any]:
         suffix = f"?wait_ms={wait_ms}" if wait_ms else ""

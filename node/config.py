@@ -21,6 +21,8 @@ class NodeConfig:
     pipeline_depth: int = 8
     log_json: bool = False
     observer: bool = False
+    oracle_key_file: Path | None = None
+    models_dir: Path | None = None
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -46,6 +48,12 @@ class NodeConfig:
                 pipeline_depth=int(document.get("pipeline_depth", 8)),
                 log_json=bool(document.get("log_json", False)),
                 observer=bool(document.get("observer", False)),
+                oracle_key_file=(
+                    resolve(document["oracle_key_file"])
+                    if document.get("oracle_key_file")
+                    else None
+                ),
+                models_dir=resolve(document["models_dir"]) if document.get("models_dir") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"node config {path} is malformed: {exc!r}") from exc

@@ -56,6 +56,10 @@ async def run(config: NodeConfig) -> None:
         storage=storage,
         pipeline_depth=config.pipeline_depth,
         observer=config.observer,
+        oracle_keys=None
+        if config.oracle_key_file is None
+        else read_key_file(config.oracle_key_file),
+        models_dir=config.models_dir,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

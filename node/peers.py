@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 QUEUE_BYTES_MAX = 64 * 1024 * 1024
 BATCH_BYTES_MAX = 4 * 1024 * 1024
+# Forwarded transactions per batch: a peer admits them before the batch's consensus messages,
+# so a few thousand at once would hold its loop (and the messages behind them) for seconds.
+BATCH_TX_BYTES_MAX = 256 * 1024
 BACKOFF_MS_MIN = 50
 BACKOFF_MS_MAX = 2000
 
@@ -133,7 +136,7 @@ class Peers:
             link.wake.clear()
             while link.messages.items or link.txs.items:
                 messages = link.messages.take(BATCH_BYTES_MAX)
-                room = BATCH_BYTES_MAX - sum(len(m) for m in messages)
+                room = min(BATCH_TX_BYTES_MAX, BATCH_BYTES_MAX - sum(len(m) for m in messages))
                 txs = link.txs.take(room) if room > 0 else []
                 body = encode({"sender": self.self_index, "messages": messages, "txs": txs})
                 if await self._post(link, body):

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections import deque
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -39,7 +41,7 @@ from consensus.events import (
     RequestsPending,
     Tick,
 )
-from consensus.messages import Message, decode_message, encode_message
+from consensus.messages import Message, decode_message, encode_message, kind_of
 from consensus.replica import Replica, ReplicaConfig, ReplicaStart
 from contracts.runtime import BlockResult, Runtime
 from ledger.block import Block
@@ -50,9 +52,11 @@ from ledger.genesis import Genesis
 from ledger.tx import Transaction
 from node import pause, wal
 from node.catchup import catch_up, follow
+from node.commits import CommitFeed
 from node.errors import Rejection
 from node.executor import execute_and_store
 from node.mempool import Mempool
+from node.oracle_runner import OracleRunner
 from node.peers import PeerLink, Peers
 from node.storage import Storage
 
@@ -60,6 +64,7 @@ log = logging.getLogger(__name__)
 
 TICK_MS = 100
 VERIFIED_CACHE_MAX = 200_000
+DECODED_CACHE_MAX = 512
 
 
 def _classify(problem: str) -> tuple[str, int]:
@@ -87,6 +92,10 @@ class Counters:
     messages_sent: int = 0
     messages_rejected: int = 0
     view_changes: int = 0
+    oracle_reports: int = 0
+    oracle_final_predictions: int = 0
+    messages_sent_by_type: dict[str, int] = field(default_factory=dict)
+    messages_received_by_type: dict[str, int] = field(default_factory=dict)
     blocks_transferred: int = 0
     fetches: int = 0
 
@@ -128,6 +137,8 @@ class Node:
         storage: Storage,
         pipeline_depth: int = 8,
         observer: bool = False,
+        oracle_keys: KeyPair | None = None,
+        models_dir: Path | None = None,
     ) -> None:
         found = genesis.validator_index(keys.public_key)
         if observer and found is not None:
@@ -159,6 +170,8 @@ class Node:
             committed_nonce=lambda sender: self.runtime.account_nonce(self.storage, sender),
         )
         self._verified: dict[bytes, None] = {}
+        self.commit_feed = CommitFeed()
+        self._decoded: dict[bytes, Message] = {}  # sha256 of a peer message's bytes -> message
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._wake_cutter = asyncio.Event()
         self.replica: Replica | None = (
@@ -196,6 +209,17 @@ class Node:
         self._held_actions: deque[Any] = deque()
         self._fetch_task: asyncio.Task[None] | None = None
         self._pending_fed = False
+        self.view_history: list[tuple[int, int, int]] = []  # (view, entered at ms, height)
+        self.oracle: OracleRunner | None = None
+        if oracle_keys is not None and not observer:
+            self.oracle = OracleRunner(
+                keys=oracle_keys,
+                chain_id=genesis.chain_id,
+                storage=storage,
+                models_dir=models_dir or Path("models"),
+                next_nonce=self.mempool.next_nonce,
+                submit=self.submit,
+            )
         self._session: aiohttp.ClientSession | None = None
 
     def _replica_start(self) -> ReplicaStart:
@@ -228,6 +252,8 @@ class Node:
             asyncio.create_task(self._guarded(self._cutter()), name="block-cutter"),
             asyncio.create_task(self._guarded(self._ticker()), name="ticker"),
         ]
+        if self.oracle is not None:
+            self._tasks.append(asyncio.create_task(self._guarded(self.oracle.run()), name="oracle"))
         log.info(
             "node %s (validator %d of %d) started at height %d",
             self.name,
@@ -292,9 +318,32 @@ class Node:
 
     def submit(self, raw: bytes) -> Transaction:
         """Admit a client transaction or raise a Rejection; forward it to the peers."""
-        tx = self._admit(raw)
+        with self.storage.batch():
+            tx = self._admit(raw)
         self.peers.forward_txs([raw])
         return tx
+
+    def submit_many(self, raws: Sequence[Any]) -> list[Transaction | Rejection]:
+        """Admit a client's batch: each transaction on its own (one bad one does not spoil the
+        rest); the admitted ones are forwarded together. Returns each one's outcome in order."""
+        self._check_running()
+        outcomes: list[Transaction | Rejection] = []
+        admitted: list[bytes] = []
+        with self.storage.batch():
+            for raw in raws:
+                if not isinstance(raw, bytes):
+                    self.counters.reject("malformed")
+                    outcomes.append(Rejection("each transaction must be msgpack bytes"))
+                    continue
+                try:
+                    outcomes.append(self._admit(raw))
+                except Rejection as exc:
+                    outcomes.append(exc)
+                    continue
+                admitted.append(raw)
+        if admitted:
+            self.peers.forward_txs(admitted)
+        return outcomes
 
     def _admit(self, raw: bytes) -> Transaction:
         self._check_running()
@@ -320,11 +369,12 @@ class Node:
             reason, status = _classify(problem)
             self.counters.reject(reason)
             raise Rejection(problem, status=status)
-        try:
-            tx.verify()
-        except SignatureError as exc:
-            self.counters.reject("bad_signature")
-            raise Rejection(f"bad signature: {exc}", status=401) from exc
+        if not self.is_verified(tx.hash):  # a proposed block may have brought it first
+            try:
+                tx.verify()
+            except SignatureError as exc:
+                self.counters.reject("bad_signature")
+                raise Rejection(f"bad signature: {exc}", status=401) from exc
         try:
             self.mempool.add(tx)
         except Rejection as exc:
@@ -338,9 +388,34 @@ class Node:
         return tx
 
     def receive_peer_batch(self, messages: Sequence[Any], txs: Sequence[Any]) -> None:
-        """Feed a peer's batch: forwarded transactions, then consensus messages."""
+        """Feed a peer's batch: consensus messages, then forwarded transactions."""
         if self.paused_at is not None:
             raise Rejection("node is paused by its operator; retry later", status=503)
+        # One database transaction for the whole batch: its log records and what this node
+        # signs in answer are committed before the handler returns, so before anything is sent.
+        with self.storage.batch():
+            self._receive_peer_batch(messages, txs)
+
+    def _receive_peer_batch(self, messages: Sequence[Any], txs: Sequence[Any]) -> None:
+        # Consensus messages first: they are few and small (but for pre-prepares) and every
+        # round trip of the protocol waits on them, while admitting a batch of forwarded
+        # transactions takes a while. A pre-prepare whose transactions are not here yet has
+        # them verified by the validator, and admission then skips the check.
+        for raw in messages:
+            self.counters.messages_received += 1
+            if not isinstance(raw, bytes):
+                self.counters.messages_rejected += 1
+                continue
+            try:
+                message = self._decode_message(raw)
+            except (ConsensusError, LedgerError) as exc:
+                self.counters.messages_rejected += 1
+                log.debug("dropped a malformed consensus message: %s", exc)
+                continue
+            kind = str(kind_of(message))
+            received = self.counters.messages_received_by_type
+            received[kind] = received.get(kind, 0) + 1
+            self.feed(MessageReceived(message=message, now_ms=now_ms()), raw=raw)
         for raw in txs:
             if not isinstance(raw, bytes):
                 self.counters.reject("peer_malformed")
@@ -349,18 +424,21 @@ class Node:
                 self._admit(raw)
             except Rejection:
                 continue  # counted by _admit; a forwarded duplicate is normal
-        for raw in messages:
-            self.counters.messages_received += 1
-            if not isinstance(raw, bytes):
-                self.counters.messages_rejected += 1
-                continue
-            try:
-                message = decode_message(raw, tx_bytes_max=self.params.tx_bytes_max)
-            except (ConsensusError, LedgerError) as exc:
-                self.counters.messages_rejected += 1
-                log.debug("dropped a malformed consensus message: %s", exc)
-                continue
-            self.feed(MessageReceived(message=message, now_ms=now_ms()))
+
+    def _decode_message(self, raw: bytes) -> Message:
+        """Decode a peer's message, reusing the decoded object when the same bytes came before.
+
+        Messages are immutable, and retransmissions resend the same bytes (a primary resends
+        its pre-prepares, whole blocks, to every peer while a slot is stuck): decoding those
+        again would cost the most exactly when the node is already behind."""
+        key = hashlib.sha256(raw).digest()
+        message = self._decoded.get(key)
+        if message is None:
+            message = decode_message(raw, tx_bytes_max=self.params.tx_bytes_max)
+            if len(self._decoded) >= DECODED_CACHE_MAX:
+                self._decoded.pop(next(iter(self._decoded)))
+            self._decoded[key] = message
+        return message
 
     async def wait_committed(self, tx_hash: bytes, timeout_s: float) -> bool:
         if self.storage.has_tx(tx_hash):
@@ -381,8 +459,13 @@ class Node:
 
     # -- the single writer -------------------------------------------------------------------
 
-    def feed(self, event: Any) -> None:
-        """Log one input, hand it to the replica, and carry out every action that follows."""
+    def feed(self, event: Any, *, raw: bytes | None = None) -> None:
+        """Log one input, hand it to the replica, and carry out every action that follows
+        (`raw`: the bytes a received message was decoded from, logged as they are)."""
+        with self.storage.batch():
+            self._feed(event, raw)
+
+    def _feed(self, event: Any, raw: bytes | None) -> None:
         if self.halted is not None:
             return
         if self.paused_at is not None:
@@ -392,7 +475,7 @@ class Node:
         if replica is None:
             return  # an observer takes no part in consensus
         if isinstance(event, MessageReceived) and not self._replaying:
-            wal.record_received(self.storage, event)
+            wal.record_received(self.storage, event, raw)
         self._carry_out_all(deque(replica.handle(event)))
 
     def _carry_out_all(self, actions: deque[Any]) -> None:
@@ -436,6 +519,9 @@ class Node:
     def _carry_out(self, action: Any) -> Any:
         match action:
             case Broadcast(message=message):
+                kind = str(kind_of(message))
+                by_type = self.counters.messages_sent_by_type
+                by_type[kind] = by_type.get(kind, 0) + len(self.peers.links)
                 self._persist_if_ours(message)
                 self.peers.broadcast(encode_message(message))
                 self.counters.messages_sent += len(self.peers.links)
@@ -461,6 +547,7 @@ class Node:
                 log.info("checkpoint %d is stable; pruned %d log records", seq, pruned)
             case ViewEntered(view=view):
                 wal.record_view(self.storage, view)
+                self.view_history.append((view, now_ms(), self.storage.head().height))
                 self.counters.view_changes += 1
                 self.mempool.return_in_flight()
                 self._wake_cutter.set()
@@ -489,13 +576,24 @@ class Node:
     def _execute(self, block: Block, certificate: CommitCertificate) -> BlockExecuted:
         result = execute_and_store(self.runtime, self.storage, self.genesis, block, certificate)
         self._after_commit(block, result)
+        if self.oracle is not None:
+            self.oracle.on_block(block, result.receipts)  # live commits only, not catch-up
         return BlockExecuted(height=block.height, state_digest=result.state_digest)
 
     def _after_commit(self, block: Block, result: BlockResult) -> None:
+        self.counters.oracle_final_predictions += sum(
+            1
+            for r in result.receipts
+            for e in r.events
+            if e.contract == "oracle" and e.kind == "final"
+        )
+        if self.oracle is not None:
+            self.counters.oracle_reports = self.oracle.reports_submitted
         self.mempool.remove_committed(block.txs)
         self.counters.blocks_committed += 1
         self.counters.txs_committed += len(block.txs)
         self.last_commit_ms = now_ms()
+        self.commit_feed.record(block.height, self.last_commit_ms, (tx.hash for tx in block.txs))
         for tx in block.txs:
             self._verified.pop(tx.hash, None)
             for future in self._waiters.pop(tx.hash, []):
@@ -639,6 +737,7 @@ class Node:
             "last_commit_ms": self.last_commit_ms,
             "halted": self.halted,
             "peers": self.peers.status(),
+            "oracle": None if self.oracle is None else self.oracle.status(),
             "counters": {
                 "txs_admitted": self.counters.txs_admitted,
                 "txs_committed": self.counters.txs_committed,

@@ -7,6 +7,7 @@ reader the contract runtime executes against.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -81,6 +82,9 @@ class StoredBlock:
     state_digest: bytes
 
 
+STATE_CACHE_MAX = 100_000
+
+
 class Storage:
     """One node's database. Not thread-safe: the node's event loop is its only user."""
 
@@ -90,6 +94,10 @@ class Storage:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        # A write-through cache of the state table (this process is its only writer): hot keys
+        # (identities, nonces, stock) are read by admission and execution for every transaction.
+        self._state_cache: dict[bytes, bytes | None] = {}
+        self._batch_depth = 0
 
     def close(self) -> None:
         self._db.close()
@@ -286,8 +294,15 @@ class Storage:
     # -- state (the contracts' StateReader) --------------------------------------------------
 
     def get(self, key: bytes) -> bytes | None:
+        cache = self._state_cache
+        if key in cache:
+            return cache[key]
         row = self._db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
-        return None if row is None else bytes(row[0])
+        value = None if row is None else bytes(row[0])
+        if len(cache) >= STATE_CACHE_MAX:
+            cache.clear()  # crude but bounded; hot keys come back at once
+        cache[key] = value
+        return value
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         end = _prefix_end(prefix)
@@ -310,6 +325,12 @@ class Storage:
         deletes = [(k,) for k, v in writes.items() if v is None]
         self._db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", upserts)
         self._db.executemany("DELETE FROM state WHERE key = ?", deletes)
+        # Only after both statements succeeded; a rolled-back block must not leave its writes
+        # here, so callers that roll back drop the cache (see _Transaction).
+        cache = self._state_cache
+        for key, value in writes.items():
+            if key in cache:
+                cache[key] = value
 
     def _meta(self, key: str) -> bytes | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -319,18 +340,58 @@ class Storage:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+        return _Transaction(self._db, self._state_cache)
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group every write made inside into one database transaction (re-entrant).
+
+        Used around one burst of input (a peer's batch, a client's batch, a timer tick), so
+        its log records, signed messages and committed blocks cost one commit instead of one
+        each. What was written is committed when the outermost batch ends, also when it ends
+        with an error (as it would have been without the batch); a block's own writes stay
+        atomic inside it (a savepoint).
+        """
+        if self._batch_depth:
+            self._batch_depth += 1
+            try:
+                yield
+            finally:
+                self._batch_depth -= 1
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._batch_depth = 1
+        try:
+            yield
+        finally:
+            self._batch_depth = 0
+            self._db.execute("COMMIT")
 
 
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, cache: dict[bytes, bytes | None]) -> None:
         self._db = db
+        self._cache = cache
+
+        self._nested = False
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        # Inside a batch (Storage.batch) a savepoint keeps this unit atomic on its own.
+        self._nested = self._db.in_transaction
+        self._db.execute("SAVEPOINT unit" if self._nested else "BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+        if exc_type is not None:
+            self._cache.clear()  # it may hold writes that are being rolled back
+            if self._nested:
+                self._db.execute("ROLLBACK TO unit")
+                self._db.execute("RELEASE unit")
+            else:
+                self._db.execute("ROLLBACK")
+        elif self._nested:
+            self._db.execute("RELEASE unit")
+        else:
+            self._db.execute("COMMIT")
 
 
 def _stored_block(row: tuple[bytes, bytes, bytes]) -> StoredBlock:

@@ -28,9 +28,12 @@ def _slot(message: Message) -> tuple[int | None, int | None]:
     return int(getattr(message, "view", 0)), None
 
 
-def record_received(storage: Storage, event: MessageReceived) -> None:
+def record_received(storage: Storage, event: MessageReceived, raw: bytes | None = None) -> None:
+    """Log a received message; `raw` is its canonical encoding when the caller has it already
+    (the bytes it was decoded from), which saves encoding it again."""
     view, seq = _slot(event.message)
-    entry = encode({"m": encode_message(event.message), "t": event.now_ms})
+    message = encode_message(event.message) if raw is None else raw
+    entry = encode({"m": message, "t": event.now_ms})
     storage.wal_append("message", view, seq, entry)
 
 

@@ -1,0 +1,183 @@
+"""Simulated machines on a live cluster: each runs the oracle's telemetry simulator and reports
+its readings on-chain in batches, as the machine identity would, until it fails or is taken out
+of service. `millchain machine simulate` and the demo use it."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.common import console, dir_option, guarded, layout_of
+from cli.layout import ClusterDir
+from node.client import NodeClient
+from oracle.telemetry.reading import FLAG_NAMES, Quality, Reading
+from oracle.telemetry.simulator import MachineSimulator
+
+
+def reading_args(reading: Reading) -> dict[str, Any]:
+    """A simulated reading in the machines contract's units (torque in centi-Nm)."""
+    return {
+        "seq": reading.seq,
+        "air_temp_dk": reading.air_temp_dk,
+        "process_temp_dk": reading.process_temp_dk,
+        "rpm": reading.speed_rpm,
+        "torque_cnm": reading.torque_dnm * 10,
+        "tool_wear_min": reading.wear_min,
+        "quality": reading.quality.value,
+    }
+
+
+@dataclass(slots=True)
+class MachineRun:
+    machine: str
+    reported: int = 0
+    failed_at: int | None = None
+    failure_modes: list[str] = field(default_factory=list)
+    stopped: str | None = None  # why the machine stopped producing, if it did
+    last_height: int = 0
+
+
+async def _status(layout: ClusterDir, machine: str) -> str:
+    async with NodeClient(layout.config(layout.node_names()[0]).url) as client:
+        record = await client.query("machines", [machine])
+        return str(record["status"])
+
+
+async def drive_machine(
+    layout: ClusterDir,
+    machine: str,
+    *,
+    operations: int,
+    seed: int,
+    stress: float = 0.0,
+    batch: int = 10,
+    quality: Quality | None = None,
+) -> MachineRun:
+    """Report `operations` readings in batches; stop at a failure (reported as the machine going
+    down) or when the machine is no longer running (flagged at risk or under maintenance)."""
+    simulator = MachineSimulator(machine, seed=seed, quality=quality)
+    simulator.stress = stress
+    outcome = MachineRun(machine=machine)
+    pending: list[Reading] = []
+    for _ in range(operations):
+        reading = simulator.step()
+        pending.append(reading)
+        if reading.machine_failure or len(pending) >= batch:
+            await _report(layout, machine, pending, outcome)
+            pending = []
+        if reading.machine_failure:
+            outcome.failed_at = reading.seq
+            outcome.failure_modes = [n.upper() for n in FLAG_NAMES if getattr(reading, n)]
+            await _call(
+                layout,
+                "machine",
+                "machines",
+                "down",
+                {"machine": machine, "reason": "failure " + "+".join(outcome.failure_modes)},
+            )
+            outcome.stopped = "failed"
+            return outcome
+        if not pending and (status := await _status(layout, machine)) != "running":
+            outcome.stopped = status
+            return outcome
+    if pending:
+        await _report(layout, machine, pending, outcome)
+    return outcome
+
+
+async def _report(
+    layout: ClusterDir, machine: str, readings: list[Reading], outcome: MachineRun
+) -> None:
+    result = await _call(
+        layout,
+        "machine",
+        "machines",
+        "report",
+        {"machine": machine, "readings": [reading_args(r) for r in readings]},
+    )
+    outcome.reported += len(readings)
+    outcome.last_height = int(result["height"])
+
+
+_LOCKS: dict[str, asyncio.Lock] = {}
+
+
+async def _call(
+    layout: ClusterDir, identity: str, contract: str, method: str, args: dict[str, Any]
+) -> dict[str, Any]:
+    """Sign and submit as `identity`, then wait for the receipt. Machines that share an
+    identity take nonces one at a time (under a lock), but wait for commits concurrently."""
+    lock = _LOCKS.setdefault(identity, asyncio.Lock())
+    keys = layout.identity_keys(identity)
+    chain_id = layout.genesis().chain_id
+    async with NodeClient(layout.config(layout.node_names()[0]).url) as client:
+        async with lock:
+            tx = await client.sign_and_submit(
+                keys, chain_id=chain_id, contract=contract, method=method, args=args
+            )
+        result = await client.wait_committed(tx.hash.hex(), 60)
+    if not result["receipt"]["ok"]:
+        raise click.ClickException(f"{contract}.{method}: {result['receipt']['error']}")
+    return result
+
+
+@click.command(name="simulate")
+@click.argument("machines", nargs=-1, required=True)
+@dir_option
+@click.option("--operations", default=200, show_default=True, help="Operations per machine.")
+@click.option("--seed", default=1, show_default=True)
+@click.option(
+    "--stress",
+    "stress_pairs",
+    multiple=True,
+    help="MACHINE=LEVEL (0..3): extra torque that drives a machine toward overstrain.",
+)
+@click.option("--batch", default=10, show_default=True, help="Readings per report transaction.")
+@guarded
+def simulate(
+    machines: tuple[str, ...],
+    directory: Path,
+    operations: int,
+    seed: int,
+    stress_pairs: tuple[str, ...],
+    batch: int,
+) -> None:
+    """Run simulated MACHINES (already registered) that report their readings on-chain."""
+    layout = layout_of(directory)
+    stress: dict[str, float] = {}
+    for pair in stress_pairs:
+        name, _, level = pair.partition("=")
+        try:
+            stress[name] = float(level)
+        except ValueError as exc:
+            raise click.BadParameter(f"--stress {pair!r}: expected MACHINE=LEVEL") from exc
+
+    async def all_machines() -> list[MachineRun]:
+        return list(
+            await asyncio.gather(
+                *(
+                    drive_machine(
+                        layout,
+                        m,
+                        operations=operations,
+                        seed=seed + i,
+                        stress=stress.get(m, 0.0),
+                        batch=batch,
+                    )
+                    for i, m in enumerate(machines)
+                )
+            )
+        )
+
+    for run in asyncio.run(all_machines()):
+        why = f", stopped: {run.stopped}" if run.stopped else ""
+        failure = (
+            f" (failed at reading {run.failed_at}: {'+'.join(run.failure_modes)})"
+            if run.failed_at is not None
+            else ""
+        )
+        console.print(f"{run.machine}: {run.reported} readings reported{failure}{why}")

@@ -1,0 +1,184 @@
+"""`millchain oracle register` and `millchain oracle verify`: the fault model on the chain."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shutil
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.client_cmd import reachable_client, submit
+from cli.common import console, dir_option, guarded, json_option, layout_of, print_json, run
+from cli.common import table as print_table
+from cli.layout import ClusterDir
+from node.client import ClientError, NodeClient
+from node.oracle_runner import model_path, to_reading
+from oracle.model.artifact import load_model
+from oracle.model.fault_model import FaultModel
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@click.command(name="register")
+@click.argument("model_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@dir_option
+@json_option
+@guarded
+def register(model_file: Path, directory: Path, as_json: bool) -> None:
+    """Register MODEL_FILE on-chain (by its sha256) and give it to the cluster's nodes.
+
+    The artifact is loaded once here (it must be a valid fault model), copied to DIR/models
+    under its hash, where every validator loads it only after checking that hash, and the admin
+    registers hash, name, features, threshold and horizon with the oracle contract.
+    """
+    layout = layout_of(directory)
+    result, model = run(register_model_file(layout, model_file))
+    digest = file_sha256(model_file)
+    meta = model.metadata
+    summary = {
+        "sha256": digest,
+        "name": meta.name,
+        "threshold_bp": meta.threshold_bp,
+        "horizon": meta.horizon,
+        "height": result["height"],
+    }
+    if as_json:
+        print_json(summary)
+    else:
+        console.print(
+            f"registered {meta.name} {digest[:16]} (threshold {meta.threshold_bp} bp, horizon "
+            f"{meta.horizon}) at height {result['height']}"
+        )
+
+
+async def register_model_file(
+    layout: ClusterDir, model_file: Path
+) -> tuple[dict[str, Any], FaultModel]:
+    """Check the artifact, put it in DIR/models under its hash, register it as the admin."""
+    digest = file_sha256(model_file)
+    model = load_model(model_file, digest)
+    layout.models_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model_file, model_path(layout.models_dir, digest))
+    meta = model.metadata
+    args = {
+        "model_hash": bytes.fromhex(digest),
+        "name": meta.name,
+        "features": list(meta.features),
+        "threshold_bp": meta.threshold_bp,
+        "horizon": meta.horizon,
+    }
+    result = await submit(
+        layout,
+        identity="admin",
+        contract="oracle",
+        method="register_model",
+        args=args,
+        wait=True,
+        node_name=None,
+    )
+    if not result["receipt"]["ok"]:
+        raise click.ClickException(f"registration failed: {result['receipt']['error']}")
+    return result, model
+
+
+async def _readings(
+    client: NodeClient, start: int, end: int
+) -> list[tuple[int, str, dict[str, Any]]]:
+    found: list[tuple[int, str, dict[str, Any]]] = []
+    for height in range(start, end + 1):
+        block = await client.block(height)
+        for tx in block["txs"]:
+            receipt = tx.get("receipt") or {}
+            if tx["contract"] == "machines" and tx["method"] == "report" and receipt.get("ok"):
+                found.extend(
+                    (height, str(tx["args"]["machine"]), dict(r)) for r in tx["args"]["readings"]
+                )
+    return found
+
+
+async def verify_range(layout: ClusterDir, start: int, end: int | None) -> dict[str, Any]:
+    """Recompute every final prediction on readings committed in [start, end]."""
+    client = await reachable_client(layout, None)
+    models: dict[str, FaultModel] = {}
+    checked, undecided, lag_max = 0, 0, 0
+    mismatches: list[dict[str, Any]] = []
+    try:
+        head = int((await client.status())["height"])
+        last = head if end is None else min(end, head)
+        for height, machine, fields in await _readings(client, start, last):
+            try:
+                prediction = await client.query(
+                    "oracle", ["prediction", machine, str(fields["seq"])]
+                )
+            except ClientError:
+                undecided += 1
+                continue
+            if not prediction["final"]:
+                undecided += 1
+                continue
+            model_hash = str(prediction["model"])
+            if model_hash not in models:
+                models[model_hash] = load_model(
+                    model_path(layout.models_dir, model_hash), model_hash
+                )
+            value = models[model_hash].predict_bp([to_reading(machine, fields)])[0]
+            checked += 1
+            lag_max = max(lag_max, int(prediction["final_height"]) - height)
+            if value != prediction["value_bp"]:
+                mismatches.append(
+                    {
+                        "height": height,
+                        "machine": machine,
+                        "seq": fields["seq"],
+                        "chain_bp": prediction["value_bp"],
+                        "recomputed_bp": value,
+                    }
+                )
+    finally:
+        await client.__aexit__(None, None, None)
+    return {
+        "from": start,
+        "to": last,
+        "final_checked": checked,
+        "reproduced": checked - len(mismatches),
+        "not_final": undecided,
+        "final_lag_blocks_max": lag_max,
+        "mismatches": mismatches,
+    }
+
+
+@click.command(name="verify")
+@dir_option
+@click.option("--from", "start", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option("--to", "end", default=None, type=click.IntRange(min=1), help="Default: the head.")
+@json_option
+@guarded
+def verify(directory: Path, start: int, end: int | None, as_json: bool) -> None:
+    """Re-run the registered model on readings committed in a range of heights and report every
+    final prediction it does not reproduce (exit status 1 if there is one)."""
+    report = asyncio.run(verify_range(layout_of(directory), start, end))
+    if as_json:
+        print_json(report)
+    else:
+        console.print(
+            f"heights {report['from']}..{report['to']}: {report['reproduced']} of "
+            f"{report['final_checked']} final predictions reproduced "
+            f"({report['not_final']} readings without a final prediction); every final "
+            f"prediction came at most {report['final_lag_blocks_max']} blocks after its reading"
+        )
+        if report["mismatches"]:
+            print_table(
+                "not reproduced",
+                ["height", "machine", "seq", "chain bp", "recomputed"],
+                [
+                    [m["height"], m["machine"], m["seq"], m["chain_bp"], m["recomputed_bp"]]
+                    for m in report["mismatches"]
+                ],
+            )
+    if report["mismatches"]:
+        raise SystemExit(1)

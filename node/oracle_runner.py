@@ -1,0 +1,166 @@
+"""The oracle beside consensus: evaluate the registered fault model on committed readings and
+submit this validator's signed reports.
+
+Committed blocks hand their accepted `machines.report` readings to the runner (cheap, in the
+event loop); a background task batches everything that arrived, loads the registered model when
+its hash changes (from the node's models directory, refused unless its sha256 matches the one
+registered on-chain), runs inference in a worker thread so consensus never waits for it, and
+submits one `oracle.report` transaction per batch, signed with the validator's oracle key, through
+the node's own admission path. Nothing learned or random is computed inside consensus: the chain
+only sees the signed numbers, and anyone can recompute them with `millchain oracle verify`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from contracts.oracle import REPORTS_PER_TX_MAX, registered_model
+from contracts.receipt import Receipt
+from ledger.block import Block
+from ledger.crypto import KeyPair
+from ledger.tx import Transaction
+from node.errors import Rejection
+from node.storage import Storage
+
+if TYPE_CHECKING:
+    from oracle.model.fault_model import FaultModel
+    from oracle.telemetry.reading import Reading
+
+log = logging.getLogger(__name__)
+
+
+def readings_of(block: Block, receipts: Sequence[Receipt]) -> list[tuple[str, dict[str, Any]]]:
+    """(machine, reading) for every reading a committed block accepted."""
+    found: list[tuple[str, dict[str, Any]]] = []
+    for tx, receipt in zip(block.txs, receipts, strict=True):
+        if receipt.ok and tx.contract == "machines" and tx.method == "report":
+            found.extend((str(tx.args["machine"]), dict(r)) for r in tx.args["readings"])
+    return found
+
+
+def to_reading(machine: str, fields: dict[str, Any]) -> Reading:
+    """An on-chain reading as the fault model sees it (torque from centi- to deci-Nm)."""
+    from oracle.telemetry.reading import Quality, Reading  # noqa: PLC0415 (heavy import)
+
+    return Reading(
+        machine_id=machine,
+        seq=int(fields["seq"]),
+        quality=Quality(fields.get("quality", "M")),
+        air_temp_dk=int(fields["air_temp_dk"]),
+        process_temp_dk=int(fields["process_temp_dk"]),
+        speed_rpm=int(fields["rpm"]),
+        torque_dnm=int(fields["torque_cnm"]) // 10,
+        wear_min=int(fields["tool_wear_min"]),
+    )
+
+
+def model_path(models_dir: Path, sha256_hex: str) -> Path:
+    return models_dir / f"{sha256_hex}.skops"
+
+
+class OracleRunner:
+    def __init__(
+        self,
+        *,
+        keys: KeyPair,
+        chain_id: str,
+        storage: Storage,
+        models_dir: Path,
+        next_nonce: Callable[[bytes], int],
+        submit: Callable[[bytes], object],
+    ) -> None:
+        self.keys = keys
+        self.chain_id = chain_id
+        self.storage = storage
+        self.models_dir = models_dir
+        self._next_nonce = next_nonce
+        self._submit = submit
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._wake = asyncio.Event()
+        self._model: FaultModel | None = None
+        self._model_hash: bytes | None = None
+        self.reports_submitted = 0
+        self.readings_seen = 0
+        self.last_error: str | None = None
+
+    def on_block(self, block: Block, receipts: Sequence[Receipt]) -> None:
+        readings = readings_of(block, receipts)
+        self.readings_seen += len(readings)
+        self._pending.extend(readings)
+        if readings or any(
+            tx.contract == "oracle" and tx.method == "register_model" for tx in block.txs
+        ):
+            self._wake.set()  # a new model is loaded before the first readings need it
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._pending = self._pending, []
+            model = await asyncio.to_thread(self._current_model)
+            if model is None or self._model_hash is None or not batch:
+                continue  # no model registered (yet), or only a model to load
+            readings = [to_reading(machine, fields) for machine, fields in batch]
+            values = await asyncio.to_thread(model.predict_bp, readings)
+            self._report(self._model_hash, readings, values)
+
+    def _current_model(self) -> FaultModel | None:
+        """The registered model, loaded from disk when its hash changes (hash-checked first)."""
+        from oracle.errors import OracleError  # noqa: PLC0415
+        from oracle.model.artifact import load_model  # noqa: PLC0415
+
+        record = registered_model(self.storage)
+        if record is None:
+            return None
+        model_hash = bytes(record["hash"])
+        if model_hash == self._model_hash:
+            return self._model
+        path = model_path(self.models_dir, model_hash.hex())
+        try:
+            self._model = load_model(path, model_hash.hex())
+        except (OracleError, OSError) as exc:
+            self.last_error = f"cannot load the registered model {model_hash.hex()[:16]}: {exc}"
+            log.error(self.last_error)
+            return None
+        self._model_hash = model_hash
+        self.last_error = None
+        log.info("loaded registered model %s from %s", model_hash.hex()[:16], path)
+        return self._model
+
+    def _report(self, model_hash: bytes, readings: list[Reading], values: list[int]) -> None:
+        reports = [
+            {"machine": r.machine_id, "seq": r.seq, "probability_bp": int(v)}
+            for r, v in zip(readings, values, strict=True)
+        ]
+        for start in range(0, len(reports), REPORTS_PER_TX_MAX):
+            tx = Transaction.create(
+                self.keys,
+                chain_id=self.chain_id,
+                nonce=self._next_nonce(self.keys.public_key),
+                contract="oracle",
+                method="report",
+                args={
+                    "model_hash": model_hash,
+                    "reports": reports[start : start + REPORTS_PER_TX_MAX],
+                },
+            )
+            try:
+                self._submit(tx.to_wire())
+            except Rejection as exc:
+                self.last_error = f"report refused: {exc}"
+                log.warning(self.last_error)
+                continue
+            self.reports_submitted += len(reports[start : start + REPORTS_PER_TX_MAX])
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "model": None if self._model_hash is None else self._model_hash.hex(),
+            "readings_seen": self.readings_seen,
+            "reports_submitted": self.reports_submitted,
+            "pending": len(self._pending),
+            "last_error": self.last_error,
+        }

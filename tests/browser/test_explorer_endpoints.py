@@ -1,0 +1,163 @@
+"""The explorer's endpoints on an in-process node (no browser): the page and its assets, the
+cluster as the node sees it, the event stream, view-change history and the CORS header; and
+`millchain explorer` without a running cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from click.testing import CliRunner
+
+from cli.explorer_cmd import explorer
+from cli.layout import init_cluster
+from node.api import create_app
+from node.explorer import EXPLORER_KEY, chain_views, setup_explorer
+from node.service import Node
+from node.storage import Storage
+from tests.browser.blocks import commit_empty_blocks
+from tests.node.conftest import CHAIN_ID, make_setup
+
+Client = TestClient[web.Request, web.Application]
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[Node]:
+    setup = make_setup()
+    node = Node(
+        name="node1",
+        genesis=setup.genesis,
+        keys=setup.validator_keys[1],  # peers on port 9 are unreachable: they show as down
+        storage=Storage(tmp_path / "chain.sqlite"),
+    )
+    await node.start()
+    try:
+        yield node
+    finally:
+        await node.stop()
+
+
+@pytest.fixture
+async def client(node: Node) -> AsyncIterator[Client]:
+    app = create_app(node)
+    setup_explorer(app)
+    async with TestClient(TestServer(app)) as test_client:
+        yield test_client
+
+
+async def test_serves_the_page_and_its_assets(client: Client) -> None:
+    page = await client.get("/explorer/")
+    assert page.status == 200
+    assert "millchain explorer" in await page.text()
+    for asset in ("app.js", "chain.js", "factory.js", "chart.js", "util.js", "explorer.css"):
+        response = await client.get(f"/explorer/static/{asset}")
+        assert response.status == 200, asset
+    script = await client.get("/explorer/static/app.js")
+    assert "javascript" in script.headers["Content-Type"]  # module scripts need a JS type
+    root = await client.get("/", allow_redirects=False)
+    assert (root.status, root.headers["Location"]) == (302, "/explorer/")
+
+
+async def test_info_lists_the_validators_of_the_genesis(client: Client, node: Node) -> None:
+    info = await (await client.get("/explorer/info")).json()
+    assert info["chain_id"] == CHAIN_ID
+    assert info["node"] == {"name": "node1", "index": 1, "observer": False}
+    assert [v["name"] for v in info["validators"]] == ["node0", "node1", "node2", "node3"]
+    assert info["validators"][2]["url"] == node.genesis.validators[2].url
+
+
+async def test_cluster_shows_this_node_up_and_unreachable_validators_down(client: Client) -> None:
+    body = await (await client.get("/explorer/cluster")).json()
+    rows = {row["name"]: row for row in body["nodes"]}
+    assert list(rows) == ["node0", "node1", "node2", "node3"]
+    assert rows["node1"]["alive"] and rows["node1"]["self"]
+    assert rows["node1"]["height"] == 0
+    assert rows["node1"]["primary_name"] == "node0"
+    for name in ("node0", "node2", "node3"):
+        assert rows[name]["alive"] is False
+        assert rows[name]["error"]
+
+
+async def test_event_stream_starts_with_the_head_and_follows_commits(
+    client: Client, node: Node
+) -> None:
+    response = await client.get("/explorer/events")
+    assert response.headers["Content-Type"] == "text/event-stream"
+
+    async def next_head() -> dict[str, object]:
+        while True:
+            line = (await response.content.readline()).decode()
+            if line.startswith("data: "):
+                head: dict[str, object] = json.loads(line.removeprefix("data: "))
+                return head
+
+    first = await asyncio.wait_for(next_head(), 5)
+    assert (first["height"], first["view"]) == (0, 0)
+    commit_empty_blocks(node, [0, 0])
+    following = await asyncio.wait_for(next_head(), 5)
+    while following["height"] != 2:
+        following = await asyncio.wait_for(next_head(), 5)
+    assert following["head"] == node.storage.head().hash.hex()
+    response.close()
+
+
+async def test_shutdown_ends_open_event_streams(node: Node) -> None:
+    app = create_app(node)
+    setup_explorer(app)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    response = await client.get("/explorer/events")
+    await response.content.readline()
+    # Without ending the stream, the server would wait for it for its whole shutdown timeout.
+    await asyncio.wait_for(client.close(), 5)
+
+
+async def test_views_find_the_first_block_of_each_view(client: Client, node: Node) -> None:
+    commit_empty_blocks(node, [0, 0, 0, 1, 1, 3, 3, 3, 3, 3, 3, 4])
+    body = await (await client.get("/explorer/views")).json()
+    assert [(v["view"], v["first_height"]) for v in body["blocks"]] == [
+        (0, 1),
+        (1, 4),
+        (3, 6),
+        (4, 12),
+    ]
+    assert body["blocks"][1]["proposer"] == 1
+    assert body["validators"][3] == "node3"
+    assert body["observed"][0]["kind"] == "start"
+    assert body["node"] is None  # until Node keeps a view_history
+
+
+async def test_view_search_decodes_few_headers(client: Client, node: Node) -> None:
+    commit_empty_blocks(node, [0] * 300 + [1] * 300)
+    explorer = client.app[EXPLORER_KEY]
+    found, truncated = chain_views(explorer, 600)
+    assert [(v["view"], v["first_height"]) for v in found] == [(0, 1), (1, 301)]
+    assert not truncated
+    assert len(explorer.header_views) < 40
+
+
+async def test_public_json_allows_other_origins_but_admin_does_not(client: Client) -> None:
+    status = await client.get("/status")
+    assert status.headers["Access-Control-Allow-Origin"] == "*"
+    admin = await client.get("/admin/pause")
+    assert "Access-Control-Allow-Origin" not in admin.headers
+
+
+async def test_setup_is_idempotent(node: Node) -> None:
+    app = create_app(node)
+    setup_explorer(app)
+    setup_explorer(app)
+    assert len([r for r in app.router.resources() if r.canonical == "/explorer/cluster"]) == 1
+
+
+def test_explorer_command_says_when_no_node_answers(tmp_path: Path) -> None:
+    init_cluster(tmp_path / "cluster", nodes=4)
+    result = CliRunner().invoke(explorer, ["--dir", str(tmp_path / "cluster"), "--no-open"])
+    assert result.exit_code == 1
+    assert "no node answered" in result.output
+    assert "millchain cluster up" in result.output
