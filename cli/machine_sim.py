@@ -56,9 +56,12 @@ async def drive_machine(
     stress: float = 0.0,
     batch: int = 10,
     quality: Quality | None = None,
+    pace_ms: int = 200,
 ) -> MachineRun:
-    """Report `operations` readings in batches; stop at a failure (reported as the machine going
-    down) or when the machine is no longer running (flagged at risk or under maintenance)."""
+    """Report `operations` readings in batches, one batch every `pace_ms` at most (a machine
+    works at its own pace, not as fast as the chain commits); stop at a failure (reported as
+    the machine going down) or when the machine is no longer running (flagged at risk or under
+    maintenance)."""
     simulator = MachineSimulator(machine, seed=seed, quality=quality)
     simulator.stress = stress
     outcome = MachineRun(machine=machine)
@@ -69,6 +72,7 @@ async def drive_machine(
         if reading.machine_failure or len(pending) >= batch:
             await _report(layout, machine, pending, outcome)
             pending = []
+            await asyncio.sleep(pace_ms / 1000)
         if reading.machine_failure:
             outcome.failed_at = reading.seq
             outcome.failure_modes = [n.upper() for n in FLAG_NAMES if getattr(reading, n)]
@@ -137,6 +141,7 @@ async def _call(
     help="MACHINE=LEVEL (0..3): extra torque that drives a machine toward overstrain.",
 )
 @click.option("--batch", default=10, show_default=True, help="Readings per report transaction.")
+@click.option("--pace-ms", default=200, show_default=True, help="Pause between batches.")
 @guarded
 def simulate(
     machines: tuple[str, ...],
@@ -145,6 +150,7 @@ def simulate(
     seed: int,
     stress_pairs: tuple[str, ...],
     batch: int,
+    pace_ms: int,
 ) -> None:
     """Run simulated MACHINES (already registered) that report their readings on-chain."""
     layout = layout_of(directory)
@@ -167,6 +173,7 @@ def simulate(
                         seed=seed + i,
                         stress=stress.get(m, 0.0),
                         batch=batch,
+                        pace_ms=pace_ms,
                     )
                     for i, m in enumerate(machines)
                 )

@@ -666,8 +666,10 @@ class Node:
     # -- timers ------------------------------------------------------------------------------
 
     async def _cutter(self) -> None:
-        """Propose blocks while this node is primary: at once when a block's worth is ready,
-        else every block interval; at most `pipeline_depth` blocks in flight."""
+        """Propose blocks while this node is primary. Adaptive batching: a partial block goes
+        out only while no block is in flight, so under light load a transaction waits for at
+        most one round, and what arrives meanwhile rides together in the next block; full
+        blocks pipeline, up to `pipeline_depth` in flight. Also woken every block interval."""
         interval_s = self.params.block_interval_ms / 1000
         while True:
             with contextlib.suppress(TimeoutError):
@@ -684,6 +686,10 @@ class Node:
             and replica.can_propose
             and len(replica.in_flight) < self.pipeline_depth
         ):
+            if replica.in_flight and not self.mempool.ready_count_at_least(
+                self.params.block_txs_max
+            ):
+                return  # a block is being agreed: let this one fill up meanwhile
             batch = self.mempool.cut(self.params.block_txs_max)
             if not batch:
                 return
