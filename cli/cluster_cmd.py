@@ -121,13 +121,19 @@ def status(directory: Path, as_json: bool) -> None:
     if as_json:
         print_json(rows)
         return
+    status_table("cluster", rows, with_url=True)
+
+
+def status_table(title: str, rows: list[dict[str, Any]], *, with_url: bool = False) -> None:
+    """The cluster as a table: a row per node (observers marked), DOWN where one is."""
+    columns = ["node", "url", "alive", "height", "head", "state digest", "view", "primary"]
     print_table(
-        "cluster",
-        ["node", "url", "alive", "height", "head", "state digest", "view", "primary"],
+        title,
+        columns if with_url else [c for c in columns if c != "url"],
         [
             [
-                r["name"],
-                r["url"],
+                r["name"] + (" (observer)" if r.get("role") == "observer" else ""),
+                *([r["url"]] if with_url else []),
                 "yes" if r["alive"] else "DOWN",
                 r["height"],
                 short(r["head"]),

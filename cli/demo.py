@@ -12,8 +12,8 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.cluster_cmd import collect_status, start_all, wait_converged
-from cli.common import console, guarded, short
+from cli.cluster_cmd import collect_status, start_all, status_table, wait_converged
+from cli.common import console, guarded
 from cli.common import table as print_table
 from cli.demo_factory import factory_act
 from cli.demo_oracle import oracle_act
@@ -123,22 +123,7 @@ async def _time_to_next_commit(layout: ClusterDir, names: list[str], height: int
 
 def _show_cluster(layout: ClusterDir, title: str) -> list[dict[str, Any]]:
     rows = asyncio.run(wait_converged(layout, timeout_s=30))
-    print_table(
-        title,
-        ["node", "alive", "height", "head", "state digest", "view", "primary"],
-        [
-            [
-                r["name"],
-                "yes" if r["alive"] else "DOWN",
-                r["height"],
-                short(r["head"]),
-                short(r["state_digest"]),
-                r["view"],
-                r["primary"],
-            ]
-            for r in rows
-        ],
-    )
+    status_table(title, rows)
     return rows
 
 
