@@ -303,14 +303,11 @@ def chain_views(explorer: Explorer, head: int) -> tuple[list[dict[str, Any]], bo
     return result, budget[0] <= 0
 
 
-def _node_history(node: Node) -> list[dict[str, Any]] | None:
-    """The node's own record of views entered, if it keeps one: (view, at_ms, height) items."""
-    history = getattr(node, "view_history", None)
-    if history is None:
-        return None
+def _node_history(node: Node) -> list[dict[str, Any]]:
+    """The node's own record of the views it entered since it started."""
     return [
         {"view": view, "at_ms": at_ms, "height": height, "primary": view % node.genesis.n}
-        for view, at_ms, height in history
+        for view, at_ms, height in node.view_history
     ]
 
 

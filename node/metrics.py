@@ -34,7 +34,6 @@ BLOCK_INTERVAL_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 # At most this many new blocks are read per scrape; older ones are left out of the histogram.
 BLOCKS_PER_SCRAPE_MAX = 10_000
 # When the node does not count messages by kind, one series carries them all.
-ALL_TYPES = "all"
 
 
 def _package_version() -> str:
@@ -135,13 +134,13 @@ class NodeCollector(Collector):
             "consensus_messages_sent",
             "Consensus messages queued to peers, by message type.",
             "type",
-            _by_type(counters, "messages_sent_by_type", counters.messages_sent),
+            counters.messages_sent_by_type,
         )
         yield _labelled_counter(
             "consensus_messages_received",
             "Consensus messages received from peers, by message type.",
             "type",
-            _by_type(counters, "messages_received_by_type", counters.messages_received),
+            counters.messages_received_by_type,
         )
         yield _counter(
             "consensus_messages_rejected",
@@ -231,12 +230,12 @@ class NodeCollector(Collector):
         yield _counter(
             "oracle_reports",
             "Signed prediction reports this node's oracle submitted.",
-            getattr(counters, "oracle_reports", 0),
+            counters.oracle_reports,
         )
         yield _counter(
             "oracle_final_predictions",
             "Predictions the oracle contract finalized in blocks this node committed.",
-            getattr(counters, "oracle_final_predictions", 0),
+            counters.oracle_final_predictions,
         )
 
     def _height(self) -> int:
@@ -244,14 +243,6 @@ class NodeCollector(Collector):
 
     def _wal(self) -> int:
         return self._node.storage.wal_size()
-
-
-def _by_type(counters: object, attribute: str, total: int) -> Mapping[str, int]:
-    """Per-type counts if the node keeps them (a dict attribute), else one series of all."""
-    by_type = getattr(counters, attribute, None)
-    if isinstance(by_type, Mapping) and by_type:
-        return by_type
-    return {ALL_TYPES: total}
 
 
 class BlockIntervals:

@@ -26,12 +26,12 @@ from tests.browser.cluster import explorer_cluster
 from tests.clusters import converged, millchain, url
 from tests.node.conftest import CHAIN_ID, Setup
 
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "observability.md"
+DOCS = Path(__file__).resolve().parents[2] / "README.md"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def documented_names() -> set[str]:
-    """The metric names in the table of docs/observability.md."""
+    """The metric names in the README's metrics table."""
     names = re.findall(r"^\| `(millchain_[a-z_]+)` \|", DOCS.read_text(encoding="utf-8"), re.M)
     assert len(names) > 20
     return set(names)
