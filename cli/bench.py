@@ -23,6 +23,7 @@ from typing import Any
 import click
 from nacl.signing import SigningKey
 
+from cli.bench_plot import timeline, write_plot
 from cli.cluster_cmd import start_all
 from cli.common import console, guarded, layout_of
 from cli.layout import ClusterDir, init_cluster
@@ -150,7 +151,9 @@ async def _offer_load(layout: ClusterDir, senders: list[str], duration_s: float)
     )
     window_end = max(committed) if committed else started
     window = max(min(window_end, started + duration_s + 15) - started, 1e-9)
+    series = timeline(samples.submitted_at, samples.committed_at, started)
     return {
+        "timeline": series,
         "submitted": len(samples.submitted_at),
         "committed": len(committed),
         "rejected": samples.rejected,
@@ -188,8 +191,22 @@ def _pct(values: list[float], pct: int) -> float | None:
     default=None,
     help="Use this running cluster instead of launching one (load from its supplier).",
 )
+@click.option(
+    "--plot",
+    "plot_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("bench.png"),
+    show_default=True,
+    help="PNG of committed throughput and commit latency over the run.",
+)
 @guarded
-def bench(nodes: int, duration_s: float, json_file: Path | None, directory: Path | None) -> None:
+def bench(
+    nodes: int,
+    duration_s: float,
+    json_file: Path | None,
+    directory: Path | None,
+    plot_file: Path,
+) -> None:
     """Offer load from pre-signed transactions; print committed tx/s and commit latency."""
     rate = verify_rate()
     console.print(f"ed25519 verify rate: {rate:,.0f} /s on one core")
@@ -226,8 +243,12 @@ def bench(nodes: int, duration_s: float, json_file: Path | None, directory: Path
         "fraction_of_bound": round(figures["committed_tx_per_s"] / bound, 3),
         **figures,
     }
+    series = report.pop("timeline")
     for key, value in report.items():
         console.print(f"  {key:26} {value}")
+    write_plot(series, plot_file, title=f"millchain bench, n = {n}")
+    console.print(f"wrote {plot_file}")
+    report["timeline"] = series
     if json_file is not None:
         json_file.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         console.print(f"wrote {json_file}")
