@@ -9,7 +9,17 @@ from typing import Any
 import aiohttp
 import click
 
-from cli.common import dir_option, fail, guarded, json_option, layout_of, print_json, run, short
+from cli.common import (
+    dir_option,
+    err_console,
+    fail,
+    guarded,
+    json_option,
+    layout_of,
+    print_json,
+    run,
+    short,
+)
 from cli.common import table as print_table
 from cli.layout import ClusterDir, init_cluster
 from cli.process import kill_node, node_pid, start_node, stop_node
@@ -63,7 +73,8 @@ def start_all(layout: ClusterDir, timeout_s: float) -> None:
 def up(directory: Path, timeout_s: float) -> None:
     """Start every node in the background and wait until all answer."""
     layout = layout_of(directory)
-    start_all(layout, timeout_s)
+    with err_console.status(f"starting {len(layout.node_names())} nodes, waiting until all answer"):
+        start_all(layout, timeout_s)
     click.echo(f"{len(layout.node_names())} nodes up; logs in {directory}/nodes/*/node.log")
 
 
