@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +22,9 @@ import click
 from nacl.signing import SigningKey
 
 from cli.bench_plot import timeline, write_plot
-from cli.cluster_cmd import start_all
+from cli.cluster_cmd import temporary_cluster
 from cli.common import console, guarded, layout_of
-from cli.layout import ClusterDir, init_cluster
-from cli.process import stop_node
+from cli.layout import ClusterDir
 from ledger.genesis import Role
 from ledger.tx import Transaction
 from node.client import ClientError, NodeClient
@@ -172,6 +169,11 @@ def _pct(values: list[float], pct: int) -> float | None:
     return round(values[index], 1)
 
 
+def _measure(layout: ClusterDir, senders: list[str], duration_s: float) -> dict[str, Any]:
+    with console.status(f"offering load for {duration_s:.0f} s..."):
+        return asyncio.run(_offer_load(layout, senders, duration_s))
+
+
 @click.command()
 @click.option(
     "--nodes", default=4, show_default=True, help="Validators of the cluster it launches."
@@ -210,29 +212,16 @@ def bench(
     """Offer load from pre-signed transactions; print committed tx/s and commit latency."""
     rate = verify_rate()
     console.print(f"ed25519 verify rate: {rate:,.0f} /s on one core")
-    own = directory is None
-    root = Path(tempfile.mkdtemp(prefix="millchain-bench-")) if own else None
-    if root is not None:
+    if directory is None:
         extra = tuple((f"bench{i}", (Role.SUPPLIER,)) for i in range(BENCH_SENDERS))
-        layout = init_cluster(root / "cluster", nodes=nodes, extra_identities=extra)
-        senders = [name for name, _ in extra]
+        console.print(f"starting {nodes} nodes...")
+        with temporary_cluster("millchain-bench-", nodes=nodes, extra_identities=extra) as layout:
+            n = len(layout.node_names())
+            figures = _measure(layout, [name for name, _ in extra], duration_s)
     else:
-        assert directory is not None
         layout = layout_of(directory)
-        senders = ["supplier"]
-    n = len(layout.node_names())
-    try:
-        if own:
-            with console.status(f"starting {nodes} nodes..."):
-                start_all(layout, timeout_s=60)
-        with console.status(f"offering load for {duration_s:.0f} s..."):
-            figures = asyncio.run(_offer_load(layout, senders, duration_s))
-    finally:
-        if own:
-            for name in layout.node_names():
-                stop_node(layout, name)
-            assert root is not None
-            shutil.rmtree(root, ignore_errors=True)
+        n = len(layout.node_names())
+        figures = _measure(layout, ["supplier"], duration_s)
     cores = os.cpu_count() or 1
     bound = cores * rate / n
     report = {

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ from cli.common import (
 from cli.common import table as print_table
 from cli.layout import ClusterDir, init_cluster
 from cli.process import kill_node, node_pid, start_node, stop_node
+from ledger.genesis import Role
 from node.client import wait_until_up
 from node.config import NodeConfig
 
@@ -219,3 +224,23 @@ async def wait_converged(layout: ClusterDir, timeout_s: float) -> list[dict[str,
         if loop.time() > deadline:
             return rows
         await asyncio.sleep(0.05)
+
+
+@contextlib.contextmanager
+def temporary_cluster(
+    prefix: str,
+    *,
+    nodes: int = 4,
+    extra_identities: Sequence[tuple[str, tuple[Role, ...]]] = (),
+    timeout_s: float = 60,
+) -> Iterator[ClusterDir]:
+    """A cluster in a new temporary folder, started, and stopped and removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    layout = init_cluster(root / "cluster", nodes=nodes, extra_identities=extra_identities)
+    try:
+        start_all(layout, timeout_s)
+        yield layout
+    finally:
+        for name in layout.node_names():
+            stop_node(layout, name)
+        shutil.rmtree(root, ignore_errors=True)

@@ -12,14 +12,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 import time
 from pathlib import Path
 
-from cli.cluster_cmd import collect_status, start_all
-from cli.layout import ClusterDir, init_cluster
+from cli.cluster_cmd import collect_status, temporary_cluster
+from cli.layout import ClusterDir
 from cli.loadgen import Load
-from cli.process import kill_node, start_node, stop_node
+from cli.process import kill_node, start_node
 from ledger.genesis import Role
 from node.client import NodeClient, wait_until_up
 
@@ -66,14 +65,8 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=1000)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="millchain-catchup-"))
-    layout = init_cluster(root / "cluster", nodes=4, extra_identities=SENDERS)
-    try:
-        start_all(layout, timeout_s=60)
+    with temporary_cluster("millchain-catchup-", extra_identities=SENDERS) as layout:
         figures = asyncio.run(run(layout, args.blocks))
-    finally:
-        for name in layout.node_names():
-            stop_node(layout, name)
     for key, value in figures.items():
         print(f"{key:14} {value}")
     if args.json is not None:

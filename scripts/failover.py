@@ -14,15 +14,14 @@ import argparse
 import asyncio
 import json
 import statistics
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from cli.cluster_cmd import collect_status, start_all, wait_converged
-from cli.layout import ClusterDir, init_cluster
+from cli.cluster_cmd import collect_status, temporary_cluster, wait_converged
+from cli.layout import ClusterDir
 from cli.loadgen import Load
-from cli.process import kill_node, start_node, stop_node
+from cli.process import kill_node, start_node
 from ledger.genesis import Role
 from node.client import wait_until_up
 
@@ -86,14 +85,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="millchain-failover-"))
-    layout = init_cluster(root / "cluster", nodes=4, extra_identities=SENDERS)
-    try:
-        start_all(layout, timeout_s=60)
+    with temporary_cluster("millchain-failover-", extra_identities=SENDERS) as layout:
         results = asyncio.run(run(layout, args.trials))
-    finally:
-        for name in layout.node_names():
-            stop_node(layout, name)
     median_ms = statistics.median(results) * 1000
     print(f"median over {len(results)} trials: {median_ms:.0f} ms (default timeouts)")
     if args.json is not None:
