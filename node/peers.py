@@ -4,9 +4,10 @@ Each peer has one queue and one sender task, so messages to a peer leave in the 
 queued, and everything queued while a request is in flight leaves together in the next request:
 batching falls out of back-pressure instead of a timer. Links keep their HTTP connection alive.
 A batch a peer did not take is put back at the front and retried with back-off, so a peer that
-restarts gets what it missed while it was briefly away; the queue is bounded in bytes, dropping
-the oldest items first, so a long-dead peer cannot grow memory (the protocol's retransmission and
-state transfer cover what was dropped).
+restarts gets what it missed while it was briefly away; a peer down for longer than
+STALE_AFTER_MS has its backlog dropped and catches up by state transfer instead. The queue is
+also bounded in bytes, dropping the oldest items first, so a dead peer cannot grow memory (the
+protocol's retransmission and state transfer cover what was dropped).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ BATCH_BYTES_MAX = 4 * 1024 * 1024
 BATCH_TX_BYTES_MAX = 256 * 1024
 BACKOFF_MS_MIN = 50
 BACKOFF_MS_MAX = 2000
+STALE_AFTER_MS = 5000  # a peer down longer than this gets no backlog, only what follows
 
 
 @dataclass(slots=True)
@@ -56,6 +58,11 @@ class _Queue:
             taken.append(item)
         return taken
 
+    def drop_all(self) -> None:
+        self.dropped += len(self.items)
+        self.items.clear()
+        self.size = 0
+
     def put_back(self, items: list[bytes]) -> None:
         for item in reversed(items):
             self.items.appendleft(item)
@@ -73,7 +80,13 @@ class PeerLink:
     last_ok_ms: int | None = None
     sent_batches: int = 0
     failures: int = 0
+    down_since_ms: int | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def down_for_ms(self) -> int:
+        if self.down_since_ms is None:
+            return 0
+        return int(time.time() * 1000) - self.down_since_ms
 
     def status(self) -> dict[str, Any]:
         return {
@@ -142,8 +155,14 @@ class Peers:
                 if await self._post(link, body):
                     backoff_ms = BACKOFF_MS_MIN
                     continue
-                link.messages.put_back(messages)
-                link.txs.put_back(txs)
+                if link.down_for_ms() > STALE_AFTER_MS:
+                    # Down this long, it catches up by state transfer; a backlog of stale
+                    # messages would only flood it when it returns.
+                    link.messages.drop_all()
+                    link.txs.drop_all()
+                else:
+                    link.messages.put_back(messages)
+                    link.txs.put_back(txs)
                 await asyncio.sleep(backoff_ms / 1000)
                 backoff_ms = min(backoff_ms * 2, BACKOFF_MS_MAX)
 
@@ -159,6 +178,8 @@ class Peers:
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             link.failures += 1
+            if link.down_since_ms is None:
+                link.down_since_ms = int(time.time() * 1000)
             if link.up:
                 log.warning("peer %s is down: %s", link.name, exc or type(exc).__name__)
             link.up = False
@@ -166,6 +187,7 @@ class Peers:
         if not link.up:
             log.info("peer %s is up", link.name)
         link.up = True
+        link.down_since_ms = None
         link.last_ok_ms = int(time.time() * 1000)
         link.sent_batches += 1
         if status != 200:

@@ -164,6 +164,12 @@ def test_killing_f_nodes_then_all_nodes_loses_nothing_committed(tmp_path: Path) 
         asyncio.run(scenario())
 
 
+async def _backlog_dropped(layout: ClusterDir, names: list[str], peer: str) -> bool | None:
+    rows = await statuses(layout, names)
+    links = [link for row in rows for link in row["peers"] if link["name"] == peer]
+    return True if links and all(link["dropped"] > 0 for link in links) else None
+
+
 async def _acked_at_least(load: Load, count: int) -> bool | None:
     return True if len(load.acked) >= count else None
 
@@ -182,6 +188,12 @@ def test_a_node_left_behind_catches_up_by_state_transfer(tmp_path: Path) -> None
             # More than two checkpoint intervals, and more than the watermark window.
             target = height + 3 * PARAMS.checkpoint_interval + PARAMS.watermark_window
             await _height_past(layout, others, target, 90)
+            # The others give up queueing for a peer down this long: it must transfer state.
+            await poll(
+                lambda: _backlog_dropped(layout, others, laggard),
+                timeout_s=60,
+                what=f"peers to drop their backlog for {laggard}",
+            )
             _cli(layout, "cluster", "restart", laggard)
             await _height_past(layout, [laggard], target, 60)
             await load.stop()
