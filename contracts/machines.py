@@ -157,8 +157,15 @@ class MachinesContract(Contract):
                     "height": call.block.height,
                 },
             )
+        wear_min = readings[-1]["tool_wear_min"]
+        baseline = record.tool_wear_baseline_min
+        if wear_min < record.last_tool_wear_min:
+            baseline = 0  # the machine reset its own wear counter with a new tool
         updated = replace(
-            record, last_seq=last_seq, last_tool_wear_min=readings[-1]["tool_wear_min"]
+            record,
+            last_seq=last_seq,
+            last_tool_wear_min=wear_min,
+            tool_wear_baseline_min=baseline,
         )
         write_machine(call, updated)
         call.emit(

@@ -112,7 +112,8 @@ class MaintenanceContract(Contract):
 
     @method(roles=(Role.MAINTAINER, Role.ADMIN), args={"work_order": _WORK_ORDER})
     def take(self, call: Call, *, work_order: str) -> dict[str, Any]:
-        """Take an open work order: the machine goes under maintenance, its queue moves away."""
+        """Take an open work order: the machine goes under maintenance, its queue moves away;
+        an order in production on it stays there, paused until the work order closes."""
         record = _existing(call.state, work_order)
         if record["state"] != WorkOrderState.OPEN:
             raise ConflictError(f"work order {work_order} is {record['state']}, take needs open")
@@ -122,10 +123,16 @@ class MaintenanceContract(Contract):
                 f"machine {machine.id} is already under maintenance (work order "
                 f"{machine.work_order})"
             )
+        paused: dict[str, Any] = {}
         if machine.producing:
-            raise ConflictError(
-                f"machine {machine.id} is producing order {machine.producing}; "
-                "complete it before taking the machine for maintenance"
+            # The order in production stays on the machine, paused: its production time stops
+            # here and runs again from the close.
+            worked_ms = max(0, call.block.timestamp_ms - machine.producing_since_ms)
+            paused = {"production_ms": machine.production_ms + worked_ms}
+            call.acting_as("machines").emit(
+                "production_pause",
+                machine_subject(machine.id),
+                {"order": machine.producing, "worked_ms": worked_ms, "work_order": work_order},
             )
         change_status(
             call,
@@ -133,6 +140,7 @@ class MaintenanceContract(Contract):
             MachineStatus.MAINTENANCE,
             f"work order {work_order}",
             work_order=work_order,
+            **paused,
         )
         updated = {
             **record,
@@ -170,6 +178,13 @@ class MaintenanceContract(Contract):
         changes: dict[str, Any] = {"work_order": "", "at_risk": None}
         if "tool_replaced" in done:
             changes["tool_wear_baseline_min"] = machine.last_tool_wear_min
+        if machine.producing:
+            changes["producing_since_ms"] = call.block.timestamp_ms
+            call.acting_as("machines").emit(
+                "production_resume",
+                machine_subject(machine.id),
+                {"order": machine.producing, "work_order": work_order},
+            )
         change_status(
             call, machine, MachineStatus.RUNNING, f"work order {work_order} closed", **changes
         )

@@ -88,9 +88,17 @@ class MachineSimulator:
         machine_id: str,
         seed: int | np.random.SeedSequence,
         quality: Quality | None = None,
+        *,
+        tool_fails_at_end_p: float = TOOL_FAILS_AT_END_P,
     ) -> None:
         if not MACHINE_ID_PATTERN.fullmatch(machine_id):
             raise TelemetryError(f"machine id {machine_id!r} must be 1-32 of [A-Za-z0-9_.]")
+        if not 0.0 <= tool_fails_at_end_p <= 1.0:
+            raise TelemetryError(f"tool_fails_at_end_p {tool_fails_at_end_p} is outside 0..1")
+        # The chance that a tool reaching the end of its life fails during the operation rather
+        # than being replaced just before it; 1.0 models a shop where only maintenance changes
+        # tools (the factory scenario), the default the practice recorded in the data set.
+        self.tool_fails_at_end_p = tool_fails_at_end_p
         self.machine_id = machine_id
         self.quality = quality
         self._rng = np.random.default_rng(seed)
@@ -155,7 +163,7 @@ class MachineSimulator:
         if self.wear_min + step_min < self.tool_life_min:
             self.wear_min += step_min
             return False
-        if self._rng.random() < TOOL_FAILS_AT_END_P:
+        if self._rng.random() < self.tool_fails_at_end_p:
             self.wear_min += step_min
             return True
         self.replace_tool()
@@ -202,7 +210,12 @@ def machine_ids(machines: int) -> list[str]:
 
 
 def simulate_fleet(
-    machines: int, operations: int, seed: int, *, quality: Quality | None = None
+    machines: int,
+    operations: int,
+    seed: int,
+    *,
+    quality: Quality | None = None,
+    tool_fails_at_end_p: float = TOOL_FAILS_AT_END_P,
 ) -> list[Reading]:
     """`operations` readings from each of `machines` machines, concatenated machine by machine.
 
@@ -216,5 +229,8 @@ def simulate_fleet(
     children: Sequence[np.random.SeedSequence] = np.random.SeedSequence(seed).spawn(machines)
     readings: list[Reading] = []
     for machine_id, child in zip(machine_ids(machines), children, strict=True):
-        readings.extend(MachineSimulator(machine_id, child, quality).run(operations))
+        simulator = MachineSimulator(
+            machine_id, child, quality, tool_fails_at_end_p=tool_fails_at_end_p
+        )
+        readings.extend(simulator.run(operations))
     return readings

@@ -95,11 +95,22 @@ def test_work_orders_move_only_forward(factory):
     )
 
 
-def test_a_machine_producing_an_order_cannot_be_taken(factory):
+def test_maintenance_pauses_the_order_in_production_until_the_work_order_closes(factory):
     place(factory)
     for who, method_name in (("pat", "accept"), ("pat", "schedule"), ("mia", "start")):
         factory.call(who, "orders", method_name, order="ord-1")
     open_on(factory)
-    assert factory.call("max", "maintenance", "take", work_order="wo-1").error == (
-        "machine m1 is producing order ord-1; complete it before taking the machine for maintenance"
+    taken = factory.call("max", "maintenance", "take", work_order="wo-1")
+    assert taken.ok, taken.error
+    machine = factory.query("machines", "m1")
+    assert (machine["status"], machine["producing"]) == ("maintenance", "ord-1")
+    assert factory.query("orders", "ord-1")["state"] == "in_production"
+    closed = factory.call(
+        "max", "maintenance", "close", work_order="wo-1", actions=["tool_replaced"]
     )
+    assert closed.ok, closed.error
+    assert factory.query("machines", "m1")["producing"] == "ord-1"
+    done = factory.call("mia", "orders", "complete", order="ord-1")
+    assert done.ok, done.error
+    kinds = [e.kind for e in taken.events + closed.events]
+    assert "production_pause" in kinds and "production_resume" in kinds
