@@ -13,6 +13,7 @@ from cli.factory_cmd import factory_commands, machine_group
 from cli.machine_sim import simulate
 from cli.oracle_chain_cmd import register, verify
 from cli.oracle_cmd import oracle
+from cli.scenario.command import scenario
 from cli.sim_cmd import sim
 
 
@@ -35,6 +36,7 @@ main.add_command(block_command)
 main.add_command(demo)
 main.add_command(bench)
 main.add_command(sim)
+main.add_command(scenario)
 oracle.add_command(register)
 oracle.add_command(verify)
 main.add_command(oracle)

@@ -87,12 +87,20 @@ def simulate_command(machines: int, operations: int, seed: int, out_path: Path) 
     help="Predict a failure within this many further operations (0: this one).",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--failure-modes",
+    default="",
+    metavar="MODES",
+    help="Predict only these failure modes, comma-separated (twf, hdf, pwf, osf, rnf); "
+    "default: any machine failure.",
+)
 @guarded
 def train_command(
-    data_path: Path, out_path: Path, model_name: str, horizon: int, seed: int
+    data_path: Path, out_path: Path, model_name: str, horizon: int, seed: int, failure_modes: str
 ) -> None:
     """Train a calibrated fault model and choose its threshold on validation data."""
     readings = read_csv(data_path)
+    modes = tuple(m.strip().lower() for m in failure_modes.split(",") if m.strip())
     with console.status(f"training {model_name} on {len(readings)} readings..."):
         model = train(
             readings,
@@ -100,6 +108,7 @@ def train_command(
             horizon=horizon,
             seed=seed,
             data_sha256=file_sha256(data_path),
+            failure_modes=modes,
         )
     digest = save_model(model, out_path)
     metadata = model.with_artifact_sha256(digest).metadata.to_map()

@@ -18,7 +18,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from oracle.errors import TrainingError
 from oracle.model.fault_model import BP_MAX, FaultModel
-from oracle.model.labels import horizon_labels
+from oracle.model.labels import horizon_labels, target_labels
 from oracle.telemetry.reading import FLAG_NAMES, Reading
 
 BoolArray = npt.NDArray[np.bool_]
@@ -127,7 +127,7 @@ def mode_labels(readings: Sequence[Reading], horizon: int) -> dict[str, BoolArra
 
 def score(model: FaultModel, readings: Sequence[Reading]) -> tuple[BoolArray, IntArray]:
     """(labels at the model's horizon, the model's scores in bp) for `readings`."""
-    labels = horizon_labels(readings, model.metadata.horizon)
+    labels = target_labels(readings, model.metadata.horizon, model.metadata.failure_modes)
     return labels, np.asarray(model.predict_bp(readings), dtype=np.int64)
 
 

@@ -34,6 +34,8 @@ class ModelMetadata:
     data_sha256: str
     sklearn_version: str
     validation: dict[str, float]
+    # The failure modes it predicts (flags such as "twf"); empty for any machine failure.
+    failure_modes: tuple[str, ...] = ()
     # sha256 of the saved artifact: "" until the model is saved or loaded (a file cannot hold
     # its own hash).
     artifact_sha256: str = ""
@@ -48,6 +50,7 @@ class ModelMetadata:
             "data_sha256": self.data_sha256,
             "sklearn_version": self.sklearn_version,
             "validation": dict(self.validation),
+            "failure_modes": list(self.failure_modes),
             "artifact_sha256": self.artifact_sha256,
         }
 
@@ -63,6 +66,7 @@ class ModelMetadata:
                 data_sha256=str(value["data_sha256"]),
                 sklearn_version=str(value["sklearn_version"]),
                 validation={str(k): float(v) for k, v in value["validation"].items()},
+                failure_modes=tuple(str(m) for m in value.get("failure_modes", ())),
                 artifact_sha256=str(value.get("artifact_sha256", "")),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from oracle.errors import TrainingError
-from oracle.telemetry.reading import Reading
+from oracle.telemetry.reading import FLAG_NAMES, Reading
 
 BoolArray = npt.NDArray[np.bool_]
 
@@ -32,6 +32,24 @@ def horizon_labels(
     for indices in _machine_orders(readings).values():
         series = own[indices]
         labels[indices] = _any_ahead(series, horizon)
+    return labels
+
+
+def target_labels(
+    readings: Sequence[Reading], horizon: int, modes: Sequence[str] = ()
+) -> BoolArray:
+    """What a model predicts: any failure (no `modes`), or one of the failure `modes` (flags
+    such as "twf", "osf"), within the next `horizon` operations."""
+    if not modes:
+        return horizon_labels(readings, horizon)
+    unknown = sorted(set(modes) - set(FLAG_NAMES))
+    if unknown:
+        raise TrainingError(
+            f"unknown failure mode {unknown[0]!r}, expected some of {', '.join(FLAG_NAMES)}"
+        )
+    labels = np.zeros(len(readings), dtype=np.bool_)
+    for mode in modes:
+        labels |= horizon_labels(readings, horizon, flag=mode)
     return labels
 
 

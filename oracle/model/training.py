@@ -19,7 +19,7 @@ from oracle.model.estimators import DEFAULT_MODEL, build_estimator, single_threa
 from oracle.model.evaluation import best_f1_threshold_bp, evaluate_scores
 from oracle.model.fault_model import FaultModel, ModelMetadata, to_bp
 from oracle.model.features import FEATURE_NAMES, feature_matrix
-from oracle.model.labels import horizon_labels
+from oracle.model.labels import target_labels
 from oracle.telemetry.ai4i_csv import readings_sha256
 from oracle.telemetry.reading import Reading
 
@@ -48,9 +48,11 @@ def train(
     horizon: int = 0,
     seed: int = 0,
     data_sha256: str | None = None,
+    failure_modes: Sequence[str] = (),
 ) -> FaultModel:
-    """A calibrated fault model of `model_name` for `horizon`, reproducible from `seed`."""
-    labels = horizon_labels(readings, horizon)
+    """A calibrated fault model of `model_name` for `horizon`, reproducible from `seed`;
+    it predicts any machine failure, or only `failure_modes` when some are named."""
+    labels = target_labels(readings, horizon, failure_modes)
     _check_positives(labels, horizon)
     features = feature_matrix(readings)
     rng = np.random.default_rng(seed)
@@ -67,6 +69,7 @@ def train(
         features=FEATURE_NAMES,
         threshold_bp=threshold_bp,
         horizon=horizon,
+        failure_modes=tuple(failure_modes),
         seed=seed,
         data_sha256=data_sha256 or readings_sha256(readings),
         sklearn_version=sklearn.__version__,
