@@ -56,6 +56,7 @@ from node.catchup import catch_up, follow
 from node.commits import CommitFeed
 from node.errors import Rejection
 from node.executor import execute_and_store
+from node.faults import FaultInjector
 from node.mempool import Mempool
 from node.oracle_runner import OracleRunner
 from node.peers import PeerLink, Peers
@@ -198,8 +199,10 @@ class Node:
         )
         # An observer talks to every validator (to forward client transactions); a validator
         # to every other one.
+        self.faults = FaultInjector()
         self.peers = Peers(
             self_index=index,
+            faults=self.faults,
             links=[
                 PeerLink(index=i, name=v.name, url=v.url)
                 for i, v in enumerate(genesis.validators)
@@ -655,7 +658,12 @@ class Node:
         if self._fetch_task is not None and not self._fetch_task.done():
             return  # one catch-up at a time; the replica asks again if it stalls
         order = [*hint, *(i for i in range(self.genesis.n) if i not in hint)]
-        urls = [self.genesis.validators[i].url for i in order if i != self.index]
+        validators = self.genesis.validators
+        urls = [
+            validators[i].url
+            for i in order
+            if i != self.index and not self.faults.is_blocked(validators[i].name)
+        ]
         self.counters.fetches += 1
         log.info("behind: fetching blocks %d..%d", start, end)
         self._fetch_task = asyncio.create_task(
