@@ -44,10 +44,38 @@ from node.config import NodeConfig
     show_default=True,
     help="Non-voting nodes that follow the chain by fetching certified blocks and serve reads.",
 )
+@click.option(
+    "--hosts",
+    default=None,
+    metavar="H0,H1,...",
+    help="One address per validator, each binding its own (e.g. network namespaces).",
+)
+@click.option(
+    "--port",
+    type=int,
+    default=None,
+    help="With --hosts: the port every validator uses on its own host (default: a free one).",
+)
 @guarded
-def init(nodes: int, directory: Path, chain_id: str, host: str, observers: int) -> None:
+def init(
+    nodes: int,
+    directory: Path,
+    chain_id: str,
+    host: str,
+    observers: int,
+    hosts: str | None,
+    port: int | None,
+) -> None:
     """Create keys, a genesis and one config per node, on free ports, in DIR."""
-    layout = init_cluster(directory, nodes=nodes, chain_id=chain_id, host=host, observers=observers)
+    layout = init_cluster(
+        directory,
+        nodes=nodes,
+        chain_id=chain_id,
+        host=host,
+        observers=observers,
+        hosts=None if hosts is None else [h.strip() for h in hosts.split(",") if h.strip()],
+        port=port,
+    )
     genesis = layout.genesis()
     click.echo(f"initialised {nodes} validators (f = {genesis.f}) in {directory}")
     for validator in genesis.validators:
