@@ -64,7 +64,7 @@ def lab_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Lab,
 
 async def _primary_index(layout: ClusterDir) -> int:
     rows = await statuses(layout, layout.node_names())
-    views = [r["view"] for r in rows]
+    views = [int(r["view"]) for r in rows]
     return max(views) % NODES
 
 
