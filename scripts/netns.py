@@ -262,9 +262,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("up", "down", "heal", "cut", "restore", "isolate", "loss", "exec"):
         sub = commands.add_parser(name)
         sub.add_argument("--tag", default=None, help="Names the lab (new one for `up`).")
-        sub.add_argument("--nodes", type=int, default=4)
+        sub.add_argument("--nodes", type=int, default=4, help="Nodes in the lab (default 4).")
         sub.add_argument(
-            "--subnet", default=None, help="First three octets, e.g. 10.77.0 (default: a free one)"
+            "--subnet",
+            default=None,
+            help="First three octets, e.g. 10.77.0 (default: `up` picks a free one in 10.77.X, "
+            "the other commands read it from the lab's bridge).",
         )
         if name in ("cut", "restore"):
             sub.add_argument("a", type=int)
