@@ -120,7 +120,7 @@ def faults(
     validators = layout.validator_names()
     for name in nodes:
         layout.config(name)
-    targets = list(nodes) or validators
+    targets = list(dict.fromkeys(nodes)) or validators  # in order, each once
     rule = {
         "delay_ms": delay_ms,
         "jitter_ms": jitter_ms,
