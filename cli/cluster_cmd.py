@@ -28,6 +28,7 @@ from cli.common import table as print_table
 from cli.layout import ClusterDir, init_cluster
 from cli.process import kill_node, node_pid, start_node, stop_node
 from ledger.genesis import Role
+from node.byzantine import ByzantineSpec, check_allowed
 from node.client import wait_until_up
 from node.config import NodeConfig
 
@@ -43,10 +44,38 @@ from node.config import NodeConfig
     show_default=True,
     help="Non-voting nodes that follow the chain by fetching certified blocks and serve reads.",
 )
+@click.option(
+    "--hosts",
+    default=None,
+    metavar="H0,H1,...",
+    help="One address per validator, each binding its own (e.g. network namespaces).",
+)
+@click.option(
+    "--port",
+    type=int,
+    default=None,
+    help="With --hosts: the port every validator uses on its own host (default: a free one).",
+)
 @guarded
-def init(nodes: int, directory: Path, chain_id: str, host: str, observers: int) -> None:
+def init(
+    nodes: int,
+    directory: Path,
+    chain_id: str,
+    host: str,
+    observers: int,
+    hosts: str | None,
+    port: int | None,
+) -> None:
     """Create keys, a genesis and one config per node, on free ports, in DIR."""
-    layout = init_cluster(directory, nodes=nodes, chain_id=chain_id, host=host, observers=observers)
+    layout = init_cluster(
+        directory,
+        nodes=nodes,
+        chain_id=chain_id,
+        host=host,
+        observers=observers,
+        hosts=None if hosts is None else [h.strip() for h in hosts.split(",") if h.strip()],
+        port=port,
+    )
     genesis = layout.genesis()
     click.echo(f"initialised {nodes} validators (f = {genesis.f}) in {directory}")
     for validator in genesis.validators:
@@ -202,14 +231,34 @@ def node_group() -> None:
     required=True,
     help="The node's node.json.",
 )
+@click.option(
+    "--byzantine",
+    "byzantine_spec",
+    metavar="MODE[=RATE]",
+    default=None,
+    help=(
+        "TEST CLUSTERS ONLY, refused unless MILLCHAIN_ALLOW_BYZANTINE=1: make this validator lie "
+        "(equivocate, conflicting-votes, invalid-blocks, flood[=MSGS_PER_S], "
+        "withhold[=FRACTION]); see node/byzantine.py."
+    ),
+)
+@click.option(
+    "--byzantine-seed", default=0, show_default=True, help="Seed of the byzantine choices."
+)
 @guarded
-def node_run(config_file: Path) -> None:
+def node_run(config_file: Path, byzantine_spec: str | None, byzantine_seed: int) -> None:
     """Run one node in the foreground until SIGTERM or Ctrl-C."""
     from node.main import run_node  # noqa: PLC0415  (keeps CLI start-up light)
 
+    byzantine = None
+    if byzantine_spec is not None:
+        check_allowed()
+        byzantine = ByzantineSpec.parse(byzantine_spec, seed=byzantine_seed)
     config = NodeConfig.load(config_file)
     click.echo(f"{config.name} serving {config.url}; log: {config.log_file}")
-    run_node(config)
+    if byzantine is not None:
+        err_console.print(f"[bold red]BYZANTINE[/] {config.name}: {byzantine.mode} (test-only)")
+    run_node(config, byzantine)
 
 
 async def wait_converged(layout: ClusterDir, timeout_s: float) -> list[dict[str, Any]]:

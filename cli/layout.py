@@ -113,6 +113,35 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def _validator_hosts(
+    nodes: int, host: str, hosts: Sequence[str] | None, port: int | None
+) -> list[str]:
+    if hosts is None:
+        if port is not None:
+            raise LayoutError("--port needs --hosts: validators on one host need their own ports")
+        return [host] * nodes
+    if len(hosts) != nodes:
+        raise LayoutError(f"{len(hosts)} hosts for {nodes} validators; give one host each")
+    if port is not None and len(set(hosts)) != len(hosts):
+        raise LayoutError("with one --port for all, every validator needs its own host")
+    if port is not None and not 1 <= port <= 65535:
+        raise LayoutError(f"port must be between 1 and 65535, got {port}")
+    return list(hosts)
+
+
+def _free_port_on(host: str, taken: set[int]) -> int:
+    try:
+        port = free_port(host)
+        while port in taken:
+            port = free_port(host)
+    except OSError as exc:
+        raise LayoutError(
+            f"cannot find a free port on {host} ({exc}); if it is not an address of this "
+            "machine, pass --port"
+        ) from exc
+    return port
+
+
 def init_cluster(
     root: Path,
     *,
@@ -123,10 +152,17 @@ def init_cluster(
     genesis_time_ms: int | None = None,
     extra_identities: Sequence[tuple[str, tuple[Role, ...]]] = (),
     observers: int = 0,
+    hosts: Sequence[str] | None = None,
+    port: int | None = None,
 ) -> ClusterDir:
-    """Create keys, genesis and one config per node in a new or empty directory."""
+    """Create keys, genesis and one config per node in a new or empty directory.
+
+    Validator i binds and is addressed at `hosts[i]` (default: `host` for all), on `port` if
+    given (each validator on its own host), else on a port the OS reports free there.
+    """
     if nodes < 4:
         raise LayoutError(f"a PBFT cluster needs at least 4 nodes (n = 3f+1), got {nodes}")
+    validator_hosts = _validator_hosts(nodes, host, hosts, port)
     layout = ClusterDir(root)
     if layout.manifest_file.exists() or layout.genesis_file.exists():
         raise LayoutError(f"{root} already holds a cluster; choose an empty directory")
@@ -134,14 +170,21 @@ def init_cluster(
     names = [f"node{i}" for i in range(nodes)]
     validators = []
     ports: set[int] = set()
-    for name in names:
+    validator_ports: list[int] = []
+    for validator_host in validator_hosts:  # before writing anything: this may fail
+        chosen = port if port is not None else _free_port_on(validator_host, ports)
+        ports.add(chosen)
+        validator_ports.append(chosen)
+    for name, validator_host, validator_port in zip(
+        names, validator_hosts, validator_ports, strict=True
+    ):
         keys = KeyPair.generate()
         write_key_file(layout.node_dir(name) / "validator.key.json", keys, name=name)
-        port = free_port(host)
-        while port in ports:
-            port = free_port(host)
-        ports.add(port)
-        validators.append(Validator(name=name, public_key=keys.public_key, host=host, port=port))
+        validators.append(
+            Validator(
+                name=name, public_key=keys.public_key, host=validator_host, port=validator_port
+            )
+        )
     identities = []
     for name, roles in (*DEFAULT_IDENTITIES, *extra_identities):
         keys = KeyPair.generate()
@@ -180,17 +223,15 @@ def init_cluster(
     for name in observer_names:
         keys = KeyPair.generate()
         write_key_file(layout.node_dir(name) / "observer.key.json", keys, name=name)
-        port = free_port(host)
-        while port in ports:
-            port = free_port(host)
-        ports.add(port)
+        observer_port = _free_port_on(host, ports)
+        ports.add(observer_port)
         NodeConfig(
             name=name,
             genesis_file=Path("../../genesis.json"),
             key_file=Path("observer.key.json"),
             data_dir=Path("data"),
             host=host,
-            port=port,
+            port=observer_port,
             log_file=Path("node.log"),
             observer=True,
         ).save(layout.node_dir(name) / "node.json")

@@ -10,6 +10,7 @@ from cli.cluster_cmd import cluster, init, node_group
 from cli.demo import demo
 from cli.explorer_cmd import explorer
 from cli.factory_cmd import factory_commands, machine_group
+from cli.faults_cmd import faults
 from cli.machine_sim import simulate
 from cli.oracle_chain_cmd import register, verify
 from cli.oracle_cmd import oracle
@@ -28,6 +29,7 @@ def main() -> None:
 
 
 main.add_command(init)
+cluster.add_command(faults)
 main.add_command(cluster)
 main.add_command(node_group)
 main.add_command(tx_command)

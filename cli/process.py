@@ -55,8 +55,16 @@ def node_pid(layout: ClusterDir, name: str) -> int | None:
     return pid
 
 
-def start_node(layout: ClusterDir, name: str, *, extra_args: tuple[str, ...] = ()) -> int:
-    """Start a node in the background (its own session, so signals to the CLI spare it)."""
+def start_node(
+    layout: ClusterDir,
+    name: str,
+    *,
+    extra_args: tuple[str, ...] = (),
+    prefix: tuple[str, ...] = (),
+) -> int:
+    """Start a node in the background (its own session, so signals to the CLI spare it).
+    `prefix` runs it under another command that execs it (e.g. `ip netns exec NS`), so the
+    recorded pid is the node's."""
     layout.config(name)  # raises LayoutError for an unknown node
     running = node_pid(layout, name)
     if running is not None:
@@ -65,6 +73,7 @@ def start_node(layout: ClusterDir, name: str, *, extra_args: tuple[str, ...] = (
     with open(node_dir / "stdout.log", "ab") as output:
         process = subprocess.Popen(
             [
+                *prefix,
                 sys.executable,
                 "-m",
                 "cli",

@@ -20,6 +20,10 @@ Peer API:
   GET  /peer/blocks?from=&to=   certified blocks for catching up (msgpack)
 Admin API (loopback only):
   GET/POST /admin/pause         show, or arm, a pause point (node/pause.py); POST /admin/resume
+  GET/POST /admin/faults        show, or set, per-peer fault injection (node/faults.py): POST
+                                {"peer": NAME or "*", "delay_ms", "jitter_ms", "loss",
+                                "duplicate", "blocked"} sets a rule (fields left out: no fault),
+                                {"clear": true[, "peer": NAME]} removes rules, {"seed": N} reseeds
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from ledger.tx import jsonable
 from node import pause
 from node.errors import Rejection
 from node.explorer import setup_explorer
+from node.faults import FaultSpecError, LinkFaults
 from node.metrics import setup_metrics
 from node.service import Node
 from node.sync import blocks_query, encode_blocks
@@ -91,6 +96,8 @@ def create_app(node: Node) -> web.Application:
             web.get("/admin/pause", admin_pause_status),
             web.post("/admin/pause", admin_pause),
             web.post("/admin/resume", admin_resume),
+            web.get("/admin/faults", admin_faults_status),
+            web.post("/admin/faults", admin_faults),
         ]
     )
     setup_explorer(app)
@@ -343,6 +350,59 @@ async def admin_resume(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     node.resume()
     return web.json_response(_pause_json(node))
+
+
+def _faults_json(node: Node) -> dict[str, Any]:
+    return node.faults.status([link.name for link in node.peers.links.values()])
+
+
+async def admin_faults_status(request: web.Request) -> web.Response:
+    _admin_only(request)
+    return web.json_response(_faults_json(request.app[NODE_KEY]))
+
+
+async def admin_faults(request: web.Request) -> web.Response:
+    """Set or clear per-peer fault rules, or reseed (see the module docstring)."""
+    _admin_only(request)
+    node = request.app[NODE_KEY]
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise Rejection(f"expected a JSON object: {exc}") from exc
+    if not isinstance(body, dict):
+        raise Rejection("expected a JSON object")
+    peers = _fault_peers(node, body.pop("peer", "*"))
+    clear = body.pop("clear", False)
+    seed = body.pop("seed", None)
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise FaultSpecError(f"seed must be an integer, got {seed!r}")
+        node.faults.reseed(seed)
+    if clear is True:
+        if body:
+            raise FaultSpecError("clear takes no fault fields")
+        for peer in peers:
+            node.faults.clear(peer)
+    elif clear is not False:
+        raise FaultSpecError(f"clear must be true or false, got {clear!r}")
+    elif body or seed is None:
+        try:
+            rule = LinkFaults.from_json(body)
+        except TypeError as exc:
+            raise FaultSpecError(f"malformed fault rule: {exc}") from exc
+        for peer in peers:
+            node.faults.set(peer, rule)
+        log.warning("fault injection towards %s: %s", ", ".join(peers), rule)
+    return web.json_response(_faults_json(node))
+
+
+def _fault_peers(node: Node, peer: object) -> list[str]:
+    names = [link.name for link in node.peers.links.values()]
+    if peer == "*":
+        return names
+    if peer not in names:
+        raise FaultSpecError(f"peer must be one of {', '.join(names)} or '*', got {peer!r}")
+    return [str(peer)]
 
 
 async def serve(node: Node, host: str, port: int, stop: asyncio.Event) -> None:

@@ -14,6 +14,7 @@ import uvloop
 from ledger.crypto import read_key_file
 from ledger.genesis import Genesis
 from node.api import serve
+from node.byzantine import ByzantineSpec
 from node.config import NodeConfig
 from node.service import Node
 from node.storage import Storage
@@ -45,7 +46,7 @@ def setup_logging(log_file: Path, *, name: str, as_json: bool) -> None:
     root.setLevel(logging.INFO)
 
 
-async def run(config: NodeConfig) -> None:
+async def run(config: NodeConfig, byzantine: ByzantineSpec | None = None) -> None:
     genesis = Genesis.load(config.genesis_file)
     keys = read_key_file(config.key_file)
     storage = Storage(config.data_dir / "chain.sqlite")
@@ -60,6 +61,7 @@ async def run(config: NodeConfig) -> None:
         if config.oracle_key_file is None
         else read_key_file(config.oracle_key_file),
         models_dir=config.models_dir,
+        byzantine=byzantine,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -68,6 +70,6 @@ async def run(config: NodeConfig) -> None:
     await serve(node, config.host, config.port, stop)
 
 
-def run_node(config: NodeConfig) -> None:
+def run_node(config: NodeConfig, byzantine: ByzantineSpec | None = None) -> None:
     setup_logging(config.log_file, name=config.name, as_json=config.log_json)
-    uvloop.run(run(config))
+    uvloop.run(run(config, byzantine))

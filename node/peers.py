@@ -8,6 +8,9 @@ restarts gets what it missed while it was briefly away; a peer down for longer t
 STALE_AFTER_MS has its backlog dropped and catches up by state transfer instead. The queue is
 also bounded in bytes, dropping the oldest items first, so a dead peer cannot grow memory (the
 protocol's retransmission and state transfer cover what was dropped).
+
+Every batch passes the node's fault injector (node/faults.py) on its way out: it may wait, be
+lost, go twice, or fail as if the peer were unreachable when the link is blocked.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from ledger.encoding import encode
+from node.faults import FaultInjector
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +105,12 @@ class PeerLink:
 
 
 class Peers:
-    def __init__(self, *, self_index: int, links: list[PeerLink]) -> None:
+    def __init__(
+        self, *, self_index: int, links: list[PeerLink], faults: FaultInjector | None = None
+    ) -> None:
         self.self_index = self_index
         self.links = {link.index: link for link in links}
+        self.faults = FaultInjector() if faults is None else faults
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -152,7 +159,7 @@ class Peers:
                 room = min(BATCH_TX_BYTES_MAX, BATCH_BYTES_MAX - sum(len(m) for m in messages))
                 txs = link.txs.take(room) if room > 0 else []
                 body = encode({"sender": self.self_index, "messages": messages, "txs": txs})
-                if await self._post(link, body):
+                if await self._deliver(link, body):
                     backoff_ms = BACKOFF_MS_MIN
                     continue
                 if link.down_for_ms() > STALE_AFTER_MS:
@@ -166,6 +173,29 @@ class Peers:
                 await asyncio.sleep(backoff_ms / 1000)
                 backoff_ms = min(backoff_ms * 2, BACKOFF_MS_MAX)
 
+    async def _deliver(self, link: PeerLink, body: bytes) -> bool:
+        """Send one batch through the fault injector; True if it counts as delivered."""
+        verdict = self.faults.decide(link.name)
+        if verdict.blocked:
+            self._mark_down(link, "link blocked by fault injection")
+            return False
+        if verdict.delay_ms:
+            await asyncio.sleep(verdict.delay_ms / 1000)
+        if verdict.copies == 0:
+            return True  # lost on the way: the sender cannot tell
+        delivered = await self._post(link, body)
+        for _ in range(verdict.copies - 1):
+            delivered = await self._post(link, body) and delivered
+        return delivered
+
+    def _mark_down(self, link: PeerLink, reason: object) -> None:
+        link.failures += 1
+        if link.down_since_ms is None:
+            link.down_since_ms = int(time.time() * 1000)
+        if link.up:
+            log.warning("peer %s is down: %s", link.name, reason)
+        link.up = False
+
     async def _post(self, link: PeerLink, body: bytes) -> bool:
         assert self._session is not None
         try:
@@ -177,12 +207,7 @@ class Peers:
                 await response.read()
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            link.failures += 1
-            if link.down_since_ms is None:
-                link.down_since_ms = int(time.time() * 1000)
-            if link.up:
-                log.warning("peer %s is down: %s", link.name, exc or type(exc).__name__)
-            link.up = False
+            self._mark_down(link, exc or type(exc).__name__)
             return False
         if not link.up:
             log.info("peer %s is up", link.name)

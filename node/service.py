@@ -51,10 +51,12 @@ from ledger.errors import LedgerError, SignatureError
 from ledger.genesis import Genesis
 from ledger.tx import Transaction
 from node import pause, wal
+from node.byzantine import Byzantine, ByzantineSpec, Mode
 from node.catchup import catch_up, follow
 from node.commits import CommitFeed
 from node.errors import Rejection
 from node.executor import execute_and_store
+from node.faults import FaultInjector
 from node.mempool import Mempool
 from node.oracle_runner import OracleRunner
 from node.peers import PeerLink, Peers
@@ -63,6 +65,7 @@ from node.storage import Storage
 log = logging.getLogger(__name__)
 
 TICK_MS = 100
+FLOOD_TICK_MS = 50
 VERIFIED_CACHE_MAX = 200_000
 DECODED_CACHE_MAX = 512
 
@@ -118,13 +121,13 @@ class _Validator:
 
     def validate(self, block: Block) -> None:
         for tx in block.txs:
-            if self._node.is_verified(tx.hash):
+            if self._node.is_verified(tx):
                 continue
             try:
                 tx.verify()
             except SignatureError as exc:
                 raise InvalidBlock(f"transaction {tx.hash.hex()[:16]}: {exc}") from exc
-            self._node.mark_verified(tx.hash)
+            self._node.mark_verified(tx)
 
 
 class Node:
@@ -139,8 +142,11 @@ class Node:
         observer: bool = False,
         oracle_keys: KeyPair | None = None,
         models_dir: Path | None = None,
+        byzantine: ByzantineSpec | None = None,
     ) -> None:
         found = genesis.validator_index(keys.public_key)
+        if byzantine is not None and (observer or found is None):
+            raise Rejection("only a validator can be byzantine")
         if observer and found is not None:
             raise Rejection("an observer must not use a validator's key")
         if not observer and found is None:
@@ -169,7 +175,7 @@ class Node:
             capacity=self.params.mempool_txs_max,
             committed_nonce=lambda sender: self.runtime.account_nonce(self.storage, sender),
         )
-        self._verified: dict[bytes, None] = {}
+        self._verified: dict[bytes, bytes] = {}  # tx hash -> the signature checked for it
         self.commit_feed = CommitFeed()
         self._decoded: dict[bytes, Message] = {}  # sha256 of a peer message's bytes -> message
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
@@ -193,8 +199,10 @@ class Node:
         )
         # An observer talks to every validator (to forward client transactions); a validator
         # to every other one.
+        self.faults = FaultInjector()
         self.peers = Peers(
             self_index=index,
+            faults=self.faults,
             links=[
                 PeerLink(index=i, name=v.name, url=v.url)
                 for i, v in enumerate(genesis.validators)
@@ -221,6 +229,11 @@ class Node:
                 submit=self.submit,
             )
         self._session: aiohttp.ClientSession | None = None
+        self.byzantine: Byzantine | None = (
+            None
+            if byzantine is None
+            else Byzantine(byzantine, keys=keys, chain_id=genesis.chain_id, index=index)
+        )
 
     def _replica_start(self) -> ReplicaStart:
         """Where a (re)started replica begins: the stored head, its view, what it signed."""
@@ -254,6 +267,10 @@ class Node:
         ]
         if self.oracle is not None:
             self._tasks.append(asyncio.create_task(self._guarded(self.oracle.run()), name="oracle"))
+        if self.byzantine is not None:
+            log.warning("BYZANTINE node: %s (test-only)", self.byzantine.spec)
+            if self.byzantine.mode is Mode.FLOOD:
+                self._tasks.append(asyncio.create_task(self._guarded(self._flood()), name="flood"))
         log.info(
             "node %s (validator %d of %d) started at height %d",
             self.name,
@@ -369,7 +386,7 @@ class Node:
             reason, status = _classify(problem)
             self.counters.reject(reason)
             raise Rejection(problem, status=status)
-        if not self.is_verified(tx.hash):  # a proposed block may have brought it first
+        if not self.is_verified(tx):  # a proposed block may have brought it first
             try:
                 tx.verify()
             except SignatureError as exc:
@@ -380,7 +397,7 @@ class Node:
         except Rejection as exc:
             self.counters.reject(type(exc).__name__.lower())
             raise
-        self.mark_verified(tx.hash)
+        self.mark_verified(tx)
         self.counters.txs_admitted += 1
         self._wake_cutter.set()
         if not self._pending_fed:
@@ -523,11 +540,17 @@ class Node:
                 by_type = self.counters.messages_sent_by_type
                 by_type[kind] = by_type.get(kind, 0) + len(self.peers.links)
                 self._persist_if_ours(message)
-                self.peers.broadcast(encode_message(message))
+                if self.byzantine is None:
+                    self.peers.broadcast(encode_message(message))
+                else:
+                    self._send_byzantine(message, list(self.peers.links))
                 self.counters.messages_sent += len(self.peers.links)
             case Send(to=to, message=message):
                 self._persist_if_ours(message)
-                self.peers.send(to, encode_message(message))
+                if self.byzantine is None:
+                    self.peers.send(to, encode_message(message))
+                else:
+                    self._send_byzantine(message, [to])
                 self.counters.messages_sent += 1
             case CommitBlock(block=block, certificate=certificate):
                 executed = self._execute(block, certificate)
@@ -566,6 +589,34 @@ class Node:
             case _:
                 log.warning("unhandled consensus action %r", action)
         return None
+
+    def _send_byzantine(self, message: Message, destinations: list[int]) -> None:
+        """Send what the byzantine wrapper puts in place of `message` (the honest message is
+        already on disk: the lie is only on the wire)."""
+        assert self.byzantine is not None
+        encoded: dict[int, bytes] = {}
+        for destination, sent in self.byzantine.outgoing(message, destinations):
+            raw = encoded.get(id(sent))
+            if raw is None:
+                raw = encoded[id(sent)] = encode_message(sent)
+            self.peers.send(destination, raw)
+
+    async def _flood(self) -> None:
+        """Junk and duplicates to every peer at the byzantine spec's rate (messages per second
+        per peer), in ticks of FLOOD_TICK_MS."""
+        assert self.byzantine is not None and self.replica is not None
+        owed = 0.0
+        while True:
+            await asyncio.sleep(FLOOD_TICK_MS / 1000)
+            owed += self.byzantine.spec.rate * FLOOD_TICK_MS / 1000
+            count = int(owed)
+            owed -= count
+            for index in self.peers.links:
+                items = self.byzantine.flood_batch(
+                    count, seq_base=self.replica.committed_height, view=self.replica.view
+                )
+                for item in items:
+                    self.peers.send(index, item)
 
     def _persist_if_ours(self, message: Message) -> None:
         """What this node signed is on disk before it leaves (others' messages it relays are
@@ -607,7 +658,12 @@ class Node:
         if self._fetch_task is not None and not self._fetch_task.done():
             return  # one catch-up at a time; the replica asks again if it stalls
         order = [*hint, *(i for i in range(self.genesis.n) if i not in hint)]
-        urls = [self.genesis.validators[i].url for i in order if i != self.index]
+        validators = self.genesis.validators
+        urls = [
+            validators[i].url
+            for i in order
+            if i != self.index and not self.faults.is_blocked(validators[i].name)
+        ]
         self.counters.fetches += 1
         log.info("behind: fetching blocks %d..%d", start, end)
         self._fetch_task = asyncio.create_task(
@@ -655,13 +711,16 @@ class Node:
 
     # -- verified-signature cache ------------------------------------------------------------
 
-    def is_verified(self, tx_hash: bytes) -> bool:
-        return tx_hash in self._verified
+    def is_verified(self, tx: Transaction) -> bool:
+        """Whether this very signature was checked for this transaction. The hash covers the
+        body only, so a primary could pair a known body with a corrupted signature: the cache
+        must not vouch for signature bytes it never checked."""
+        return self._verified.get(tx.hash) == tx.signature
 
-    def mark_verified(self, tx_hash: bytes) -> None:
+    def mark_verified(self, tx: Transaction) -> None:
         if len(self._verified) >= VERIFIED_CACHE_MAX:
             self._verified.pop(next(iter(self._verified)))
-        self._verified[tx_hash] = None
+        self._verified[tx.hash] = tx.signature
 
     # -- timers ------------------------------------------------------------------------------
 
@@ -727,6 +786,18 @@ class Node:
             "view_active": replica.view_active,
         }
 
+    def _byzantine_status(self) -> dict[str, Any] | None:
+        if self.byzantine is None:
+            return None
+        counters = self.byzantine.counters
+        return {
+            "mode": str(self.byzantine.mode),
+            "rate": self.byzantine.spec.rate,
+            "rewritten": counters.rewritten,
+            "withheld": counters.withheld,
+            "flooded": counters.flooded,
+        }
+
     def status(self) -> dict[str, Any]:
         head = self.storage.head()
         return {
@@ -744,6 +815,7 @@ class Node:
             "halted": self.halted,
             "peers": self.peers.status(),
             "oracle": None if self.oracle is None else self.oracle.status(),
+            "byzantine": self._byzantine_status(),
             "counters": {
                 "txs_admitted": self.counters.txs_admitted,
                 "txs_committed": self.counters.txs_committed,

@@ -1,0 +1,169 @@
+"""`millchain cluster faults`: per-peer fault injection on a running cluster, through each node's
+loopback-only admin API (`/admin/faults`, node/faults.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import click
+
+from cli.common import dir_option, fail, guarded, json_option, layout_of, print_json, run
+from cli.common import table as print_table
+from cli.layout import ClusterDir
+
+
+def parse_partition(spec: str, validators: list[str]) -> list[list[str]]:
+    """`node0,node1/node2,node3` -> the groups; every validator in exactly one group."""
+    groups = [
+        [name.strip() for name in part.split(",") if name.strip()] for part in spec.split("/")
+    ]
+    if len(groups) < 2 or any(not group for group in groups):
+        raise click.BadParameter(
+            f"expected at least two non-empty groups like node0/node1,node2,node3, got {spec!r}",
+            param_hint="--partition",
+        )
+    named = [name for group in groups for name in group]
+    unknown = sorted(set(named) - set(validators))
+    if unknown:
+        raise click.BadParameter(
+            f"unknown node(s) {', '.join(unknown)}; validators are {', '.join(validators)}",
+            param_hint="--partition",
+        )
+    if len(named) != len(set(named)):
+        raise click.BadParameter("a node appears in two groups", param_hint="--partition")
+    missing = [name for name in validators if name not in named]
+    if missing:
+        raise click.BadParameter(
+            f"every validator must be in a group; missing {', '.join(missing)}",
+            param_hint="--partition",
+        )
+    return groups
+
+
+def partition_plan(groups: list[list[str]]) -> dict[str, list[str]]:
+    """For each node, the peers it must stop sending to (everyone outside its group)."""
+    return {
+        name: [peer for other in groups if other is not group for peer in other]
+        for group in groups
+        for name in group
+    }
+
+
+async def _admin(
+    session: aiohttp.ClientSession, url: str, body: dict[str, Any] | None
+) -> dict[str, Any]:
+    method = "GET" if body is None else "POST"
+    async with session.request(method, f"{url}/admin/faults", json=body) as response:
+        answer: dict[str, Any] = await response.json(content_type=None)
+        if response.status != 200:
+            raise click.ClickException(f"{url}: {response.status}: {answer.get('error', answer)}")
+        return answer
+
+
+async def _apply(layout: ClusterDir, posts: list[tuple[str, dict[str, Any] | None]]) -> list[Any]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        try:
+            return list(
+                await asyncio.gather(
+                    *(_admin(session, layout.config(name).url, body) for name, body in posts)
+                )
+            )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise click.ClickException(f"a node did not answer: {exc}") from exc
+
+
+@click.command(name="faults")
+@dir_option
+@click.option("--node", "nodes", multiple=True, help="Node(s) whose outgoing links to change.")
+@click.option("--peer", default="*", show_default=True, help="The peer the rule is for.")
+@click.option("--delay-ms", type=click.IntRange(0, 60_000), default=0, help="Delay per batch.")
+@click.option("--jitter-ms", type=click.IntRange(0, 60_000), default=0, help="Uniform +/- jitter.")
+@click.option("--loss", type=click.FloatRange(0, 1), default=0.0, help="Probability of loss.")
+@click.option("--dup", type=click.FloatRange(0, 1), default=0.0, help="Probability of a duplicate.")
+@click.option("--block", is_flag=True, help="Cut the link (one way; see --partition).")
+@click.option("--seed", type=int, default=None, help="Reseed the nodes' fault generators.")
+@click.option(
+    "--partition",
+    metavar="A,B/C,D",
+    help="Cut every link between the groups (replacing the nodes' other rules).",
+)
+@click.option("--heal", is_flag=True, help="Remove every fault rule (of --node, or all nodes).")
+@json_option
+@guarded
+def faults(
+    directory: Path,
+    nodes: tuple[str, ...],
+    peer: str,
+    delay_ms: int,
+    jitter_ms: int,
+    loss: float,
+    dup: float,
+    block: bool,
+    seed: int | None,
+    partition: str | None,
+    heal: bool,
+    as_json: bool,
+) -> None:
+    """Inject per-peer faults (delay, jitter, loss, duplication, cut links) into a running
+    cluster, or show them. Rules apply to what a node sends to a peer.
+
+    \b
+    millchain cluster faults --dir D                                # show every node's rules
+    millchain cluster faults --dir D --node node1 --peer node2 --delay-ms 50 --loss 0.1
+    millchain cluster faults --dir D --partition node0/node1,node2,node3
+    millchain cluster faults --dir D --heal
+    """
+    layout = layout_of(directory)
+    validators = layout.validator_names()
+    for name in nodes:
+        layout.config(name)
+    targets = list(dict.fromkeys(nodes)) or validators  # in order, each once
+    rule = {
+        "delay_ms": delay_ms,
+        "jitter_ms": jitter_ms,
+        "loss": loss,
+        "duplicate": dup,
+        "blocked": block,
+    }
+    changes_rule = any((delay_ms, jitter_ms, loss, dup, block))
+    if sum((partition is not None, heal, changes_rule)) > 1:
+        fail("choose one of --partition, --heal, or a rule (--delay-ms, --loss, --block, ...)")
+    posts: list[tuple[str, dict[str, Any] | None]] = []
+    if seed is not None:
+        posts += [(name, {"seed": seed}) for name in targets]
+    if partition is not None:
+        plan = partition_plan(parse_partition(partition, validators))
+        posts += [(name, {"clear": True}) for name in plan]
+        posts += [
+            (name, {"peer": cut, "blocked": True}) for name, cuts in plan.items() for cut in cuts
+        ]
+    elif heal:
+        posts += [(name, {"clear": True}) for name in targets]
+    elif changes_rule:
+        posts += [(name, {"peer": peer, **rule}) for name in targets if name != peer]
+    for name, body in posts:
+        run(_apply(layout, [(name, body)]))
+    shown = run(_apply(layout, [(name, None) for name in targets]))
+    if as_json:
+        print_json(dict(zip(targets, shown, strict=True)))
+        return
+    rows = [
+        [
+            name,
+            link,
+            r["delay_ms"],
+            r["jitter_ms"],
+            r["loss"],
+            r["duplicate"],
+            "CUT" if r["blocked"] else "",
+            r["counters"]["lost"],
+            r["counters"]["blocked"],
+        ]
+        for name, state in zip(targets, shown, strict=True)
+        for link, r in state["peers"].items()
+    ]
+    columns = ["node", "to", "delay ms", "jitter ms", "loss", "dup", "blocked", "lost", "refused"]
+    print_table("fault injection", columns, rows)
