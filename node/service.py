@@ -91,6 +91,7 @@ class Counters:
     messages_received: int = 0
     messages_sent: int = 0
     messages_rejected: int = 0
+    messages_stale: int = 0  # too late to matter (at or below the low watermark); not an attack
     view_changes: int = 0
     oracle_reports: int = 0
     oracle_final_predictions: int = 0
@@ -538,7 +539,9 @@ class Node:
             case _FollowUp(event=event):
                 return event
             case Rejected(sender=sender, reason=reason, stale=stale):
-                if not stale:
+                if stale:
+                    self.counters.messages_stale += 1
+                else:
                     self.counters.messages_rejected += 1
                     log.debug("rejected a message from validator %s: %s", sender, reason)
             case CheckpointStable(seq=seq):
@@ -751,6 +754,7 @@ class Node:
                 "messages_received": self.counters.messages_received,
                 "messages_sent": self.counters.messages_sent,
                 "messages_rejected": self.counters.messages_rejected,
+                "messages_stale": self.counters.messages_stale,
                 "view_changes": self.counters.view_changes,
                 "blocks_transferred": self.counters.blocks_transferred,
                 "fetches": self.counters.fetches,
