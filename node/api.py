@@ -419,15 +419,19 @@ async def admin_resume(request: web.Request) -> web.Response:
     return web.json_response(_pause_json(node))
 
 
+def server_runner(app: web.Application, limits: ApiLimits) -> web.AppRunner:
+    """The app's runner. keepalive_timeout closes a connection idle between requests, and
+    (aiohttp >= 3.14.4) one that has not sent a whole request line and headers that long after
+    connecting; read_body bounds the time a body may take."""
+    return web.AppRunner(app, access_log=None, keepalive_timeout=limits.idle_timeout_s)
+
+
 async def serve(
     node: Node, host: str, port: int, stop: asyncio.Event, limits: ApiLimits | None = None
 ) -> None:
     """Run the node and its HTTP server until `stop` is set, then shut down gracefully."""
     limits = limits or ApiLimits()
-    app = create_app(node, limits)
-    # keepalive_timeout closes a connection idle between requests, and (aiohttp >= 3.14.4) one
-    # that has not sent a whole request line and headers that long after connecting.
-    runner = web.AppRunner(app, access_log=None, keepalive_timeout=limits.idle_timeout_s)
+    runner = server_runner(create_app(node, limits), limits)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()

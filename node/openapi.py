@@ -645,7 +645,11 @@ def _paths() -> Schema:
                 "tags": ["explorer"],
                 "summary": "The explorer's static files",
                 "parameters": [_path("filename", {"type": "string"}, "file under node/static/")],
-                "responses": _responses({200: {"description": "the file"}}, [403, 404]),
+                "responses": {
+                    **_responses({200: {"description": "the file"}}, []),
+                    "403": {"description": "outside node/static/ (empty body)"},
+                    "404": {"description": "no such file (empty body)"},
+                },
             }
         },
     }
