@@ -422,8 +422,14 @@ async def admin_resume(request: web.Request) -> web.Response:
 def server_runner(app: web.Application, limits: ApiLimits) -> web.AppRunner:
     """The app's runner. keepalive_timeout closes a connection idle between requests, and
     (aiohttp >= 3.14.4) one that has not sent a whole request line and headers that long after
-    connecting; read_body bounds the time a body may take."""
-    return web.AppRunner(app, access_log=None, keepalive_timeout=limits.idle_timeout_s)
+    connecting; read_body bounds the time a body may take, and lingering_time how long the
+    server still reads (and discards) the rest of a body it answered without reading."""
+    return web.AppRunner(
+        app,
+        access_log=None,
+        keepalive_timeout=limits.idle_timeout_s,
+        lingering_time=limits.body_timeout_s,
+    )
 
 
 async def serve(
