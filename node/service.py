@@ -112,12 +112,19 @@ class _FollowUp:
 
 
 class _Validator:
-    """Checks a proposed block's transactions for the replica: signatures, once per node."""
+    """Checks a proposed block for the replica: its size against the genesis limit, and its
+    transactions' signatures, once per node."""
 
     def __init__(self, node: Node) -> None:
         self._node = node
 
     def validate(self, block: Block) -> None:
+        txs_max = self._node.params.block_txs_max
+        if len(block.txs) > txs_max:
+            raise InvalidBlock(
+                f"block {block.height} has {len(block.txs)} transactions; the genesis "
+                f"limit block_txs_max is {txs_max}"
+            )
         for tx in block.txs:
             if self._node.is_verified(tx.hash):
                 continue
