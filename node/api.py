@@ -397,8 +397,8 @@ async def admin_pause(request: web.Request) -> web.Response:
     expected = f'expected {{"phase": one of {phases}, "seq_min": non-negative integer}}'
     try:
         body = json.loads(await read_body(request))
-    except ValueError as exc:  # also UnicodeDecodeError
-        raise Rejection(f"{expected}; the body is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # also UnicodeDecodeError; too deep nesting
+        raise Rejection(f"{expected}; the body is not JSON: {exc!r}"[:300]) from None
     if not isinstance(body, dict) or set(body) - {"phase", "seq_min"}:
         raise Rejection(f"{expected}, got {str(body)[:80]}")
     try:

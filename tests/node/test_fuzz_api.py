@@ -363,6 +363,55 @@ def test_out_of_range_query_parameters_get_a_4xx(cluster: Cluster, route: str) -
     check()
 
 
+PHASES = {
+    "before-pre-prepare",
+    "after-pre-prepare",
+    "after-prepare",
+    "after-commit",
+    "after-execute",
+}
+JSON_VALUES = st.recursive(
+    st.one_of(st.none(), st.booleans(), INTS, st.floats(), st.text(max_size=20)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4), st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@st.composite
+def admin_bodies(draw: st.DrawFn) -> bytes:
+    """Bodies /admin/pause must refuse: never a known phase with a valid seq_min."""
+    shape = draw(st.sampled_from(["json", "pause_like", "deep", "bytes"]))
+    if shape == "deep":
+        return b"[" * draw(st.integers(100, BODY_BYTES_MAX - 1))
+    if shape == "bytes":
+        return draw(st.binary(max_size=200))
+    if shape == "json":
+        value = draw(JSON_VALUES.filter(lambda v: not (isinstance(v, dict) and "phase" in v)))
+    else:
+        phase = draw(st.one_of(JSON_VALUES, st.sampled_from(sorted(PHASES))))
+        seq_min = draw(st.one_of(INTS, st.floats(), st.text(max_size=5), st.none()))
+        value = {"phase": phase, "seq_min": seq_min}
+        valid_phase = phase in PHASES if isinstance(phase, str) else False
+        if valid_phase and type(seq_min) is int and 0 <= seq_min < 2**63:
+            value["seq_min"] = -1 - seq_min
+    return json.dumps(value).encode()
+
+
+def test_admin_pause_refuses_every_bad_body(cluster: Cluster) -> None:
+    node = cluster.nodes[TARGET]
+
+    @settings(FUZZ, max_examples=200)
+    @given(body=admin_bodies())
+    def check(body: bytes) -> None:
+        status, _ = _post_invalid(cluster, "/admin/pause", body)
+        assert status == 400
+        assert node.pause_point is None
+
+    check()
+
+
 # -- the peer endpoint -----------------------------------------------------------------------
 
 
