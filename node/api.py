@@ -121,7 +121,9 @@ def create_app(node: Node, limits: ApiLimits | None = None) -> web.Application:
     )
     app[NODE_KEY] = node
     app[LIMITS_KEY] = limits
-    app[LIMITER_KEY] = RateLimiter(rate_per_s=limits.rate_per_s, burst=limits.rate_burst)
+    app[LIMITER_KEY] = RateLimiter(
+        rate_per_s=limits.rate_limit_per_s, burst=limits.rate_limit_burst
+    )
     app.add_routes(
         [
             web.post("/tx", submit_tx),

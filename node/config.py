@@ -46,8 +46,8 @@ class NodeConfig:
 
     def limits(self) -> ApiLimits:
         return ApiLimits(
-            rate_per_s=self.rate_limit_per_s,
-            rate_burst=self.rate_limit_burst,
+            rate_limit_per_s=self.rate_limit_per_s,
+            rate_limit_burst=self.rate_limit_burst,
             idle_timeout_s=self.idle_timeout_s,
             body_timeout_s=self.body_timeout_s,
             admin_token=self.admin_token,
@@ -84,7 +84,7 @@ class NodeConfig:
                 ),
                 models_dir=resolve(document["models_dir"]) if document.get("models_dir") else None,
                 rate_limit_per_s=_number(document, "rate_limit_per_s", RATE_PER_S_DEFAULT),
-                rate_limit_burst=int(document.get("rate_limit_burst", RATE_BURST_DEFAULT)),
+                rate_limit_burst=_integer(document, "rate_limit_burst", RATE_BURST_DEFAULT),
                 idle_timeout_s=_number(document, "idle_timeout_s", IDLE_TIMEOUT_S_DEFAULT),
                 body_timeout_s=_number(document, "body_timeout_s", BODY_TIMEOUT_S_DEFAULT),
                 admin_token=_optional_str(document, "admin_token"),
@@ -109,6 +109,13 @@ def _number(document: dict[str, object], key: str, default: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{key} must be a number, got {value!r}")
     return float(value)
+
+
+def _integer(document: dict[str, object], key: str, default: int) -> int:
+    value = document.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key} must be an integer, got {value!r}")
+    return value
 
 
 def _optional_str(document: dict[str, object], key: str) -> str | None:

@@ -1,13 +1,13 @@
 """Overload limits of the HTTP API: per-client token buckets, body and idle timeouts, the admin
 token.
 
-A client (one remote address) has a bucket of `rate_burst` tokens refilled at `rate_per_s`; every
-client API request takes one token and a batch of transactions one per transaction. A request that
-finds too few tokens is refused with 429 and a Retry-After saying when enough will be back; it
-changes nothing. The defaults are far above what one machine's benchmark sends (`millchain bench`
-submits from 32 senders, all from 127.0.0.1), so only a client flooding the node is slowed down.
-The peer and admin routes are not counted: peers' batches are bounded by the body size limit and
-rejected cheaply, and throttling them would slow consensus itself.
+A client (one remote address) has a bucket of `rate_limit_burst` tokens refilled at
+`rate_limit_per_s`; every client API request takes one token and a batch of transactions one per
+transaction. A request that finds too few tokens is refused with 429 and a Retry-After saying when
+enough will be back; it changes nothing. The defaults are far above what one machine's benchmark
+sends (`millchain bench` submits from 32 senders, all from 127.0.0.1), so only a client flooding
+the node is slowed down. The peer and admin routes are not counted: peers' batches are bounded by
+the body size limit and rejected cheaply, and throttling them would slow consensus itself.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ CLIENTS_MAX = 10_000
 class ApiLimits:
     """The node's HTTP limits (from its config file; see node/config.py)."""
 
-    rate_per_s: float = RATE_PER_S_DEFAULT
-    rate_burst: int = RATE_BURST_DEFAULT
+    rate_limit_per_s: float = RATE_PER_S_DEFAULT
+    rate_limit_burst: int = RATE_BURST_DEFAULT
     # Seconds a connection may stay idle between requests, and at most to send a request's
     # line and headers after connecting.
     idle_timeout_s: float = IDLE_TIMEOUT_S_DEFAULT
@@ -44,7 +44,7 @@ class ApiLimits:
     admin_token: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("rate_per_s", "rate_burst", "idle_timeout_s", "body_timeout_s"):
+        for name in ("rate_limit_per_s", "rate_limit_burst", "idle_timeout_s", "body_timeout_s"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")

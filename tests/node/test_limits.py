@@ -90,7 +90,7 @@ def test_token_bucket_refills_at_its_rate_and_caps_at_its_burst() -> None:
 
 
 async def test_client_over_its_rate_gets_429_and_nothing_changes(node: Node, setup: Setup) -> None:
-    limits = ApiLimits(rate_per_s=0.5, rate_burst=3)
+    limits = ApiLimits(rate_limit_per_s=0.5, rate_limit_burst=3)
     async with TestClient(TestServer(create_app(node, limits))) as client:
         for _ in range(3):
             assert (await client.get("/status")).status == 200
@@ -107,7 +107,7 @@ async def test_client_over_its_rate_gets_429_and_nothing_changes(node: Node, set
 
 
 async def test_a_batch_takes_one_token_per_transaction(node: Node, setup: Setup) -> None:
-    limits = ApiLimits(rate_per_s=0.5, rate_burst=4)
+    limits = ApiLimits(rate_limit_per_s=0.5, rate_limit_burst=4)
     async with TestClient(TestServer(create_app(node, limits))) as client:
         batch = msgpack.packb([_tx(setup, n).to_wire() for n in range(5)])
         response = await client.post("/txs", data=batch)
