@@ -15,6 +15,7 @@ import string
 import urllib.parse
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -454,21 +455,26 @@ def consensus_messages(draw: st.DrawFn, cluster: Cluster) -> tuple[bytes, bool]:
     return encode_message(message), who != "validator"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerCase:
+    body: bytes
+    well_formed: bool  # a map with lists "messages" and "txs"
+    messages: int = 0
+    bad_messages: int = 0  # undecodable, badly signed, outsiders' or another chain's
+    txs: int = 0  # every one refused at admission
+
+
 @st.composite
-def peer_batches(draw: st.DrawFn, cluster: Cluster) -> tuple[bytes, int, int]:
-    """(body, messages in it, messages the node must count as rejected); -1 for a body that
-    is not a well-formed batch."""
+def peer_batches(draw: st.DrawFn, cluster: Cluster) -> PeerCase:
     shape = draw(st.sampled_from(["batch", "batch", "batch", "junk", "values", "bad_lists"]))
     if shape == "junk":
-        return draw(st.one_of(st.binary(max_size=200), deep_nesting())), -1, 0
+        junk = draw(st.one_of(st.binary(max_size=200), deep_nesting()))
+        return PeerCase(body=junk, well_formed=False)
     if shape == "values":
-        return _packb(draw(VALUES)), -1, 0
+        return PeerCase(body=_packb(draw(VALUES)), well_formed=False)
     if shape == "bad_lists":
-        return (
-            encode({"messages": draw(st.one_of(st.none(), INTS, st.text(max_size=5))), "txs": []}),
-            -1,
-            0,
-        )
+        not_a_list = draw(st.one_of(st.none(), INTS, st.text(max_size=5)))
+        return PeerCase(body=encode({"messages": not_a_list, "txs": []}), well_formed=False)
     items = draw(
         st.lists(
             st.one_of(
@@ -480,13 +486,18 @@ def peer_batches(draw: st.DrawFn, cluster: Cluster) -> tuple[bytes, int, int]:
             max_size=6,
         )
     )
-    replayed = draw(st.booleans())
-    messages = [raw for raw, _ in items] * (2 if replayed else 1)
-    bad = sum(1 for _, is_bad in items if is_bad) * (2 if replayed else 1)
+    copies = 2 if draw(st.booleans()) else 1  # replayed within the batch
+    messages = [raw for raw, _ in items] * copies
     txs = draw(
         st.lists(client_bodies(cluster.identities).filter(lambda b: len(b) < 8000), max_size=3)
     )
-    return encode({"sender": 3, "messages": messages, "txs": txs}), len(messages), bad
+    return PeerCase(
+        body=encode({"sender": 3, "messages": messages, "txs": txs}),
+        well_formed=True,
+        messages=len(messages),
+        bad_messages=sum(1 for _, is_bad in items if is_bad) * copies,
+        txs=len(txs),
+    )
 
 
 @st.composite
@@ -511,23 +522,23 @@ def test_peer_batch_drops_and_counts_bad_input(cluster: Cluster) -> None:
 
     @settings(FUZZ, max_examples=400)
     @given(case=peer_batches(cluster))
-    def check(case: tuple[bytes, int, int]) -> None:
-        body, count, bad = case
-        received = node.counters.messages_received
-        rejected = node.counters.messages_rejected
-        stale = node.counters.messages_stale
-        malformed = node.counters.rejected.get("peer_malformed", 0)
-        status, _ = _post_invalid(cluster, "/peer/batch", body)
-        if count < 0:
+    def check(case: PeerCase) -> None:
+        counters = node.counters
+        received = counters.messages_received
+        dropped = counters.messages_rejected + counters.messages_stale
+        refused = sum(counters.rejected.values())
+        status, _ = _post_invalid(cluster, "/peer/batch", case.body)
+        if not case.well_formed:
             assert status == 400
-            assert node.counters.rejected.get("peer_malformed", 0) == malformed + 1
+            assert sum(counters.rejected.values()) == refused + 1  # as peer_malformed
             return
         assert status == 200
-        assert node.counters.messages_received == received + count
+        assert counters.messages_received == received + case.messages
         # Undecodable, badly signed and outsiders' messages are counted as rejected, or as
         # stale when they are for a slot already behind the node (checked first: it is cheap).
-        dropped = node.counters.messages_rejected + node.counters.messages_stale
-        assert dropped >= rejected + stale + bad
+        assert counters.messages_rejected + counters.messages_stale >= dropped + case.bad_messages
+        # Every forwarded transaction here is refused, and counted under its reason.
+        assert sum(counters.rejected.values()) == refused + case.txs
 
     check()
 
