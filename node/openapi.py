@@ -190,7 +190,7 @@ REASONS = {
     400: "malformed input; the message says what was wrong and what was expected",
     401: "the signature does not verify",
     403: "the sender or caller is not allowed",
-    404: "not found",
+    404: "not found (also: a path parameter holding '{', '}' or '/' matches no route)",
     405: "method not allowed on this path",
     408: "the request body did not arrive within the body timeout",
     409: "a duplicate transaction or an already used nonce",
@@ -486,7 +486,7 @@ def _paths() -> Schema:
                 "summary": "Part of a contract's state: path segments separated by /",
                 "parameters": [
                     _path("contract", {"type": "string"}, "contract name"),
-                    _path("path", {"type": "string"}, "query path, e.g. steel/main"),
+                    _path("path", {"type": "string"}, "query path, e.g. steel/main (may be empty)"),
                 ],
                 "responses": _responses({200: state_ok}, [400, 404]),
             }
@@ -709,8 +709,18 @@ def document() -> Schema:
             },
             "schemas": {"Error": ERROR},
         },
-        "paths": _paths(),
+        "paths": _with_unrouted(_paths()),
     }
+
+
+def _with_unrouted(paths: Schema) -> Schema:
+    """aiohttp matches no route for a path parameter holding '{', '}' or '/': such a request
+    gets 404, so every operation with a path parameter documents it."""
+    for template, item in paths.items():
+        if "{" in template:
+            for operation in item.values():
+                operation["responses"].setdefault("404", _error(404))
+    return paths
 
 
 DOCUMENT_KEY = web.AppKey("openapi", dict)

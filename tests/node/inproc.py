@@ -46,7 +46,9 @@ class Cluster:
         self, node: int, method: str, path: str, *, body: bytes | None = None
     ) -> tuple[int, dict[str, str], bytes]:
         assert self.session is not None
-        async with self.session.request(method, self.urls[node] + path, data=body) as response:
+        async with self.session.request(
+            method, self.urls[node] + path, data=body, allow_redirects=False
+        ) as response:
             return response.status, dict(response.headers), await response.read()
 
     def fingerprint(self, node: int) -> tuple[int, bytes, bytes, int]:

@@ -23,6 +23,7 @@ import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from yarl import URL
 
 from consensus.codec import encode_message
 from consensus.messages import sign_checkpoint, sign_commit, sign_prepare
@@ -33,6 +34,7 @@ from ledger.genesis import Params
 from ledger.tx import Transaction
 from node.limits import ApiLimits
 from tests.node.inproc import CHAIN_ID, Cluster, in_process_cluster
+from tests.node.test_openapi import check_answer, is_documented
 
 TARGET = 1  # a backup: fuzzing it leaves the primary free to commit the valid work at the end
 BODY_BYTES_MAX = 32 * 1024
@@ -243,6 +245,7 @@ def _post_invalid(cluster: Cluster, path: str, body: bytes) -> tuple[int, bytes]
     TRIED[f"POST {path}"] += 1
     if status != 200:
         _client_error(status, headers, answer)
+    check_answer("POST", path, status, headers, answer)
     assert cluster.fingerprint(TARGET) == before
     return status, answer
 
@@ -330,6 +333,11 @@ def _get_checked(cluster: Cluster, route: str, path: str) -> None:
     assert status < 500, (path, status, answer[:300])
     if status >= 400:
         _client_error(status, headers, answer)
+    routed = URL(cluster.urls[TARGET] + path).raw_path  # as sent: dot segments resolved
+    if is_documented(routed):
+        check_answer("GET", routed, status, headers, answer)
+    else:  # e.g. an empty segment: no route at all
+        assert status == 404, (path, status)
     assert cluster.fingerprint(TARGET) == before
 
 

@@ -65,9 +65,15 @@ async def test_served_document_is_the_module_one(client: TestClient) -> None:  #
 def _template_pattern(template: str) -> re.Pattern[str]:
     pattern = re.escape(template)
     for name in re.findall(r"\{(\w+)\}", template):
-        wide = name in ("path", "filename")
-        pattern = pattern.replace(re.escape("{" + name + "}"), ".+" if wide else "[^/]+")
+        # {path} may be empty and span segments (aiohttp's {path:.*}); {filename} spans them.
+        wide = {"path": ".*", "filename": ".+"}.get(name, "[^/{}]+")
+        pattern = pattern.replace(re.escape("{" + name + "}"), wide)
     return re.compile(f"^{pattern}$")
+
+
+def is_documented(path: str) -> bool:
+    bare = path.split("?", maxsplit=1)[0]
+    return any(_template_pattern(t).match(bare) for t in DOCUMENT["paths"])
 
 
 def operation_for(method: str, path: str) -> tuple[str, dict[str, Any]]:
