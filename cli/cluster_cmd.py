@@ -247,7 +247,11 @@ def node_group() -> None:
 )
 @guarded
 def node_run(config_file: Path, byzantine_spec: str | None, byzantine_seed: int) -> None:
-    """Run one node in the foreground until SIGTERM or Ctrl-C."""
+    """Run one node in the foreground until SIGTERM or Ctrl-C.
+
+    The config file also sets the node's HTTP limits: rate_limit_per_s and rate_limit_burst
+    (per client address), idle_timeout_s, body_timeout_s, and an optional admin_token that
+    opens the admin API to other hosts than loopback."""
     from node.main import run_node  # noqa: PLC0415  (keeps CLI start-up light)
 
     byzantine = None

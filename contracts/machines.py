@@ -33,7 +33,7 @@ from contracts.machine_state import (
 )
 from contracts.order_state import order_id, queued_numbers
 from contracts.scheduling import move_queued_work
-from contracts.schema import NAME_PATTERN, Int, ListOf, Str
+from contracts.schema import NAME_PATTERN, Int, ListOf, Str, is_decimal
 from contracts.state import StateReader, write_map
 from ledger.genesis import Role
 
@@ -240,7 +240,7 @@ class MachinesContract(Contract):
             return _view(state, machine)
         if path[1] == "readings" and len(path) == 2:
             return recent_readings(state, machine.id, READINGS_QUERY_MAX)
-        if path[1] == "readings" and len(path) == 3 and path[2].isdigit():
+        if path[1] == "readings" and len(path) == 3 and is_decimal(path[2]):
             reading = read_reading(state, machine.id, int(path[2]))
             if reading is None:
                 raise QueryError(f"machine {machine.id} has no reading {path[2]}")

@@ -21,7 +21,7 @@ from contracts.errors import ConflictError, NotFoundError, QueryError, RejectedE
 from contracts.machine_state import MachineStatus, change_status, existing_machine
 from contracts.machine_state import subject as machine_subject
 from contracts.scheduling import move_queued_work
-from contracts.schema import NAME_PATTERN, Choice, ListOf, Str
+from contracts.schema import NAME_PATTERN, Choice, ListOf, Str, is_decimal
 from contracts.state import StateReader, decode_map, read_map, write_map
 from ledger.genesis import Role
 
@@ -214,7 +214,7 @@ class MaintenanceContract(Contract):
             return {record.pop("id"): record for record in all_work_orders(state)}
         if len(path) == 1:
             text = path[0]
-            if not (text.startswith("wo-") and text[3:].isdigit() and len(text) <= 15):
+            if not (text.startswith("wo-") and is_decimal(text[3:]) and len(text) <= 15):
                 raise QueryError(f"{text!r} is not a work order id (wo-<n>)")
             record = read_work_order(state, text)
             if record is None:

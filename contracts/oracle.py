@@ -32,7 +32,7 @@ from contracts.machine_state import (
 )
 from contracts.machines import flag_machine_at_risk
 from contracts.maintenance import open_work_order
-from contracts.schema import NAME_PATTERN, Bytes, Int, ListOf, Record, Str
+from contracts.schema import NAME_PATTERN, Bytes, Int, ListOf, Record, Str, is_decimal
 from contracts.state import (
     MemoryState,
     Overlay,
@@ -252,7 +252,7 @@ class OracleContract(Contract):
         if path[0] == "predictions" and len(path) == 2:
             prefix = PREDICTION_PREFIX + f"{path[1]}/".encode()
             return [_prediction_view(decode_map(k, v)) for k, v in state.scan(prefix)]
-        if path[0] == "prediction" and len(path) == 3 and path[2].isdigit():
+        if path[0] == "prediction" and len(path) == 3 and is_decimal(path[2]):
             record = read_map(state, prediction_key(path[1], int(path[2])))
             if record is None:
                 raise QueryError(f"no reports on machine {path[1]} reading {path[2]}")

@@ -40,7 +40,7 @@ from contracts.order_state import (
     transition,
 )
 from contracts.scheduling import pick_machine
-from contracts.schema import NAME_PATTERN, Int, MapOf, Str
+from contracts.schema import NAME_PATTERN, Int, MapOf, Str, is_decimal
 from contracts.state import StateReader
 from contracts.stock import (
     consume_for_order,
@@ -216,7 +216,7 @@ class OrdersContract(Contract):
             return {order.id: order.summary() for order in all_orders(state)}
         if len(path) == 1:
             text = path[0]
-            if not (text.startswith("ord-") and text[4:].isdigit() and len(text) <= 16):
+            if not (text.startswith("ord-") and is_decimal(text[4:]) and len(text) <= 16):
                 raise QueryError(f"{text!r} is not an order id (ord-<n>)")
             order = read_order(state, text)
             if order is None:

@@ -33,6 +33,11 @@ MISSING: Final = _Missing.MISSING
 """The default of a required argument (None is a legitimate default, so it cannot mark this)."""
 
 
+def is_decimal(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts digits int() refuses, such as "²"."""
+    return text.isascii() and text.isdigit()
+
+
 def value_kind(value: Any) -> str:
     """How a message names the type of a decoded value."""
     if value is None:

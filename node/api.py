@@ -18,17 +18,23 @@ Client API (JSON answers; errors are {"error": message} with a 4xx or 503 status
 Peer API:
   POST /peer/batch              {"sender", "messages": [...], "txs": [...]} (msgpack)
   GET  /peer/blocks?from=&to=   certified blocks for catching up (msgpack)
-Admin API (loopback only):
+Admin API (from loopback, or with `Authorization: Bearer <admin_token>` if the config sets one):
   GET/POST /admin/pause         show, or arm, a pause point (node/pause.py); POST /admin/resume
   GET/POST /admin/faults        show, or set, per-peer fault injection (node/faults.py): POST
                                 {"peer": NAME or "*", "delay_ms", "jitter_ms", "loss",
                                 "duplicate", "blocked"} sets a rule (fields left out: no fault),
                                 {"clear": true[, "peer": NAME]} removes rules, {"seed": N} reseeds
+Also GET /openapi.json (this API described as OpenAPI 3.1, node/openapi.py), GET /metrics and the
+explorer (node/explorer.py).
+
+Client API requests are rate-limited per remote address (node/limits.py): over the limit they get
+429 with Retry-After. A body must arrive within the configured body timeout (else 408).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -44,22 +50,33 @@ from node import pause
 from node.errors import Rejection
 from node.explorer import setup_explorer
 from node.faults import FaultSpecError, LinkFaults
+from node.limits import ApiLimits, RateLimited, RateLimiter, token_matches
 from node.metrics import setup_metrics
+from node.openapi import (
+    BLOCK_LIST_MAX,
+    COMMITS_FROM_MAX,
+    EVENTS_LIMIT_MAX,
+    HEIGHT_MAX,
+    TXS_PER_REQUEST_MAX,
+    WAIT_MS_MAX,
+    setup_openapi,
+)
 from node.service import Node
 from node.sync import blocks_query, encode_blocks
 
 log = logging.getLogger(__name__)
 
 NODE_KEY = web.AppKey("node", Node)
-WAIT_MS_MAX = 60_000
-BLOCK_LIST_MAX = 1000
-TXS_PER_REQUEST_MAX = 10_000
+LIMITS_KEY = web.AppKey("limits", ApiLimits)
+LIMITER_KEY = web.AppKey("rate_limiter", RateLimiter)
+# Routes outside the client API's rate limit (see node/limits.py for why).
+UNLIMITED_PREFIXES = ("/peer/", "/admin/")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error(status: int, message: str) -> web.Response:
-    headers = {"Retry-After": "1"} if status == 503 else None
+def error(status: int, message: str, *, retry_after_s: int = 1) -> web.Response:
+    headers = {"Retry-After": str(retry_after_s)} if status in (429, 503) else None
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
@@ -68,15 +85,50 @@ async def rejections(request: web.Request, handler: Handler) -> web.StreamRespon
     """Turn a Rejection into its status with a message; oversized bodies into 413."""
     try:
         return await handler(request)
+    except RateLimited as exc:
+        return error(exc.status, str(exc), retry_after_s=exc.retry_after_s)
     except Rejection as exc:
-        return error(exc.status, str(exc))
+        response = error(exc.status, str(exc))
+        if exc.status == 408:
+            response.force_close()  # the rest of a body that is too slow is not worth waiting for
+        return response
     except web.HTTPRequestEntityTooLarge as exc:
         return error(413, f"request body too large: {exc.text}")
+    except web.HTTPClientError as exc:  # aiohttp's own: no such route, method not allowed
+        response = error(exc.status, f"{exc.reason}: {request.method} {request.path[:200]}")
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
 
 
-def create_app(node: Node) -> web.Application:
-    app = web.Application(client_max_size=node.params.body_bytes_max, middlewares=[rejections])
+@web.middleware
+async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One token per client API request from the remote address's bucket."""
+    if not request.path.startswith(UNLIMITED_PREFIXES):
+        request.app[LIMITER_KEY].take(request.remote or "unknown")
+    return await handler(request)
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request body, or 408 if the client takes longer than the body timeout to send it."""
+    timeout_s = request.app[LIMITS_KEY].body_timeout_s
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await request.read()
+    except TimeoutError:
+        raise Rejection(f"request body not received within {timeout_s:g} s", status=408) from None
+
+
+def create_app(node: Node, limits: ApiLimits | None = None) -> web.Application:
+    limits = limits or ApiLimits()
+    app = web.Application(
+        client_max_size=node.params.body_bytes_max, middlewares=[rejections, rate_limit]
+    )
     app[NODE_KEY] = node
+    app[LIMITS_KEY] = limits
+    app[LIMITER_KEY] = RateLimiter(
+        rate_per_s=limits.rate_limit_per_s, burst=limits.rate_limit_burst
+    )
     app.add_routes(
         [
             web.post("/tx", submit_tx),
@@ -102,6 +154,7 @@ def create_app(node: Node) -> web.Application:
     )
     setup_explorer(app)
     setup_metrics(app)
+    setup_openapi(app)
     return app
 
 
@@ -131,7 +184,7 @@ def _int_query(request: web.Request, name: str, default: int, maximum: int) -> i
 
 async def submit_tx(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    raw = await request.read()
+    raw = await read_body(request)
     if not raw:
         raise Rejection("empty body: expected a msgpack-encoded signed transaction")
     tx = node.submit(raw)
@@ -140,7 +193,7 @@ async def submit_tx(request: web.Request) -> web.Response:
 
 async def submit_txs(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    raw = await request.read()
+    raw = await read_body(request)
     try:
         raws = msgpack.unpackb(raw, raw=False, use_list=True) if raw else None
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
@@ -149,6 +202,8 @@ async def submit_txs(request: web.Request) -> web.Response:
         raise Rejection("expected a non-empty msgpack list of signed transactions")
     if len(raws) > TXS_PER_REQUEST_MAX:
         raise Rejection(f"at most {TXS_PER_REQUEST_MAX} transactions per request")
+    if len(raws) > 1:  # the request itself took one token already
+        request.app[LIMITER_KEY].take(request.remote or "unknown", len(raws) - 1)
     results: list[dict[str, Any]] = []
     for outcome in node.submit_many(raws):
         if isinstance(outcome, Rejection):
@@ -160,7 +215,7 @@ async def submit_txs(request: web.Request) -> web.Response:
 
 async def get_commits(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    start = _int_query(request, "from", 1, 2**62)
+    start = _int_query(request, "from", 1, COMMITS_FROM_MAX)
     wait_ms = _int_query(request, "wait_ms", 0, WAIT_MS_MAX)
     blocks = await node.commit_feed.wait_since(start, wait_ms / 1000)
     body = {
@@ -222,8 +277,10 @@ def _block_json(node: Node, height: int) -> dict[str, Any] | None:
 async def get_block(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     text = request.match_info["height"]
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise Rejection(f"height must be a non-negative integer, got {text[:40]!r}")
+    if int(text) > HEIGHT_MAX:
+        raise Rejection(f"height must be at most {HEIGHT_MAX}, got {text[:40]}")
     body = _block_json(node, int(text))
     if body is None:
         return error(404, f"no block at height {text} (head is {node.storage.head().height})")
@@ -272,7 +329,7 @@ async def get_state(request: web.Request) -> web.Response:
 async def get_events(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     subject = request.match_info["subject"]
-    limit = _int_query(request, "limit", 1000, 10_000)
+    limit = _int_query(request, "limit", 1000, EVENTS_LIMIT_MAX)
     return web.json_response(
         {"subject": subject, "events": jsonable(node.storage.events(subject, limit))}
     )
@@ -280,7 +337,7 @@ async def get_events(request: web.Request) -> web.Response:
 
 async def peer_batch(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    raw = await request.read()
+    raw = await read_body(request)
     try:
         batch = decode(raw)
     except EncodingError as exc:
@@ -312,8 +369,19 @@ LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 
 def _admin_only(request: web.Request) -> None:
-    if request.remote not in LOOPBACK:
-        raise Rejection("admin endpoints answer on loopback only", status=403)
+    """Admin requests come from loopback, or carry the configured admin token."""
+    if request.remote in LOOPBACK:
+        return
+    token = request.app[LIMITS_KEY].admin_token
+    if token is None:
+        raise Rejection(
+            "admin endpoints answer on loopback only (this node has no admin token)", status=403
+        )
+    if not token_matches(request.headers.get("Authorization"), token):
+        raise Rejection(
+            "admin endpoints answer on loopback, or with 'Authorization: Bearer <admin token>'",
+            status=403,
+        )
 
 
 def _pause_json(node: Node) -> dict[str, Any]:
@@ -334,13 +402,21 @@ async def admin_pause(request: web.Request) -> web.Response:
     """Arm a pause point: {"phase": one of pause.Phase, "seq_min": optional int}."""
     _admin_only(request)
     node = request.app[NODE_KEY]
+    phases = ", ".join(p.value for p in pause.Phase)
+    expected = f'expected {{"phase": one of {phases}, "seq_min": non-negative integer}}'
     try:
-        body = await request.json()
-        phase = pause.Phase(body["phase"])
-        seq_min = int(body.get("seq_min", 0))
-    except (ValueError, KeyError, TypeError) as exc:
-        phases = ", ".join(p.value for p in pause.Phase)
-        raise Rejection(f'expected {{"phase": one of {phases}, "seq_min": int}}: {exc!r}') from exc
+        body = json.loads(await read_body(request))
+    except (ValueError, RecursionError) as exc:  # also UnicodeDecodeError; too deep nesting
+        raise Rejection(f"{expected}; the body is not JSON: {exc!r}"[:300]) from None
+    if not isinstance(body, dict) or set(body) - {"phase", "seq_min"}:
+        raise Rejection(f"{expected}, got {str(body)[:80]}")
+    try:
+        phase = pause.Phase(str(body.get("phase")))
+    except ValueError:
+        raise Rejection(f"{expected}; got phase {str(body.get('phase'))[:40]!r}") from None
+    seq_min = body.get("seq_min", 0)
+    if isinstance(seq_min, bool) or not isinstance(seq_min, int) or not 0 <= seq_min <= HEIGHT_MAX:
+        raise Rejection(f"{expected}; got seq_min {str(seq_min)[:40]}")
     node.arm_pause(pause.PausePoint(phase=phase, seq_min=seq_min))
     return web.json_response(_pause_json(node))
 
@@ -405,10 +481,25 @@ def _fault_peers(node: Node, peer: object) -> list[str]:
     return [str(peer)]
 
 
-async def serve(node: Node, host: str, port: int, stop: asyncio.Event) -> None:
+def server_runner(app: web.Application, limits: ApiLimits) -> web.AppRunner:
+    """The app's runner. keepalive_timeout closes a connection idle between requests, and
+    (aiohttp >= 3.14.4) one that has not sent a whole request line and headers that long after
+    connecting; read_body bounds the time a body may take, and lingering_time how long the
+    server still reads (and discards) the rest of a body it answered without reading."""
+    return web.AppRunner(
+        app,
+        access_log=None,
+        keepalive_timeout=limits.idle_timeout_s,
+        lingering_time=limits.body_timeout_s,
+    )
+
+
+async def serve(
+    node: Node, host: str, port: int, stop: asyncio.Event, limits: ApiLimits | None = None
+) -> None:
     """Run the node and its HTTP server until `stop` is set, then shut down gracefully."""
-    app = create_app(node)
-    runner = web.AppRunner(app, access_log=None)
+    limits = limits or ApiLimits()
+    runner = server_runner(create_app(node, limits), limits)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()

@@ -7,6 +7,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from node.errors import ConfigError
+from node.limits import (
+    BODY_TIMEOUT_S_DEFAULT,
+    IDLE_TIMEOUT_S_DEFAULT,
+    RATE_BURST_DEFAULT,
+    RATE_PER_S_DEFAULT,
+    ApiLimits,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -23,6 +30,28 @@ class NodeConfig:
     observer: bool = False
     oracle_key_file: Path | None = None
     models_dir: Path | None = None
+    # HTTP limits (node/limits.py): per-client rate limit of the client API, connection and
+    # body timeouts, and a token that opens the admin API to other hosts than loopback.
+    rate_limit_per_s: float = RATE_PER_S_DEFAULT
+    rate_limit_burst: int = RATE_BURST_DEFAULT
+    idle_timeout_s: float = IDLE_TIMEOUT_S_DEFAULT
+    body_timeout_s: float = BODY_TIMEOUT_S_DEFAULT
+    admin_token: str | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            self.limits()
+        except ValueError as exc:
+            raise ConfigError(f"node config {self.name}: {exc}") from exc
+
+    def limits(self) -> ApiLimits:
+        return ApiLimits(
+            rate_limit_per_s=self.rate_limit_per_s,
+            rate_limit_burst=self.rate_limit_burst,
+            idle_timeout_s=self.idle_timeout_s,
+            body_timeout_s=self.body_timeout_s,
+            admin_token=self.admin_token,
+        )
 
     @classmethod
     def load(cls, path: Path) -> NodeConfig:
@@ -54,6 +83,11 @@ class NodeConfig:
                     else None
                 ),
                 models_dir=resolve(document["models_dir"]) if document.get("models_dir") else None,
+                rate_limit_per_s=_number(document, "rate_limit_per_s", RATE_PER_S_DEFAULT),
+                rate_limit_burst=_integer(document, "rate_limit_burst", RATE_BURST_DEFAULT),
+                idle_timeout_s=_number(document, "idle_timeout_s", IDLE_TIMEOUT_S_DEFAULT),
+                body_timeout_s=_number(document, "body_timeout_s", BODY_TIMEOUT_S_DEFAULT),
+                admin_token=_optional_str(document, "admin_token"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"node config {path} is malformed: {exc!r}") from exc
@@ -68,3 +102,24 @@ class NodeConfig:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+
+def _number(document: dict[str, object], key: str, default: float) -> float:
+    value = document.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{key} must be a number, got {value!r}")
+    return float(value)
+
+
+def _integer(document: dict[str, object], key: str, default: int) -> int:
+    value = document.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key} must be an integer, got {value!r}")
+    return value
+
+
+def _optional_str(document: dict[str, object], key: str) -> str | None:
+    value = document.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{key} must be a string, got {type(value).__name__}")
+    return value

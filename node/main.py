@@ -67,7 +67,7 @@ async def run(config: NodeConfig, byzantine: ByzantineSpec | None = None) -> Non
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await serve(node, config.host, config.port, stop)
+    await serve(node, config.host, config.port, stop, config.limits())
 
 
 def run_node(config: NodeConfig, byzantine: ByzantineSpec | None = None) -> None:

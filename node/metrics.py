@@ -147,6 +147,11 @@ class NodeCollector(Collector):
             "Consensus messages dropped as malformed, badly signed or out of place.",
             counters.messages_rejected,
         )
+        yield _counter(
+            "consensus_messages_stale",
+            "Consensus messages dropped as too late to matter (at or below the low watermark).",
+            counters.messages_stale,
+        )
         yield _gauge(
             "storage_wal_records", "Records in the consensus write-ahead log.", self._wal()
         )

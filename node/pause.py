@@ -1,5 +1,5 @@
 """Pause points: make a node freeze at a named phase of a consensus round, so a test can kill
-it exactly there (armed through the loopback-only admin API).
+it exactly there (armed through the admin API: loopback, or the admin token).
 
 Phases:
   before-pre-prepare  the primary is about to send a pre-prepare: it is held, not sent

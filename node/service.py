@@ -94,6 +94,7 @@ class Counters:
     messages_received: int = 0
     messages_sent: int = 0
     messages_rejected: int = 0
+    messages_stale: int = 0  # too late to matter (at or below the low watermark); not an attack
     view_changes: int = 0
     oracle_reports: int = 0
     oracle_final_predictions: int = 0
@@ -114,12 +115,19 @@ class _FollowUp:
 
 
 class _Validator:
-    """Checks a proposed block's transactions for the replica: signatures, once per node."""
+    """Checks a proposed block for the replica: its size against the genesis limit, and its
+    transactions' signatures, once per node."""
 
     def __init__(self, node: Node) -> None:
         self._node = node
 
     def validate(self, block: Block) -> None:
+        txs_max = self._node.params.block_txs_max
+        if len(block.txs) > txs_max:
+            raise InvalidBlock(
+                f"block {block.height} has {len(block.txs)} transactions; the genesis "
+                f"limit block_txs_max is {txs_max}"
+            )
         for tx in block.txs:
             if self._node.is_verified(tx):
                 continue
@@ -561,7 +569,9 @@ class Node:
             case _FollowUp(event=event):
                 return event
             case Rejected(sender=sender, reason=reason, stale=stale):
-                if not stale:
+                if stale:
+                    self.counters.messages_stale += 1
+                else:
                     self.counters.messages_rejected += 1
                     log.debug("rejected a message from validator %s: %s", sender, reason)
             case CheckpointStable(seq=seq):
@@ -823,6 +833,7 @@ class Node:
                 "messages_received": self.counters.messages_received,
                 "messages_sent": self.counters.messages_sent,
                 "messages_rejected": self.counters.messages_rejected,
+                "messages_stale": self.counters.messages_stale,
                 "view_changes": self.counters.view_changes,
                 "blocks_transferred": self.counters.blocks_transferred,
                 "fetches": self.counters.fetches,

@@ -30,8 +30,8 @@ from node.metrics import setup_metrics
 
 _create_app = api.create_app
 
-def create_app(node):
-    app = _create_app(node)
+def create_app(node, *args, **kwargs):
+    app = _create_app(node, *args, **kwargs)
     setup_explorer(app)
     setup_metrics(app)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,3 +79,15 @@ async def node(setup: Setup, tmp_path: Path) -> AsyncIterator[Node]:
 async def client(node: Node) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
     async with TestClient(TestServer(create_app(node))) as test_client:
         yield test_client
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print how many inputs the fuzz tests sent to each endpoint (tests/node/test_fuzz_api.py)."""
+    fuzz = sys.modules.get("tests.node.test_fuzz_api")
+    tried = getattr(fuzz, "TRIED", None)
+    if not tried:
+        return
+    terminalreporter.section("fuzz inputs tried per endpoint")
+    for endpoint, count in sorted(tried.items()):
+        terminalreporter.write_line(f"{count:6d}  {endpoint}")
+    terminalreporter.write_line(f"{sum(tried.values()):6d}  in all")

@@ -1,0 +1,789 @@
+"""The node's HTTP API described as an OpenAPI 3.1 document, served at GET /openapi.json.
+
+Kept as data built here, beside the routes in node/api.py; tests/node/test_openapi.py checks that
+every route the app registers is described (and nothing else), and that answers to valid and
+invalid requests have a documented status and match the documented schema. msgpack bodies are
+described as `application/msgpack` with a schema of the decoded value, where a msgpack bin is a
+string with `contentMediaType: application/octet-stream`. HEAD is answered wherever GET is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from node.faults import DELAY_MS_MAX
+from node.sync import FETCH_BLOCKS_MAX
+
+Schema = dict[str, Any]
+
+# Bounds node/api.py enforces (it imports them from here, so the document cannot drift).
+WAIT_MS_MAX = 60_000
+BLOCK_LIST_MAX = 1000
+EVENTS_LIMIT_MAX = 10_000
+TXS_PER_REQUEST_MAX = 10_000
+COMMITS_FROM_MAX = 2**62
+HEIGHT_MAX = 2**63 - 1
+
+HEX32 = "^[0-9a-fA-F]{64}$"
+JSON = "application/json"
+MSGPACK = "application/msgpack"
+
+
+def _bin(description: str) -> Schema:
+    return {
+        "type": "string",
+        "contentMediaType": "application/octet-stream",
+        "description": description,
+    }
+
+
+def _hex(bytes_count: int, description: str) -> Schema:
+    return {
+        "type": "string",
+        "pattern": f"^[0-9a-f]{{{2 * bytes_count}}}$",
+        "description": description,
+    }
+
+
+def _obj(properties: Schema, *, required: list[str] | None = None, extra: bool = True) -> Schema:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties) if required is None else required,
+        "additionalProperties": extra,
+    }
+
+
+INT = {"type": "integer"}
+NAT = {"type": "integer", "minimum": 0}
+NULLABLE_INT = {"type": ["integer", "null"]}
+NULLABLE_STR = {"type": ["string", "null"]}
+ANY: Schema = {}
+
+ERROR = _obj(
+    {"error": {"type": "string", "minLength": 1, "description": "what was wrong"}}, extra=False
+)
+TX_SUMMARY = _obj(
+    {
+        "hash": _hex(32, "sha256 of the signed body"),
+        "chain_id": {"type": "string"},
+        "sender": _hex(32, "the sender's ed25519 public key"),
+        "nonce": NAT,
+        "contract": {"type": "string"},
+        "method": {"type": "string"},
+        "args": {"type": "object"},
+    }
+)
+RECEIPT = _obj(
+    {
+        "tx_hash": _hex(32, "the transaction"),
+        "height": NAT,
+        "index": NAT,
+        "ok": {"type": "boolean"},
+        "error": NULLABLE_STR,
+        "result": ANY,
+        "events": {"type": "array"},
+    }
+)
+HEADER = _obj(
+    {
+        "height": NAT,
+        "hash": _hex(32, "block hash"),
+        "prev_hash": _hex(32, "previous block's hash"),
+        "tx_root": _hex(32, "Merkle root of the transactions"),
+        "state_height": NAT,
+        "state_digest": _hex(32, "state digest the proposer executed up to"),
+        "proposer": NAT,
+        "view": NAT,
+        "timestamp_ms": NAT,
+    }
+)
+CERTIFICATE = _obj(
+    {
+        "height": NAT,
+        "view": NAT,
+        "block_hash": _hex(32, "the certified block"),
+        "commits": {
+            "type": "array",
+            "items": _obj({"validator": NAT, "signature": _hex(64, "commit signature")}),
+        },
+    }
+)
+BLOCK = _obj(
+    {
+        "header": HEADER,
+        "state_digest_after": _hex(32, "state digest after executing the block"),
+        "txs": {
+            "type": "array",
+            "items": {
+                **TX_SUMMARY,
+                "properties": {
+                    **TX_SUMMARY["properties"],
+                    "receipt": {"oneOf": [RECEIPT, {"type": "null"}]},
+                },
+            },
+        },
+        "certificate": {"oneOf": [CERTIFICATE, {"type": "null"}]},
+    }
+)
+STATUS = _obj(
+    {
+        "name": {"type": "string"},
+        "index": INT,
+        "chain_id": {"type": "string"},
+        "height": NAT,
+        "head": _hex(32, "hash of the last committed block"),
+        "state_digest": _hex(32, "state digest at the head"),
+        "timestamp_ms": NAT,
+        "role": {"enum": ["validator", "observer"]},
+        "view": NULLABLE_INT,
+        "primary": NULLABLE_INT,
+        "mempool": NAT,
+        "last_commit_ms": NULLABLE_INT,
+        "halted": NULLABLE_STR,
+        "peers": {"type": "array", "items": {"type": "object"}},
+        "counters": _obj(
+            {
+                "txs_admitted": NAT,
+                "txs_committed": NAT,
+                "blocks_committed": NAT,
+                "messages_received": NAT,
+                "messages_rejected": NAT,
+                "rejected": {"type": "object", "additionalProperties": NAT},
+            }
+        ),
+    }
+)
+PAUSE = _obj(
+    {
+        "armed": {
+            "oneOf": [
+                _obj({"phase": {"type": "string"}, "seq_min": NAT}),
+                {"type": "null"},
+            ]
+        },
+        "paused_at": {"type": ["object", "null"]},
+        "outbound_queued": NAT,
+    }
+)
+FAULTS = _obj(
+    {
+        "seed": {"type": "integer"},
+        "peers": {
+            "type": "object",
+            "additionalProperties": _obj(
+                {
+                    "delay_ms": NAT,
+                    "jitter_ms": NAT,
+                    "loss": {"type": "number"},
+                    "duplicate": {"type": "number"},
+                    "blocked": {"type": "boolean"},
+                    "counters": {"type": "object"},
+                }
+            ),
+        },
+    }
+)
+PHASES = [
+    "before-pre-prepare",
+    "after-pre-prepare",
+    "after-prepare",
+    "after-commit",
+    "after-execute",
+]
+SIGNED_TX = _obj(
+    {
+        "body": _bin(
+            "canonical msgpack of {chain_id, sender (32 bytes), nonce, contract, method, args}"
+        ),
+        "signature": _bin("ed25519 signature (64 bytes) over the domain tag, chain id and body"),
+    },
+    extra=False,
+)
+
+# -- responses -----------------------------------------------------------------------------
+
+REASONS = {
+    400: "malformed input; the message says what was wrong and what was expected",
+    401: "the signature does not verify",
+    403: "the sender or caller is not allowed",
+    404: "not found (also: a path parameter holding '{', '}' or '/' matches no route)",
+    405: "method not allowed on this path",
+    408: "the request body did not arrive within the body timeout",
+    409: "a duplicate transaction or an already used nonce",
+    413: "the request body is larger than the genesis parameter body_bytes_max",
+    429: "over the per-client rate limit; retry after Retry-After seconds",
+    503: "mempool full, node halted or paused; retry after Retry-After seconds",
+}
+RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before retrying",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        "required": True,
+    }
+}
+
+
+def _error(status: int) -> Schema:
+    answer: Schema = {"description": REASONS[status], "content": {JSON: {"schema": ERROR}}}
+    if status in (429, 503):
+        answer["headers"] = RETRY_AFTER
+    return answer
+
+
+def _ok(schema: Schema, *, media: str = JSON, description: str = "OK") -> Schema:
+    return {"description": description, "content": {media: {"schema": schema}}}
+
+
+def _responses(ok: dict[int, Schema], errors: list[int], *, limited: bool = True) -> Schema:
+    """Answers of one operation; `limited` operations may also answer 429."""
+    codes = sorted({*errors, *([429] if limited else [])})
+    return {str(code): answer for code, answer in ok.items()} | {
+        str(code): _error(code) for code in codes
+    }
+
+
+def _query(name: str, maximum: int, default: int, description: str, minimum: int = 0) -> Schema:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": {"type": "integer", "minimum": minimum, "maximum": maximum, "default": default},
+    }
+
+
+def _path(name: str, schema: Schema, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def _body(media: str, schema: Schema, description: str) -> Schema:
+    return {"required": True, "description": description, "content": {media: {"schema": schema}}}
+
+
+WAIT_MS = _query("wait_ms", WAIT_MS_MAX, 0, "wait up to this many ms for a commit")
+HASH_PATH = _path("hash", {"type": "string", "pattern": HEX32}, "32 bytes as 64 hex digits")
+
+
+def _paths() -> Schema:
+    state_ok = _ok(_obj({"contract": {"type": "string"}, "path": {"type": "array"}, "value": ANY}))
+    return {
+        "/tx": {
+            "post": {
+                "tags": ["client"],
+                "summary": "Submit a signed transaction",
+                "requestBody": _body(
+                    MSGPACK, SIGNED_TX, "a signed transaction (canonical msgpack)"
+                ),
+                "responses": _responses(
+                    {
+                        202: _ok(
+                            _obj({"hash": _hex(32, "the transaction's hash")}),
+                            description="admitted",
+                        )
+                    },
+                    [400, 401, 403, 408, 409, 413, 503],
+                ),
+            }
+        },
+        "/txs": {
+            "post": {
+                "tags": ["client"],
+                "summary": "Submit a batch of signed transactions, each admitted on its own",
+                "description": "Each transaction takes one token of the client's rate limit.",
+                "requestBody": _body(
+                    MSGPACK,
+                    {
+                        "type": "array",
+                        "minItems": 1,
+                        "maxItems": TXS_PER_REQUEST_MAX,
+                        "items": _bin("a signed transaction's wire bytes"),
+                    },
+                    "a msgpack list of signed transactions",
+                ),
+                "responses": _responses(
+                    {
+                        200: _ok(
+                            _obj(
+                                {
+                                    "results": {
+                                        "type": "array",
+                                        "items": {
+                                            "oneOf": [
+                                                _obj({"hash": _hex(32, "admitted")}, extra=False),
+                                                _obj(
+                                                    {
+                                                        "error": {"type": "string", "minLength": 1},
+                                                        "status": {
+                                                            "type": "integer",
+                                                            "minimum": 400,
+                                                            "maximum": 599,
+                                                        },
+                                                    },
+                                                    extra=False,
+                                                ),
+                                            ]
+                                        },
+                                    }
+                                }
+                            )
+                        )
+                    },
+                    [400, 408, 413, 503],
+                ),
+            }
+        },
+        "/commits": {
+            "get": {
+                "tags": ["client"],
+                "summary": "Recent committed blocks from a height (for load generators)",
+                "parameters": [
+                    _query("from", COMMITS_FROM_MAX, 1, "first height wanted"),
+                    WAIT_MS,
+                ],
+                "responses": _responses(
+                    {
+                        200: _ok(
+                            _obj(
+                                {
+                                    "head": NAT,
+                                    "blocks": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "array",
+                                            "prefixItems": [
+                                                NAT,
+                                                NAT,
+                                                _bin("32-byte tx hashes concatenated"),
+                                            ],
+                                            "minItems": 3,
+                                            "maxItems": 3,
+                                        },
+                                    },
+                                }
+                            ),
+                            media=MSGPACK,
+                        )
+                    },
+                    [400],
+                ),
+            }
+        },
+        "/tx/{hash}": {
+            "get": {
+                "tags": ["client"],
+                "summary": "A transaction, its status and receipt",
+                "parameters": [HASH_PATH, WAIT_MS],
+                "responses": _responses(
+                    {
+                        200: _ok(
+                            {
+                                "oneOf": [
+                                    _obj(
+                                        {
+                                            "status": {"const": "committed"},
+                                            "height": NAT,
+                                            "tx": TX_SUMMARY,
+                                            "receipt": RECEIPT,
+                                        }
+                                    ),
+                                    _obj({"status": {"const": "pending"}, "tx": TX_SUMMARY}),
+                                ]
+                            }
+                        )
+                    },
+                    [400, 404],
+                ),
+            }
+        },
+        "/blocks": {
+            "get": {
+                "tags": ["client"],
+                "summary": "The newest blocks",
+                "parameters": [_query("limit", BLOCK_LIST_MAX, 20, "how many")],
+                "responses": _responses(
+                    {
+                        200: _ok(
+                            _obj(
+                                {
+                                    "blocks": {
+                                        "type": "array",
+                                        "items": _obj(
+                                            {
+                                                "height": NAT,
+                                                "hash": _hex(32, "block hash"),
+                                                "timestamp_ms": NAT,
+                                                "tx_count": NAT,
+                                                "state_digest": _hex(32, "state digest after"),
+                                            }
+                                        ),
+                                    }
+                                }
+                            )
+                        )
+                    },
+                    [400],
+                ),
+            }
+        },
+        "/blocks/{height}": {
+            "get": {
+                "tags": ["client"],
+                "summary": "A block with its transactions, receipts and commit certificate",
+                "parameters": [
+                    _path(
+                        "height",
+                        {"type": "string", "pattern": "^[0-9]+$", "maxLength": 19},
+                        f"decimal height, 0 to {HEIGHT_MAX}",
+                    )
+                ],
+                "responses": _responses({200: _ok(BLOCK)}, [400, 404]),
+            }
+        },
+        "/blocks/hash/{hash}": {
+            "get": {
+                "tags": ["client"],
+                "summary": "A block by its hash",
+                "parameters": [HASH_PATH],
+                "responses": _responses({200: _ok(BLOCK)}, [400, 404]),
+            }
+        },
+        "/status": {
+            "get": {
+                "tags": ["client"],
+                "summary": "Height, head, state digest, view, primary, peers and counters",
+                "responses": _responses({200: _ok(STATUS)}, []),
+            }
+        },
+        "/accounts/{key}": {
+            "get": {
+                "tags": ["client"],
+                "summary": "The nonces of a sender",
+                "parameters": [
+                    _path(
+                        "key",
+                        {"type": "string", "pattern": HEX32},
+                        "ed25519 public key, 64 hex digits",
+                    )
+                ],
+                "responses": _responses(
+                    {
+                        200: _ok(
+                            _obj(
+                                {
+                                    "public_key": _hex(32, "the key"),
+                                    "identity": NULLABLE_STR,
+                                    "committed_nonce": NAT,
+                                    "next_nonce": NAT,
+                                }
+                            )
+                        )
+                    },
+                    [400],
+                ),
+            }
+        },
+        "/state/{contract}": {
+            "get": {
+                "tags": ["client"],
+                "summary": "A contract's state at the head",
+                "parameters": [_path("contract", {"type": "string"}, "contract name")],
+                "responses": _responses({200: state_ok}, [400, 404]),
+            }
+        },
+        "/state/{contract}/{path}": {
+            "get": {
+                "tags": ["client"],
+                "summary": "Part of a contract's state: path segments separated by /",
+                "parameters": [
+                    _path("contract", {"type": "string"}, "contract name"),
+                    _path("path", {"type": "string"}, "query path, e.g. steel/main (may be empty)"),
+                ],
+                "responses": _responses({200: state_ok}, [400, 404]),
+            }
+        },
+        "/events/{subject}": {
+            "get": {
+                "tags": ["client"],
+                "summary": "The history of one subject (an item, an order, a machine)",
+                "parameters": [
+                    _path("subject", {"type": "string"}, "e.g. order:ord-1"),
+                    _query("limit", EVENTS_LIMIT_MAX, 1000, "how many events at most"),
+                ],
+                "responses": _responses(
+                    {200: _ok(_obj({"subject": {"type": "string"}, "events": {"type": "array"}}))},
+                    [400],
+                ),
+            }
+        },
+        "/peer/batch": {
+            "post": {
+                "tags": ["peer"],
+                "summary": "Consensus messages and forwarded transactions from a validator",
+                "description": (
+                    "Messages that do not decode, are badly signed, come from outside the "
+                    "validator set or are out of place are dropped and counted "
+                    "(millchain_consensus_messages_rejected_total); transactions refused at "
+                    "admission are counted by reason (millchain_txs_rejected_total)."
+                ),
+                "requestBody": _body(
+                    MSGPACK,
+                    _obj(
+                        {
+                            "sender": NAT,
+                            "messages": {
+                                "type": "array",
+                                "items": _bin("a signed consensus message"),
+                            },
+                            "txs": {"type": "array", "items": _bin("a signed transaction")},
+                        },
+                        required=["messages", "txs"],
+                    ),
+                    "a peer batch (canonical msgpack)",
+                ),
+                "responses": _responses(
+                    {200: _ok(_obj({"ok": {"const": True}}, extra=False))},
+                    [400, 408, 413, 503],
+                    limited=False,
+                ),
+            }
+        },
+        "/peer/blocks": {
+            "get": {
+                "tags": ["peer"],
+                "summary": "Certified blocks for a peer catching up",
+                "parameters": [
+                    _query("from", HEIGHT_MAX, 1, "first height", minimum=1),
+                    _query(
+                        "to",
+                        HEIGHT_MAX,
+                        1,
+                        f"last height (at most from + {FETCH_BLOCKS_MAX - 1})",
+                        minimum=1,
+                    ),
+                ],
+                "responses": _responses(
+                    {
+                        200: _ok(
+                            {
+                                "type": "array",
+                                "items": {
+                                    "type": "array",
+                                    "prefixItems": [_bin("block wire"), _bin("certificate wire")],
+                                    "minItems": 2,
+                                    "maxItems": 2,
+                                },
+                            },
+                            media=MSGPACK,
+                        )
+                    },
+                    [400],
+                    limited=False,
+                ),
+            }
+        },
+        "/admin/pause": {
+            "get": {
+                "tags": ["admin"],
+                "summary": "The armed pause point and where the node is paused",
+                "security": ADMIN_SECURITY,
+                "responses": _responses({200: _ok(PAUSE)}, [403], limited=False),
+            },
+            "post": {
+                "tags": ["admin"],
+                "summary": "Arm a pause point",
+                "security": ADMIN_SECURITY,
+                "requestBody": _body(
+                    JSON,
+                    _obj(
+                        {
+                            "phase": {"enum": PHASES},
+                            "seq_min": {"type": "integer", "minimum": 0, "maximum": HEIGHT_MAX},
+                        },
+                        required=["phase"],
+                        extra=False,
+                    ),
+                    "the phase and the first sequence number to pause at",
+                ),
+                "responses": _responses({200: _ok(PAUSE)}, [400, 403, 408, 413], limited=False),
+            },
+        },
+        "/admin/resume": {
+            "post": {
+                "tags": ["admin"],
+                "summary": "Leave a pause",
+                "security": ADMIN_SECURITY,
+                "responses": _responses({200: _ok(PAUSE)}, [403], limited=False),
+            }
+        },
+        "/admin/faults": {
+            "get": {
+                "tags": ["admin"],
+                "summary": "Per-peer fault rules and their counters (node/faults.py)",
+                "security": ADMIN_SECURITY,
+                "responses": _responses({200: _ok(FAULTS)}, [403], limited=False),
+            },
+            "post": {
+                "tags": ["admin"],
+                "summary": "Set or clear a per-peer fault rule, or reseed the fault layer",
+                "security": ADMIN_SECURITY,
+                "requestBody": _body(
+                    JSON,
+                    _obj(
+                        {
+                            "peer": {"type": "string", "description": "a peer's name, or *"},
+                            "clear": {"type": "boolean"},
+                            "seed": {"type": "integer"},
+                            "delay_ms": {"type": "integer", "minimum": 0, "maximum": DELAY_MS_MAX},
+                            "jitter_ms": {
+                                "type": "integer",
+                                "minimum": 0,
+                                "maximum": DELAY_MS_MAX,
+                            },
+                            "loss": {"type": "number", "minimum": 0, "maximum": 1},
+                            "duplicate": {"type": "number", "minimum": 0, "maximum": 1},
+                            "blocked": {"type": "boolean"},
+                        },
+                        extra=False,
+                    ),
+                    "a rule (fields left out: no such fault), {clear: true}, or {seed: N}",
+                ),
+                "responses": _responses({200: _ok(FAULTS)}, [400, 403, 408, 413], limited=False),
+            },
+        },
+        "/openapi.json": {
+            "get": {
+                "tags": ["meta"],
+                "summary": "This document",
+                "responses": _responses({200: _ok({"type": "object"})}, []),
+            }
+        },
+        "/metrics": {
+            "get": {
+                "tags": ["meta"],
+                "summary": "Prometheus metrics (text format, or OpenMetrics on request)",
+                "responses": _responses({200: _ok({"type": "string"}, media="text/plain")}, []),
+            }
+        },
+        "/": {"get": _redirect("The explorer page")},
+        "/explorer": {"get": _redirect("The explorer page")},
+        "/explorer/": {
+            "get": {
+                "tags": ["explorer"],
+                "summary": "The explorer page",
+                "responses": _responses({200: _ok({"type": "string"}, media="text/html")}, []),
+            }
+        },
+        "/explorer/info": _explorer_json("The chain id, this node and the validators"),
+        "/explorer/cluster": _explorer_json("Every validator's status as this node sees it"),
+        "/explorer/views": _explorer_json("View-change history"),
+        "/explorer/events": {
+            "get": {
+                "tags": ["explorer"],
+                "summary": "Server-sent events: `head` whenever the height or view changes",
+                "responses": _responses(
+                    {200: _ok({"type": "string"}, media="text/event-stream")}, []
+                ),
+            }
+        },
+        "/explorer/static/{filename}": {
+            "get": {
+                "tags": ["explorer"],
+                "summary": "The explorer's static files",
+                "parameters": [_path("filename", {"type": "string"}, "file under node/static/")],
+                "responses": {
+                    **_responses({200: {"description": "the file"}}, []),
+                    "403": {"description": "outside node/static/ (empty body)"},
+                    "404": {"description": "no such file (empty body)"},
+                },
+            }
+        },
+    }
+
+
+ADMIN_SECURITY: list[Schema] = [{}, {"adminToken": []}]
+
+
+def _redirect(summary: str) -> Schema:
+    return {
+        "tags": ["explorer"],
+        "summary": summary,
+        "responses": _responses(
+            {
+                302: {
+                    "description": "redirect to /explorer/",
+                    "headers": {"Location": {"schema": {"const": "/explorer/"}}},
+                }
+            },
+            [],
+        ),
+    }
+
+
+def _explorer_json(summary: str) -> Schema:
+    return {
+        "get": {
+            "tags": ["explorer"],
+            "summary": summary,
+            "responses": _responses({200: _ok({"type": "object"})}, []),
+        }
+    }
+
+
+def document() -> Schema:
+    """The OpenAPI 3.1 document of the node's HTTP API."""
+    return {
+        "openapi": "3.1.0",
+        "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
+        "info": {
+            "title": "millchain node API",
+            "version": "1",
+            "description": (
+                "Client, peer and admin API of a millchain node. Errors are JSON "
+                '{"error": message} with a 4xx or 503 status. Client routes are rate-limited '
+                "per remote address (429 with Retry-After); the peer and admin routes are not. "
+                "Admin routes answer requests from loopback, or with the node's admin token."
+            ),
+        },
+        "components": {
+            "securitySchemes": {
+                "adminToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "the admin_token of the node's config file",
+                }
+            },
+            "schemas": {"Error": ERROR},
+        },
+        "paths": _with_unrouted(_paths()),
+    }
+
+
+def _with_unrouted(paths: Schema) -> Schema:
+    """aiohttp matches no route for a path parameter holding '{', '}' or '/': such a request
+    gets 404, so every operation with a path parameter documents it."""
+    for template, item in paths.items():
+        if "{" in template:
+            for operation in item.values():
+                operation["responses"].setdefault("404", _error(404))
+    return paths
+
+
+DOCUMENT_KEY = web.AppKey("openapi", dict)
+
+
+async def get_openapi(request: web.Request) -> web.Response:
+    return web.json_response(request.app[DOCUMENT_KEY])
+
+
+def setup_openapi(app: web.Application) -> None:
+    app[DOCUMENT_KEY] = document()
+    app.router.add_get("/openapi.json", get_openapi)
