@@ -69,13 +69,15 @@ async def _primary_index(layout: ClusterDir) -> int:
 
 
 async def _stalled(layout: ClusterDir, names: list[str], window_s: float) -> None:
-    """Heights do not move for `window_s` (an observation window, not a readiness wait)."""
+    """No new height is decided for `window_s` (an observation window, not a readiness wait).
+    A node a block behind may still reach a height decided before the split: the commits for
+    it were already on their way, or a peer on its side holds the certified block."""
     before = [r["height"] for r in await statuses(layout, names)]
     deadline = time.monotonic() + window_s
     while time.monotonic() < deadline:
         await asyncio.sleep(0.2)
         now = [r["height"] for r in await statuses(layout, names)]
-        assert now == before, f"{names} committed without a quorum: {before} -> {now}"
+        assert max(now) == max(before), f"{names} committed without a quorum: {before} -> {now}"
         await assert_no_divergence(layout, names)
 
 

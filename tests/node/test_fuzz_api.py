@@ -187,7 +187,7 @@ def bad_fields(draw: st.DrawFn, keys: dict[str, KeyPair]) -> bytes:
                     {
                         "item": st.just("steel"),
                         "location": st.just("main"),
-                        "qty": st.integers(max_value=0),
+                        "qty": st.integers(min_value=-(2**63), max_value=0),
                     }
                 ),
             )
