@@ -65,6 +65,10 @@ from node.storage import Storage
 log = logging.getLogger(__name__)
 
 TICK_MS = 100
+# A validator that has committed nothing for this long asks its peers whether the chain moved on
+# without it: after a restart or a partition in a quiet cluster no consensus message would tell
+# it (peers drop what they queue for a peer that stays down).
+SYNC_IDLE_MS = 3_000
 FLOOD_TICK_MS = 50
 VERIFIED_CACHE_MAX = 200_000
 DECODED_CACHE_MAX = 512
@@ -272,7 +276,9 @@ class Node:
         self._tasks = [
             asyncio.create_task(self._guarded(self._cutter()), name="block-cutter"),
             asyncio.create_task(self._guarded(self._ticker()), name="ticker"),
+            asyncio.create_task(self._guarded(self._sync_when_idle()), name="idle-sync"),
         ]
+        self._start_fetch(self.storage.head().height + 1, None, ())  # catch up after a restart
         if self.oracle is not None:
             self._tasks.append(asyncio.create_task(self._guarded(self.oracle.run()), name="oracle"))
         if self.byzantine is not None:
@@ -664,7 +670,15 @@ class Node:
 
     # -- state transfer ----------------------------------------------------------------------
 
-    def _start_fetch(self, start: int, end: int, hint: tuple[int, ...]) -> None:
+    async def _sync_when_idle(self) -> None:
+        while True:
+            await asyncio.sleep(SYNC_IDLE_MS / 1000)
+            idle_since = self.last_commit_ms if self.last_commit_ms is not None else 0
+            if self.halted is None and now_ms() - idle_since >= SYNC_IDLE_MS:
+                self._start_fetch(self.storage.head().height + 1, None, ())
+
+    def _start_fetch(self, start: int, end: int | None, hint: tuple[int, ...]) -> None:
+        """Fetch certified blocks from `start` up to `end` (None: as far as peers have)."""
         if self._fetch_task is not None and not self._fetch_task.done():
             return  # one catch-up at a time; the replica asks again if it stalls
         order = [*hint, *(i for i in range(self.genesis.n) if i not in hint)]
@@ -674,15 +688,16 @@ class Node:
             for i in order
             if i != self.index and not self.faults.is_blocked(validators[i].name)
         ]
-        self.counters.fetches += 1
-        log.info("behind: fetching blocks %d..%d", start, end)
+        if end is not None:
+            self.counters.fetches += 1
+            log.info("behind: fetching blocks %d..%d", start, end)
         self._fetch_task = asyncio.create_task(
             self._guarded(self._fetch(urls, end)), name="state-transfer"
         )
 
-    async def _fetch(self, urls: list[str], end: int) -> None:
+    async def _fetch(self, urls: list[str], end: int | None) -> None:
         assert self._session is not None
-        await catch_up(
+        applied = await catch_up(
             self._session,
             self.genesis,
             self.storage,
@@ -690,6 +705,9 @@ class Node:
             to_height=end,
             apply=self._apply_transferred,
         )
+        if end is None and applied:
+            self.counters.fetches += 1
+            log.info("caught up %d blocks the peers had committed without us", applied)
 
     def _apply_transferred(self, blocks: list[tuple[Block, CommitCertificate]]) -> None:
         """Execute certified blocks from a peer, then tell the replica where it now stands."""
