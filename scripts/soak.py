@@ -76,6 +76,7 @@ class SoakConfig:
     quiet_s: tuple[float, float] = (2.0, 8.0)  # between two nemesis actions
     fault_s: tuple[float, float] = (2.0, 8.0)  # how long one fault lasts
     every_kind: bool = True  # kill, pause and partition each at least once, even past duration
+    settle_s: float = 15.0  # load without faults after the last heal, before the load stops
     submit_timeout_s: float = 3.0
     commit_wait_ms: int = 2000
     recover_timeout_s: float = 90.0
@@ -293,6 +294,9 @@ class Nemesis:
         self.log.append(entry)
         log.info("nemesis %7.1fs %-9s %-9s %s %s", entry["t_s"], kind, event, nodes, detail or "")
 
+    def note(self, kind: str, text: str) -> None:
+        self._record(kind, "note", [], text=text)
+
     def counts(self) -> dict[str, int]:
         counted = Counter(e["kind"] for e in self.log if e["event"] == "start")
         return {kind.value: counted.get(kind.value, 0) for kind in Kind}
@@ -389,6 +393,7 @@ class Chain:
     """One node's certified chain up to a height: block hashes, and where each tx sits."""
 
     name: str
+    height: int
     block_hashes: dict[int, str] = field(default_factory=dict)
     tx_heights: dict[str, list[int]] = field(default_factory=dict)
 
@@ -398,7 +403,7 @@ async def read_chain(
 ) -> Chain:
     """Blocks 1..height from a node, each checked against its commit certificate and chained
     to the one before it."""
-    chain = Chain(name=name)
+    chain = Chain(name=name, height=height)
     prev_hash, start = ZERO_HASH, 1
     while start <= height:
         end = min(height, start + FETCH_BLOCKS_MAX - 1)
@@ -445,9 +450,11 @@ async def converge(layout: ClusterDir, timeout_s: float) -> tuple[dict[str, Any]
 
 @dataclass(slots=True)
 class Verdict:
-    lost: list[str] = field(default_factory=list)
-    moved: list[str] = field(default_factory=list)
-    duplicated: list[str] = field(default_factory=list)
+    """Per transaction hash, what is wrong with it on which node."""
+
+    lost: dict[str, list[str]] = field(default_factory=dict)
+    moved: dict[str, list[str]] = field(default_factory=dict)  # at another height than told
+    duplicated: dict[str, list[str]] = field(default_factory=dict)
     divergent_heights: list[int] = field(default_factory=list)
     unacked_committed: int = 0
 
@@ -456,20 +463,23 @@ def judge(chains: list[Chain], acked: dict[str, int], unacked: set[str]) -> Verd
     verdict = Verdict()
     heights = sorted(set().union(*(c.block_hashes for c in chains)))
     for height in heights:
-        if len({c.block_hashes.get(height) for c in chains}) != 1:
+        if len({c.block_hashes[height] for c in chains if height in c.block_hashes}) != 1:
             verdict.divergent_heights.append(height)
     for chain in chains:
         for tx_hash, found in chain.tx_heights.items():
             if len(found) > 1:
-                verdict.duplicated.append(f"{chain.name}: {tx_hash} at heights {found}")
+                verdict.duplicated.setdefault(tx_hash, []).append(f"{chain.name} at {found}")
     for tx_hash, height in sorted(acked.items()):
         for chain in chains:
             found = chain.tx_heights.get(tx_hash, [])
-            if not found:
-                verdict.lost.append(f"{chain.name}: {tx_hash} (acknowledged at {height})")
-            elif found[0] != height:
-                verdict.moved.append(f"{chain.name}: {tx_hash} at {found}, told {height}")
-    verdict.unacked_committed = sum(1 for t in unacked if t in chains[0].tx_heights)
+            if not found and height <= chain.height:
+                verdict.lost.setdefault(tx_hash, []).append(f"{chain.name}, told {height}")
+            elif found and found[0] != height:
+                verdict.moved.setdefault(tx_hash, []).append(
+                    f"{chain.name} at {found}, told {height}"
+                )
+    longest = max(chains, key=lambda c: c.height)
+    verdict.unacked_committed = sum(1 for t in unacked if t in longest.tx_heights)
     return verdict
 
 
@@ -508,6 +518,9 @@ async def soak(layout: ClusterDir, config: SoakConfig, processes: Processes) -> 
     clients.start()
     try:
         await nemesis.run(deadline=started + config.duration_s)
+        await nemesis.heal()
+        nemesis.note("settle", f"load for {config.settle_s:.0f} s more without faults")
+        await asyncio.sleep(config.settle_s)
     finally:
         await nemesis.heal()
         await clients.stop()
@@ -520,7 +533,8 @@ async def soak(layout: ClusterDir, config: SoakConfig, processes: Processes) -> 
     report.view_changes = {r["name"]: r["counters"]["view_changes"] for r in live}
     report.failures += [f"{r['name']} halted: {r['halted']}" for r in live if r["halted"]]
     report.nemesis = {"by_kind": nemesis.counts(), "log": nemesis.log}
-    verdict = await _check(layout, report.final_height, clients, report)
+    heights = {r["name"]: r["height"] for r in live}
+    verdict = await _check(layout, heights, clients, report)
     figures = clients.figures
     report.txs = {
         "submitted": figures.submitted,
@@ -533,7 +547,15 @@ async def soak(layout: ClusterDir, config: SoakConfig, processes: Processes) -> 
         "attempts": figures.attempts,
         "resubmissions_refused_as_known": figures.refused_known,
         "unreachable_or_busy": figures.unreachable,
-        "examples": (verdict.lost + verdict.moved + verdict.duplicated)[:20],
+        "examples": {
+            what: dict(list(found.items())[:10])
+            for what, found in (
+                ("lost", verdict.lost),
+                ("moved", verdict.moved),
+                ("duplicated", verdict.duplicated),
+            )
+            if found
+        },
     }
     if verdict.divergent_heights:
         report.failures.append(f"block hashes differ at heights {verdict.divergent_heights[:20]}")
@@ -543,20 +565,25 @@ async def soak(layout: ClusterDir, config: SoakConfig, processes: Processes) -> 
         ("duplicated", verdict.duplicated),
     ):
         if items:
-            report.failures.append(f"{len(items)} acknowledged transaction(s) {name}")
+            report.failures.append(f"{len(items)} transaction(s) {name}")
     if not clients.acked:
         report.failures.append("no transaction was acknowledged")
     report.passed = not report.failures
     return report
 
 
-async def _check(layout: ClusterDir, height: int, clients: Clients, report: Report) -> Verdict:
-    names = layout.validator_names()
+async def _check(
+    layout: ClusterDir, heights: dict[str, int], clients: Clients, report: Report
+) -> Verdict:
+    """Each answering node's chain up to its own height; nodes that did not converge are
+    already failures, and are judged only on the blocks they hold."""
+    names = sorted(heights)
+    height = min(heights.values(), default=0)
     genesis = layout.genesis()
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         chains = [
-            await read_chain(session, genesis, name, layout.config(name).url, height)
+            await read_chain(session, genesis, name, layout.config(name).url, heights[name])
             for name in names
         ]
     digests = [await _recent_digests(layout.config(n).url, height) for n in names]
