@@ -673,6 +673,7 @@ def main() -> int:
         senders_per_client=args.senders_per_client,
     )
     root = args.dir if args.dir is not None else Path(tempfile.mkdtemp(prefix="millchain-soak-"))
+    print(f"cluster folder: {root}", flush=True)  # its logs, should the run break off
     report = run_soak(root / "cluster" if args.dir is None else root, config)
     print(summary(report))
     if args.json is not None:
