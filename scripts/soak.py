@@ -478,8 +478,9 @@ def judge(chains: list[Chain], acked: dict[str, int], unacked: set[str]) -> Verd
                 verdict.moved.setdefault(tx_hash, []).append(
                     f"{chain.name} at {found}, told {height}"
                 )
-    longest = max(chains, key=lambda c: c.height)
-    verdict.unacked_committed = sum(1 for t in unacked if t in longest.tx_heights)
+    if chains:
+        longest = max(chains, key=lambda c: c.height)
+        verdict.unacked_committed = sum(1 for t in unacked if t in longest.tx_heights)
     return verdict
 
 
@@ -577,8 +578,10 @@ async def _check(
 ) -> Verdict:
     """Each answering node's chain up to its own height; nodes that did not converge are
     already failures, and are judged only on the blocks they hold."""
+    if not heights:
+        return Verdict()  # no node answered: already a failure, nothing to read
     names = sorted(heights)
-    height = min(heights.values(), default=0)
+    height = min(heights.values())
     genesis = layout.genesis()
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(timeout=timeout) as session:
