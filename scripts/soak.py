@@ -186,7 +186,7 @@ class Clients:
                     "qty": 1,
                 },
             )
-            tx_hash = tx.hash.hex()
+            raw, tx_hash = tx.to_wire(), tx.hash.hex()  # resubmissions send these same bytes
             self.figures.submitted += 1
             self.unacked.add(tx_hash)
             node = rng.choice(self.names)
@@ -194,7 +194,7 @@ class Clients:
                 if self._stop.is_set():
                     return
                 try:
-                    height = await self._attempt(nodes[node], tx.to_wire(), tx_hash)
+                    height = await self._attempt(nodes[node], raw, tx_hash)
                 except SoakError as exc:
                     self.figures.errors.append(f"{identity} via {node}: {exc}")
                     return
