@@ -192,6 +192,10 @@ class Node:
         self._decoded: dict[bytes, Message] = {}  # sha256 of a peer message's bytes -> message
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._wake_cutter = asyncio.Event()
+        # A new primary proposes only once it has executed every block below its first
+        # sequence number of the view: blocks the new view re-proposes, or that committed
+        # elsewhere while this node was away, hold transactions still in its mempool.
+        self._propose_after_height = 0
         self.replica: Replica | None = (
             None
             if observer
@@ -589,6 +593,8 @@ class Node:
                 self.view_history.append((view, now_ms(), self.storage.head().height))
                 self.counters.view_changes += 1
                 self.mempool.return_in_flight()
+                if self.replica is not None:
+                    self._propose_after_height = self.replica.next_seq - 1
                 self._wake_cutter.set()
                 log.warning(
                     "entered view %d; primary is %s",
@@ -766,6 +772,8 @@ class Node:
 
     def _propose_ready(self) -> None:
         replica = self.replica
+        if self.storage.head().height < self._propose_after_height:
+            return  # the blocks before ours are not executed here yet: see __init__
         while (
             replica is not None
             and self.halted is None
