@@ -98,16 +98,17 @@ async def _submitter(
 async def _watcher(
     client: NodeClient, start_height: int, samples: Samples, stop: asyncio.Event
 ) -> None:
-    height = start_height
+    """Time each commit from the node's commit feed (heights and 32-byte transaction hashes,
+    msgpack, long-polled): cheap for the node, unlike rendering whole blocks as JSON, which
+    cost the watched node a fifth of its CPU under load."""
+    height = start_height + 1
     while not stop.is_set():
-        status = await client.status()
-        while height < status["height"]:
-            height += 1
-            block = await client.block(height)
-            now = time.monotonic()
-            for tx in block["txs"]:
-                samples.committed_at.setdefault(tx["hash"], now)
-        await asyncio.sleep(0.005)
+        feed = await client.commits(height, wait_ms=200)
+        now = time.monotonic()
+        for block_height, _commit_ms, hashes in feed["blocks"]:
+            for offset in range(0, len(hashes), 32):
+                samples.committed_at.setdefault(hashes[offset : offset + 32].hex(), now)
+            height = max(height, int(block_height) + 1)
 
 
 async def _offer_load(layout: ClusterDir, senders: list[str], duration_s: float) -> dict[str, Any]:

@@ -1,0 +1,37 @@
+"""`millchain bench` end to end: a short run on a cluster it launches counts every submitted
+transaction as committed, times them from the commit feed, and writes its JSON and plot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.clusters import millchain
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def test_a_short_bench_commits_what_it_offers_and_reports_it(tmp_path: Path) -> None:
+    figures_file, plot = tmp_path / "bench.json", tmp_path / "bench.png"
+    result = millchain(
+        "bench",
+        "--nodes",
+        "4",
+        "--duration",
+        "3",
+        "--json",
+        str(figures_file),
+        "--plot",
+        str(plot),
+        timeout_s=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    figures = json.loads(figures_file.read_text())
+    assert figures["submitted"] > 100
+    assert figures["committed"] == figures["submitted"]
+    assert figures["rejected"] == 0
+    assert 0 < figures["latency_ms_p50"] <= figures["latency_ms_p99"]
+    assert 0 < figures["fraction_of_bound"] < 1
+    assert plot.stat().st_size > 0
