@@ -720,10 +720,13 @@ class Node:
         if self.halted is not None or self.paused_at is not None:
             return
         digest = b""
-        for block, certificate in blocks:
-            result = execute_and_store(self.runtime, self.storage, self.genesis, block, certificate)
-            self._after_commit(block, result)
-            digest = result.state_digest
+        with self.storage.batch():  # one database commit for the whole fetched run of blocks
+            for block, certificate in blocks:
+                result = execute_and_store(
+                    self.runtime, self.storage, self.genesis, block, certificate
+                )
+                self._after_commit(block, result)
+                digest = result.state_digest
         self.counters.blocks_transferred += len(blocks)
         last_block, last_certificate = blocks[-1]
         self.feed(
