@@ -254,7 +254,7 @@ class Plant:
         config = self.config
         snapshot = await self.chain.query("machines")
         machine_calls: list[Call] = []
-        planner_calls: list[Call] = []
+        stops: list[tuple[Machine, Call]] = []  # the planner's work order for each stop
         reported: dict[str, list[Reading]] = {}
         for machine in self.machines.values():
             view = snapshot[machine.name]
@@ -285,23 +285,15 @@ class Plant:
                 self.books.operation(machine.name, CYCLE_MIN[reading.quality], failed=failed)
                 order = self.orders[machine.order]
                 if failed:
-                    modes = [name.upper() for name in FLAG_NAMES if getattr(reading, name)]
-                    self.books.failure(machine.name, machine.clock, [m.lower() for m in modes])
-                    why = "failure " + "+".join(modes)
+                    modes = [name for name in FLAG_NAMES if getattr(reading, name)]
+                    self.books.failure(machine.name, machine.clock, modes)
+                    why = "failure " + "+".join(modes).upper()
                     after.append(
                         Call(
                             "machine", "machines", "down", {"machine": machine.name, "reason": why}
                         )
                     )
-                    planner_calls.append(
-                        Call(
-                            "planner",
-                            "maintenance",
-                            "open",
-                            {"machine": machine.name, "reason": why},
-                        )
-                    )
-                    machine.stopped_at, machine.stop_kind = machine.clock, "failure"
+                    stops.append(_stop(machine, "failure", why))
                     break
                 order.done += 1
                 if order.done >= order.operations:
@@ -314,15 +306,7 @@ class Plant:
                     and machine.sim.wear_min >= config.tool_change_at_min
                 ):
                     why = f"preventive tool change at {machine.sim.wear_min} min of wear"
-                    planner_calls.append(
-                        Call(
-                            "planner",
-                            "maintenance",
-                            "open",
-                            {"machine": machine.name, "reason": why},
-                        )
-                    )
-                    machine.stopped_at, machine.stop_kind = machine.clock, "planned"
+                    stops.append(_stop(machine, "planned", why))
                     break
             machine_calls.extend(before)
             if readings:
@@ -336,11 +320,8 @@ class Plant:
                     )
                 )
             machine_calls.extend(after)
-        results = await self.chain.phase(machine_calls + planner_calls)
-        opened = results[len(machine_calls) :]
-        stopping = [m for m in self.machines.values() if m.stop_kind in ("failure", "planned")]
-        waiting = [m for m in stopping if not m.work_order]
-        for machine, result in zip(waiting, opened, strict=True):
+        results = await self.chain.phase(machine_calls + [call for _, call in stops])
+        for (machine, _), result in zip(stops, results[len(machine_calls) :], strict=True):
             machine.work_order = str(result["work_order"])
             self.known_work_orders.add(machine.work_order)
         return reported
@@ -425,3 +406,9 @@ class Plant:
                 self.books.orders.open_overdue += 1
             else:
                 self.books.orders.open_in_time += 1
+
+
+def _stop(machine: Machine, kind: str, why: str) -> tuple[Machine, Call]:
+    """Take `machine` out of service at its clock; the planner's call opening its work order."""
+    machine.stopped_at, machine.stop_kind = machine.clock, kind
+    return machine, Call("planner", "maintenance", "open", {"machine": machine.name, "reason": why})

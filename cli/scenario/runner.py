@@ -3,6 +3,7 @@ strategy, the plant's loop, and the figures, business and chain apart."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable
@@ -103,8 +104,6 @@ def run_scenario(
 ) -> dict[str, Any]:
     """Run one strategy on a fresh temporary cluster; the model file is needed (and only used)
     by the predictive strategy."""
-    import asyncio  # noqa: PLC0415
-
     if config.strategy is Strategy.PREDICTIVE and model_file is None:
         raise ValueError("the predictive strategy needs a trained model file")
     with temporary_cluster("millchain-scenario-", nodes=config.nodes) as layout:
