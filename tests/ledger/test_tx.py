@@ -304,3 +304,46 @@ def test_summary_is_json_serialisable() -> None:
 
 def test_jsonable_turns_bytes_into_hex_everywhere() -> None:
     assert jsonable({"a": [b"\x0a", (b"\x0b",)]}) == {"a": ["0a", ["0b"]]}
+
+
+# --- the fast wire path and the decoding memo ---------------------------------------------------
+
+
+@pytest.mark.parametrize("body_bytes", [10, 255, 256, 65_535, 65_536])
+def test_from_wire_reads_every_bin_header_width(body_bytes: int) -> None:
+    fields = body_fields(args={"pad": b"x" * max(body_bytes - 90, 0)})
+    body = encode(fields)
+    tx = Transaction.from_wire(wire_of(body), bytes_max=1 << 20)
+    assert tx.body == body
+    assert tx.wire == wire_of(body)
+    tx.verify()
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        pytest.param(lambda w: w[:6] + b"\xc5\x00" + w[7:], id="bin16-header-for-a-short-body"),
+        pytest.param(lambda w: w + b"\x00", id="trailing-byte"),
+        pytest.param(lambda w: w[:-1], id="truncated-signature"),
+        pytest.param(lambda w: w.replace(b"signature", b"signaturf"), id="wrong-key"),
+        pytest.param(lambda w: b"\x83" + w[1:], id="three-entry-map-header"),
+    ],
+)
+def test_from_wire_refuses_near_canonical_bytes(mangle: Any) -> None:
+    wire = mangle(make_tx(nonce=77).to_wire())
+    with pytest.raises((EncodingError, ValidationError)):
+        Transaction.from_wire(wire)
+
+
+def test_from_wire_returns_the_remembered_transaction_for_the_same_bytes() -> None:
+    wire = make_tx(nonce=78).to_wire()
+    first = Transaction.from_wire(bytes(wire))
+    again = Transaction.from_wire(bytes(wire))
+    assert again is first
+
+
+def test_from_wire_applies_the_size_limit_to_remembered_bytes_too() -> None:
+    wire = make_tx(nonce=79).to_wire()
+    Transaction.from_wire(wire)
+    with pytest.raises(EncodingError, match="limit"):
+        Transaction.from_wire(wire, bytes_max=len(wire) - 1)
