@@ -6,8 +6,10 @@ identity: a removed and re-added identity cannot have its old transactions repla
 
 from __future__ import annotations
 
+from typing import Any
+
 from contracts.errors import StateError
-from contracts.state import Overlay, StateReader, read_map, write_map
+from contracts.state import Overlay, RecordMemo, StateReader, write_map
 from ledger.errors import ValidationError
 from ledger.fields import expect_int
 
@@ -18,16 +20,20 @@ def nonce_key(sender: bytes) -> bytes:
     return ACCOUNT_PREFIX + sender.hex().encode("ascii") + b"/nonce"
 
 
-def next_nonce(state: StateReader, sender: bytes) -> int:
-    """The nonce the sender's next transaction must carry; 0 for a new account."""
-    key = nonce_key(sender)
-    record = read_map(state, key)
-    if record is None:
-        return 0
+def _nonce_of(key: bytes, record: dict[str, Any]) -> int:
     try:
         return expect_int(record.get("next"), "next nonce")
     except ValidationError as exc:
         raise StateError(f"nonce record at {key!r}: {exc}") from exc
+
+
+_NONCES: RecordMemo[int] = RecordMemo(_nonce_of)
+
+
+def next_nonce(state: StateReader, sender: bytes) -> int:
+    """The nonce the sender's next transaction must carry; 0 for a new account."""
+    found = _NONCES.read(state, nonce_key(sender))
+    return 0 if found is None else found
 
 
 def consume_nonce(state: Overlay, sender: bytes, nonce: int) -> None:

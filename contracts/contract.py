@@ -19,7 +19,7 @@ from contracts.errors import ArgumentError, DefinitionError, ExecutionError, Que
 from contracts.receipt import EVENTS_MAX, SUBJECT_LENGTH_MAX, Event
 from contracts.schema import ArgType, describe_args
 from contracts.state import Overlay, StateReader, Writes
-from ledger.encoding import decode, encode
+from ledger.encoding import canonical_copy
 from ledger.genesis import Genesis, Role
 from ledger.tx import NAME_LENGTH_MAX
 
@@ -63,7 +63,7 @@ class Call:
         # not hash, and leaves the event with its own copy in canonical form.
         self.events.append(
             Event(
-                contract=self.contract, kind=kind, subject=subject, data=decode(encode(dict(data)))
+                contract=self.contract, kind=kind, subject=subject, data=canonical_copy(dict(data))
             )
         )
 

@@ -19,6 +19,7 @@ from contracts.schema import NAME_PATTERN, Bytes, Choice, ListOf, Str
 from contracts.state import (
     MemoryState,
     Overlay,
+    RecordMemo,
     StateReader,
     Writes,
     decode_map,
@@ -104,10 +105,11 @@ def name_key(name: str) -> bytes:
     return NAME_INDEX_PREFIX + name.encode("utf-8")
 
 
+_IDENTITIES: RecordMemo[IdentityRecord] = RecordMemo(IdentityRecord.from_map)
+
+
 def read_identity(state: StateReader, public_key: bytes) -> IdentityRecord | None:
-    key = identity_key(public_key)
-    value = read_map(state, key)
-    return None if value is None else IdentityRecord.from_map(key, value)
+    return _IDENTITIES.read(state, identity_key(public_key))
 
 
 def find_identity(state: StateReader, name: str) -> IdentityRecord | None:

@@ -7,7 +7,7 @@ its error message and no result or events.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.encoding import encode
@@ -66,6 +66,8 @@ class Receipt:
     error: str | None
     result: Any  # canonical data; None when the transaction failed
     events: tuple[Event, ...]  # empty when the transaction failed
+    # encode(to_map()), kept once computed: the digest and the store both need it.
+    _encoded: bytes = field(default=b"", init=False, repr=False, compare=False)
 
     @classmethod
     def failure(cls, *, tx_hash: bytes, height: int, index: int, error: str) -> Receipt:
@@ -92,6 +94,12 @@ class Receipt:
             "result": self.result,
             "events": [event.to_map() for event in self.events],
         }
+
+    def encoded(self) -> bytes:
+        """The canonical encoding of `to_map()`, computed once."""
+        if not self._encoded:
+            object.__setattr__(self, "_encoded", encode(self.to_map()))
+        return self._encoded
 
     @classmethod
     def from_map(cls, value: Any) -> Receipt:
@@ -122,7 +130,7 @@ class Receipt:
         if not self.ok and (self.error is None or self.result is not None or self.events):
             raise ValidationError("a failed receipt has an error and no result or events")
         try:
-            encode(self.to_map())
+            self.encoded()
         except EncodingError as exc:
             raise ValidationError(f"receipt cannot be encoded canonically: {exc}") from exc
 

@@ -38,7 +38,7 @@ from contracts.state import (
     StateReader,
     next_digest,
 )
-from ledger.encoding import decode, encode
+from ledger.encoding import canonical_copy
 from ledger.genesis import Genesis
 from ledger.tx import Transaction
 
@@ -172,7 +172,7 @@ class Runtime:
         result = contract.invoke(spec, call, args)
         # A canonical copy: fails here on data the digest cannot hash, and stops the contract's
         # objects from aliasing the receipt.
-        canonical_result = decode(encode(result))
+        canonical_result = canonical_copy(result)
         block.apply(call.state.writes)
         return _Outcome(result=canonical_result, events=tuple(call.events))
 

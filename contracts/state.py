@@ -9,11 +9,11 @@ the same on every honest node because keys are sorted before hashing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from contracts.errors import StateError
-from ledger.encoding import decode, encode
+from ledger.encoding import array_header, decode, encode
 from ledger.errors import EncodingError
 from ledger.hashing import HASH_BYTES, sha256
 
@@ -156,6 +156,41 @@ def decode_map(key: bytes, raw: bytes) -> dict[str, Any]:
     return value
 
 
+R = TypeVar("R")
+
+
+class RecordMemo(Generic[R]):
+    """Immutable records decoded from state, remembered by the stored bytes they came from.
+
+    The hottest reads (a sender's identity and nonce, several times per transaction between
+    admission and execution) would otherwise decode and check the same few bytes again and
+    again. The memo is keyed by the value, not the key, so a write can never leave a stale
+    record behind: new bytes are simply a miss. `build(key, map)` must return an immutable
+    record (shared between readers) and raise StateError for a malformed map.
+    """
+
+    __slots__ = ("_build", "_records", "_size_max")
+
+    def __init__(
+        self, build: Callable[[bytes, dict[str, Any]], R], *, size_max: int = 4096
+    ) -> None:
+        self._build = build
+        self._records: dict[bytes, R] = {}
+        self._size_max = size_max
+
+    def read(self, state: StateReader, key: bytes) -> R | None:
+        raw = state.get(key)
+        if raw is None:
+            return None
+        record = self._records.get(raw)
+        if record is None:
+            record = self._build(key, decode_map(key, raw))
+            if len(self._records) >= self._size_max:
+                self._records.pop(next(iter(self._records)))
+            self._records[raw] = record
+        return record
+
+
 def write_map(state: Overlay, key: bytes, value: Mapping[str, Any]) -> None:
     state.put(key, encode(dict(value)))
 
@@ -163,16 +198,21 @@ def write_map(state: Overlay, key: bytes, value: Mapping[str, Any]) -> None:
 def next_digest(
     prev_digest: bytes, height: int, writes: Writes, receipts: Sequence[Receipt]
 ) -> bytes:
-    """The state digest after a block: the previous digest chained with its writes and receipts."""
+    """The state digest after a block: the previous digest chained with its writes and receipts.
+
+    It hashes encode([DIGEST_DOMAIN, prev_digest, height, changes, receipt maps]), built from the
+    receipts' own encodings (each is encoded once, and stored as it is)."""
     changes = [[key, writes[key]] for key in sorted(writes)]
     return sha256(
-        encode(
+        b"".join(
             [
-                DIGEST_DOMAIN,
-                prev_digest,
-                height,
-                changes,
-                [receipt.to_map() for receipt in receipts],
+                array_header(5),
+                encode(DIGEST_DOMAIN),
+                encode(prev_digest),
+                encode(height),
+                encode(changes),
+                array_header(len(receipts)),
+                *(receipt.encoded() for receipt in receipts),
             ]
         )
     )

@@ -20,6 +20,7 @@ INT_MIN = -(2**63)
 INT_MAX = 2**64 - 1
 
 _pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+_header_packer = msgpack.Packer(use_bin_type=True, autoreset=True)
 
 
 def _canonical(value: Any, depth: int) -> Any:
@@ -46,6 +47,15 @@ def _canonical(value: Any, depth: int) -> Any:
     raise EncodingError(f"cannot encode a value of type {type(value).__name__}")
 
 
+def array_header(length: int) -> bytes:
+    """The canonical header of a list of `length` items: followed by the items' encodings, it is
+    the list's encoding (for joining items that were encoded once already)."""
+    if not 0 <= length < 2**32:
+        raise EncodingError(f"a list of {length} items cannot be encoded")
+    header: bytes = _header_packer.pack_array_header(length)
+    return header
+
+
 def encode(value: Any) -> bytes:
     """Encode `value` canonically; raises EncodingError for values outside the allowed set."""
     plain = _plain(value, 0)
@@ -66,6 +76,37 @@ def encode(value: Any) -> bytes:
 
 
 _PLAIN_SCALARS = frozenset({str, bytes, int, bool, type(None)})
+_STR_ONLY = frozenset({str})
+
+
+def canonical_copy(value: Any) -> Any:
+    """What decode(encode(value)) returns (a private copy in canonical form: map keys sorted,
+    tuples as lists), raising EncodingError alike; a map of scalars takes a shortcut."""
+    kind = type(value)
+    if kind in _PLAIN_SCALARS:
+        if kind is int or kind is str:
+            _checked_pack(value)
+        return value
+    if (
+        kind is dict
+        and _STR_ONLY.issuperset(map(type, value))
+        and _PLAIN_SCALARS.issuperset(map(type, value.values()))
+    ):
+        copy = {key: value[key] for key in sorted(value)}
+        _checked_pack(copy)
+        return copy
+    return decode(encode(value))
+
+
+def _checked_pack(value: Any) -> None:
+    """Pack plain data only to see that it packs (64-bit integers, encodable text)."""
+    try:
+        _pack(value)
+    except (OverflowError, UnicodeEncodeError, ValueError, TypeError):
+        encode(value)  # raises the precise EncodingError
+        raise
+
+
 _UNUSUAL = object()
 
 
@@ -73,21 +114,28 @@ def _plain(value: Any, depth: int) -> Any:
     """`value` ready for msgpack's packer (itself if already canonical, else a copy with map keys
     sorted and tuples as lists), or _UNUSUAL for anything the full path must look at (other
     types, subclasses, non-str keys, nesting beyond DEPTH_MAX). Walks containers only, so
-    scalars cost one type check each."""
+    scalars cost one type check each, and a container of scalars is checked in one C-level pass."""
     kind = type(value)
     if kind in _PLAIN_SCALARS:
         return value
     if kind is dict:
+        if not _STR_ONLY.issuperset(map(type, value)):
+            return _UNUSUAL
         keys = list(value)
-        for key in keys:
-            if type(key) is not str:
-                return _UNUSUAL
         # Python orders str by code point, which is the order of their UTF-8 bytes.
         changed = len(keys) > 1 and keys != sorted(keys)
         if changed:
             keys.sort()
+        if _PLAIN_SCALARS.issuperset(map(type, value.values())):
+            if depth >= DEPTH_MAX and keys:
+                return _UNUSUAL
+            return {key: value[key] for key in keys} if changed else value
         children = [value[key] for key in keys]
     elif kind is list or kind is tuple:
+        if _PLAIN_SCALARS.issuperset(map(type, value)):
+            if depth >= DEPTH_MAX and value:
+                return _UNUSUAL
+            return value if kind is list else list(value)
         changed = kind is tuple
         children = value if kind is list else list(value)
     else:
@@ -116,10 +164,10 @@ def _check_decoded(value: Any, depth: int) -> None:
     nesting within DEPTH_MAX (minimal headers are checked by re-packing)."""
     kind = type(value)
     if kind is dict:
+        if not _STR_ONLY.issuperset(map(type, value)):
+            key = next(k for k in value if type(k) is not str)
+            raise EncodingError(f"map key {key!r} is a {type(key).__name__}, expected str")
         keys = list(value)
-        for key in keys:
-            if type(key) is not str:
-                raise EncodingError(f"map key {key!r} is a {type(key).__name__}, expected str")
         if len(keys) > 1 and keys != sorted(keys):
             raise EncodingError("not in canonical form (map keys unsorted)")
         children: Any = value.values()
@@ -133,6 +181,8 @@ def _check_decoded(value: Any, depth: int) -> None:
         raise EncodingError(f"cannot decode to a value of type {kind.__name__}")
     if depth >= DEPTH_MAX and children:
         raise EncodingError(f"value nested deeper than {DEPTH_MAX} levels")
+    if _PLAIN_SCALARS.issuperset(map(type, children)):
+        return
     for child in children:
         if type(child) not in _PLAIN_SCALARS:
             _check_decoded(child, depth + 1)

@@ -169,7 +169,7 @@ class Storage:
                 # too (its receipt fails on the nonce); the first inclusion is the one we index.
                 "INSERT OR IGNORE INTO txs VALUES (?, ?, ?, ?)",
                 [
-                    (receipt.tx_hash, block.height, receipt.index, encode(receipt.to_map()))
+                    (receipt.tx_hash, block.height, receipt.index, receipt.encoded())
                     for receipt in result.receipts
                 ],
             )

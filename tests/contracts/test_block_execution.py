@@ -16,9 +16,11 @@ from contracts.inventory import InventoryContract, stock_key
 from contracts.receipt import Receipt
 from contracts.runtime import Runtime
 from contracts.schema import Int, Str
-from contracts.state import GENESIS_PREV_DIGEST, next_digest
+from contracts.state import DIGEST_DOMAIN, GENESIS_PREV_DIGEST, next_digest
+from ledger.encoding import encode
 from ledger.errors import EncodingError
 from ledger.genesis import Role
+from ledger.hashing import sha256
 
 
 def receive(chain, who="sam", **overrides):
@@ -323,6 +325,32 @@ def test_digest_chains_from_the_previous_digest(chain):
     assert result.state_digest == next_digest(chain.digest, 1, result.writes, result.receipts)
     other = chain.runtime.execute_block(chain.state, chain.context(), txs, bytes(32))
     assert other.state_digest != result.state_digest
+
+
+def test_digest_hashes_the_canonical_encoding_of_its_inputs(chain):
+    receipts = chain.execute(receive(chain), receive(chain, qty=2)).receipts
+    writes: dict[bytes, bytes | None] = {b"b": b"2", b"a": None}
+    whole = encode(
+        [
+            DIGEST_DOMAIN,
+            GENESIS_PREV_DIGEST,
+            7,
+            [[b"a", None], [b"b", b"2"]],
+            [receipt.to_map() for receipt in receipts],
+        ]
+    )
+    assert next_digest(GENESIS_PREV_DIGEST, 7, writes, receipts) == sha256(whole)
+    assert all(receipt.encoded() == encode(receipt.to_map()) for receipt in receipts)
+
+
+def test_a_sender_is_read_afresh_after_a_write_to_its_record(chain):
+    sender = chain.keys("sam").public_key
+    before = accounts.next_nonce(chain.state, sender)
+    chain.run(receive(chain))
+    assert accounts.next_nonce(chain.state, sender) == before + 1
+    assert chain.runtime.identity_of(chain.state, sender).active
+    chain.run(chain.tx("root", "identity", "suspend", name="sam"))
+    assert not chain.runtime.identity_of(chain.state, sender).active
 
 
 def test_digest_changes_with_any_write_or_receipt(chain):

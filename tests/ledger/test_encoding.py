@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.encoding import DEPTH_MAX, INT_MAX, INT_MIN, decode, encode
+from ledger.encoding import (
+    DEPTH_MAX,
+    INT_MAX,
+    INT_MIN,
+    array_header,
+    canonical_copy,
+    decode,
+    encode,
+)
 from ledger.errors import EncodingError
 
 scalars = (
@@ -275,3 +283,35 @@ def test_encode_rejects_too_deep_nesting() -> None:
 def test_encode_rejects_lone_surrogates(value: Any) -> None:
     with pytest.raises(EncodingError, match="unicode"):
         encode(value)
+
+
+@given(values)
+def test_canonical_copy_is_what_a_round_trip_gives(value: Any) -> None:
+    assert canonical_copy(value) == decode(encode(value))
+
+
+def test_canonical_copy_does_not_alias_a_flat_map() -> None:
+    value = {"b": 1, "a": 2}
+    copy = canonical_copy(value)
+    assert list(copy) == ["a", "b"]
+    value["c"] = 3
+    assert "c" not in copy
+
+
+@pytest.mark.parametrize(
+    "value", [{"a": 2**64}, {"a": 1.5}, {"a": "\ud800"}, 2**64, "\udfff", {1: "x"}]
+)
+def test_canonical_copy_refuses_what_encode_refuses(value: Any) -> None:
+    with pytest.raises(EncodingError):
+        canonical_copy(value)
+
+
+@given(st.lists(values, max_size=20))
+def test_array_header_joined_with_items_is_the_list_encoding(items: list[Any]) -> None:
+    joined = array_header(len(items)) + b"".join(encode(item) for item in items)
+    assert joined == encode(items)
+
+
+@pytest.mark.parametrize("length", [0, 15, 16, 65_535, 65_536])
+def test_array_header_matches_every_width(length: int) -> None:
+    assert array_header(length) == encode([None] * length)[: len(array_header(length))]
