@@ -51,6 +51,16 @@ class Mempool:
 
     def add(self, tx: Transaction) -> None:
         """Admit a verified transaction or raise a Rejection saying why not."""
+        self.check_room(tx)
+        pending = self._by_sender.get(tx.sender)
+        if pending is None:
+            pending = self._by_sender[tx.sender] = {}
+        pending[tx.nonce] = tx
+        self._by_hash[tx.hash] = tx
+
+    def check_room(self, tx: Transaction) -> None:
+        """Raise the Rejection `add` would raise, without adding: the node asks before it spends
+        a signature check on a transaction the pool would refuse anyway."""
         if tx.hash in self._by_hash:
             raise Duplicate(f"transaction {tx.hash.hex()} is already pending")
         committed = self._committed_nonce(tx.sender)
@@ -70,10 +80,6 @@ class Mempool:
             raise Duplicate(f"nonce {tx.nonce} of this sender is already pending in another tx")
         if len(self._by_hash) >= self.capacity:
             raise MempoolFull(f"mempool is full ({self.capacity} transactions); retry later")
-        if pending is None:
-            pending = self._by_sender[tx.sender] = {}
-        pending[tx.nonce] = tx
-        self._by_hash[tx.hash] = tx
 
     def next_nonce(self, sender: bytes) -> int:
         """The nonce a client should use next: past every consecutive pending one."""

@@ -1,8 +1,11 @@
 """Outbound links to the other validators.
 
-Each peer has one queue and one sender task, so messages to a peer leave in the order they were
-queued, and everything queued while a request is in flight leaves together in the next request:
-batching falls out of back-pressure instead of a timer. Links keep their HTTP connection alive.
+Each peer has two queues, each with its own sender task: consensus messages, and forwarded client
+transactions. Messages to a peer leave in the order they were queued, and everything queued while
+a request is in flight leaves together in the next request: batching falls out of back-pressure
+instead of a timer. The two channels keep a bulk of forwarded transactions (which the peer takes
+a while to admit) from holding back the protocol's messages. Links keep their HTTP connections
+alive.
 A batch a peer did not take is put back at the front and retried with back-off, so a peer that
 restarts gets what it missed while it was briefly away; a peer down for longer than
 STALE_AFTER_MS has its backlog dropped and catches up by state transfer instead. The queue is
@@ -31,8 +34,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_BYTES_MAX = 64 * 1024 * 1024
 BATCH_BYTES_MAX = 4 * 1024 * 1024
-# Forwarded transactions per batch: a peer admits them before the batch's consensus messages,
-# so a few thousand at once would hold its loop (and the messages behind them) for seconds.
+# Forwarded transactions per batch (a peer queues them and admits them in slices).
 BATCH_TX_BYTES_MAX = 256 * 1024
 BACKOFF_MS_MIN = 50
 BACKOFF_MS_MAX = 2000
@@ -86,6 +88,7 @@ class PeerLink:
     failures: int = 0
     down_since_ms: int | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    wake_txs: asyncio.Event = field(default_factory=asyncio.Event)
 
     def down_for_ms(self) -> int:
         if self.down_since_ms is None:
@@ -120,8 +123,14 @@ class Peers:
             connector=connector, timeout=aiohttp.ClientTimeout(total=10, connect=2)
         )
         self._tasks = [
-            asyncio.create_task(self._run(link), name=f"peer-{link.name}")
-            for link in self.links.values()
+            *(
+                asyncio.create_task(self._run(link, txs=False), name=f"peer-{link.name}")
+                for link in self.links.values()
+            ),
+            *(
+                asyncio.create_task(self._run(link, txs=True), name=f"peer-{link.name}-txs")
+                for link in self.links.values()
+            ),
         ]
 
     async def stop(self) -> None:
@@ -144,32 +153,37 @@ class Peers:
         for link in self.links.values():
             for tx in txs:
                 link.txs.push(tx)
-            link.wake.set()
+            link.wake_txs.set()
 
     def status(self) -> list[dict[str, Any]]:
         return [link.status() for link in self.links.values()]
 
-    async def _run(self, link: PeerLink) -> None:
+    async def _run(self, link: PeerLink, *, txs: bool) -> None:
+        """One channel of a link: its consensus messages, or (`txs`) its forwarded transactions."""
+        queue, wake = (link.txs, link.wake_txs) if txs else (link.messages, link.wake)
+        bytes_max = BATCH_TX_BYTES_MAX if txs else BATCH_BYTES_MAX
         backoff_ms = BACKOFF_MS_MIN
         while True:
-            await link.wake.wait()
-            link.wake.clear()
-            while link.messages.items or link.txs.items:
-                messages = link.messages.take(BATCH_BYTES_MAX)
-                room = min(BATCH_TX_BYTES_MAX, BATCH_BYTES_MAX - sum(len(m) for m in messages))
-                txs = link.txs.take(room) if room > 0 else []
-                body = encode({"sender": self.self_index, "messages": messages, "txs": txs})
+            await wake.wait()
+            wake.clear()
+            while queue.items:
+                items = queue.take(bytes_max)
+                body = encode(
+                    {
+                        "sender": self.self_index,
+                        "messages": [] if txs else items,
+                        "txs": items if txs else [],
+                    }
+                )
                 if await self._deliver(link, body):
                     backoff_ms = BACKOFF_MS_MIN
                     continue
                 if link.down_for_ms() > STALE_AFTER_MS:
                     # Down this long, it catches up by state transfer; a backlog of stale
                     # messages would only flood it when it returns.
-                    link.messages.drop_all()
-                    link.txs.drop_all()
+                    queue.drop_all()
                 else:
-                    link.messages.put_back(messages)
-                    link.txs.put_back(txs)
+                    queue.put_back(items)
                 await asyncio.sleep(backoff_ms / 1000)
                 backoff_ms = min(backoff_ms * 2, BACKOFF_MS_MAX)
 

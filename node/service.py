@@ -71,6 +71,11 @@ TICK_MS = 100
 SYNC_IDLE_MS = 3_000
 FLOOD_TICK_MS = 50
 VERIFIED_CACHE_MAX = 200_000
+# Forwarded transactions wait in a queue and are admitted a slice at a time, so a peer's bulk
+# of them never holds the loop (and the consensus messages behind it) for long. Past the bound,
+# forwarded transactions are dropped: a proposed block brings them again, checked then.
+FORWARDED_BACKLOG_MAX = 20_000
+ADMIT_SLICE = 64
 DECODED_CACHE_MAX = 512
 
 
@@ -192,6 +197,8 @@ class Node:
         self._decoded: dict[bytes, Message] = {}  # sha256 of a peer message's bytes -> message
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._wake_cutter = asyncio.Event()
+        self._forwarded: deque[Any] = deque()
+        self._forwarded_ready = asyncio.Event()
         # A new primary proposes only once it has executed every block below its first
         # sequence number of the view: blocks the new view re-proposes, or that committed
         # elsewhere while this node was away, hold transactions still in its mempool.
@@ -281,6 +288,7 @@ class Node:
             asyncio.create_task(self._guarded(self._cutter()), name="block-cutter"),
             asyncio.create_task(self._guarded(self._ticker()), name="ticker"),
             asyncio.create_task(self._guarded(self._sync_when_idle()), name="idle-sync"),
+            asyncio.create_task(self._guarded(self._admit_forwarded()), name="admit-forwarded"),
         ]
         self._start_fetch(self.storage.head().height + 1, None, ())  # catch up after a restart
         if self.oracle is not None:
@@ -404,17 +412,18 @@ class Node:
             reason, status = _classify(problem)
             self.counters.reject(reason)
             raise Rejection(problem, status=status)
+        try:
+            self.mempool.check_room(tx)  # before the signature check, the costliest step
+        except Rejection as exc:
+            self.counters.reject(type(exc).__name__.lower())
+            raise
         if not self.is_verified(tx):  # a proposed block may have brought it first
             try:
                 tx.verify()
             except SignatureError as exc:
                 self.counters.reject("bad_signature")
                 raise Rejection(f"bad signature: {exc}", status=401) from exc
-        try:
-            self.mempool.add(tx)
-        except Rejection as exc:
-            self.counters.reject(type(exc).__name__.lower())
-            raise
+        self.mempool.add(tx)
         self.mark_verified(tx)
         self.counters.txs_admitted += 1
         self._wake_cutter.set()
@@ -432,10 +441,10 @@ class Node:
             self._receive_peer_batch(messages, txs)
 
     def _receive_peer_batch(self, messages: Sequence[Any], txs: Sequence[Any]) -> None:
-        # Consensus messages first: they are few and small (but for pre-prepares) and every
-        # round trip of the protocol waits on them, while admitting a batch of forwarded
-        # transactions takes a while. A pre-prepare whose transactions are not here yet has
-        # them verified by the validator, and admission then skips the check.
+        # Consensus messages now, forwarded transactions later: every round trip of the
+        # protocol waits on the messages, while admitting transactions takes a while (see
+        # _admit_forwarded). A pre-prepare whose transactions are not here yet has them
+        # verified by the validator, and admission then skips the check.
         for raw in messages:
             self.counters.messages_received += 1
             if not isinstance(raw, bytes):
@@ -451,14 +460,35 @@ class Node:
             received = self.counters.messages_received_by_type
             received[kind] = received.get(kind, 0) + 1
             self.feed(MessageReceived(message=message, now_ms=now_ms()), raw=raw)
-        for raw in txs:
-            if not isinstance(raw, bytes):
-                self.counters.reject("peer_malformed")
-                continue
-            try:
-                self._admit(raw)
-            except Rejection:
-                continue  # counted by _admit; a forwarded duplicate is normal
+        room = FORWARDED_BACKLOG_MAX - len(self._forwarded)
+        if len(txs) > room:
+            self.counters.reject("peer_backlog_full")
+        self._forwarded.extend(txs[: max(room, 0)])
+        if self._forwarded:
+            self._forwarded_ready.set()
+
+    async def _admit_forwarded(self) -> None:
+        """Admit queued forwarded transactions, a slice at a time, yielding to the loop between
+        slices (one database transaction per slice)."""
+        while True:
+            await self._forwarded_ready.wait()
+            self._forwarded_ready.clear()
+            while self._forwarded and self.halted is None:
+                if self.paused_at is not None:
+                    await asyncio.sleep(TICK_MS / 1000)
+                    continue
+                count = min(ADMIT_SLICE, len(self._forwarded))
+                with self.storage.batch():
+                    for _ in range(count):
+                        raw = self._forwarded.popleft()
+                        if not isinstance(raw, bytes):
+                            self.counters.reject("peer_malformed")
+                            continue
+                        try:
+                            self._admit(raw)
+                        except Rejection:
+                            continue  # counted by _admit; a forwarded duplicate is normal
+                await asyncio.sleep(0)
 
     def _decode_message(self, raw: bytes) -> Message:
         """Decode a peer's message, reusing the decoded object when the same bytes came before.
