@@ -30,7 +30,8 @@ from ledger.tx import Transaction
 from node.client import ClientError, NodeClient
 
 BENCH_SENDERS = 32
-WORKERS_PER_NODE = 16
+BATCH_DEFAULT = 64
+UNPACED_PRESIGN_PER_S = 8000
 
 
 def verify_rate(duration_s: float = 1.0) -> float:
@@ -75,24 +76,60 @@ def _presign(layout: ClusterDir, senders: list[str], count: int) -> list[list[Tr
     return per_sender
 
 
-async def _submitter(
-    client: NodeClient, txs: list[Transaction], samples: Samples, stop_at: float
-) -> None:
-    for tx in txs:
-        if time.monotonic() >= stop_at:
+class _Pacer:
+    """Offered load: hands out permission to send `count` transactions at `rate_per_s` in all
+    (open loop: the schedule does not wait for commits); rate 0 sends as fast as requests
+    return, bounded by one request in flight per sender."""
+
+    def __init__(self, rate_per_s: float) -> None:
+        self.rate_per_s = rate_per_s
+        self._started = time.monotonic()
+        self._granted = 0
+
+    async def wait(self, count: int) -> None:
+        if self.rate_per_s <= 0:
             return
-        key = tx.hash.hex()
-        samples.submitted_at[key] = time.monotonic()
-        while True:
-            try:
-                await client.submit(tx.to_wire())
-                break
-            except ClientError as exc:
-                if exc.status == 503:  # mempool full: back off and offer it again
-                    await asyncio.sleep(0.01)
-                    continue
+        due = self._started + self._granted / self.rate_per_s
+        self._granted += count
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+async def _submitter(
+    client: NodeClient,
+    txs: list[Transaction],
+    samples: Samples,
+    stop_at: float,
+    pacer: _Pacer,
+    batch: int,
+) -> None:
+    """One sender's transactions in nonce order, `batch` per request, one request at a time
+    (so a sender's nonces arrive in order); a full mempool's refusals are offered again."""
+    position = 0
+    while position < len(txs) and time.monotonic() < stop_at:
+        chunk = txs[position : position + batch]
+        await pacer.wait(len(chunk))
+        sent = time.monotonic()
+        for tx in chunk:
+            samples.submitted_at.setdefault(tx.hash.hex(), sent)
+        try:
+            outcomes = await client.submit_many([tx.wire for tx in chunk])
+        except ClientError as exc:
+            if exc.status in (429, 503):
+                await asyncio.sleep(0.01)
+                continue
+            raise
+        accepted = 0
+        for outcome in outcomes:
+            if outcome.get("status") in (429, 503):
+                break  # this one and the rest go again, in order
+            if "error" in outcome:
                 samples.rejected += 1
-                break
+            accepted += 1
+        position += accepted
+        if accepted < len(chunk):
+            await asyncio.sleep(0.01)
 
 
 async def _watcher(
@@ -111,11 +148,15 @@ async def _watcher(
             height = max(height, int(block_height) + 1)
 
 
-async def _offer_load(layout: ClusterDir, senders: list[str], duration_s: float) -> dict[str, Any]:
+async def _offer_load(
+    layout: ClusterDir, senders: list[str], duration_s: float, rate_per_s: float, batch: int
+) -> dict[str, Any]:
     names = layout.node_names()
     urls = [layout.config(name).url for name in names]
-    # Enough pre-signed transactions for a generous rate; the run stops at the deadline.
-    per_sender = _presign(layout, senders, count=int(3000 * duration_s) + 1000)
+    # Enough pre-signed transactions for the rate (or a generous one); the run stops at the
+    # deadline.
+    per_s = rate_per_s if rate_per_s > 0 else UNPACED_PRESIGN_PER_S
+    per_sender = _presign(layout, senders, count=int(per_s * duration_s * 1.1) + 1000)
     clients = [NodeClient(url, timeout_s=30) for url in urls]
     for client in clients:
         await client.__aenter__()
@@ -126,9 +167,10 @@ async def _offer_load(layout: ClusterDir, senders: list[str], duration_s: float)
         watcher = asyncio.create_task(_watcher(clients[0], start_height, samples, stop))
         started = time.monotonic()
         stop_at = started + duration_s
+        pacer = _Pacer(rate_per_s)
         await asyncio.gather(
             *(
-                _submitter(clients[i % len(clients)], txs, samples, stop_at)
+                _submitter(clients[i % len(clients)], txs, samples, stop_at, pacer, batch)
                 for i, txs in enumerate(per_sender)
             )
         )
@@ -156,6 +198,7 @@ async def _offer_load(layout: ClusterDir, senders: list[str], duration_s: float)
         "committed": len(committed),
         "rejected": samples.rejected,
         "duration_s": round(window, 3),
+        "offered_tx_per_s": rate_per_s if rate_per_s > 0 else None,
         "committed_tx_per_s": round(len(committed) / window, 1),
         "latency_ms_p50": _pct(latencies_ms, 50),
         "latency_ms_p99": _pct(latencies_ms, 99),
@@ -170,9 +213,11 @@ def _pct(values: list[float], pct: int) -> float | None:
     return round(values[index], 1)
 
 
-def _measure(layout: ClusterDir, senders: list[str], duration_s: float) -> dict[str, Any]:
+def _measure(
+    layout: ClusterDir, senders: list[str], duration_s: float, rate_per_s: float, batch: int
+) -> dict[str, Any]:
     with console.status(f"offering load for {duration_s:.0f} s..."):
-        return asyncio.run(_offer_load(layout, senders, duration_s))
+        return asyncio.run(_offer_load(layout, senders, duration_s, rate_per_s, batch))
 
 
 @click.command()
@@ -180,6 +225,22 @@ def _measure(layout: ClusterDir, senders: list[str], duration_s: float) -> dict[
     "--nodes", default=4, show_default=True, help="Validators of the cluster it launches."
 )
 @click.option("--duration", "duration_s", default=20.0, show_default=True, help="Seconds of load.")
+@click.option(
+    "--rate",
+    "rate_per_s",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="Offered load in transactions per second (open loop); 0 offers as fast as the "
+    "cluster accepts (one request in flight per sender).",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1, max=1000),
+    default=BATCH_DEFAULT,
+    show_default=True,
+    help="Transactions per client request (POST /txs).",
+)
 @click.option(
     "--json",
     "json_file",
@@ -206,6 +267,8 @@ def _measure(layout: ClusterDir, senders: list[str], duration_s: float) -> dict[
 def bench(
     nodes: int,
     duration_s: float,
+    rate_per_s: float,
+    batch: int,
     json_file: Path | None,
     directory: Path | None,
     plot_file: Path,
@@ -218,11 +281,11 @@ def bench(
         console.print(f"starting {nodes} nodes...")
         with temporary_cluster("millchain-bench-", nodes=nodes, extra_identities=extra) as layout:
             n = len(layout.node_names())
-            figures = _measure(layout, [name for name, _ in extra], duration_s)
+            figures = _measure(layout, [name for name, _ in extra], duration_s, rate_per_s, batch)
     else:
         layout = layout_of(directory)
         n = len(layout.node_names())
-        figures = _measure(layout, ["supplier"], duration_s)
+        figures = _measure(layout, ["supplier"], duration_s, rate_per_s, batch)
     cores = os.cpu_count() or 1
     bound = cores * rate / n
     report = {
