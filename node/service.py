@@ -57,6 +57,7 @@ from node.commits import CommitFeed
 from node.errors import Rejection
 from node.executor import execute_and_store
 from node.faults import FaultInjector
+from node.history import encode_proof
 from node.mempool import Mempool
 from node.oracle_runner import OracleRunner
 from node.peers import PeerLink, Peers
@@ -614,7 +615,9 @@ class Node:
                 else:
                     self.counters.messages_rejected += 1
                     log.debug("rejected a message from validator %s: %s", sender, reason)
-            case CheckpointStable(seq=seq):
+            case CheckpointStable(seq=seq, proof=proof):
+                # Kept for peers catching up: it vouches for the digest they rebuild.
+                self.storage.put_checkpoint_proof(seq, encode_proof(proof))
                 view = 0 if self.replica is None else self.replica.view
                 pruned = self.storage.log_prune(stable_seq=seq, view=view)
                 log.info("checkpoint %d is stable; pruned %d log records", seq, pruned)

@@ -3,13 +3,18 @@
 A committed block, its receipts, its events and the state writes it produced land in one database
 transaction, so a crash leaves either all of a block or none of it. The storage is also the state
 reader the contract runtime executes against.
+
+For peers catching up (node/catchup.py) it also keeps, per block, one blob with the block's net
+writes (and the rare receipts the txs table cannot hold), and the proofs of stable checkpoints:
+with those a peer can rebuild the state without executing anything, and check it against a
+digest a quorum signed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +54,9 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_subject ON events (subject, id);
 CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS txs_height ON txs (height, idx);
+CREATE TABLE IF NOT EXISTS block_writes (height INTEGER PRIMARY KEY, writes BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoint_proofs (seq INTEGER PRIMARY KEY, proof BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS wal (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
@@ -80,6 +88,28 @@ class StoredBlock:
     block: Block
     certificate: CommitCertificate | None
     state_digest: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryRow:
+    """What a peer needs to rebuild the state after one block without executing it (raw)."""
+
+    height: int
+    block: bytes  # the block's wire form
+    certificate: bytes
+    receipts: list[bytes]  # the receipts held in the txs table, in index order
+    writes: bytes | None  # the block's write-set blob (encode_write_set); None if not kept
+
+
+def encode_write_set(
+    writes: Mapping[bytes, bytes | None], shadowed: Sequence[tuple[int, bytes]]
+) -> bytes:
+    """A block's write-set blob: [[[key, value or nil], ...sorted by key], [[index, receipt
+    encoding], ...]]. The second list holds the receipts of transactions a block included
+    again (see commit_block): the txs table keeps only a transaction's first receipt."""
+    return encode(
+        [[[key, writes[key]] for key in sorted(writes)], [list(item) for item in shadowed]]
+    )
 
 
 STATE_CACHE_MAX = 100_000
@@ -164,7 +194,7 @@ class Storage:
                     len(block.txs),
                 ),
             )
-            self._db.executemany(
+            cursor = self._db.executemany(
                 # A transaction re-proposed after a view change can appear in a later block
                 # too (its receipt fails on the nonce); the first inclusion is the one we index.
                 "INSERT OR IGNORE INTO txs VALUES (?, ?, ?, ?)",
@@ -172,6 +202,15 @@ class Storage:
                     (receipt.tx_hash, block.height, receipt.index, receipt.encoded())
                     for receipt in result.receipts
                 ],
+            )
+            shadowed = (
+                []
+                if cursor.rowcount == len(result.receipts)
+                else self._shadowed_receipts(block.height, result.receipts)
+            )
+            self._db.execute(
+                "INSERT INTO block_writes VALUES (?, ?)",
+                (block.height, encode_write_set(result.writes, shadowed)),
             )
             self._db.executemany(
                 "INSERT INTO events (height, tx_hash, contract, kind, subject, data) "
@@ -204,6 +243,49 @@ class Storage:
             (start, end),
         ).fetchall()
         return [(row[0], row[1], row[2]) for row in rows]
+
+    def history_range(self, start: int, end: int) -> list[HistoryRow]:
+        """Blocks start..end with what rebuilds the state after each (see HistoryRow)."""
+        blocks = self._db.execute(
+            "SELECT height, block, certificate FROM blocks WHERE height BETWEEN ? AND ? "
+            "ORDER BY height",
+            (start, end),
+        ).fetchall()
+        receipts: dict[int, list[bytes]] = {}
+        for height, receipt in self._db.execute(
+            "SELECT height, receipt FROM txs WHERE height BETWEEN ? AND ? ORDER BY height, idx",
+            (start, end),
+        ):
+            receipts.setdefault(height, []).append(receipt)
+        writes = dict(
+            self._db.execute(
+                "SELECT height, writes FROM block_writes WHERE height BETWEEN ? AND ?",
+                (start, end),
+            ).fetchall()
+        )
+        return [
+            HistoryRow(
+                height=height,
+                block=block,
+                certificate=certificate,
+                receipts=receipts.get(height, []),
+                writes=writes.get(height),
+            )
+            for height, block, certificate in blocks
+        ]
+
+    def put_checkpoint_proof(self, seq: int, proof: bytes) -> None:
+        """Keep the proof that a quorum signed the state after block `seq` (msgpack list of
+        signed checkpoint messages), for peers catching up."""
+        self._db.execute("INSERT OR REPLACE INTO checkpoint_proofs VALUES (?, ?)", (seq, proof))
+
+    def checkpoint_proofs(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        """(seq, proof) of the stable checkpoints kept for start <= seq <= end, ascending."""
+        rows = self._db.execute(
+            "SELECT seq, proof FROM checkpoint_proofs WHERE seq BETWEEN ? AND ? ORDER BY seq",
+            (start, end),
+        ).fetchall()
+        return [(int(row[0]), bytes(row[1])) for row in rows]
 
     def recent_blocks(self, limit: int) -> list[dict[str, Any]]:
         rows = self._db.execute(
@@ -331,6 +413,14 @@ class Storage:
         for key, value in writes.items():
             if key in cache:
                 cache[key] = value
+
+    def _shadowed_receipts(
+        self, height: int, receipts: Sequence[Receipt]
+    ) -> list[tuple[int, bytes]]:
+        """The receipts of `receipts` the txs table holds for another (earlier) block."""
+        rows = self._db.execute("SELECT idx FROM txs WHERE height = ?", (height,)).fetchall()
+        held = {row[0] for row in rows}
+        return [(r.index, r.encoded()) for r in receipts if r.index not in held]
 
     def _meta(self, key: str) -> bytes | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
