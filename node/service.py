@@ -52,10 +52,10 @@ from ledger.genesis import Genesis
 from ledger.tx import Transaction
 from node import pause, wal
 from node.byzantine import Byzantine, ByzantineSpec, Mode
-from node.catchup import catch_up, follow
+from node.catchup import Transferred, TransferStats, catch_up, follow
 from node.commits import CommitFeed
 from node.errors import Rejection
-from node.executor import execute_and_store
+from node.executor import execute_and_store, store_checked
 from node.faults import FaultInjector
 from node.history import encode_proof
 from node.mempool import Mempool
@@ -180,6 +180,7 @@ class Node:
         self.runtime = Runtime.default()
         self.pipeline_depth = pipeline_depth
         self.counters = Counters()
+        self.transfer = TransferStats()
         self.started_ms = now_ms()
         self.last_commit_ms: int | None = None
         self.halted: str | None = None
@@ -311,13 +312,31 @@ class Node:
         offline and executed, without taking part in consensus."""
         assert self._session is not None
         urls = [v.url for v in self.genesis.validators]
-        await follow(self._session, self.genesis, self.storage, urls, apply=self._apply_followed)
+        await follow(
+            self._session,
+            self.genesis,
+            self.storage,
+            urls,
+            apply=self._apply_followed,
+            stats=self.transfer,
+        )
 
-    def _apply_followed(self, blocks: list[tuple[Block, CommitCertificate]]) -> None:
-        for block, certificate in blocks:
+    def _apply_followed(self, items: Sequence[Transferred]) -> int:
+        with self.storage.batch():
+            for item in items:
+                self._store_transferred(item)
+        self.counters.blocks_transferred += len(items)
+        return len(items)
+
+    def _store_transferred(self, item: Transferred) -> BlockResult:
+        """Store a fetched block: its checked result as it is, or executed here."""
+        block, certificate = item.block, item.certificate
+        if item.result is None:
             result = execute_and_store(self.runtime, self.storage, self.genesis, block, certificate)
-            self._after_commit(block, result)
-        self.counters.blocks_transferred += len(blocks)
+        else:
+            result = store_checked(self.storage, block, certificate, item.result)
+        self._after_commit(block, result)
+        return result
 
     async def _guarded(self, work: Coroutine[Any, Any, None]) -> None:
         """Run a background loop; if it dies of a bug, halt the node loudly instead of limping."""
@@ -743,25 +762,23 @@ class Node:
             urls,
             to_height=end,
             apply=self._apply_transferred,
+            stats=self.transfer,
         )
         if end is None and applied:
             self.counters.fetches += 1
             log.info("caught up %d blocks the peers had committed without us", applied)
 
-    def _apply_transferred(self, blocks: list[tuple[Block, CommitCertificate]]) -> None:
-        """Execute certified blocks from a peer, then tell the replica where it now stands."""
-        if self.halted is not None or self.paused_at is not None:
-            return
+    def _apply_transferred(self, items: Sequence[Transferred]) -> int:
+        """Store certified blocks from a peer (checked or executed, see node/catchup.py), then
+        tell the replica where it now stands. Returns how many were applied."""
+        if self.halted is not None or self.paused_at is not None or not items:
+            return 0
         digest = b""
         with self.storage.batch():  # one database commit for the whole fetched run of blocks
-            for block, certificate in blocks:
-                result = execute_and_store(
-                    self.runtime, self.storage, self.genesis, block, certificate
-                )
-                self._after_commit(block, result)
-                digest = result.state_digest
-        self.counters.blocks_transferred += len(blocks)
-        last_block, last_certificate = blocks[-1]
+            for item in items:
+                digest = self._store_transferred(item).state_digest
+        self.counters.blocks_transferred += len(items)
+        last_block, last_certificate = items[-1].block, items[-1].certificate
         self.feed(
             BlocksTransferred(
                 header=last_block.header,
@@ -770,6 +787,7 @@ class Node:
                 now_ms=now_ms(),
             )
         )
+        return len(items)
 
     def _halt(self, reason: str) -> None:
         log.critical(reason)
@@ -888,6 +906,14 @@ class Node:
             "peers": self.peers.status(),
             "oracle": None if self.oracle is None else self.oracle.status(),
             "byzantine": self._byzantine_status(),
+            "started_ms": self.started_ms,
+            "transfer": {
+                "first_fetch_ms": self.transfer.first_fetch_ms,
+                "blocks_fetched": self.transfer.blocks_fetched,
+                "blocks_checked": self.transfer.blocks_checked,
+                "blocks_executed": self.transfer.blocks_executed,
+                "runs_refused": self.transfer.runs_refused,
+            },
             "counters": {
                 "txs_admitted": self.counters.txs_admitted,
                 "txs_committed": self.counters.txs_committed,

@@ -11,11 +11,9 @@ would be stored so; as with any block from a peer, the node does not re-check si
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
-import aiohttp
 import msgpack
 
 from ledger.block import BLOCK_TXS_LIMIT, Block, BlockHeader
@@ -33,11 +31,13 @@ FETCH_BLOCKS_MAX = 200
 FETCH_BYTES_MAX = 8 * 1024 * 1024
 _BLOCK_KEYS = frozenset({"header", "txs"})
 
-log = logging.getLogger(__name__)
-
 
 class SyncError(NodeError):
-    """A peer served blocks that do not check out."""
+    """A peer served blocks (or history) that do not check out."""
+
+
+class PeerUnavailable(NodeError):
+    """A peer could not be asked (unreachable, timed out, or an error status)."""
 
 
 def encode_blocks(rows: Sequence[tuple[int, bytes, bytes]]) -> bytes:
@@ -94,38 +94,6 @@ def verify_entry(
     if block.header.chain_id != genesis.chain_id:
         raise SyncError(f"block {block.height} is for chain {block.header.chain_id!r}")
     return block, certificate
-
-
-async def fetch_blocks(
-    session: aiohttp.ClientSession,
-    genesis: Genesis,
-    urls: Sequence[str],
-    *,
-    from_height: int,
-    to_height: int,
-    prev_hash: bytes,
-) -> list[tuple[Block, CommitCertificate]]:
-    """Ask peers in turn for certified blocks from `from_height` (up to `to_height`); return
-    the first answer that checks out (possibly fewer blocks than asked), or [] if none do."""
-    for url in urls:
-        try:
-            async with session.get(
-                f"{url}/peer/blocks", params={"from": from_height, "to": to_height}
-            ) as response:
-                if response.status != 200:
-                    continue
-                raw = await response.read()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.debug("fetching blocks from %s failed: %s", url, exc)
-            continue
-        try:
-            blocks = verify_blocks(genesis, raw, expect_height=from_height, prev_hash=prev_hash)
-        except SyncError as exc:
-            log.warning("peer %s served bad blocks: %s", url, exc)
-            continue
-        if blocks:
-            return blocks
-    return []
 
 
 def blocks_query(query: Any, head_height: int) -> tuple[int, int]:
