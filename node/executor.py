@@ -35,9 +35,10 @@ def execute_and_store(
 def store_checked(
     storage: Storage, block: Block, certificate: CommitCertificate, result: BlockResult
 ) -> BlockResult:
-    """Persist `block` with a result checked against a digest a quorum signed, unexecuted."""
+    """Persist `block` with a result checked against a digest a quorum signed, unexecuted (its
+    receipts were read from their encodings: see Storage.commit_block)."""
     _check_follows(storage, block)
-    storage.commit_block(block, certificate, result)
+    storage.commit_block(block, certificate, result, from_encodings=True)
     return result
 
 

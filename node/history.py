@@ -195,14 +195,14 @@ def _receipts(block: Block, held: Any, shadowed: dict[int, bytes]) -> tuple[Rece
         raw = shadowed.get(index)
         if raw is None:
             raw = next(pending)
-        receipt = _unchecked_receipt(raw, where=f"receipt {index} of block {block.height}")
+        receipt = _unchecked_receipt(raw, index=index, height=block.height)
         if (receipt.tx_hash, receipt.height, receipt.index) != (tx.hash, block.height, index):
             raise SyncError(f"receipt {index} of block {block.height} is for another transaction")
         receipts.append(receipt)
     return tuple(receipts)
 
 
-def _unchecked_receipt(raw: Any, *, where: str) -> Receipt:
+def _unchecked_receipt(raw: Any, *, index: int, height: int) -> Receipt:
     """A receipt read from its encoding, shape aside unchecked, keeping those very bytes as its
     encoding (what the digest hashes and the store keeps).
 
@@ -233,7 +233,7 @@ def _unchecked_receipt(raw: Any, *, where: str) -> Receipt:
             ),
         )
     except (msgpack.UnpackException, ValueError, TypeError, KeyError, RecursionError) as exc:
-        raise SyncError(f"{where} is malformed: {exc!r}") from exc
+        raise SyncError(f"receipt {index} of block {height} is malformed: {exc!r}") from exc
     # As Receipt.encoded() caches its own encoding (the dataclass is frozen).
     object.__setattr__(receipt, "_encoded", raw)
     return receipt

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgpack
+
 from contracts.receipt import Receipt
 from contracts.runtime import BlockResult
 from ledger.block import ZERO_HASH, Block
@@ -175,9 +177,18 @@ class Storage:
     # -- blocks ------------------------------------------------------------------------------
 
     def commit_block(
-        self, block: Block, certificate: CommitCertificate, result: BlockResult
+        self,
+        block: Block,
+        certificate: CommitCertificate,
+        result: BlockResult,
+        *,
+        from_encodings: bool = False,
     ) -> None:
-        """Persist a block, its receipts, events and state writes atomically."""
+        """Persist a block, its receipts, events and state writes atomically.
+
+        `from_encodings`: the receipts were decoded from their canonical encodings (fetched and
+        checked while catching up), so their events' data packs canonically as it is, without
+        the walk the canonical encoder makes over values a contract built."""
         head = self.head()
         if block.height != head.height + 1:
             raise StorageError(f"block {block.height} does not follow the head {head.height}")
@@ -212,11 +223,12 @@ class Storage:
                 "INSERT INTO block_writes VALUES (?, ?)",
                 (block.height, encode_write_set(result.writes, shadowed)),
             )
+            pack = msgpack.packb if from_encodings else encode
             self._db.executemany(
                 "INSERT INTO events (height, tx_hash, contract, kind, subject, data) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (block.height, r.tx_hash, e.contract, e.kind, e.subject, encode(e.data))
+                    (block.height, r.tx_hash, e.contract, e.kind, e.subject, pack(e.data))
                     for r in result.receipts
                     for e in r.events
                 ],

@@ -238,6 +238,13 @@ async def test_a_good_run_is_applied_without_executing_up_to_the_last_proof(
     assert _state(target.storage) == _state(source)
     assert (target.stats.blocks_checked, target.stats.blocks_executed) == (8, 2)
     assert target.stats.runs_refused == 0
+    for part in range(3):
+        subject = f"item:part-{part}@main"
+        assert target.storage.events(subject) == source.events(subject) != []
+    for stored in (source.block(height) for height in range(1, BLOCKS + 1)):
+        assert stored is not None
+        for tx in stored.block.txs:
+            assert target.storage.receipt(tx.hash) == source.receipt(tx.hash)
     # What it checked it can serve on, proofs included.
     assert target.storage.history_range(1, 8) == source.history_range(1, 8)
     assert target.storage.checkpoint_proofs(1, 8) == source.checkpoint_proofs(1, 8)
