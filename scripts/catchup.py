@@ -1,6 +1,6 @@
 """Catch-up rate: restart a node that is BLOCKS behind and time how fast it reaches the head.
 
-    python scripts/catchup.py [--blocks 10000] [--batch 50] [--rate 500] [--repeat 1]
+    python scripts/catchup.py [--blocks 10000] [--batch 100] [--repeat 1] [--history DIR]
                               [--json catchup.json] [--logs DIR]
 
 One node of a 4-node cluster is killed, load runs until the others are BLOCKS ahead, then the
@@ -8,30 +8,33 @@ node is restarted with the load stopped. The rate is blocks and transactions of 
 per second until it reaches the others' head, timed from its restart (the process spawn, Python
 start-up included) and from the moment it received its first fetched block (its /status).
 
-The load is batched: pre-signed transactions from several senders with consecutive nonces,
-BATCH to a POST /txs, RATE transactions per second in all, so blocks carry tens to hundreds of
-transactions (keep RATE below what the cluster commits: an overloaded cluster changes views).
-`--batch 0` runs the closed-loop one-at-a-time load of cli/loadgen instead (a few transactions
-a block). With `--repeat N` the laggard's database, saved when it was killed, is put back and
-the catch-up timed N times over the same history; the median run is reported.
+The load is batched: transactions signed ahead of each request from several senders with
+consecutive nonces, BATCH to a POST /txs, paced so blocks carry about one batch each (tens to
+hundreds of transactions; see BatchedLoad). `--batch 0` runs the closed-loop one-at-a-time load
+of cli/loadgen instead (a few transactions a block). With `--repeat N` the laggard's database,
+saved when it was killed, is put back and the catch-up timed N times over the same history; the
+median run is reported. `--history DIR` keeps the cluster and that history in DIR, and a later
+run given the same DIR times the catch-up again without building the history anew.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
 import statistics
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from cli.cluster_cmd import collect_status, temporary_cluster
-from cli.layout import ClusterDir
+from cli.layout import ClusterDir, init_cluster
 from cli.loadgen import Load
-from cli.process import kill_node, start_node
+from cli.process import kill_node, start_node, stop_node
 from ledger.genesis import Role
 from ledger.tx import Transaction
 from node.client import ClientError, NodeClient, wait_until_up
@@ -39,6 +42,7 @@ from node.client import ClientError, NodeClient, wait_until_up
 SENDERS = tuple((f"load{i}", (Role.SUPPLIER,)) for i in range(16))
 RETRY_S = 0.2
 POLL_S = 0.05
+PACE_S = 0.01
 
 
 async def _status(
@@ -56,69 +60,62 @@ async def _status(
     return await client.status()
 
 
-class _Pacer:
-    """Hands out permission to send transactions at `rate_per_s` in all (open loop)."""
-
-    def __init__(self, rate_per_s: float) -> None:
-        self.rate_per_s = rate_per_s
-        self._started = time.monotonic()
-        self._granted = 0
-
-    async def wait(self, count: int) -> None:
-        due = self._started + self._granted / self.rate_per_s
-        self._granted += count
-        delay = due - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-
 class BatchedLoad:
-    """Senders submitting freshly signed batches with consecutive nonces to the given nodes
-    (POST /txs), without waiting for commits; a batch a node refused in part is sent again
-    from the first refused transaction (the ones before it keep their place)."""
+    """Batches of pre-signed transactions (one sender's, consecutive nonces) posted to the
+    given nodes in turn (POST /txs), keeping about two batches uncommitted: a block is cut
+    while the one before it commits, so each carries about one batch whatever the cluster's
+    pace (an open-loop rate past what it commits would fill blocks to the limit and make the
+    cluster change views). A batch a node refused in part is sent again from the first refused
+    transaction."""
 
-    def __init__(
-        self, layout: ClusterDir, nodes: list[str], *, batch: int, rate_per_s: float
-    ) -> None:
+    def __init__(self, layout: ClusterDir, nodes: list[str], *, batch: int) -> None:
         self.layout = layout
         self.urls = [layout.config(name).url for name in nodes]
         self.batch = batch
-        self.pacer = _Pacer(rate_per_s)
         self.submitted = 0
         self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._sender(name, i)) for i, (name, _) in enumerate(SENDERS)
-        ]
+        self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
         self._stop.set()
-        await asyncio.gather(*self._tasks)
+        if self._task is not None:
+            await self._task
 
-    async def _sender(self, name: str, offset: int) -> None:
-        keys = self.layout.identity_keys(name)
+    async def _run(self) -> None:
         chain_id = self.layout.genesis().chain_id
-        url = self.urls[offset % len(self.urls)]
-        async with NodeClient(url, timeout_s=30) as client:
-            nonce = await client.next_nonce(keys.public_key)
+        keys = [self.layout.identity_keys(name) for name, _ in SENDERS]
+        clients = [NodeClient(url, timeout_s=30) for url in self.urls]
+        async with contextlib.AsyncExitStack() as stack:
+            for client in clients:
+                await stack.enter_async_context(client)
+            nonces = [await clients[0].next_nonce(k.public_key) for k in keys]
+            committed_base = int((await clients[0].status())["counters"]["txs_committed"])
+            turn = 0
             while not self._stop.is_set():
-                await self.pacer.wait(self.batch)
+                status = await clients[0].status()
+                committed = int(status["counters"]["txs_committed"]) - committed_base
+                if self.submitted - committed >= 2 * self.batch:
+                    await asyncio.sleep(PACE_S)
+                    continue
+                sender = turn % len(keys)
                 raws = [
                     Transaction.create(
-                        keys,
+                        keys[sender],
                         chain_id=chain_id,
                         nonce=n,
                         contract="inventory",
                         method="receive",
-                        args={"item": f"part-{n % 50}", "location": name, "qty": 1},
+                        args={"item": f"part-{n % 50}", "location": "bench", "qty": 1},
                     ).to_wire()
-                    for n in range(nonce, nonce + self.batch)
+                    for n in range(nonces[sender], nonces[sender] + self.batch)
                 ]
-                await self._submit(client, raws)
-                nonce += self.batch
+                await self._submit(clients[turn % len(clients)], raws)
+                nonces[sender] += self.batch
                 self.submitted += self.batch
+                turn += 1
 
     async def _submit(self, client: NodeClient, raws: list[bytes]) -> None:
         while raws and not self._stop.is_set():
@@ -136,7 +133,7 @@ class BatchedLoad:
 
 
 async def build_history(
-    layout: ClusterDir, laggard: str, blocks: int, *, batch: int, rate_per_s: float
+    layout: ClusterDir, laggard: str, blocks: int, *, batch: int
 ) -> tuple[int, int]:
     """Kill `laggard`, run load until the others are `blocks` ahead, stop it. Returns the
     laggard's height and the others' head once they settled."""
@@ -146,7 +143,7 @@ async def build_history(
     start_height = int((await _status(layout, others[0]))["height"])
     load: Load | BatchedLoad
     if batch:
-        load = BatchedLoad(layout, others, batch=batch, rate_per_s=rate_per_s)
+        load = BatchedLoad(layout, others, batch=batch)
     else:
         load = Load(layout, [name for name, _ in SENDERS], count_max=10 * blocks)
     load.start()
@@ -211,20 +208,31 @@ async def time_catch_up(
 
 
 async def run(
-    layout: ClusterDir, blocks: int, *, batch: int, rate_per_s: float, repeat: int
+    layout: ClusterDir,
+    workspace: Path,
+    blocks: int,
+    *,
+    batch: int,
+    repeat: int,
 ) -> dict[str, Any]:
     names = layout.node_names()
     laggard = names[-1]
     data_dir = layout.node_dir(laggard) / "data"
-    saved = layout.root.parent / "laggard-data"
-    start, target = await build_history(layout, laggard, blocks, batch=batch, rate_per_s=rate_per_s)
-    shutil.copytree(data_dir, saved)  # the laggard is down: its database as it was killed
+    saved = workspace / "laggard-data"
+    history = workspace / "history.json"
+    if history.exists():
+        start, target = json.loads(history.read_text(encoding="utf-8"))["heights"]
+        print(f"  history: blocks {start + 1}..{target}, saved in {workspace}")
+    else:
+        start, target = await build_history(layout, laggard, blocks, batch=batch)
+        shutil.copytree(data_dir, saved)  # the laggard is down: its database as it was killed
+        record = {"heights": [start, target], "batch": batch}
+        history.write_text(json.dumps(record) + "\n", encoding="utf-8")
     runs = []
     for index in range(repeat):
-        if index:
-            kill_node(layout, laggard)
-            shutil.rmtree(data_dir)
-            shutil.copytree(saved, data_dir)
+        kill_node(layout, laggard)  # after a run (a no-op before the first)
+        shutil.rmtree(data_dir)
+        shutil.copytree(saved, data_dir)
         figures = await time_catch_up(layout, laggard, behind=target - start, target=target)
         rows = await collect_status(layout)
         digests = {row["state_digest"] for row in rows if row["height"] == target}
@@ -237,19 +245,56 @@ async def run(
     return {**chosen, "runs": runs}
 
 
+@contextlib.contextmanager
+def _cluster(history: Path | None) -> Iterator[tuple[ClusterDir, Path]]:
+    """(cluster, folder for the saved history): a temporary cluster, or the one kept under
+    `history` (made on first use). Every node is stopped at the end."""
+    if history is None:
+        with temporary_cluster("millchain-catchup-", extra_identities=SENDERS) as layout:
+            yield layout, layout.root.parent
+        return
+    root = history / "cluster"
+    kept = root.exists()
+    layout = ClusterDir(root) if kept else init_cluster(root, nodes=4, extra_identities=SENDERS)
+    names = layout.node_names()
+    # With a kept history the laggard starts only when it is timed.
+    starting = names[:-1] if kept else names
+    try:
+        for name in starting:
+            start_node(layout, name)
+        asyncio.run(wait_until_up([layout.config(name).url for name in starting], 60))
+        yield layout, history
+    finally:
+        for name in names:
+            stop_node(layout, name)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=10_000)
-    parser.add_argument("--batch", type=int, default=50, help="transactions per POST /txs")
-    parser.add_argument("--rate", type=float, default=500, help="offered transactions per s")
+    parser.add_argument(
+        "--batch", type=int, default=100, help="transactions per POST /txs, about one a block"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="catch-up runs over one history")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--logs", type=Path, default=None, help="copy the node logs here")
+    parser.add_argument(
+        "--history",
+        type=Path,
+        default=None,
+        help="keep the cluster and its history in this folder, and reuse it if it has one",
+    )
     args = parser.parse_args()
-    with temporary_cluster("millchain-catchup-", extra_identities=SENDERS) as layout:
+    with _cluster(args.history) as (layout, workspace):
         try:
             figures = asyncio.run(
-                run(layout, args.blocks, batch=args.batch, rate_per_s=args.rate, repeat=args.repeat)
+                run(
+                    layout,
+                    workspace,
+                    args.blocks,
+                    batch=args.batch,
+                    repeat=args.repeat,
+                )
             )
         finally:
             if args.logs is not None:
