@@ -40,17 +40,17 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import aiohttp
+import msgpack
 
-from contracts.runtime import BlockResult
+from contracts.receipt import Receipt
 from contracts.state import next_digest
-from ledger.block import Block
-from ledger.certificate import CommitCertificate
 from ledger.genesis import Genesis
 from node.history import CheckpointProof, FetchedBlock, verify_history
-from node.storage import Head, Storage
-from node.sync import FETCH_BLOCKS_MAX, PeerUnavailable, SyncError
+from node.storage import BlockRecord, EventRow, Head, Storage
+from node.sync import FETCH_BLOCKS_MAX, CertifiedBlock, PeerUnavailable, SyncError
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +64,12 @@ EXECUTED_SLICE_TXS = 2_000
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Transferred:
-    """A certified block to apply on top of the stored head: with its checked `result`
-    (receipts, writes and the digest a quorum's checkpoint confirmed), or None to execute it."""
+    """A certified block to apply on top of the stored head: with its `record` built from
+    receipts and writes a quorum's checkpoint confirmed (stored as it is), or None to execute
+    the block."""
 
-    block: Block
-    certificate: CommitCertificate
-    result: BlockResult | None
+    certified: CertifiedBlock
+    record: BlockRecord | None
 
 
 # Applies blocks in order on top of the stored head (one database transaction) and returns how
@@ -107,16 +107,16 @@ class _Run:
 
     def extend(self, blocks: Sequence[FetchedBlock]) -> None:
         for fetched in blocks:
+            certified = fetched.certified
             digest = None
             if self._digest is not None and fetched.writes is not None:
                 assert fetched.receipts is not None
-                digest = next_digest(
-                    self._digest, fetched.block.height, fetched.writes, fetched.receipts
-                )
+                encoded = cast("Sequence[Receipt]", [_Encoded(r) for r in fetched.receipts])
+                digest = next_digest(self._digest, certified.height, fetched.writes, encoded)
             self._digest = digest
             self.items.append((fetched, digest))
-            self.tip_height, self.tip_hash = fetched.block.height, fetched.block.hash
-            self.txs += len(fetched.block.txs)
+            self.tip_height, self.tip_hash = certified.height, certified.hash
+            self.txs += len(certified.tx_ids)
 
     def check(self, proofs: Sequence[CheckpointProof]) -> list[CheckpointProof]:
         """The proofs that confirm the run (ascending); raise SyncError if one contradicts it."""
@@ -125,7 +125,7 @@ class _Run:
             if not self.base_height < proof.seq <= self.tip_height:
                 continue
             fetched, digest = self.items[proof.seq - self.base_height - 1]
-            if proof.block_hash != fetched.block.hash:
+            if proof.block_hash != fetched.certified.hash:
                 raise SyncError(
                     f"the checkpoint proof for {proof.seq} is for another block than the "
                     "certified one"
@@ -141,31 +141,60 @@ class _Run:
         return confirmed
 
     def take_checked(self, height: int) -> list[Transferred]:
-        """Remove and return the blocks up to `height`, with their checked results."""
+        """Remove and return the blocks up to `height` (checked), with their records."""
         count = height - self.base_height
         taken, self.items = self.items[:count], self.items[count:]
         self.base_height = height
-        self.txs -= sum(len(fetched.block.txs) for fetched, _ in taken)
+        self.txs -= sum(len(fetched.certified.tx_ids) for fetched, _ in taken)
         out: list[Transferred] = []
         for fetched, digest in taken:
-            assert digest is not None and fetched.receipts is not None
-            assert fetched.writes is not None
-            result = BlockResult(
-                receipts=fetched.receipts, writes=fetched.writes, state_digest=digest
-            )
-            out.append(
-                Transferred(block=fetched.block, certificate=fetched.certificate, result=result)
-            )
+            assert digest is not None
+            out.append(Transferred(certified=fetched.certified, record=_record(fetched, digest)))
         return out
 
     def take_all_to_execute(self) -> list[Transferred]:
         taken, self.items = self.items, []
         self.base_height = self.tip_height
         self.txs = 0
-        return [
-            Transferred(block=fetched.block, certificate=fetched.certificate, result=None)
-            for fetched, _ in taken
-        ]
+        return [Transferred(certified=fetched.certified, record=None) for fetched, _ in taken]
+
+
+class _Encoded:
+    """A receipt by its encoding alone. next_digest hashes each receipt's `encoded()` and reads
+    nothing else of it (contracts.state), so fetched receipts are chained as the bytes they
+    came in, without building Receipt objects for them (a good part of a transaction's cost)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw = raw
+
+    def encoded(self) -> bytes:
+        return self._raw
+
+
+def _record(fetched: FetchedBlock, digest: bytes) -> BlockRecord:
+    """The stored form of a block whose receipts and writes chained to a digest a quorum
+    signed: they are then the very bytes honest validators produced, so they are read without
+    checks, only for the events the store indexes."""
+    certified = fetched.certified
+    assert fetched.receipts is not None and fetched.writes is not None
+    events: list[EventRow] = []
+    for tx_id, raw in zip(certified.tx_ids, fetched.receipts, strict=True):
+        for event in msgpack.unpackb(raw)["events"]:
+            data = msgpack.packb(event["data"])  # canonical as it came: keys already sorted
+            events.append((tx_id, event["contract"], event["kind"], event["subject"], data))
+    return BlockRecord(
+        height=certified.height,
+        hash=certified.hash,
+        wire=certified.wire,
+        certificate=certified.certificate.to_wire(),
+        timestamp_ms=certified.header.timestamp_ms,
+        state_digest=digest,
+        receipts=list(zip(certified.tx_ids, fetched.receipts, strict=True)),
+        events=events,
+        writes=fetched.writes,
+    )
 
 
 class _Peer:
@@ -282,12 +311,12 @@ class _Peer:
         """Apply `items` in slices (see CHECKED_SLICE_TXS), keeping the proofs that vouched for
         them. Stops early when the node takes nothing (`refused`), or when its head moved on by
         itself while we yielded (the rest is dropped; the caller fetches on from the head)."""
-        checked = bool(items) and items[0].result is not None
+        checked = bool(items) and items[0].record is not None
         slice_txs = CHECKED_SLICE_TXS if checked else EXECUTED_SLICE_TXS
         for part in _slices(items, slice_txs):
-            if self._storage.head().hash != part[0].block.header.prev_hash:
+            if self._storage.head().hash != part[0].certified.header.prev_hash:
                 return
-            low, high = part[0].block.height, part[-1].block.height
+            low, high = part[0].certified.height, part[-1].certified.height
             with self._storage.batch():
                 count = self._apply(part)
                 if count:
@@ -323,11 +352,12 @@ def _slices(items: list[Transferred], txs_max: int) -> list[list[Transferred]]:
     current: list[Transferred] = []
     txs = 0
     for item in items:
-        if current and txs + len(item.block.txs) > txs_max:
+        size = len(item.certified.tx_ids)
+        if current and txs + size > txs_max:
             slices.append(current)
             current, txs = [], 0
         current.append(item)
-        txs += len(item.block.txs)
+        txs += size
     if current:
         slices.append(current)
     return slices

@@ -5,11 +5,11 @@ up may come with its result already checked (node/catchup.py); it is stored as i
 from __future__ import annotations
 
 from contracts.runtime import BlockContext, BlockResult, Runtime
-from ledger.block import Block
+from ledger.block import Block, BlockHeader
 from ledger.certificate import CommitCertificate
 from ledger.genesis import Genesis
 from node.errors import StorageError
-from node.storage import Head, Storage
+from node.storage import BlockRecord, Head, Storage
 
 
 def execute_and_store(
@@ -20,7 +20,7 @@ def execute_and_store(
     certificate: CommitCertificate,
 ) -> BlockResult:
     """Execute `block` on top of the stored head and persist it atomically."""
-    head = _check_follows(storage, block)
+    head = _check_follows(storage, block.header)
     context = BlockContext(
         chain_id=genesis.chain_id,
         height=block.height,
@@ -32,20 +32,17 @@ def execute_and_store(
     return result
 
 
-def store_checked(
-    storage: Storage, block: Block, certificate: CommitCertificate, result: BlockResult
-) -> BlockResult:
-    """Persist `block` with a result checked against a digest a quorum signed, unexecuted (its
-    receipts were read from their encodings: see Storage.commit_block)."""
-    _check_follows(storage, block)
-    storage.commit_block(block, certificate, result, from_encodings=True)
-    return result
+def store_record(storage: Storage, header: BlockHeader, record: BlockRecord) -> None:
+    """Persist a fetched block (its `header`) in the encoded form catching up built from a
+    result checked against a digest a quorum signed (node/catchup.py), unexecuted."""
+    _check_follows(storage, header)
+    storage.commit_record(record)
 
 
-def _check_follows(storage: Storage, block: Block) -> Head:
+def _check_follows(storage: Storage, header: BlockHeader) -> Head:
     head = storage.head()
-    if block.height != head.height + 1:
-        raise StorageError(f"cannot apply block {block.height} on top of head {head.height}")
-    if block.header.prev_hash != head.hash:
-        raise StorageError(f"block {block.height} does not chain to the stored head")
+    if header.height != head.height + 1:
+        raise StorageError(f"cannot apply block {header.height} on top of head {head.height}")
+    if header.prev_hash != head.hash:
+        raise StorageError(f"block {header.height} does not chain to the stored head")
     return head

@@ -22,30 +22,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
-
 from consensus.errors import ConsensusError
 from consensus.messages import Checkpoint, decode_message, encode_message, verify_signature
-from contracts.receipt import Event, Receipt
-from ledger.block import Block
-from ledger.certificate import CommitCertificate, quorum_size
+from ledger.certificate import quorum_size
 from ledger.encoding import decode, encode
 from ledger.errors import LedgerError
 from ledger.genesis import Genesis
 from node.storage import HistoryRow
-from node.sync import FETCH_BYTES_MAX, SyncError, verify_entry
+from node.sync import FETCH_BYTES_MAX, CertifiedBlock, SyncError, verify_entry
 
 Writes = dict[bytes, bytes | None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FetchedBlock:
-    """A certified block, with the receipts and writes a peer says it produced (unchecked
-    until a digest a quorum signed vouches for them; both None if the peer kept none)."""
+    """A certified block, with the receipts (their canonical encodings, by index) and writes a
+    peer says it produced: unchecked until a digest a quorum signed vouches for them; both None
+    if the peer kept none."""
 
-    block: Block
-    certificate: CommitCertificate
-    receipts: tuple[Receipt, ...] | None
+    certified: CertifiedBlock
+    receipts: tuple[bytes, ...] | None
     writes: Writes | None
 
 
@@ -117,19 +113,17 @@ def verify_history(
     for item in answer["blocks"]:
         if not (isinstance(item, list) and len(item) == 4):
             raise SyncError("each history entry must be [block, certificate, receipts, writes]")
-        block, certificate = verify_entry(
+        certified = verify_entry(
             genesis, item[0], item[1], expect_height=expect_height, prev_hash=prev_hash
         )
-        receipts: tuple[Receipt, ...] | None = None
+        receipts: tuple[bytes, ...] | None = None
         writes: Writes | None = None
         if item[3] is not None:
-            writes, shadowed = decode_write_set(item[3], height=block.height)
-            receipts = _receipts(block, item[2], shadowed)
-        blocks.append(
-            FetchedBlock(block=block, certificate=certificate, receipts=receipts, writes=writes)
-        )
+            writes, shadowed = decode_write_set(item[3], height=certified.height)
+            receipts = _receipts(certified, item[2], shadowed)
+        blocks.append(FetchedBlock(certified=certified, receipts=receipts, writes=writes))
         expect_height += 1
-        prev_hash = block.hash
+        prev_hash = certified.hash
     proofs = [verify_proof(genesis, item) for item in answer["checkpoints"]]
     top = expect_height - 1
     low = top - len(blocks)
@@ -180,63 +174,26 @@ def decode_write_set(raw: Any, *, height: int) -> tuple[Writes, dict[int, bytes]
     return writes, shadowed
 
 
-def _receipts(block: Block, held: Any, shadowed: dict[int, bytes]) -> tuple[Receipt, ...]:
-    """One receipt per transaction, in order: the shadowed ones at their indices, the held ones
-    filling the rest. Each must name its transaction, block and index."""
-    if not isinstance(held, list) or len(held) + len(shadowed) != len(block.txs):
+def _receipts(
+    certified: CertifiedBlock, held: Any, shadowed: dict[int, bytes]
+) -> tuple[bytes, ...]:
+    """One receipt encoding per transaction, in order: the shadowed ones at their indices, the
+    held ones filling the rest. They are not decoded here: the digest they chain to vouches
+    for them, or they are not used."""
+    count = len(certified.tx_ids)
+    if (
+        not isinstance(held, list)
+        or len(held) + len(shadowed) != count
+        or any(not 0 <= index < count for index in shadowed)
+        or not all(isinstance(receipt, bytes) for receipt in held)
+    ):
         raise SyncError(
-            f"block {block.height} has {len(block.txs)} transactions; the peer sent "
+            f"block {certified.height} has {count} transactions; the peer sent "
             f"{len(held) if isinstance(held, list) else 'no list of'} receipts "
             f"and {len(shadowed)} extra ones"
         )
     pending = iter(held)
-    receipts: list[Receipt] = []
-    for index, tx in enumerate(block.txs):
-        raw = shadowed.get(index)
-        if raw is None:
-            raw = next(pending)
-        receipt = _unchecked_receipt(raw, index=index, height=block.height)
-        if (receipt.tx_hash, receipt.height, receipt.index) != (tx.hash, block.height, index):
-            raise SyncError(f"receipt {index} of block {block.height} is for another transaction")
-        receipts.append(receipt)
-    return tuple(receipts)
-
-
-def _unchecked_receipt(raw: Any, *, index: int, height: int) -> Receipt:
-    """A receipt read from its encoding, shape aside unchecked, keeping those very bytes as its
-    encoding (what the digest hashes and the store keeps).
-
-    Receipt.from_map would check every field and encode the receipt again, which costs more
-    than everything else a fetched transaction costs together. Here the checks buy nothing: the
-    bytes are applied only once the digest chained over them equals one a quorum signed, and
-    then they are the very bytes honest validators produced.
-    """
-    try:
-        if not isinstance(raw, bytes):
-            raise TypeError("not msgpack bytes")
-        fields = msgpack.unpackb(raw)
-        receipt = Receipt(
-            tx_hash=fields["tx_hash"],
-            height=fields["height"],
-            index=fields["index"],
-            ok=fields["ok"],
-            error=fields["error"],
-            result=fields["result"],
-            events=tuple(
-                Event(
-                    contract=event["contract"],
-                    kind=event["kind"],
-                    subject=event["subject"],
-                    data=event["data"],
-                )
-                for event in fields["events"]
-            ),
-        )
-    except (msgpack.UnpackException, ValueError, TypeError, KeyError, RecursionError) as exc:
-        raise SyncError(f"receipt {index} of block {height} is malformed: {exc!r}") from exc
-    # As Receipt.encoded() caches its own encoding (the dataclass is frozen).
-    object.__setattr__(receipt, "_encoded", raw)
-    return receipt
+    return tuple(shadowed[index] if index in shadowed else next(pending) for index in range(count))
 
 
 def verify_proof(genesis: Genesis, item: Any) -> CheckpointProof:

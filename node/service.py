@@ -55,7 +55,7 @@ from node.byzantine import Byzantine, ByzantineSpec, Mode
 from node.catchup import Transferred, TransferStats, catch_up, follow
 from node.commits import CommitFeed
 from node.errors import Rejection
-from node.executor import execute_and_store, store_checked
+from node.executor import execute_and_store, store_record
 from node.faults import FaultInjector
 from node.history import encode_proof
 from node.mempool import Mempool
@@ -328,15 +328,23 @@ class Node:
         self.counters.blocks_transferred += len(items)
         return len(items)
 
-    def _store_transferred(self, item: Transferred) -> BlockResult:
-        """Store a fetched block: its checked result as it is, or executed here."""
-        block, certificate = item.block, item.certificate
-        if item.result is None:
-            result = execute_and_store(self.runtime, self.storage, self.genesis, block, certificate)
-        else:
-            result = store_checked(self.storage, block, certificate, item.result)
-        self._after_commit(block, result)
-        return result
+    def _store_transferred(self, item: Transferred) -> bytes:
+        """Store a fetched block, its checked record as it is or executed here; returns the
+        state digest after it."""
+        certified, record = item.certified, item.record
+        if record is None:
+            block = certified.block()
+            result = execute_and_store(
+                self.runtime, self.storage, self.genesis, block, certified.certificate
+            )
+            self._after_commit(block, result)
+            return result.state_digest
+        store_record(self.storage, certified.header, record)
+        if len(self.mempool):  # else there is nothing its transactions could take out of it
+            self.mempool.remove_committed(certified.block().txs)
+        finals = sum(1 for event in record.events if event[1:3] == ("oracle", "final"))
+        self._note_committed(record.height, certified.tx_ids, finals)
+        return record.state_digest
 
     async def _guarded(self, work: Coroutine[Any, Any, None]) -> None:
         """Run a background loop; if it dies of a bug, halt the node loudly instead of limping."""
@@ -706,22 +714,28 @@ class Node:
         return BlockExecuted(height=block.height, state_digest=result.state_digest)
 
     def _after_commit(self, block: Block, result: BlockResult) -> None:
-        self.counters.oracle_final_predictions += sum(
+        self.mempool.remove_committed(block.txs)
+        finals = sum(
             1
             for r in result.receipts
             for e in r.events
             if e.contract == "oracle" and e.kind == "final"
         )
+        self._note_committed(block.height, [tx.hash for tx in block.txs], finals)
+
+    def _note_committed(self, height: int, tx_hashes: Sequence[bytes], finals: int) -> None:
+        """Counters, the commit feed and clients waiting, once block `height` is stored
+        (`finals`: the oracle predictions it finalised)."""
+        self.counters.oracle_final_predictions += finals
         if self.oracle is not None:
             self.counters.oracle_reports = self.oracle.reports_submitted
-        self.mempool.remove_committed(block.txs)
         self.counters.blocks_committed += 1
-        self.counters.txs_committed += len(block.txs)
+        self.counters.txs_committed += len(tx_hashes)
         self.last_commit_ms = now_ms()
-        self.commit_feed.record(block.height, self.last_commit_ms, (tx.hash for tx in block.txs))
-        for tx in block.txs:
-            self._verified.pop(tx.hash, None)
-            for future in self._waiters.pop(tx.hash, []):
+        self.commit_feed.record(height, self.last_commit_ms, tx_hashes)
+        for tx_hash in tx_hashes:
+            self._verified.pop(tx_hash, None)
+            for future in self._waiters.pop(tx_hash, []):
                 if not future.done():
                     future.set_result(None)
         self._wake_cutter.set()
@@ -776,13 +790,13 @@ class Node:
         digest = b""
         with self.storage.batch():  # one database commit for the whole fetched run of blocks
             for item in items:
-                digest = self._store_transferred(item).state_digest
+                digest = self._store_transferred(item)
         self.counters.blocks_transferred += len(items)
-        last_block, last_certificate = items[-1].block, items[-1].certificate
+        last = items[-1].certified
         self.feed(
             BlocksTransferred(
-                header=last_block.header,
-                certificate=last_certificate,
+                header=last.header,
+                certificate=last.certificate,
                 state_digest=digest,
                 now_ms=now_ms(),
             )

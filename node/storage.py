@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
 from contracts.receipt import Receipt
 from contracts.runtime import BlockResult
 from ledger.block import ZERO_HASH, Block
@@ -90,6 +88,27 @@ class StoredBlock:
     block: Block
     certificate: CommitCertificate | None
     state_digest: bytes
+
+
+# An event as stored: (tx hash, contract, kind, subject, canonical encoding of its data).
+EventRow = tuple[bytes, str, str, str, bytes]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlockRecord:
+    """A committed block as the store keeps it, in encoded form: what an executed block
+    becomes (Storage.commit_block), and what a peer catching up builds from fetched history
+    without decoding it into objects (node/catchup.py)."""
+
+    height: int
+    hash: bytes
+    wire: bytes  # the block's canonical encoding
+    certificate: bytes  # the commit certificate's canonical encoding
+    timestamp_ms: int
+    state_digest: bytes  # after this block
+    receipts: Sequence[tuple[bytes, bytes]]  # (tx hash, receipt encoding), by index
+    events: Sequence[EventRow]
+    writes: Mapping[bytes, bytes | None]  # the block's net writes; None deletes
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -177,32 +196,44 @@ class Storage:
     # -- blocks ------------------------------------------------------------------------------
 
     def commit_block(
-        self,
-        block: Block,
-        certificate: CommitCertificate,
-        result: BlockResult,
-        *,
-        from_encodings: bool = False,
+        self, block: Block, certificate: CommitCertificate, result: BlockResult
     ) -> None:
-        """Persist a block, its receipts, events and state writes atomically.
+        """Persist an executed block, its receipts, events and state writes atomically."""
+        self.commit_record(
+            BlockRecord(
+                height=block.height,
+                hash=block.hash,
+                wire=block.to_wire(),
+                certificate=certificate.to_wire(),
+                timestamp_ms=block.header.timestamp_ms,
+                state_digest=result.state_digest,
+                receipts=[(r.tx_hash, r.encoded()) for r in result.receipts],
+                events=[
+                    (r.tx_hash, e.contract, e.kind, e.subject, encode(e.data))
+                    for r in result.receipts
+                    for e in r.events
+                ],
+                writes=result.writes,
+            )
+        )
 
-        `from_encodings`: the receipts were decoded from their canonical encodings (fetched and
-        checked while catching up), so their events' data packs canonically as it is, without
-        the walk the canonical encoder makes over values a contract built."""
+    def commit_record(self, record: BlockRecord) -> None:
+        """Persist a block in encoded form (see BlockRecord) atomically."""
         head = self.head()
-        if block.height != head.height + 1:
-            raise StorageError(f"block {block.height} does not follow the head {head.height}")
+        if record.height != head.height + 1:
+            raise StorageError(f"block {record.height} does not follow the head {head.height}")
+        height = record.height
         with self._transaction():
             self._db.execute(
                 "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
-                    block.height,
-                    block.hash,
-                    block.to_wire(),
-                    certificate.to_wire(),
-                    result.state_digest,
-                    block.header.timestamp_ms,
-                    len(block.txs),
+                    height,
+                    record.hash,
+                    record.wire,
+                    record.certificate,
+                    record.state_digest,
+                    record.timestamp_ms,
+                    len(record.receipts),
                 ),
             )
             cursor = self._db.executemany(
@@ -210,30 +241,25 @@ class Storage:
                 # too (its receipt fails on the nonce); the first inclusion is the one we index.
                 "INSERT OR IGNORE INTO txs VALUES (?, ?, ?, ?)",
                 [
-                    (receipt.tx_hash, block.height, receipt.index, receipt.encoded())
-                    for receipt in result.receipts
+                    (tx_hash, height, index, receipt)
+                    for index, (tx_hash, receipt) in enumerate(record.receipts)
                 ],
             )
             shadowed = (
                 []
-                if cursor.rowcount == len(result.receipts)
-                else self._shadowed_receipts(block.height, result.receipts)
+                if cursor.rowcount == len(record.receipts)
+                else self._shadowed_receipts(height, record.receipts)
             )
             self._db.execute(
                 "INSERT INTO block_writes VALUES (?, ?)",
-                (block.height, encode_write_set(result.writes, shadowed)),
+                (height, encode_write_set(record.writes, shadowed)),
             )
-            pack = msgpack.packb if from_encodings else encode
             self._db.executemany(
                 "INSERT INTO events (height, tx_hash, contract, kind, subject, data) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (block.height, r.tx_hash, e.contract, e.kind, e.subject, pack(e.data))
-                    for r in result.receipts
-                    for e in r.events
-                ],
+                [(height, *event) for event in record.events],
             )
-            self._apply_writes(result.writes)
+            self._apply_writes(record.writes)
 
     def block(self, height: int) -> StoredBlock | None:
         row = self._db.execute(
@@ -427,12 +453,13 @@ class Storage:
                 cache[key] = value
 
     def _shadowed_receipts(
-        self, height: int, receipts: Sequence[Receipt]
+        self, height: int, receipts: Sequence[tuple[bytes, bytes]]
     ) -> list[tuple[int, bytes]]:
-        """The receipts of `receipts` the txs table holds for another (earlier) block."""
+        """(index, receipt) of those `receipts` the txs table holds for another (earlier)
+        block."""
         rows = self._db.execute("SELECT idx FROM txs WHERE height = ?", (height,)).fetchall()
         held = {row[0] for row in rows}
-        return [(r.index, r.encoded()) for r in receipts if r.index not in held]
+        return [(index, r) for index, (_, r) in enumerate(receipts) if index not in held]
 
     def _meta(self, key: str) -> bytes | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -12,6 +12,7 @@ would be stored so; as with any block from a peer, the node does not re-check si
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -67,18 +68,18 @@ def verify_blocks(
     for item in items:
         if not (isinstance(item, list) and len(item) == 2):
             raise SyncError("each block entry must be [block, certificate]")
-        block, certificate = verify_entry(
+        certified = verify_entry(
             genesis, item[0], item[1], expect_height=expect_height, prev_hash=prev_hash
         )
-        verified.append((block, certificate))
+        verified.append((certified.block(), certified.certificate))
         expect_height += 1
-        prev_hash = block.hash
+        prev_hash = certified.hash
     return verified
 
 
 def verify_entry(
     genesis: Genesis, block_raw: Any, certificate_raw: Any, *, expect_height: int, prev_hash: bytes
-) -> tuple[Block, CommitCertificate]:
+) -> CertifiedBlock:
     """Check one fetched block: well formed, at `expect_height`, certified by a quorum of the
     genesis validators, chained to `prev_hash`, for this chain."""
     try:
@@ -87,13 +88,14 @@ def verify_entry(
     except (LedgerError, TypeError) as exc:
         raise SyncError(f"certificate at height {expect_height} does not check out: {exc}") from exc
     block = decode_certified_block(block_raw, certificate)
-    if block.height != expect_height or certificate.height != expect_height:
-        raise SyncError(f"expected height {expect_height}, got {block.height}")
-    if block.header.prev_hash != prev_hash:
-        raise SyncError(f"block {block.height} does not chain to the block before it")
-    if block.header.chain_id != genesis.chain_id:
-        raise SyncError(f"block {block.height} is for chain {block.header.chain_id!r}")
-    return block, certificate
+    header = block.header
+    if header.height != expect_height or certificate.height != expect_height:
+        raise SyncError(f"expected height {expect_height}, got {header.height}")
+    if header.prev_hash != prev_hash:
+        raise SyncError(f"block {header.height} does not chain to the block before it")
+    if header.chain_id != genesis.chain_id:
+        raise SyncError(f"block {header.height} is for chain {header.chain_id!r}")
+    return block
 
 
 def blocks_query(query: Any, head_height: int) -> tuple[int, int]:
@@ -108,18 +110,54 @@ def blocks_query(query: Any, head_height: int) -> tuple[int, int]:
     return start, min(end, start + FETCH_BLOCKS_MAX - 1, head_height)
 
 
-def decode_certified_block(raw: Any, certificate: CommitCertificate) -> Block:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CertifiedBlock:
+    """A fetched block its commit certificate vouches for, kept in the encoded form it came in:
+    its header, its canonical encoding, and per transaction the id and the wire map. Catching up
+    stores these bytes as they are; `block()` decodes the transactions when they are needed
+    (to execute the block, or to take them out of a mempool)."""
+
+    header: BlockHeader
+    certificate: CommitCertificate
+    wire: bytes  # the block's canonical encoding, as honest nodes store it
+    tx_ids: tuple[bytes, ...]
+    tx_parts: tuple[tuple[bytes, bytes, bytes], ...]  # (wire, body, signature) per transaction
+
+    @property
+    def height(self) -> int:
+        return self.header.height
+
+    @property
+    def hash(self) -> bytes:
+        return self.header.hash
+
+    def block(self) -> Block:
+        try:
+            txs = tuple(
+                _certified_tx(wire, body, signature, tx_id)
+                for (wire, body, signature), tx_id in zip(self.tx_parts, self.tx_ids, strict=True)
+            )
+        except (msgpack.UnpackException, ValueError, TypeError, KeyError) as exc:
+            # Unreachable unless a quorum certified a malformed transaction.
+            raise SyncError(f"block {self.height}: a certified transaction is malformed") from exc
+        return Block(header=self.header, txs=txs)
+
+
+def decode_certified_block(raw: Any, certificate: CommitCertificate) -> CertifiedBlock:
     """Decode a block that `certificate` (checked) vouches for, trusting what it covers.
 
     The certificate covers the header's hash, the header the root of the transactions' ids, and
     an id is sha256 of the transaction's body. Each validator whose commit is in the certificate
     accepted the block only after decoding and checking every transaction in it, so once the ids
-    match the root, the bodies are known to be canonical and well formed: they are read here
-    with plain msgpack, without the checks Transaction.from_wire repeats (which cost more than
-    everything else a fetched transaction costs). The wire maps around the bodies are checked to
-    be canonical, so the block stored is byte for byte the one honest nodes store; the
-    signatures in them are not covered by the certificate, nor checked (see the docstring above).
+    match the root, the bodies are known to be canonical and well formed: they are kept as bytes
+    here, and `CertifiedBlock.block()` reads them with plain msgpack, without the checks
+    Transaction.from_wire repeats (which cost more than everything else a fetched transaction
+    costs). The wire maps around the bodies are checked to be canonical, so the block stored is
+    byte for byte the one honest nodes store; the signatures in them are not covered by the
+    certificate, nor checked (see the docstring above).
     """
+    if not isinstance(raw, bytes):
+        raise SyncError(f"block {certificate.height} must come as msgpack bytes")
     try:
         fields = expect_map(decode(raw), "block", _BLOCK_KEYS)
         header = BlockHeader.from_map(fields["header"])
@@ -128,19 +166,13 @@ def decode_certified_block(raw: Any, certificate: CommitCertificate) -> Block:
         raise SyncError(f"block {certificate.height} does not decode: {exc}") from exc
     if header.hash != certificate.block_hash:
         raise SyncError(f"certificate at height {header.height} is for another block")
-    parts = [_wire_parts(wire, header.height) for wire in wires]
-    ids = [sha256(body) for _, body, _ in parts]
+    parts = tuple(_wire_parts(wire, header.height) for wire in wires)
+    ids = tuple(sha256(body) for _, body, _ in parts)
     if merkle_root(ids) != header.tx_root:
         raise SyncError(f"block {header.height}: its transactions do not match its tx_root")
-    try:
-        txs = tuple(
-            _certified_tx(wire, body, signature, tx_id)
-            for (wire, body, signature), tx_id in zip(parts, ids, strict=True)
-        )
-    except (msgpack.UnpackException, ValueError, TypeError, KeyError) as exc:
-        # Unreachable unless a quorum certified a malformed transaction.
-        raise SyncError(f"block {header.height}: a certified transaction is malformed") from exc
-    return Block(header=header, txs=txs)
+    return CertifiedBlock(
+        header=header, certificate=certificate, wire=raw, tx_ids=ids, tx_parts=parts
+    )
 
 
 def _wire_parts(wire: Any, height: int) -> tuple[bytes, bytes, bytes]:

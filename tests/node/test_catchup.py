@@ -27,7 +27,7 @@ from ledger.encoding import decode, encode
 from ledger.genesis import Params
 from ledger.tx import Transaction
 from node.catchup import Transferred, TransferStats, catch_up
-from node.executor import execute_and_store, store_checked
+from node.executor import execute_and_store, store_record
 from node.history import encode_history, encode_proof
 from node.storage import Storage
 from node.sync import blocks_query
@@ -169,12 +169,17 @@ class Target:
     def apply(self, items: Sequence[Transferred]) -> int:
         with self.storage.batch():
             for item in items:
-                if item.result is None:
+                certified = item.certified
+                if item.record is None:
                     execute_and_store(
-                        self.runtime, self.storage, SETUP.genesis, item.block, item.certificate
+                        self.runtime,
+                        self.storage,
+                        SETUP.genesis,
+                        certified.block(),
+                        certified.certificate,
                     )
                 else:
-                    store_checked(self.storage, item.block, item.certificate, item.result)
+                    store_record(self.storage, certified.header, item.record)
         return len(items)
 
 

@@ -27,10 +27,11 @@ def test_a_certified_block_reads_as_the_full_decoder_reads_it(source: Storage) -
     block_raw, certificate_raw = _entry(source, 3)
     certificate = CommitCertificate.from_wire(certificate_raw)
 
-    block = decode_certified_block(block_raw, certificate)
+    certified = decode_certified_block(block_raw, certificate)
 
-    assert block == Block.from_wire(block_raw)
-    assert block.to_wire() == block_raw
+    assert certified.block() == Block.from_wire(block_raw)
+    assert certified.wire == block_raw
+    assert certified.tx_ids == tuple(tx.hash for tx in Block.from_wire(block_raw).txs)
 
 
 def test_a_changed_transaction_body_is_refused(source: Storage) -> None:
