@@ -376,6 +376,19 @@ async def catch_up(
     """Fetch and apply blocks above the stored head up to `to_height` (None: as far as peers
     have); returns how many were applied. Asks the peers in turn, moving on when one fails,
     serves history that does not check out, or has nothing at all above the head."""
+    with storage.large_cache():
+        return await _catch_up(session, genesis, storage, urls, to_height, apply, stats)
+
+
+async def _catch_up(
+    session: aiohttp.ClientSession,
+    genesis: Genesis,
+    storage: Storage,
+    urls: Sequence[str],
+    to_height: int | None,
+    apply: Apply,
+    stats: TransferStats,
+) -> int:
     applied = 0
     for url in urls:
         peer = _Peer(session, genesis, storage, url, apply=apply, stats=stats)
