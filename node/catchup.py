@@ -246,10 +246,13 @@ class _Peer:
                 await self._apply_run(run, answer.proofs)
                 if self.refused:
                     return
-                if self._storage.head().height != run.base_height:
-                    run = _Run(self._storage.head())  # it moved on meanwhile: see _commit
+                head = self._storage.head()
+                if head.height != run.base_height:
+                    run = _Run(head)  # it moved on meanwhile: see _commit
                     _cancel(ahead)
                     ahead = None
+                elif not run.items:
+                    run = _Run(head)  # chain digests on from what is stored (maybe executed)
         finally:
             _cancel(ahead)
         if run.items:

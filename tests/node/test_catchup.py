@@ -111,11 +111,16 @@ def _source_chain(setup: Setup, path: Path) -> Storage:
 Tamper = Callable[[list[list[object]]], None]
 
 
-def _peer_app(source: Storage, tamper: Tamper | None = None) -> web.Application:
-    """Serves /peer/history from `source`, passing each answer's entries through `tamper`."""
+def _peer_app(
+    source: Storage, tamper: Tamper | None = None, *, page: int | None = None
+) -> web.Application:
+    """Serves /peer/history from `source`, `page` blocks an answer at most, passing each
+    answer's entries through `tamper`."""
 
     async def history(request: web.Request) -> web.Response:
         start, end = blocks_query(request.query, source.head().height)
+        if page is not None:
+            end = min(end, start + page - 1)
         raw = encode_history(source.history_range(start, end), source.checkpoint_proofs(start, end))
         if tamper is not None:
             answer = decode(raw)
@@ -156,6 +161,13 @@ def _tamper_receipt(blocks: list[list[object]]) -> None:
 def _drop_write_sets(blocks: list[list[object]]) -> None:
     for entry in blocks:
         entry[3] = None
+
+
+def _drop_first_write_sets(blocks: list[list[object]]) -> None:
+    """As a peer upgraded after block 2 would serve: no write sets up to there."""
+    for entry in blocks:
+        if Block.from_wire(entry[0]).height <= 2:  # type: ignore[arg-type]
+            entry[3] = None
 
 
 @dataclass
@@ -307,3 +319,17 @@ async def test_blocks_without_a_write_set_are_executed_and_said_so(
     assert target.storage.head() == source.head()
     assert (target.stats.blocks_checked, target.stats.blocks_executed) == (0, BLOCKS)
     assert "kept no write set" in caplog.text
+
+
+async def test_after_blocks_without_write_sets_the_next_run_is_checked_again(
+    session: aiohttp.ClientSession, source: Storage, target: Target
+) -> None:
+    peer = _peer_app(source, _drop_first_write_sets, page=PARAMS.checkpoint_interval)
+
+    applied = await _catch_up(session, target, peer)
+
+    assert applied == BLOCKS
+    assert target.storage.head() == source.head()
+    assert _state(target.storage) == _state(source)
+    # 1..4 executed (no digest chains through 1 and 2), 5..8 checked, 9..10 above the proofs.
+    assert (target.stats.blocks_checked, target.stats.blocks_executed) == (4, 6)
