@@ -11,9 +11,10 @@ write-set blob (node.storage.encode_write_set) adds the few it could not hold th
 a msgpack list of signed checkpoint messages.
 
 Blocks and certificates are checked as for /peer/blocks (node/sync.py), proofs completely here
-(2f+1 distinct validators signed one (seq, block hash, state digest)). Receipts and writes are
-checked for shape only: nothing vouches for them until the state digest they chain to equals one
-a quorum signed, which node/catchup.py checks before anything is applied.
+(2f+1 distinct validators signed one (seq, block hash, state digest)). Writes are checked for
+shape only, and receipts only counted (they stay encoded): nothing vouches for them until the
+state digest they chain to equals one a quorum signed, which node/catchup.py checks before
+anything is applied.
 """
 
 from __future__ import annotations
