@@ -216,6 +216,7 @@ class Node:
         # sequence number of the view: blocks the new view re-proposes, or that committed
         # elsewhere while this node was away, hold transactions still in its mempool.
         self._propose_after_height = 0
+        self._last_proposal_ms = 0
         self.replica: Replica | None = (
             None
             if observer
@@ -849,10 +850,14 @@ class Node:
     # -- timers ------------------------------------------------------------------------------
 
     async def _cutter(self) -> None:
-        """Propose blocks while this node is primary. Adaptive batching: a partial block goes
-        out only while no block is in flight, so under light load a transaction waits for at
-        most one round, and what arrives meanwhile rides together in the next block; full
-        blocks pipeline, up to `pipeline_depth` in flight. Also woken every block interval."""
+        """Propose blocks while this node is primary, up to `pipeline_depth` in flight.
+
+        Adaptive batching: with nothing in flight, whatever is ready goes out at once; while
+        blocks are being agreed, a full block goes out as soon as it is ready, and a partial one
+        once the last proposal is a block interval old. Under light load a transaction waits at
+        most one interval before it is proposed, instead of a whole round of the block ahead of
+        it; under heavy load blocks fill up and the per-block cost is spread thin. Woken by
+        admissions and commits, and every block interval."""
         interval_s = self.params.block_interval_ms / 1000
         while True:
             with contextlib.suppress(TimeoutError):
@@ -871,14 +876,17 @@ class Node:
             and replica.can_propose
             and len(replica.in_flight) < self.pipeline_depth
         ):
-            if replica.in_flight and not self.mempool.ready_count_at_least(
-                self.params.block_txs_max
+            if (
+                replica.in_flight
+                and not self.mempool.ready_count_at_least(self.params.block_txs_max)
+                and now_ms() - self._last_proposal_ms < self.params.block_interval_ms
             ):
                 return  # a block is being agreed: let this one fill up meanwhile
             batch = self.mempool.cut(self.params.block_txs_max)
             if not batch:
                 return
-            self.feed(ProposeBatch(txs=tuple(batch), now_ms=now_ms()))
+            self._last_proposal_ms = now_ms()
+            self.feed(ProposeBatch(txs=tuple(batch), now_ms=self._last_proposal_ms))
 
     async def _ticker(self) -> None:
         while True:
