@@ -57,7 +57,10 @@ class Samples:
     per_second: list[int] = field(default_factory=list)
 
 
-def _presign(layout: ClusterDir, senders: list[str], count: int) -> list[list[Transaction]]:
+def _presign(
+    layout: ClusterDir, senders: list[str], count: int, first_nonces: list[int]
+) -> list[list[Transaction]]:
+    """`count` transactions spread over `senders`, each sender's from its next nonce on."""
     chain_id = layout.genesis().chain_id
     keys = [layout.identity_keys(name) for name in senders]
     per_sender: list[list[Transaction]] = [[] for _ in senders]
@@ -67,7 +70,7 @@ def _presign(layout: ClusterDir, senders: list[str], count: int) -> list[list[Tr
             Transaction.create(
                 keys[s],
                 chain_id=chain_id,
-                nonce=len(per_sender[s]),
+                nonce=first_nonces[s] + len(per_sender[s]),
                 contract="inventory",
                 method="receive",
                 args={"item": f"part-{i % 50}", "location": "bench", "qty": 1},
@@ -156,13 +159,19 @@ async def _offer_load(
     # Enough pre-signed transactions for the rate (or a generous one); the run stops at the
     # deadline.
     per_s = rate_per_s if rate_per_s > 0 else UNPACED_PRESIGN_PER_S
-    per_sender = _presign(layout, senders, count=int(per_s * duration_s * 1.1) + 1000)
     clients = [NodeClient(url, timeout_s=30) for url in urls]
     for client in clients:
         await client.__aenter__()
     samples = Samples()
     stop = asyncio.Event()
     try:
+        # From each sender's next nonce: the cluster may have run a bench (or anything) before.
+        first_nonces = [
+            await clients[0].next_nonce(layout.identity_keys(name).public_key) for name in senders
+        ]
+        per_sender = _presign(
+            layout, senders, count=int(per_s * duration_s * 1.1) + 1000, first_nonces=first_nonces
+        )
         start_height = (await clients[0].status())["height"]
         watcher = asyncio.create_task(_watcher(clients[0], start_height, samples, stop))
         started = time.monotonic()
