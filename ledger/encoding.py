@@ -143,9 +143,10 @@ def _plain(value: Any, depth: int) -> Any:
         if _PLAIN_SCALARS.issuperset(map(type, value)):
             return value if kind is list else list(value)
         plain_list: list[Any] = []
-        for child in value:
-            if type(child) not in _PLAIN_SCALARS:
-                child = _plain(child, depth + 1)
+        for item in value:
+            child = item
+            if type(item) not in _PLAIN_SCALARS:
+                child = _plain(item, depth + 1)
                 if child is _UNUSUAL:
                     return _UNUSUAL
             plain_list.append(child)

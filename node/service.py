@@ -88,6 +88,8 @@ class _Admission:
     raws: list[Any]
     done: asyncio.Future[list[Transaction | Rejection]] | None
     outcomes: list[Transaction | Rejection] = field(default_factory=list)
+
+
 DECODED_CACHE_MAX = 512
 
 
