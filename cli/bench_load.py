@@ -179,6 +179,8 @@ async def submit_in_order(
         if not chunk:
             return
         await pacer.wait(len(chunk))
+        if time.monotonic() >= stop_at:
+            return  # a slow rate's turn can come after the end: it would stretch the run
         recorder.sending(chunk, time.monotonic())
         try:
             outcomes = await client.submit_many([tx.wire for tx in chunk])

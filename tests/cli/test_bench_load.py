@@ -85,3 +85,27 @@ async def test_refused_transactions_are_offered_again_in_nonce_order() -> None:
     )
     assert node.received == [tx.wire for tx in txs]
     assert (counts.admitted, counts.rejected) == (9, 1)
+
+
+class _ClockedNode:
+    def __init__(self) -> None:
+        self.sent_at: list[float] = []
+
+    async def submit_many(self, raws: list[bytes]) -> list[dict[str, Any]]:
+        self.sent_at.append(time.monotonic())
+        return [{"hash": "x"} for _ in raws]
+
+
+async def test_a_paced_sender_sends_nothing_after_the_end_of_the_run() -> None:
+    node = _ClockedNode()
+    stop_at = time.monotonic() + 0.1
+    await submit_in_order(
+        cast(NodeClient, node),
+        SigningFeed(_keys(), chain_id="c", chunk=16),
+        Counts(),
+        stop_at=stop_at,
+        pacer=Pacer(100),  # a batch of 4 every 40 ms: the turn at 120 ms is past the end
+        batch=4,
+    )
+    assert node.sent_at
+    assert max(node.sent_at) < stop_at
