@@ -10,6 +10,7 @@ same run, so throughput can be read against what signature checks allow.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -100,6 +101,7 @@ async def _offer_load(
         await client.__aenter__()
     samples = Samples()
     stop = asyncio.Event()
+    watcher: asyncio.Task[None] | None = None
     try:
         # From each sender's next nonce: the cluster may have run a bench (or anything) before.
         first_nonces = [
@@ -133,6 +135,12 @@ async def _offer_load(
         stop.set()
         await watcher
     finally:
+        if watcher is not None and not watcher.done():
+            # A submitter failed or the run was interrupted: the watcher must not outlive
+            # its client.
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         for client in clients:
             await client.__aexit__(None, None, None)
     committed = [samples.committed_at[h] for h in samples.submitted_at if h in samples.committed_at]
