@@ -153,14 +153,19 @@ class Pacer:
         self._started = time.monotonic()
         self._granted = 0
 
-    async def wait(self, count: int) -> None:
+    async def wait(self, count: int, *, stop_at: float) -> bool:
+        """Wait for the turn to send `count`; False at once if the turn comes at or after
+        `stop_at` (monotonic), when the run is over."""
         if self.rate_per_s <= 0:
-            return
+            return time.monotonic() < stop_at
         due = self._started + self._granted / self.rate_per_s
         self._granted += count
+        if due >= stop_at:
+            return False
         delay = due - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+        return True
 
 
 async def submit_in_order(
@@ -178,8 +183,7 @@ async def submit_in_order(
         chunk = feed.peek(batch)
         if not chunk:
             return
-        await pacer.wait(len(chunk))
-        if time.monotonic() >= stop_at:
+        if not await pacer.wait(len(chunk), stop_at=stop_at):
             return  # a slow rate's turn can come after the end: it would stretch the run
         recorder.sending(chunk, time.monotonic())
         try:

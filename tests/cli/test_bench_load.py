@@ -109,3 +109,12 @@ async def test_a_paced_sender_sends_nothing_after_the_end_of_the_run() -> None:
     )
     assert node.sent_at
     assert max(node.sent_at) < stop_at
+
+
+async def test_a_paced_sender_whose_turn_is_past_the_end_returns_at_once() -> None:
+    pacer = Pacer(10)  # 100 transactions take 10 s
+    stop_at = time.monotonic() + 1
+    assert await pacer.wait(100, stop_at=stop_at)  # the first turn is now
+    started = time.monotonic()
+    assert not await pacer.wait(100, stop_at=stop_at)  # due in 10 s, after the end
+    assert time.monotonic() - started < 0.5
