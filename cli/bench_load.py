@@ -21,7 +21,9 @@ from ledger.tx import Transaction
 from node.client import ClientError, NodeClient
 
 BENCH_SENDERS = 32
-SIGN_CHUNK = 256  # signed at a time by a SigningFeed: a few tens of ms of the event loop
+# Signed at a time by a SigningFeed: about 10 ms of the event loop, so the senders' first
+# chunks, all signed at the start, do not hold the loop (and the first samples) for seconds.
+SIGN_CHUNK = 64
 REFUSED_STATUSES = (429, 503)  # the node is busy or its mempool is full: offer again
 REFUSED_BACKOFF_S = 0.01
 
