@@ -10,9 +10,11 @@ load is about a million transactions. Every --sample-every seconds each node's r
 (VmRSS in /proc/PID/status, the PID from the cluster's pid files) and its height and mempool
 size are recorded. A node is "flat" if its RSS grew less than --threshold-pct over the second
 half of the run (from the first sample at or past half time to the last one): the first half
-is where the mempool fills and caches warm. Prints per node its RSS at minute 1, at the end, the
-maximum and the second-half growth; writes every sample as JSON (and a PNG with --png). Exit
-status 1 unless every node is flat.
+is where the mempool fills and caches warm (unpaced, on two cores, that took about two minutes:
+a run of a few minutes judges a filling mempool, so the fullest mempool at half time and at the
+end is printed too). Prints per node its RSS at minute 1, at the end, the maximum and the
+second-half growth; writes every sample as JSON (and a PNG with --png, RSS, mempool and height
+over time). Exit status 1 unless every node is flat.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ class NodeSample:
     height: int | None  # None: the node did not answer /status in time
     mempool: int | None
     txs_committed: int | None  # since the node started
+    view: int | None  # a view change under load explains a pause in commits
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -165,12 +168,13 @@ async def _node_sample(client: NodeClient, pid: int) -> NodeSample:
     try:
         status = await client.request("GET", "/status", timeout_s=STATUS_TIMEOUT_S)
     except ClientError:
-        return NodeSample(rss_mib=rss, height=None, mempool=None, txs_committed=None)
+        return NodeSample(rss_mib=rss, height=None, mempool=None, txs_committed=None, view=None)
     return NodeSample(
         rss_mib=rss,
         height=int(status["height"]),
         mempool=int(status["mempool"]),
         txs_committed=int(status["counters"]["txs_committed"]),
+        view=status.get("view"),
     )
 
 
@@ -264,6 +268,22 @@ def committed_at_end(samples: Sequence[Sample]) -> int:
     return max(gains, default=0)
 
 
+def mempool_line(samples: Sequence[Sample], duration_s: float) -> str:
+    """The fullest mempool at half time and at the end: a mempool still filling in the
+    second half is growth that is not a leak."""
+    second_half = [s for s in samples if s.at_s >= duration_s / 2]
+    if not second_half:
+        return "mempool: no samples in the second half"
+
+    def fullest(sample: Sample) -> int:
+        return max((node.mempool or 0 for node in sample.nodes.values()), default=0)
+
+    return (
+        f"mempool (fullest node): {fullest(second_half[0]):,} transactions at half time, "
+        f"{fullest(second_half[-1]):,} at the end"
+    )
+
+
 def height_at_end(samples: Sequence[Sample]) -> int:
     if not samples:
         return 0
@@ -278,11 +298,15 @@ def write_memory_plot(samples: Sequence[Sample], path: Path, *, title: str) -> N
 
     minutes = [s.at_s / MINUTE_S for s in samples]
     names = list(samples[0].nodes) if samples else []
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    figure, (top, middle, bottom) = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
     for name in names:
         rss = [_nan(s.nodes[name].rss_mib) for s in samples]
         top.plot(minutes, rss, label=name)
+        middle.plot(minutes, [_nan(s.nodes[name].mempool) for s in samples], label=name)
         bottom.plot(minutes, [_nan(s.nodes[name].height) for s in samples], label=name)
+    middle.set_ylabel("mempool (transactions)")
+    middle.set_ylim(bottom=0)
+    middle.grid(alpha=0.3)
     top.set_ylabel("resident memory (MiB)")
     top.set_ylim(bottom=0)
     top.set_title(title)
@@ -362,6 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"({committed / config.duration_s:,.0f} /s), height {height_at_end(samples)}\n"
     )
     print(verdict_table(verdicts))
+    print(mempool_line(samples, config.duration_s))
     if config.duration_s < MINUTE_S:
         print("(a run shorter than a minute: 'RSS @1 min' is its last sample)")
     print(
@@ -396,9 +421,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _progress(sample: Sample) -> None:
     rss = " ".join(f"{_mib(node.rss_mib)}" for node in sample.nodes.values())
-    heights = [node.height for node in sample.nodes.values() if node.height is not None]
+    nodes = sample.nodes.values()
+    height = max((node.height for node in nodes if node.height is not None), default=0)
+    view = max((node.view for node in nodes if node.view is not None), default=0)
+    mempool = max((node.mempool for node in nodes if node.mempool is not None), default=0)
     print(
-        f"{sample.at_s:7.1f} s  height {max(heights, default=0):6}  "
+        f"{sample.at_s:7.1f} s  height {height:6}  view {view:3}  mempool {mempool:7,}  "
         f"admitted {sample.admitted:9,}  RSS {rss}",
         flush=True,
     )

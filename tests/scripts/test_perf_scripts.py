@@ -19,6 +19,7 @@ from scripts.memory_run import (
     Sample,
     committed_at_end,
     judge,
+    mempool_line,
     read_rss_mib,
     sample_times,
     verdict_table,
@@ -180,16 +181,24 @@ def test_verdict_table_has_a_line_per_node() -> None:
     assert "+1.0 MiB (+1.7 %)" in lines[1]
 
 
-def test_committed_is_what_the_most_advanced_node_gained() -> None:
-    def sample(at_s: float, committed: dict[str, int | None]) -> Sample:
-        nodes = {
-            name: NodeSample(rss_mib=1.0, height=1, mempool=0, txs_committed=count)
-            for name, count in committed.items()
-        }
-        return Sample(at_s=at_s, admitted=0, loadgen_rss_mib=1.0, nodes=nodes)
+def _sample(at_s: float, committed: dict[str, int | None], mempool: int = 0) -> Sample:
+    nodes = {
+        name: NodeSample(rss_mib=1.0, height=1, mempool=mempool, txs_committed=count, view=0)
+        for name, count in committed.items()
+    }
+    return Sample(at_s=at_s, admitted=0, loadgen_rss_mib=1.0, nodes=nodes)
 
-    samples = [sample(0, {"a": 10, "b": 10}), sample(5, {"a": 110, "b": None})]
+
+def test_committed_is_what_the_most_advanced_node_gained() -> None:
+    samples = [_sample(0, {"a": 10, "b": 10}), _sample(5, {"a": 110, "b": None})]
     assert committed_at_end(samples) == 100
+
+
+def test_the_mempool_at_half_time_and_at_the_end_is_reported() -> None:
+    samples = [_sample(t, {"a": 0}, mempool=m) for t, m in ((0, 0), (10, 5000), (20, 32000))]
+    assert mempool_line(samples, 20) == (
+        "mempool (fullest node): 5,000 transactions at half time, 32,000 at the end"
+    )
 
 
 # The scripts end to end, tiny: each starts real clusters.
