@@ -22,6 +22,7 @@ import click
 from nacl.signing import SigningKey
 
 from cli.bench_load import (
+    BENCH_SENDERS,
     Pacer,
     PresignedFeed,
     Samples,
@@ -237,7 +238,7 @@ def bench(
     rate = verify_rate()
     console.print(f"ed25519 verify rate: {rate:,.0f} /s on one core")
     if directory is None:
-        extra = bench_identities()
+        extra = bench_identities(BENCH_SENDERS)
         console.print(f"starting {nodes} nodes...")
         with temporary_cluster("millchain-bench-", nodes=nodes, extra_identities=extra) as layout:
             n = len(layout.node_names())
