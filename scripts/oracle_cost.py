@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cli import bench
+from cli.bench_load import BENCH_SENDERS
 from cli.cluster_cmd import temporary_cluster
 from cli.demo_oracle import HORIZON
 from cli.layout import ClusterDir
@@ -43,6 +44,7 @@ from oracle.telemetry.simulator import MachineSimulator, simulate_fleet
 
 PACE_MS = 200
 WARM_UP_S = 5.0
+MODEL_LOAD_TIMEOUT_S = 30.0
 READINGS_PER_REPORT = 5
 
 
@@ -124,6 +126,17 @@ async def _phase(
     return figures
 
 
+async def _wait_model_loaded(layout: ClusterDir, timeout_s: float) -> None:
+    """Until every validator's oracle has loaded the registered model (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    for name in layout.node_names():
+        async with NodeClient(layout.config(name).url) as client:
+            while (await client.status())["oracle"]["model"] is None:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{name} did not load the registered model in {timeout_s} s")
+                await asyncio.sleep(0.1)
+
+
 async def _pair(
     layout: ClusterDir,
     model: Path,
@@ -132,7 +145,7 @@ async def _pair(
     rate: float,
     warm_up_s: float,
 ) -> dict[str, Any]:
-    senders = [f"bench{i}" for i in range(bench.BENCH_SENDERS)]
+    senders = [f"bench{i}" for i in range(BENCH_SENDERS)]
     # Each phase has machines of its own: a machine's reading sequence numbers only rise.
     later = [f"{machine}b" for machine in machines]
     for machine in [*machines, *later]:
@@ -148,6 +161,7 @@ async def _pair(
     await bench._offer_load(layout, senders, warm_up_s, rate, bench.BATCH_DEFAULT)
     without = await _phase(layout, machines, senders, duration_s, rate)
     await register_model_file(layout, model)
+    await _wait_model_loaded(layout, MODEL_LOAD_TIMEOUT_S)
     with_oracle = await _phase(layout, later, senders, duration_s, rate)
     ratio = with_oracle["committed_tx_per_s"] / max(without["committed_tx_per_s"], 1e-9)
     return {"without": without, "with": with_oracle, "ratio": round(ratio, 3)}
@@ -177,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.rate < 0 or args.warm_up <= 0 or args.training_operations < 100:
         parser.error("need --rate >= 0, --warm-up > 0 and --training-operations >= 100")
     machines = [f"m{i + 1}" for i in range(args.machines)]
-    extra = tuple((f"bench{i}", (Role.SUPPLIER,)) for i in range(bench.BENCH_SENDERS))
+    extra = tuple((f"bench{i}", (Role.SUPPLIER,)) for i in range(BENCH_SENDERS))
     with tempfile.TemporaryDirectory(prefix="millchain-oracle-cost-") as work:
         model = Path(work) / "model.skops"
         started = time.monotonic()
