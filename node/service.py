@@ -71,6 +71,7 @@ TICK_MS = 100
 SYNC_IDLE_MS = 3_000
 FLOOD_TICK_MS = 50
 VERIFIED_CACHE_MAX = 200_000
+DECODED_CACHE_MAX = 512
 # Client batches and forwarded transactions wait in one queue and are admitted a slice at a
 # time, yielding to the loop between slices, so admission never holds up consensus messages for
 # long: under overload the protocol keeps its pace and the queue, not the round trips, grows.
@@ -88,9 +89,6 @@ class _Admission:
     raws: list[Any]
     done: asyncio.Future[list[Transaction | Rejection]] | None
     outcomes: list[Transaction | Rejection] = field(default_factory=list)
-
-
-DECODED_CACHE_MAX = 512
 
 
 def _classify(problem: str) -> tuple[str, int]:
@@ -401,6 +399,11 @@ class Node:
         )
         self._queue_admission(_Admission(raws=raws, done=done))
         return await done
+
+    @property
+    def admission_backlog(self) -> int:
+        """Transactions queued for admission (client batches and forwarded ones)."""
+        return self._admission_backlog
 
     def _queue_admission(self, admission: _Admission) -> None:
         self._admissions.append(admission)
@@ -947,6 +950,7 @@ class Node:
             "role": "observer" if self.replica is None else "validator",
             **self._consensus_status(),
             "mempool": len(self.mempool),
+            "admission_queue": self.admission_backlog,
             "last_commit_ms": self.last_commit_ms,
             "halted": self.halted,
             "peers": self.peers.status(),
