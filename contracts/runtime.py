@@ -70,7 +70,7 @@ class _Outcome:
     events: tuple[Event, ...]
 
 
-VALIDATED_ARGS_MAX = 65_536
+VALIDATED_ARGS_MAX = 16_384  # more than a full mempool
 
 
 class Runtime:

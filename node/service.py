@@ -71,7 +71,8 @@ TICK_MS = 100
 SYNC_IDLE_MS = 3_000
 FLOOD_TICK_MS = 50
 VERIFIED_CACHE_MAX = 200_000
-DECODED_CACHE_MAX = 512
+# Decoded peer messages kept for retransmissions; a pre-prepare pins its block's transactions.
+DECODED_CACHE_MAX = 128
 # Client batches and forwarded transactions wait in one queue and are admitted a slice at a
 # time, yielding to the loop between slices, so admission never holds up consensus messages for
 # long: under overload the protocol keeps its pace and the queue, not the round trips, grows.
