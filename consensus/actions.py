@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from consensus.messages import Message
+from consensus.messages import Checkpoint, Message
 from ledger.block import Block
 from ledger.certificate import CommitCertificate
 
@@ -52,10 +52,13 @@ class Rejected:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CheckpointStable:
-    """2f+1 validators agree on the state after block `seq`; the log below it was collected."""
+    """2f+1 validators agree on the state after block `seq`; the log below it was collected.
+    `proof` is their signed checkpoints: kept, it lets a peer catching up check a state it
+    rebuilt from fetched writes against the quorum's digest."""
 
     seq: int
     state_digest: bytes
+    proof: tuple[Checkpoint, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

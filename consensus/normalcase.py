@@ -546,7 +546,9 @@ class NormalCase:
         previous_high = self.high_watermark
         self._stable = stable
         self._collect(seq)
-        self._out.append(CheckpointStable(seq=seq, state_digest=stable.state_digest))
+        self._out.append(
+            CheckpointStable(seq=seq, state_digest=stable.state_digest, proof=stable.proof)
+        )
         self._progress(previous_high + 1)  # held messages may now be within the watermarks
 
     def _collect(self, seq: int) -> None:

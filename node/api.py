@@ -18,6 +18,8 @@ Client API (JSON answers; errors are {"error": message} with a 4xx or 503 status
 Peer API:
   POST /peer/batch              {"sender", "messages": [...], "txs": [...]} (msgpack)
   GET  /peer/blocks?from=&to=   certified blocks for catching up (msgpack)
+  GET  /peer/history?from=&to=  certified blocks with their receipts and write sets, and the
+                                stable checkpoint proofs among them (msgpack, node/history.py)
 Admin API (from loopback, or with `Authorization: Bearer <admin_token>` if the config sets one):
   GET/POST /admin/pause         show, or arm, a pause point (node/pause.py); POST /admin/resume
   GET/POST /admin/faults        show, or set, per-peer fault injection (node/faults.py): POST
@@ -50,6 +52,7 @@ from node import pause
 from node.errors import Rejection
 from node.explorer import setup_explorer
 from node.faults import FaultSpecError, LinkFaults
+from node.history import encode_history
 from node.limits import ApiLimits, RateLimited, RateLimiter, token_matches
 from node.metrics import setup_metrics
 from node.openapi import (
@@ -145,6 +148,7 @@ def create_app(node: Node, limits: ApiLimits | None = None) -> web.Application:
             web.get("/events/{subject}", get_events),
             web.post("/peer/batch", peer_batch),
             web.get("/peer/blocks", peer_blocks),
+            web.get("/peer/history", peer_history),
             web.get("/admin/pause", admin_pause_status),
             web.post("/admin/pause", admin_pause),
             web.post("/admin/resume", admin_resume),
@@ -363,6 +367,20 @@ async def peer_blocks(request: web.Request) -> web.Response:
         return error(400, str(exc))
     rows = node.storage.block_range(start, end) if start <= end else []
     return web.Response(body=encode_blocks(rows), content_type="application/msgpack")
+
+
+async def peer_history(request: web.Request) -> web.Response:
+    """Certified blocks with what rebuilds the state after each, for a peer catching up."""
+    node = request.app[NODE_KEY]
+    try:
+        start, end = blocks_query(request.query, node.storage.head().height)
+    except ValueError as exc:
+        return error(400, str(exc))
+    if start > end:
+        return web.Response(body=encode_history([], []), content_type="application/msgpack")
+    rows = node.storage.history_range(start, end)
+    proofs = node.storage.checkpoint_proofs(start, end)
+    return web.Response(body=encode_history(rows, proofs), content_type="application/msgpack")
 
 
 LOOPBACK = frozenset({"127.0.0.1", "::1"})

@@ -1,29 +1,369 @@
-"""Catching up: fetch certified blocks from peers, execute them, tell the replica.
+"""Catching up: fetch certified history from peers, check it, apply it, tell the caller.
 
-Runs as one background task at a time, started by the replica's `FetchBlocks` action (a
-validator that fell behind) or kept running forever (an observer following the chain). Each
-answer is verified offline (node/sync.py) before anything is executed; execution and the
-`BlocksTransferred` input happen without awaiting in between, so the replica's single writer
-sees one consistent step.
+Runs as one background task at a time: started by the replica's `FetchBlocks` action (a
+validator that fell behind), at start and when idle, or kept running forever (an observer).
+
+Theory of operation. A certified block (node/sync.py checks its commit certificate and the hash
+chain) vouches for its transactions, so their signatures are not checked again; but it does not
+vouch for the state they produce, and executing them again costs about 65 us a transaction.
+Instead a peer serves, per block, the receipts and net writes it produced (node/history.py),
+and this module rebuilds the chained state digest from them (contracts.state.next_digest)
+without executing anything. Fetched blocks pile up in a *run* on top of the stored head. The run
+is trusted up to height c only once the digest it chains to at c equals the digest of a stable
+checkpoint proof for c: 2f+1 validators signed that digest, so at least f+1 honest ones computed
+it by executing. Only then is the run up to c applied: its blocks, receipts, events and writes
+in one database transaction (or a few, for runs past CHECKED_SLICE_TXS transactions, so the
+node keeps answering). Nothing of a run is written before its check passed, so a run whose
+digest does not match is dropped whole; the peer that served it is treated as faulty, and the
+next peer is asked, from the stored head. While one answer is checked and applied, the next is
+already asked for, so the peer reads and sends it meanwhile.
+
+Why checkpoint proofs and not the state_digest in a later block header: a header's digest is its
+proposer's claim, which backups can check only if they executed that height already; with blocks
+pipelined, a faulty primary can get a false claim certified.
+
+Executed instead, as a live commit would be (sound, only slower):
+- the blocks above the last checkpoint proof a peer can show, once it has nothing more to serve
+  (at most about checkpoint_interval blocks below its head, plus what committed meanwhile): the
+  normal end of a catch-up, logged at debug level;
+- from the first block a peer kept no write set for (stored by a version that did not keep
+  them) to the end of that run;
+- a run that grew past RUN_TXS_MAX transactions without a proof (a peer that keeps none), which
+  also bounds the memory a run holds.
+These last two are logged as warnings, naming the peer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import cast
 
 import aiohttp
+import msgpack
 
-from ledger.block import Block
-from ledger.certificate import CommitCertificate
+from contracts.receipt import Receipt
+from contracts.state import next_digest
 from ledger.genesis import Genesis
-from node.storage import Storage
-from node.sync import fetch_blocks
+from node.history import CheckpointProof, FetchedBlock, verify_history
+from node.storage import BlockRecord, EventRow, Head, Storage
+from node.sync import FETCH_BLOCKS_MAX, CertifiedBlock, PeerUnavailable, SyncError
 
 log = logging.getLogger(__name__)
 
-Apply = Callable[[list[tuple[Block, CommitCertificate]]], None]
+# A run holding this many transactions without a proof is executed rather than held on to.
+RUN_TXS_MAX = 50_000
+# Blocks are applied in slices of about this many transactions, one database transaction each,
+# yielding to the event loop in between (so the node keeps answering); executing costs more.
+CHECKED_SLICE_TXS = 10_000
+EXECUTED_SLICE_TXS = 2_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transferred:
+    """A certified block to apply on top of the stored head: with its `record` built from
+    receipts and writes a quorum's checkpoint confirmed (stored as it is), or None to execute
+    the block."""
+
+    certified: CertifiedBlock
+    record: BlockRecord | None
+
+
+# Applies blocks in order on top of the stored head (one database transaction) and returns how
+# many it applied: 0 when the node takes none now (halted, paused), which ends the catch-up.
+Apply = Callable[[Sequence[Transferred]], int]
+
+
+@dataclass(slots=True)
+class TransferStats:
+    """What catching up did, for /status and the catch-up benchmark."""
+
+    first_fetch_ms: int | None = None  # wall clock when the first fetched block arrived
+    blocks_fetched: int = 0
+    blocks_checked: int = 0  # applied from fetched writes, the digest checked
+    blocks_executed: int = 0  # applied by executing them
+    runs_refused: int = 0  # runs dropped because a peer's history did not check out
+
+
+class _Run:
+    """Fetched blocks on top of a base (the stored head), each with the digest its writes and
+    receipts chain to; None from the first block without a write set on."""
+
+    def __init__(self, base: Head) -> None:
+        self.base_height = base.height
+        self.tip_height = base.height
+        self.tip_hash = base.hash
+        self._digest: bytes | None = base.state_digest
+        self.items: list[tuple[FetchedBlock, bytes | None]] = []
+        self.txs = 0
+
+    @property
+    def unchecked(self) -> bool:
+        """Whether the run holds a block no digest can be computed for (no write set)."""
+        return self._digest is None and bool(self.items)
+
+    def extend(self, blocks: Sequence[FetchedBlock]) -> None:
+        for fetched in blocks:
+            certified = fetched.certified
+            digest = None
+            if self._digest is not None and fetched.writes is not None:
+                assert fetched.receipts is not None
+                encoded = cast("Sequence[Receipt]", [_Encoded(r) for r in fetched.receipts])
+                digest = next_digest(self._digest, certified.height, fetched.writes, encoded)
+            self._digest = digest
+            self.items.append((fetched, digest))
+            self.tip_height, self.tip_hash = certified.height, certified.hash
+            self.txs += len(certified.tx_ids)
+
+    def check(self, proofs: Sequence[CheckpointProof]) -> list[CheckpointProof]:
+        """The proofs that confirm the run (ascending); raise SyncError if one contradicts it."""
+        confirmed: list[CheckpointProof] = []
+        for proof in proofs:
+            if not self.base_height < proof.seq <= self.tip_height:
+                continue
+            fetched, digest = self.items[proof.seq - self.base_height - 1]
+            if proof.block_hash != fetched.certified.hash:
+                raise SyncError(
+                    f"the checkpoint proof for {proof.seq} is for another block than the "
+                    "certified one"
+                )
+            if digest is None:
+                continue  # no write set to check; those blocks get executed
+            if digest != proof.state_digest:
+                raise SyncError(
+                    f"the writes and receipts served chain to state digest {digest.hex()[:16]} "
+                    f"at height {proof.seq}, but a quorum signed {proof.state_digest.hex()[:16]}"
+                )
+            confirmed.append(proof)
+        return confirmed
+
+    def take_checked(self, height: int) -> list[Transferred]:
+        """Remove and return the blocks up to `height` (checked), with their records."""
+        count = height - self.base_height
+        taken, self.items = self.items[:count], self.items[count:]
+        self.base_height = height
+        self.txs -= sum(len(fetched.certified.tx_ids) for fetched, _ in taken)
+        out: list[Transferred] = []
+        for fetched, digest in taken:
+            assert digest is not None
+            out.append(Transferred(certified=fetched.certified, record=_record(fetched, digest)))
+        return out
+
+    def take_all_to_execute(self) -> list[Transferred]:
+        taken, self.items = self.items, []
+        self.base_height = self.tip_height
+        self.txs = 0
+        return [Transferred(certified=fetched.certified, record=None) for fetched, _ in taken]
+
+
+class _Encoded:
+    """A receipt by its encoding alone. next_digest hashes each receipt's `encoded()` and reads
+    nothing else of it (contracts.state), so fetched receipts are chained as the bytes they
+    came in, without building Receipt objects for them (a good part of a transaction's cost)."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self._raw = raw
+
+    def encoded(self) -> bytes:
+        return self._raw
+
+
+def _record(fetched: FetchedBlock, digest: bytes) -> BlockRecord:
+    """The stored form of a block whose receipts and writes chained to a digest a quorum
+    signed: they are then the very bytes honest validators produced, so they are read without
+    checks, only for the events the store indexes."""
+    certified = fetched.certified
+    assert fetched.receipts is not None and fetched.writes is not None
+    events: list[EventRow] = []
+    for tx_id, raw in zip(certified.tx_ids, fetched.receipts, strict=True):
+        for event in msgpack.unpackb(raw)["events"]:
+            data = msgpack.packb(event["data"])  # canonical as it came: keys already sorted
+            events.append((tx_id, event["contract"], event["kind"], event["subject"], data))
+    return BlockRecord(
+        height=certified.height,
+        hash=certified.hash,
+        wire=certified.wire,
+        certificate=certified.certificate.to_wire(),
+        timestamp_ms=certified.header.timestamp_ms,
+        state_digest=digest,
+        receipts=list(zip(certified.tx_ids, fetched.receipts, strict=True)),
+        events=events,
+        writes=fetched.writes,
+    )
+
+
+class _Peer:
+    """Catching up from one peer (see the module docstring)."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        genesis: Genesis,
+        storage: Storage,
+        url: str,
+        *,
+        apply: Apply,
+        stats: TransferStats,
+    ) -> None:
+        self._session = session
+        self._genesis = genesis
+        self._storage = storage
+        self._url = url
+        self._apply = apply
+        self._stats = stats
+        self.applied = 0
+        self.refused = False  # the node took nothing (halted or paused)
+
+    async def run(self, to_height: int | None) -> None:
+        run = _Run(self._storage.head())
+        ahead: asyncio.Future[bytes] | None = None  # the next answer, asked for in advance
+        try:
+            while to_height is None or run.tip_height < to_height:
+                raw = await (ahead or self._ask_after(run, to_height))
+                ahead = None
+                head = self._storage.head()
+                if head.height != run.base_height:
+                    # The node committed blocks by itself while we waited: go on from there.
+                    log.debug("head moved to %d during catch-up; fetching on from it", head.height)
+                    run = _Run(head)
+                    continue
+                answer = verify_history(
+                    self._genesis, raw, expect_height=run.tip_height + 1, prev_hash=run.tip_hash
+                )
+                if not answer.blocks:
+                    break
+                self._note_fetched(len(answer.blocks))
+                run.extend(answer.blocks)
+                if to_height is None or run.tip_height < to_height:
+                    # The peer reads and sends the next answer while we check and apply this.
+                    ahead = asyncio.ensure_future(self._ask_after(run, to_height))
+                    await asyncio.sleep(0)
+                await self._apply_run(run, answer.proofs)
+                if self.refused:
+                    return
+                head = self._storage.head()
+                if head.height != run.base_height:
+                    run = _Run(head)  # it moved on meanwhile: see _commit
+                    _cancel(ahead)
+                    ahead = None
+                elif not run.items:
+                    run = _Run(head)  # chain digests on from what is stored (maybe executed)
+        finally:
+            _cancel(ahead)
+        if run.items:
+            log.debug(
+                "executing blocks %d..%d: %s has no checkpoint proof above %d",
+                run.base_height + 1,
+                run.tip_height,
+                self._url,
+                run.base_height,
+            )
+            await self._commit(run.take_all_to_execute(), [])
+
+    async def _ask_after(self, run: _Run, to_height: int | None) -> bytes:
+        upper = run.tip_height + FETCH_BLOCKS_MAX if to_height is None else to_height
+        return await self._get(run.tip_height + 1, upper)
+
+    async def _apply_run(self, run: _Run, proofs: Sequence[CheckpointProof]) -> None:
+        """Apply what `proofs` confirm of the run; execute it if it cannot be confirmed."""
+        confirmed = run.check(proofs)
+        if confirmed:
+            await self._commit(run.take_checked(confirmed[-1].seq), confirmed)
+        if run.unchecked or run.txs > RUN_TXS_MAX:
+            self._warn_unchecked(run)
+            await self._commit(run.take_all_to_execute(), [])
+
+    async def _get(self, start: int, end: int) -> bytes:
+        try:
+            async with self._session.get(
+                f"{self._url}/peer/history", params={"from": start, "to": end}
+            ) as response:
+                raw = await response.read()
+                if response.status != 200:
+                    raise PeerUnavailable(
+                        f"/peer/history answered {response.status}: {raw[:200]!r}"
+                    )
+                return raw
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PeerUnavailable(f"cannot fetch history: {exc or type(exc).__name__}") from exc
+
+    def _note_fetched(self, count: int) -> None:
+        if self._stats.first_fetch_ms is None:
+            self._stats.first_fetch_ms = int(time.time() * 1000)
+        self._stats.blocks_fetched += count
+
+    def _warn_unchecked(self, run: _Run) -> None:
+        if run.unchecked:
+            reason = "kept no write set for some of them"
+        else:
+            reason = f"has no checkpoint proof within {run.txs} transactions"
+        log.warning(
+            "executing blocks %d..%d: %s %s",
+            run.base_height + 1,
+            run.tip_height,
+            self._url,
+            reason,
+        )
+
+    async def _commit(self, items: list[Transferred], proofs: Sequence[CheckpointProof]) -> None:
+        """Apply `items` in slices (see CHECKED_SLICE_TXS), keeping the proofs that vouched for
+        them. Stops early when the node takes nothing (`refused`), or when its head moved on by
+        itself while we yielded (the rest is dropped; the caller fetches on from the head)."""
+        checked = bool(items) and items[0].record is not None
+        slice_txs = CHECKED_SLICE_TXS if checked else EXECUTED_SLICE_TXS
+        for part in _slices(items, slice_txs):
+            if self._storage.head().hash != part[0].certified.header.prev_hash:
+                return
+            low, high = part[0].certified.height, part[-1].certified.height
+            with self._storage.batch():
+                count = self._apply(part)
+                if count:
+                    for proof in proofs:
+                        if low <= proof.seq <= high:
+                            self._storage.put_checkpoint_proof(proof.seq, proof.raw)
+            if not count:
+                self.refused = True
+                return
+            self.applied += count
+            if checked:
+                self._stats.blocks_checked += count
+            else:
+                self._stats.blocks_executed += count
+            await asyncio.sleep(0)
+
+
+def _cancel(task: asyncio.Future[bytes] | None) -> None:
+    """Drop an answer asked for in advance (and its failure, if it failed already)."""
+    if task is None:
+        return
+    if task.done():
+        if not task.cancelled():
+            task.exception()
+    else:
+        task.cancel()
+
+
+def _slices(items: list[Transferred], txs_max: int) -> list[list[Transferred]]:
+    """`items` cut into consecutive slices of at most `txs_max` transactions (and at least one
+    block each)."""
+    slices: list[list[Transferred]] = []
+    current: list[Transferred] = []
+    txs = 0
+    for item in items:
+        size = len(item.certified.tx_ids)
+        if current and txs + size > txs_max:
+            slices.append(current)
+            current, txs = [], 0
+        current.append(item)
+        txs += size
+    if current:
+        slices.append(current)
+    return slices
 
 
 async def catch_up(
@@ -34,30 +374,47 @@ async def catch_up(
     *,
     to_height: int | None,
     apply: Apply,
+    stats: TransferStats,
 ) -> int:
     """Fetch and apply blocks above the stored head up to `to_height` (None: as far as peers
-    have); returns how many blocks were applied. Stops when no peer has more."""
+    have); returns how many were applied. Asks the peers in turn, moving on when one fails,
+    serves history that does not check out, or has nothing at all above the head."""
+    with storage.large_cache():
+        return await _catch_up(session, genesis, storage, urls, to_height, apply, stats)
+
+
+async def _catch_up(
+    session: aiohttp.ClientSession,
+    genesis: Genesis,
+    storage: Storage,
+    urls: Sequence[str],
+    to_height: int | None,
+    apply: Apply,
+    stats: TransferStats,
+) -> int:
     applied = 0
-    while True:
-        head = storage.head()
-        if to_height is not None and head.height >= to_height:
-            return applied
-        upper = head.height + 200 if to_height is None else to_height
-        blocks = await fetch_blocks(
-            session,
-            genesis,
-            urls,
-            from_height=head.height + 1,
-            to_height=upper,
-            prev_hash=head.hash,
-        )
-        # The head may have moved while we waited: keep only what still extends it.
-        current = storage.head().height
-        blocks = [(b, c) for b, c in blocks if b.height > current]
-        if not blocks or blocks[0][0].height != current + 1:
-            return applied
-        apply(blocks)
-        applied += len(blocks)
+    for url in urls:
+        peer = _Peer(session, genesis, storage, url, apply=apply, stats=stats)
+        try:
+            await peer.run(to_height)
+        except PeerUnavailable as exc:
+            log.debug("peer %s: %s", url, exc)
+        except SyncError as exc:
+            stats.runs_refused += 1
+            log.warning(
+                "peer %s served history that does not check out: %s; dropped what it served "
+                "above height %d, asking another peer",
+                url,
+                exc,
+                storage.head().height,
+            )
+        else:
+            if peer.applied and to_height is None:
+                return applied + peer.applied  # it served what it had: the head, as we know
+        applied += peer.applied
+        if peer.refused or (to_height is not None and storage.head().height >= to_height):
+            break
+    return applied
 
 
 async def follow(
@@ -67,10 +424,13 @@ async def follow(
     urls: Sequence[str],
     *,
     apply: Apply,
+    stats: TransferStats,
     interval_s: float = 0.1,
 ) -> None:
     """Follow the chain forever (an observer): poll peers for blocks above the head."""
     while True:
-        applied = await catch_up(session, genesis, storage, urls, to_height=None, apply=apply)
+        applied = await catch_up(
+            session, genesis, storage, urls, to_height=None, apply=apply, stats=stats
+        )
         if not applied:
             await asyncio.sleep(interval_s)

@@ -591,6 +591,69 @@ def _paths() -> Schema:
                 ),
             }
         },
+        "/peer/history": {
+            "get": {
+                "tags": ["peer"],
+                "summary": "Certified blocks with their receipts and write sets, for catching up",
+                "description": (
+                    "Each block with its commit certificate, the receipts the node holds for "
+                    "it, and its write-set blob (nil if the node kept none); and the proofs of "
+                    "the stable checkpoints among those heights (node/history.py)."
+                ),
+                "parameters": [
+                    _query("from", HEIGHT_MAX, 1, "first height", minimum=1),
+                    _query(
+                        "to",
+                        HEIGHT_MAX,
+                        1,
+                        f"last height (at most from + {FETCH_BLOCKS_MAX - 1})",
+                        minimum=1,
+                    ),
+                ],
+                "responses": _responses(
+                    {
+                        200: _ok(
+                            _obj(
+                                {
+                                    "blocks": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "array",
+                                            "prefixItems": [
+                                                _bin("block wire"),
+                                                _bin("certificate wire"),
+                                                {"type": "array", "items": _bin("receipt")},
+                                                {
+                                                    "oneOf": [
+                                                        _bin("write-set blob"),
+                                                        {"type": "null"},
+                                                    ]
+                                                },
+                                            ],
+                                            "minItems": 4,
+                                            "maxItems": 4,
+                                        },
+                                    },
+                                    "checkpoints": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "array",
+                                            "prefixItems": [NAT, _bin("checkpoint proof")],
+                                            "minItems": 2,
+                                            "maxItems": 2,
+                                        },
+                                    },
+                                },
+                                extra=False,
+                            ),
+                            media=MSGPACK,
+                        )
+                    },
+                    [400],
+                    limited=False,
+                ),
+            }
+        },
         "/admin/pause": {
             "get": {
                 "tags": ["admin"],

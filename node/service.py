@@ -52,11 +52,12 @@ from ledger.genesis import Genesis
 from ledger.tx import Transaction
 from node import pause, wal
 from node.byzantine import Byzantine, ByzantineSpec, Mode
-from node.catchup import catch_up, follow
+from node.catchup import Transferred, TransferStats, catch_up, follow
 from node.commits import CommitFeed
 from node.errors import Rejection
-from node.executor import execute_and_store
+from node.executor import execute_and_store, store_record
 from node.faults import FaultInjector
+from node.history import encode_proof
 from node.mempool import Mempool
 from node.oracle_runner import OracleRunner
 from node.peers import PeerLink, Peers
@@ -192,6 +193,7 @@ class Node:
         self.runtime = Runtime.default()
         self.pipeline_depth = pipeline_depth
         self.counters = Counters()
+        self.transfer = TransferStats()
         self.started_ms = now_ms()
         self.last_commit_ms: int | None = None
         self.halted: str | None = None
@@ -325,13 +327,39 @@ class Node:
         offline and executed, without taking part in consensus."""
         assert self._session is not None
         urls = [v.url for v in self.genesis.validators]
-        await follow(self._session, self.genesis, self.storage, urls, apply=self._apply_followed)
+        await follow(
+            self._session,
+            self.genesis,
+            self.storage,
+            urls,
+            apply=self._apply_followed,
+            stats=self.transfer,
+        )
 
-    def _apply_followed(self, blocks: list[tuple[Block, CommitCertificate]]) -> None:
-        for block, certificate in blocks:
-            result = execute_and_store(self.runtime, self.storage, self.genesis, block, certificate)
+    def _apply_followed(self, items: Sequence[Transferred]) -> int:
+        with self.storage.batch():
+            for item in items:
+                self._store_transferred(item)
+        self.counters.blocks_transferred += len(items)
+        return len(items)
+
+    def _store_transferred(self, item: Transferred) -> bytes:
+        """Store a fetched block, its checked record as it is or executed here; returns the
+        state digest after it."""
+        certified, record = item.certified, item.record
+        if record is None:
+            block = certified.block()
+            result = execute_and_store(
+                self.runtime, self.storage, self.genesis, block, certified.certificate
+            )
             self._after_commit(block, result)
-        self.counters.blocks_transferred += len(blocks)
+            return result.state_digest
+        store_record(self.storage, certified.header, record)
+        if len(self.mempool):  # else there is nothing its transactions could take out of it
+            self.mempool.remove_committed(certified.block().txs)
+        finals = sum(1 for event in record.events if event[1:3] == ("oracle", "final"))
+        self._note_committed(record.height, certified.tx_ids, finals)
+        return record.state_digest
 
     async def _guarded(self, work: Coroutine[Any, Any, None]) -> None:
         """Run a background loop; if it dies of a bug, halt the node loudly instead of limping."""
@@ -678,7 +706,9 @@ class Node:
                 else:
                     self.counters.messages_rejected += 1
                     log.debug("rejected a message from validator %s: %s", sender, reason)
-            case CheckpointStable(seq=seq):
+            case CheckpointStable(seq=seq, proof=proof):
+                # Kept for peers catching up: it vouches for the digest they rebuild.
+                self.storage.put_checkpoint_proof(seq, encode_proof(proof))
                 view = 0 if self.replica is None else self.replica.view
                 pruned = self.storage.log_prune(stable_seq=seq, view=view)
                 log.info("checkpoint %d is stable; pruned %d log records", seq, pruned)
@@ -748,22 +778,28 @@ class Node:
         return BlockExecuted(height=block.height, state_digest=result.state_digest)
 
     def _after_commit(self, block: Block, result: BlockResult) -> None:
-        self.counters.oracle_final_predictions += sum(
+        self.mempool.remove_committed(block.txs)
+        finals = sum(
             1
             for r in result.receipts
             for e in r.events
             if e.contract == "oracle" and e.kind == "final"
         )
+        self._note_committed(block.height, [tx.hash for tx in block.txs], finals)
+
+    def _note_committed(self, height: int, tx_hashes: Sequence[bytes], finals: int) -> None:
+        """Counters, the commit feed and clients waiting, once block `height` is stored
+        (`finals`: the oracle predictions it finalised)."""
+        self.counters.oracle_final_predictions += finals
         if self.oracle is not None:
             self.counters.oracle_reports = self.oracle.reports_submitted
-        self.mempool.remove_committed(block.txs)
         self.counters.blocks_committed += 1
-        self.counters.txs_committed += len(block.txs)
+        self.counters.txs_committed += len(tx_hashes)
         self.last_commit_ms = now_ms()
-        self.commit_feed.record(block.height, self.last_commit_ms, (tx.hash for tx in block.txs))
-        for tx in block.txs:
-            self._verified.pop(tx.hash, None)
-            for future in self._waiters.pop(tx.hash, []):
+        self.commit_feed.record(height, self.last_commit_ms, tx_hashes)
+        for tx_hash in tx_hashes:
+            self._verified.pop(tx_hash, None)
+            for future in self._waiters.pop(tx_hash, []):
                 if not future.done():
                     future.set_result(None)
         self._wake_cutter.set()
@@ -804,33 +840,32 @@ class Node:
             urls,
             to_height=end,
             apply=self._apply_transferred,
+            stats=self.transfer,
         )
         if end is None and applied:
             self.counters.fetches += 1
             log.info("caught up %d blocks the peers had committed without us", applied)
 
-    def _apply_transferred(self, blocks: list[tuple[Block, CommitCertificate]]) -> None:
-        """Execute certified blocks from a peer, then tell the replica where it now stands."""
-        if self.halted is not None or self.paused_at is not None:
-            return
+    def _apply_transferred(self, items: Sequence[Transferred]) -> int:
+        """Store certified blocks from a peer (checked or executed, see node/catchup.py), then
+        tell the replica where it now stands. Returns how many were applied."""
+        if self.halted is not None or self.paused_at is not None or not items:
+            return 0
         digest = b""
         with self.storage.batch():  # one database commit for the whole fetched run of blocks
-            for block, certificate in blocks:
-                result = execute_and_store(
-                    self.runtime, self.storage, self.genesis, block, certificate
-                )
-                self._after_commit(block, result)
-                digest = result.state_digest
-        self.counters.blocks_transferred += len(blocks)
-        last_block, last_certificate = blocks[-1]
+            for item in items:
+                digest = self._store_transferred(item)
+        self.counters.blocks_transferred += len(items)
+        last = items[-1].certified
         self.feed(
             BlocksTransferred(
-                header=last_block.header,
-                certificate=last_certificate,
+                header=last.header,
+                certificate=last.certificate,
                 state_digest=digest,
                 now_ms=now_ms(),
             )
         )
+        return len(items)
 
     def _halt(self, reason: str) -> None:
         log.critical(reason)
@@ -957,6 +992,14 @@ class Node:
             "peers": self.peers.status(),
             "oracle": None if self.oracle is None else self.oracle.status(),
             "byzantine": self._byzantine_status(),
+            "started_ms": self.started_ms,
+            "transfer": {
+                "first_fetch_ms": self.transfer.first_fetch_ms,
+                "blocks_fetched": self.transfer.blocks_fetched,
+                "blocks_checked": self.transfer.blocks_checked,
+                "blocks_executed": self.transfer.blocks_executed,
+                "runs_refused": self.transfer.runs_refused,
+            },
             "counters": {
                 "txs_admitted": self.counters.txs_admitted,
                 "txs_committed": self.counters.txs_committed,

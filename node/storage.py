@@ -3,13 +3,18 @@
 A committed block, its receipts, its events and the state writes it produced land in one database
 transaction, so a crash leaves either all of a block or none of it. The storage is also the state
 reader the contract runtime executes against.
+
+For peers catching up (node/catchup.py) it also keeps, per block, one blob with the block's net
+writes (and the rare receipts the txs table cannot hold), and the proofs of stable checkpoints:
+with those a peer can rebuild the state without executing anything, and check it against a
+digest a quorum signed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +54,9 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_subject ON events (subject, id);
 CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS txs_height ON txs (height, idx);
+CREATE TABLE IF NOT EXISTS block_writes (height INTEGER PRIMARY KEY, writes BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS checkpoint_proofs (seq INTEGER PRIMARY KEY, proof BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS wal (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
@@ -82,7 +90,52 @@ class StoredBlock:
     state_digest: bytes
 
 
+# An event as stored: (tx hash, contract, kind, subject, canonical encoding of its data).
+EventRow = tuple[bytes, str, str, str, bytes]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BlockRecord:
+    """A committed block as the store keeps it, in encoded form: what an executed block
+    becomes (Storage.commit_block), and what a peer catching up builds from fetched history
+    without decoding it into objects (node/catchup.py)."""
+
+    height: int
+    hash: bytes
+    wire: bytes  # the block's canonical encoding
+    certificate: bytes  # the commit certificate's canonical encoding
+    timestamp_ms: int
+    state_digest: bytes  # after this block
+    receipts: Sequence[tuple[bytes, bytes]]  # (tx hash, receipt encoding), by index
+    events: Sequence[EventRow]
+    writes: Mapping[bytes, bytes | None]  # the block's net writes; None deletes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryRow:
+    """What a peer needs to rebuild the state after one block without executing it (raw)."""
+
+    height: int
+    block: bytes  # the block's wire form
+    certificate: bytes
+    receipts: list[bytes]  # the receipts held in the txs table, in index order
+    writes: bytes | None  # the block's write-set blob (encode_write_set); None if not kept
+
+
+def encode_write_set(
+    writes: Mapping[bytes, bytes | None], shadowed: Sequence[tuple[int, bytes]]
+) -> bytes:
+    """A block's write-set blob: [[[key, value or nil], ...sorted by key], [[index, receipt
+    encoding], ...]]. The second list holds the receipts of transactions a block included
+    again (see commit_block): the txs table keeps only a transaction's first receipt."""
+    return encode(
+        [[[key, writes[key]] for key in sorted(writes)], [list(item) for item in shadowed]]
+    )
+
+
 STATE_CACHE_MAX = 100_000
+# SQLite's page cache while a catch-up writes history (see Storage.large_cache).
+BULK_CACHE_KIB = 64 * 1024
 
 
 class Storage:
@@ -98,6 +151,7 @@ class Storage:
         # (identities, nonces, stock) are read by admission and execution for every transaction.
         self._state_cache: dict[bytes, bytes | None] = {}
         self._batch_depth = 0
+        self._cache_size = int(self._db.execute("PRAGMA cache_size").fetchone()[0])
 
     def close(self) -> None:
         self._db.close()
@@ -147,42 +201,68 @@ class Storage:
     def commit_block(
         self, block: Block, certificate: CommitCertificate, result: BlockResult
     ) -> None:
-        """Persist a block, its receipts, events and state writes atomically."""
+        """Persist an executed block, its receipts, events and state writes atomically."""
+        self.commit_record(
+            BlockRecord(
+                height=block.height,
+                hash=block.hash,
+                wire=block.to_wire(),
+                certificate=certificate.to_wire(),
+                timestamp_ms=block.header.timestamp_ms,
+                state_digest=result.state_digest,
+                receipts=[(r.tx_hash, r.encoded()) for r in result.receipts],
+                events=[
+                    (r.tx_hash, e.contract, e.kind, e.subject, encode(e.data))
+                    for r in result.receipts
+                    for e in r.events
+                ],
+                writes=result.writes,
+            )
+        )
+
+    def commit_record(self, record: BlockRecord) -> None:
+        """Persist a block in encoded form (see BlockRecord) atomically."""
         head = self.head()
-        if block.height != head.height + 1:
-            raise StorageError(f"block {block.height} does not follow the head {head.height}")
+        if record.height != head.height + 1:
+            raise StorageError(f"block {record.height} does not follow the head {head.height}")
+        height = record.height
         with self._transaction():
             self._db.execute(
                 "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
-                    block.height,
-                    block.hash,
-                    block.to_wire(),
-                    certificate.to_wire(),
-                    result.state_digest,
-                    block.header.timestamp_ms,
-                    len(block.txs),
+                    height,
+                    record.hash,
+                    record.wire,
+                    record.certificate,
+                    record.state_digest,
+                    record.timestamp_ms,
+                    len(record.receipts),
                 ),
             )
-            self._db.executemany(
+            cursor = self._db.executemany(
                 # A transaction re-proposed after a view change can appear in a later block
                 # too (its receipt fails on the nonce); the first inclusion is the one we index.
                 "INSERT OR IGNORE INTO txs VALUES (?, ?, ?, ?)",
                 [
-                    (receipt.tx_hash, block.height, receipt.index, receipt.encoded())
-                    for receipt in result.receipts
+                    (tx_hash, height, index, receipt)
+                    for index, (tx_hash, receipt) in enumerate(record.receipts)
                 ],
+            )
+            shadowed = (
+                []
+                if cursor.rowcount == len(record.receipts)
+                else self._shadowed_receipts(height, record.receipts)
+            )
+            self._db.execute(
+                "INSERT INTO block_writes VALUES (?, ?)",
+                (height, encode_write_set(record.writes, shadowed)),
             )
             self._db.executemany(
                 "INSERT INTO events (height, tx_hash, contract, kind, subject, data) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (block.height, r.tx_hash, e.contract, e.kind, e.subject, encode(e.data))
-                    for r in result.receipts
-                    for e in r.events
-                ],
+                [(height, *event) for event in record.events],
             )
-            self._apply_writes(result.writes)
+            self._apply_writes(record.writes)
 
     def block(self, height: int) -> StoredBlock | None:
         row = self._db.execute(
@@ -204,6 +284,49 @@ class Storage:
             (start, end),
         ).fetchall()
         return [(row[0], row[1], row[2]) for row in rows]
+
+    def history_range(self, start: int, end: int) -> list[HistoryRow]:
+        """Blocks start..end with what rebuilds the state after each (see HistoryRow)."""
+        blocks = self._db.execute(
+            "SELECT height, block, certificate FROM blocks WHERE height BETWEEN ? AND ? "
+            "ORDER BY height",
+            (start, end),
+        ).fetchall()
+        receipts: dict[int, list[bytes]] = {}
+        for height, receipt in self._db.execute(
+            "SELECT height, receipt FROM txs WHERE height BETWEEN ? AND ? ORDER BY height, idx",
+            (start, end),
+        ):
+            receipts.setdefault(height, []).append(receipt)
+        writes = dict(
+            self._db.execute(
+                "SELECT height, writes FROM block_writes WHERE height BETWEEN ? AND ?",
+                (start, end),
+            ).fetchall()
+        )
+        return [
+            HistoryRow(
+                height=height,
+                block=block,
+                certificate=certificate,
+                receipts=receipts.get(height, []),
+                writes=writes.get(height),
+            )
+            for height, block, certificate in blocks
+        ]
+
+    def put_checkpoint_proof(self, seq: int, proof: bytes) -> None:
+        """Keep the proof that a quorum signed the state after block `seq` (msgpack list of
+        signed checkpoint messages), for peers catching up."""
+        self._db.execute("INSERT OR REPLACE INTO checkpoint_proofs VALUES (?, ?)", (seq, proof))
+
+    def checkpoint_proofs(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        """(seq, proof) of the stable checkpoints kept for start <= seq <= end, ascending."""
+        rows = self._db.execute(
+            "SELECT seq, proof FROM checkpoint_proofs WHERE seq BETWEEN ? AND ? ORDER BY seq",
+            (start, end),
+        ).fetchall()
+        return [(int(row[0]), bytes(row[1])) for row in rows]
 
     def recent_blocks(self, limit: int) -> list[dict[str, Any]]:
         rows = self._db.execute(
@@ -332,6 +455,15 @@ class Storage:
             if key in cache:
                 cache[key] = value
 
+    def _shadowed_receipts(
+        self, height: int, receipts: Sequence[tuple[bytes, bytes]]
+    ) -> list[tuple[int, bytes]]:
+        """(index, receipt) of those `receipts` the txs table holds for another (earlier)
+        block."""
+        rows = self._db.execute("SELECT idx FROM txs WHERE height = ?", (height,)).fetchall()
+        held = {row[0] for row in rows}
+        return [(index, r) for index, (_, r) in enumerate(receipts) if index not in held]
+
     def _meta(self, key: str) -> bytes | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
@@ -341,6 +473,22 @@ class Storage:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db, self._state_cache)
+
+    @contextlib.contextmanager
+    def large_cache(self) -> Iterator[None]:
+        """A page cache of BULK_CACHE_KIB while history is written in bulk (catching up).
+
+        A million transactions' rows go into the txs index at random places (it is keyed by
+        hash); with SQLite's default cache of a few MiB most of those inserts read their page
+        from the OS again, about a sixth of what an insert costs at that size. The default comes
+        back at the end, which frees the extra pages: a node that follows the chain live does
+        not keep the memory.
+        """
+        self._db.execute(f"PRAGMA cache_size = {-BULK_CACHE_KIB}")
+        try:
+            yield
+        finally:
+            self._db.execute(f"PRAGMA cache_size = {self._cache_size}")
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:

@@ -323,6 +323,7 @@ QUERY_ROUTES = {
     "/blocks": ["limit"],
     "/events/item:steel": ["limit"],
     "/peer/blocks": ["from", "to"],
+    "/peer/history": ["from", "to"],
 }
 
 

@@ -174,6 +174,8 @@ def _requests(setup: Setup) -> list[tuple[str, str, bytes | None]]:
         ("POST", "/peer/batch", b"\xc1"),
         ("GET", "/peer/blocks?from=1", None),
         ("GET", "/peer/blocks?from=0", None),
+        ("GET", "/peer/history?from=1", None),
+        ("GET", "/peer/history?from=0", None),
         ("GET", "/admin/pause", None),
         ("POST", "/admin/pause", b'{"phase": "after-commit", "seq_min": 1000000}'),
         ("POST", "/admin/pause", b'{"phase": "soon"}'),

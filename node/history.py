@@ -1,0 +1,231 @@
+"""State history for peers catching up: the /peer/history answer and its offline checks.
+
+An answer carries, for consecutive heights, each certified block with the receipts and the net
+writes it produced, and the proofs of the stable checkpoints the serving node kept in that range:
+
+    {"blocks": [[block wire, certificate wire, [receipt, ...], write-set blob or nil], ...],
+     "checkpoints": [[seq, proof], ...]}
+
+The receipts are those the serving node's txs table holds for the block, in index order; the
+write-set blob (node.storage.encode_write_set) adds the few it could not hold there. A proof is
+a msgpack list of signed checkpoint messages.
+
+Blocks and certificates are checked as for /peer/blocks (node/sync.py), proofs completely here
+(2f+1 distinct validators signed one (seq, block hash, state digest)). Writes are checked for
+shape only, and receipts only counted (they stay encoded): nothing vouches for them until the
+state digest they chain to equals one a quorum signed, which node/catchup.py checks before
+anything is applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from consensus.errors import ConsensusError
+from consensus.messages import Checkpoint, decode_message, encode_message, verify_signature
+from ledger.certificate import quorum_size
+from ledger.encoding import decode, encode
+from ledger.errors import LedgerError
+from ledger.genesis import Genesis
+from node.storage import HistoryRow
+from node.sync import FETCH_BYTES_MAX, CertifiedBlock, SyncError, verify_entry
+
+Writes = dict[bytes, bytes | None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchedBlock:
+    """A certified block, with the receipts (their canonical encodings, by index) and writes a
+    peer says it produced: unchecked until a digest a quorum signed vouches for them; both None
+    if the peer kept none."""
+
+    certified: CertifiedBlock
+    receipts: tuple[bytes, ...] | None
+    writes: Writes | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointProof:
+    """2f+1 validators signed that the state after block `seq` (hash `block_hash`) has digest
+    `state_digest`; `raw` is the proof as served, kept to serve it on."""
+
+    seq: int
+    block_hash: bytes
+    state_digest: bytes
+    raw: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HistoryAnswer:
+    blocks: list[FetchedBlock]
+    proofs: list[CheckpointProof]  # ascending seq, each within the blocks' heights
+
+
+# -- serving --------------------------------------------------------------------------------
+
+
+def encode_history(rows: Sequence[HistoryRow], proofs: Sequence[tuple[int, bytes]]) -> bytes:
+    """The /peer/history answer for `rows` (consecutive heights), cut at FETCH_BYTES_MAX, with
+    the proofs of `proofs` that fall within the heights it carries."""
+    blocks: list[list[Any]] = []
+    size = 0
+    for row in rows:
+        size += len(row.block) + len(row.certificate) + len(row.writes or b"")
+        size += sum(len(receipt) for receipt in row.receipts)
+        if blocks and size > FETCH_BYTES_MAX:
+            break
+        blocks.append([row.block, row.certificate, row.receipts, row.writes])
+    last = rows[len(blocks) - 1].height if blocks else 0
+    return encode(
+        {
+            "blocks": blocks,
+            "checkpoints": [[seq, proof] for seq, proof in proofs if seq <= last],
+        }
+    )
+
+
+def encode_proof(proof: Sequence[Checkpoint]) -> bytes:
+    """A stable checkpoint's proof as stored and served: its signed checkpoint messages."""
+    return encode([encode_message(checkpoint) for checkpoint in proof])
+
+
+# -- checking -------------------------------------------------------------------------------
+
+
+def verify_history(
+    genesis: Genesis, raw: bytes, *, expect_height: int, prev_hash: bytes
+) -> HistoryAnswer:
+    """Decode and check a peer's /peer/history answer starting at `expect_height` on top of
+    the block `prev_hash`; raise SyncError for anything that does not check out."""
+    try:
+        answer = decode(raw)
+    except LedgerError as exc:
+        raise SyncError(f"history answer is not canonical msgpack: {exc}") from exc
+    if not (
+        isinstance(answer, dict)
+        and set(answer) == {"blocks", "checkpoints"}
+        and isinstance(answer["blocks"], list)
+        and isinstance(answer["checkpoints"], list)
+    ):
+        raise SyncError("history answer must be a map with lists 'blocks' and 'checkpoints'")
+    blocks: list[FetchedBlock] = []
+    for item in answer["blocks"]:
+        if not (isinstance(item, list) and len(item) == 4):
+            raise SyncError("each history entry must be [block, certificate, receipts, writes]")
+        certified = verify_entry(
+            genesis, item[0], item[1], expect_height=expect_height, prev_hash=prev_hash
+        )
+        receipts: tuple[bytes, ...] | None = None
+        writes: Writes | None = None
+        if item[3] is not None:
+            writes, shadowed = decode_write_set(item[3], height=certified.height)
+            receipts = _receipts(certified, item[2], shadowed)
+        blocks.append(FetchedBlock(certified=certified, receipts=receipts, writes=writes))
+        expect_height += 1
+        prev_hash = certified.hash
+    proofs = [verify_proof(genesis, item) for item in answer["checkpoints"]]
+    top = expect_height - 1
+    low = top - len(blocks)
+    if any(not low < p.seq <= top for p in proofs) or [p.seq for p in proofs] != sorted(
+        {p.seq for p in proofs}
+    ):
+        raise SyncError("checkpoint proofs must be ascending and within the blocks served")
+    return HistoryAnswer(blocks=blocks, proofs=proofs)
+
+
+def decode_write_set(raw: Any, *, height: int) -> tuple[Writes, dict[int, bytes]]:
+    """A write-set blob's writes (key -> value, None deletes) and extra receipts by index."""
+    where = f"write set of block {height}"
+    if not isinstance(raw, bytes):
+        raise SyncError(f"{where} must be msgpack bytes")
+    try:
+        value = decode(raw)
+    except LedgerError as exc:
+        raise SyncError(f"{where} is not canonical msgpack: {exc}") from exc
+    if not (isinstance(value, list) and len(value) == 2):
+        raise SyncError(f"{where} must be [changes, receipts]")
+    changes, extra = value
+    if not isinstance(changes, list) or not isinstance(extra, list):
+        raise SyncError(f"{where} must be [changes, receipts]")
+    writes: Writes = {}
+    previous = b""
+    for change in changes:
+        if not (isinstance(change, list) and len(change) == 2):
+            raise SyncError(f"{where}: each change is [key, value or nil]")
+        key, new = change
+        if not isinstance(key, bytes) or not (new is None or isinstance(new, bytes)):
+            raise SyncError(f"{where}: keys are bytes, values bytes or nil")
+        if writes and key <= previous:
+            raise SyncError(f"{where}: keys must be strictly ascending")
+        writes[key] = new
+        previous = key
+    shadowed: dict[int, bytes] = {}
+    for pair in extra:
+        if not (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and isinstance(pair[0], int)
+            and isinstance(pair[1], bytes)
+            and pair[0] not in shadowed
+        ):
+            raise SyncError(f"{where}: each extra receipt is [distinct index, receipt]")
+        shadowed[pair[0]] = pair[1]
+    return writes, shadowed
+
+
+def _receipts(
+    certified: CertifiedBlock, held: Any, shadowed: dict[int, bytes]
+) -> tuple[bytes, ...]:
+    """One receipt encoding per transaction, in order: the shadowed ones at their indices, the
+    held ones filling the rest. They are not decoded here: the digest they chain to vouches
+    for them, or they are not used."""
+    count = len(certified.tx_ids)
+    if (
+        not isinstance(held, list)
+        or len(held) + len(shadowed) != count
+        or any(not 0 <= index < count for index in shadowed)
+        or not all(isinstance(receipt, bytes) for receipt in held)
+    ):
+        raise SyncError(
+            f"block {certified.height} has {count} transactions; the peer sent "
+            f"{len(held) if isinstance(held, list) else 'no list of'} receipts "
+            f"and {len(shadowed)} extra ones"
+        )
+    pending = iter(held)
+    return tuple(shadowed[index] if index in shadowed else next(pending) for index in range(count))
+
+
+def verify_proof(genesis: Genesis, item: Any) -> CheckpointProof:
+    """Check a [seq, proof] pair: a quorum of distinct validators signed one checkpoint."""
+    if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], int)):
+        raise SyncError("each checkpoint entry must be [seq, proof]")
+    seq, raw = item
+    if not isinstance(raw, bytes):
+        raise SyncError(f"checkpoint proof for {seq} must be msgpack bytes")
+    try:
+        wires = decode(raw)
+        if not (isinstance(wires, list) and all(isinstance(w, bytes) for w in wires)):
+            raise SyncError(f"checkpoint proof for {seq} must be a list of messages")
+        tx_bytes_max = genesis.params.tx_bytes_max
+        votes = [decode_message(wire, tx_bytes_max=tx_bytes_max) for wire in wires]
+        for vote in votes:
+            if not isinstance(vote, Checkpoint):
+                raise SyncError(f"checkpoint proof for {seq} holds a non-checkpoint message")
+            verify_signature(vote, genesis.chain_id, genesis.validator_keys)
+    except (LedgerError, ConsensusError) as exc:
+        raise SyncError(f"checkpoint proof for {seq} does not check out: {exc}") from exc
+    checkpoints = [vote for vote in votes if isinstance(vote, Checkpoint)]
+    signed = {(c.seq, c.block_hash, c.state_digest) for c in checkpoints}
+    senders = {c.sender for c in checkpoints}
+    quorum = quorum_size(genesis.n)
+    if len(signed) != 1 or len(senders) != len(checkpoints) or len(senders) < quorum:
+        raise SyncError(
+            f"checkpoint proof for {seq} needs {quorum} distinct validators signing one "
+            f"checkpoint; it has {len(senders)} signers of {len(signed)} different ones"
+        )
+    ((signed_seq, block_hash, state_digest),) = signed
+    if signed_seq != seq:
+        raise SyncError(f"checkpoint proof for {seq} is signed for seq {signed_seq}")
+    return CheckpointProof(seq=seq, block_hash=block_hash, state_digest=state_digest, raw=raw)

@@ -1,0 +1,335 @@
+"""Catching up from write sets (node/catchup.py): a run is applied only once the digest its
+fetched writes and receipts chain to equals one a quorum signed in a checkpoint proof; a run
+that does not match is dropped whole and the next peer is asked.
+
+The history is built in-process: blocks executed on a source node's storage, certified and
+checkpointed by signing with the validators' keys, served by a small aiohttp app that can lie.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from consensus.messages import sign_checkpoint
+from contracts.runtime import Runtime
+from ledger.block import Block
+from ledger.certificate import CommitCertificate, commit_payload
+from ledger.crypto import Domain
+from ledger.encoding import decode, encode
+from ledger.genesis import Params
+from ledger.tx import Transaction
+from node.catchup import Transferred, TransferStats, catch_up
+from node.executor import execute_and_store, store_record
+from node.history import encode_history, encode_proof
+from node.storage import Storage
+from node.sync import blocks_query
+from tests.node.conftest import Setup, make_setup
+
+PARAMS = Params(checkpoint_interval=4, watermark_window=8)
+BLOCKS = 10  # proofs at 4 and 8; blocks 9 and 10 lie above the last one
+TXS_PER_BLOCK = 5
+REPEATED_AT = 3  # this block includes a transaction of the block before again (as after a
+# view change): its receipt fails on the nonce, and the txs table keeps only the first one
+
+
+def _certify(setup: Setup, block: Block) -> CommitCertificate:
+    payload = commit_payload(view=0, seq=block.height, block_hash=block.hash)
+    chain_id = setup.genesis.chain_id
+    commits = tuple(
+        (i, setup.validator_keys[i].sign(Domain.COMMIT, chain_id, payload)) for i in range(3)
+    )
+    return CommitCertificate(height=block.height, view=0, block_hash=block.hash, commits=commits)
+
+
+def _source_chain(setup: Setup, path: Path) -> Storage:
+    """A node's storage holding BLOCKS executed blocks and the checkpoint proofs among them."""
+    genesis = setup.genesis
+    runtime = Runtime.default()
+    storage = Storage(path)
+    storage.initialise(
+        genesis_hash=genesis.hash,
+        writes=runtime.genesis_writes(genesis),
+        digest=runtime.genesis_digest(genesis),
+        time_ms=genesis.genesis_time_ms,
+    )
+    supplier = setup.identities["supplier"]
+    nonce = 0
+    previous: list[Transaction] = []
+    for height in range(1, BLOCKS + 1):
+        txs = [
+            Transaction.create(
+                supplier,
+                chain_id=genesis.chain_id,
+                nonce=nonce + i,
+                contract="inventory",
+                method="receive",
+                args={"item": f"part-{(nonce + i) % 3}", "location": "main", "qty": 1 + i},
+            )
+            for i in range(TXS_PER_BLOCK)
+        ]
+        nonce += TXS_PER_BLOCK
+        if height == REPEATED_AT:
+            txs.append(previous[0])
+        head = storage.head()
+        block = Block.build(
+            chain_id=genesis.chain_id,
+            height=height,
+            prev_hash=head.hash,
+            state_height=head.height,
+            state_digest=head.state_digest,
+            proposer=0,
+            view=0,
+            timestamp_ms=genesis.genesis_time_ms + height,
+            txs=txs,
+        )
+        result = execute_and_store(runtime, storage, genesis, block, _certify(setup, block))
+        if height % PARAMS.checkpoint_interval == 0:
+            proof = [
+                sign_checkpoint(
+                    setup.validator_keys[i],
+                    genesis.chain_id,
+                    seq=height,
+                    block_hash=block.hash,
+                    state_digest=result.state_digest,
+                    sender=i,
+                )
+                for i in range(3)
+            ]
+            storage.put_checkpoint_proof(height, encode_proof(proof))
+        previous = txs
+    return storage
+
+
+Tamper = Callable[[list[list[object]]], None]
+
+
+def _peer_app(
+    source: Storage, tamper: Tamper | None = None, *, page: int | None = None
+) -> web.Application:
+    """Serves /peer/history from `source`, `page` blocks an answer at most, passing each
+    answer's entries through `tamper`."""
+
+    async def history(request: web.Request) -> web.Response:
+        start, end = blocks_query(request.query, source.head().height)
+        if page is not None:
+            end = min(end, start + page - 1)
+        raw = encode_history(source.history_range(start, end), source.checkpoint_proofs(start, end))
+        if tamper is not None:
+            answer = decode(raw)
+            tamper(answer["blocks"])
+            raw = encode(answer)
+        return web.Response(body=raw, content_type="application/msgpack")
+
+    app = web.Application()
+    app.router.add_get("/peer/history", history)
+    return app
+
+
+def _tamper_write(blocks: list[list[object]]) -> None:
+    """Change one value in the write set of the answer's second block."""
+    for entry in blocks:
+        block = Block.from_wire(entry[0])  # type: ignore[arg-type]
+        if block.height != 2:
+            continue
+        changes, extra = decode(entry[3])  # type: ignore[arg-type]
+        key, value = changes[0]
+        changes[0] = [key, value + b"\x00"] if value is not None else [key, b"\x00"]
+        entry[3] = encode([changes, extra])
+
+
+def _tamper_receipt(blocks: list[list[object]]) -> None:
+    """Rewrite one receipt's result in the answer's second block (same tx, height, index)."""
+    for entry in blocks:
+        block = Block.from_wire(entry[0])  # type: ignore[arg-type]
+        if block.height != 2:
+            continue
+        receipts = entry[2]
+        assert isinstance(receipts, list)
+        receipt = decode(receipts[0])
+        receipt["result"] = {"forged": 1}
+        receipts[0] = encode(receipt)
+
+
+def _drop_write_sets(blocks: list[list[object]]) -> None:
+    for entry in blocks:
+        entry[3] = None
+
+
+def _drop_first_write_sets(blocks: list[list[object]]) -> None:
+    """As a peer upgraded after block 2 would serve: no write sets up to there."""
+    for entry in blocks:
+        if Block.from_wire(entry[0]).height <= 2:  # type: ignore[arg-type]
+            entry[3] = None
+
+
+@dataclass
+class Target:
+    """The catching-up side: an empty node storage and the apply function a node would use."""
+
+    storage: Storage
+    runtime: Runtime
+    stats: TransferStats
+
+    def apply(self, items: Sequence[Transferred]) -> int:
+        with self.storage.batch():
+            for item in items:
+                certified = item.certified
+                if item.record is None:
+                    execute_and_store(
+                        self.runtime,
+                        self.storage,
+                        SETUP.genesis,
+                        certified.block(),
+                        certified.certificate,
+                    )
+                else:
+                    store_record(self.storage, certified.header, item.record)
+        return len(items)
+
+
+SETUP = make_setup(PARAMS)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Storage:
+    return _source_chain(SETUP, tmp_path_factory.mktemp("source") / "chain.sqlite")
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Target:
+    runtime = Runtime.default()
+    storage = Storage(tmp_path / "target.sqlite")
+    storage.initialise(
+        genesis_hash=SETUP.genesis.hash,
+        writes=runtime.genesis_writes(SETUP.genesis),
+        digest=runtime.genesis_digest(SETUP.genesis),
+        time_ms=SETUP.genesis.genesis_time_ms,
+    )
+    return Target(storage=storage, runtime=runtime, stats=TransferStats())
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def _catch_up(session: aiohttp.ClientSession, target: Target, *apps: web.Application) -> int:
+    servers = [TestServer(app) for app in apps]
+    for server in servers:
+        await server.start_server()
+    try:
+        return await catch_up(
+            session,
+            SETUP.genesis,
+            target.storage,
+            [str(server.make_url("")).rstrip("/") for server in servers],
+            to_height=None,
+            apply=target.apply,
+            stats=target.stats,
+        )
+    finally:
+        for server in servers:
+            await server.close()
+
+
+def _state(storage: Storage) -> dict[bytes, bytes]:
+    return dict(storage.scan(b""))
+
+
+async def test_a_good_run_is_applied_without_executing_up_to_the_last_proof(
+    session: aiohttp.ClientSession, source: Storage, target: Target
+) -> None:
+    applied = await _catch_up(session, target, _peer_app(source))
+
+    assert applied == BLOCKS
+    assert target.storage.head() == source.head()
+    assert _state(target.storage) == _state(source)
+    assert (target.stats.blocks_checked, target.stats.blocks_executed) == (8, 2)
+    assert target.stats.runs_refused == 0
+    for part in range(3):
+        subject = f"item:part-{part}@main"
+        assert target.storage.events(subject) == source.events(subject) != []
+    for stored in (source.block(height) for height in range(1, BLOCKS + 1)):
+        assert stored is not None
+        for tx in stored.block.txs:
+            assert target.storage.receipt(tx.hash) == source.receipt(tx.hash)
+    # What it checked it can serve on, proofs included.
+    assert target.storage.history_range(1, 8) == source.history_range(1, 8)
+    assert target.storage.checkpoint_proofs(1, 8) == source.checkpoint_proofs(1, 8)
+
+
+async def test_the_repeated_transaction_keeps_its_receipt_in_the_write_set(
+    source: Storage,
+) -> None:
+    row = source.history_range(REPEATED_AT, REPEATED_AT)[0]
+    assert len(row.receipts) == TXS_PER_BLOCK  # the txs table holds the first inclusion only
+    assert row.writes is not None
+    _, extra = decode(row.writes)
+    assert [index for index, _ in extra] == [TXS_PER_BLOCK]
+
+
+@pytest.mark.parametrize("tamper", [_tamper_write, _tamper_receipt], ids=["write", "receipt"])
+async def test_a_tampered_run_is_refused_and_nothing_of_it_is_applied(
+    session: aiohttp.ClientSession,
+    source: Storage,
+    target: Target,
+    tamper: Tamper,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    before = (target.storage.head(), _state(target.storage))
+
+    applied = await _catch_up(session, target, _peer_app(source, tamper))
+
+    assert applied == 0
+    assert (target.storage.head(), _state(target.storage)) == before
+    assert target.stats.runs_refused == 1
+    assert "a quorum signed" in caplog.text
+
+
+async def test_after_a_lying_peer_the_next_one_is_asked_from_the_head(
+    session: aiohttp.ClientSession, source: Storage, target: Target
+) -> None:
+    applied = await _catch_up(session, target, _peer_app(source, _tamper_write), _peer_app(source))
+
+    assert applied == BLOCKS
+    assert target.storage.head() == source.head()
+    assert _state(target.storage) == _state(source)
+    assert target.stats.runs_refused == 1
+
+
+async def test_blocks_without_a_write_set_are_executed_and_said_so(
+    session: aiohttp.ClientSession,
+    source: Storage,
+    target: Target,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        applied = await _catch_up(session, target, _peer_app(source, _drop_write_sets))
+
+    assert applied == BLOCKS
+    assert target.storage.head() == source.head()
+    assert (target.stats.blocks_checked, target.stats.blocks_executed) == (0, BLOCKS)
+    assert "kept no write set" in caplog.text
+
+
+async def test_after_blocks_without_write_sets_the_next_run_is_checked_again(
+    session: aiohttp.ClientSession, source: Storage, target: Target
+) -> None:
+    peer = _peer_app(source, _drop_first_write_sets, page=PARAMS.checkpoint_interval)
+
+    applied = await _catch_up(session, target, peer)
+
+    assert applied == BLOCKS
+    assert target.storage.head() == source.head()
+    assert _state(target.storage) == _state(source)
+    # 1..4 executed (no digest chains through 1 and 2), 5..8 checked, 9..10 above the proofs.
+    assert (target.stats.blocks_checked, target.stats.blocks_executed) == (4, 6)
