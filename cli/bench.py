@@ -1,7 +1,7 @@
 """`millchain bench`: committed throughput and commit latency of a cluster under offered load.
 
 Load comes from pre-signed transactions (signing is not part of what is measured), submitted by
-concurrent workers, each owning some senders so every sender's nonces arrive in order. A watcher
+one worker per sender so every sender's nonces arrive in order (cli/bench_load.py). A watcher
 follows the chain on one node and stamps each transaction when it sees it committed; latency is
 that stamp minus the submit stamp. The machine's ed25519 verification rate is measured in the
 same run, so throughput can be read against what signature checks allow.
@@ -10,28 +10,36 @@ same run, so throughput can be read against what signature checks allow.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import statistics
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 from nacl.signing import SigningKey
 
+from cli.bench_load import (
+    BENCH_SENDERS,
+    Pacer,
+    PresignedFeed,
+    Samples,
+    bench_identities,
+    receipt,
+    submit_in_order,
+)
 from cli.bench_plot import timeline, write_plot
 from cli.cluster_cmd import temporary_cluster
 from cli.common import console, guarded, layout_of
 from cli.layout import ClusterDir
-from ledger.genesis import Role
 from ledger.tx import Transaction
-from node.client import ClientError, NodeClient
+from node.client import NodeClient
 
-BENCH_SENDERS = 32
 BATCH_DEFAULT = 64
-UNPACED_PRESIGN_PER_S = 8000
+# Presigned per second of an unpaced run: about twice the most this machine has committed.
+UNPACED_PRESIGN_PER_S = 4000
 
 
 def verify_rate(duration_s: float = 1.0) -> float:
@@ -49,87 +57,21 @@ def verify_rate(duration_s: float = 1.0) -> float:
     return count / (time.perf_counter() - started)
 
 
-@dataclass(slots=True)
-class Samples:
-    submitted_at: dict[str, float] = field(default_factory=dict)
-    committed_at: dict[str, float] = field(default_factory=dict)
-    rejected: int = 0
-    per_second: list[int] = field(default_factory=list)
-
-
-def _presign(layout: ClusterDir, senders: list[str], count: int) -> list[list[Transaction]]:
+def _presign(
+    layout: ClusterDir, senders: list[str], count: int, first_nonces: list[int]
+) -> list[list[Transaction]]:
+    """`count` transactions spread over `senders`, each sender's from its next nonce on."""
     chain_id = layout.genesis().chain_id
     keys = [layout.identity_keys(name) for name in senders]
     per_sender: list[list[Transaction]] = [[] for _ in senders]
     for i in range(count):
         s = i % len(senders)
         per_sender[s].append(
-            Transaction.create(
-                keys[s],
-                chain_id=chain_id,
-                nonce=len(per_sender[s]),
-                contract="inventory",
-                method="receive",
-                args={"item": f"part-{i % 50}", "location": "bench", "qty": 1},
+            receipt(
+                keys[s], chain_id=chain_id, nonce=first_nonces[s] + len(per_sender[s]), serial=i
             )
         )
     return per_sender
-
-
-class _Pacer:
-    """Offered load: hands out permission to send `count` transactions at `rate_per_s` in all
-    (open loop: the schedule does not wait for commits); rate 0 sends as fast as requests
-    return, bounded by one request in flight per sender."""
-
-    def __init__(self, rate_per_s: float) -> None:
-        self.rate_per_s = rate_per_s
-        self._started = time.monotonic()
-        self._granted = 0
-
-    async def wait(self, count: int) -> None:
-        if self.rate_per_s <= 0:
-            return
-        due = self._started + self._granted / self.rate_per_s
-        self._granted += count
-        delay = due - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-
-async def _submitter(
-    client: NodeClient,
-    txs: list[Transaction],
-    samples: Samples,
-    stop_at: float,
-    pacer: _Pacer,
-    batch: int,
-) -> None:
-    """One sender's transactions in nonce order, `batch` per request, one request at a time
-    (so a sender's nonces arrive in order); a full mempool's refusals are offered again."""
-    position = 0
-    while position < len(txs) and time.monotonic() < stop_at:
-        chunk = txs[position : position + batch]
-        await pacer.wait(len(chunk))
-        sent = time.monotonic()
-        for tx in chunk:
-            samples.submitted_at.setdefault(tx.hash.hex(), sent)
-        try:
-            outcomes = await client.submit_many([tx.wire for tx in chunk])
-        except ClientError as exc:
-            if exc.status in (429, 503):
-                await asyncio.sleep(0.01)
-                continue
-            raise
-        accepted = 0
-        for outcome in outcomes:
-            if outcome.get("status") in (429, 503):
-                break  # this one and the rest go again, in order
-            if "error" in outcome:
-                samples.rejected += 1
-            accepted += 1
-        position += accepted
-        if accepted < len(chunk):
-            await asyncio.sleep(0.01)
 
 
 async def _watcher(
@@ -156,21 +98,35 @@ async def _offer_load(
     # Enough pre-signed transactions for the rate (or a generous one); the run stops at the
     # deadline.
     per_s = rate_per_s if rate_per_s > 0 else UNPACED_PRESIGN_PER_S
-    per_sender = _presign(layout, senders, count=int(per_s * duration_s * 1.1) + 1000)
     clients = [NodeClient(url, timeout_s=30) for url in urls]
     for client in clients:
         await client.__aenter__()
     samples = Samples()
     stop = asyncio.Event()
+    watcher: asyncio.Task[None] | None = None
     try:
+        # From each sender's next nonce: the cluster may have run a bench (or anything) before.
+        first_nonces = [
+            await clients[0].next_nonce(layout.identity_keys(name).public_key) for name in senders
+        ]
+        per_sender = _presign(
+            layout, senders, count=int(per_s * duration_s * 1.1) + 1000, first_nonces=first_nonces
+        )
         start_height = (await clients[0].status())["height"]
         watcher = asyncio.create_task(_watcher(clients[0], start_height, samples, stop))
         started = time.monotonic()
         stop_at = started + duration_s
-        pacer = _Pacer(rate_per_s)
+        pacer = Pacer(rate_per_s)
         await asyncio.gather(
             *(
-                _submitter(clients[i % len(clients)], txs, samples, stop_at, pacer, batch)
+                submit_in_order(
+                    clients[i % len(clients)],
+                    PresignedFeed(txs),
+                    samples,
+                    stop_at=stop_at,
+                    pacer=pacer,
+                    batch=batch,
+                )
                 for i, txs in enumerate(per_sender)
             )
         )
@@ -181,6 +137,12 @@ async def _offer_load(
         stop.set()
         await watcher
     finally:
+        if watcher is not None and not watcher.done():
+            # A submitter failed or the run was interrupted: the watcher must not outlive
+            # its client.
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
         for client in clients:
             await client.__aexit__(None, None, None)
     committed = [samples.committed_at[h] for h in samples.submitted_at if h in samples.committed_at]
@@ -277,7 +239,7 @@ def bench(
     rate = verify_rate()
     console.print(f"ed25519 verify rate: {rate:,.0f} /s on one core")
     if directory is None:
-        extra = tuple((f"bench{i}", (Role.SUPPLIER,)) for i in range(BENCH_SENDERS))
+        extra = bench_identities(BENCH_SENDERS)
         console.print(f"starting {nodes} nodes...")
         with temporary_cluster("millchain-bench-", nodes=nodes, extra_identities=extra) as layout:
             n = len(layout.node_names())

@@ -70,11 +70,18 @@ class _Outcome:
     events: tuple[Event, ...]
 
 
+VALIDATED_ARGS_MAX = 16_384  # more than a full mempool
+
+
 class Runtime:
     """A registry of contracts, and the one way state changes: executing blocks."""
 
     def __init__(self, contracts: Sequence[Contract]) -> None:
         self._contracts: dict[str, Contract] = {}
+        # Arguments checked at admission, by transaction hash, taken (once) by execution:
+        # checking depends only on the transaction and the method's schema, so the result is
+        # the same whenever it is computed.
+        self._validated_args: dict[bytes, dict[str, Any]] = {}
         for contract in contracts:
             name = getattr(type(contract), "name", None)
             if not isinstance(name, str):
@@ -158,7 +165,9 @@ class Runtime:
         contract, spec = self._route(tx.contract, tx.method)
         where = f"{contract.name}.{spec.name}"
         _check_roles(where, spec, identity)
-        args = validate_args(spec.args, tx.args, where=where)
+        args = self._validated_args.pop(tx.hash, None)
+        if args is None:
+            args = validate_args(spec.args, tx.args, where=where)
         call = Call(
             contract=contract.name,
             method=spec.name,
@@ -204,9 +213,12 @@ class Runtime:
             contract, spec = self._route(tx.contract, tx.method)
             where = f"{contract.name}.{spec.name}"
             _check_roles(where, spec, identity)
-            validate_args(spec.args, tx.args, where=where)
+            args = validate_args(spec.args, tx.args, where=where)
         except ExecutionError as exc:
             return str(exc)
+        if len(self._validated_args) >= VALIDATED_ARGS_MAX:
+            self._validated_args.pop(next(iter(self._validated_args)))
+        self._validated_args[tx.hash] = args
         return None
 
     # Reads

@@ -128,7 +128,7 @@ class Str(ArgType):
             raise self._mistyped(value, where)
         if not self.min_len <= len(value) <= self.max_len:
             raise ArgumentError(f"{where} must be {self.expected()}, got {len(value)} characters")
-        if self.pattern is not None and re.fullmatch(self.pattern, value) is None:
+        if self.pattern is not None and _compiled(self.pattern).fullmatch(value) is None:
             raise ArgumentError(f"{where} must be {self.expected()}, got {value[:80]!r}")
         return value
 
@@ -312,6 +312,27 @@ def _key_order(key: Any) -> tuple[int, str]:
     return (0, key) if isinstance(key, str) else (1, repr(key))
 
 
+_PATTERNS: dict[str, re.Pattern[str]] = {}
+_ARG_WHERE: dict[tuple[str, str], str] = {}
+
+
+def _compiled(pattern: str) -> re.Pattern[str]:
+    compiled = _PATTERNS.get(pattern)
+    if compiled is None:
+        compiled = _PATTERNS[pattern] = re.compile(pattern)
+    return compiled
+
+
+def _arg_where(where: str, name: str) -> str:
+    """ "{where}: argument {name}", kept: methods and their arguments are a small fixed set."""
+    text = _ARG_WHERE.get((where, name))
+    if text is None:
+        text = f"{where}: argument {name}"
+        if len(_ARG_WHERE) < 4096:
+            _ARG_WHERE[(where, name)] = text
+    return text
+
+
 def validate_args(
     schema: Mapping[str, ArgType], args: Mapping[str, Any], *, where: str
 ) -> dict[str, Any]:
@@ -319,18 +340,21 @@ def validate_args(
 
     `where` names the method ("inventory.receive") at the start of each message.
     """
-    missing = [name for name, arg in schema.items() if arg.required and name not in args]
-    if missing:
-        wanted = "; ".join(f"{name} ({schema[name].expected()})" for name in missing)
-        raise ArgumentError(f"{where}: missing argument {wanted}")
-    extra = sorted(str(name) for name in args if name not in schema)
-    if extra:
-        takes = ", ".join(schema) if schema else "no arguments"
-        raise ArgumentError(f"{where}: unexpected argument {', '.join(extra)}; it takes {takes}")
+    if args.keys() != schema.keys():  # else every argument is given and none is unknown
+        missing = [name for name, arg in schema.items() if arg.required and name not in args]
+        if missing:
+            wanted = "; ".join(f"{name} ({schema[name].expected()})" for name in missing)
+            raise ArgumentError(f"{where}: missing argument {wanted}")
+        extra = sorted(str(name) for name in args if name not in schema)
+        if extra:
+            takes = ", ".join(schema) if schema else "no arguments"
+            raise ArgumentError(
+                f"{where}: unexpected argument {', '.join(extra)}; it takes {takes}"
+            )
     checked: dict[str, Any] = {}
     for name, arg in schema.items():
         if name in args:
-            checked[name] = arg.check(args[name], f"{where}: argument {name}")
+            checked[name] = arg.check(args[name], _arg_where(where, name))
         else:
             checked[name] = arg.default
     return checked

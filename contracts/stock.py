@@ -24,7 +24,7 @@ from typing import Any, TypeGuard
 
 from contracts.contract import Call
 from contracts.errors import ConflictError, InsufficientStockError, StateError
-from contracts.state import StateReader, decode_map, read_map, write_map
+from contracts.state import RecordMemo, StateReader, decode_map, read_map, write_map
 
 CONTRACT = "inventory"
 STOCK_PREFIX = b"inventory/stock/"
@@ -115,11 +115,13 @@ def subject(item: str, location: str) -> str:
 # Reads
 
 
+_STOCKS: RecordMemo[Stock] = RecordMemo(Stock.from_map)
+
+
 def read_stock(state: StateReader, item: str, location: str) -> Stock:
     """The stock record, or an empty one where nothing was ever received."""
-    key = stock_key(item, location)
-    value = read_map(state, key)
-    return EMPTY_STOCK if value is None else Stock.from_map(key, value)
+    found = _STOCKS.read(state, stock_key(item, location))
+    return EMPTY_STOCK if found is None else found
 
 
 def stock_records(state: StateReader, prefix: bytes = STOCK_PREFIX) -> list[tuple[str, str, Stock]]:

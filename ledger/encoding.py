@@ -121,42 +121,37 @@ def _plain(value: Any, depth: int) -> Any:
     if kind is dict:
         if not _STR_ONLY.issuperset(map(type, value)):
             return _UNUSUAL
+        if depth >= DEPTH_MAX and value:
+            return _UNUSUAL
         keys = list(value)
         # Python orders str by code point, which is the order of their UTF-8 bytes.
-        changed = len(keys) > 1 and keys != sorted(keys)
-        if changed:
-            keys.sort()
+        ordered = len(keys) < 2 or keys == sorted(keys)
         if _PLAIN_SCALARS.issuperset(map(type, value.values())):
-            if depth >= DEPTH_MAX and keys:
-                return _UNUSUAL
-            return {key: value[key] for key in keys} if changed else value
-        children = [value[key] for key in keys]
-    elif kind is list or kind is tuple:
+            return value if ordered else {key: value[key] for key in sorted(keys)}
+        plain_map: dict[str, Any] = {}
+        for key in keys if ordered else sorted(keys):
+            child = value[key]
+            if type(child) not in _PLAIN_SCALARS:
+                child = _plain(child, depth + 1)
+                if child is _UNUSUAL:
+                    return _UNUSUAL
+            plain_map[key] = child
+        return plain_map
+    if kind is list or kind is tuple:
+        if depth >= DEPTH_MAX and value:
+            return _UNUSUAL
         if _PLAIN_SCALARS.issuperset(map(type, value)):
-            if depth >= DEPTH_MAX and value:
-                return _UNUSUAL
             return value if kind is list else list(value)
-        changed = kind is tuple
-        children = value if kind is list else list(value)
-    else:
-        return _UNUSUAL
-    if depth >= DEPTH_MAX and children:
-        return _UNUSUAL
-    for index, child in enumerate(children):
-        if type(child) not in _PLAIN_SCALARS:
-            normal = _plain(child, depth + 1)
-            if normal is _UNUSUAL:
-                return _UNUSUAL
-            if normal is not child:
-                if not changed and kind is list:
-                    children = list(children)
-                changed = True
-                children[index] = normal
-    if not changed:
-        return value
-    if kind is dict:
-        return dict(zip(keys, children, strict=True))
-    return children
+        plain_list: list[Any] = []
+        for item in value:
+            child = item
+            if type(item) not in _PLAIN_SCALARS:
+                child = _plain(item, depth + 1)
+                if child is _UNUSUAL:
+                    return _UNUSUAL
+            plain_list.append(child)
+        return plain_list
+    return _UNUSUAL
 
 
 def _check_decoded(value: Any, depth: int) -> None:

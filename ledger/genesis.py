@@ -38,7 +38,9 @@ class Params:
     block_interval_ms: int = 20
     tx_bytes_max: int = 16 * 1024
     body_bytes_max: int = 8 * 1024 * 1024
-    mempool_txs_max: int = 50_000
+    # Bounds the queue under overload: ten full blocks, a few seconds of the most this
+    # machine commits, so a saturated node answers 503 instead of holding minutes of backlog.
+    mempool_txs_max: int = 10_000
     checkpoint_interval: int = 32
     watermark_window: int = 64
     view_change_timeout_ms: int = 2000

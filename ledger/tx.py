@@ -26,7 +26,7 @@ NAME_LENGTH_MAX = 64
 TX_BYTES_MAX_DEFAULT = 64 * 1024
 NONCE_MAX = 2**63 - 1
 
-DECODED_CACHE_MAX = 65_536
+DECODED_CACHE_MAX = 16_384  # more than a full mempool and the blocks in flight
 
 _WIRE_KEYS = frozenset({"body", "signature"})
 # The canonical wire form around the body: {"body": <bin>, "signature": <bin 64>}, keys sorted.

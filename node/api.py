@@ -209,7 +209,7 @@ async def submit_txs(request: web.Request) -> web.Response:
     if len(raws) > 1:  # the request itself took one token already
         request.app[LIMITER_KEY].take(request.remote or "unknown", len(raws) - 1)
     results: list[dict[str, Any]] = []
-    for outcome in node.submit_many(raws):
+    for outcome in await node.submit_batch(raws):
         if isinstance(outcome, Rejection):
             results.append({"error": str(outcome), "status": outcome.status})
         else:

@@ -161,6 +161,11 @@ class NodeCollector(Collector):
         counters = node.counters
         yield _gauge("mempool_size", "Transactions waiting in the mempool.", len(node.mempool))
         yield _gauge(
+            "mempool_admission_queue",
+            "Transactions queued for admission (client batches and forwarded ones).",
+            node.admission_backlog,
+        )
+        yield _gauge(
             "mempool_capacity",
             "Transactions the mempool holds at most.",
             node.params.mempool_txs_max,

@@ -141,6 +141,7 @@ STATUS = _obj(
         "view": NULLABLE_INT,
         "primary": NULLABLE_INT,
         "mempool": NAT,
+        "admission_queue": NAT,
         "last_commit_ms": NULLABLE_INT,
         "halted": NULLABLE_STR,
         "peers": {"type": "array", "items": {"type": "object"}},

@@ -72,12 +72,25 @@ TICK_MS = 100
 SYNC_IDLE_MS = 3_000
 FLOOD_TICK_MS = 50
 VERIFIED_CACHE_MAX = 200_000
-# Forwarded transactions wait in a queue and are admitted a slice at a time, so a peer's bulk
-# of them never holds the loop (and the consensus messages behind it) for long. Past the bound,
-# forwarded transactions are dropped: a proposed block brings them again, checked then.
-FORWARDED_BACKLOG_MAX = 20_000
+# Decoded peer messages kept for retransmissions; a pre-prepare pins its block's transactions.
+DECODED_CACHE_MAX = 128
+# Client batches and forwarded transactions wait in one queue and are admitted a slice at a
+# time, yielding to the loop between slices, so admission never holds up consensus messages for
+# long: under overload the protocol keeps its pace and the queue, not the round trips, grows.
+# Past the bound, clients get 503 (retry later) and forwarded transactions are dropped (a
+# proposed block brings them again, checked then).
+ADMISSION_BACKLOG_MAX = 8_192
 ADMIT_SLICE = 64
-DECODED_CACHE_MAX = 512
+
+
+@dataclass(slots=True)
+class _Admission:
+    """Transactions waiting to be admitted: a client's batch (its outcomes go to `done`) or a
+    peer's forwarded ones (`done` is None: nobody waits for them)."""
+
+    raws: list[Any]
+    done: asyncio.Future[list[Transaction | Rejection]] | None
+    outcomes: list[Transaction | Rejection] = field(default_factory=list)
 
 
 def _classify(problem: str) -> tuple[str, int]:
@@ -199,12 +212,14 @@ class Node:
         self._decoded: dict[bytes, Message] = {}  # sha256 of a peer message's bytes -> message
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._wake_cutter = asyncio.Event()
-        self._forwarded: deque[Any] = deque()
-        self._forwarded_ready = asyncio.Event()
+        self._admissions: deque[_Admission] = deque()
+        self._admission_backlog = 0  # transactions in _admissions not admitted yet
+        self._admissions_ready = asyncio.Event()
         # A new primary proposes only once it has executed every block below its first
         # sequence number of the view: blocks the new view re-proposes, or that committed
         # elsewhere while this node was away, hold transactions still in its mempool.
         self._propose_after_height = 0
+        self._last_proposal_ms = 0
         self.replica: Replica | None = (
             None
             if observer
@@ -290,7 +305,7 @@ class Node:
             asyncio.create_task(self._guarded(self._cutter()), name="block-cutter"),
             asyncio.create_task(self._guarded(self._ticker()), name="ticker"),
             asyncio.create_task(self._guarded(self._sync_when_idle()), name="idle-sync"),
-            asyncio.create_task(self._guarded(self._admit_forwarded()), name="admit-forwarded"),
+            asyncio.create_task(self._guarded(self._admit_queued()), name="admission"),
         ]
         self._start_fetch(self.storage.head().height + 1, None, ())  # catch up after a restart
         if self.oracle is not None:
@@ -383,6 +398,9 @@ class Node:
         for futures in self._waiters.values():
             for future in futures:
                 future.cancel()
+        for admission in self._admissions:
+            if admission.done is not None:
+                admission.done.cancel()
         self.storage.close()
 
     # -- client inputs -----------------------------------------------------------------------
@@ -393,6 +411,33 @@ class Node:
             tx = self._admit(raw)
         self.peers.forward_txs([raw])
         return tx
+
+    async def submit_batch(self, raws: list[Any]) -> list[Transaction | Rejection]:
+        """Queue a client's batch for admission (see ADMISSION_BACKLOG_MAX) and return each
+        transaction's outcome in order once admitted; a Rejection (503) if the queue is full."""
+        self._check_running()
+        if self._admission_backlog + len(raws) > ADMISSION_BACKLOG_MAX:
+            self.counters.reject("busy")
+            raise Rejection(
+                f"node is busy: {self._admission_backlog} transactions wait for admission; "
+                "retry later",
+                status=503,
+            )
+        done: asyncio.Future[list[Transaction | Rejection]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._queue_admission(_Admission(raws=raws, done=done))
+        return await done
+
+    @property
+    def admission_backlog(self) -> int:
+        """Transactions queued for admission (client batches and forwarded ones)."""
+        return self._admission_backlog
+
+    def _queue_admission(self, admission: _Admission) -> None:
+        self._admissions.append(admission)
+        self._admission_backlog += len(admission.raws)
+        self._admissions_ready.set()
 
     def submit_many(self, raws: Sequence[Any]) -> list[Transaction | Rejection]:
         """Admit a client's batch: each transaction on its own (one bad one does not spoil the
@@ -471,7 +516,7 @@ class Node:
     def _receive_peer_batch(self, messages: Sequence[Any], txs: Sequence[Any]) -> None:
         # Consensus messages now, forwarded transactions later: every round trip of the
         # protocol waits on the messages, while admitting transactions takes a while (see
-        # _admit_forwarded). A pre-prepare whose transactions are not here yet has them
+        # _admit_queued). A pre-prepare whose transactions are not here yet has them
         # verified by the validator, and admission then skips the check.
         for raw in messages:
             self.counters.messages_received += 1
@@ -488,35 +533,54 @@ class Node:
             received = self.counters.messages_received_by_type
             received[kind] = received.get(kind, 0) + 1
             self.feed(MessageReceived(message=message, now_ms=now_ms()), raw=raw)
-        room = FORWARDED_BACKLOG_MAX - len(self._forwarded)
+        room = ADMISSION_BACKLOG_MAX - self._admission_backlog
         if len(txs) > room:
             self.counters.reject("peer_backlog_full")
-        self._forwarded.extend(txs[: max(room, 0)])
-        if self._forwarded:
-            self._forwarded_ready.set()
+        if room > 0 and txs:
+            self._queue_admission(_Admission(raws=list(txs[:room]), done=None))
 
-    async def _admit_forwarded(self) -> None:
-        """Admit queued forwarded transactions, a slice at a time, yielding to the loop between
-        slices (one database transaction per slice)."""
+    async def _admit_queued(self) -> None:
+        """Admit queued batches in order, ADMIT_SLICE transactions per database transaction,
+        yielding to the loop between slices."""
         while True:
-            await self._forwarded_ready.wait()
-            self._forwarded_ready.clear()
-            while self._forwarded and self.halted is None:
-                if self.paused_at is not None:
+            await self._admissions_ready.wait()
+            self._admissions_ready.clear()
+            while self._admissions:
+                if self.paused_at is not None and self.halted is None:
                     await asyncio.sleep(TICK_MS / 1000)
                     continue
-                count = min(ADMIT_SLICE, len(self._forwarded))
-                with self.storage.batch():
-                    for _ in range(count):
-                        raw = self._forwarded.popleft()
-                        if not isinstance(raw, bytes):
-                            self.counters.reject("peer_malformed")
-                            continue
-                        try:
-                            self._admit(raw)
-                        except Rejection:
-                            continue  # counted by _admit; a forwarded duplicate is normal
+                admission = self._admissions[0]
+                start = len(admission.outcomes)
+                part = admission.raws[start : start + ADMIT_SLICE]
+                if self.halted is not None:
+                    outcomes: list[Transaction | Rejection] = [
+                        Rejection(f"node halted: {self.halted}", status=503) for _ in part
+                    ]
+                elif admission.done is None:
+                    outcomes = self._admit_forwarded(part)
+                else:
+                    outcomes = self.submit_many(part)
+                admission.outcomes.extend(outcomes)
+                self._admission_backlog -= len(part)
+                if len(admission.outcomes) == len(admission.raws):
+                    self._admissions.popleft()
+                    if admission.done is not None and not admission.done.done():
+                        admission.done.set_result(admission.outcomes)
                 await asyncio.sleep(0)
+
+    def _admit_forwarded(self, raws: list[Any]) -> list[Transaction | Rejection]:
+        outcomes: list[Transaction | Rejection] = []
+        with self.storage.batch():
+            for raw in raws:
+                if not isinstance(raw, bytes):
+                    self.counters.reject("peer_malformed")
+                    outcomes.append(Rejection("a forwarded transaction must be bytes"))
+                    continue
+                try:
+                    outcomes.append(self._admit(raw))
+                except Rejection as exc:
+                    outcomes.append(exc)  # counted by _admit; a forwarded duplicate is normal
+        return outcomes
 
     def _decode_message(self, raw: bytes) -> Message:
         """Decode a peer's message, reusing the decoded object when the same bytes came before.
@@ -827,10 +891,14 @@ class Node:
     # -- timers ------------------------------------------------------------------------------
 
     async def _cutter(self) -> None:
-        """Propose blocks while this node is primary. Adaptive batching: a partial block goes
-        out only while no block is in flight, so under light load a transaction waits for at
-        most one round, and what arrives meanwhile rides together in the next block; full
-        blocks pipeline, up to `pipeline_depth` in flight. Also woken every block interval."""
+        """Propose blocks while this node is primary, up to `pipeline_depth` in flight.
+
+        Adaptive batching: with nothing in flight, whatever is ready goes out at once; while
+        blocks are being agreed, a full block goes out as soon as it is ready, and a partial one
+        once the last proposal is a block interval old. Under light load a transaction waits at
+        most one interval before it is proposed, instead of a whole round of the block ahead of
+        it; under heavy load blocks fill up and the per-block cost is spread thin. Woken by
+        admissions and commits, and every block interval."""
         interval_s = self.params.block_interval_ms / 1000
         while True:
             with contextlib.suppress(TimeoutError):
@@ -849,14 +917,17 @@ class Node:
             and replica.can_propose
             and len(replica.in_flight) < self.pipeline_depth
         ):
-            if replica.in_flight and not self.mempool.ready_count_at_least(
-                self.params.block_txs_max
+            if (
+                replica.in_flight
+                and not self.mempool.ready_count_at_least(self.params.block_txs_max)
+                and now_ms() - self._last_proposal_ms < self.params.block_interval_ms
             ):
                 return  # a block is being agreed: let this one fill up meanwhile
             batch = self.mempool.cut(self.params.block_txs_max)
             if not batch:
                 return
-            self.feed(ProposeBatch(txs=tuple(batch), now_ms=now_ms()))
+            self._last_proposal_ms = now_ms()
+            self.feed(ProposeBatch(txs=tuple(batch), now_ms=self._last_proposal_ms))
 
     async def _ticker(self) -> None:
         while True:
@@ -915,6 +986,7 @@ class Node:
             "role": "observer" if self.replica is None else "validator",
             **self._consensus_status(),
             "mempool": len(self.mempool),
+            "admission_queue": self.admission_backlog,
             "last_commit_ms": self.last_commit_ms,
             "halted": self.halted,
             "peers": self.peers.status(),

@@ -15,6 +15,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ledger.genesis import Params
 from ledger.tx import Transaction
+from node import service
 from node.api import Handler, create_app, server_runner
 from node.limits import ApiLimits, RateLimited, RateLimiter
 from node.service import Node
@@ -61,6 +62,36 @@ async def test_full_mempool_answers_503_with_retry_after(tmp_path: Path) -> None
             assert b"mempool is full" in body
             check_answer("POST", "/tx", response.status, response.headers, body)
             assert len(node.mempool) == 2
+    finally:
+        await node.stop()
+
+
+async def test_a_full_admission_queue_answers_503_and_admits_what_it_queued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup = make_setup(Params(body_bytes_max=64 * 1024))
+    monkeypatch.setattr(service, "ADMISSION_BACKLOG_MAX", 3)
+    node = await _backup(setup, tmp_path / "chain.sqlite")
+    try:
+        async with TestClient(TestServer(create_app(node))) as client:
+            # As if two transactions already waited for admission.
+            node._admission_backlog = 2
+            body = msgpack.packb([_tx(setup, 0).to_wire(), _tx(setup, 1).to_wire()])
+            response = await client.post("/txs", data=body)
+            answer = await response.read()
+            assert response.status == 503
+            assert response.headers["Retry-After"] == "1"
+            assert b"node is busy" in answer
+            check_answer("POST", "/txs", response.status, response.headers, answer)
+            assert len(node.mempool) == 0
+            node._admission_backlog = 0
+            response = await client.post("/txs", data=body)
+            results = (await response.json())["results"]
+            assert response.status == 200
+            assert [sorted(r) for r in results] == [["hash"], ["hash"]]
+            assert len(node.mempool) == 2
+            assert node.admission_backlog == 0
+            assert node.counters.rejected["busy"] == 1
     finally:
         await node.stop()
 

@@ -1,0 +1,232 @@
+"""What the embedded oracle costs in throughput, measured side by side.
+
+    python scripts/oracle_cost.py [--pairs 3] [--duration 20] [--machines 4] [--json FILE]
+
+Each pair launches a fresh 4-node cluster with the bench's senders and MACHINES registered
+machines, then measures the bench's committed tx/s twice while every machine reports batches of
+readings on-chain (5 readings every 200 ms, as in the demo; each phase its own machines):
+
+- without a model registered, the validators' oracles have nothing to run;
+- with the fault model registered, every validator runs it on each committed batch of readings
+  and submits a signed prediction, and a quorum's predictions become final on-chain.
+
+The cost is 1 - (tx/s with the oracle) / (tx/s without it); the median over the pairs is the
+figure, next to the range. Both phases of a pair run on the same cluster one after the other,
+so the machine's background load is as alike as this shared machine allows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from cli import bench
+from cli.bench_load import BENCH_SENDERS
+from cli.cluster_cmd import temporary_cluster
+from cli.demo_oracle import HORIZON
+from cli.layout import ClusterDir
+from cli.machine_sim import reading_args
+from cli.oracle_chain_cmd import register_model_file
+from ledger.genesis import Role
+from ledger.tx import Transaction
+from node.client import NodeClient
+from oracle.model.artifact import save_model
+from oracle.model.training import train
+from oracle.telemetry.simulator import MachineSimulator, simulate_fleet
+
+PACE_MS = 200
+WARM_UP_S = 5.0
+MODEL_LOAD_TIMEOUT_S = 30.0
+READINGS_PER_REPORT = 5
+
+
+def train_model(path: Path, operations: int) -> str:
+    """The demo's fault model (6 machines x `operations` simulated operations, 1,000 in the
+    demo); returns its sha256."""
+    readings = simulate_fleet(machines=6, operations=operations, seed=1)
+    model = train(readings, horizon=HORIZON, seed=0)
+    return save_model(model, path)
+
+
+async def _call(layout: ClusterDir, identity: str, contract: str, **args: Any) -> None:
+    keys = layout.identity_keys(identity)
+    async with NodeClient(layout.config(layout.node_names()[0]).url) as client:
+        tx = await client.sign_and_submit(
+            keys,
+            chain_id=layout.genesis().chain_id,
+            contract=contract,
+            method="register",
+            args=args,
+        )
+        result = await client.wait_committed(tx.hash.hex(), 60)
+    if not result["receipt"]["ok"]:
+        raise SystemExit(f"{contract}.register: {result['receipt']['error']}")
+
+
+async def _stream_readings(layout: ClusterDir, machines: list[str], stop: asyncio.Event) -> int:
+    """Every PACE_MS, one report of READINGS_PER_REPORT new readings per machine, signed by the
+    machine identity and submitted without waiting for commits (machines stream at their own
+    pace). A reading that ends in a failure is dropped and the tool replaced, so every
+    machine keeps producing for the whole phase. Returns the readings submitted."""
+    keys = layout.identity_keys("machine")
+    chain_id = layout.genesis().chain_id
+    simulators = [MachineSimulator(machine, seed=i + 1) for i, machine in enumerate(machines)]
+    submitted = 0
+    async with NodeClient(layout.config(layout.node_names()[0]).url) as client:
+        nonce = await client.next_nonce(keys.public_key)
+        while not stop.is_set():
+            for machine, simulator in zip(machines, simulators, strict=True):
+                readings: list[dict[str, int]] = []
+                while len(readings) < READINGS_PER_REPORT:
+                    reading = simulator.step()
+                    if reading.machine_failure:
+                        simulator.replace_tool()
+                        continue
+                    readings.append(reading_args(reading))
+                tx = Transaction.create(
+                    keys,
+                    chain_id=chain_id,
+                    nonce=nonce,
+                    contract="machines",
+                    method="report",
+                    args={"machine": machine, "readings": readings},
+                )
+                await client.submit(tx.wire)
+                nonce += 1
+                submitted += len(readings)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), PACE_MS / 1000)
+    return submitted
+
+
+async def _phase(
+    layout: ClusterDir, machines: list[str], senders: list[str], duration_s: float, rate: float
+) -> dict[str, Any]:
+    """The bench's load for `duration_s` while every machine streams readings."""
+    stop = asyncio.Event()
+    streamer = asyncio.create_task(_stream_readings(layout, machines, stop))
+    try:
+        figures = await bench._offer_load(layout, senders, duration_s, rate, bench.BATCH_DEFAULT)
+    finally:
+        stop.set()
+        readings = await streamer
+    async with NodeClient(layout.config(layout.node_names()[0]).url) as client:
+        status = await client.status()
+    figures.pop("timeline", None)
+    figures["readings_submitted"] = readings
+    figures["oracle"] = status["oracle"]  # readings seen and reports submitted so far
+    return figures
+
+
+async def _wait_model_loaded(layout: ClusterDir, timeout_s: float) -> None:
+    """Until every validator's oracle has loaded the registered model (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    for name in layout.node_names():
+        async with NodeClient(layout.config(name).url) as client:
+            while (await client.status())["oracle"]["model"] is None:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{name} did not load the registered model in {timeout_s} s")
+                await asyncio.sleep(0.1)
+
+
+async def _pair(
+    layout: ClusterDir,
+    model: Path,
+    machines: list[str],
+    duration_s: float,
+    rate: float,
+    warm_up_s: float,
+) -> dict[str, Any]:
+    senders = [f"bench{i}" for i in range(BENCH_SENDERS)]
+    # Each phase has machines of its own: a machine's reading sequence numbers only rise.
+    later = [f"{machine}b" for machine in machines]
+    for machine in [*machines, *later]:
+        await _call(
+            layout,
+            "admin",
+            "machines",
+            machine=machine,
+            type="press-cell",
+            capabilities=["laser-cut", "bend"],
+        )
+    # A first stretch of load, not measured: a fresh cluster's first seconds are slower.
+    await bench._offer_load(layout, senders, warm_up_s, rate, bench.BATCH_DEFAULT)
+    without = await _phase(layout, machines, senders, duration_s, rate)
+    await register_model_file(layout, model)
+    await _wait_model_loaded(layout, MODEL_LOAD_TIMEOUT_S)
+    with_oracle = await _phase(layout, later, senders, duration_s, rate)
+    ratio = with_oracle["committed_tx_per_s"] / max(without["committed_tx_per_s"], 1e-9)
+    return {"without": without, "with": with_oracle, "ratio": round(ratio, 3)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=3, help="Clusters, each measured twice.")
+    parser.add_argument("--duration", type=float, default=20.0, help="Seconds per phase.")
+    parser.add_argument("--machines", type=int, default=4, help="Machines reporting readings.")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="Bench offered tx/s (0: as fast as accepted)."
+    )
+    parser.add_argument(
+        "--warm-up", type=float, default=WARM_UP_S, help="Seconds of unmeasured load first."
+    )
+    parser.add_argument(
+        "--training-operations",
+        type=int,
+        default=1000,
+        help="Simulated operations per machine (6 machines) to train the model on.",
+    )
+    parser.add_argument("--json", type=Path, default=Path("oracle-cost.json"))
+    args = parser.parse_args(argv)
+    if args.pairs < 1 or args.duration <= 0 or not 1 <= args.machines <= 50:
+        parser.error("need --pairs >= 1, --duration > 0 and 1 <= --machines <= 50")
+    if args.rate < 0 or args.warm_up <= 0 or args.training_operations < 100:
+        parser.error("need --rate >= 0, --warm-up > 0 and --training-operations >= 100")
+    machines = [f"m{i + 1}" for i in range(args.machines)]
+    extra = tuple((f"bench{i}", (Role.SUPPLIER,)) for i in range(BENCH_SENDERS))
+    with tempfile.TemporaryDirectory(prefix="millchain-oracle-cost-") as work:
+        model = Path(work) / "model.skops"
+        started = time.monotonic()
+        digest = train_model(model, args.training_operations)
+        print(f"trained the fault model {digest[:16]} in {time.monotonic() - started:.0f} s")
+        pairs = []
+        for index in range(args.pairs):
+            with temporary_cluster("millchain-oracle-cost-", extra_identities=extra) as layout:
+                pair = asyncio.run(
+                    _pair(layout, model, machines, args.duration, args.rate, args.warm_up)
+                )
+            pairs.append(pair)
+            print(
+                f"pair {index + 1}: without the oracle "
+                f"{pair['without']['committed_tx_per_s']:,.0f} tx/s, with it "
+                f"{pair['with']['committed_tx_per_s']:,.0f} tx/s (ratio {pair['ratio']})"
+            )
+    ratios = [pair["ratio"] for pair in pairs]
+    summary = {
+        "machines": args.machines,
+        "duration_s": args.duration,
+        "pairs": pairs,
+        "ratio_median": statistics.median(ratios),
+        "cost_median": round(1 - statistics.median(ratios), 3),
+        "cost_range": [round(1 - max(ratios), 3), round(1 - min(ratios), 3)],
+    }
+    print(
+        f"oracle cost: {100 * summary['cost_median']:.1f} % of throughput (median of "
+        f"{len(ratios)}; range {100 * summary['cost_range'][0]:.1f} to "
+        f"{100 * summary['cost_range'][1]:.1f} %)"
+    )
+    args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
