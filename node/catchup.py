@@ -11,12 +11,13 @@ and this module rebuilds the chained state digest from them (contracts.state.nex
 without executing anything. Fetched blocks pile up in a *run* on top of the stored head. The run
 is trusted up to height c only once the digest it chains to at c equals the digest of a stable
 checkpoint proof for c: 2f+1 validators signed that digest, so at least f+1 honest ones computed
-it by executing. Only then is the run up to c applied: its blocks, receipts, events and writes
-in one database transaction (or a few, for runs past CHECKED_SLICE_TXS transactions, so the
-node keeps answering). Nothing of a run is written before its check passed, so a run whose
-digest does not match is dropped whole; the peer that served it is treated as faulty, and the
-next peer is asked, from the stored head. While one answer is checked and applied, the next is
-already asked for, so the peer reads and sends it meanwhile.
+it by executing. Only then is the run up to c applied: its blocks, receipts, events and writes,
+in one database transaction (an answer's worth, a few thousand transactions: larger commits
+measured no faster). Nothing of a run is written before its check passed, so a run whose digest
+does not match is dropped whole (what earlier proofs confirmed stays); the peer that served it
+is treated as faulty, and the next peer is asked, from the stored head. While one answer is
+checked and applied, the next one is already asked for, so the peer reads and sends it
+meanwhile.
 
 Why checkpoint proofs and not the state_digest in a later block header: a header's digest is its
 proposer's claim, which backups can check only if they executed that height already; with blocks
@@ -56,9 +57,8 @@ log = logging.getLogger(__name__)
 
 # A run holding this many transactions without a proof is executed rather than held on to.
 RUN_TXS_MAX = 50_000
-# Blocks are applied in slices of about this many transactions, one database transaction each,
-# yielding to the event loop in between (so the node keeps answering); executing costs more.
-CHECKED_SLICE_TXS = 10_000
+# Executed blocks are applied in slices of about this many transactions, one database
+# transaction each, yielding to the event loop in between (so the node keeps answering).
 EXECUTED_SLICE_TXS = 2_000
 
 
@@ -99,6 +99,9 @@ class _Run:
         self._digest: bytes | None = base.state_digest
         self.items: list[tuple[FetchedBlock, bytes | None]] = []
         self.txs = 0
+        self.confirmed = base.height  # the highest height a checkpoint proof confirmed
+        self.confirmed_txs = 0  # transactions in the blocks up to there
+        self.proofs: list[CheckpointProof] = []  # the proofs that did, to keep
 
     @property
     def unchecked(self) -> bool:
@@ -118,9 +121,9 @@ class _Run:
             self.tip_height, self.tip_hash = certified.height, certified.hash
             self.txs += len(certified.tx_ids)
 
-    def check(self, proofs: Sequence[CheckpointProof]) -> list[CheckpointProof]:
-        """The proofs that confirm the run (ascending); raise SyncError if one contradicts it."""
-        confirmed: list[CheckpointProof] = []
+    def check(self, proofs: Sequence[CheckpointProof]) -> None:
+        """Confirm the run up to the last of `proofs` it matches; raise SyncError if one
+        contradicts it."""
         for proof in proofs:
             if not self.base_height < proof.seq <= self.tip_height:
                 continue
@@ -137,24 +140,31 @@ class _Run:
                     f"the writes and receipts served chain to state digest {digest.hex()[:16]} "
                     f"at height {proof.seq}, but a quorum signed {proof.state_digest.hex()[:16]}"
                 )
-            confirmed.append(proof)
-        return confirmed
+            if proof.seq > self.confirmed:
+                newly = self.items[self.confirmed - self.base_height : proof.seq - self.base_height]
+                self.confirmed_txs += sum(len(fetched.certified.tx_ids) for fetched, _ in newly)
+                self.confirmed = proof.seq
+                self.proofs.append(proof)
 
-    def take_checked(self, height: int) -> list[Transferred]:
-        """Remove and return the blocks up to `height` (checked), with their records."""
-        count = height - self.base_height
+    def take_checked(self) -> tuple[list[Transferred], list[CheckpointProof]]:
+        """Remove and return the confirmed blocks, with their records, and the proofs."""
+        count = self.confirmed - self.base_height
         taken, self.items = self.items[:count], self.items[count:]
-        self.base_height = height
-        self.txs -= sum(len(fetched.certified.tx_ids) for fetched, _ in taken)
+        proofs, self.proofs = self.proofs, []
+        self.base_height = self.confirmed
+        self.txs -= self.confirmed_txs
+        self.confirmed_txs = 0
         out: list[Transferred] = []
         for fetched, digest in taken:
             assert digest is not None
             out.append(Transferred(certified=fetched.certified, record=_record(fetched, digest)))
-        return out
+        return out, proofs
 
     def take_all_to_execute(self) -> list[Transferred]:
+        """Remove and return every block, to execute (take the confirmed ones first)."""
+        assert self.confirmed == self.base_height
         taken, self.items = self.items, []
-        self.base_height = self.tip_height
+        self.base_height = self.confirmed = self.tip_height
         self.txs = 0
         return [Transferred(certified=fetched.certified, record=None) for fetched, _ in taken]
 
@@ -253,9 +263,13 @@ class _Peer:
                     ahead = None
                 elif not run.items:
                     run = _Run(head)  # chain digests on from what is stored (maybe executed)
+        except (SyncError, PeerUnavailable):
+            await self._commit(*run.take_checked())  # what was confirmed before it went wrong
+            raise
         finally:
             _cancel(ahead)
-        if run.items:
+        await self._commit(*run.take_checked())
+        if run.items and not self.refused:
             log.debug(
                 "executing blocks %d..%d: %s has no checkpoint proof above %d",
                 run.base_height + 1,
@@ -270,12 +284,13 @@ class _Peer:
         return await self._get(run.tip_height + 1, upper)
 
     async def _apply_run(self, run: _Run, proofs: Sequence[CheckpointProof]) -> None:
-        """Apply what `proofs` confirm of the run; execute it if it cannot be confirmed."""
-        confirmed = run.check(proofs)
-        if confirmed:
-            await self._commit(run.take_checked(confirmed[-1].seq), confirmed)
+        """Check the run against `proofs` and apply what they confirmed; execute the run if it
+        cannot be confirmed."""
+        run.check(proofs)
+        await self._commit(*run.take_checked())
         if run.unchecked or run.txs > RUN_TXS_MAX:
             self._warn_unchecked(run)
+            await self._commit(*run.take_checked())
             await self._commit(run.take_all_to_execute(), [])
 
     async def _get(self, start: int, end: int) -> bytes:
@@ -311,12 +326,14 @@ class _Peer:
         )
 
     async def _commit(self, items: list[Transferred], proofs: Sequence[CheckpointProof]) -> None:
-        """Apply `items` in slices (see CHECKED_SLICE_TXS), keeping the proofs that vouched for
-        them. Stops early when the node takes nothing (`refused`), or when its head moved on by
-        itself while we yielded (the rest is dropped; the caller fetches on from the head)."""
-        checked = bool(items) and items[0].record is not None
-        slice_txs = CHECKED_SLICE_TXS if checked else EXECUTED_SLICE_TXS
-        for part in _slices(items, slice_txs):
+        """Apply `items` (checked ones at once, executed ones in slices), keeping the proofs
+        that vouched for them. Stops early when the node takes nothing (`refused`), or when its
+        head moved on by itself while we yielded (the rest is dropped; the caller fetches on
+        from the head)."""
+        if not items:
+            return
+        checked = items[0].record is not None
+        for part in [items] if checked else _slices(items, EXECUTED_SLICE_TXS):
             if self._storage.head().hash != part[0].certified.header.prev_hash:
                 return
             low, high = part[0].certified.height, part[-1].certified.height

@@ -19,11 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgpack
+
 from contracts.receipt import Receipt
 from contracts.runtime import BlockResult
 from ledger.block import ZERO_HASH, Block
 from ledger.certificate import CommitCertificate
 from ledger.encoding import decode, encode
+from ledger.hashing import sha256
 from node.errors import StorageError
 
 _SCHEMA = """
@@ -54,7 +57,6 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_subject ON events (subject, id);
 CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS txs_height ON txs (height, idx);
 CREATE TABLE IF NOT EXISTS block_writes (height INTEGER PRIMARY KEY, writes BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS checkpoint_proofs (seq INTEGER PRIMARY KEY, proof BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS wal (
@@ -134,6 +136,7 @@ def encode_write_set(
 
 
 STATE_CACHE_MAX = 100_000
+_SQL_VARIABLES_MAX = 500  # parameters per statement (SQLite allows at least 999)
 # SQLite's page cache while a catch-up writes history (see Storage.large_cache).
 BULK_CACHE_KIB = 64 * 1024
 
@@ -292,12 +295,6 @@ class Storage:
             "ORDER BY height",
             (start, end),
         ).fetchall()
-        receipts: dict[int, list[bytes]] = {}
-        for height, receipt in self._db.execute(
-            "SELECT height, receipt FROM txs WHERE height BETWEEN ? AND ? ORDER BY height, idx",
-            (start, end),
-        ):
-            receipts.setdefault(height, []).append(receipt)
         writes = dict(
             self._db.execute(
                 "SELECT height, writes FROM block_writes WHERE height BETWEEN ? AND ?",
@@ -309,7 +306,7 @@ class Storage:
                 height=height,
                 block=block,
                 certificate=certificate,
-                receipts=receipts.get(height, []),
+                receipts=self._held_receipts(height, block),
                 writes=writes.get(height),
             )
             for height, block, certificate in blocks
@@ -460,9 +457,31 @@ class Storage:
     ) -> list[tuple[int, bytes]]:
         """(index, receipt) of those `receipts` the txs table holds for another (earlier)
         block."""
-        rows = self._db.execute("SELECT idx FROM txs WHERE height = ?", (height,)).fetchall()
-        held = {row[0] for row in rows}
-        return [(index, r) for index, (_, r) in enumerate(receipts) if index not in held]
+        heights = self._tx_heights([tx_hash for tx_hash, _ in receipts])
+        return [
+            (index, receipt)
+            for index, (tx_hash, receipt) in enumerate(receipts)
+            if heights[tx_hash][0] != height
+        ]
+
+    def _held_receipts(self, height: int, block: bytes) -> list[bytes]:
+        """The receipts the txs table holds for block `height` (stored as `block`), in index
+        order: all but those of transactions an earlier block included first."""
+        ids = _tx_ids(block)
+        found = self._tx_heights(ids)
+        return [found[tx_id][1] for tx_id in ids if found[tx_id][0] == height]
+
+    def _tx_heights(self, tx_hashes: Sequence[bytes]) -> dict[bytes, tuple[int, bytes]]:
+        """(height, receipt) held in the txs table for each of `tx_hashes` (by its key, which
+        is what every lookup here uses: the table has no index by height)."""
+        found: dict[bytes, tuple[int, bytes]] = {}
+        for start in range(0, len(tx_hashes), _SQL_VARIABLES_MAX):
+            part = tx_hashes[start : start + _SQL_VARIABLES_MAX]
+            marks = ", ".join("?" * len(part))
+            query = f"SELECT hash, height, receipt FROM txs WHERE hash IN ({marks})"
+            for tx_hash, height, receipt in self._db.execute(query, part):
+                found[bytes(tx_hash)] = (height, bytes(receipt))
+        return found
 
     def _meta(self, key: str) -> bytes | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -540,6 +559,12 @@ class _Transaction:
             self._db.execute("RELEASE unit")
         else:
             self._db.execute("COMMIT")
+
+
+def _tx_ids(block: bytes) -> list[bytes]:
+    """The ids (sha256 of the body) of a stored block's transactions, in block order, read
+    straight from its canonical encoding: {"header": ..., "txs": [{"body", "signature"}...]}."""
+    return [sha256(msgpack.unpackb(wire)["body"]) for wire in msgpack.unpackb(block)["txs"]]
 
 
 def _stored_block(row: tuple[bytes, bytes, bytes]) -> StoredBlock:

@@ -145,6 +145,18 @@ def _tamper_write(blocks: list[list[object]]) -> None:
         entry[3] = encode([changes, extra])
 
 
+def _tamper_write_at(height: int) -> Tamper:
+    def tamper(blocks: list[list[object]]) -> None:
+        for entry in blocks:
+            if Block.from_wire(entry[0]).height == height:  # type: ignore[arg-type]
+                changes, extra = decode(entry[3])  # type: ignore[arg-type]
+                key, value = changes[-1]
+                changes[-1] = [key, (value or b"") + b"\x00"]
+                entry[3] = encode([changes, extra])
+
+    return tamper
+
+
 def _tamper_receipt(blocks: list[list[object]]) -> None:
     """Rewrite one receipt's result in the answer's second block (same tx, height, index)."""
     for entry in blocks:
@@ -333,3 +345,17 @@ async def test_after_blocks_without_write_sets_the_next_run_is_checked_again(
     assert _state(target.storage) == _state(source)
     # 1..4 executed (no digest chains through 1 and 2), 5..8 checked, 9..10 above the proofs.
     assert (target.stats.blocks_checked, target.stats.blocks_executed) == (4, 6)
+
+
+async def test_what_a_proof_confirmed_before_the_peer_lied_is_kept(
+    session: aiohttp.ClientSession, source: Storage, target: Target
+) -> None:
+    peer = _peer_app(source, _tamper_write_at(6), page=PARAMS.checkpoint_interval)
+
+    applied = await _catch_up(session, target, peer)
+
+    assert applied == 4  # 1..4 confirmed by the proof at 4; 5..8 refused at the proof at 8
+    assert target.stats.runs_refused == 1
+    stored = source.block(4)
+    assert stored is not None
+    assert target.storage.head().state_digest == stored.state_digest
