@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from oracle.errors import ArtifactError
+from oracle.model.compiled import CompiledCalibratedForest, compile_model
 from oracle.model.estimators import single_threaded
 from oracle.model.features import FEATURE_NAMES, feature_matrix
 from oracle.telemetry.reading import Reading
@@ -84,6 +85,7 @@ class FaultModel:
     def __init__(self, estimator: Any, metadata: ModelMetadata) -> None:
         self._estimator = estimator
         self._metadata = metadata
+        self._compiled: CompiledCalibratedForest | None = compile_model(estimator)
 
     @property
     def metadata(self) -> ModelMetadata:
@@ -104,8 +106,11 @@ class FaultModel:
     def predict_proba(self, readings: Sequence[Reading]) -> npt.NDArray[np.float64]:
         if not readings:
             return np.zeros(0, dtype=np.float64)
+        matrix = feature_matrix(readings)
+        if self._compiled is not None and not np.isnan(matrix).any():
+            return self._compiled.positive(matrix)  # sklearn's numbers, ~50x cheaper
         with single_threaded():
-            proba = self._estimator.predict_proba(feature_matrix(readings))
+            proba = self._estimator.predict_proba(matrix)
         return np.asarray(proba[:, 1], dtype=np.float64)
 
     def predict_bp(self, readings: Sequence[Reading]) -> list[int]:
