@@ -101,35 +101,37 @@ class OracleRunner:
             await self._wake.wait()
             self._wake.clear()
             batch, self._pending = self._pending, []
-            model = await asyncio.to_thread(self._current_model)
+            # The registration is read here, in the event loop, between blocks: the storage
+            # belongs to this loop, and a worker thread could see a block half applied.
+            record = registered_model(self.storage)
+            model = self._model
+            if record is None:
+                model = None
+            elif bytes(record["hash"]) != self._model_hash:
+                model = await asyncio.to_thread(self._load, bytes(record["hash"]))
             if model is None or self._model_hash is None or not batch:
                 continue  # no model registered (yet), or only a model to load
             readings = [to_reading(machine, fields) for machine, fields in batch]
             values = await asyncio.to_thread(model.predict_bp, readings)
             self._report(self._model_hash, readings, values)
 
-    def _current_model(self) -> FaultModel | None:
-        """The registered model, loaded from disk when its hash changes (hash-checked first)."""
+    def _load(self, model_hash: bytes) -> FaultModel | None:
+        """The registered model `model_hash` from the models directory (hash-checked first);
+        run in a worker thread: it reads and unpacks the artifact."""
         from oracle.errors import OracleError  # noqa: PLC0415
         from oracle.model.artifact import load_model  # noqa: PLC0415
 
-        record = registered_model(self.storage)
-        if record is None:
-            return None
-        model_hash = bytes(record["hash"])
-        if model_hash == self._model_hash:
-            return self._model
         path = model_path(self.models_dir, model_hash.hex())
         try:
-            self._model = load_model(path, model_hash.hex())
+            model = load_model(path, model_hash.hex())
         except (OracleError, OSError) as exc:
             self.last_error = f"cannot load the registered model {model_hash.hex()[:16]}: {exc}"
             log.error(self.last_error)
             return None
-        self._model_hash = model_hash
+        self._model, self._model_hash = model, model_hash
         self.last_error = None
         log.info("loaded registered model %s from %s", model_hash.hex()[:16], path)
-        return self._model
+        return model
 
     def _report(self, model_hash: bytes, readings: list[Reading], values: list[int]) -> None:
         reports = [

@@ -1,0 +1,155 @@
+"""The validator's oracle runner: which model it loads, when, and what it reports."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from contracts.oracle import MODEL_KEY
+from contracts.state import MemoryState
+from ledger.crypto import KeyPair
+from ledger.encoding import encode
+from ledger.tx import Transaction
+from node.oracle_runner import OracleRunner, model_path, to_reading
+from node.storage import Storage
+from oracle.model import FaultModel, save_model, train
+from oracle.telemetry import simulate_fleet
+
+READINGS = [
+    (
+        "m1",
+        {
+            "seq": seq,
+            "air_temp_dk": 2990 + seq,
+            "process_temp_dk": 3090 + seq,
+            "rpm": 1400 + 10 * seq,
+            "torque_cnm": 4000 + 30 * seq,
+            "tool_wear_min": 20 * seq,
+        },
+    )
+    for seq in range(1, 9)
+]
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, FaultModel]:
+    model = train(simulate_fleet(machines=2, operations=600, seed=4), horizon=0, seed=1)
+    path = tmp_path_factory.mktemp("model") / "fault.skops"
+    return path, save_model(model, path), model
+
+
+def _register(state: MemoryState, sha256_hex: str) -> None:
+    record = {
+        "hash": bytes.fromhex(sha256_hex),
+        "name": "random_forest",
+        "features": ["quality"],
+        "threshold_bp": 5000,
+        "horizon": 0,
+        "registered_height": 1,
+        "registered_ms": 0,
+    }
+    state.apply({MODEL_KEY: encode(record)})
+
+
+def _runner(state: MemoryState, models: Path, submitted: list[Transaction]) -> OracleRunner:
+    nonces: dict[bytes, int] = {}
+
+    def next_nonce(sender: bytes) -> int:
+        nonces[sender] = nonces.get(sender, 0) + 1
+        return nonces[sender]
+
+    def submit(raw: bytes) -> object:
+        submitted.append(Transaction.from_wire(raw))
+        return None
+
+    return OracleRunner(
+        keys=KeyPair.generate(),
+        chain_id="test",
+        # The runner reads the registration through the StateReader calls Storage has.
+        storage=cast(Storage, state),
+        models_dir=models,
+        next_nonce=next_nonce,
+        submit=submit,
+    )
+
+
+async def _one_round(
+    runner: OracleRunner,
+    readings: list[tuple[str, dict[str, Any]]],
+    done: Callable[[], bool],
+) -> None:
+    """Hand the runner a committed block's readings and wait (bounded) until `done`."""
+    task = asyncio.create_task(runner.run())
+    try:
+        runner.readings_seen += len(readings)
+        runner._pending.extend(readings)
+        runner._wake.set()
+        deadline = time.monotonic() + 20
+        while not done():
+            assert time.monotonic() < deadline, runner.status()
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+def _taken(runner: OracleRunner) -> Callable[[], bool]:
+    return lambda: not runner._pending and not runner._wake.is_set()
+
+
+async def test_nothing_reported_before_a_model_is_registered(tmp_path: Path) -> None:
+    submitted: list[Transaction] = []
+    runner = _runner(MemoryState(), tmp_path, submitted)
+    await _one_round(runner, READINGS, _taken(runner))
+    await asyncio.sleep(0.05)  # nothing more happens
+    assert submitted == []
+    assert runner.status()["model"] is None
+    assert runner.last_error is None
+
+
+async def test_missing_artifact_is_an_error_then_loaded_once_it_is_there(
+    tmp_path: Path, model_file: tuple[Path, str, FaultModel]
+) -> None:
+    path, sha256_hex, model = model_file
+    state = MemoryState()
+    _register(state, sha256_hex)
+    submitted: list[Transaction] = []
+    runner = _runner(state, tmp_path, submitted)
+
+    await _one_round(runner, READINGS[:4], lambda: runner.last_error is not None)
+    assert submitted == []
+    assert runner.last_error is not None and "cannot load the registered model" in (
+        runner.last_error
+    )
+
+    shutil.copy(path, model_path(tmp_path, sha256_hex))
+    await _one_round(runner, READINGS[4:], lambda: runner.reports_submitted > 0)
+    assert runner.last_error is None
+    assert runner.status()["model"] == sha256_hex
+    [tx] = submitted
+    assert (tx.contract, tx.method) == ("oracle", "report")
+    assert tx.args["model_hash"] == bytes.fromhex(sha256_hex)
+    expected = model.predict_bp([to_reading(m, fields) for m, fields in READINGS[4:]])
+    assert [r["probability_bp"] for r in tx.args["reports"]] == expected
+    assert [r["seq"] for r in tx.args["reports"]] == [5, 6, 7, 8]
+
+
+async def test_an_artifact_that_does_not_match_its_hash_is_refused(
+    tmp_path: Path, model_file: tuple[Path, str, FaultModel]
+) -> None:
+    _, sha256_hex, _ = model_file
+    state = MemoryState()
+    _register(state, sha256_hex)
+    model_path(tmp_path, sha256_hex).write_bytes(b"not the registered model")
+    submitted: list[Transaction] = []
+    runner = _runner(state, tmp_path, submitted)
+    await _one_round(runner, READINGS, lambda: runner.last_error is not None)
+    assert submitted == []
+    assert runner.status()["model"] is None
