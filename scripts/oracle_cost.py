@@ -2,17 +2,19 @@
 
     python scripts/oracle_cost.py [--pairs 3] [--duration 20] [--machines 4] [--json FILE]
 
-Each pair launches a fresh 4-node cluster with the bench's senders and MACHINES registered
-machines, then measures the bench's committed tx/s twice while every machine reports batches of
+Each pair launches two fresh 4-node clusters with the bench's senders and MACHINES registered
+machines, and measures the bench's committed tx/s while every machine reports batches of
 readings on-chain (5 readings every 200 ms, as in the demo; each phase its own machines):
 
-- without a model registered, the validators' oracles have nothing to run;
-- with the fault model registered, every validator runs it on each committed batch of readings
-  and submits a signed prediction, and a quorum's predictions become final on-chain.
+- on one cluster no model is registered, so the validators' oracles have nothing to run;
+- on the other the fault model is registered, so every validator runs it on each committed batch
+  of readings and submits signed predictions, and a quorum's predictions become final on-chain.
 
-The cost is 1 - (tx/s with the oracle) / (tx/s without it); the median over the pairs is the
-figure, next to the range. Both phases of a pair run on the same cluster one after the other,
-so the machine's background load is as alike as this shared machine allows.
+Both clusters first take a stretch of unmeasured load with readings (the validators of the second
+load sklearn and the model then). The four measured phases run one at a time, in the order
+without, with, with, without, so a drift in the shared machine's load over the pair weighs on
+both sides alike; the idle cluster only ticks meanwhile. The cost is 1 - (mean tx/s with the
+oracle) / (mean tx/s without it); the median over the pairs is the figure, next to the range.
 """
 
 from __future__ import annotations
@@ -137,18 +139,18 @@ async def _wait_model_loaded(layout: ClusterDir, timeout_s: float) -> None:
                 await asyncio.sleep(0.1)
 
 
-async def _pair(
+async def _prepare(
     layout: ClusterDir,
-    model: Path,
-    machines: list[str],
-    duration_s: float,
-    rate: float,
+    model: Path | None,
+    machine_sets: list[list[str]],
+    senders: list[str],
     warm_up_s: float,
-) -> dict[str, Any]:
-    senders = [f"bench{i}" for i in range(BENCH_SENDERS)]
-    # Each phase has machines of its own: a machine's reading sequence numbers only rise.
-    later = [f"{machine}b" for machine in machines]
-    for machine in [*machines, *later]:
+    rate: float,
+) -> None:
+    """Register every phase's machines (and the model, when given), then a first stretch of
+    load with readings streaming, not measured: a fresh cluster's first seconds are slower, and
+    a validator's first predictions pay for loading sklearn."""
+    for machine in [machine for machines in machine_sets for machine in machines]:
         await _call(
             layout,
             "admin",
@@ -157,14 +159,41 @@ async def _pair(
             type="press-cell",
             capabilities=["laser-cut", "bend"],
         )
-    # A first stretch of load, not measured: a fresh cluster's first seconds are slower.
-    await bench._offer_load(layout, senders, warm_up_s, rate, bench.BATCH_DEFAULT)
-    without = await _phase(layout, machines, senders, duration_s, rate)
-    await register_model_file(layout, model)
-    await _wait_model_loaded(layout, MODEL_LOAD_TIMEOUT_S)
-    with_oracle = await _phase(layout, later, senders, duration_s, rate)
-    ratio = with_oracle["committed_tx_per_s"] / max(without["committed_tx_per_s"], 1e-9)
-    return {"without": without, "with": with_oracle, "ratio": round(ratio, 3)}
+    if model is not None:
+        await register_model_file(layout, model)
+        await _wait_model_loaded(layout, MODEL_LOAD_TIMEOUT_S)
+    await _phase(layout, machine_sets[0], senders, warm_up_s, rate)
+
+
+async def _pair(
+    plain: ClusterDir,
+    oracle: ClusterDir,
+    model: Path,
+    machines: list[str],
+    duration_s: float,
+    rate: float,
+    warm_up_s: float,
+) -> dict[str, Any]:
+    """Two phases on each cluster, in the order plain, oracle, oracle, plain: a drift in the
+    machine's background load over the pair weighs on both sides alike."""
+    senders = [f"bench{i}" for i in range(BENCH_SENDERS)]
+    # Each phase has machines of its own: a machine's reading sequence numbers only rise.
+    warm, first, second = ([f"{machine}{tag}" for machine in machines] for tag in "wab")
+    await _prepare(plain, None, [warm, first, second], senders, warm_up_s, rate)
+    await _prepare(oracle, model, [warm, first, second], senders, warm_up_s, rate)
+    without = [await _phase(plain, first, senders, duration_s, rate)]
+    with_oracle = [await _phase(oracle, first, senders, duration_s, rate)]
+    with_oracle.append(await _phase(oracle, second, senders, duration_s, rate))
+    without.append(await _phase(plain, second, senders, duration_s, rate))
+    rate_without = statistics.fmean(phase["committed_tx_per_s"] for phase in without)
+    rate_with = statistics.fmean(phase["committed_tx_per_s"] for phase in with_oracle)
+    return {
+        "without": without,
+        "with": with_oracle,
+        "tx_per_s_without": round(rate_without, 1),
+        "tx_per_s_with": round(rate_with, 1),
+        "ratio": round(rate_with / max(rate_without, 1e-9), 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,15 +228,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"trained the fault model {digest[:16]} in {time.monotonic() - started:.0f} s")
         pairs = []
         for index in range(args.pairs):
-            with temporary_cluster("millchain-oracle-cost-", extra_identities=extra) as layout:
+            with (
+                temporary_cluster("millchain-oracle-cost-", extra_identities=extra) as plain,
+                temporary_cluster("millchain-oracle-cost-", extra_identities=extra) as oracle,
+            ):
                 pair = asyncio.run(
-                    _pair(layout, model, machines, args.duration, args.rate, args.warm_up)
+                    _pair(plain, oracle, model, machines, args.duration, args.rate, args.warm_up)
                 )
             pairs.append(pair)
             print(
-                f"pair {index + 1}: without the oracle "
-                f"{pair['without']['committed_tx_per_s']:,.0f} tx/s, with it "
-                f"{pair['with']['committed_tx_per_s']:,.0f} tx/s (ratio {pair['ratio']})"
+                f"pair {index + 1}: without the oracle {pair['tx_per_s_without']:,.0f} tx/s, "
+                f"with it {pair['tx_per_s_with']:,.0f} tx/s (ratio {pair['ratio']})"
             )
     ratios = [pair["ratio"] for pair in pairs]
     summary = {
