@@ -58,6 +58,9 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_subject ON events (subject, id);
 CREATE TABLE IF NOT EXISTS state (key BLOB PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS block_writes (height INTEGER PRIMARY KEY, writes BLOB NOT NULL);
+-- Databases written before receipts were read by their transactions' ids have an index of txs
+-- by height that nothing reads any more, and every commit would keep paying to update.
+DROP INDEX IF EXISTS txs_height;
 CREATE TABLE IF NOT EXISTS checkpoint_proofs (seq INTEGER PRIMARY KEY, proof BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS wal (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
