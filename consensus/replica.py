@@ -106,6 +106,9 @@ from ledger.hashing import sha256
 __all__ = ["BlockValidator", "Replica", "ReplicaConfig", "ReplicaStart"]
 
 BACKOFF_EXPONENT_MAX = 10
+# The normal-case deadline doubles for each view entered since the last commit, up to 2^4 times
+# the timeout (see _normal_timeout_ms).
+PATIENCE_EXPONENT_MAX = 4
 
 
 class Replica(NormalCase):
@@ -122,6 +125,8 @@ class Replica(NormalCase):
     ) -> None:
         super().__init__(config, keys, validator, start, verifier=verifier)
         self._installed = start.view
+        # The view this replica last saw a commit in (or started in).
+        self._progress_view = start.view
         self._requests_pending = False
         self._deadline_ms: int | None = None
         self._next_retransmit_ms: int | None = None
@@ -202,12 +207,24 @@ class Replica(NormalCase):
         if not pending:
             self._deadline_ms = None
         elif self._deadline_ms is None:
-            self._deadline_ms = self._now_ms + self.config.view_change_timeout_ms
+            self._deadline_ms = self._now_ms + self._normal_timeout_ms()
+
+    def _normal_timeout_ms(self) -> int:
+        """How long the normal case may go without a commit while requests wait: the timeout,
+        doubled for each view entered since this replica last saw a commit. A view change that
+        did not bring progress is most often a cluster too loaded to commit within the timeout
+        (every validator short of CPU), not a faulty primary after a faulty primary; with the
+        same short deadline in every view, such a cluster changed view again and again and
+        committed nothing. Once a block commits, the timeout is back to its base."""
+        exponent = min(max(self._view - self._progress_view, 0), PATIENCE_EXPONENT_MAX)
+        return int(self.config.view_change_timeout_ms * 2**exponent)
 
     def _on_committed(self) -> None:
         self._next_retransmit_ms = self._now_ms + self.config.retransmit_ms
+        if self._active:
+            self._progress_view = self._view
         if self._active and self._requests_pending:
-            self._deadline_ms = self._now_ms + self.config.view_change_timeout_ms
+            self._deadline_ms = self._now_ms + self._normal_timeout_ms()
         if self._committed_height >= self._fetch_to:
             self._fetch_sent_ms = None
 
@@ -398,7 +415,7 @@ class Replica(NormalCase):
         self._my_view_changes = {v: vc for v, vc in self._my_view_changes.items() if v >= view}
         self._deadline_ms = None
         if self._requests_pending:
-            self._deadline_ms = self._now_ms + self.config.view_change_timeout_ms
+            self._deadline_ms = self._now_ms + self._normal_timeout_ms()
         for pp in new_view.pre_prepares:
             if pp.seq > max(self._committed_height, self._low):
                 slot = self._log.slot(view, pp.seq)

@@ -6,7 +6,7 @@ import dataclasses
 
 from consensus import messages as m
 from consensus.actions import Action, Send, ViewEntered
-from consensus.events import RequestsPending, Tick
+from consensus.events import BlocksTransferred, RequestsPending, Tick
 from consensus.viewchange import ChainPoint, check_view_change, choose_blocks
 from ledger.block import Block
 from tests.consensus.pbft_bench import (
@@ -228,7 +228,18 @@ def test_equivocation_seen_in_prepares_triggers_a_view_change() -> None:
     assert only_view_change(bench.deliver(bench.prepare(other, 3))).new_view == 1
 
 
-def test_view_change_timeouts_back_off_exponentially_and_reset_on_a_new_view() -> None:
+def _to_view_3_as_its_primary(bench: Bench) -> None:
+    """Replica 3 times out of views 0, 1 and 2 without a commit and installs view 3 at 8.3 s."""
+    time_out(bench)
+    bench.deliver(bench.view_change(0, 1), bench.view_change(2, 1), now_ms=2_100)
+    bench.replica.handle(Tick(now_ms=4_100))
+    bench.deliver(bench.view_change(0, 2), bench.view_change(1, 2), now_ms=4_200)
+    bench.replica.handle(Tick(now_ms=8_200))
+    bench.deliver(bench.view_change(0, 3), bench.view_change(1, 3), now_ms=8_300)
+    assert (bench.replica.view, bench.replica.view_active) == (3, True)
+
+
+def test_view_change_timeouts_back_off_exponentially_and_the_new_view_waits_for_progress() -> None:
     bench = Bench(index=3)
     replica = bench.replica
     assert only_view_change(time_out(bench)).new_view == 1
@@ -242,7 +253,49 @@ def test_view_change_timeouts_back_off_exponentially_and_reset_on_a_new_view() -
     # Replica 3 is the primary of view 3: with 2f+1 view changes it sends the new view.
     actions = bench.deliver(bench.view_change(0, 3), bench.view_change(1, 3), now_ms=8_300)
     assert broadcasts(actions, m.NewView) and ViewEntered(view=3) in actions
-    assert replica.view_active and replica.view_change_deadline_ms == 8_300 + TIMEOUT_MS
+    # Three views entered since the last commit: the new view gets 2^3 timeouts to commit,
+    # since a cluster that changed view three times without progress is most likely short of
+    # CPU rather than led by faulty primaries three times over.
+    assert replica.view_active and replica.view_change_deadline_ms == 8_300 + 8 * TIMEOUT_MS
+
+
+def test_a_commit_brings_the_deadline_back_to_the_base_timeout() -> None:
+    bench = Bench(index=3)
+    replica = bench.replica
+    _to_view_3_as_its_primary(bench)
+    assert replica.view_change_deadline_ms == 8_300 + 8 * TIMEOUT_MS
+    block = bench.block(1)
+    replica.handle(
+        BlocksTransferred(
+            header=block.header,
+            certificate=bench.certificate(block),
+            state_digest=GENESIS_DIGEST,
+            now_ms=9_000,
+        )
+    )
+    assert replica.committed_height == 1
+    assert replica.view_change_deadline_ms == 9_000 + TIMEOUT_MS
+    # and a later time-out in view 3 is a view change after the base timeout
+    assert only_view_change(replica.handle(Tick(now_ms=9_000 + TIMEOUT_MS))).new_view == 4
+
+
+def test_the_normal_case_deadline_stops_doubling_at_sixteen_timeouts() -> None:
+    """Replica 1 leads views 1 and 5; it times out of every view without a commit."""
+    bench = Bench(index=1)
+    replica = bench.replica
+    replica.handle(RequestsPending(now_ms=0, pending=True))
+    installed: dict[int, int] = {}  # view -> its normal-case wait
+    for view in range(1, 6):
+        now = replica.view_change_deadline_ms
+        assert now is not None
+        assert only_view_change(replica.handle(Tick(now_ms=now))).new_view == view
+        others = [bench.view_change(i, view) for i in (0, 2, 3) if i != view % bench.n][:2]
+        bench.deliver(*others, now_ms=now)
+        if replica.view_active:
+            deadline = replica.view_change_deadline_ms
+            assert deadline is not None
+            installed[view] = deadline - now
+    assert installed == {1: 2 * TIMEOUT_MS, 5: 16 * TIMEOUT_MS}  # 2^5 capped at 2^4
 
 
 def test_active_replicas_answer_a_late_view_change_with_their_new_view() -> None:
