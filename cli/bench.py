@@ -36,6 +36,7 @@ from cli.common import console, guarded, layout_of
 from cli.layout import ClusterDir
 from ledger.tx import Transaction
 from node.client import NodeClient
+from node.stages import STAGES
 
 BATCH_DEFAULT = 64
 # Presigned per second of an unpaced run: about twice the most this machine has committed.
@@ -136,6 +137,7 @@ async def _offer_load(
             await asyncio.sleep(0.05)
         stop.set()
         await watcher
+        stages = await _stages(clients)
     finally:
         if watcher is not None and not watcher.done():
             # A submitter failed or the run was interrupted: the watcher must not outlive
@@ -165,6 +167,23 @@ async def _offer_load(
         "latency_ms_p50": _pct(latencies_ms, 50),
         "latency_ms_p99": _pct(latencies_ms, 99),
         "latency_ms_mean": round(statistics.fmean(latencies_ms), 1) if latencies_ms else None,
+        "stages_ms_p50": stages,
+    }
+
+
+async def _stages(clients: list[NodeClient]) -> dict[str, float | None]:
+    """Where the time went, by stage (node/stages.py): the median over the nodes of each one's
+    median over the last blocks it committed (client batches, for admission)."""
+    medians: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    for client in clients:
+        summary = (await client.status()).get("stages") or {}
+        for stage, values in medians.items():
+            p50 = summary.get(stage, {}).get("p50_ms")
+            if p50 is not None:
+                values.append(p50)
+    return {
+        stage: round(statistics.median(values), 1) if values else None
+        for stage, values in medians.items()
     }
 
 
@@ -259,8 +278,14 @@ def bench(
         **figures,
     }
     series = report.pop("timeline")
+    stages = report.pop("stages_ms_p50")
     for key, value in report.items():
         console.print(f"  {key:26} {value}")
+    console.print(
+        "  stages, ms (median over nodes of their p50): "
+        + ", ".join(f"{stage} {'-' if ms is None else ms}" for stage, ms in stages.items())
+    )
+    report["stages_ms_p50"] = stages
     write_plot(series, plot_file, title=f"millchain bench, n = {n}")
     console.print(f"wrote {plot_file}")
     report["timeline"] = series

@@ -3,11 +3,12 @@ when the scraper asks for it).
 
 Each node has its own `CollectorRegistry` (several nodes share one process in tests, so nothing is
 registered globally). The node's state is not copied: a collector reads the node's counters,
-consensus status, mempool and peer links at scrape time. The one metric that needs memory is the
-block-interval histogram; it is fed at scrape time from the timestamps in the headers of the
-blocks committed since the previous scrape, so it covers blocks committed after the node started.
-Names follow CometBFT's: namespace `millchain`, then the subsystem (consensus, mempool, p2p,
-statesync, oracle). docs/observability.md lists every metric.
+consensus status, mempool and peer links at scrape time. The metrics that need memory are the
+two histograms, fed at scrape time: block intervals from the timestamps in the headers of the
+blocks committed since the previous scrape (so it covers blocks committed after the node
+started), and latency stages from the node's stage clock (node/stages.py) since the previous
+scrape. Names follow CometBFT's: namespace `millchain`, then the subsystem (consensus, mempool,
+p2p, statesync, oracle). The README's Observability section lists every metric.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
 NAMESPACE = "millchain"
 # Blocks are cut every few tens of milliseconds under load; a silent primary costs seconds.
 BLOCK_INTERVAL_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+# A stage lasts from a fraction of a millisecond (the primary's own pre-prepare) to seconds.
+STAGE_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 # At most this many new blocks are read per scrape; older ones are left out of the histogram.
 BLOCKS_PER_SCRAPE_MAX = 10_000
 # When the node does not count messages by kind, one series carries them all.
@@ -279,6 +282,20 @@ class BlockIntervals:
         self._seen_height = head
 
 
+class StageDurations:
+    """Feeds a histogram, by stage, with what the node's stage clock timed since it last
+    looked (a duration below zero, which clock skew can give, counts as zero)."""
+
+    def __init__(self, histogram: Histogram, *, start: int) -> None:
+        self._histogram = histogram
+        self._seen = start
+
+    def refresh(self, node: Node) -> None:
+        for timed in node.stages.since(self._seen):
+            self._histogram.labels(timed.stage).observe(max(0.0, timed.ms) / 1000)
+        self._seen = node.stages.last_seq
+
+
 class NodeMetrics:
     """One node's registry and what feeds it."""
 
@@ -295,10 +312,21 @@ class NodeMetrics:
             registry=self.registry,
         )
         self.block_intervals = BlockIntervals(histogram, start_height=node.storage.head().height)
+        stages = Histogram(
+            "latency_stage_seconds",
+            "Time blocks spent in each stage here (pre_prepare, prepare, commit, execute) and "
+            "client batches in admission.",
+            labelnames=["stage"],
+            namespace=NAMESPACE,
+            buckets=STAGE_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.stage_durations = StageDurations(stages, start=node.stages.last_seq)
 
     def exposition(self, accept: str) -> tuple[bytes, str]:
         """The scrape body and its content type, in the format the scraper accepts."""
         self.block_intervals.refresh(self.node)
+        self.stage_durations.refresh(self.node)
         encoder, content_type = choose_encoder(accept)
         return encoder(self.registry), content_type
 

@@ -41,7 +41,15 @@ from consensus.events import (
     RequestsPending,
     Tick,
 )
-from consensus.messages import Message, decode_message, encode_message, kind_of
+from consensus.messages import (
+    Commit,
+    Message,
+    Prepare,
+    PrePrepare,
+    decode_message,
+    encode_message,
+    kind_of,
+)
 from consensus.replica import Replica, ReplicaConfig, ReplicaStart
 from contracts.runtime import BlockResult, Runtime
 from ledger.block import Block
@@ -61,6 +69,7 @@ from node.history import encode_proof
 from node.mempool import Mempool
 from node.oracle_runner import OracleRunner
 from node.peers import PeerLink, Peers
+from node.stages import StageClock, clock_ms
 from node.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -209,6 +218,7 @@ class Node:
         )
         self._verified: dict[bytes, bytes] = {}  # tx hash -> the signature checked for it
         self.commit_feed = CommitFeed()
+        self.stages = StageClock()
         self._decoded: dict[bytes, Message] = {}  # sha256 of a peer message's bytes -> message
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._wake_cutter = asyncio.Event()
@@ -426,8 +436,11 @@ class Node:
         done: asyncio.Future[list[Transaction | Rejection]] = (
             asyncio.get_running_loop().create_future()
         )
+        arrived_ms = clock_ms()
         self._queue_admission(_Admission(raws=raws, done=done))
-        return await done
+        outcomes = await done
+        self.stages.admitted(arrived_ms)
+        return outcomes
 
     @property
     def admission_backlog(self) -> int:
@@ -676,6 +689,7 @@ class Node:
     def _carry_out(self, action: Any) -> Any:
         match action:
             case Broadcast(message=message):
+                self._mark_stage(message)
                 kind = str(kind_of(message))
                 by_type = self.counters.messages_sent_by_type
                 by_type[kind] = by_type.get(kind, 0) + len(self.peers.links)
@@ -693,7 +707,9 @@ class Node:
                     self._send_byzantine(message, [to])
                 self.counters.messages_sent += 1
             case CommitBlock(block=block, certificate=certificate):
+                self.stages.committed(block.height)
                 executed = self._execute(block, certificate)
+                self.stages.executed(block.height, block.header.timestamp_ms)
                 if self.paused_at is not None:
                     self._held_actions.appendleft(_FollowUp(executed))
                     return None
@@ -735,6 +751,16 @@ class Node:
             case _:
                 log.warning("unhandled consensus action %r", action)
         return None
+
+    def _mark_stage(self, message: Message) -> None:
+        """What this node broadcasts tells where a block stands here: its pre-prepare (the
+        primary) or prepare (a backup) once it accepted the proposal, its commit once prepared."""
+        if getattr(message, "sender", None) != self.index:
+            return
+        if isinstance(message, PrePrepare | Prepare):
+            self.stages.pre_prepared(message.seq)
+        elif isinstance(message, Commit):
+            self.stages.prepared(message.seq)
 
     def _send_byzantine(self, message: Message, destinations: list[int]) -> None:
         """Send what the byzantine wrapper puts in place of `message` (the honest message is
@@ -1000,6 +1026,7 @@ class Node:
                 "blocks_executed": self.transfer.blocks_executed,
                 "runs_refused": self.transfer.runs_refused,
             },
+            "stages": self.stages.summary(),
             "counters": {
                 "txs_admitted": self.counters.txs_admitted,
                 "txs_committed": self.counters.txs_committed,

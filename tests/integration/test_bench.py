@@ -1,5 +1,6 @@
 """`millchain bench` end to end: a short run on a cluster it launches counts every submitted
-transaction as committed, times them from the commit feed, and writes its JSON and plot."""
+transaction as committed, times them from the commit feed, reports the nodes' stage times, and
+writes its JSON and plot."""
 
 from __future__ import annotations
 
@@ -39,4 +40,8 @@ def test_a_short_bench_commits_what_it_offers_and_reports_it(tmp_path: Path) -> 
     assert figures["rejected"] == 0
     assert 0 < figures["latency_ms_p50"] <= figures["latency_ms_p99"]
     assert 0 < figures["fraction_of_bound"] < 1
+    stages = figures["stages_ms_p50"]
+    assert set(stages) == {"admission", "pre_prepare", "prepare", "commit", "execute"}
+    assert all(ms is not None and ms >= 0 for ms in stages.values()), stages
+    assert stages["execute"] > 0 and stages["admission"] > 0
     assert plot.stat().st_size > 0

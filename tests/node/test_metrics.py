@@ -148,6 +148,30 @@ async def test_block_intervals_come_from_header_timestamps(
     assert value(samples, "millchain_consensus_height") == 6
 
 
+async def test_latency_stages_come_from_the_stage_clock(
+    metrics_client: TestClient,  # type: ignore[type-arg]
+    node: Node,
+) -> None:
+    histogram = "millchain_latency_stage_seconds"
+    node.stages.pre_prepared(1, at_ms=1_000.0)
+    node.stages.prepared(1, at_ms=1_003.0)
+    node.stages.committed(1, at_ms=1_010.0)
+    node.stages.executed(1, proposed_ms=999, at_ms=1_040.0)
+    _, samples = await scrape(metrics_client)
+    for stage in ("pre_prepare", "prepare", "commit", "execute"):
+        assert value(samples, f"{histogram}_count", stage=stage) == 1, stage
+    assert value(samples, f"{histogram}_bucket", stage="execute", le="0.025") == 0
+    assert value(samples, f"{histogram}_bucket", stage="execute", le="0.05") == 1
+    assert value(samples, f"{histogram}_sum", stage="prepare") == pytest.approx(0.003)
+    # What a scrape has seen is not counted again; a negative (skewed) duration counts as zero.
+    node.stages.pre_prepared(2, at_ms=2_000.0)
+    node.stages.executed(2, proposed_ms=2_005, at_ms=2_001.0)
+    _, samples = await scrape(metrics_client)
+    assert value(samples, f"{histogram}_count", stage="pre_prepare") == 2
+    assert value(samples, f"{histogram}_bucket", stage="pre_prepare", le="0.001") == 2
+    assert value(samples, f"{histogram}_count", stage="execute") == 1  # 2 was not committed
+
+
 async def test_answers_openmetrics_when_asked(
     metrics_client: TestClient,  # type: ignore[type-arg]
 ) -> None:
@@ -223,6 +247,9 @@ def test_counters_follow_load_on_a_four_node_cluster(tmp_path: Path) -> None:
                 "millchain_consensus_block_interval_seconds_count",
             ):
                 assert value(after, name) > value(before, name), name
+            for stage in ("pre_prepare", "prepare", "commit", "execute"):
+                timed = "millchain_latency_stage_seconds_count"
+                assert value(after, timed, stage=stage) > value(before, timed, stage=stage)
             committed = value(after, "millchain_txs_committed_total")
             assert committed - value(before, "millchain_txs_committed_total") >= 12
             assert value(after, "millchain_consensus_height") == rows[0]["height"]

@@ -1,0 +1,135 @@
+"""Where a block's time goes on this node: when it reached each stage of the protocol, and the
+durations of the most recently committed blocks.
+
+A block's life on a validator, in the stages a latency breakdown needs:
+
+- `pre_prepare`: from the header timestamp (the primary's clock when it proposed the block) to
+  this node accepting the pre-prepare: the proposal's trip, and the wait for this node's loop.
+  On the primary it is about zero. The clocks of a local cluster are one clock; across machines
+  this stage also carries their skew (negative durations are kept as they are, not hidden).
+- `prepare`: from accepting the pre-prepare to being prepared (a quorum of prepares).
+- `commit`: from prepared to committed (a quorum of commits).
+- `execute`: from committed to executed and stored.
+
+Client batches have a stage of their own, `admission`: from the batch's arrival to its last
+transaction being admitted (the wait in the admission queue and the checks, signatures
+included), measured on the node the client sent it to.
+
+Only live commits are timed: blocks a node fetched while catching up have no stages. The record
+is bounded: marks of blocks that never commit here (a view change dropped them) are pruned once
+the chain has moved past them, and the summaries cover the last RECENT_MAX blocks and batches.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+BLOCK_STAGES = ("pre_prepare", "prepare", "commit", "execute")
+STAGES = ("admission", *BLOCK_STAGES)
+RECENT_MAX = 1_000
+# Marks kept for sequence numbers this far below the last executed one are dropped.
+MARKS_BEHIND_MAX = 64
+
+
+def clock_ms() -> float:
+    """Wall-clock milliseconds, as a float (header timestamps are wall-clock milliseconds)."""
+    return time.time() * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Timed:
+    """One stage's duration for one block or batch; `seq` orders what the metrics have seen."""
+
+    seq: int
+    stage: str
+    ms: float
+
+
+class StageClock:
+    """The stage marks of blocks in flight and the durations of recent blocks and batches."""
+
+    def __init__(self, recent_max: int = RECENT_MAX) -> None:
+        self._marks: dict[int, dict[str, float]] = {}
+        self._recent: dict[str, deque[float]] = {
+            stage: deque(maxlen=recent_max) for stage in STAGES
+        }
+        self._log: deque[Timed] = deque(maxlen=recent_max * len(STAGES))
+        self._logged = 0
+
+    def pre_prepared(self, seq: int, at_ms: float | None = None) -> None:
+        self._mark(seq, "pre_prepared", at_ms)
+
+    def prepared(self, seq: int, at_ms: float | None = None) -> None:
+        self._mark(seq, "prepared", at_ms)
+
+    def committed(self, seq: int, at_ms: float | None = None) -> None:
+        self._mark(seq, "committed", at_ms)
+
+    def _mark(self, seq: int, point: str, at_ms: float | None) -> None:
+        marks = self._marks.setdefault(seq, {})
+        # The first time counts: a retransmission or a view change does not restart a stage.
+        marks.setdefault(point, clock_ms() if at_ms is None else at_ms)
+
+    def executed(self, seq: int, proposed_ms: int, at_ms: float | None = None) -> dict[str, float]:
+        """Close block `seq` (header timestamp `proposed_ms`): record the durations of the
+        stages whose both ends were marked, and return them."""
+        now = clock_ms() if at_ms is None else at_ms
+        marks = self._marks.pop(seq, {})
+        points = [
+            ("pre_prepare", float(proposed_ms), marks.get("pre_prepared")),
+            ("prepare", marks.get("pre_prepared"), marks.get("prepared")),
+            ("commit", marks.get("prepared"), marks.get("committed")),
+            ("execute", marks.get("committed"), now),
+        ]
+        durations = {
+            stage: end - start
+            for stage, start, end in points
+            if start is not None and end is not None
+        }
+        for stage, ms in durations.items():
+            self._record(stage, ms)
+        for stale in [s for s in self._marks if s <= seq - MARKS_BEHIND_MAX]:
+            del self._marks[stale]
+        return durations
+
+    def admitted(self, arrived_ms: float, at_ms: float | None = None) -> None:
+        """A client batch that arrived at `arrived_ms` is admitted (every transaction decided)."""
+        self._record("admission", (clock_ms() if at_ms is None else at_ms) - arrived_ms)
+
+    def _record(self, stage: str, ms: float) -> None:
+        self._recent[stage].append(ms)
+        self._logged += 1
+        self._log.append(Timed(seq=self._logged, stage=stage, ms=ms))
+
+    def since(self, seq: int) -> Iterable[Timed]:
+        """Durations recorded after the one numbered `seq` (as far back as the log reaches)."""
+        return (timed for timed in self._log if timed.seq > seq)
+
+    @property
+    def last_seq(self) -> int:
+        return self._logged
+
+    @property
+    def in_flight(self) -> int:
+        """Blocks with marks that have not been executed here yet."""
+        return len(self._marks)
+
+    def summary(self) -> dict[str, dict[str, float | int | None]]:
+        """Per stage, over the recent blocks (or batches): how many, the median and the 90th
+        percentile in milliseconds (None when nothing was timed)."""
+        return {stage: _summarise(self._recent[stage]) for stage in STAGES}
+
+
+def _summarise(values: deque[float]) -> dict[str, float | int | None]:
+    if not values:
+        return {"count": 0, "p50_ms": None, "p90_ms": None}
+    ordered = sorted(values)
+    return {
+        "count": len(ordered),
+        "p50_ms": round(statistics.median(ordered), 2),
+        "p90_ms": round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 2),
+    }

@@ -1,0 +1,94 @@
+"""The stage clock: a block's stage durations come from the marks this node made for it, the
+first mark of a stage counts, blocks that never execute here do not pile up, and the summary
+and the metrics log cover what was timed."""
+
+from __future__ import annotations
+
+import pytest
+
+from node.stages import BLOCK_STAGES, MARKS_BEHIND_MAX, STAGES, StageClock
+
+
+def test_a_block_has_each_stage_between_consecutive_marks() -> None:
+    clock = StageClock()
+    clock.pre_prepared(7, at_ms=1_000.5)
+    clock.prepared(7, at_ms=1_004.0)
+    clock.committed(7, at_ms=1_010.0)
+    durations = clock.executed(7, proposed_ms=998, at_ms=1_030.0)
+    assert durations == {
+        "pre_prepare": pytest.approx(2.5),
+        "prepare": pytest.approx(3.5),
+        "commit": pytest.approx(6.0),
+        "execute": pytest.approx(20.0),
+    }
+    assert clock.in_flight == 0
+
+
+def test_the_first_mark_counts_when_a_stage_is_reached_again() -> None:
+    clock = StageClock()
+    clock.pre_prepared(3, at_ms=100.0)
+    clock.pre_prepared(3, at_ms=150.0)  # a retransmitted pre-prepare answered again
+    clock.prepared(3, at_ms=160.0)
+    clock.prepared(3, at_ms=400.0)
+    clock.committed(3, at_ms=170.0)
+    durations = clock.executed(3, proposed_ms=90, at_ms=171.0)
+    assert durations["prepare"] == pytest.approx(60.0)
+    assert durations["commit"] == pytest.approx(10.0)
+
+
+def test_stages_without_both_ends_are_left_out() -> None:
+    """A block this node committed without having prepared it here (it learnt the commit
+    certificate from the others) times only what it saw."""
+    clock = StageClock()
+    clock.committed(5, at_ms=50.0)
+    durations = clock.executed(5, proposed_ms=10, at_ms=58.0)
+    assert durations == {"execute": pytest.approx(8.0)}
+    summary = clock.summary()
+    assert summary["execute"]["count"] == 1
+    assert summary["prepare"] == {"count": 0, "p50_ms": None, "p90_ms": None}
+
+
+def test_clock_skew_shows_as_a_negative_pre_prepare() -> None:
+    clock = StageClock()
+    clock.pre_prepared(1, at_ms=1_000.0)
+    assert clock.executed(1, proposed_ms=1_004, at_ms=1_001.0)["pre_prepare"] == -4.0
+
+
+def test_marks_of_blocks_that_never_execute_here_are_dropped() -> None:
+    clock = StageClock()
+    for seq in range(1, 200):
+        clock.pre_prepared(seq, at_ms=float(seq))
+    clock.executed(199, proposed_ms=0, at_ms=500.0)
+    assert clock.in_flight == MARKS_BEHIND_MAX - 1  # 136..198 are recent enough to keep
+
+
+def test_the_summary_covers_the_most_recent_blocks_and_batches() -> None:
+    clock = StageClock(recent_max=10)
+    for seq in range(1, 31):
+        clock.pre_prepared(seq, at_ms=seq * 100.0)
+        clock.prepared(seq, at_ms=seq * 100.0 + seq)  # prepare lasts `seq` ms
+        clock.committed(seq, at_ms=seq * 100.0 + 50)
+        clock.executed(seq, proposed_ms=seq * 100, at_ms=seq * 100.0 + 60)
+    for ms in (5.0, 15.0, 25.0):
+        clock.admitted(arrived_ms=1_000.0, at_ms=1_000.0 + ms)
+    summary = clock.summary()
+    assert set(summary) == set(STAGES)
+    # Blocks 21..30 are the last ten: their prepares lasted 21..30 ms.
+    assert summary["prepare"] == {"count": 10, "p50_ms": 25.5, "p90_ms": 30.0}
+    assert summary["execute"] == {"count": 10, "p50_ms": 10.0, "p90_ms": 10.0}
+    assert summary["admission"] == {"count": 3, "p50_ms": 15.0, "p90_ms": 25.0}
+
+
+def test_the_log_hands_out_each_duration_once() -> None:
+    clock = StageClock()
+    clock.pre_prepared(1, at_ms=10.0)
+    clock.prepared(1, at_ms=11.0)
+    clock.committed(1, at_ms=12.0)
+    clock.executed(1, proposed_ms=9, at_ms=13.0)
+    first = list(clock.since(0))
+    assert [timed.stage for timed in first] == list(BLOCK_STAGES)
+    seen = clock.last_seq
+    clock.admitted(arrived_ms=0.0, at_ms=7.0)
+    later = list(clock.since(seen))
+    assert [(timed.stage, timed.ms) for timed in later] == [("admission", 7.0)]
+    assert list(clock.since(clock.last_seq)) == []
