@@ -26,6 +26,7 @@ class Mempool:
         self._by_sender: OrderedDict[bytes, dict[int, Transaction]] = OrderedDict()
         self._next: dict[bytes, int] = {}  # next nonce to cut per sender (past in-flight ones)
         self._in_flight: dict[bytes, Transaction] = {}
+        self._arrived_ms: dict[bytes, float] = {}  # when each one reached this node
 
     def _committed_nonce(self, sender: bytes) -> int:
         nonce = self._committed.get(sender)
@@ -49,9 +50,12 @@ class Mempool:
     def get(self, tx_hash: bytes) -> Transaction | None:
         return self._by_hash.get(tx_hash)
 
-    def add(self, tx: Transaction) -> None:
-        """Admit a verified transaction or raise a Rejection saying why not."""
+    def add(self, tx: Transaction, arrived_ms: float | None = None) -> None:
+        """Admit a verified transaction or raise a Rejection saying why not (`arrived_ms`: when
+        it reached this node, for the latency stages)."""
         self.check_room(tx)
+        if arrived_ms is not None:
+            self._arrived_ms[tx.hash] = arrived_ms
         pending = self._by_sender.get(tx.sender)
         if pending is None:
             pending = self._by_sender[tx.sender] = {}
@@ -88,6 +92,9 @@ class Mempool:
         while nonce in pending:
             nonce += 1
         return nonce
+
+    def arrived_ms(self, tx_hash: bytes) -> float | None:
+        return self._arrived_ms.get(tx_hash)
 
     def ready_count_at_least(self, count: int) -> bool:
         return len(self._by_hash) - len(self._in_flight) >= count
@@ -136,6 +143,7 @@ class Mempool:
 
     def _drop(self, tx: Transaction) -> None:
         self._in_flight.pop(tx.hash, None)
+        self._arrived_ms.pop(tx.hash, None)
         if self._by_hash.pop(tx.hash, None) is None:
             return
         pending = self._by_sender.get(tx.sender)

@@ -100,6 +100,7 @@ class _Admission:
     raws: list[Any]
     done: asyncio.Future[list[Transaction | Rejection]] | None
     outcomes: list[Transaction | Rejection] = field(default_factory=list)
+    arrived_ms: float = field(default_factory=clock_ms)
 
 
 def _classify(problem: str) -> tuple[str, int]:
@@ -224,6 +225,7 @@ class Node:
         self._wake_cutter = asyncio.Event()
         self._admissions: deque[_Admission] = deque()
         self._admission_backlog = 0  # transactions in _admissions not admitted yet
+        self._arriving_ms: float | None = None  # when the batch being admitted arrived
         self._admissions_ready = asyncio.Event()
         # A new primary proposes only once it has executed every block below its first
         # sequence number of the view: blocks the new view re-proposes, or that committed
@@ -436,10 +438,10 @@ class Node:
         done: asyncio.Future[list[Transaction | Rejection]] = (
             asyncio.get_running_loop().create_future()
         )
-        arrived_ms = clock_ms()
-        self._queue_admission(_Admission(raws=raws, done=done))
+        admission = _Admission(raws=raws, done=done)
+        self._queue_admission(admission)
         outcomes = await done
-        self.stages.admitted(arrived_ms)
+        self.stages.admitted(admission.arrived_ms)
         return outcomes
 
     @property
@@ -509,7 +511,7 @@ class Node:
             except SignatureError as exc:
                 self.counters.reject("bad_signature")
                 raise Rejection(f"bad signature: {exc}", status=401) from exc
-        self.mempool.add(tx)
+        self.mempool.add(tx, clock_ms() if self._arriving_ms is None else self._arriving_ms)
         self.mark_verified(tx)
         self.counters.txs_admitted += 1
         self._wake_cutter.set()
@@ -569,10 +571,15 @@ class Node:
                     outcomes: list[Transaction | Rejection] = [
                         Rejection(f"node halted: {self.halted}", status=503) for _ in part
                     ]
-                elif admission.done is None:
-                    outcomes = self._admit_forwarded(part)
                 else:
-                    outcomes = self.submit_many(part)
+                    self._arriving_ms = admission.arrived_ms
+                    try:
+                        if admission.done is None:
+                            outcomes = self._admit_forwarded(part)
+                        else:
+                            outcomes = self.submit_many(part)
+                    finally:
+                        self._arriving_ms = None
                 admission.outcomes.extend(outcomes)
                 self._admission_backlog -= len(part)
                 if len(admission.outcomes) == len(admission.raws):
@@ -757,6 +764,11 @@ class Node:
         primary) or prepare (a backup) once it accepted the proposal, its commit once prepared."""
         if getattr(message, "sender", None) != self.index:
             return
+        if isinstance(message, PrePrepare):
+            arrivals = [self.mempool.arrived_ms(tx.hash) for tx in message.block.txs]
+            known = [ms for ms in arrivals if ms is not None]
+            if known:
+                self.stages.arrived(message.seq, min(known))
         if isinstance(message, PrePrepare | Prepare):
             self.stages.pre_prepared(message.seq)
         elif isinstance(message, Commit):

@@ -3,6 +3,9 @@ durations of the most recently committed blocks.
 
 A block's life on a validator, in the stages a latency breakdown needs:
 
+- `propose` (the primary only): from the arrival here of the earliest of its transactions (in a
+  client's batch or forwarded by a peer) to its pre-prepare: the wait for admission, the checks,
+  and the wait for the block to be cut.
 - `pre_prepare`: from the header timestamp (the primary's clock when it proposed the block) to
   this node accepting the pre-prepare: the proposal's trip, and the wait for this node's loop.
   On the primary it is about zero. The clocks of a local cluster are one clock; across machines
@@ -28,7 +31,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-BLOCK_STAGES = ("pre_prepare", "prepare", "commit", "execute")
+BLOCK_STAGES = ("propose", "pre_prepare", "prepare", "commit", "execute")
 STAGES = ("admission", *BLOCK_STAGES)
 RECENT_MAX = 1_000
 # Marks kept for sequence numbers this far below the last executed one are dropped.
@@ -60,6 +63,10 @@ class StageClock:
         self._log: deque[Timed] = deque(maxlen=recent_max * len(STAGES))
         self._logged = 0
 
+    def arrived(self, seq: int, at_ms: float) -> None:
+        """The earliest of block `seq`'s transactions reached this node at `at_ms`."""
+        self._mark(seq, "arrived", at_ms)
+
     def pre_prepared(self, seq: int, at_ms: float | None = None) -> None:
         self._mark(seq, "pre_prepared", at_ms)
 
@@ -80,6 +87,7 @@ class StageClock:
         now = clock_ms() if at_ms is None else at_ms
         marks = self._marks.pop(seq, {})
         points = [
+            ("propose", marks.get("arrived"), marks.get("pre_prepared")),
             ("pre_prepare", float(proposed_ms), marks.get("pre_prepared")),
             ("prepare", marks.get("pre_prepared"), marks.get("prepared")),
             ("commit", marks.get("prepared"), marks.get("committed")),

@@ -41,7 +41,7 @@ def test_a_short_bench_commits_what_it_offers_and_reports_it(tmp_path: Path) -> 
     assert 0 < figures["latency_ms_p50"] <= figures["latency_ms_p99"]
     assert 0 < figures["fraction_of_bound"] < 1
     stages = figures["stages_ms_p50"]
-    assert set(stages) == {"admission", "pre_prepare", "prepare", "commit", "execute"}
+    assert set(stages) == {"admission", "propose", "pre_prepare", "prepare", "commit", "execute"}
     assert all(ms is not None and ms >= 0 for ms in stages.values()), stages
     assert stages["execute"] > 0 and stages["admission"] > 0
     assert plot.stat().st_size > 0

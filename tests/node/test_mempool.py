@@ -92,3 +92,22 @@ def test_returned_in_flight_transactions_can_be_cut_again() -> None:
     assert pool.cut(10) == []
     pool.return_in_flight()
     assert len(pool.cut(10)) == 1
+
+
+def test_arrival_times_live_as_long_as_their_transactions() -> None:
+    committed = {ALICE.public_key: 0}
+    pool = _pool(committed=committed)
+    first, second, stale = _tx(ALICE, 0), _tx(ALICE, 1), _tx(BOB, 0)
+    pool.add(first, arrived_ms=10.0)
+    pool.add(second, arrived_ms=12.5)
+    pool.add(stale)  # no arrival given: none kept
+    with pytest.raises(Duplicate):
+        pool.add(first, arrived_ms=99.0)  # a refused duplicate leaves the first arrival alone
+    assert pool.arrived_ms(first.hash) == 10.0
+    assert pool.arrived_ms(stale.hash) is None
+    pool.cut(10)
+    assert pool.arrived_ms(second.hash) == 12.5  # cut but not committed: still pending
+    committed[ALICE.public_key] = 2
+    pool.remove_committed([first])  # second's nonce is now used too: it leaves with it
+    assert pool.arrived_ms(first.hash) is None
+    assert pool.arrived_ms(second.hash) is None

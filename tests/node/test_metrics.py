@@ -247,7 +247,7 @@ def test_counters_follow_load_on_a_four_node_cluster(tmp_path: Path) -> None:
                 "millchain_consensus_block_interval_seconds_count",
             ):
                 assert value(after, name) > value(before, name), name
-            for stage in ("pre_prepare", "prepare", "commit", "execute"):
+            for stage in ("propose", "pre_prepare", "prepare", "commit", "execute"):
                 timed = "millchain_latency_stage_seconds_count"
                 assert value(after, timed, stage=stage) > value(before, timed, stage=stage)
             committed = value(after, "millchain_txs_committed_total")

@@ -11,11 +11,13 @@ from node.stages import BLOCK_STAGES, MARKS_BEHIND_MAX, STAGES, StageClock
 
 def test_a_block_has_each_stage_between_consecutive_marks() -> None:
     clock = StageClock()
+    clock.arrived(7, at_ms=980.0)
     clock.pre_prepared(7, at_ms=1_000.5)
     clock.prepared(7, at_ms=1_004.0)
     clock.committed(7, at_ms=1_010.0)
     durations = clock.executed(7, proposed_ms=998, at_ms=1_030.0)
     assert durations == {
+        "propose": pytest.approx(20.5),
         "pre_prepare": pytest.approx(2.5),
         "prepare": pytest.approx(3.5),
         "commit": pytest.approx(6.0),
@@ -37,8 +39,8 @@ def test_the_first_mark_counts_when_a_stage_is_reached_again() -> None:
 
 
 def test_stages_without_both_ends_are_left_out() -> None:
-    """A block this node committed without having prepared it here (it learnt the commit
-    certificate from the others) times only what it saw."""
+    """A backup has no `propose` stage; a block this node committed without having prepared it
+    here (it learnt the commit certificate from the others) times only what it saw."""
     clock = StageClock()
     clock.committed(5, at_ms=50.0)
     durations = clock.executed(5, proposed_ms=10, at_ms=58.0)
@@ -81,6 +83,7 @@ def test_the_summary_covers_the_most_recent_blocks_and_batches() -> None:
 
 def test_the_log_hands_out_each_duration_once() -> None:
     clock = StageClock()
+    clock.arrived(1, at_ms=5.0)
     clock.pre_prepared(1, at_ms=10.0)
     clock.prepared(1, at_ms=11.0)
     clock.committed(1, at_ms=12.0)
