@@ -10,8 +10,9 @@ First the maximum: the median committed tx/s of --runs unpaced bench runs (or --
 measured before, e.g. by scripts/perf_table.py). Then one point per fraction of it: bench runs
 offering that many tx/s (open loop), each on a fresh cluster in a child process, the median of
 --runs. Prints the points and the latency at half the maximum, against issue 7's target
-(p50 <= 50 ms and p99 <= 250 ms there); plots committed tx/s and p50/p99 latency (log scale)
-against offered load; writes every point and run as JSON.
+(p50 <= 50 ms and p99 <= 250 ms there), and where the time went at each point: the nodes' stage
+times (node/stages.py) as each bench run reports them; plots committed tx/s and p50/p99 latency
+(log scale) against offered load; writes every point and run as JSON.
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ from cli.bench_runs import (
     fractions,
     machine,
     machine_line,
+    median_of,
     positive_float,
     positive_int,
     run_bench,
     spread,
     summarise,
 )
+from node.stages import STAGES
 
 FRACTIONS_DEFAULT = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.2)
 HALF = 0.5
@@ -107,6 +110,33 @@ def points_table(points: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def stages_table(points: Sequence[dict[str, Any]]) -> str:
+    """Per point, the median over its runs of each stage's time (ms) and of the p50 latency."""
+    headings = ["fraction", "offered tx/s", *STAGES, "p50 latency"]
+    lines = [
+        "| " + " | ".join(headings) + " |",
+        "|" + "|".join("---:" for _ in headings) + "|",
+    ]
+    for point in points:
+        stages = point["stages_ms_p50"]
+        cells = [
+            f"{point['fraction']:g}",
+            f"{point['offered_tx_per_s']:,.0f}",
+            *("n/a" if stages[stage] is None else f"{stages[stage]:,.1f}" for stage in STAGES),
+            spread(point, "latency_ms_p50"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def stage_medians(runs: Sequence[dict[str, Any]]) -> dict[str, float | None]:
+    """Each stage's median over the runs that timed it (a bench run's `stages_ms_p50`)."""
+    return {
+        stage: median_of([(run.get("stages_ms_p50") or {}).get(stage) for run in runs])
+        for stage in STAGES
+    }
+
+
 def measure_max(
     settings: BenchSettings, runs: int, workdir: Path, progress: Callable[[str], None]
 ) -> dict[str, Any]:
@@ -153,6 +183,7 @@ def measure_points(
                 "fraction": fraction,
                 "offered_tx_per_s": rate,
                 **summarise(figures),
+                "stages_ms_p50": stage_medians(figures),
                 "runs": figures,
             }
         )
@@ -261,10 +292,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     title = f"millchain, n = {args.nodes}: latency against offered load"
     write_curve(points, max_tx_per_s, args.png, title=title)
     table = points_table(points)
+    stages = stages_table(points)
     verdict = verdict_at_half(half)
     print(
         f"\nmedians of {args.runs} run(s) of {args.duration:g} s each per point; min-max in "
-        f"parentheses\n\n{table}\n\n{verdict}\nmachine: {machine_line(info)}"
+        f"parentheses\n\n{table}\n\n{verdict}\n\nwhere the time went (ms, the median over "
+        f"the nodes of each stage's p50; propose is the primary's):\n\n{stages}\n"
+        f"machine: {machine_line(info)}"
     )
     report = {
         "machine": info,
@@ -281,6 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "at_half_max": half,
         "targets_at_half_max": {"latency_ms_p50": P50_TARGET_MS, "latency_ms_p99": P99_TARGET_MS},
         "table": table,
+        "stages_table": stages,
         "verdict": verdict,
     }
     args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -123,6 +123,31 @@ def test_unpaced_runs_that_commit_nothing_give_no_maximum(
         latency_curve.measure_max(BenchSettings(nodes=4, duration_s=2), 1, tmp_path, print)
 
 
+def test_stages_are_the_medians_over_runs_of_what_each_timed() -> None:
+    runs = [
+        {"stages_ms_p50": {"admission": 10.0, "propose": 20.0, "execute": 5.0}},
+        {"stages_ms_p50": {"admission": 30.0, "propose": None, "execute": 7.0}},
+        {"stages_ms_p50": {"admission": 20.0, "propose": 40.0, "execute": 6.0}},
+        {},  # a run from before the nodes timed stages
+    ]
+    stages = latency_curve.stage_medians(runs)
+    assert stages["admission"] == 20.0
+    assert stages["propose"] == 30.0
+    assert stages["execute"] == 6.0
+    assert stages["commit"] is None
+    point = {
+        "fraction": 0.5,
+        "offered_tx_per_s": 500.0,
+        "stages_ms_p50": stages,
+        "median": {"latency_ms_p50": 90.0},
+        "min": {"latency_ms_p50": 80.0},
+        "max": {"latency_ms_p50": 95.0},
+    }
+    table = latency_curve.stages_table([point]).splitlines()
+    assert table[0].startswith("| fraction | offered tx/s | admission | propose |")
+    assert table[2] == "| 0.5 | 500 | 20.0 | 30.0 | n/a | n/a | n/a | 6.0 | 90 (80-95) |"
+
+
 # memory_run
 
 
@@ -279,6 +304,10 @@ def test_a_tiny_latency_curve_draws_its_points(tmp_path: Path) -> None:
         assert 0 < median["latency_ms_p50"] <= median["latency_ms_p99"]
     assert report["at_half_max"]["fraction"] == 0.5
     assert "latency at half the maximum (200 tx/s offered" in result.stdout
+    for point in report["points"]:
+        assert point["stages_ms_p50"]["execute"] > 0
+    assert "| 0.5 | 200 |" in report["stages_table"]
+    assert "where the time went" in result.stdout
 
 
 @pytest.mark.slow
