@@ -4,7 +4,8 @@ Load comes from pre-signed transactions (signing is not part of what is measured
 one worker per sender so every sender's nonces arrive in order (cli/bench_load.py). A watcher
 follows the chain on one node and stamps each transaction when it sees it committed; latency is
 that stamp minus the submit stamp. The machine's ed25519 verification rate is measured in the
-same run, so throughput can be read against what signature checks allow.
+same run, so throughput can be read against what signature checks allow. After the run every
+node's stage times (node/stages.py, on /status) say where the latency went.
 """
 
 from __future__ import annotations
@@ -254,7 +255,8 @@ def bench(
     directory: Path | None,
     plot_file: Path,
 ) -> None:
-    """Offer load from pre-signed transactions; print committed tx/s and commit latency."""
+    """Offer load from pre-signed transactions; print committed tx/s, commit latency and the
+    time spent in each stage (admission, propose, the three phases, execution)."""
     rate = verify_rate()
     console.print(f"ed25519 verify rate: {rate:,.0f} /s on one core")
     if directory is None:
