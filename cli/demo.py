@@ -111,6 +111,16 @@ async def _run_workload(layout: ClusterDir, txs: list[Transaction], names: list[
     return time.monotonic() - started
 
 
+async def _stages_line(layout: ClusterDir, name: str) -> str:
+    """Where the blocks' time went on node `name` (its /status stages, node/stages.py)."""
+    async with NodeClient(layout.config(name).url) as client:
+        stages = (await client.status())["stages"]
+    timed = {stage: values for stage, values in stages.items() if values["p50_ms"] is not None}
+    blocks = max((values["count"] for values in timed.values()), default=0)
+    parts = ", ".join(f"{stage} {values['p50_ms']:.1f}" for stage, values in timed.items())
+    return f"where a block's time went on {name} (p50 over {blocks} blocks, ms): {parts}"
+
+
 async def _time_to_next_commit(layout: ClusterDir, names: list[str], height: int) -> float:
     """Seconds until any of `names` commits above `height` (bounded at 60 s)."""
     started = time.monotonic()
@@ -189,6 +199,7 @@ def demo(tx_count: int, keep: bool, scenario_hours: int) -> None:
             f"{half} transactions committed in {elapsed:.1f} s "
             f"({half / elapsed:.0f} tx/s end to end, one client per sender, in order)"
         )
+        console.print(asyncio.run(_stages_line(layout, layout.node_names()[0])))
         _show_cluster(layout, "every node at the same head and state")
         _failover(layout, txs[half:])
         _show_cluster(layout, "all four nodes agree again")
