@@ -159,6 +159,7 @@ def _status_row(status: dict[str, Any]) -> dict[str, Any]:
     counters = status.get("counters") or {}
     row["view_changes"] = counters.get("view_changes")
     row["txs_committed"] = counters.get("txs_committed")
+    row["stages"] = status.get("stages")  # where a block's time goes here (node/stages.py)
     return row
 
 

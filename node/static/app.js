@@ -82,8 +82,29 @@ function nodeCard(row) {
       { class: "muted small" },
       alive ? `last commit ${age(row.last_commit_ms)}` : `not answering since ${clock(app.downSince.get(row.name))}`,
     ),
+    alive ? el("div", { class: "muted small", "data-field": "stages", title: STAGES_TITLE }, stagesText(row.stages)) : null,
     el("div", { class: "muted small mono" }, row.url || ""),
   );
+}
+
+// A block's stages on a node, as its /status reports them (p50 over its recent blocks).
+const BLOCK_STAGES = [
+  ["propose", "propose"],
+  ["pre_prepare", "pre-prepare"],
+  ["prepare", "prepare"],
+  ["commit", "commit"],
+  ["execute", "execute"],
+];
+const STAGES_TITLE =
+  "Median time a block spent in each stage on this node, over its last 1,000 blocks: propose " +
+  "(primary only: its earliest transaction's arrival to the proposal), pre-prepare (the " +
+  "proposal's trip), prepare, commit, execute.";
+
+function stagesText(stages) {
+  const parts = BLOCK_STAGES.filter(([key]) => stages?.[key]?.p50_ms != null).map(
+    ([key, label]) => `${label} ${stages[key].p50_ms.toFixed(1)}`,
+  );
+  return parts.length ? `block p50 ms: ${parts.join(" \u00b7 ")}` : "no blocks timed yet";
 }
 
 let clusterInFlight = false;

@@ -19,6 +19,7 @@ from cli.layout import init_cluster
 from node.api import create_app
 from node.explorer import EXPLORER_KEY, chain_views, setup_explorer
 from node.service import Node
+from node.stages import STAGES
 from node.storage import Storage
 from tests.browser.blocks import commit_empty_blocks
 from tests.node.conftest import CHAIN_ID, make_setup
@@ -78,6 +79,9 @@ async def test_cluster_shows_this_node_up_and_unreachable_validators_down(client
     assert rows["node1"]["alive"] and rows["node1"]["self"]
     assert rows["node1"]["height"] == 0
     assert rows["node1"]["primary_name"] == "node0"
+    # Where a block's time goes, as /status has it; nothing committed here yet.
+    assert set(rows["node1"]["stages"]) == set(STAGES)
+    assert all(stage["count"] == 0 for stage in rows["node1"]["stages"].values())
     for name in ("node0", "node2", "node3"):
         assert rows[name]["alive"] is False
         assert rows[name]["error"]

@@ -63,6 +63,14 @@ async def shows_new_blocks(page: Page, layout: ClusterDir, url: str) -> str:
     )
     detail = await page.evaluate("document.getElementById('block-detail').innerText")
     assert "inventory.receive" in detail and "Commit certificate".lower() in detail.lower()
+    # Each card says where a block's time went on its node; the primary also times proposing.
+    stages = 'document.querySelector(\'.node-card[data-node="{}"] [data-field="stages"]\')'
+    await page.wait_for(
+        f"{stages.format('node0')}?.innerText.includes('propose')",
+        what="the primary's stages on its card",
+    )
+    backup = await page.evaluate(f"{stages.format('node2')}.innerText")
+    assert backup.startswith("block p50 ms: pre-prepare") and "execute" in backup, backup
     await page.screenshot(SCREENSHOTS / "01-new-blocks.png")
     return tx_hash
 
