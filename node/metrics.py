@@ -314,8 +314,8 @@ class NodeMetrics:
         self.block_intervals = BlockIntervals(histogram, start_height=node.storage.head().height)
         stages = Histogram(
             "latency_stage_seconds",
-            "Time blocks spent in each stage here (pre_prepare, prepare, commit, execute) and "
-            "client batches in admission.",
+            "Time blocks spent in each stage here (propose on the primary, pre_prepare, "
+            "prepare, commit, execute) and client batches in admission.",
             labelnames=["stage"],
             namespace=NAMESPACE,
             buckets=STAGE_BUCKETS_S,

@@ -225,7 +225,6 @@ class Node:
         self._wake_cutter = asyncio.Event()
         self._admissions: deque[_Admission] = deque()
         self._admission_backlog = 0  # transactions in _admissions not admitted yet
-        self._arriving_ms: float | None = None  # when the batch being admitted arrived
         self._admissions_ready = asyncio.Event()
         # A new primary proposes only once it has executed every block below its first
         # sequence number of the view: blocks the new view re-proposes, or that committed
@@ -454,7 +453,9 @@ class Node:
         self._admission_backlog += len(admission.raws)
         self._admissions_ready.set()
 
-    def submit_many(self, raws: Sequence[Any]) -> list[Transaction | Rejection]:
+    def submit_many(
+        self, raws: Sequence[Any], arrived_ms: float | None = None
+    ) -> list[Transaction | Rejection]:
         """Admit a client's batch: each transaction on its own (one bad one does not spoil the
         rest); the admitted ones are forwarded together. Returns each one's outcome in order."""
         self._check_running()
@@ -467,7 +468,7 @@ class Node:
                     outcomes.append(Rejection("each transaction must be msgpack bytes"))
                     continue
                 try:
-                    outcomes.append(self._admit(raw))
+                    outcomes.append(self._admit(raw, arrived_ms))
                 except Rejection as exc:
                     outcomes.append(exc)
                     continue
@@ -476,7 +477,8 @@ class Node:
             self.peers.forward_txs(admitted)
         return outcomes
 
-    def _admit(self, raw: bytes) -> Transaction:
+    def _admit(self, raw: bytes, arrived_ms: float | None = None) -> Transaction:
+        """Admit one transaction (`arrived_ms`: when its batch reached this node; now if None)."""
         self._check_running()
         try:
             tx = Transaction.from_wire(raw, bytes_max=self.params.tx_bytes_max)
@@ -511,7 +513,7 @@ class Node:
             except SignatureError as exc:
                 self.counters.reject("bad_signature")
                 raise Rejection(f"bad signature: {exc}", status=401) from exc
-        self.mempool.add(tx, clock_ms() if self._arriving_ms is None else self._arriving_ms)
+        self.mempool.add(tx, clock_ms() if arrived_ms is None else arrived_ms)
         self.mark_verified(tx)
         self.counters.txs_admitted += 1
         self._wake_cutter.set()
@@ -571,15 +573,10 @@ class Node:
                     outcomes: list[Transaction | Rejection] = [
                         Rejection(f"node halted: {self.halted}", status=503) for _ in part
                     ]
+                elif admission.done is None:
+                    outcomes = self._admit_forwarded(part, admission.arrived_ms)
                 else:
-                    self._arriving_ms = admission.arrived_ms
-                    try:
-                        if admission.done is None:
-                            outcomes = self._admit_forwarded(part)
-                        else:
-                            outcomes = self.submit_many(part)
-                    finally:
-                        self._arriving_ms = None
+                    outcomes = self.submit_many(part, admission.arrived_ms)
                 admission.outcomes.extend(outcomes)
                 self._admission_backlog -= len(part)
                 if len(admission.outcomes) == len(admission.raws):
@@ -588,7 +585,7 @@ class Node:
                         admission.done.set_result(admission.outcomes)
                 await asyncio.sleep(0)
 
-    def _admit_forwarded(self, raws: list[Any]) -> list[Transaction | Rejection]:
+    def _admit_forwarded(self, raws: list[Any], arrived_ms: float) -> list[Transaction | Rejection]:
         outcomes: list[Transaction | Rejection] = []
         with self.storage.batch():
             for raw in raws:
@@ -597,7 +594,7 @@ class Node:
                     outcomes.append(Rejection("a forwarded transaction must be bytes"))
                     continue
                 try:
-                    outcomes.append(self._admit(raw))
+                    outcomes.append(self._admit(raw, arrived_ms))
                 except Rejection as exc:
                     outcomes.append(exc)  # counted by _admit; a forwarded duplicate is normal
         return outcomes
