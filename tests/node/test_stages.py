@@ -9,13 +9,22 @@ import pytest
 from node.stages import BLOCK_STAGES, MARKS_BEHIND_MAX, STAGES, StageClock
 
 
+def time_block(
+    clock: StageClock, seq: int, proposed_ms: int, marks: tuple[float, float, float, float, float]
+) -> dict[str, float]:
+    """Take block `seq` through every stage: arrived, pre-prepared, prepared, committed and
+    executed at the times in `marks`."""
+    arrived, pre_prepared, prepared, committed, executed = marks
+    clock.arrived(seq, at_ms=arrived)
+    clock.pre_prepared(seq, at_ms=pre_prepared)
+    clock.prepared(seq, at_ms=prepared)
+    clock.committed(seq, at_ms=committed)
+    return clock.executed(seq, proposed_ms=proposed_ms, at_ms=executed)
+
+
 def test_a_block_has_each_stage_between_consecutive_marks() -> None:
     clock = StageClock()
-    clock.arrived(7, at_ms=980.0)
-    clock.pre_prepared(7, at_ms=1_000.5)
-    clock.prepared(7, at_ms=1_004.0)
-    clock.committed(7, at_ms=1_010.0)
-    durations = clock.executed(7, proposed_ms=998, at_ms=1_030.0)
+    durations = time_block(clock, 7, 998, (980.0, 1_000.5, 1_004.0, 1_010.0, 1_030.0))
     assert durations == {
         "propose": pytest.approx(20.5),
         "pre_prepare": pytest.approx(2.5),
@@ -83,11 +92,7 @@ def test_the_summary_covers_the_most_recent_blocks_and_batches() -> None:
 
 def test_the_log_hands_out_each_duration_once() -> None:
     clock = StageClock()
-    clock.arrived(1, at_ms=5.0)
-    clock.pre_prepared(1, at_ms=10.0)
-    clock.prepared(1, at_ms=11.0)
-    clock.committed(1, at_ms=12.0)
-    clock.executed(1, proposed_ms=9, at_ms=13.0)
+    time_block(clock, 1, 9, (5.0, 10.0, 11.0, 12.0, 13.0))
     first = list(clock.since(0))
     assert [timed.stage for timed in first] == list(BLOCK_STAGES)
     seen = clock.last_seq
