@@ -4,6 +4,14 @@ Transactions are deduplicated by hash and kept per sender in nonce order. Only a
 consecutive nonces starting at the sender's next nonce is ready to be cut into a block; a
 transaction with a gap waits for the one before it. Senders are served round-robin in order of
 arrival, so one busy sender cannot starve the others.
+
+Gaps happen: a full pool (or a full admission queue) refuses part of a forwarded batch and takes
+the rest later, so a node can hold a sender's later nonces without an earlier one. Two rules keep
+that from stalling the chain. Transactions that would wait behind a missing nonce may fill the
+pool only up to `capacity - gap_reserve`, so the ones that fill the gaps always find room. And
+`stalled` names the senders that have not moved on for a while although this node holds their
+next transaction: the node asks the primary how far it holds each one's run, and sends it what it
+lacks.
 """
 
 from __future__ import annotations
@@ -15,11 +23,16 @@ from ledger.tx import Transaction
 from node.errors import Duplicate, MempoolFull
 
 NONCE_AHEAD_MAX = 1024
+# The share of the pool kept for transactions that extend a sender's ready run.
+GAP_RESERVE_FRACTION = 0.1
+STALL_BACKOFF_MAX = 8
+PENDING_QUERY_MAX = 1024  # senders in one /peer/pending query (node/api.py)
 
 
 class Mempool:
     def __init__(self, *, capacity: int, committed_nonce: Callable[[bytes], int]) -> None:
         self.capacity = capacity
+        self.gap_reserve = max(1, int(capacity * GAP_RESERVE_FRACTION))
         self._load_nonce = committed_nonce
         self._committed: dict[bytes, int] = {}  # cache of committed next nonces, per sender
         self._by_hash: dict[bytes, Transaction] = {}
@@ -27,12 +40,28 @@ class Mempool:
         self._next: dict[bytes, int] = {}  # next nonce to cut per sender (past in-flight ones)
         self._in_flight: dict[bytes, Transaction] = {}
         self._arrived_ms: dict[bytes, float] = {}  # when each one reached this node
+        # Per sender with pending transactions: the first nonce missing from the consecutive
+        # run that starts at its committed nonce (every nonce below it, from there, is pending).
+        self._run_end: dict[bytes, int] = {}
+        # Per sender: its committed nonce when last seen, since when, and how long to wait
+        # before naming it (again) as stalled (see `stalled`).
+        self._seen: dict[bytes, tuple[int, float, float]] = {}
 
     def _committed_nonce(self, sender: bytes) -> int:
         nonce = self._committed.get(sender)
         if nonce is None:
             nonce = self._committed[sender] = self._load_nonce(sender)
         return nonce
+
+    def _ready_end(self, sender: bytes) -> int:
+        end = self._run_end.get(sender)
+        return self._committed_nonce(sender) if end is None else end
+
+    def _extend_run(self, sender: bytes, pending: dict[int, Transaction], start: int) -> None:
+        end = start
+        while end in pending:
+            end += 1
+        self._run_end[sender] = end
 
     def has_ready(self) -> bool:
         """Whether some sender's next transaction is waiting (a block could be cut)."""
@@ -61,6 +90,11 @@ class Mempool:
             pending = self._by_sender[tx.sender] = {}
         pending[tx.nonce] = tx
         self._by_hash[tx.hash] = tx
+        end = self._ready_end(tx.sender)
+        if tx.nonce == end:
+            self._extend_run(tx.sender, pending, end + 1)
+        else:
+            self._run_end[tx.sender] = end
 
     def check_room(self, tx: Transaction) -> None:
         """Raise the Rejection `add` would raise, without adding: the node asks before it spends
@@ -82,16 +116,20 @@ class Mempool:
         pending = self._by_sender.get(tx.sender)
         if pending is not None and tx.nonce in pending:
             raise Duplicate(f"nonce {tx.nonce} of this sender is already pending in another tx")
-        if len(self._by_hash) >= self.capacity:
+        size = len(self._by_hash)
+        if size >= self.capacity:
             raise MempoolFull(f"mempool is full ({self.capacity} transactions); retry later")
+        if size >= self.capacity - self.gap_reserve:
+            missing = self._ready_end(tx.sender)
+            if tx.nonce > missing:
+                raise MempoolFull(
+                    f"mempool is nearly full and nonce {tx.nonce} would wait behind nonce "
+                    f"{missing}, which this node does not hold; send that one first"
+                )
 
     def next_nonce(self, sender: bytes) -> int:
         """The nonce a client should use next: past every consecutive pending one."""
-        nonce = self._committed_nonce(sender)
-        pending = self._by_sender.get(sender, {})
-        while nonce in pending:
-            nonce += 1
-        return nonce
+        return self._ready_end(sender)
 
     def arrived_ms(self, tx_hash: bytes) -> float | None:
         return self._arrived_ms.get(tx_hash)
@@ -133,8 +171,46 @@ class Mempool:
                     self._drop(pending[nonce])
             if self._next.get(sender, committed) < committed:
                 self._next[sender] = committed
+            if pending is not None and sender in self._by_sender:
+                self._extend_run(sender, pending, max(self._ready_end(sender), committed))
             if sender not in self._by_sender:
                 self._committed.pop(sender, None)  # keep the cache as small as the pool
+
+    def stalled(self, now_ms: float, after_ms: float) -> list[bytes]:
+        """Senders whose committed nonce has not moved for `after_ms` while this pool held their
+        next transaction. A sender still stuck is named again after twice the previous wait, up
+        to STALL_BACKOFF_MAX times `after_ms`; progress starts it over.
+
+        Under load a sender's turn comes round every few blocks and the primary may simply not
+        have reached it; but a primary that lacks the sender's next transaction will never
+        propose the ones after it. The node asks the primary how far it holds each stalled
+        sender's run and sends what it lacks (`run_from`)."""
+        senders: list[bytes] = []
+        for sender, pending in self._by_sender.items():
+            committed = self._committed_nonce(sender)
+            if committed not in pending:
+                self._seen.pop(sender, None)
+                continue
+            seen = self._seen.get(sender)
+            if seen is None or seen[0] != committed:
+                self._seen[sender] = (committed, now_ms, after_ms)
+                continue
+            _, since, wait_ms = seen
+            if now_ms - since < wait_ms:
+                continue
+            self._seen[sender] = (committed, now_ms, min(wait_ms * 2, after_ms * STALL_BACKOFF_MAX))
+            senders.append(sender)
+        return senders
+
+    def run_from(self, sender: bytes, nonce: int, txs_max: int) -> list[Transaction]:
+        """Up to `txs_max` of the sender's pending transactions with consecutive nonces from
+        `nonce` (none if that one is not pending)."""
+        pending = self._by_sender.get(sender, {})
+        run: list[Transaction] = []
+        while nonce in pending and len(run) < txs_max:
+            run.append(pending[nonce])
+            nonce += 1
+        return run
 
     def return_in_flight(self) -> None:
         """Forget what was cut but not committed (after a view change) so it can be cut again."""
@@ -152,3 +228,5 @@ class Mempool:
             if not pending:
                 del self._by_sender[tx.sender]
                 self._next.pop(tx.sender, None)
+                self._run_end.pop(tx.sender, None)
+                self._seen.pop(tx.sender, None)

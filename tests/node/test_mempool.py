@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from ledger.crypto import KeyPair
 from ledger.tx import Transaction
 from node.errors import Duplicate, MempoolFull
-from node.mempool import NONCE_AHEAD_MAX, Mempool
+from node.mempool import NONCE_AHEAD_MAX, STALL_BACKOFF_MAX, Mempool
 
 
 def _tx(keys: KeyPair, nonce: int) -> Transaction:
@@ -111,3 +113,68 @@ def test_arrival_times_live_as_long_as_their_transactions() -> None:
     pool.remove_committed([first])  # second's nonce is now used too: it leaves with it
     assert pool.arrived_ms(first.hash) is None
     assert pool.arrived_ms(second.hash) is None
+
+
+def test_next_nonce_follows_the_consecutive_run_through_gaps_filled_late() -> None:
+    committed = {ALICE.public_key: 5}
+    pool = _pool(committed=committed)
+    for nonce in (7, 5, 9):
+        pool.add(_tx(ALICE, nonce))
+    assert pool.next_nonce(ALICE.public_key) == 6
+    pool.add(_tx(ALICE, 6))  # fills the gap: the run reaches past 7
+    assert pool.next_nonce(ALICE.public_key) == 8
+    batch = pool.cut(10)
+    assert [tx.nonce for tx in batch] == [5, 6, 7]
+    committed[ALICE.public_key] = 8
+    pool.remove_committed(batch)
+    assert pool.next_nonce(ALICE.public_key) == 8
+    assert pool.next_nonce(BOB.public_key) == 0
+
+
+def test_transactions_behind_a_gap_leave_room_for_the_ones_that_fill_it() -> None:
+    pool = _pool(capacity=20)  # 2 places kept for transactions that extend a ready run
+    assert pool.gap_reserve == 2
+    for nonce in range(1, 19):  # nonce 0 is missing: none of these is ready
+        pool.add(_tx(ALICE, nonce))
+    with pytest.raises(MempoolFull, match="behind nonce 0"):
+        pool.add(_tx(ALICE, 19))
+    with pytest.raises(MempoolFull, match="nonce 1 would wait behind nonce 0"):
+        pool.add(_tx(BOB, 1))
+    pool.add(_tx(ALICE, 0))  # the gap is filled although the pool is nearly full
+    pool.add(_tx(BOB, 0))
+    assert len(pool) == 20
+    assert len(pool.cut(100)) == 20
+    with pytest.raises(MempoolFull, match="is full"):
+        pool.add(_tx(BOB, 1))
+
+
+def test_a_sender_is_named_stalled_once_its_nonce_stops_moving_then_ever_less_often() -> None:
+    committed: dict[bytes, int] = {}
+    pool = _pool(committed=committed)
+    pool.add(_tx(ALICE, 0))
+    pool.add(_tx(ALICE, 1))
+    pool.add(_tx(BOB, 3))  # not ready here: nothing this node could send
+    assert pool.stalled(0, after_ms=1000) == []  # first sight starts the clock
+    assert pool.stalled(999, after_ms=1000) == []
+    assert pool.stalled(1000, after_ms=1000) == [ALICE.public_key]
+    assert pool.stalled(2999, after_ms=1000) == []  # then twice the wait...
+    assert pool.stalled(3000, after_ms=1000) == [ALICE.public_key]
+    assert pool.stalled(6999, after_ms=1000) == []  # ...and twice again
+    assert pool.stalled(7000, after_ms=1000) == [ALICE.public_key]
+    batch = pool.cut(1)
+    committed[ALICE.public_key] = 1
+    pool.remove_committed(batch)  # progress starts it over
+    assert pool.stalled(7100, after_ms=1000) == []
+    assert pool.stalled(8100, after_ms=1000) == [ALICE.public_key]
+    assert [tx.nonce for tx in pool.run_from(ALICE.public_key, 1, 10)] == [1]
+    assert pool.run_from(ALICE.public_key, 2, 10) == []
+    assert pool.run_from(BOB.public_key, 3, 10)[0].nonce == 3
+
+
+def test_the_wait_between_stalls_stops_growing() -> None:
+    pool = _pool()
+    pool.add(_tx(ALICE, 0))
+    pool.stalled(0, after_ms=100)
+    named = [t for t in range(0, 10_000, 50) if pool.stalled(t, after_ms=100)]
+    gaps = [b - a for a, b in itertools.pairwise(named)]
+    assert gaps[-1] == 100 * STALL_BACKOFF_MAX
