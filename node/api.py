@@ -17,6 +17,9 @@ Client API (JSON answers; errors are {"error": message} with a 4xx or 503 status
   GET  /events/{subject}        the history of one subject (an item, an order, a machine)
 Peer API:
   POST /peer/batch              {"sender", "messages": [...], "txs": [...]} (msgpack)
+  POST /peer/pending            {"senders": [public key, ...]} -> {"next_nonces": [...],
+                                "admission_queue"}: the first nonce of each sender missing
+                                here, and the transactions waiting for admission (msgpack)
   GET  /peer/blocks?from=&to=   certified blocks for catching up (msgpack)
   GET  /peer/history?from=&to=  certified blocks with their receipts and write sets, and the
                                 stable checkpoint proofs among them (msgpack, node/history.py)
@@ -45,7 +48,7 @@ import msgpack
 from aiohttp import web
 
 from contracts.errors import ContractError
-from ledger.encoding import decode
+from ledger.encoding import decode, encode
 from ledger.errors import EncodingError
 from ledger.tx import jsonable
 from node import pause
@@ -54,6 +57,7 @@ from node.explorer import setup_explorer
 from node.faults import FaultSpecError, LinkFaults
 from node.history import encode_history
 from node.limits import ApiLimits, RateLimited, RateLimiter, token_matches
+from node.mempool import PENDING_QUERY_MAX
 from node.metrics import setup_metrics
 from node.openapi import (
     BLOCK_LIST_MAX,
@@ -147,6 +151,7 @@ def create_app(node: Node, limits: ApiLimits | None = None) -> web.Application:
             web.get("/state/{contract}/{path:.*}", get_state),
             web.get("/events/{subject}", get_events),
             web.post("/peer/batch", peer_batch),
+            web.post("/peer/pending", peer_pending),
             web.get("/peer/blocks", peer_blocks),
             web.get("/peer/history", peer_history),
             web.get("/admin/pause", admin_pause_status),
@@ -356,6 +361,29 @@ async def peer_batch(request: web.Request) -> web.Response:
         return error(400, "peer batch must be a map with lists 'messages' and 'txs'")
     node.receive_peer_batch(batch["messages"], batch["txs"])
     return web.json_response({"ok": True})
+
+
+async def peer_pending(request: web.Request) -> web.Response:
+    """For a backup whose senders stalled: how far this node holds each one's ready run."""
+    node = request.app[NODE_KEY]
+    raw = await read_body(request)
+    try:
+        query = decode(raw)
+    except EncodingError as exc:
+        return error(400, f"pending query is not canonical msgpack: {exc}")
+    senders = query.get("senders") if isinstance(query, dict) else None
+    if (
+        not isinstance(senders, list)
+        or len(senders) > PENDING_QUERY_MAX
+        or not all(isinstance(sender, bytes) and len(sender) == 32 for sender in senders)
+    ):
+        return error(
+            400,
+            f"pending query must be a map with 'senders': up to {PENDING_QUERY_MAX} "
+            "32-byte public keys",
+        )
+    body = encode(node.pending_runs(senders))
+    return web.Response(body=body, content_type="application/msgpack")
 
 
 async def peer_blocks(request: web.Request) -> web.Response:

@@ -181,6 +181,11 @@ class NodeCollector(Collector):
             "Transactions in blocks this node committed (failed receipts included).",
             counters.txs_committed,
         )
+        yield _counter(
+            "txs_resent",
+            "Transactions sent to the primary again because their sender's nonce stalled.",
+            counters.txs_resent,
+        )
         yield _labelled_counter(
             "txs_rejected",
             "Transactions (and peer batches) refused at admission, by reason.",

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from node.faults import DELAY_MS_MAX
+from node.mempool import PENDING_QUERY_MAX
 from node.sync import FETCH_BLOCKS_MAX
 
 Schema = dict[str, Any]
@@ -553,6 +554,49 @@ def _paths() -> Schema:
                 "responses": _responses(
                     {200: _ok(_obj({"ok": {"const": True}}, extra=False))},
                     [400, 408, 413, 503],
+                    limited=False,
+                ),
+            }
+        },
+        "/peer/pending": {
+            "post": {
+                "tags": ["peer"],
+                "summary": "How far this node holds each sender's ready run",
+                "description": (
+                    "Asked by a backup whose senders' nonces stalled: for each sender, the first "
+                    "nonce this node does not hold past its committed nonce and the consecutive "
+                    "pending ones, and how many transactions wait in this node's admission "
+                    "queue. The backup then forwards the transactions from there, unless they "
+                    "may be waiting in that queue."
+                ),
+                "requestBody": _body(
+                    MSGPACK,
+                    _obj(
+                        {
+                            "senders": {
+                                "type": "array",
+                                "maxItems": PENDING_QUERY_MAX,
+                                "items": _bin("a sender's 32-byte public key"),
+                            }
+                        },
+                        required=["senders"],
+                    ),
+                    "the stalled senders (canonical msgpack)",
+                ),
+                "responses": _responses(
+                    {
+                        200: _ok(
+                            _obj(
+                                {
+                                    "next_nonces": {"type": "array", "items": NAT},
+                                    "admission_queue": NAT,
+                                },
+                                extra=False,
+                            ),
+                            media=MSGPACK,
+                        )
+                    },
+                    [400, 408, 413],
                     limited=False,
                 ),
             }

@@ -155,6 +155,13 @@ class Peers:
                 link.txs.push(tx)
             link.wake_txs.set()
 
+    def forward_txs_to(self, index: int, txs: list[bytes]) -> None:
+        """Forward transactions to one peer (sending them again to the primary)."""
+        link = self.links[index]
+        for tx in txs:
+            link.txs.push(tx)
+        link.wake_txs.set()
+
     def status(self) -> list[dict[str, Any]]:
         return [link.status() for link in self.links.values()]
 

@@ -55,7 +55,8 @@ from contracts.runtime import BlockResult, Runtime
 from ledger.block import Block
 from ledger.certificate import CommitCertificate
 from ledger.crypto import KeyPair
-from ledger.errors import LedgerError, SignatureError
+from ledger.encoding import decode, encode
+from ledger.errors import EncodingError, LedgerError, SignatureError
 from ledger.genesis import Genesis
 from ledger.tx import Transaction
 from node import pause, wal
@@ -66,7 +67,7 @@ from node.errors import Rejection
 from node.executor import execute_and_store, store_record
 from node.faults import FaultInjector
 from node.history import encode_proof
-from node.mempool import Mempool
+from node.mempool import PENDING_QUERY_MAX, Mempool
 from node.oracle_runner import OracleRunner
 from node.peers import PeerLink, Peers
 from node.stages import StageClock, clock_ms
@@ -90,6 +91,14 @@ DECODED_CACHE_MAX = 128
 # proposed block brings them again, checked then).
 ADMISSION_BACKLOG_MAX = 8_192
 ADMIT_SLICE = 64
+# A backup holding a sender's next transaction asks the primary how far it holds the sender's run
+# when the sender's nonce has not moved for half the view-change timeout, and forwards it what it
+# lacks (up to this many): a full pool or admission queue may have refused it, and the primary
+# would then never propose the sender's later ones (node/mempool.py). Checked every
+# RESEND_SCAN_MS.
+RESEND_TXS_MAX = 128
+RESEND_SCAN_MS = 250
+RESEND_QUERY_TIMEOUT_S = 2.0
 
 
 @dataclass(slots=True)
@@ -135,6 +144,7 @@ class Counters:
     messages_received_by_type: dict[str, int] = field(default_factory=dict)
     blocks_transferred: int = 0
     fetches: int = 0
+    txs_resent: int = 0
 
     def reject(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
@@ -317,6 +327,7 @@ class Node:
             asyncio.create_task(self._guarded(self._ticker()), name="ticker"),
             asyncio.create_task(self._guarded(self._sync_when_idle()), name="idle-sync"),
             asyncio.create_task(self._guarded(self._admit_queued()), name="admission"),
+            asyncio.create_task(self._guarded(self._resender()), name="resender"),
         ]
         self._start_fetch(self.storage.head().height + 1, None, ())  # catch up after a restart
         if self.oracle is not None:
@@ -970,6 +981,75 @@ class Node:
             self.feed(Tick(now_ms=now_ms()))
             self._feed_pending()
 
+    async def _resender(self) -> None:
+        after_ms = self.params.view_change_timeout_ms / 2
+        while True:
+            await asyncio.sleep(RESEND_SCAN_MS / 1000)
+            await self._resend_stalled(after_ms)
+
+    async def _resend_stalled(self, after_ms: float) -> None:
+        """Ask the primary how far it holds the runs of senders stalled here, and forward it the
+        transactions it lacks (see RESEND_TXS_MAX)."""
+        replica = self.replica
+        if (
+            replica is None
+            or self.halted is not None
+            or self.paused_at is not None
+            or replica.is_primary
+            or not replica.view_active
+        ):
+            return
+        senders = self.mempool.stalled(now_ms(), after_ms)[:PENDING_QUERY_MAX]
+        link = self.peers.links[replica.primary]
+        if not senders or self.peers.faults.is_blocked(link.name):
+            return
+        assert self._session is not None
+        try:
+            async with self._session.post(
+                f"{link.url}/peer/pending",
+                data=encode({"senders": senders}),
+                headers={"Content-Type": "application/msgpack"},
+                timeout=aiohttp.ClientTimeout(total=RESEND_QUERY_TIMEOUT_S),
+            ) as response:
+                body = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.debug("asking %s for its pending runs failed: %s", link.name, exc)
+            return
+        try:
+            answer = decode(body) if status == 200 else None
+        except EncodingError:
+            answer = None
+        if not isinstance(answer, dict):
+            answer = {}
+        next_nonces, backlog = answer.get("next_nonces"), answer.get("admission_queue")
+        if (
+            not isinstance(next_nonces, list)
+            or len(next_nonces) != len(senders)
+            or not isinstance(backlog, int)
+        ):
+            log.warning("peer %s gave no usable answer to /peer/pending (%d)", link.name, status)
+            return
+        if backlog > 0:
+            return  # what it lacks may be waiting in its admission queue: ask again later
+        wires = [
+            tx.wire
+            for sender, nonce in zip(senders, next_nonces, strict=True)
+            if isinstance(nonce, int)
+            for tx in self.mempool.run_from(sender, nonce, RESEND_TXS_MAX)
+        ]
+        if wires:
+            self.peers.forward_txs_to(replica.primary, wires)
+            self.counters.txs_resent += len(wires)
+
+    def pending_runs(self, senders: Sequence[bytes]) -> dict[str, Any]:
+        """For a peer: the nonce this node lacks first, past each sender's ready run, and how many
+        transactions wait in its admission queue (they may be the ones missing)."""
+        return {
+            "next_nonces": [self.mempool.next_nonce(sender) for sender in senders],
+            "admission_queue": self.admission_backlog,
+        }
+
     def _feed_pending(self) -> None:
         """Tell the replica whether client work waits (it arms the view-change timer)."""
         pending = self.mempool.has_ready()
@@ -1047,6 +1127,7 @@ class Node:
                 "view_changes": self.counters.view_changes,
                 "blocks_transferred": self.counters.blocks_transferred,
                 "fetches": self.counters.fetches,
+                "txs_resent": self.counters.txs_resent,
                 "rejected": dict(sorted(self.counters.rejected.items())),
             },
         }

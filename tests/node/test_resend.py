@@ -1,0 +1,110 @@
+"""A transaction that never reached the primary is sent to it again, so the chain moves on in the
+same view instead of replacing an honest primary (node/mempool.py, Node._resend_stalled)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from ledger.encoding import decode, encode
+from ledger.genesis import Params
+from ledger.tx import Transaction
+from node.faults import LinkFaults
+from tests.node.inproc import CHAIN_ID, Cluster, in_process_cluster
+
+
+def _receive(cluster: Cluster, nonce: int) -> Transaction:
+    return Transaction.create(
+        cluster.identities["supplier"],
+        chain_id=CHAIN_ID,
+        nonce=nonce,
+        contract="inventory",
+        method="receive",
+        args={"item": "steel", "location": "main", "qty": 1},
+    )
+
+
+async def _until(check: object, what: str, timeout_s: float) -> None:
+    assert callable(check)
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout_s} s: {what}"
+        await asyncio.sleep(0.02)
+
+
+def test_a_transaction_the_primary_missed_is_sent_again_and_commits_in_the_same_view(
+    tmp_path: Path,
+) -> None:
+    # A timeout long enough that a slow machine commits well within it once the primary has
+    # the transaction: the resend comes at half of it.
+    with in_process_cluster(tmp_path, params=Params(view_change_timeout_ms=4000)) as cluster:
+        primary, backup = cluster.nodes[0], cluster.nodes[1]
+        first, second = _receive(cluster, 0), _receive(cluster, 1)
+
+        async def scenario() -> None:
+            # The backup's forward of the first transaction to the primary is lost on the way.
+            backup.peers.faults.set("node0", LinkFaults(loss=1.0))
+            status, _, _ = await cluster.request(1, "POST", "/tx", body=first.to_wire())
+            assert status == 202
+            await _until(
+                lambda: (
+                    all(first.hash in node.mempool for node in cluster.nodes[1:])
+                    and not backup.peers.links[0].txs.items
+                ),
+                "the first transaction forwarded (and lost on the way to the primary)",
+                10,
+            )
+            backup.peers.faults.clear()
+            # The second reaches the primary, which cannot propose it without the first.
+            status, _, _ = await cluster.request(1, "POST", "/tx", body=second.to_wire())
+            assert status == 202
+            await _until(lambda: second.hash in primary.mempool, "the second at the primary", 10)
+            assert first.hash not in primary.mempool
+            await _until(
+                lambda: all(node.storage.has_tx(second.hash) for node in cluster.nodes),
+                "both transactions committed on every node",
+                15,
+            )
+
+        cluster.run(scenario(), timeout_s=60)
+        assert [node.replica.view for node in cluster.nodes if node.replica] == [0, 0, 0, 0]
+        assert all(node.counters.view_changes == 0 for node in cluster.nodes)
+        assert sum(node.counters.txs_resent for node in cluster.nodes[1:]) >= 1
+        assert primary.counters.txs_resent == 0  # the primary asks nobody
+
+
+def test_pending_query_answers_each_senders_missing_nonce_and_refuses_bad_input(
+    tmp_path: Path,
+) -> None:
+    with in_process_cluster(tmp_path, params=Params()) as cluster:
+        node = cluster.nodes[2]
+        supplier = cluster.identities["supplier"].public_key
+        admin = cluster.identities["admin"].public_key
+
+        async def scenario() -> None:
+            for nonce in (0, 1, 3):
+                status, _, _ = await cluster.request(
+                    2, "POST", "/tx", body=_receive(cluster, nonce).to_wire()
+                )
+                assert status == 202
+            await _until(lambda: len(node.mempool) >= 3, "three pending", 10)
+            status, _, body = await cluster.request(
+                2, "POST", "/peer/pending", body=encode({"senders": [supplier, admin]})
+            )
+            assert status == 200
+            answer = decode(body)
+            assert answer["next_nonces"] in ([2, 0], [3, 0], [4, 0])  # 2 unless some committed
+            assert isinstance(answer["admission_queue"], int)
+            for bad in (
+                b"\xc1",
+                encode([supplier]),
+                encode({"senders": [b"short"]}),
+                encode({"senders": "all"}),
+                encode({"senders": [supplier] * 1025}),
+            ):
+                status, _, body = await cluster.request(2, "POST", "/peer/pending", body=bad)
+                assert status == 400, body
+                assert b"pending query" in body
+
+        cluster.run(scenario(), timeout_s=60)
