@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.encoding import encode
+from ledger.encoding import array_header, encode, encode_scalar
 from ledger.errors import EncodingError, ValidationError
 from ledger.fields import expect_bytes, expect_int, expect_list, expect_map, expect_str
 from ledger.hashing import HASH_BYTES
@@ -22,6 +22,11 @@ ERROR_LENGTH_MAX = 4096
 
 _EVENT_KEYS = frozenset({"contract", "kind", "subject", "data"})
 _RECEIPT_KEYS = frozenset({"tx_hash", "height", "index", "ok", "error", "result", "events"})
+# The canonical encodings of the two maps' headers and keys, for joining encoded fields in the
+# canonical key order (the keys are ASCII, so sorting them sorts their UTF-8 bytes).
+_KEY = {key: encode(key) for key in _EVENT_KEYS | _RECEIPT_KEYS}
+_EVENT_HEAD = encode(dict.fromkeys(_EVENT_KEYS))[:1]
+_RECEIPT_HEAD = encode(dict.fromkeys(_RECEIPT_KEYS))[:1]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -30,6 +35,29 @@ class Event:
     kind: str
     subject: str  # what the event is about, e.g. "item:steel@main"
     data: dict[str, Any]
+    # encode(data), kept once computed: the receipt and the events table both need it.
+    _data_encoded: bytes = field(default=b"", init=False, repr=False, compare=False)
+
+    def data_encoded(self) -> bytes:
+        if not self._data_encoded:
+            object.__setattr__(self, "_data_encoded", encode(self.data))
+        return self._data_encoded
+
+    def encoded(self) -> bytes:
+        """encode(to_map()), joined from the fields' own encodings."""
+        return b"".join(
+            (
+                _EVENT_HEAD,
+                _KEY["contract"],
+                encode_scalar(self.contract),
+                _KEY["data"],
+                self.data_encoded(),
+                _KEY["kind"],
+                encode_scalar(self.kind),
+                _KEY["subject"],
+                encode_scalar(self.subject),
+            )
+        )
 
     def to_map(self) -> dict[str, Any]:
         return {
@@ -96,9 +124,31 @@ class Receipt:
         }
 
     def encoded(self) -> bytes:
-        """The canonical encoding of `to_map()`, computed once."""
+        """The canonical encoding of `to_map()`, computed once: joined from the fields' own
+        encodings in key order, so the events' data is not walked again (it is what each hot
+        block spends per transaction on its state digest)."""
         if not self._encoded:
-            object.__setattr__(self, "_encoded", encode(self.to_map()))
+            encoded = b"".join(
+                (
+                    _RECEIPT_HEAD,
+                    _KEY["error"],
+                    encode_scalar(self.error),
+                    _KEY["events"],
+                    array_header(len(self.events)),
+                    *(event.encoded() for event in self.events),
+                    _KEY["height"],
+                    encode_scalar(self.height),
+                    _KEY["index"],
+                    encode_scalar(self.index),
+                    _KEY["ok"],
+                    encode_scalar(self.ok),
+                    _KEY["result"],
+                    encode(self.result),
+                    _KEY["tx_hash"],
+                    encode_scalar(self.tx_hash),
+                )
+            )
+            object.__setattr__(self, "_encoded", encoded)
         return self._encoded
 
     @classmethod

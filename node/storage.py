@@ -218,7 +218,7 @@ class Storage:
                 state_digest=result.state_digest,
                 receipts=[(r.tx_hash, r.encoded()) for r in result.receipts],
                 events=[
-                    (r.tx_hash, e.contract, e.kind, e.subject, encode(e.data))
+                    (r.tx_hash, e.contract, e.kind, e.subject, e.data_encoded())
                     for r in result.receipts
                     for e in r.events
                 ],

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contracts.receipt import Event, Receipt
 from ledger.encoding import decode, encode
@@ -62,3 +64,52 @@ def test_an_overlong_error_is_cut_so_the_receipt_still_decodes():
     failed = Receipt.failure(tx_hash=b"\x22" * 32, height=1, index=0, error="x" * 10_000)
     assert len(failed.error) == 4096 and failed.error.endswith("...")
     assert Receipt.from_map(decode(encode(failed.to_map()))) == failed
+
+
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.text(max_size=12),
+    st.binary(max_size=12),
+)
+DATA = st.recursive(
+    SCALARS,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+EVENTS = st.builds(
+    Event,
+    contract=st.text(max_size=10),
+    kind=st.text(max_size=10),
+    subject=st.text(max_size=20),
+    data=st.dictionaries(st.text(max_size=8), DATA, max_size=5),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    height=st.integers(0, 2**63 - 1),
+    index=st.integers(0, 10_000),
+    result=DATA,
+    events=st.lists(EVENTS, max_size=4),
+    error=st.none() | st.text(max_size=30),
+)
+def test_a_receipt_joined_from_its_fields_encodes_as_its_map_does(
+    height: int, index: int, result: object, events: list[Event], error: str | None
+) -> None:
+    receipt = Receipt(
+        tx_hash=b"\x33" * 32,
+        height=height,
+        index=index,
+        ok=error is None,
+        error=error,
+        result=result if error is None else None,
+        events=tuple(events) if error is None else (),
+    )
+    assert receipt.encoded() == encode(receipt.to_map())
+    for event in receipt.events:
+        assert event.encoded() == encode(event.to_map())
+        assert event.data_encoded() == encode(event.data)
