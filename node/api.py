@@ -18,8 +18,8 @@ Client API (JSON answers; errors are {"error": message} with a 4xx or 503 status
 Peer API:
   POST /peer/batch              {"sender", "messages": [...], "txs": [...]} (msgpack)
   POST /peer/pending            {"senders": [public key, ...]} -> {"next_nonces": [...],
-                                "admission_queue"}: the first nonce of each sender missing
-                                here, and the transactions waiting for admission (msgpack)
+                                "queued_since_ms"}: the first nonce of each sender missing
+                                here, and when the oldest batch waiting for admission arrived
   GET  /peer/blocks?from=&to=   certified blocks for catching up (msgpack)
   GET  /peer/history?from=&to=  certified blocks with their receipts and write sets, and the
                                 stable checkpoint proofs among them (msgpack, node/history.py)

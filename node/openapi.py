@@ -565,9 +565,9 @@ def _paths() -> Schema:
                 "description": (
                     "Asked by a backup whose senders' nonces stalled: for each sender, the first "
                     "nonce this node does not hold past its committed nonce and the consecutive "
-                    "pending ones, and how many transactions wait in this node's admission "
-                    "queue. The backup then forwards the transactions from there, unless they "
-                    "may be waiting in that queue."
+                    "pending ones, and when the oldest batch waiting in this node's admission "
+                    "queue arrived. The backup then forwards the transactions from there, unless "
+                    "they may be waiting in that queue."
                 ),
                 "requestBody": _body(
                     MSGPACK,
@@ -589,7 +589,13 @@ def _paths() -> Schema:
                             _obj(
                                 {
                                     "next_nonces": {"type": "array", "items": NAT},
-                                    "admission_queue": NAT,
+                                    "queued_since_ms": {
+                                        "oneOf": [NAT, {"type": "null"}],
+                                        "description": (
+                                            "wall-clock ms when the oldest batch waiting for "
+                                            "admission here arrived; null if none waits"
+                                        ),
+                                    },
                                 },
                                 extra=False,
                             ),

@@ -99,6 +99,7 @@ ADMIT_SLICE = 64
 RESEND_TXS_MAX = 128
 RESEND_SCAN_MS = 250
 RESEND_QUERY_TIMEOUT_S = 2.0
+RESEND_SKEW_MS = 1_000  # clock skew and delivery time allowed between two validators
 
 
 @dataclass(slots=True)
@@ -1001,8 +1002,8 @@ class Node:
             return
         senders = self.mempool.stalled(now_ms(), after_ms)[:PENDING_QUERY_MAX]
         link = self.peers.links[replica.primary]
-        if not senders or self.peers.faults.is_blocked(link.name):
-            return
+        if not senders or link.txs.items or self.peers.faults.is_blocked(link.name):
+            return  # (transactions still queued for it go first: they may be the missing ones)
         assert self._session is not None
         try:
             async with self._session.post(
@@ -1022,32 +1023,41 @@ class Node:
             answer = None
         if not isinstance(answer, dict):
             answer = {}
-        next_nonces, backlog = answer.get("next_nonces"), answer.get("admission_queue")
+        next_nonces, queued_since = answer.get("next_nonces"), answer.get("queued_since_ms")
         if (
             not isinstance(next_nonces, list)
             or len(next_nonces) != len(senders)
-            or not isinstance(backlog, int)
+            or not (queued_since is None or isinstance(queued_since, int))
         ):
             log.warning("peer %s gave no usable answer to /peer/pending (%d)", link.name, status)
             return
-        if backlog > 0:
-            return  # what it lacks may be waiting in its admission queue: ask again later
-        wires = [
-            tx.wire
-            for sender, nonce in zip(senders, next_nonces, strict=True)
-            if isinstance(nonce, int)
-            for tx in self.mempool.run_from(sender, nonce, RESEND_TXS_MAX)
-        ]
+        wires: list[bytes] = []
+        for sender, nonce in zip(senders, next_nonces, strict=True):
+            run = self.mempool.run_from(sender, nonce, RESEND_TXS_MAX) if type(nonce) is int else []
+            if run and self._missed(run[0], queued_since):
+                wires.extend(tx.wire for tx in run)
         if wires:
             self.peers.forward_txs_to(replica.primary, wires)
             self.counters.txs_resent += len(wires)
 
+    def _missed(self, tx: Transaction, queued_since_ms: int | None) -> bool:
+        """Whether the primary, which lacks `tx`, must have refused or lost it rather than still
+        holding it in its admission queue: the queue is empty, or the oldest batch in it reached
+        the primary more than RESEND_SKEW_MS after `tx` reached this node (the queue is served in
+        order of arrival)."""
+        if queued_since_ms is None:
+            return True
+        arrived = self.mempool.arrived_ms(tx.hash)
+        return arrived is not None and arrived < queued_since_ms - RESEND_SKEW_MS
+
     def pending_runs(self, senders: Sequence[bytes]) -> dict[str, Any]:
-        """For a peer: the nonce this node lacks first, past each sender's ready run, and how many
-        transactions wait in its admission queue (they may be the ones missing)."""
+        """For a peer: the nonce this node lacks first, past each sender's ready run, and when
+        the oldest batch waiting in its admission queue arrived (wall-clock ms; None if the
+        queue is empty): a transaction forwarded before then is not waiting in it."""
+        oldest = self._admissions[0].arrived_ms if self._admissions else None
         return {
             "next_nonces": [self.mempool.next_nonce(sender) for sender in senders],
-            "admission_queue": self.admission_backlog,
+            "queued_since_ms": None if oldest is None else int(oldest),
         }
 
     def _feed_pending(self) -> None:
