@@ -27,6 +27,7 @@ _RECEIPT_KEYS = frozenset({"tx_hash", "height", "index", "ok", "error", "result"
 _KEY = {key: encode(key) for key in _EVENT_KEYS | _RECEIPT_KEYS}
 _EVENT_HEAD = encode(dict.fromkeys(_EVENT_KEYS))[:1]
 _RECEIPT_HEAD = encode(dict.fromkeys(_RECEIPT_KEYS))[:1]
+_DATA_DEPTH = 3  # an event's data in a receipt: receipt map, events list, event map, data
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,7 +41,8 @@ class Event:
 
     def data_encoded(self) -> bytes:
         if not self._data_encoded:
-            object.__setattr__(self, "_data_encoded", encode(self.data))
+            # At its depth in a receipt (receipt, events, event, data), so the receipt decodes.
+            object.__setattr__(self, "_data_encoded", encode(self.data, depth=_DATA_DEPTH))
         return self._data_encoded
 
     def encoded(self) -> bytes:
@@ -143,7 +145,7 @@ class Receipt:
                     _KEY["ok"],
                     encode_scalar(self.ok),
                     _KEY["result"],
-                    encode(self.result),
+                    encode(self.result, depth=1),
                     _KEY["tx_hash"],
                     encode_scalar(self.tx_hash),
                 )

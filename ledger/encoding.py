@@ -56,9 +56,11 @@ def array_header(length: int) -> bytes:
     return header
 
 
-def encode(value: Any) -> bytes:
-    """Encode `value` canonically; raises EncodingError for values outside the allowed set."""
-    plain = _plain(value, 0)
+def encode(value: Any, *, depth: int = 0) -> bytes:
+    """Encode `value` canonically; raises EncodingError for values outside the allowed set.
+    `depth`: how deep `value` sits in the value whose encoding this is part of (its nesting
+    counts from there against DEPTH_MAX)."""
+    plain = _plain(value, depth)
     if plain is not _UNUSUAL:
         # Plain data with sorted keys: msgpack's C packer writes exactly the canonical bytes
         # (and refuses out-of-range integers itself).
@@ -69,7 +71,7 @@ def encode(value: Any) -> bytes:
         else:
             return packed
     try:
-        packed = _pack(_canonical(value, 0))
+        packed = _pack(_canonical(value, depth))
     except UnicodeEncodeError as exc:  # a lone surrogate has no UTF-8 form
         raise EncodingError(f"string is not valid unicode text: {exc}") from exc
     return packed

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts.receipt import Event, Receipt
-from ledger.encoding import decode, encode
-from ledger.errors import ValidationError
+from ledger.encoding import DEPTH_MAX, decode, encode
+from ledger.errors import EncodingError, ValidationError
 
 EVENT = Event(contract="inventory", kind="receive", subject="item:steel@main", data={"qty": 3})
 OK = Receipt(
@@ -113,3 +113,43 @@ def test_a_receipt_joined_from_its_fields_encodes_as_its_map_does(
     for event in receipt.events:
         assert event.encoded() == encode(event.to_map())
         assert event.data_encoded() == encode(event.data)
+
+
+def _nested(levels: int) -> object:
+    value: object = 0
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("levels", range(DEPTH_MAX - 5, DEPTH_MAX + 2))
+def test_data_too_deep_for_the_receipt_is_refused_as_the_receipt_map_refuses_it(
+    levels: int,
+) -> None:
+    def outcome(make: object) -> bytes | str:
+        assert callable(make)
+        try:
+            encoded: bytes = make()
+        except EncodingError:
+            return "refused"
+        return encoded
+
+    event = Event(contract="c", kind="k", subject="s", data={"deep": _nested(levels)})
+    in_event = Receipt(
+        tx_hash=b"\x44" * 32, height=1, index=0, ok=True, error=None, result=None, events=(event,)
+    )
+    in_result = Receipt(
+        tx_hash=b"\x44" * 32,
+        height=1,
+        index=0,
+        ok=True,
+        error=None,
+        result=_nested(levels),
+        events=(),
+    )
+    for receipt in (in_event, in_result):
+        joined = outcome(receipt.encoded)
+        assert joined == outcome(lambda r=receipt: encode(r.to_map()))
+        if joined != "refused":
+            assert isinstance(joined, bytes)
+            assert decode(joined) == decode(encode(receipt.to_map()))
