@@ -50,7 +50,12 @@ class Mempool:
     def _committed_nonce(self, sender: bytes) -> int:
         nonce = self._committed.get(sender)
         if nonce is None:
-            nonce = self._committed[sender] = self._load_nonce(sender)
+            nonce = self._load_nonce(sender)
+            # Cached only for senders in the pool (remove_committed keeps those current): asking
+            # about any other key, as clients and peers may, must neither grow the cache nor
+            # leave an entry that blocks going stale.
+            if sender in self._by_sender:
+                self._committed[sender] = nonce
         return nonce
 
     def _ready_end(self, sender: bytes) -> int:
@@ -176,7 +181,7 @@ class Mempool:
             if sender not in self._by_sender:
                 self._committed.pop(sender, None)  # keep the cache as small as the pool
 
-    def stalled(self, now_ms: float, after_ms: float) -> list[bytes]:
+    def stalled(self, now_ms: float, after_ms: float, senders_max: int) -> list[bytes]:
         """Senders whose committed nonce has not moved for `after_ms` while this pool held their
         next transaction. A sender still stuck is named again after twice the previous wait, up
         to STALL_BACKOFF_MAX times `after_ms`; progress starts it over.
@@ -187,6 +192,8 @@ class Mempool:
         sender's run and sends what it lacks (`run_from`)."""
         senders: list[bytes] = []
         for sender, pending in self._by_sender.items():
+            if len(senders) >= senders_max:
+                break  # the rest keep their clocks for the next call
             committed = self._committed_nonce(sender)
             if committed not in pending:
                 self._seen.pop(sender, None)
@@ -225,6 +232,11 @@ class Mempool:
         pending = self._by_sender.get(tx.sender)
         if pending is not None:
             pending.pop(tx.nonce, None)
+            end = self._run_end.get(tx.sender)
+            if end is not None and tx.nonce < end:
+                # A committed transaction whose nonce was not used (a failed receipt) leaves a
+                # hole in the run; remove_committed extends it again from the committed nonce.
+                self._run_end[tx.sender] = tx.nonce
             if not pending:
                 del self._by_sender[tx.sender]
                 self._next.pop(tx.sender, None)

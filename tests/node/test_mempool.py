@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import random
 
 import pytest
 
@@ -154,18 +156,18 @@ def test_a_sender_is_named_stalled_once_its_nonce_stops_moving_then_ever_less_of
     pool.add(_tx(ALICE, 0))
     pool.add(_tx(ALICE, 1))
     pool.add(_tx(BOB, 3))  # not ready here: nothing this node could send
-    assert pool.stalled(0, after_ms=1000) == []  # first sight starts the clock
-    assert pool.stalled(999, after_ms=1000) == []
-    assert pool.stalled(1000, after_ms=1000) == [ALICE.public_key]
-    assert pool.stalled(2999, after_ms=1000) == []  # then twice the wait...
-    assert pool.stalled(3000, after_ms=1000) == [ALICE.public_key]
-    assert pool.stalled(6999, after_ms=1000) == []  # ...and twice again
-    assert pool.stalled(7000, after_ms=1000) == [ALICE.public_key]
+    assert pool.stalled(0, after_ms=1000, senders_max=10) == []  # first sight starts the clock
+    assert pool.stalled(999, after_ms=1000, senders_max=10) == []
+    assert pool.stalled(1000, after_ms=1000, senders_max=10) == [ALICE.public_key]
+    assert pool.stalled(2999, after_ms=1000, senders_max=10) == []  # then twice the wait...
+    assert pool.stalled(3000, after_ms=1000, senders_max=10) == [ALICE.public_key]
+    assert pool.stalled(6999, after_ms=1000, senders_max=10) == []  # ...and twice again
+    assert pool.stalled(7000, after_ms=1000, senders_max=10) == [ALICE.public_key]
     batch = pool.cut(1)
     committed[ALICE.public_key] = 1
     pool.remove_committed(batch)  # progress starts it over
-    assert pool.stalled(7100, after_ms=1000) == []
-    assert pool.stalled(8100, after_ms=1000) == [ALICE.public_key]
+    assert pool.stalled(7100, after_ms=1000, senders_max=10) == []
+    assert pool.stalled(8100, after_ms=1000, senders_max=10) == [ALICE.public_key]
     assert [tx.nonce for tx in pool.run_from(ALICE.public_key, 1, 10)] == [1]
     assert pool.run_from(ALICE.public_key, 2, 10) == []
     assert pool.run_from(BOB.public_key, 3, 10)[0].nonce == 3
@@ -174,7 +176,68 @@ def test_a_sender_is_named_stalled_once_its_nonce_stops_moving_then_ever_less_of
 def test_the_wait_between_stalls_stops_growing() -> None:
     pool = _pool()
     pool.add(_tx(ALICE, 0))
-    pool.stalled(0, after_ms=100)
-    named = [t for t in range(0, 10_000, 50) if pool.stalled(t, after_ms=100)]
+    pool.stalled(0, after_ms=100, senders_max=10)
+    named = [t for t in range(0, 10_000, 50) if pool.stalled(t, after_ms=100, senders_max=10)]
     gaps = [b - a for a, b in itertools.pairwise(named)]
     assert gaps[-1] == 100 * STALL_BACKOFF_MAX
+
+
+def test_at_most_the_asked_number_of_senders_is_named_and_the_rest_keep_their_clocks() -> None:
+    pool = _pool()
+    pool.add(_tx(ALICE, 0))
+    pool.add(_tx(BOB, 0))
+    pool.stalled(0, after_ms=100, senders_max=10)
+    assert pool.stalled(100, after_ms=100, senders_max=1) == [ALICE.public_key]
+    assert pool.stalled(100, after_ms=100, senders_max=1) == [BOB.public_key]
+
+
+def test_a_committed_transaction_whose_nonce_went_unused_reopens_the_run_there() -> None:
+    # A block may carry a transaction whose nonce is ahead: its receipt fails and the nonce
+    # stays unused, so the sender's next transaction must take that nonce again.
+    committed = {ALICE.public_key: 5}
+    pool = _pool(committed=committed)
+    txs = {nonce: _tx(ALICE, nonce) for nonce in (5, 6, 7, 8)}
+    for tx in txs.values():
+        pool.add(tx)
+    assert pool.next_nonce(ALICE.public_key) == 9
+    pool.remove_committed([txs[7]])  # committed, failed: the committed nonce is still 5
+    assert pool.next_nonce(ALICE.public_key) == 7
+    committed[ALICE.public_key] = 7
+    pool.remove_committed([txs[5], txs[6]])
+    assert pool.next_nonce(ALICE.public_key) == 7
+    assert [tx.nonce for tx in pool.cut(10)] == []  # 8 waits behind the reopened 7
+
+
+def test_next_nonce_equals_a_walk_of_the_pending_nonces_whatever_happens() -> None:
+    rng = random.Random(7)
+    committed: dict[bytes, int] = {}
+    pool = _pool(capacity=10_000, committed=committed)
+    senders = [ALICE, BOB]
+    made: dict[tuple[bytes, int], Transaction] = {}
+    for _ in range(600):
+        keys = rng.choice(senders)
+        sender = keys.public_key
+        base = committed.get(sender, 0)
+        step = rng.random()
+        if step < 0.6:
+            nonce = base + rng.randrange(12)
+            tx = made.setdefault((sender, nonce), _tx(keys, nonce))
+            if tx.hash not in pool:
+                with contextlib.suppress(Duplicate, MempoolFull):
+                    pool.add(tx)
+        elif step < 0.8:
+            pool.cut(rng.randrange(1, 6))
+        elif step < 0.9:
+            # Commit the run from the committed nonce (some of it), with a failed one ahead.
+            run = pool.run_from(sender, base, rng.randrange(0, 4))
+            extra = [tx for (s, n), tx in made.items() if s == sender and n > base + 4]
+            failed = extra[:1] if rng.random() < 0.5 else []
+            committed[sender] = base + len(run)
+            pool.remove_committed(run + [tx for tx in failed if tx.hash in pool])
+        else:
+            pool.return_in_flight()
+        for keys in senders:
+            walk = committed.get(keys.public_key, 0)
+            while pool.run_from(keys.public_key, walk, 1):
+                walk += 1
+            assert pool.next_nonce(keys.public_key) == walk
