@@ -366,6 +366,8 @@ async def peer_batch(request: web.Request) -> web.Response:
 async def peer_pending(request: web.Request) -> web.Response:
     """For a backup whose senders stalled: how far this node holds each one's ready run."""
     node = request.app[NODE_KEY]
+    if node.paused_at is not None or node.halted is not None:
+        return error(503, "node is paused or halted; ask again later")
     raw = await read_body(request)
     try:
         query = decode(raw)

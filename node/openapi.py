@@ -602,7 +602,7 @@ def _paths() -> Schema:
                             media=MSGPACK,
                         )
                     },
-                    [400, 408, 413],
+                    [400, 408, 413, 503],
                     limited=False,
                 ),
             }

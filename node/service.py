@@ -1000,10 +1000,13 @@ class Node:
             or not replica.view_active
         ):
             return
-        senders = self.mempool.stalled(now_ms(), after_ms)[:PENDING_QUERY_MAX]
-        link = self.peers.links[replica.primary]
-        if not senders or link.txs.items or self.peers.faults.is_blocked(link.name):
-            return  # (transactions still queued for it go first: they may be the missing ones)
+        view, primary = replica.view, replica.primary
+        link = self.peers.links[primary]
+        if link.txs.items or self.peers.faults.is_blocked(link.name):
+            return  # transactions still queued for it go first: they may be the missing ones
+        senders = self.mempool.stalled(now_ms(), after_ms, PENDING_QUERY_MAX)
+        if not senders:
+            return
         assert self._session is not None
         try:
             async with self._session.post(
@@ -1031,13 +1034,20 @@ class Node:
         ):
             log.warning("peer %s gave no usable answer to /peer/pending (%d)", link.name, status)
             return
+        if (
+            self.halted is not None
+            or self.paused_at is not None
+            or replica.view != view
+            or not replica.view_active
+        ):
+            return  # the view changed (or the node stopped) while the primary was asked
         wires: list[bytes] = []
         for sender, nonce in zip(senders, next_nonces, strict=True):
             run = self.mempool.run_from(sender, nonce, RESEND_TXS_MAX) if type(nonce) is int else []
             if run and self._missed(run[0], queued_since):
                 wires.extend(tx.wire for tx in run)
         if wires:
-            self.peers.forward_txs_to(replica.primary, wires)
+            self.peers.forward_txs_to(primary, wires)
             self.counters.txs_resent += len(wires)
 
     def _missed(self, tx: Transaction, queued_since_ms: int | None) -> bool:
