@@ -4,8 +4,12 @@ same view instead of replacing an honest primary (node/mempool.py, Node._resend_
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+import pytest
 
 from ledger.encoding import decode, encode
 from ledger.genesis import Params
@@ -108,3 +112,70 @@ def test_pending_query_answers_each_senders_missing_nonce_and_refuses_bad_input(
                 assert b"pending query" in body
 
         cluster.run(scenario(), timeout_s=60)
+
+
+class _Replica:
+    """What `_resend_stalled` reads of the replica: here, a view that changes mid-question."""
+
+    def __init__(self) -> None:
+        self.view, self.primary, self.is_primary, self.view_active = 0, 0, False, True
+
+
+class _Answer:
+    status = 200
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def read(self) -> bytes:
+        return self._body
+
+
+class _Session:
+    """Answers /peer/pending; with `become_primary`, this node becomes primary meanwhile."""
+
+    def __init__(self, replica: _Replica, *, become_primary: bool) -> None:
+        self.replica, self.become_primary, self.asked = replica, become_primary, 0
+
+    def post(self, url: str, **_: object) -> contextlib.AbstractAsyncContextManager[_Answer]:
+        assert url.endswith("/peer/pending")
+        self.asked += 1
+
+        @contextlib.asynccontextmanager
+        async def answer() -> AsyncIterator[_Answer]:
+            if self.become_primary:
+                self.replica.view, self.replica.primary, self.replica.is_primary = 1, 1, True
+            yield _Answer(encode({"next_nonces": [0], "queued_since_ms": None}))
+
+        return answer()
+
+
+@pytest.mark.parametrize("become_primary", [False, True])
+def test_a_resend_is_dropped_when_the_view_changes_while_the_primary_is_asked(
+    tmp_path: Path, become_primary: bool
+) -> None:
+    with in_process_cluster(tmp_path, params=Params()) as cluster:
+        node = cluster.nodes[1]
+        first = _receive(cluster, 0)
+
+        async def scenario() -> None:
+            replica, session = node.replica, node._session
+            stub = _Replica()
+            fake = _Session(stub, become_primary=become_primary)
+            node.replica, node._session = stub, fake  # type: ignore[assignment]
+            try:
+                node.mempool.add(first)  # held here only: nobody commits it meanwhile
+                await node._resend_stalled(after_ms=0)  # first sight of the sender
+                await node._resend_stalled(after_ms=0)  # now it has stalled
+            finally:
+                node.replica, node._session = replica, session
+            assert fake.asked == 1
+            queued = list(node.peers.links[0].txs.items)
+            if become_primary:
+                assert node.counters.txs_resent == 0 and node.halted is None
+                assert first.wire not in queued
+            else:
+                assert node.counters.txs_resent == 1
+                assert first.wire in queued
+
+        cluster.run(scenario(), timeout_s=30)
