@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.encoding import array_header, encode, encode_scalar
+from ledger.encoding import array_header, encode
 from ledger.errors import EncodingError, ValidationError
 from ledger.fields import expect_bytes, expect_int, expect_list, expect_map, expect_str
 from ledger.hashing import HASH_BYTES
@@ -51,13 +51,13 @@ class Event:
             (
                 _EVENT_HEAD,
                 _KEY["contract"],
-                encode_scalar(self.contract),
+                encode(self.contract),
                 _KEY["data"],
                 self.data_encoded(),
                 _KEY["kind"],
-                encode_scalar(self.kind),
+                encode(self.kind),
                 _KEY["subject"],
-                encode_scalar(self.subject),
+                encode(self.subject),
             )
         )
 
@@ -134,20 +134,20 @@ class Receipt:
                 (
                     _RECEIPT_HEAD,
                     _KEY["error"],
-                    encode_scalar(self.error),
+                    encode(self.error),
                     _KEY["events"],
                     array_header(len(self.events)),
                     *(event.encoded() for event in self.events),
                     _KEY["height"],
-                    encode_scalar(self.height),
+                    encode(self.height),
                     _KEY["index"],
-                    encode_scalar(self.index),
+                    encode(self.index),
                     _KEY["ok"],
-                    encode_scalar(self.ok),
+                    encode(self.ok),
                     _KEY["result"],
                     encode(self.result, depth=1),
                     _KEY["tx_hash"],
-                    encode_scalar(self.tx_hash),
+                    encode(self.tx_hash),
                 )
             )
             object.__setattr__(self, "_encoded", encoded)

@@ -81,19 +81,6 @@ _PLAIN_SCALARS = frozenset({str, bytes, int, bool, type(None)})
 _STR_ONLY = frozenset({str})
 
 
-def encode_scalar(value: Any) -> bytes:
-    """encode(value), with the shortest path for a plain str, bytes, int, bool or None (for
-    joining a map's fields encoded one by one)."""
-    if type(value) in _PLAIN_SCALARS:
-        try:
-            packed: bytes = _pack(value)
-        except (OverflowError, UnicodeEncodeError, ValueError, TypeError):
-            pass  # encode says precisely what is wrong
-        else:
-            return packed
-    return encode(value)
-
-
 def canonical_copy(value: Any) -> Any:
     """What decode(encode(value)) returns (a private copy in canonical form: map keys sorted,
     tuples as lists), raising EncodingError alike; a map of scalars takes a shortcut."""
