@@ -150,17 +150,44 @@ class Peers:
             self.send(index, message)
 
     def forward_txs(self, txs: list[bytes]) -> None:
-        for link in self.links.values():
-            for tx in txs:
-                link.txs.push(tx)
-            link.wake_txs.set()
+        for index in self.links:
+            self.forward_txs_to(index, txs)
 
     def forward_txs_to(self, index: int, txs: list[bytes]) -> None:
-        """Forward transactions to one peer (sending them again to the primary)."""
+        """Forward transactions to one peer (to all: `forward_txs`)."""
         link = self.links[index]
         for tx in txs:
             link.txs.push(tx)
         link.wake_txs.set()
+
+    async def ask(self, index: int, path: str, body: bytes, timeout_s: float) -> bytes | None:
+        """POST a question to a peer and return the answer's body, or None if it got none (the
+        link is blocked, the fault injector lost it, the peer is unreachable or refused it).
+        Questions pass the fault injector like batches, but a failure does not mark the peer
+        down: the batches decide that."""
+        assert self._session is not None
+        link = self.links[index]
+        verdict = self.faults.decide(link.name)
+        if verdict.blocked or verdict.copies == 0:
+            return None
+        if verdict.delay_ms:
+            await asyncio.sleep(verdict.delay_ms / 1000)
+        try:
+            async with self._session.post(
+                f"{link.url}{path}",
+                data=body,
+                headers={"Content-Type": "application/msgpack"},
+                timeout=aiohttp.ClientTimeout(total=timeout_s),
+            ) as response:
+                answer = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.debug("asking %s %s failed: %s", link.name, path, exc)
+            return None
+        if status != 200:
+            log.warning("peer %s answered %s with status %d", link.name, path, status)
+            return None
+        return answer
 
     def status(self) -> list[dict[str, Any]]:
         return [link.status() for link in self.links.values()]

@@ -1007,21 +1007,11 @@ class Node:
         senders = self.mempool.stalled(now_ms(), after_ms, PENDING_QUERY_MAX)
         if not senders:
             return
-        assert self._session is not None
+        body = await self.peers.ask(
+            primary, "/peer/pending", encode({"senders": senders}), RESEND_QUERY_TIMEOUT_S
+        )
         try:
-            async with self._session.post(
-                f"{link.url}/peer/pending",
-                data=encode({"senders": senders}),
-                headers={"Content-Type": "application/msgpack"},
-                timeout=aiohttp.ClientTimeout(total=RESEND_QUERY_TIMEOUT_S),
-            ) as response:
-                body = await response.read()
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            log.debug("asking %s for its pending runs failed: %s", link.name, exc)
-            return
-        try:
-            answer = decode(body) if status == 200 else None
+            answer = None if body is None else decode(body)
         except EncodingError:
             answer = None
         if not isinstance(answer, dict):
@@ -1032,7 +1022,8 @@ class Node:
             or len(next_nonces) != len(senders)
             or not (queued_since is None or isinstance(queued_since, int))
         ):
-            log.warning("peer %s gave no usable answer to /peer/pending (%d)", link.name, status)
+            if body is not None:
+                log.warning("the primary's answer to /peer/pending is malformed")
             return
         if (
             self.halted is not None

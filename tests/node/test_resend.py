@@ -159,16 +159,16 @@ def test_a_resend_is_dropped_when_the_view_changes_while_the_primary_is_asked(
         first = _receive(cluster, 0)
 
         async def scenario() -> None:
-            replica, session = node.replica, node._session
+            replica, session = node.replica, node.peers._session
             stub = _Replica()
             fake = _Session(stub, become_primary=become_primary)
-            node.replica, node._session = stub, fake  # type: ignore[assignment]
+            node.replica, node.peers._session = stub, fake  # type: ignore[assignment]
             try:
                 node.mempool.add(first)  # held here only: nobody commits it meanwhile
                 await node._resend_stalled(after_ms=0)  # first sight of the sender
                 await node._resend_stalled(after_ms=0)  # now it has stalled
             finally:
-                node.replica, node._session = replica, session
+                node.replica, node.peers._session = replica, session
             assert fake.asked == 1
             queued = list(node.peers.links[0].txs.items)
             if become_primary:
