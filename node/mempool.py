@@ -40,6 +40,9 @@ class Mempool:
         self._next: dict[bytes, int] = {}  # next nonce to cut per sender (past in-flight ones)
         self._in_flight: dict[bytes, Transaction] = {}
         self._arrived_ms: dict[bytes, float] = {}  # when each one reached this node
+        # When this node last sent one to the primary itself (forwarded or resent), where later
+        # than its arrival: see `sent_ms`.
+        self._sent_ms: dict[bytes, float] = {}
         # Per sender with pending transactions: the first nonce missing from the consecutive
         # run that starts at its committed nonce (every nonce below it, from there, is pending).
         self._run_end: dict[bytes, int] = {}
@@ -139,6 +142,20 @@ class Mempool:
     def arrived_ms(self, tx_hash: bytes) -> float | None:
         return self._arrived_ms.get(tx_hash)
 
+    def mark_sent(self, tx_hashes: Iterable[bytes], at_ms: float) -> None:
+        """This node sent these pending transactions to the primary at `at_ms`: it forwarded a
+        client's ones after admitting them, or resent them."""
+        for tx_hash in tx_hashes:
+            if tx_hash in self._by_hash:
+                self._sent_ms[tx_hash] = at_ms
+
+    def sent_ms(self, tx_hash: bytes) -> float | None:
+        """When the primary was last sent this transaction, as far as this node knows: when this
+        node forwarded or resent it, else when it arrived here (a peer that forwarded it here
+        sent it to the primary at the same time)."""
+        sent = self._sent_ms.get(tx_hash)
+        return self._arrived_ms.get(tx_hash) if sent is None else sent
+
     def ready_count_at_least(self, count: int) -> bool:
         return len(self._by_hash) - len(self._in_flight) >= count
 
@@ -227,6 +244,7 @@ class Mempool:
     def _drop(self, tx: Transaction) -> None:
         self._in_flight.pop(tx.hash, None)
         self._arrived_ms.pop(tx.hash, None)
+        self._sent_ms.pop(tx.hash, None)
         if self._by_hash.pop(tx.hash, None) is None:
             return
         pending = self._by_sender.get(tx.sender)

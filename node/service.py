@@ -472,7 +472,7 @@ class Node:
         rest); the admitted ones are forwarded together. Returns each one's outcome in order."""
         self._check_running()
         outcomes: list[Transaction | Rejection] = []
-        admitted: list[bytes] = []
+        admitted: list[Transaction] = []
         with self.storage.batch():
             for raw in raws:
                 if not isinstance(raw, bytes):
@@ -480,13 +480,16 @@ class Node:
                     outcomes.append(Rejection("each transaction must be msgpack bytes"))
                     continue
                 try:
-                    outcomes.append(self._admit(raw, arrived_ms))
+                    tx = self._admit(raw, arrived_ms)
                 except Rejection as exc:
                     outcomes.append(exc)
                     continue
-                admitted.append(raw)
+                outcomes.append(tx)
+                admitted.append(tx)
         if admitted:
-            self.peers.forward_txs(admitted)
+            self.peers.forward_txs([tx.wire for tx in admitted])
+            if arrived_ms is not None:  # it waited for admission: the forward is what counts
+                self.mempool.mark_sent((tx.hash for tx in admitted), clock_ms())
         return outcomes
 
     def _admit(self, raw: bytes, arrived_ms: float | None = None) -> Transaction:
@@ -1033,23 +1036,27 @@ class Node:
         ):
             return  # the view changed (or the node stopped) while the primary was asked
         wires: list[bytes] = []
+        resent: list[bytes] = []
         for sender, nonce in zip(senders, next_nonces, strict=True):
             run = self.mempool.run_from(sender, nonce, RESEND_TXS_MAX) if type(nonce) is int else []
             if run and self._missed(run[0], queued_since):
                 wires.extend(tx.wire for tx in run)
+                resent.extend(tx.hash for tx in run)
         if wires:
             self.peers.forward_txs_to(primary, wires)
+            self.mempool.mark_sent(resent, clock_ms())
             self.counters.txs_resent += len(wires)
 
     def _missed(self, tx: Transaction, queued_since_ms: int | None) -> bool:
         """Whether the primary, which lacks `tx`, must have refused or lost it rather than still
         holding it in its admission queue: the queue is empty, or the oldest batch in it reached
-        the primary more than RESEND_SKEW_MS after `tx` reached this node (the queue is served in
-        order of arrival)."""
+        the primary more than RESEND_SKEW_MS after `tx` was last sent to it (the queue is served
+        in order of arrival). A client's transaction counts from its forward, not its arrival
+        here: under load it may wait here in the admission queue for seconds first."""
         if queued_since_ms is None:
             return True
-        arrived = self.mempool.arrived_ms(tx.hash)
-        return arrived is not None and arrived < queued_since_ms - RESEND_SKEW_MS
+        sent = self.mempool.sent_ms(tx.hash)
+        return sent is not None and sent < queued_since_ms - RESEND_SKEW_MS
 
     def pending_runs(self, senders: Sequence[bytes]) -> dict[str, Any]:
         """For a peer: the nonce this node lacks first, past each sender's ready run, and when

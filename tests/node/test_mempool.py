@@ -117,6 +117,26 @@ def test_arrival_times_live_as_long_as_their_transactions() -> None:
     assert pool.arrived_ms(second.hash) is None
 
 
+def test_send_times_default_to_arrival_and_leave_with_their_transactions() -> None:
+    committed = {ALICE.public_key: 0}
+    pool = _pool(committed=committed)
+    forwarded, submitted = _tx(ALICE, 0), _tx(ALICE, 1)
+    pool.add(forwarded, arrived_ms=10.0)  # a peer forwarded it: it sent the primary one too
+    pool.add(submitted, arrived_ms=11.0)
+    outsider = _tx(BOB, 0)
+    pool.mark_sent([submitted.hash, outsider.hash], 5_000.0)  # forwarded after its admission
+    assert pool.sent_ms(forwarded.hash) == 10.0
+    assert pool.sent_ms(submitted.hash) == 5_000.0
+    assert pool.arrived_ms(submitted.hash) == 11.0  # the latency stages keep the arrival
+    assert pool.sent_ms(outsider.hash) is None  # not pending here: nothing kept
+    pool.mark_sent([submitted.hash], 9_000.0)  # resent later
+    assert pool.sent_ms(submitted.hash) == 9_000.0
+    committed[ALICE.public_key] = 2
+    pool.remove_committed([forwarded, submitted])
+    assert pool.sent_ms(forwarded.hash) is None and pool.sent_ms(submitted.hash) is None
+    assert pool._sent_ms == {}
+
+
 def test_next_nonce_follows_the_consecutive_run_through_gaps_filled_late() -> None:
     committed = {ALICE.public_key: 5}
     pool = _pool(committed=committed)

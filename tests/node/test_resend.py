@@ -15,6 +15,8 @@ from ledger.encoding import decode, encode
 from ledger.genesis import Params
 from ledger.tx import Transaction
 from node.faults import LinkFaults
+from node.service import Node
+from node.stages import clock_ms
 from tests.node.inproc import CHAIN_ID, Cluster, in_process_cluster
 
 
@@ -132,10 +134,14 @@ class _Answer:
 
 
 class _Session:
-    """Answers /peer/pending; with `become_primary`, this node becomes primary meanwhile."""
+    """Answers /peer/pending (its admission queue's oldest batch arrived at `queued_since_ms`);
+    with `become_primary`, this node becomes primary meanwhile."""
 
-    def __init__(self, replica: _Replica, *, become_primary: bool) -> None:
+    def __init__(
+        self, replica: _Replica, *, become_primary: bool, queued_since_ms: int | None = None
+    ) -> None:
         self.replica, self.become_primary, self.asked = replica, become_primary, 0
+        self.queued_since_ms = queued_since_ms
 
     def post(self, url: str, **_: object) -> contextlib.AbstractAsyncContextManager[_Answer]:
         assert url.endswith("/peer/pending")
@@ -145,9 +151,21 @@ class _Session:
         async def answer() -> AsyncIterator[_Answer]:
             if self.become_primary:
                 self.replica.view, self.replica.primary, self.replica.is_primary = 1, 1, True
-            yield _Answer(encode({"next_nonces": [0], "queued_since_ms": None}))
+            yield _Answer(encode({"next_nonces": [0], "queued_since_ms": self.queued_since_ms}))
 
         return answer()
+
+
+async def _resend_stalled(node: Node, stub: _Replica, fake: _Session) -> None:
+    """Two scans of `node`'s resender with `stub` for its replica and `fake` for its session:
+    the first sees the sender, the second finds it stalled and asks the primary."""
+    replica, session = node.replica, node.peers._session
+    node.replica, node.peers._session = stub, fake  # type: ignore[assignment]
+    try:
+        await node._resend_stalled(after_ms=0)
+        await node._resend_stalled(after_ms=0)
+    finally:
+        node.replica, node.peers._session = replica, session
 
 
 @pytest.mark.parametrize("become_primary", [False, True])
@@ -159,16 +177,10 @@ def test_a_resend_is_dropped_when_the_view_changes_while_the_primary_is_asked(
         first = _receive(cluster, 0)
 
         async def scenario() -> None:
-            replica, session = node.replica, node.peers._session
+            node.mempool.add(first)  # held here only: nobody commits it meanwhile
             stub = _Replica()
             fake = _Session(stub, become_primary=become_primary)
-            node.replica, node.peers._session = stub, fake  # type: ignore[assignment]
-            try:
-                node.mempool.add(first)  # held here only: nobody commits it meanwhile
-                await node._resend_stalled(after_ms=0)  # first sight of the sender
-                await node._resend_stalled(after_ms=0)  # now it has stalled
-            finally:
-                node.replica, node.peers._session = replica, session
+            await _resend_stalled(node, stub, fake)
             assert fake.asked == 1
             queued = list(node.peers.links[0].txs.items)
             if become_primary:
@@ -177,5 +189,34 @@ def test_a_resend_is_dropped_when_the_view_changes_while_the_primary_is_asked(
             else:
                 assert node.counters.txs_resent == 1
                 assert first.wire in queued
+
+        cluster.run(scenario(), timeout_s=30)
+
+
+@pytest.mark.parametrize("forwarded_late", [True, False])
+def test_a_transaction_still_queued_at_the_primary_is_not_sent_again(
+    tmp_path: Path, forwarded_late: bool
+) -> None:
+    """The primary's oldest queued batch arrived 2 s ago. A client's transaction that reached
+    this node 5 s ago but waited here for admission was forwarded only now: it sits in that
+    queue, so resending it would only make a duplicate. One that a peer forwarded here 5 s ago
+    went to the primary then: it was refused or lost, and goes again."""
+    with in_process_cluster(tmp_path, params=Params()) as cluster:
+        node = cluster.nodes[1]
+        first = _receive(cluster, 0)
+
+        async def scenario() -> None:
+            now = clock_ms()
+            if forwarded_late:
+                assert node.submit_many([first.wire], arrived_ms=now - 5_000) == [first]
+                for link in node.peers.links.values():
+                    link.txs.drop_all()  # on its way (before any await): as good as sent here
+            else:
+                node.mempool.add(first, now - 5_000)
+            stub = _Replica()
+            fake = _Session(stub, become_primary=False, queued_since_ms=int(now - 2_000))
+            await _resend_stalled(node, stub, fake)
+            assert fake.asked == 1
+            assert node.counters.txs_resent == (0 if forwarded_late else 1)
 
         cluster.run(scenario(), timeout_s=30)
