@@ -40,6 +40,12 @@ def test_a_short_bench_commits_what_it_offers_and_reports_it(tmp_path: Path) -> 
     assert figures["rejected"] == 0
     assert 0 < figures["latency_ms_p50"] <= figures["latency_ms_p99"]
     assert 0 < figures["fraction_of_bound"] < 1
+    # The bound is taken from the verification rate before and after the load, both reported.
+    before, after = figures["verify_per_s_before"], figures["verify_per_s_after"]
+    assert before > 0 and after > 0
+    assert abs(figures["verify_per_s"] - (before + after) / 2) <= 1
+    bound = figures["cores"] * figures["verify_per_s"] / figures["nodes"]
+    assert abs(figures["signature_bound_tx_per_s"] - bound) <= figures["cores"]
     stages = figures["stages_ms_p50"]
     assert set(stages) == {"admission", "propose", "pre_prepare", "prepare", "commit", "execute"}
     assert all(ms is not None and ms >= 0 for ms in stages.values()), stages
