@@ -18,6 +18,7 @@ from aiohttp import web
 
 from ledger.crypto import KeyPair
 from ledger.genesis import Genesis, Identity, Params, Role, Validator
+from ledger.tx import Transaction
 from node.api import create_app
 from node.limits import ApiLimits
 from node.service import Node
@@ -25,6 +26,18 @@ from node.storage import Storage
 
 T = TypeVar("T")
 CHAIN_ID = "fuzz-chain"
+
+
+def steel_receipt(identities: dict[str, KeyPair], nonce: int) -> Transaction:
+    """The supplier's transaction with `nonce`: one steel received at the main location."""
+    return Transaction.create(
+        identities["supplier"],
+        chain_id=CHAIN_ID,
+        nonce=nonce,
+        contract="inventory",
+        method="receive",
+        args={"item": "steel", "location": "main", "qty": 1},
+    )
 
 
 @dataclass

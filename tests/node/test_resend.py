@@ -13,22 +13,10 @@ import pytest
 
 from ledger.encoding import decode, encode
 from ledger.genesis import Params
-from ledger.tx import Transaction
 from node.faults import LinkFaults
 from node.service import Node
 from node.stages import clock_ms
-from tests.node.inproc import CHAIN_ID, Cluster, in_process_cluster
-
-
-def _receive(cluster: Cluster, nonce: int) -> Transaction:
-    return Transaction.create(
-        cluster.identities["supplier"],
-        chain_id=CHAIN_ID,
-        nonce=nonce,
-        contract="inventory",
-        method="receive",
-        args={"item": "steel", "location": "main", "qty": 1},
-    )
+from tests.node.inproc import in_process_cluster, steel_receipt
 
 
 async def _until(check: object, what: str, timeout_s: float) -> None:
@@ -46,7 +34,7 @@ def test_a_transaction_the_primary_missed_is_sent_again_and_commits_in_the_same_
     # the transaction: the resend comes at half of it.
     with in_process_cluster(tmp_path, params=Params(view_change_timeout_ms=4000)) as cluster:
         primary, backup = cluster.nodes[0], cluster.nodes[1]
-        first, second = _receive(cluster, 0), _receive(cluster, 1)
+        first, second = steel_receipt(cluster.identities, 0), steel_receipt(cluster.identities, 1)
 
         async def scenario() -> None:
             # The backup's forward of the first transaction to the primary is lost on the way.
@@ -91,7 +79,7 @@ def test_pending_query_answers_each_senders_missing_nonce_and_refuses_bad_input(
         async def scenario() -> None:
             for nonce in (0, 1, 3):
                 status, _, _ = await cluster.request(
-                    2, "POST", "/tx", body=_receive(cluster, nonce).to_wire()
+                    2, "POST", "/tx", body=steel_receipt(cluster.identities, nonce).to_wire()
                 )
                 assert status == 202
             await _until(lambda: len(node.mempool) >= 3, "three pending", 10)
@@ -174,7 +162,7 @@ def test_a_resend_is_dropped_when_the_view_changes_while_the_primary_is_asked(
 ) -> None:
     with in_process_cluster(tmp_path, params=Params()) as cluster:
         node = cluster.nodes[1]
-        first = _receive(cluster, 0)
+        first = steel_receipt(cluster.identities, 0)
 
         async def scenario() -> None:
             node.mempool.add(first)  # held here only: nobody commits it meanwhile
@@ -203,7 +191,7 @@ def test_a_transaction_still_queued_at_the_primary_is_not_sent_again(
     went to the primary then: it was refused or lost, and goes again."""
     with in_process_cluster(tmp_path, params=Params()) as cluster:
         node = cluster.nodes[1]
-        first = _receive(cluster, 0)
+        first = steel_receipt(cluster.identities, 0)
 
         async def scenario() -> None:
             now = clock_ms()
