@@ -165,7 +165,6 @@ class Peers:
         link is blocked, the fault injector lost it, the peer is unreachable or refused it).
         Questions pass the fault injector like batches, but a failure does not mark the peer
         down: the batches decide that."""
-        assert self._session is not None
         link = self.links[index]
         verdict = self.faults.decide(link.name)
         if verdict.blocked or verdict.copies == 0:
@@ -173,14 +172,7 @@ class Peers:
         if verdict.delay_ms:
             await asyncio.sleep(verdict.delay_ms / 1000)
         try:
-            async with self._session.post(
-                f"{link.url}{path}",
-                data=body,
-                headers={"Content-Type": "application/msgpack"},
-                timeout=aiohttp.ClientTimeout(total=timeout_s),
-            ) as response:
-                answer = await response.read()
-                status = response.status
+            status, answer = await self._exchange(link, path, body, timeout_s)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             log.debug("asking %s %s failed: %s", link.name, path, exc)
             return None
@@ -244,16 +236,26 @@ class Peers:
             log.warning("peer %s is down: %s", link.name, reason)
         link.up = False
 
-    async def _post(self, link: PeerLink, body: bytes) -> bool:
+    async def _exchange(
+        self, link: PeerLink, path: str, body: bytes, timeout_s: float | None = None
+    ) -> tuple[int, bytes]:
+        """POST a msgpack body to the peer's `path` (within `timeout_s`, else the session's
+        timeout): the answer's status and body. Raises what aiohttp raises without one."""
         assert self._session is not None
+        timeout = (
+            self._session.timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
+        )
+        async with self._session.post(
+            f"{link.url}{path}",
+            data=body,
+            headers={"Content-Type": "application/msgpack"},
+            timeout=timeout,
+        ) as response:
+            return response.status, await response.read()
+
+    async def _post(self, link: PeerLink, body: bytes) -> bool:
         try:
-            async with self._session.post(
-                f"{link.url}/peer/batch",
-                data=body,
-                headers={"Content-Type": "application/msgpack"},
-            ) as response:
-                await response.read()
-                status = response.status
+            status, _ = await self._exchange(link, "/peer/batch", body)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             self._mark_down(link, exc or type(exc).__name__)
             return False
