@@ -1042,17 +1042,15 @@ class Node:
             or not replica.view_active
         ):
             return  # the view changed (or the node stopped) while the primary was asked
-        wires: list[bytes] = []
-        resent: list[bytes] = []
+        resent: list[Transaction] = []
         for sender, nonce in zip(senders, next_nonces, strict=True):
             run = self.mempool.run_from(sender, nonce, RESEND_TXS_MAX) if type(nonce) is int else []
             if run and self._missed(run[0], queued_since):
-                wires.extend(tx.wire for tx in run)
-                resent.extend(tx.hash for tx in run)
-        if wires:
-            self.peers.forward_txs_to(primary, wires)
-            self.mempool.mark_sent(resent, clock_ms())
-            self.counters.txs_resent += len(wires)
+                resent.extend(run)
+        if resent:
+            self.peers.forward_txs_to(primary, [tx.wire for tx in resent])
+            self.mempool.mark_sent((tx.hash for tx in resent), clock_ms())
+            self.counters.txs_resent += len(resent)
 
     def _missed(self, tx: Transaction, queued_since_ms: int | None) -> bool:
         """Whether the primary, which lacks `tx`, must have refused or lost it rather than still
