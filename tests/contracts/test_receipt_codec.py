@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -135,18 +136,8 @@ def test_data_too_deep_for_the_receipt_is_refused_as_the_receipt_map_refuses_it(
         return encoded
 
     event = Event(contract="c", kind="k", subject="s", data={"deep": _nested(levels)})
-    in_event = Receipt(
-        tx_hash=b"\x44" * 32, height=1, index=0, ok=True, error=None, result=None, events=(event,)
-    )
-    in_result = Receipt(
-        tx_hash=b"\x44" * 32,
-        height=1,
-        index=0,
-        ok=True,
-        error=None,
-        result=_nested(levels),
-        events=(),
-    )
+    in_event = replace(OK, result=None, events=(event,))
+    in_result = replace(OK, result=_nested(levels), events=())
     for receipt in (in_event, in_result):
         joined = outcome(receipt.encoded)
         assert joined == outcome(lambda r=receipt: encode(r.to_map()))
