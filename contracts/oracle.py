@@ -11,6 +11,11 @@ work order, unless the machine is already out of normal service. Reports that ar
 decision, or that differ from the median by more than `tolerance_bp`, are kept and listed as
 late or outlying, so disagreement among validators is visible.
 
+Events: `final` on `prediction:<machine>/<seq>` and `prediction` on `machine:<machine>` once a
+prediction is decided. A single report is no event of its own: the prediction record keeps every
+report, and every validator reports on every reading, so an event apiece would cost about as
+much to execute as the reports themselves.
+
     oracle/params                                 {"quorum", "tolerance_bp"} from the genesis
     oracle/model                                  the registered model
     oracle/prediction/<machine>/<seq, 12 digits>  reports and, once decided, the final value
@@ -28,7 +33,7 @@ from contracts.machine_state import (
     SEQ_MAX,
     MachineStatus,
     existing_machine,
-    read_reading,
+    reading_key,
 )
 from contracts.machines import flag_machine_at_risk
 from contracts.maintenance import open_work_order
@@ -173,7 +178,8 @@ class OracleContract(Contract):
         item: dict[str, Any],
     ) -> bool:
         machine, seq, value = item["machine"], item["seq"], item["probability_bp"]
-        if read_reading(call.state, machine, seq) is None:
+        # Only its existence matters here: the validators evaluated the committed reading.
+        if call.state.get(reading_key(machine, seq)) is None:
             raise NotFoundError(f"report {index}: machine {machine} has no committed reading {seq}")
         key = prediction_key(machine, seq)
         record = read_map(call.state, key) or {
@@ -194,8 +200,6 @@ class OracleContract(Contract):
                 f"report {index}: {reporter} already reported on {machine} reading {seq}"
             )
         record["reports"] = {**record["reports"], reporter: value}
-        subject = prediction_subject(machine, seq)
-        call.emit("report", subject, {"reporter": reporter, "probability_bp": value})
         decided_now = False
         if record["final"]:
             record["late"] = sorted({*record["late"], reporter})

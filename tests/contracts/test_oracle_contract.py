@@ -139,6 +139,19 @@ def test_late_and_disagreeing_reports_are_recorded_and_visible(plant: Chain) -> 
     assert prediction["reports"] == {"ora1": 1000, "ora2": 1100, "ora3": 4000}
 
 
+def test_reports_are_events_only_once_a_prediction_is_decided(plant: Chain) -> None:
+    first = _report(plant, "ora1", 1, 1000)
+    assert first.ok and first.events == ()
+    decided = _report(plant, "ora2", 1, 1100)
+    assert [(e.kind, e.subject) for e in decided.events] == [
+        ("final", "prediction:m1/1"),
+        ("prediction", "machine:m1"),
+    ]
+    assert decided.events[0].data["reporters"] == ["ora1", "ora2"]
+    late = _report(plant, "ora3", 1, 1050)
+    assert late.ok and late.events == ()
+
+
 def test_only_the_admin_registers_a_model(plant: Chain) -> None:
     receipt = plant.call(
         "ora1",
