@@ -2,18 +2,22 @@
 submit this validator's signed reports.
 
 Committed blocks hand their accepted `machines.report` readings to the runner (cheap, in the
-event loop); a background task batches everything that arrived, loads the registered model when
-its hash changes (from the node's models directory, refused unless its sha256 matches the one
-registered on-chain), runs inference in a worker thread so consensus never waits for it, and
-submits one `oracle.report` transaction per batch, signed with the validator's oracle key, through
-the node's own admission path. Nothing learned or random is computed inside consensus: the chain
-only sees the signed numbers, and anyone can recompute them with `millchain oracle verify`.
+event loop); a background task batches everything that arrived, at most one batch every
+REPORT_INTERVAL_S (under load blocks commit every few milliseconds, and a report per block would
+cost every validator a signed transaction and an inference call per block), loads the registered
+model when its hash changes (from the node's models directory, refused unless its sha256 matches
+the one registered on-chain), runs inference in a worker thread so consensus never waits for it,
+and submits one `oracle.report` transaction per batch, signed with the validator's oracle key,
+through the node's own admission path. Nothing learned or random is computed inside consensus:
+the chain only sees the signed numbers, and anyone can recompute them with `millchain oracle
+verify`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +35,8 @@ if TYPE_CHECKING:
     from oracle.telemetry.reading import Reading
 
 log = logging.getLogger(__name__)
+
+REPORT_INTERVAL_S = 0.5
 
 
 def readings_of(block: Block, receipts: Sequence[Receipt]) -> list[tuple[str, dict[str, Any]]]:
@@ -72,6 +78,7 @@ class OracleRunner:
         models_dir: Path,
         next_nonce: Callable[[bytes], int],
         submit: Callable[[bytes], object],
+        report_interval_s: float = REPORT_INTERVAL_S,
     ) -> None:
         self.keys = keys
         self.chain_id = chain_id
@@ -79,6 +86,8 @@ class OracleRunner:
         self.models_dir = models_dir
         self._next_nonce = next_nonce
         self._submit = submit
+        self.report_interval_s = report_interval_s
+        self._reported_at = -float("inf")  # time.monotonic() of the last report
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self._wake = asyncio.Event()
         self._model: FaultModel | None = None
@@ -99,6 +108,10 @@ class OracleRunner:
     async def run(self) -> None:
         while True:
             await self._wake.wait()
+            # Readings that blocks commit meanwhile join this batch.
+            wait_s = self._reported_at + self.report_interval_s - time.monotonic()
+            if wait_s > 0:
+                await asyncio.sleep(wait_s)
             self._wake.clear()
             batch, self._pending = self._pending, []
             # The registration is read here, in the event loop, between blocks: the storage
@@ -114,6 +127,7 @@ class OracleRunner:
             readings = [to_reading(machine, fields) for machine, fields in batch]
             values = await asyncio.to_thread(model.predict_bp, readings)
             self._report(self._model_hash, readings, values)
+            self._reported_at = time.monotonic()
 
     def _load(self, model_hash: bytes) -> FaultModel | None:
         """The registered model `model_hash` from the models directory (hash-checked first);

@@ -153,3 +153,46 @@ async def test_an_artifact_that_does_not_match_its_hash_is_refused(
     await _one_round(runner, READINGS, lambda: runner.last_error is not None)
     assert submitted == []
     assert runner.status()["model"] is None
+
+
+async def test_readings_committed_within_the_interval_share_one_report(
+    tmp_path: Path, model_file: tuple[Path, str, FaultModel]
+) -> None:
+    path, sha256_hex, _ = model_file
+    state = MemoryState()
+    _register(state, sha256_hex)
+    shutil.copy(path, model_path(tmp_path, sha256_hex))
+    submitted: list[Transaction] = []
+    runner = _runner(state, tmp_path, submitted)
+    runner.report_interval_s = 0.4
+    reported_at: list[float] = []
+
+    def submit(raw: bytes) -> object:
+        reported_at.append(time.monotonic())
+        submitted.append(Transaction.from_wire(raw))
+        return None
+
+    runner._submit = submit
+    task = asyncio.create_task(runner.run())
+    try:
+        deadline = time.monotonic() + 20
+        runner._pending.append(READINGS[0])
+        runner._wake.set()
+        while runner.reports_submitted < 1:
+            assert time.monotonic() < deadline, runner.status()
+            await asyncio.sleep(0.01)
+        for reading in READINGS[1:4]:  # three blocks commit right after the first report
+            runner._pending.append(reading)
+            runner._wake.set()
+            for _ in range(3):
+                await asyncio.sleep(0)  # the runner wakes and waits out the interval
+        while runner.reports_submitted < 4:
+            assert time.monotonic() < deadline, runner.status()
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    # The first block's reading is reported at once; the next ones wait for the interval.
+    assert [[r["seq"] for r in tx.args["reports"]] for tx in submitted] == [[1], [2, 3, 4]]
+    assert reported_at[1] - reported_at[0] >= 0.4 - 0.01
