@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REPORT_INTERVAL_S = 0.5
+# Readings held for reporting while the node refuses reports as busy (about 100 s of the
+# demo's machines); the oldest are dropped beyond.
+PENDING_MAX = 10_000
+BUSY_STATUS = 503
 
 
 def readings_of(block: Block, receipts: Sequence[Receipt]) -> list[tuple[str, dict[str, Any]]]:
@@ -126,8 +130,21 @@ class OracleRunner:
                 continue  # no model registered (yet), or only a model to load
             readings = [to_reading(machine, fields) for machine, fields in batch]
             values = await asyncio.to_thread(model.predict_bp, readings)
-            self._report(self._model_hash, readings, values)
+            retry_from = self._report(self._model_hash, readings, values)
             self._reported_at = time.monotonic()
+            if retry_from is not None:
+                self._requeue(batch[retry_from:])
+
+    def _requeue(self, readings: list[tuple[str, dict[str, Any]]]) -> None:
+        """Report `readings` (refused because the node was busy) with the next batch, keeping at
+        most PENDING_MAX readings: the oldest go first when the node stays busy that long."""
+        self._pending[:0] = readings
+        excess = len(self._pending) - PENDING_MAX
+        if excess > 0:
+            del self._pending[:excess]
+            self.last_error = f"node busy: dropped the {excess} oldest readings unreported"
+            log.warning(self.last_error)
+        self._wake.set()
 
     def _load(self, model_hash: bytes) -> FaultModel | None:
         """The registered model `model_hash` from the models directory (hash-checked first);
@@ -147,30 +164,37 @@ class OracleRunner:
         log.info("loaded registered model %s from %s", model_hash.hex()[:16], path)
         return model
 
-    def _report(self, model_hash: bytes, readings: list[Reading], values: list[int]) -> None:
+    def _report(self, model_hash: bytes, readings: list[Reading], values: list[int]) -> int | None:
+        """Submit the reports, REPORTS_PER_TX_MAX a transaction. Returns the index of the first
+        reading to report again because the node refused its transaction as busy (a full
+        mempool or admission queue: 503), or None. Any other refusal is final: logged, and
+        those reports are dropped."""
         reports = [
             {"machine": r.machine_id, "seq": r.seq, "probability_bp": int(v)}
             for r, v in zip(readings, values, strict=True)
         ]
         for start in range(0, len(reports), REPORTS_PER_TX_MAX):
+            part = reports[start : start + REPORTS_PER_TX_MAX]
             tx = Transaction.create(
                 self.keys,
                 chain_id=self.chain_id,
                 nonce=self._next_nonce(self.keys.public_key),
                 contract="oracle",
                 method="report",
-                args={
-                    "model_hash": model_hash,
-                    "reports": reports[start : start + REPORTS_PER_TX_MAX],
-                },
+                args={"model_hash": model_hash, "reports": part},
             )
             try:
                 self._submit(tx.to_wire())
             except Rejection as exc:
-                self.last_error = f"report refused: {exc}"
-                log.warning(self.last_error)
+                message = f"report refused: {exc}"
+                if message != self.last_error:  # a busy node refuses every retry alike
+                    log.warning(message)
+                self.last_error = message
+                if exc.status == BUSY_STATUS:
+                    return start
                 continue
-            self.reports_submitted += len(reports[start : start + REPORTS_PER_TX_MAX])
+            self.reports_submitted += len(part)
+        return None
 
     def status(self) -> dict[str, Any]:
         return {

@@ -16,6 +16,7 @@ from contracts.state import MemoryState
 from ledger.crypto import KeyPair
 from ledger.encoding import encode
 from ledger.tx import Transaction
+from node.errors import Duplicate, MempoolFull, Rejection
 from node.oracle_runner import OracleRunner, model_path, to_reading
 from node.storage import Storage
 from oracle.model import FaultModel, save_model, train
@@ -196,3 +197,55 @@ async def test_readings_committed_within_the_interval_share_one_report(
     # The first block's reading is reported at once; the next ones wait for the interval.
     assert [[r["seq"] for r in tx.args["reports"]] for tx in submitted] == [[1], [2, 3, 4]]
     assert reported_at[1] - reported_at[0] >= 0.4 - 0.01
+
+
+@pytest.mark.parametrize(
+    ("refusal", "reported_again"),
+    [
+        (MempoolFull("mempool is full (8 transactions); retry later"), True),
+        (Duplicate("nonce 1 of this sender is already pending in another tx"), False),
+    ],
+)
+async def test_a_report_refused_as_busy_is_submitted_again_with_the_next_batch(
+    tmp_path: Path,
+    model_file: tuple[Path, str, FaultModel],
+    refusal: Rejection,
+    reported_again: bool,
+) -> None:
+    path, sha256_hex, _ = model_file
+    state = MemoryState()
+    _register(state, sha256_hex)
+    shutil.copy(path, model_path(tmp_path, sha256_hex))
+    submitted: list[Transaction] = []
+    runner = _runner(state, tmp_path, submitted)
+    runner.report_interval_s = 0.05
+    refusals = [refusal]
+
+    def submit(raw: bytes) -> object:
+        if refusals:
+            raise refusals.pop()
+        submitted.append(Transaction.from_wire(raw))
+        return None
+
+    runner._submit = submit
+    task = asyncio.create_task(runner.run())
+    try:
+        deadline = time.monotonic() + 20
+        runner._pending.extend(READINGS[:2])
+        runner._wake.set()
+        while runner.last_error is None:
+            assert time.monotonic() < deadline, runner.status()
+            await asyncio.sleep(0.01)
+        runner._pending.append(READINGS[2])  # a later block's reading
+        runner._wake.set()
+        while not submitted:
+            assert time.monotonic() < deadline, runner.status()
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert runner.last_error == f"report refused: {refusal}"
+    seqs = [[r["seq"] for r in tx.args["reports"]] for tx in submitted]
+    assert seqs == ([[1, 2, 3]] if reported_again else [[3]])
+    assert runner.reports_submitted == (3 if reported_again else 1)
