@@ -39,7 +39,7 @@ from cli.machine_sim import reading_args
 from cli.oracle_chain_cmd import register_model_file
 from ledger.genesis import Role
 from ledger.tx import Transaction
-from node.client import NodeClient
+from node.client import ClientError, NodeClient
 from oracle.model.artifact import save_model
 from oracle.model.training import train
 from oracle.telemetry.simulator import MachineSimulator, simulate_fleet
@@ -48,6 +48,7 @@ PACE_MS = 200
 WARM_UP_S = 5.0
 MODEL_LOAD_TIMEOUT_S = 30.0
 READINGS_PER_REPORT = 5
+BUSY_STATUS = 503
 
 
 def train_model(path: Path, operations: int) -> str:
@@ -73,15 +74,20 @@ async def _call(layout: ClusterDir, identity: str, contract: str, **args: Any) -
         raise SystemExit(f"{contract}.register: {result['receipt']['error']}")
 
 
-async def _stream_readings(layout: ClusterDir, machines: list[str], stop: asyncio.Event) -> int:
+async def _stream_readings(
+    layout: ClusterDir, machines: list[str], stop: asyncio.Event
+) -> tuple[int, int]:
     """Every PACE_MS, one report of READINGS_PER_REPORT new readings per machine, signed by the
     machine identity and submitted without waiting for commits (machines stream at their own
     pace). A reading that ends in a failure is dropped and the tool replaced, so every
-    machine keeps producing for the whole phase. Returns the readings submitted."""
+    machine keeps producing for the whole phase. A report the node refuses as busy (503: the
+    unpaced bench fills its mempool) is sent again at the next pace, before the newer ones, as a
+    machine buffering its readings would. Returns (readings accepted, refusals)."""
     keys = layout.identity_keys("machine")
     chain_id = layout.genesis().chain_id
     simulators = [MachineSimulator(machine, seed=i + 1) for i, machine in enumerate(machines)]
-    submitted = 0
+    submitted = refused = 0
+    backlog: list[tuple[bytes, int]] = []  # signed reports not yet accepted, in nonce order
     async with NodeClient(layout.config(layout.node_names()[0]).url) as client:
         nonce = await client.next_nonce(keys.public_key)
         while not stop.is_set():
@@ -101,12 +107,22 @@ async def _stream_readings(layout: ClusterDir, machines: list[str], stop: asynci
                     method="report",
                     args={"machine": machine, "readings": readings},
                 )
-                await client.submit(tx.wire)
+                backlog.append((tx.wire, len(readings)))
                 nonce += 1
-                submitted += len(readings)
+            while backlog:
+                wire, count = backlog[0]
+                try:
+                    await client.submit(wire)
+                except ClientError as exc:
+                    if exc.status != BUSY_STATUS:
+                        raise
+                    refused += 1
+                    break
+                backlog.pop(0)
+                submitted += count
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), PACE_MS / 1000)
-    return submitted
+    return submitted, refused
 
 
 async def _phase(
@@ -119,11 +135,12 @@ async def _phase(
         figures = await bench._offer_load(layout, senders, duration_s, rate, bench.BATCH_DEFAULT)
     finally:
         stop.set()
-        readings = await streamer
+        readings, refused = await streamer
     async with NodeClient(layout.config(layout.node_names()[0]).url) as client:
         status = await client.status()
     figures.pop("timeline", None)
     figures["readings_submitted"] = readings
+    figures["reading_reports_refused"] = refused
     figures["oracle"] = status["oracle"]  # readings seen and reports submitted so far
     return figures
 
