@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -156,16 +157,54 @@ async def test_an_artifact_that_does_not_match_its_hash_is_refused(
     assert runner.status()["model"] is None
 
 
-async def test_readings_committed_within_the_interval_share_one_report(
-    tmp_path: Path, model_file: tuple[Path, str, FaultModel]
-) -> None:
+def _ready_runner(
+    models: Path, model_file: tuple[Path, str, FaultModel], submit: Callable[[bytes], object]
+) -> OracleRunner:
+    """A runner whose registered model is in `models`, submitting through `submit`."""
     path, sha256_hex, _ = model_file
     state = MemoryState()
     _register(state, sha256_hex)
-    shutil.copy(path, model_path(tmp_path, sha256_hex))
+    shutil.copy(path, model_path(models, sha256_hex))
+    runner = _runner(state, models, [])
+    runner._submit = submit
+    return runner
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    runner: OracleRunner,
+) -> AsyncIterator[Callable[[Callable[[], bool]], Awaitable[None]]]:
+    """Run the runner; yields `until(done)`, which waits (bounded) until `done()` holds."""
+    task = asyncio.create_task(runner.run())
+    deadline = time.monotonic() + 20
+
+    async def until(done: Callable[[], bool]) -> None:
+        while not done():
+            assert time.monotonic() < deadline, runner.status()
+            await asyncio.sleep(0.01)
+
+    try:
+        yield until
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+def _committed(runner: OracleRunner, *readings: tuple[str, dict[str, Any]]) -> None:
+    """Hand the runner a committed block's readings."""
+    runner._pending.extend(readings)
+    runner._wake.set()
+
+
+def _seqs(submitted: list[Transaction]) -> list[list[int]]:
+    return [[r["seq"] for r in tx.args["reports"]] for tx in submitted]
+
+
+async def test_readings_committed_within_the_interval_share_one_report(
+    tmp_path: Path, model_file: tuple[Path, str, FaultModel]
+) -> None:
     submitted: list[Transaction] = []
-    runner = _runner(state, tmp_path, submitted)
-    runner.report_interval_s = 0.4
     reported_at: list[float] = []
 
     def submit(raw: bytes) -> object:
@@ -173,29 +212,18 @@ async def test_readings_committed_within_the_interval_share_one_report(
         submitted.append(Transaction.from_wire(raw))
         return None
 
-    runner._submit = submit
-    task = asyncio.create_task(runner.run())
-    try:
-        deadline = time.monotonic() + 20
-        runner._pending.append(READINGS[0])
-        runner._wake.set()
-        while runner.reports_submitted < 1:
-            assert time.monotonic() < deadline, runner.status()
-            await asyncio.sleep(0.01)
+    runner = _ready_runner(tmp_path, model_file, submit)
+    runner.report_interval_s = 0.4
+    async with _running(runner) as until:
+        _committed(runner, READINGS[0])
+        await until(lambda: runner.reports_submitted == 1)
         for reading in READINGS[1:4]:  # three blocks commit right after the first report
-            runner._pending.append(reading)
-            runner._wake.set()
+            _committed(runner, reading)
             for _ in range(3):
                 await asyncio.sleep(0)  # the runner wakes and waits out the interval
-        while runner.reports_submitted < 4:
-            assert time.monotonic() < deadline, runner.status()
-            await asyncio.sleep(0.01)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        await until(lambda: runner.reports_submitted == 4)
     # The first block's reading is reported at once; the next ones wait for the interval.
-    assert [[r["seq"] for r in tx.args["reports"]] for tx in submitted] == [[1], [2, 3, 4]]
+    assert _seqs(submitted) == [[1], [2, 3, 4]]
     assert reported_at[1] - reported_at[0] >= 0.4 - 0.01
 
 
@@ -212,13 +240,7 @@ async def test_a_report_refused_as_busy_is_submitted_again_with_the_next_batch(
     refusal: Rejection,
     reported_again: bool,
 ) -> None:
-    path, sha256_hex, _ = model_file
-    state = MemoryState()
-    _register(state, sha256_hex)
-    shutil.copy(path, model_path(tmp_path, sha256_hex))
     submitted: list[Transaction] = []
-    runner = _runner(state, tmp_path, submitted)
-    runner.report_interval_s = 0.05
     refusals = [refusal]
 
     def submit(raw: bytes) -> object:
@@ -227,25 +249,13 @@ async def test_a_report_refused_as_busy_is_submitted_again_with_the_next_batch(
         submitted.append(Transaction.from_wire(raw))
         return None
 
-    runner._submit = submit
-    task = asyncio.create_task(runner.run())
-    try:
-        deadline = time.monotonic() + 20
-        runner._pending.extend(READINGS[:2])
-        runner._wake.set()
-        while runner.last_error is None:
-            assert time.monotonic() < deadline, runner.status()
-            await asyncio.sleep(0.01)
-        runner._pending.append(READINGS[2])  # a later block's reading
-        runner._wake.set()
-        while not submitted:
-            assert time.monotonic() < deadline, runner.status()
-            await asyncio.sleep(0.01)
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+    runner = _ready_runner(tmp_path, model_file, submit)
+    runner.report_interval_s = 0.05
+    async with _running(runner) as until:
+        _committed(runner, *READINGS[:2])
+        await until(lambda: runner.last_error is not None)
+        _committed(runner, READINGS[2])  # a later block's reading
+        await until(lambda: bool(submitted))
     assert runner.last_error == f"report refused: {refusal}"
-    seqs = [[r["seq"] for r in tx.args["reports"]] for tx in submitted]
-    assert seqs == ([[1, 2, 3]] if reported_again else [[3]])
+    assert _seqs(submitted) == ([[1, 2, 3]] if reported_again else [[3]])
     assert runner.reports_submitted == (3 if reported_again else 1)
