@@ -36,11 +36,26 @@ def is_alive(pid: int) -> bool:
 
 
 def _state(pid: int) -> str:
+    fields = _stat_fields(pid)
+    return "?" if fields is None else fields[0]
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user and system) process `pid` used so far, from /proc (None elsewhere, or
+    once it is gone)."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the command name (the state first), or None."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8")
     except OSError:
-        return "?"
-    return stat.rsplit(")", 1)[1].split()[0]
+        return None
+    return stat.rsplit(")", 1)[1].split()
 
 
 def node_pid(layout: ClusterDir, name: str) -> int | None:

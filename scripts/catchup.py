@@ -34,7 +34,7 @@ from typing import Any
 from cli.cluster_cmd import collect_status, temporary_cluster
 from cli.layout import ClusterDir, init_cluster
 from cli.loadgen import Load
-from cli.process import kill_node, start_node, stop_node
+from cli.process import cpu_seconds, kill_node, start_node, stop_node
 from ledger.genesis import Role
 from ledger.tx import Transaction
 from node.client import ClientError, NodeClient, wait_until_up
@@ -182,7 +182,7 @@ async def time_catch_up(
             await asyncio.sleep(POLL_S)
     done_wall_ms = time.time() * 1000
     seconds = time.monotonic() - spawned
-    cpu_s = _cpu_seconds(pid)
+    cpu_s = cpu_seconds(pid)
     blocks = behind
     txs = int(status["counters"]["txs_committed"])
     transfer = status["transfer"]
@@ -246,15 +246,6 @@ async def run(
     median = statistics.median_low(run["txs_per_s_from_spawn"] for run in runs)
     chosen = next(run for run in runs if run["txs_per_s_from_spawn"] == median)
     return {**chosen, "runs": runs}
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """CPU time (user and system) process `pid` used so far, from /proc (None elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
