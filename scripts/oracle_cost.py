@@ -15,6 +15,12 @@ load sklearn and the model then). The four measured phases run one at a time, in
 without, with, with, without, so a drift in the shared machine's load over the pair weighs on
 both sides alike; the idle cluster only ticks meanwhile. The cost is 1 - (mean tx/s with the
 oracle) / (mean tx/s without it); the median over the pairs is the figure, next to the range.
+
+Throughput on a shared machine moves by more than the oracle costs, so each phase also counts
+the CPU its cluster's nodes used (from /proc) per committed bench transaction and node: the
+second figure is how much more of it a transaction takes with the oracle running (its reports'
+admission and execution, inference, and the smaller blocks they may cause), again the median
+over the pairs.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from cli.demo_oracle import HORIZON
 from cli.layout import ClusterDir
 from cli.machine_sim import reading_args
 from cli.oracle_chain_cmd import register_model_file
+from cli.process import cpu_seconds, node_pid
 from ledger.genesis import Role
 from ledger.tx import Transaction
 from node.client import ClientError, NodeClient
@@ -129,6 +136,8 @@ async def _phase(
     layout: ClusterDir, machines: list[str], senders: list[str], duration_s: float, rate: float
 ) -> dict[str, Any]:
     """The bench's load for `duration_s` while every machine streams readings."""
+    pids = _node_pids(layout)
+    cpu_before = _cpu_of(pids)
     stop = asyncio.Event()
     streamer = asyncio.create_task(_stream_readings(layout, machines, stop))
     try:
@@ -136,13 +145,37 @@ async def _phase(
     finally:
         stop.set()
         readings, refused = await streamer
+    cpu_s = _cpu_of(pids) - cpu_before
     async with NodeClient(layout.config(layout.node_names()[0]).url) as client:
         status = await client.status()
     figures.pop("timeline", None)
     figures["readings_submitted"] = readings
     figures["reading_reports_refused"] = refused
+    # Per committed bench transaction and node (the readings and reports ride along).
+    figures["node_cpu_us_per_tx"] = round(1e6 * cpu_s / max(figures["committed"], 1) / len(pids), 1)
     figures["oracle"] = status["oracle"]  # readings seen and reports submitted so far
     return figures
+
+
+def _node_pids(layout: ClusterDir) -> list[int]:
+    pids = []
+    for name in layout.node_names():
+        pid = node_pid(layout, name)
+        if pid is None:
+            raise SystemExit(f"{name} of {layout.root} is not running")
+        pids.append(pid)
+    return pids
+
+
+def _cpu_of(pids: list[int]) -> float:
+    """The CPU seconds the processes `pids` used so far; a node that is gone is an error."""
+    total = 0.0
+    for pid in pids:
+        seconds = cpu_seconds(pid)
+        if seconds is None:
+            raise SystemExit(f"node process {pid} is gone, or /proc cannot tell its CPU time")
+        total += seconds
+    return total
 
 
 async def _wait_model_loaded(layout: ClusterDir, timeout_s: float) -> None:
@@ -204,12 +237,17 @@ async def _pair(
     without.append(await _phase(plain, second, senders, duration_s, rate))
     rate_without = statistics.fmean(phase["committed_tx_per_s"] for phase in without)
     rate_with = statistics.fmean(phase["committed_tx_per_s"] for phase in with_oracle)
+    cpu_without = statistics.fmean(phase["node_cpu_us_per_tx"] for phase in without)
+    cpu_with = statistics.fmean(phase["node_cpu_us_per_tx"] for phase in with_oracle)
     return {
         "without": without,
         "with": with_oracle,
         "tx_per_s_without": round(rate_without, 1),
         "tx_per_s_with": round(rate_with, 1),
         "ratio": round(rate_with / max(rate_without, 1e-9), 3),
+        "node_cpu_us_per_tx_without": round(cpu_without, 1),
+        "node_cpu_us_per_tx_with": round(cpu_with, 1),
+        "cpu_ratio": round(cpu_with / max(cpu_without, 1e-9), 3),
     }
 
 
@@ -255,9 +293,12 @@ def main(argv: list[str] | None = None) -> int:
             pairs.append(pair)
             print(
                 f"pair {index + 1}: without the oracle {pair['tx_per_s_without']:,.0f} tx/s, "
-                f"with it {pair['tx_per_s_with']:,.0f} tx/s (ratio {pair['ratio']})"
+                f"with it {pair['tx_per_s_with']:,.0f} tx/s (ratio {pair['ratio']}); node CPU "
+                f"per transaction {pair['node_cpu_us_per_tx_without']:,.0f} us without, "
+                f"{pair['node_cpu_us_per_tx_with']:,.0f} us with"
             )
     ratios = [pair["ratio"] for pair in pairs]
+    cpu_ratios = [pair["cpu_ratio"] for pair in pairs]
     summary = {
         "machines": args.machines,
         "duration_s": args.duration,
@@ -265,11 +306,15 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_median": statistics.median(ratios),
         "cost_median": round(1 - statistics.median(ratios), 3),
         "cost_range": [round(1 - max(ratios), 3), round(1 - min(ratios), 3)],
+        "cpu_cost_median": round(statistics.median(cpu_ratios) - 1, 3),
+        "cpu_cost_range": [round(min(cpu_ratios) - 1, 3), round(max(cpu_ratios) - 1, 3)],
     }
     print(
         f"oracle cost: {100 * summary['cost_median']:.1f} % of throughput (median of "
         f"{len(ratios)}; range {100 * summary['cost_range'][0]:.1f} to "
-        f"{100 * summary['cost_range'][1]:.1f} %)"
+        f"{100 * summary['cost_range'][1]:.1f} %); node CPU per transaction "
+        f"{100 * summary['cpu_cost_median']:+.1f} % (range "
+        f"{100 * summary['cpu_cost_range'][0]:+.1f} to {100 * summary['cpu_cost_range'][1]:+.1f} %)"
     )
     args.json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.json}")
