@@ -135,6 +135,10 @@ class Mempool:
                     f"{missing}, which this node does not hold; send that one first"
                 )
 
+    def pending_count(self, sender: bytes) -> int:
+        """How many of `sender`'s transactions wait here (in flight ones included)."""
+        return len(self._by_sender.get(sender, ()))
+
     def next_nonce(self, sender: bytes) -> int:
         """The nonce a client should use next: past every consecutive pending one."""
         return self._ready_end(sender)

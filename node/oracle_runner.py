@@ -2,9 +2,10 @@
 submit this validator's signed reports.
 
 Committed blocks hand their accepted `machines.report` readings to the runner (cheap, in the
-event loop); a background task batches everything that arrived, at most one batch every
-REPORT_INTERVAL_S (under load blocks commit every few milliseconds, and a report per block would
-cost every validator a signed transaction and an inference call per block), loads the registered
+event loop); a background task batches everything that arrived (while the node has transactions
+waiting, at most one batch every REPORT_INTERVAL_S: under load blocks commit every few
+milliseconds, and a report per block would cost every validator a signed transaction and an
+inference call per block; an idle node reports at once), loads the registered
 model when its hash changes (from the node's models directory, refused unless its sha256 matches
 the one registered on-chain), runs inference in a worker thread so consensus never waits for it,
 and submits one `oracle.report` transaction per batch, signed with the validator's oracle key,
@@ -82,6 +83,7 @@ class OracleRunner:
         models_dir: Path,
         next_nonce: Callable[[bytes], int],
         submit: Callable[[bytes], object],
+        busy: Callable[[], bool],
         report_interval_s: float = REPORT_INTERVAL_S,
     ) -> None:
         self.keys = keys
@@ -90,6 +92,7 @@ class OracleRunner:
         self.models_dir = models_dir
         self._next_nonce = next_nonce
         self._submit = submit
+        self._busy = busy
         self.report_interval_s = report_interval_s
         self._reported_at = -float("inf")  # time.monotonic() of the last report
         self._pending: list[tuple[str, dict[str, Any]]] = []
@@ -112,10 +115,10 @@ class OracleRunner:
     async def run(self) -> None:
         while True:
             await self._wake.wait()
-            # Readings that blocks commit meanwhile join this batch.
-            wait_s = self._reported_at + self.report_interval_s - time.monotonic()
-            if wait_s > 0:
-                await asyncio.sleep(wait_s)
+            if self._busy():  # readings that blocks commit meanwhile join this batch
+                wait_s = self._reported_at + self.report_interval_s - time.monotonic()
+                if wait_s > 0:
+                    await asyncio.sleep(wait_s)
             self._wake.clear()
             batch, self._pending = self._pending, []
             # The registration is read here, in the event loop, between blocks: the storage

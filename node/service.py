@@ -289,6 +289,8 @@ class Node:
                 models_dir=models_dir or Path("models"),
                 next_nonce=self.mempool.next_nonce,
                 submit=self.submit,
+                # Others' transactions wait here: the node is under load.
+                busy=lambda: len(self.mempool) > self.mempool.pending_count(oracle_keys.public_key),
             )
         self._session: aiohttp.ClientSession | None = None
         self.byzantine: Byzantine | None = (

@@ -89,6 +89,20 @@ def test_committed_transactions_leave_and_next_nonce_follows() -> None:
     assert [tx.nonce for tx in pool.cut(10)] == [2]
 
 
+def test_pending_count_is_per_sender_and_counts_in_flight_ones_until_committed() -> None:
+    committed: dict[bytes, int] = {}
+    pool = _pool(committed=committed)
+    for tx in [_tx(ALICE, 0), _tx(ALICE, 1), _tx(ALICE, 5), _tx(BOB, 0)]:
+        pool.add(tx)
+    assert (pool.pending_count(ALICE.public_key), pool.pending_count(BOB.public_key)) == (3, 1)
+    batch = pool.cut(10)  # in flight: still pending
+    assert pool.pending_count(ALICE.public_key) == 3
+    committed[ALICE.public_key], committed[BOB.public_key] = 2, 1
+    pool.remove_committed(batch)
+    assert (pool.pending_count(ALICE.public_key), pool.pending_count(BOB.public_key)) == (1, 0)
+    assert pool.pending_count(KeyPair.from_seed(b"\x03" * 32).public_key) == 0
+
+
 def test_returned_in_flight_transactions_can_be_cut_again() -> None:
     pool = _pool()
     pool.add(_tx(ALICE, 0))

@@ -59,7 +59,10 @@ def _register(state: MemoryState, sha256_hex: str) -> None:
     state.apply({MODEL_KEY: encode(record)})
 
 
-def _runner(state: MemoryState, models: Path, submitted: list[Transaction]) -> OracleRunner:
+def _runner(
+    state: MemoryState, models: Path, submitted: list[Transaction], *, busy: bool = True
+) -> OracleRunner:
+    """A runner on `state`; `busy`: whether its node has transactions waiting."""
     nonces: dict[bytes, int] = {}
 
     def next_nonce(sender: bytes) -> int:
@@ -78,6 +81,7 @@ def _runner(state: MemoryState, models: Path, submitted: list[Transaction]) -> O
         models_dir=models,
         next_nonce=next_nonce,
         submit=submit,
+        busy=lambda: busy,
     )
 
 
@@ -158,14 +162,18 @@ async def test_an_artifact_that_does_not_match_its_hash_is_refused(
 
 
 def _ready_runner(
-    models: Path, model_file: tuple[Path, str, FaultModel], submit: Callable[[bytes], object]
+    models: Path,
+    model_file: tuple[Path, str, FaultModel],
+    submit: Callable[[bytes], object],
+    *,
+    busy: bool = True,
 ) -> OracleRunner:
     """A runner whose registered model is in `models`, submitting through `submit`."""
     path, sha256_hex, _ = model_file
     state = MemoryState()
     _register(state, sha256_hex)
     shutil.copy(path, model_path(models, sha256_hex))
-    runner = _runner(state, models, [])
+    runner = _runner(state, models, [], busy=busy)
     runner._submit = submit
     return runner
 
@@ -199,6 +207,27 @@ def _committed(runner: OracleRunner, *readings: tuple[str, dict[str, Any]]) -> N
 
 def _seqs(submitted: list[Transaction]) -> list[list[int]]:
     return [[r["seq"] for r in tx.args["reports"]] for tx in submitted]
+
+
+async def test_an_idle_node_reports_each_block_at_once(
+    tmp_path: Path, model_file: tuple[Path, str, FaultModel]
+) -> None:
+    submitted: list[Transaction] = []
+
+    def submit(raw: bytes) -> object:
+        submitted.append(Transaction.from_wire(raw))
+        return None
+
+    runner = _ready_runner(tmp_path, model_file, submit, busy=False)
+    runner.report_interval_s = 3600  # would outlast the test's deadline if it were waited for
+    async with _running(runner) as until:
+        _committed(runner, READINGS[0])
+        await until(lambda: runner.reports_submitted == 1)
+        _committed(runner, READINGS[1])
+        await until(lambda: runner.reports_submitted == 2)
+        _committed(runner, READINGS[2])
+        await until(lambda: runner.reports_submitted == 3)
+    assert _seqs(submitted) == [[1], [2], [3]]
 
 
 async def test_readings_committed_within_the_interval_share_one_report(
