@@ -2,16 +2,16 @@
 submit this validator's signed reports.
 
 Committed blocks hand their accepted `machines.report` readings to the runner (cheap, in the
-event loop); a background task batches everything that arrived (while the node has transactions
-waiting, at most one batch every REPORT_INTERVAL_S: under load blocks commit every few
-milliseconds, and a report per block would cost every validator a signed transaction and an
-inference call per block; an idle node reports at once), loads the registered
-model when its hash changes (from the node's models directory, refused unless its sha256 matches
-the one registered on-chain), runs inference in a worker thread so consensus never waits for it,
-and submits one `oracle.report` transaction per batch, signed with the validator's oracle key,
-through the node's own admission path. Nothing learned or random is computed inside consensus:
-the chain only sees the signed numbers, and anyone can recompute them with `millchain oracle
-verify`.
+event loop); a background task batches everything that arrived (while other transactions wait
+at the node, and after the node refused a report as busy, at most one batch every
+REPORT_INTERVAL_S: under load blocks commit every few milliseconds, and a report per block would
+cost every validator a signed transaction and an inference call per block; an idle node reports
+at once), loads the registered model when its hash changes (from the node's models directory,
+refused unless its sha256 matches the one registered on-chain), runs inference in a worker
+thread so consensus never waits for it, and submits one `oracle.report` transaction per batch,
+signed with the validator's oracle key, through the node's own admission path. Nothing learned
+or random is computed inside consensus: the chain only sees the signed numbers, and anyone can
+recompute them with `millchain oracle verify`.
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ class OracleRunner:
         self._busy = busy
         self.report_interval_s = report_interval_s
         self._reported_at = -float("inf")  # time.monotonic() of the last report
+        self._retrying = False  # the last report was refused as busy: wait before the next
         self._pending: list[tuple[str, dict[str, Any]]] = []
         self._wake = asyncio.Event()
         self._model: FaultModel | None = None
@@ -115,10 +116,11 @@ class OracleRunner:
     async def run(self) -> None:
         while True:
             await self._wake.wait()
-            if self._busy():  # readings that blocks commit meanwhile join this batch
+            if self._retrying or self._busy():  # readings committed meanwhile join this batch
                 wait_s = self._reported_at + self.report_interval_s - time.monotonic()
                 if wait_s > 0:
                     await asyncio.sleep(wait_s)
+            self._retrying = False
             self._wake.clear()
             batch, self._pending = self._pending, []
             # The registration is read here, in the event loop, between blocks: the storage
@@ -142,6 +144,7 @@ class OracleRunner:
         """Report `readings` (refused because the node was busy) with the next batch, keeping at
         most PENDING_MAX readings: the oldest go first when the node stays busy that long."""
         self._pending[:0] = readings
+        self._retrying = True
         excess = len(self._pending) - PENDING_MAX
         if excess > 0:
             del self._pending[:excess]

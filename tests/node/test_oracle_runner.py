@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import shutil
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -288,3 +289,23 @@ async def test_a_report_refused_as_busy_is_submitted_again_with_the_next_batch(
     assert runner.last_error == f"report refused: {refusal}"
     assert _seqs(submitted) == ([[1, 2, 3]] if reported_again else [[3]])
     assert runner.reports_submitted == (3 if reported_again else 1)
+
+
+async def test_a_node_that_keeps_refusing_as_busy_is_asked_once_an_interval_even_when_idle(
+    tmp_path: Path, model_file: tuple[Path, str, FaultModel]
+) -> None:
+    attempts: list[float] = []
+
+    def submit(raw: bytes) -> object:  # a halted node: 503, with nothing else in its mempool
+        attempts.append(time.monotonic())
+        raise Rejection("node halted: its operator stopped it", status=503)
+
+    runner = _ready_runner(tmp_path, model_file, submit, busy=False)
+    runner.report_interval_s = 0.2
+    async with _running(runner) as until:
+        _committed(runner, *READINGS[:2])
+        await until(lambda: len(attempts) >= 3)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(attempts[:3])]
+    assert min(gaps) >= 0.2 - 0.01, gaps
+    assert runner.status()["pending"] == 2  # still held for the next attempt
+    assert runner.reports_submitted == 0
