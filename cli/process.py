@@ -70,6 +70,17 @@ def node_pid(layout: ClusterDir, name: str) -> int | None:
     return pid
 
 
+def running_node_pids(layout: ClusterDir) -> dict[str, int]:
+    """Every node's pid; raises LayoutError naming the first node that is not running."""
+    pids: dict[str, int] = {}
+    for name in layout.node_names():
+        pid = node_pid(layout, name)
+        if pid is None:
+            raise LayoutError(f"{name} has no running process (pid file {layout.pid_file(name)})")
+        pids[name] = pid
+    return pids
+
+
 def start_node(
     layout: ClusterDir,
     name: str,

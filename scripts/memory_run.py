@@ -33,8 +33,8 @@ from pathlib import Path
 from cli.bench_load import Counts, Pacer, SigningFeed, bench_identities, submit_in_order
 from cli.bench_runs import machine, machine_line, nonnegative_float, positive_float, positive_int
 from cli.cluster_cmd import temporary_cluster
-from cli.layout import ClusterDir
-from cli.process import node_pid
+from cli.layout import ClusterDir, LayoutError
+from cli.process import running_node_pids
 from ledger.errors import MillchainError
 from node.client import ClientError, NodeClient
 
@@ -199,14 +199,10 @@ async def run_load(
 ) -> tuple[list[Sample], Counts]:
     """Load from every sender until the end of the run, sampling on the schedule meanwhile."""
     names = layout.node_names()
-    pids: dict[str, int] = {}
-    for name in names:
-        pid = node_pid(layout, name)
-        if pid is None:
-            raise MemoryRunError(
-                f"{name} has no running process (pid file {layout.pid_file(name)})"
-            )
-        pids[name] = pid
+    try:
+        pids = running_node_pids(layout)
+    except LayoutError as exc:
+        raise MemoryRunError(str(exc)) from exc
     chain_id = layout.genesis().chain_id
     counts = Counts()
     samples: list[Sample] = []

@@ -33,6 +33,7 @@ import statistics
 import sys
 import tempfile
 import time
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,10 @@ from cli import bench
 from cli.bench_load import BENCH_SENDERS
 from cli.cluster_cmd import temporary_cluster
 from cli.demo_oracle import HORIZON
-from cli.layout import ClusterDir
+from cli.layout import ClusterDir, LayoutError
 from cli.machine_sim import reading_args
 from cli.oracle_chain_cmd import register_model_file
-from cli.process import cpu_seconds, node_pid
+from cli.process import cpu_seconds, running_node_pids
 from ledger.genesis import Role
 from ledger.tx import Transaction
 from node.client import ClientError, NodeClient
@@ -55,7 +56,6 @@ PACE_MS = 200
 WARM_UP_S = 5.0
 MODEL_LOAD_TIMEOUT_S = 30.0
 READINGS_PER_REPORT = 5
-BUSY_STATUS = 503
 
 
 def train_model(path: Path, operations: int) -> str:
@@ -121,7 +121,7 @@ async def _stream_readings(
                 try:
                     await client.submit(wire)
                 except ClientError as exc:
-                    if exc.status != BUSY_STATUS:
+                    if exc.status != HTTPStatus.SERVICE_UNAVAILABLE:
                         raise
                     refused += 1
                     break
@@ -136,7 +136,10 @@ async def _phase(
     layout: ClusterDir, machines: list[str], senders: list[str], duration_s: float, rate: float
 ) -> dict[str, Any]:
     """The bench's load for `duration_s` while every machine streams readings."""
-    pids = _node_pids(layout)
+    try:
+        pids = list(running_node_pids(layout).values())
+    except LayoutError as exc:
+        raise SystemExit(str(exc)) from exc
     cpu_before = _cpu_of(pids)
     stop = asyncio.Event()
     streamer = asyncio.create_task(_stream_readings(layout, machines, stop))
@@ -155,16 +158,6 @@ async def _phase(
     figures["node_cpu_us_per_tx"] = round(1e6 * cpu_s / max(figures["committed"], 1) / len(pids), 1)
     figures["oracle"] = status["oracle"]  # readings seen and reports submitted so far
     return figures
-
-
-def _node_pids(layout: ClusterDir) -> list[int]:
-    pids = []
-    for name in layout.node_names():
-        pid = node_pid(layout, name)
-        if pid is None:
-            raise SystemExit(f"{name} of {layout.root} is not running")
-        pids.append(pid)
-    return pids
 
 
 def _cpu_of(pids: list[int]) -> float:
