@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
+from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,6 @@ REPORT_INTERVAL_S = 0.5
 # Readings held for reporting while the node refuses reports as busy (about 100 s of the
 # demo's machines); the oldest are dropped beyond.
 PENDING_MAX = 10_000
-BUSY_STATUS = 503
 
 
 def readings_of(block: Block, receipts: Sequence[Receipt]) -> list[tuple[str, dict[str, Any]]]:
@@ -196,7 +196,7 @@ class OracleRunner:
                 if message != self.last_error:  # a busy node refuses every retry alike
                     log.warning(message)
                 self.last_error = message
-                if exc.status == BUSY_STATUS:
+                if exc.status == HTTPStatus.SERVICE_UNAVAILABLE:
                     return start
                 continue
             self.reports_submitted += len(part)
