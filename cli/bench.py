@@ -5,7 +5,8 @@ one worker per sender so every sender's nonces arrive in order (cli/bench_load.p
 follows the chain on one node and stamps each transaction when it sees it committed; latency is
 that stamp minus the submit stamp. The machine's ed25519 verification rate is measured in the
 same run, so throughput can be read against what signature checks allow. After the run every
-node's stage times (node/stages.py, on /status) say where the latency went.
+node's stage times (node/stages.py, on /status) say where the latency went, and the nodes' CPU
+time (/proc) and commit counters what the commits cost.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from cli.bench_load import (
 from cli.bench_plot import timeline, write_plot
 from cli.cluster_cmd import temporary_cluster
 from cli.common import console, guarded, layout_of
-from cli.layout import ClusterDir
+from cli.layout import ClusterDir, LayoutError
+from cli.process import cpu_seconds, running_node_pids
 from ledger.tx import Transaction
 from node.client import NodeClient
 from node.stages import STAGES
@@ -114,7 +116,9 @@ async def _offer_load(
         per_sender = _presign(
             layout, senders, count=int(per_s * duration_s * 1.1) + 1000, first_nonces=first_nonces
         )
-        start_height = (await clients[0].status())["height"]
+        first = await clients[0].status()
+        start_height = first["height"]
+        cpu_first = node_cpu_seconds(layout)
         watcher = asyncio.create_task(_watcher(clients[0], start_height, samples, stop))
         started = time.monotonic()
         stop_at = started + duration_s
@@ -138,6 +142,8 @@ async def _offer_load(
             await asyncio.sleep(0.05)
         stop.set()
         await watcher
+        cpu_last = node_cpu_seconds(layout)
+        last = await clients[0].status()
         stages = await _stages(clients)
     finally:
         if watcher is not None and not watcher.done():
@@ -168,8 +174,49 @@ async def _offer_load(
         "latency_ms_p50": _pct(latencies_ms, 50),
         "latency_ms_p99": _pct(latencies_ms, 99),
         "latency_ms_mean": round(statistics.fmean(latencies_ms), 1) if latencies_ms else None,
+        **_costs(first["counters"], last["counters"], cpu_first, cpu_last),
         "stages_ms_p50": stages,
     }
+
+
+def node_cpu_seconds(layout: ClusterDir) -> dict[str, float] | str:
+    """Each node process's CPU seconds so far (from /proc), or why they cannot be read."""
+    try:
+        pids = running_node_pids(layout)
+    except LayoutError as exc:
+        return str(exc)
+    seconds: dict[str, float] = {}
+    for name, pid in pids.items():
+        spent = cpu_seconds(pid)
+        if spent is None:
+            return f"{name} (pid {pid}) is gone, or /proc cannot tell its CPU time"
+        seconds[name] = spent
+    return seconds
+
+
+def _costs(
+    first: dict[str, Any],
+    last: dict[str, Any],
+    cpu_first: dict[str, float] | str,
+    cpu_last: dict[str, float] | str,
+) -> dict[str, Any]:
+    """What the run's commits cost, from the watched node's counters and every node's CPU time
+    from the start of the load to the end of the wait for its commits: blocks, transactions a
+    block, and CPU per committed transaction and node (less noisy than tx/s on a shared
+    machine, and what the bound's arithmetic is about)."""
+    blocks = int(last["blocks_committed"]) - int(first["blocks_committed"])
+    txs = int(last["txs_committed"]) - int(first["txs_committed"])
+    costs: dict[str, Any] = {
+        "blocks_committed": blocks,
+        "txs_per_block": round(txs / blocks, 1) if blocks else None,
+        "node_cpu_us_per_tx": None,
+    }
+    if isinstance(cpu_first, str) or isinstance(cpu_last, str):
+        costs["node_cpu_not_measured"] = cpu_first if isinstance(cpu_first, str) else cpu_last
+    elif txs:
+        spent = sum(cpu_last[name] - cpu_first[name] for name in cpu_first)
+        costs["node_cpu_us_per_tx"] = round(1e6 * spent / txs / len(cpu_first), 1)
+    return costs
 
 
 async def _stages(clients: list[NodeClient]) -> dict[str, float | None]:
@@ -256,9 +303,10 @@ def bench(
     plot_file: Path,
 ) -> None:
     """Offer load from pre-signed transactions; print committed tx/s, commit latency and the
-    time spent in each stage (admission, propose, the three phases, execution), and committed
-    tx/s as a fraction of the signature bound: cores x ed25519 verifications a second on one
-    core (measured before and after the load, the mean) / nodes."""
+    time spent in each stage (admission, propose, the three phases, execution), the blocks
+    committed and the nodes' CPU per committed transaction, and committed tx/s as a fraction of
+    the signature bound: cores x ed25519 verifications a second on one core (measured before
+    and after the load, the mean) / nodes."""
     before = verify_rate()
     console.print(f"ed25519 verify rate: {before:,.0f} /s on one core")
     if directory is None:

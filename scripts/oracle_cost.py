@@ -41,10 +41,9 @@ from cli import bench
 from cli.bench_load import BENCH_SENDERS
 from cli.cluster_cmd import temporary_cluster
 from cli.demo_oracle import HORIZON
-from cli.layout import ClusterDir, LayoutError
+from cli.layout import ClusterDir
 from cli.machine_sim import reading_args
 from cli.oracle_chain_cmd import register_model_file
-from cli.process import cpu_seconds, running_node_pids
 from ledger.genesis import Role
 from ledger.tx import Transaction
 from node.client import ClientError, NodeClient
@@ -136,11 +135,7 @@ async def _phase(
     layout: ClusterDir, machines: list[str], senders: list[str], duration_s: float, rate: float
 ) -> dict[str, Any]:
     """The bench's load for `duration_s` while every machine streams readings."""
-    try:
-        pids = list(running_node_pids(layout).values())
-    except LayoutError as exc:
-        raise SystemExit(str(exc)) from exc
-    cpu_before = _cpu_of(pids)
+    cpu_before = _cpu_of(layout)
     stop = asyncio.Event()
     streamer = asyncio.create_task(_stream_readings(layout, machines, stop))
     try:
@@ -148,27 +143,25 @@ async def _phase(
     finally:
         stop.set()
         readings, refused = await streamer
-    cpu_s = _cpu_of(pids) - cpu_before
+    cpu_s = _cpu_of(layout) - cpu_before
     async with NodeClient(layout.config(layout.node_names()[0]).url) as client:
         status = await client.status()
     figures.pop("timeline", None)
     figures["readings_submitted"] = readings
     figures["reading_reports_refused"] = refused
     # Per committed bench transaction and node (the readings and reports ride along).
-    figures["node_cpu_us_per_tx"] = round(1e6 * cpu_s / max(figures["committed"], 1) / len(pids), 1)
+    nodes = len(layout.node_names())
+    figures["node_cpu_us_per_tx"] = round(1e6 * cpu_s / max(figures["committed"], 1) / nodes, 1)
     figures["oracle"] = status["oracle"]  # readings seen and reports submitted so far
     return figures
 
 
-def _cpu_of(pids: list[int]) -> float:
-    """The CPU seconds the processes `pids` used so far; a node that is gone is an error."""
-    total = 0.0
-    for pid in pids:
-        seconds = cpu_seconds(pid)
-        if seconds is None:
-            raise SystemExit(f"node process {pid} is gone, or /proc cannot tell its CPU time")
-        total += seconds
-    return total
+def _cpu_of(layout: ClusterDir) -> float:
+    """The CPU seconds the nodes used so far; a node that is gone is an error."""
+    seconds = bench.node_cpu_seconds(layout)
+    if isinstance(seconds, str):
+        raise SystemExit(seconds)
+    return sum(seconds.values())
 
 
 async def _wait_model_loaded(layout: ClusterDir, timeout_s: float) -> None:

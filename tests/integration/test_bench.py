@@ -46,6 +46,11 @@ def test_a_short_bench_commits_what_it_offers_and_reports_it(tmp_path: Path) -> 
     assert abs(figures["verify_per_s"] - (before + after) / 2) <= 1
     bound = figures["cores"] * figures["verify_per_s"] / figures["nodes"]
     assert abs(figures["signature_bound_tx_per_s"] - bound) <= figures["cores"]
+    # What the commits cost: at least a block, and CPU on every node.
+    assert figures["blocks_committed"] > 0
+    assert figures["txs_per_block"] >= 1
+    assert figures["node_cpu_us_per_tx"] > 0
+    assert "node_cpu_not_measured" not in figures
     stages = figures["stages_ms_p50"]
     assert set(stages) == {"admission", "propose", "pre_prepare", "prepare", "commit", "execute"}
     assert all(ms is not None and ms >= 0 for ms in stages.values()), stages
