@@ -179,26 +179,44 @@ async def _offer_load(
     }
 
 
-def node_cpu_seconds(layout: ClusterDir) -> dict[str, float] | str:
-    """Each node process's CPU seconds so far (from /proc), or why they cannot be read."""
+# Per node: its process id and the CPU seconds that process used so far.
+NodeCpu = dict[str, tuple[int, float]]
+
+
+def node_cpu_seconds(layout: ClusterDir) -> NodeCpu | str:
+    """Each node process's id and CPU seconds so far (from /proc), or why they cannot be
+    read."""
     try:
         pids = running_node_pids(layout)
     except LayoutError as exc:
         return str(exc)
-    seconds: dict[str, float] = {}
+    seconds: NodeCpu = {}
     for name, pid in pids.items():
         spent = cpu_seconds(pid)
         if spent is None:
             return f"{name} (pid {pid}) is gone, or /proc cannot tell its CPU time"
-        seconds[name] = spent
+        seconds[name] = (pid, spent)
     return seconds
+
+
+def cpu_spent(first: NodeCpu | str, last: NodeCpu | str) -> dict[str, float] | str:
+    """Each node's CPU seconds between two readings, or why there is no such figure (one
+    could not be read, or a node's process changed in between: it was restarted)."""
+    if isinstance(first, str):
+        return first
+    if isinstance(last, str):
+        return last
+    for name, (pid, _) in first.items():
+        if last.get(name, (None, 0.0))[0] != pid:
+            return f"{name} was restarted during the run (pid {pid} at its start)"
+    return {name: last[name][1] - spent for name, (_, spent) in first.items()}
 
 
 def _costs(
     first: dict[str, Any],
     last: dict[str, Any],
-    cpu_first: dict[str, float] | str,
-    cpu_last: dict[str, float] | str,
+    cpu_first: NodeCpu | str,
+    cpu_last: NodeCpu | str,
 ) -> dict[str, Any]:
     """What the run's commits cost, from the watched node's counters and every node's CPU time
     from the start of the load to the end of the wait for its commits: blocks, transactions a
@@ -211,11 +229,11 @@ def _costs(
         "txs_per_block": round(txs / blocks, 1) if blocks else None,
         "node_cpu_us_per_tx": None,
     }
-    if isinstance(cpu_first, str) or isinstance(cpu_last, str):
-        costs["node_cpu_not_measured"] = cpu_first if isinstance(cpu_first, str) else cpu_last
+    spent = cpu_spent(cpu_first, cpu_last)
+    if isinstance(spent, str):
+        costs["node_cpu_not_measured"] = spent
     elif txs:
-        spent = sum(cpu_last[name] - cpu_first[name] for name in cpu_first)
-        costs["node_cpu_us_per_tx"] = round(1e6 * spent / txs / len(cpu_first), 1)
+        costs["node_cpu_us_per_tx"] = round(1e6 * sum(spent.values()) / txs / len(spent), 1)
     return costs
 
 

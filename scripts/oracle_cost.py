@@ -135,7 +135,9 @@ async def _phase(
     layout: ClusterDir, machines: list[str], senders: list[str], duration_s: float, rate: float
 ) -> dict[str, Any]:
     """The bench's load for `duration_s` while every machine streams readings."""
-    cpu_before = _cpu_of(layout)
+    cpu_before = bench.node_cpu_seconds(layout)
+    if isinstance(cpu_before, str):
+        raise SystemExit(f"cannot measure the nodes' CPU: {cpu_before}")
     stop = asyncio.Event()
     streamer = asyncio.create_task(_stream_readings(layout, machines, stop))
     try:
@@ -143,7 +145,10 @@ async def _phase(
     finally:
         stop.set()
         readings, refused = await streamer
-    cpu_s = _cpu_of(layout) - cpu_before
+    spent = bench.cpu_spent(cpu_before, bench.node_cpu_seconds(layout))
+    if isinstance(spent, str):
+        raise SystemExit(f"cannot measure the nodes' CPU: {spent}")
+    cpu_s = sum(spent.values())
     async with NodeClient(layout.config(layout.node_names()[0]).url) as client:
         status = await client.status()
     figures.pop("timeline", None)
@@ -154,14 +159,6 @@ async def _phase(
     figures["node_cpu_us_per_tx"] = round(1e6 * cpu_s / max(figures["committed"], 1) / nodes, 1)
     figures["oracle"] = status["oracle"]  # readings seen and reports submitted so far
     return figures
-
-
-def _cpu_of(layout: ClusterDir) -> float:
-    """The CPU seconds the nodes used so far; a node that is gone is an error."""
-    seconds = bench.node_cpu_seconds(layout)
-    if isinstance(seconds, str):
-        raise SystemExit(seconds)
-    return sum(seconds.values())
 
 
 async def _wait_model_loaded(layout: ClusterDir, timeout_s: float) -> None:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cli.bench import _costs, node_cpu_seconds
+from cli.bench import _costs, cpu_spent, node_cpu_seconds
 from cli.layout import init_cluster
 
 
@@ -20,8 +20,8 @@ def test_costs_are_per_block_and_per_transaction_and_node() -> None:
     costs = _costs(
         _counters(10, 1_000),
         _counters(30, 5_000),
-        {"node0": 1.0, "node1": 2.0},
-        {"node0": 3.0, "node1": 6.0},
+        {"node0": (100, 1.0), "node1": (101, 2.0)},
+        {"node0": (100, 3.0), "node1": (101, 6.0)},
     )
 
     assert costs == {
@@ -33,12 +33,21 @@ def test_costs_are_per_block_and_per_transaction_and_node() -> None:
 
 
 def test_costs_say_why_the_cpu_was_not_measured() -> None:
-    costs = _costs(_counters(0, 0), _counters(0, 0), {"node0": 1.0}, "node0 (pid 7) is gone")
+    costs = _costs(_counters(0, 0), _counters(0, 0), {"node0": (7, 1.0)}, "node0 (pid 7) is gone")
 
     assert costs["blocks_committed"] == 0
     assert costs["txs_per_block"] is None
     assert costs["node_cpu_us_per_tx"] is None
     assert costs["node_cpu_not_measured"] == "node0 (pid 7) is gone"
+
+
+def test_a_node_restarted_between_the_readings_has_no_cpu_figure() -> None:
+    spent = cpu_spent(
+        {"node0": (7, 1.0), "node1": (8, 1.0)}, {"node0": (7, 2.0), "node1": (9, 0.1)}
+    )
+
+    assert spent == "node1 was restarted during the run (pid 8 at its start)"
+    assert cpu_spent({"node0": (7, 1.0)}, {"node0": (7, 2.5)}) == {"node0": 1.5}
 
 
 def test_node_cpu_seconds_reads_running_nodes_and_names_the_missing_one(tmp_path: Path) -> None:
@@ -51,7 +60,7 @@ def test_node_cpu_seconds_reads_running_nodes_and_names_the_missing_one(tmp_path
     seconds = node_cpu_seconds(layout)
     assert isinstance(seconds, dict)
     assert set(seconds) == set(layout.node_names())
-    assert all(spent > 0 for spent in seconds.values())
+    assert all(pid == os.getpid() and spent > 0 for pid, spent in seconds.values())
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait(timeout=30)
