@@ -35,8 +35,8 @@ from cli.bench_load import (
 from cli.bench_plot import timeline, write_plot
 from cli.cluster_cmd import temporary_cluster
 from cli.common import console, guarded, layout_of
-from cli.layout import ClusterDir, LayoutError
-from cli.process import cpu_seconds, running_node_pids
+from cli.layout import ClusterDir
+from cli.process import NodeCpu, cpu_spent, node_cpu_seconds
 from ledger.tx import Transaction
 from node.client import NodeClient
 from node.stages import STAGES
@@ -177,39 +177,6 @@ async def _offer_load(
         **_costs(first["counters"], last["counters"], cpu_first, cpu_last),
         "stages_ms_p50": stages,
     }
-
-
-# Per node: its process id and the CPU seconds that process used so far.
-NodeCpu = dict[str, tuple[int, float]]
-
-
-def node_cpu_seconds(layout: ClusterDir) -> NodeCpu | str:
-    """Each node process's id and CPU seconds so far (from /proc), or why they cannot be
-    read."""
-    try:
-        pids = running_node_pids(layout)
-    except LayoutError as exc:
-        return str(exc)
-    seconds: NodeCpu = {}
-    for name, pid in pids.items():
-        spent = cpu_seconds(pid)
-        if spent is None:
-            return f"{name} (pid {pid}) is gone, or /proc cannot tell its CPU time"
-        seconds[name] = (pid, spent)
-    return seconds
-
-
-def cpu_spent(first: NodeCpu | str, last: NodeCpu | str) -> dict[str, float] | str:
-    """Each node's CPU seconds between two readings, or why there is no such figure (one
-    could not be read, or a node's process changed in between: it was restarted)."""
-    if isinstance(first, str):
-        return first
-    if isinstance(last, str):
-        return last
-    for name, (pid, _) in first.items():
-        if last.get(name, (None, 0.0))[0] != pid:
-            return f"{name} was restarted during the run (pid {pid} at its start)"
-    return {name: last[name][1] - spent for name, (_, spent) in first.items()}
 
 
 def _costs(

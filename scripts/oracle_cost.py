@@ -44,6 +44,7 @@ from cli.demo_oracle import HORIZON
 from cli.layout import ClusterDir
 from cli.machine_sim import reading_args
 from cli.oracle_chain_cmd import register_model_file
+from cli.process import cpu_spent, node_cpu_seconds
 from ledger.genesis import Role
 from ledger.tx import Transaction
 from node.client import ClientError, NodeClient
@@ -135,7 +136,7 @@ async def _phase(
     layout: ClusterDir, machines: list[str], senders: list[str], duration_s: float, rate: float
 ) -> dict[str, Any]:
     """The bench's load for `duration_s` while every machine streams readings."""
-    cpu_before = bench.node_cpu_seconds(layout)
+    cpu_before = node_cpu_seconds(layout)
     if isinstance(cpu_before, str):
         raise SystemExit(f"cannot measure the nodes' CPU: {cpu_before}")
     stop = asyncio.Event()
@@ -145,7 +146,7 @@ async def _phase(
     finally:
         stop.set()
         readings, refused = await streamer
-    spent = bench.cpu_spent(cpu_before, bench.node_cpu_seconds(layout))
+    spent = cpu_spent(cpu_before, node_cpu_seconds(layout))
     if isinstance(spent, str):
         raise SystemExit(f"cannot measure the nodes' CPU: {spent}")
     cpu_s = sum(spent.values())
