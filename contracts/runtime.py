@@ -38,6 +38,7 @@ from contracts.state import (
     StateReader,
     next_digest,
 )
+from ledger.cache import FifoCache
 from ledger.encoding import canonical_copy
 from ledger.genesis import Genesis
 from ledger.tx import Transaction
@@ -81,7 +82,7 @@ class Runtime:
         # Arguments checked at admission, by transaction hash, taken (once) by execution:
         # checking depends only on the transaction and the method's schema, so the result is
         # the same whenever it is computed.
-        self._validated_args: dict[bytes, dict[str, Any]] = {}
+        self._validated_args: FifoCache[bytes, dict[str, Any]] = FifoCache(VALIDATED_ARGS_MAX)
         for contract in contracts:
             name = getattr(type(contract), "name", None)
             if not isinstance(name, str):
@@ -216,9 +217,7 @@ class Runtime:
             args = validate_args(spec.args, tx.args, where=where)
         except ExecutionError as exc:
             return str(exc)
-        if len(self._validated_args) >= VALIDATED_ARGS_MAX:
-            self._validated_args.pop(next(iter(self._validated_args)))
-        self._validated_args[tx.hash] = args
+        self._validated_args.remember(tx.hash, args)
         return None
 
     # Reads

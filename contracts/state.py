@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from contracts.errors import StateError
+from ledger.cache import FifoCache
 from ledger.encoding import array_header, decode, encode
 from ledger.errors import EncodingError
 from ledger.hashing import HASH_BYTES, sha256
@@ -169,14 +170,13 @@ class RecordMemo(Generic[R]):
     record (shared between readers) and raise StateError for a malformed map.
     """
 
-    __slots__ = ("_build", "_records", "_size_max")
+    __slots__ = ("_build", "_records")
 
     def __init__(
         self, build: Callable[[bytes, dict[str, Any]], R], *, size_max: int = 4096
     ) -> None:
         self._build = build
-        self._records: dict[bytes, R] = {}
-        self._size_max = size_max
+        self._records: FifoCache[bytes, R] = FifoCache(size_max)
 
     def read(self, state: StateReader, key: bytes) -> R | None:
         raw = state.get(key)
@@ -185,9 +185,7 @@ class RecordMemo(Generic[R]):
         record = self._records.get(raw)
         if record is None:
             record = self._build(key, decode_map(key, raw))
-            if len(self._records) >= self._size_max:
-                self._records.pop(next(iter(self._records)))
-            self._records[raw] = record
+            self._records.remember(raw, record)
         return record
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger import crypto
+from ledger.cache import FifoCache
 from ledger.crypto import Domain, KeyPair
 from ledger.encoding import decode, encode
 from ledger.errors import EncodingError, ValidationError
@@ -32,7 +33,7 @@ _WIRE_KEYS = frozenset({"body", "signature"})
 # The canonical wire form around the body: {"body": <bin>, "signature": <bin 64>}, keys sorted.
 _WIRE_HEAD = b"\x82\xa4body"
 _WIRE_SIGNATURE = b"\xa9signature\xc4\x40"
-_decoded: dict[bytes, Transaction] = {}
+_decoded: FifoCache[bytes, Transaction] = FifoCache(DECODED_CACHE_MAX)
 _BODY_KEYS = frozenset({"chain_id", "sender", "nonce", "contract", "method", "args"})
 
 
@@ -113,9 +114,7 @@ class Transaction:
         # The args came out of canonical bytes, so they encode canonically: shapes only here.
         _check_fields(fields)
         tx = cls._from_parts(fields, body, signature, wire)
-        if len(_decoded) >= DECODED_CACHE_MAX:
-            _decoded.pop(next(iter(_decoded)))
-        _decoded[wire] = tx
+        _decoded.remember(wire, tx)
         return tx
 
     def to_wire(self) -> bytes:

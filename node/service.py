@@ -53,6 +53,7 @@ from consensus.messages import (
 from consensus.replica import Replica, ReplicaConfig, ReplicaStart
 from contracts.runtime import BlockResult, Runtime
 from ledger.block import Block
+from ledger.cache import FifoCache
 from ledger.certificate import CommitCertificate
 from ledger.crypto import KeyPair
 from ledger.encoding import decode, encode
@@ -228,10 +229,12 @@ class Node:
             capacity=self.params.mempool_txs_max,
             committed_nonce=lambda sender: self.runtime.account_nonce(self.storage, sender),
         )
-        self._verified: dict[bytes, bytes] = {}  # tx hash -> the signature checked for it
+        # tx hash -> the signature checked for it
+        self._verified: FifoCache[bytes, bytes] = FifoCache(VERIFIED_CACHE_MAX)
         self.commit_feed = CommitFeed()
         self.stages = StageClock()
-        self._decoded: dict[bytes, Message] = {}  # sha256 of a peer message's bytes -> message
+        # sha256 of a peer message's bytes -> message
+        self._decoded: FifoCache[bytes, Message] = FifoCache(DECODED_CACHE_MAX)
         self._waiters: dict[bytes, list[asyncio.Future[None]]] = {}
         self._wake_cutter = asyncio.Event()
         self._admissions: deque[_Admission] = deque()
@@ -626,9 +629,7 @@ class Node:
         message = self._decoded.get(key)
         if message is None:
             message = decode_message(raw, tx_bytes_max=self.params.tx_bytes_max)
-            if len(self._decoded) >= DECODED_CACHE_MAX:
-                self._decoded.pop(next(iter(self._decoded)))
-            self._decoded[key] = message
+            self._decoded.remember(key, message)
         return message
 
     async def wait_committed(self, tx_hash: bytes, timeout_s: float) -> bool:
@@ -936,9 +937,7 @@ class Node:
         return self._verified.get(tx.hash) == tx.signature
 
     def mark_verified(self, tx: Transaction) -> None:
-        if len(self._verified) >= VERIFIED_CACHE_MAX:
-            self._verified.pop(next(iter(self._verified)))
-        self._verified[tx.hash] = tx.signature
+        self._verified.remember(tx.hash, tx.signature)
 
     # -- timers ------------------------------------------------------------------------------
 
