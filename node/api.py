@@ -17,6 +17,8 @@ Client API (JSON answers; errors are {"error": message} with a 4xx or 503 status
   GET  /events/{subject}        the history of one subject (an item, an order, a machine)
 Peer API:
   POST /peer/batch              {"sender", "messages": [...], "txs": [...]} (msgpack)
+  GET  /peer/stream             a WebSocket carrying such batches, one binary frame each, each
+                                answered by an ack frame {"status", "error"} (node/peers.py)
   POST /peer/pending            {"senders": [public key, ...]} -> {"next_nonces": [...],
                                 "queued_since_ms"}: the first nonce of each sender missing
                                 here, and when the oldest batch waiting for admission arrived
@@ -45,7 +47,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgpack
-from aiohttp import web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from contracts.errors import ContractError
 from ledger.encoding import decode, encode
@@ -68,6 +70,7 @@ from node.openapi import (
     WAIT_MS_MAX,
     setup_openapi,
 )
+from node.peers import encode_ack
 from node.service import Node
 from node.sync import blocks_query, encode_blocks
 
@@ -76,6 +79,9 @@ log = logging.getLogger(__name__)
 NODE_KEY = web.AppKey("node", Node)
 LIMITS_KEY = web.AppKey("limits", ApiLimits)
 LIMITER_KEY = web.AppKey("rate_limiter", RateLimiter)
+PEER_STREAMS_KEY = web.AppKey("peer_streams", set[web.WebSocketResponse])
+# Pings on an idle peer stream; a peer that does not answer one in time is closed.
+PEER_STREAM_HEARTBEAT_S = 20.0
 # Routes outside the client API's rate limit (see node/limits.py for why).
 UNLIMITED_PREFIXES = ("/peer/", "/admin/")
 
@@ -133,6 +139,8 @@ def create_app(node: Node, limits: ApiLimits | None = None) -> web.Application:
     )
     app[NODE_KEY] = node
     app[LIMITS_KEY] = limits
+    app[PEER_STREAMS_KEY] = set()
+    app.on_shutdown.append(_close_peer_streams)
     app[LIMITER_KEY] = RateLimiter(
         rate_per_s=limits.rate_limit_per_s, burst=limits.rate_limit_burst
     )
@@ -151,6 +159,7 @@ def create_app(node: Node, limits: ApiLimits | None = None) -> web.Application:
             web.get("/state/{contract}/{path:.*}", get_state),
             web.get("/events/{subject}", get_events),
             web.post("/peer/batch", peer_batch),
+            web.get("/peer/stream", peer_stream),
             web.post("/peer/pending", peer_pending),
             web.get("/peer/blocks", peer_blocks),
             web.get("/peer/history", peer_history),
@@ -346,21 +355,68 @@ async def get_events(request: web.Request) -> web.Response:
 
 async def peer_batch(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    raw = await read_body(request)
+    problem = take_peer_batch(node, await read_body(request))
+    if problem is not None:
+        return error(400, problem)
+    return web.json_response({"ok": True})
+
+
+async def peer_stream(request: web.Request) -> web.WebSocketResponse:
+    """A peer's stream of batches: each binary frame is taken as POST /peer/batch takes a body,
+    and answered by an ack frame with the status that would have had (node/peers.py)."""
+    node = request.app[NODE_KEY]
+    stream = web.WebSocketResponse(
+        max_msg_size=node.params.body_bytes_max,
+        compress=False,
+        heartbeat=PEER_STREAM_HEARTBEAT_S,
+    )
+    await stream.prepare(request)
+    streams = request.app[PEER_STREAMS_KEY]
+    streams.add(stream)
+    try:
+        async for frame in stream:
+            if frame.type is not WSMsgType.BINARY:
+                node.counters.reject("peer_malformed")
+                await stream.send_bytes(encode_ack(400, "peer stream frames must be binary"))
+                continue
+            await stream.send_bytes(_ack_for(node, frame.data))
+    finally:
+        streams.discard(stream)
+    return stream
+
+
+def _ack_for(node: Node, raw: bytes) -> bytes:
+    try:
+        problem = take_peer_batch(node, raw)
+    except Rejection as exc:  # the node is paused: as POST /peer/batch answers it
+        return encode_ack(exc.status, str(exc))
+    return encode_ack(200, None) if problem is None else encode_ack(400, problem)
+
+
+def take_peer_batch(node: Node, raw: bytes) -> str | None:
+    """Feed a peer's batch to the node; what is wrong with it if it is malformed (a Rejection
+    if the node cannot take batches now)."""
     try:
         batch = decode(raw)
     except EncodingError as exc:
         node.counters.reject("peer_malformed")
-        return error(400, f"peer batch is not canonical msgpack: {exc}")
+        return f"peer batch is not canonical msgpack: {exc}"
     if (
         not isinstance(batch, dict)
         or not isinstance(batch.get("messages"), list)
         or not (isinstance(batch.get("txs"), list))
     ):
         node.counters.reject("peer_malformed")
-        return error(400, "peer batch must be a map with lists 'messages' and 'txs'")
+        return "peer batch must be a map with lists 'messages' and 'txs'"
     node.receive_peer_batch(batch["messages"], batch["txs"])
-    return web.json_response({"ok": True})
+    return None
+
+
+async def _close_peer_streams(app: web.Application) -> None:
+    """Close the peers' streams before the server waits for open requests to finish."""
+    streams = app[PEER_STREAMS_KEY]
+    for stream in list(streams):
+        await stream.close(code=WSCloseCode.GOING_AWAY, message=b"node shutting down")
 
 
 async def peer_pending(request: web.Request) -> web.Response:

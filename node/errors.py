@@ -15,6 +15,10 @@ class StorageError(NodeError):
     """The database is inconsistent with what the node expects (wrong chain, gap in heights)."""
 
 
+class StreamBroken(NodeError):
+    """A peer stream closed, or answered a batch with something other than an ack."""
+
+
 class Rejection(NodeError):
     """A client request refused with an HTTP status and a message saying what was wrong."""
 

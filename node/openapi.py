@@ -558,6 +558,24 @@ def _paths() -> Schema:
                 ),
             }
         },
+        "/peer/stream": {
+            "get": {
+                "tags": ["peer"],
+                "summary": "A WebSocket carrying a validator's peer batches",
+                "description": (
+                    "What the validators send each other: each binary frame is one batch as "
+                    "POST /peer/batch takes it (canonical msgpack), answered by one binary ack "
+                    'frame, msgpack {"status": the status POST /peer/batch would have '
+                    'answered, "error": null or what was wrong}. A frame larger than the '
+                    "chain's body_bytes_max closes the stream with code 1009."
+                ),
+                "responses": _responses(
+                    {101: {"description": "switching to the WebSocket protocol"}},
+                    [400],
+                    limited=False,
+                ),
+            }
+        },
         "/peer/pending": {
             "post": {
                 "tags": ["peer"],

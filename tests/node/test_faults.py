@@ -10,14 +10,13 @@ from typing import Any
 
 import click
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from cli.faults_cmd import parse_partition, partition_plan
-from ledger.encoding import decode
 from node.faults import FaultInjector, FaultSpecError, LinkFaults
 from node.peers import PeerLink, Peers
 from node.service import Node
+from tests.node.fake_peer import FakePeer, serving
 
 
 def test_rules_are_checked_for_range_and_type() -> None:
@@ -54,28 +53,11 @@ def test_decisions_follow_the_rule() -> None:
     assert not faults.rules and not faults.is_blocked("c")
 
 
-class FakePeer:
-    """A peer that records the batches it gets."""
-
-    def __init__(self) -> None:
-        self.batches: list[tuple[float, dict[str, Any]]] = []
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.batches.append((time.monotonic(), decode(await request.read())))
-        return web.json_response({"ok": True})
-
-
 @pytest.fixture
 async def fake_peer() -> AsyncIterator[tuple[FakePeer, str]]:
     peer = FakePeer()
-    app = web.Application()
-    app.router.add_post("/peer/batch", peer.handle)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    try:
-        yield peer, str(server.make_url("")).rstrip("/")
-    finally:
-        await server.close()
+    async with serving(peer) as url:
+        yield peer, url
 
 
 async def _peers(url: str, rule: LinkFaults) -> Peers:
@@ -106,7 +88,7 @@ async def test_a_blocked_link_delivers_nothing_and_counts_the_peer_down(
         assert link.status()["queued"] == 1  # kept for when the link heals
         peers.faults.clear()
         await _until(lambda: peer.batches)
-        assert peer.batches[0][1]["messages"] == [b"m1"]
+        assert peer.batches[0]["messages"] == [b"m1"]
     finally:
         await peers.stop()
 
@@ -122,7 +104,7 @@ async def test_lost_batches_vanish_and_duplicated_ones_arrive_twice(
         peers.faults.set("b", LinkFaults(duplicate=1.0))
         peers.send(1, b"twice")
         await _until(lambda: len(peer.batches) == 2)
-        assert [b["messages"] for _, b in peer.batches] == [[b"twice"], [b"twice"]]
+        assert [b["messages"] for b in peer.batches] == [[b"twice"], [b"twice"]]
     finally:
         await peers.stop()
 
@@ -136,7 +118,7 @@ async def test_delayed_batches_arrive_no_sooner_than_the_delay(
         sent = time.monotonic()
         peers.send(1, b"late")
         await _until(lambda: peer.batches)
-        assert peer.batches[0][0] - sent >= 0.2
+        assert peer.arrivals[0][0] - sent >= 0.2
     finally:
         await peers.stop()
 

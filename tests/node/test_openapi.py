@@ -172,6 +172,7 @@ def _requests(setup: Setup) -> list[tuple[str, str, bytes | None]]:
         ("GET", "/events/item:steel?limit=x", None),
         ("POST", "/peer/batch", encode({"messages": [b"junk"], "txs": []})),
         ("POST", "/peer/batch", b"\xc1"),
+        ("GET", "/peer/stream", None),
         ("GET", "/peer/blocks?from=1", None),
         ("GET", "/peer/blocks?from=0", None),
         ("GET", "/peer/history?from=1", None),

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from ledger.encoding import encode
 from ledger.tx import Transaction
 from node.api import create_app
+from node.peers import STREAM_PATH, parse_ack
 from node.service import Node
 from node.storage import Storage
 from tests.node.conftest import CHAIN_ID, Setup
@@ -60,6 +61,11 @@ async def test_primary_freezes_before_sending_its_pre_prepare(primary: Node, set
         assert primary.counters.messages_sent == 0  # the pre-prepare was held, not sent
         refused = await client.post("/peer/batch", data=encode({"messages": [], "txs": []}))
         assert refused.status == 503
+        stream = await client.ws_connect(STREAM_PATH)
+        await stream.send_bytes(encode({"messages": [], "txs": []}))
+        ack = await stream.receive(timeout=5)
+        assert parse_ack(ack.data)[0] == 503
+        await stream.close()
         await client.post("/admin/resume")
         assert primary.paused_at is None
         assert primary.counters.messages_sent == 3  # released to the three peers
