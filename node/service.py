@@ -322,6 +322,7 @@ class Node:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        self.storage.checkpoint_in_background()
         await self.peers.start()
         if self.replica is None:
             self._tasks = [asyncio.create_task(self._guarded(self._follow()), name="follower")]
