@@ -380,6 +380,8 @@ async def peer_stream(request: web.Request) -> web.WebSocketResponse:
                 await stream.send_bytes(encode_ack(400, "peer stream frames must be binary"))
                 continue
             await stream.send_bytes(_ack_for(node, frame.data))
+    except ConnectionResetError as exc:  # the peer went away before its ack: it sends again
+        log.debug("a peer stream closed before its ack was sent: %s", exc)
     finally:
         streams.discard(stream)
     return stream

@@ -299,8 +299,22 @@ class Peers:
         what aiohttp raises) when the stream cannot carry it."""
         stream = self._streams.get((link.index, txs))
         if stream is None or stream.closed:
-            stream = await self._open_stream(link)
-            self._streams[(link.index, txs)] = stream
+            return await self._send_for_ack(await self._new_stream(link, txs=txs), body)
+        try:
+            return await self._send_for_ack(stream, body)
+        except TimeoutError:
+            raise
+        except (aiohttp.ClientError, OSError, StreamBroken) as exc:
+            # The peer may have closed a stream left idle (its heartbeat pings are read only
+            # while a batch waits for its ack): one more try on a new stream before the peer
+            # counts as down. Not after a timeout: a silent peer would cost twice the wait.
+            log.debug("stream to %s failed (%s); opening another", link.name, exc)
+            await self._drop_stream(link, txs=txs)
+            return await self._send_for_ack(await self._new_stream(link, txs=txs), body)
+
+    async def _send_for_ack(
+        self, stream: aiohttp.ClientWebSocketResponse, body: bytes
+    ) -> tuple[int, str | None]:
         await stream.send_bytes(body)
         message = await stream.receive(timeout=ACK_TIMEOUT_S)
         if message.type is aiohttp.WSMsgType.BINARY:
@@ -311,15 +325,17 @@ class Peers:
             return 413, "the batch is larger than the peer takes"
         raise StreamBroken(f"peer stream ended without an ack ({message.type.name})")
 
-    async def _open_stream(self, link: PeerLink) -> aiohttp.ClientWebSocketResponse:
+    async def _new_stream(self, link: PeerLink, *, txs: bool) -> aiohttp.ClientWebSocketResponse:
         assert self._session is not None
-        return await self._session.ws_connect(
+        stream = await self._session.ws_connect(
             f"{link.url}{STREAM_PATH}",
             compress=0,
             max_msg_size=ACK_BYTES_MAX,
             # A broken stream is dropped without waiting long for the peer's close frame.
             timeout=aiohttp.ClientWSTimeout(ws_close=1.0),
         )
+        self._streams[(link.index, txs)] = stream
+        return stream
 
     async def _drop_stream(self, link: PeerLink, *, txs: bool) -> None:
         stream = self._streams.pop((link.index, txs), None)

@@ -12,7 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from ledger.encoding import encode
-from node.api import create_app
+from node.api import PEER_STREAMS_KEY, create_app
 from node.peers import STREAM_PATH, PeerLink, Peers, parse_ack
 from node.service import Node
 from tests.node.fake_peer import FakePeer, serving
@@ -118,7 +118,7 @@ async def test_a_stream_the_peer_closed_is_reopened_and_nothing_is_lost(
     await _until(lambda: len(peer.batches) == 2)
     assert [b["messages"] for b in peer.batches] == [[b"first"], [b"second"]]
     assert peer.streams_opened == 2
-    assert peers.links[1].up
+    assert peers.links[1].up and peers.links[1].failures == 0  # not counted as down
 
 
 async def test_a_batch_too_large_for_the_peer_is_not_sent_again(
@@ -131,3 +131,29 @@ async def test_a_batch_too_large_for_the_peer_is_not_sent_again(
     await _until(lambda: len(peer.batches) == 1)
     assert peer.batches[0]["messages"] == [b"small"]
     assert peers.links[1].sent_batches == 2 and peers.links[1].status()["queued"] == 0
+
+
+async def test_a_stream_the_node_closed_while_idle_is_replaced_without_counting_a_failure(
+    node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The node pings an idle stream and closes it when no pong comes back; the sender reads
+    # (and so answers pings) only while a batch waits for its ack.
+    monkeypatch.setattr("node.api.PEER_STREAM_HEARTBEAT_S", 0.2)
+    app = create_app(node)
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    peers = Peers(
+        self_index=0, links=[PeerLink(index=1, name="b", url=str(server.make_url("")).rstrip("/"))]
+    )
+    await peers.start()
+    try:
+        peers.send(1, b"first")
+        await _until(lambda: peers.links[1].sent_batches == 1)
+        await _until(lambda: not app[PEER_STREAMS_KEY], timeout_s=10)  # closed by the node
+        peers.send(1, b"second")
+        await _until(lambda: peers.links[1].sent_batches == 2)
+        assert peers.links[1].failures == 0 and peers.links[1].up
+        assert node.counters.messages_received == 2
+    finally:
+        await peers.stop()
+        await server.close()
