@@ -14,6 +14,7 @@ its ack (aiohttp's request and response objects, headers, middleware, routing), 
 takes a dozen batches a node. A stream that fails in any way (no ack within ACK_TIMEOUT_S, a
 close, a frame that is not an ack) is dropped and the batch put back; the next try opens a new
 one.
+
 A batch a peer did not take is put back at the front and retried with back-off, so a peer that
 restarts gets what it missed while it was briefly away; a peer down for longer than
 STALE_AFTER_MS has its backlog dropped and catches up by state transfer instead. The queue is
@@ -154,8 +155,8 @@ class Peers:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for stream in self._streams.values():
-            await stream.close()
+        # Together: each close waits up to a second for an unreachable peer's close frame.
+        await asyncio.gather(*(stream.close() for stream in self._streams.values()))
         self._streams.clear()
         if self._session is not None:
             await self._session.close()
