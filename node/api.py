@@ -369,6 +369,7 @@ async def peer_stream(request: web.Request) -> web.WebSocketResponse:
         max_msg_size=node.params.body_bytes_max,
         compress=False,
         heartbeat=PEER_STREAM_HEARTBEAT_S,
+        timeout=1.0,  # for the peer's close frame: shutting down waits no longer for it
     )
     await stream.prepare(request)
     streams = request.app[PEER_STREAMS_KEY]
@@ -417,8 +418,12 @@ def take_peer_batch(node: Node, raw: bytes) -> str | None:
 async def _close_peer_streams(app: web.Application) -> None:
     """Close the peers' streams before the server waits for open requests to finish."""
     streams = app[PEER_STREAMS_KEY]
-    for stream in list(streams):
-        await stream.close(code=WSCloseCode.GOING_AWAY, message=b"node shutting down")
+    await asyncio.gather(
+        *(
+            stream.close(code=WSCloseCode.GOING_AWAY, message=b"node shutting down")
+            for stream in list(streams)
+        )
+    )
 
 
 async def peer_pending(request: web.Request) -> web.Response:
