@@ -267,7 +267,11 @@ def _measure(
     "directory",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Use this running cluster instead of launching one (load from its supplier).",
+    help=(
+        "Use this running cluster instead of launching one. The load then comes from one "
+        "sender, its supplier, with one request in flight (a launched cluster's bench has 32 "
+        "senders): unpaced figures are not comparable between the two."
+    ),
 )
 @click.option(
     "--plot",
