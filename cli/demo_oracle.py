@@ -6,8 +6,11 @@ queued orders elsewhere, and anyone can re-run the model to check every final pr
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
+
+import click
 
 from cli.common import console
 from cli.common import table as print_table
@@ -22,6 +25,10 @@ from oracle.telemetry.reading import Quality
 from oracle.telemetry.simulator import simulate_fleet
 
 HORIZON = 5
+# A validator loads a newly registered model in the background (the first load imports
+# scikit-learn: seconds); the last reports need a block or two after the machine stops.
+MODEL_LOAD_TIMEOUT_S = 60.0
+FINAL_TIMEOUT_S = 20.0
 
 
 def _train(path: Path) -> dict[str, Any]:
@@ -50,6 +57,9 @@ async def oracle_act(layout: ClusterDir, workdir: Path) -> None:
         f"registered model {trained['sha256'][:16]} at height {result['height']}; each validator "
         "loads it only after checking that hash"
     )
+    # Readings reported before the validators hold the model are predicted only once they do:
+    # the machine could fail before the first prediction.
+    await _until_model_loaded(layout, trained["sha256"])
     await _call(
         layout,
         "admin",
@@ -119,12 +129,39 @@ async def oracle_act(layout: ClusterDir, workdir: Path) -> None:
         ["order", "state", "machine"],
         [[o["id"], o["state"], o["machine"] or "-"] for o in _records(board) if o["id"] in orders],
     )
-    report = await verify_range(layout, 1, None)
+    report = await _verified_when_final(layout)
     console.print(
         f"millchain oracle verify: re-ran the registered model on every committed reading; "
         f"{report['reproduced']} of {report['final_checked']} final predictions reproduced, "
         f"each final within {report['final_lag_blocks_max']} blocks of its reading"
     )
+
+
+async def _until_model_loaded(layout: ClusterDir, model_hash: str) -> None:
+    deadline = time.monotonic() + MODEL_LOAD_TIMEOUT_S
+    for name in layout.node_names():
+        async with NodeClient(layout.config(name).url) as client:
+            while True:
+                oracle = (await client.status()).get("oracle")
+                if oracle is None or oracle.get("model") == model_hash:
+                    break  # an observer runs no oracle
+                if time.monotonic() > deadline:
+                    raise click.ClickException(
+                        f"{name} has not loaded model {model_hash[:16]} within "
+                        f"{MODEL_LOAD_TIMEOUT_S:g} s (its oracle: {oracle})"
+                    )
+                await asyncio.sleep(0.1)
+
+
+async def _verified_when_final(layout: ClusterDir) -> dict[str, Any]:
+    """`millchain oracle verify` over the whole chain once every committed reading has a final
+    prediction (or FINAL_TIMEOUT_S has passed: the report then counts the ones still open)."""
+    deadline = time.monotonic() + FINAL_TIMEOUT_S
+    while True:
+        report = await verify_range(layout, 1, None)
+        if report["not_final"] == 0 or time.monotonic() > deadline:
+            return report
+        await asyncio.sleep(0.5)
 
 
 def _records(result: Any) -> list[dict[str, Any]]:
