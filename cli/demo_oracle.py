@@ -10,14 +10,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import click
-
 from cli.common import console
 from cli.common import table as print_table
 from cli.demo_factory import _call
 from cli.layout import ClusterDir
 from cli.machine_sim import drive_machine
-from cli.oracle_chain_cmd import register_model_file, verify_range
+from cli.oracle_chain_cmd import register_model_file, verify_range, wait_model_loaded
 from node.client import NodeClient
 from oracle.model.artifact import save_model
 from oracle.model.training import train
@@ -25,8 +23,7 @@ from oracle.telemetry.reading import Quality
 from oracle.telemetry.simulator import simulate_fleet
 
 HORIZON = 5
-# A validator loads a newly registered model in the background (the first load imports
-# scikit-learn: seconds); the last reports need a block or two after the machine stops.
+# The last reports need a block or two after the machine stops.
 MODEL_LOAD_TIMEOUT_S = 60.0
 FINAL_TIMEOUT_S = 20.0
 
@@ -59,7 +56,7 @@ async def oracle_act(layout: ClusterDir, workdir: Path) -> None:
     )
     # Readings reported before the validators hold the model are predicted only once they do:
     # the machine could fail before the first prediction.
-    await _until_model_loaded(layout, trained["sha256"])
+    await wait_model_loaded(layout, trained["sha256"], MODEL_LOAD_TIMEOUT_S)
     await _call(
         layout,
         "admin",
@@ -135,22 +132,6 @@ async def oracle_act(layout: ClusterDir, workdir: Path) -> None:
         f"{report['reproduced']} of {report['final_checked']} final predictions reproduced, "
         f"each final within {report['final_lag_blocks_max']} blocks of its reading"
     )
-
-
-async def _until_model_loaded(layout: ClusterDir, model_hash: str) -> None:
-    deadline = time.monotonic() + MODEL_LOAD_TIMEOUT_S
-    for name in layout.node_names():
-        async with NodeClient(layout.config(name).url) as client:
-            while True:
-                oracle = (await client.status()).get("oracle")
-                if oracle is None or oracle.get("model") == model_hash:
-                    break  # an observer runs no oracle
-                if time.monotonic() > deadline:
-                    raise click.ClickException(
-                        f"{name} has not loaded model {model_hash[:16]} within "
-                        f"{MODEL_LOAD_TIMEOUT_S:g} s (its oracle: {oracle})"
-                    )
-                await asyncio.sleep(0.1)
 
 
 async def _verified_when_final(layout: ClusterDir) -> dict[str, Any]:

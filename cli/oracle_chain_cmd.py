@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,26 @@ async def register_model_file(
     if not result["receipt"]["ok"]:
         raise click.ClickException(f"registration failed: {result['receipt']['error']}")
     return result, model
+
+
+async def wait_model_loaded(layout: ClusterDir, model_hash: str, timeout_s: float) -> None:
+    """Until every validator's oracle has loaded model `model_hash` (hex), `timeout_s` at most.
+
+    A validator loads a newly registered model in the background, and the first load imports
+    scikit-learn (seconds): readings committed before then are predicted only afterwards."""
+    deadline = time.monotonic() + timeout_s
+    for name in layout.node_names():
+        async with NodeClient(layout.config(name).url) as client:
+            while True:
+                oracle = (await client.status()).get("oracle")
+                if oracle is None or oracle.get("model") == model_hash:
+                    break  # an observer runs no oracle
+                if time.monotonic() > deadline:
+                    raise click.ClickException(
+                        f"{name} has not loaded model {model_hash[:16]} within {timeout_s:g} s "
+                        f"(its oracle: {oracle})"
+                    )
+                await asyncio.sleep(0.1)
 
 
 async def _readings(

@@ -37,13 +37,15 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
+import click
+
 from cli import bench
 from cli.bench_load import BENCH_SENDERS
 from cli.cluster_cmd import temporary_cluster
 from cli.demo_oracle import HORIZON
 from cli.layout import ClusterDir
 from cli.machine_sim import reading_args
-from cli.oracle_chain_cmd import register_model_file
+from cli.oracle_chain_cmd import file_sha256, register_model_file, wait_model_loaded
 from cli.process import cpu_spent, node_cpu_seconds
 from ledger.genesis import Role
 from ledger.tx import Transaction
@@ -166,17 +168,6 @@ async def _phase(
     return figures
 
 
-async def _wait_model_loaded(layout: ClusterDir, timeout_s: float) -> None:
-    """Until every validator's oracle has loaded the registered model (bounded)."""
-    deadline = time.monotonic() + timeout_s
-    for name in layout.node_names():
-        async with NodeClient(layout.config(name).url) as client:
-            while (await client.status())["oracle"]["model"] is None:
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"{name} did not load the registered model in {timeout_s} s")
-                await asyncio.sleep(0.1)
-
-
 async def _prepare(
     layout: ClusterDir,
     model: Path | None,
@@ -198,8 +189,11 @@ async def _prepare(
             capabilities=["laser-cut", "bend"],
         )
     if model is not None:
-        await register_model_file(layout, model)
-        await _wait_model_loaded(layout, MODEL_LOAD_TIMEOUT_S)
+        try:
+            await register_model_file(layout, model)
+            await wait_model_loaded(layout, file_sha256(model), MODEL_LOAD_TIMEOUT_S)
+        except click.ClickException as exc:
+            raise SystemExit(exc.message) from exc
     await _phase(layout, machine_sets[0], senders, warm_up_s, rate)
 
 
