@@ -1,6 +1,8 @@
-"""The primary's cutter asks the database for its head only when it may propose something: every
-node runs it, woken by each admission, so a backup's or an idle primary's call must cost nothing
-(node/service.py, Node._propose_ready)."""
+"""The primary's cutter (node/service.py, Node._propose_ready): it asks the database for its head
+only when it may propose something (every node runs it, woken by each admission, so a backup's or
+an idle primary's call must cost nothing), and while a block is being agreed it holds a partial
+one for a block interval, or for FILL_INTERVALS_BACKLOGGED of them while transactions wait for
+admission (the cluster is saturated: fuller blocks spread each block's fixed cost)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from ledger.genesis import Params
-from node.service import Node
+from node import service
+from node.service import FILL_INTERVALS_BACKLOGGED, Node, _Admission
 from node.storage import Head
 from tests.node.inproc import in_process_cluster, steel_receipt
 
@@ -52,5 +55,48 @@ def test_only_a_primary_with_pending_transactions_asks_for_its_head(
             while not all(node.storage.has_tx(tx.hash) for node in cluster.nodes):
                 assert time.monotonic() < deadline, "the proposed transaction did not commit"
                 await asyncio.sleep(0.02)
+
+        cluster.run(scenario(), timeout_s=30)
+
+
+def test_a_partial_block_waits_longer_to_fill_while_admissions_are_queued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = Params(block_interval_ms=50)
+    with in_process_cluster(tmp_path, params=params) as cluster:
+        primary = cluster.nodes[0]
+        txs = [steel_receipt(cluster.identities, nonce) for nonce in range(3)]
+        clock = [1_800_000_000_000]
+        monkeypatch.setattr(service, "now_ms", lambda: clock[0])
+        interval = params.block_interval_ms
+
+        def proposed() -> int:
+            assert primary.replica is not None
+            return len(primary.replica.in_flight)
+
+        async def scenario() -> None:
+            # No await from here to the last check: no other task of the nodes runs meanwhile,
+            # so nothing commits and the queued admission below stays queued.
+            primary.mempool.add(txs[0])
+            primary._propose_ready()
+            assert proposed() == 1  # nothing in flight: out at once
+            primary.mempool.add(txs[1])
+            clock[0] += interval - 1
+            primary._propose_ready()
+            assert proposed() == 1  # a block is being agreed: this one may fill up meanwhile
+            clock[0] += 1
+            primary._propose_ready()
+            assert proposed() == 2  # an interval old, no backlog: out
+            primary.mempool.add(txs[2])
+            primary._queue_admission(_Admission(raws=[b"queued"], done=None))
+            clock[0] += interval
+            primary._propose_ready()
+            assert proposed() == 2  # transactions wait for admission: it may fill up from them
+            clock[0] += (FILL_INTERVALS_BACKLOGGED - 1) * interval - 1
+            primary._propose_ready()
+            assert proposed() == 2
+            clock[0] += 1
+            primary._propose_ready()
+            assert proposed() == 3
 
         cluster.run(scenario(), timeout_s=30)
