@@ -28,8 +28,9 @@ from contracts.runtime import BlockResult
 from ledger.block import ZERO_HASH, Block
 from ledger.certificate import CommitCertificate
 from ledger.encoding import decode, encode
-from ledger.hashing import sha256
+from ledger.hashing import HASH_BYTES, sha256
 from node.errors import StorageError
+from node.txfilter import TxFilter
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,7 @@ _SQL_VARIABLES_MAX = 500  # parameters per statement (SQLite allows at least 999
 # SQLite's page cache while a catch-up writes history (see Storage.large_cache).
 BULK_CACHE_KIB = 64 * 1024
 CHECKPOINT_EVERY_S = 1.0
+TX_FILTER_LOAD_ROWS = 65_536  # hashes a step while the filter of committed ones is built
 # Should background checkpoints fall behind or stop, the writer checkpoints itself past this many
 # WAL pages (64 MiB), as SQLite does past 1,000 by default.
 CHECKPOINT_BACKSTOP_PAGES = 16_384
@@ -168,6 +170,8 @@ class Storage:
         self._cache_size = int(self._db.execute("PRAGMA cache_size").fetchone()[0])
         self._path = path
         self._checkpointer: _Checkpointer | None = None
+        # Built from the txs table on the first `has_tx`: readers that never ask spare the scan.
+        self._tx_filter: TxFilter | None = None
 
     def checkpoint_in_background(self) -> None:
         """Copy the WAL into the database file from a thread of its own from now on.
@@ -294,6 +298,10 @@ class Storage:
                 [(height, *event) for event in record.events],
             )
             self._apply_writes(record.writes)
+        if self._tx_filter is not None:
+            # Once the rows are written (an enclosing batch commits them even when it ends
+            # with an error): a hash missing from the filter must be missing from the table.
+            self._tx_filter.add_all(tx_hash for tx_hash, _ in record.receipts)
 
     def block(self, height: int) -> StoredBlock | None:
         row = self._db.execute(
@@ -374,7 +382,20 @@ class Storage:
         row = self._db.execute("SELECT receipt FROM txs WHERE hash = ?", (tx_hash,)).fetchone()
         return None if row is None else Receipt.from_map(decode(row[0]))
 
+    def _load_tx_filter(self) -> TxFilter:
+        loaded = TxFilter()
+        # Every stored hash has HASH_BYTES; the query says so rather than trust it.
+        cursor = self._db.execute("SELECT hash FROM txs WHERE length(hash) = ?", (HASH_BYTES,))
+        while rows := cursor.fetchmany(TX_FILTER_LOAD_ROWS):
+            loaded.add_joined(b"".join(row[0] for row in rows), HASH_BYTES)
+        return loaded
+
     def has_tx(self, tx_hash: bytes) -> bool:
+        if len(tx_hash) == HASH_BYTES:
+            if self._tx_filter is None:
+                self._tx_filter = self._load_tx_filter()
+            if not self._tx_filter.may_contain(tx_hash):
+                return False  # certainly not committed: see node/txfilter.py
         row = self._db.execute("SELECT 1 FROM txs WHERE hash = ?", (tx_hash,)).fetchone()
         return row is not None
 
