@@ -301,7 +301,8 @@ class Storage:
         if self._tx_filter is not None:
             # Once the rows are written (an enclosing batch commits them even when it ends
             # with an error): a hash missing from the filter must be missing from the table.
-            self._tx_filter.add_all(tx_hash for tx_hash, _ in record.receipts)
+            joined = b"".join(h for h, _ in record.receipts if len(h) == HASH_BYTES)
+            self._tx_filter.add_joined(joined, HASH_BYTES)
 
     def block(self, height: int) -> StoredBlock | None:
         row = self._db.execute(

@@ -140,3 +140,16 @@ def test_a_hash_of_another_length_is_looked_up_in_the_database(tmp_path: Path) -
         assert not storage.has_tx(b"other")
     finally:
         storage.close()
+
+
+def test_a_block_with_a_hash_of_another_length_commits_once_the_filter_is_built(
+    tmp_path: Path,
+) -> None:
+    storage = _storage_with_blocks(tmp_path / "chain.sqlite", [_hashes(3)])
+    try:
+        assert not storage.has_tx(_hashes(1, salt=b"absent")[0])  # builds the filter
+        full = _hashes(2, salt=b"full")
+        _commit(storage, [full[0], b"odd-length", full[1]])
+        assert storage.has_tx(b"odd-length") and all(storage.has_tx(h) for h in full)
+    finally:
+        storage.close()
