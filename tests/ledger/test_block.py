@@ -160,6 +160,29 @@ def test_check_shape_accepts_a_well_formed_block() -> None:
     make_block().check_shape()
 
 
+def test_a_block_that_passed_check_shape_is_not_walked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    roots: list[int] = []
+
+    def counting_root(txs: Any) -> bytes:
+        roots.append(len(txs))
+        return tx_root(txs)
+
+    wire = make_block().to_wire()
+    monkeypatch.setattr("ledger.block.tx_root", counting_root)
+    block = Block.from_wire(wire)  # decoding checks the shape
+    block.check_shape()  # as a replica admitting its pre-prepare does
+    assert roots == [3]
+    assert replace(block, txs=block.txs[:2]) != block  # a changed copy is a new block...
+    with pytest.raises(ValidationError, match="tx_root"):
+        replace(block, txs=block.txs[:2]).check_shape()  # ...checked afresh
+    bad = replace(block, txs=block.txs[::-1])
+    for _ in range(2):  # a failed check is not remembered as a pass
+        with pytest.raises(ValidationError, match="tx_root"):
+            bad.check_shape()
+
+
 @pytest.mark.parametrize("state_height", [5, 6])
 def test_from_wire_rejects_state_height_at_or_above_height(state_height: int) -> None:
     header = make_block(txs=[]).header.to_map() | {"state_height": state_height}
