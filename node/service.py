@@ -329,6 +329,7 @@ class Node:
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self.storage.checkpoint_in_background()
+        self.storage.load_tx_filter()  # before any admission: see Storage.load_tx_filter
         await self.peers.start()
         if self.replica is None:
             self._tasks = [asyncio.create_task(self._guarded(self._follow()), name="follower")]

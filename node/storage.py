@@ -170,7 +170,8 @@ class Storage:
         self._cache_size = int(self._db.execute("PRAGMA cache_size").fetchone()[0])
         self._path = path
         self._checkpointer: _Checkpointer | None = None
-        # Built from the txs table on the first `has_tx`: readers that never ask spare the scan.
+        # Built from the txs table by `load_tx_filter` (a node does so as it starts) or else on
+        # the first `has_tx`: readers that never ask spare the scan.
         self._tx_filter: TxFilter | None = None
 
     def checkpoint_in_background(self) -> None:
@@ -383,6 +384,12 @@ class Storage:
         row = self._db.execute("SELECT receipt FROM txs WHERE hash = ?", (tx_hash,)).fetchone()
         return None if row is None else Receipt.from_map(decode(row[0]))
 
+    def load_tx_filter(self) -> None:
+        """Build the filter of committed hashes now (about a second a million), not on the first
+        `has_tx`: a node's first admission would otherwise stall its event loop for it."""
+        if self._tx_filter is None:
+            self._tx_filter = self._load_tx_filter()
+
     def _load_tx_filter(self) -> TxFilter:
         loaded = TxFilter()
         # Every stored hash has HASH_BYTES; the query says so rather than trust it.
@@ -393,8 +400,8 @@ class Storage:
 
     def has_tx(self, tx_hash: bytes) -> bool:
         if len(tx_hash) == HASH_BYTES:
-            if self._tx_filter is None:
-                self._tx_filter = self._load_tx_filter()
+            self.load_tx_filter()
+            assert self._tx_filter is not None
             if not self._tx_filter.may_contain(tx_hash):
                 return False  # certainly not committed: see node/txfilter.py
         row = self._db.execute("SELECT 1 FROM txs WHERE hash = ?", (tx_hash,)).fetchone()

@@ -153,3 +153,19 @@ def test_a_block_with_a_hash_of_another_length_commits_once_the_filter_is_built(
         assert storage.has_tx(b"odd-length") and all(storage.has_tx(h) for h in full)
     finally:
         storage.close()
+
+
+def test_loading_the_filter_up_front_spares_the_first_lookup_the_scan(tmp_path: Path) -> None:
+    path = tmp_path / "chain.sqlite"
+    committed = _hashes(10)
+    _storage_with_blocks(path, [committed]).close()
+    storage = Storage(path)
+    try:
+        storage.load_tx_filter()
+        lookups = _txs_lookups(storage)
+        assert all(storage.has_tx(h) for h in committed)
+        assert not any(s.startswith("SELECT hash FROM txs") for s in lookups)
+        storage.load_tx_filter()  # once only
+        assert not any(s.startswith("SELECT hash FROM txs") for s in lookups)
+    finally:
+        storage.close()
