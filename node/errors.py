@@ -34,5 +34,10 @@ class MempoolFull(Rejection):
     status = 503
 
 
+class MempoolBusy(MempoolFull):
+    """A client's transaction refused while the pool keeps its remaining room for what peers
+    forward (see Mempool.client_max)."""
+
+
 class Duplicate(Rejection):
     status = 409

@@ -12,6 +12,14 @@ pool only up to `capacity - gap_reserve`, so the ones that fill the gaps always 
 `stalled` names the senders that have not moved on for a while although this node holds their
 next transaction: the node asks the primary how far it holds each one's run, and sends it what it
 lacks.
+
+Under sustained overload the pools would fill up, and then refuse forwarded transactions: every
+refusal at the primary opens a gap, the primary's pool fills with transactions it cannot propose,
+blocks shrink and the backups spend their time resending. So a node takes clients' transactions
+only while its pool is less than `client_max` full (CLIENT_SHARE of its capacity), and keeps the
+rest for what peers forward. Every admitted transaction is forwarded to every validator, so the
+pools hold much the same transactions, and what one node admitted from a client finds room at
+the others.
 """
 
 from __future__ import annotations
@@ -20,11 +28,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
 from ledger.tx import Transaction
-from node.errors import Duplicate, MempoolFull
+from node.errors import Duplicate, MempoolBusy, MempoolFull
 
 NONCE_AHEAD_MAX = 1024
 # The share of the pool kept for transactions that extend a sender's ready run.
 GAP_RESERVE_FRACTION = 0.1
+# The share of the pool that clients' transactions may fill; the rest is room for forwards.
+CLIENT_SHARE = 0.5
 STALL_BACKOFF_MAX = 8
 PENDING_QUERY_MAX = 1024  # senders in one /peer/pending query (node/api.py)
 
@@ -33,6 +43,7 @@ class Mempool:
     def __init__(self, *, capacity: int, committed_nonce: Callable[[bytes], int]) -> None:
         self.capacity = capacity
         self.gap_reserve = max(1, int(capacity * GAP_RESERVE_FRACTION))
+        self.client_max = max(1, int(capacity * CLIENT_SHARE))
         self._load_nonce = committed_nonce
         self._committed: dict[bytes, int] = {}  # cache of committed next nonces, per sender
         self._by_hash: dict[bytes, Transaction] = {}
@@ -104,9 +115,10 @@ class Mempool:
         else:
             self._run_end[tx.sender] = end
 
-    def check_room(self, tx: Transaction) -> None:
+    def check_room(self, tx: Transaction, *, from_client: bool = False) -> None:
         """Raise the Rejection `add` would raise, without adding: the node asks before it spends
-        a signature check on a transaction the pool would refuse anyway."""
+        a signature check on a transaction the pool would refuse anyway. `from_client`: a
+        client's transaction, refused (MempoolBusy) once the pool holds `client_max`."""
         if tx.hash in self._by_hash:
             raise Duplicate(f"transaction {tx.hash.hex()} is already pending")
         committed = self._committed_nonce(tx.sender)
@@ -125,6 +137,12 @@ class Mempool:
         if pending is not None and tx.nonce in pending:
             raise Duplicate(f"nonce {tx.nonce} of this sender is already pending in another tx")
         size = len(self._by_hash)
+        if from_client and size >= self.client_max:
+            raise MempoolBusy(
+                f"mempool holds {size} transactions: this node takes clients' transactions "
+                f"while it holds fewer than {self.client_max} (the rest of its {self.capacity} "
+                "is room for what peers forward); retry later"
+            )
         if size >= self.capacity:
             raise MempoolFull(f"mempool is full ({self.capacity} transactions); retry later")
         if size >= self.capacity - self.gap_reserve:

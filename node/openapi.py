@@ -217,7 +217,7 @@ REASONS = {
     409: "a duplicate transaction or an already used nonce",
     413: "the request body is larger than the genesis parameter body_bytes_max",
     429: "over the per-client rate limit; retry after Retry-After seconds",
-    503: "mempool full, node halted or paused; retry after Retry-After seconds",
+    503: "mempool busy or full, node halted or paused; retry after Retry-After seconds",
 }
 RETRY_AFTER = {
     "Retry-After": {

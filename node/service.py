@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import time
@@ -297,7 +298,7 @@ class Node:
                 storage=storage,
                 models_dir=models_dir or Path("models"),
                 next_nonce=self.mempool.next_nonce,
-                submit=self.submit,
+                submit=functools.partial(self.submit, from_client=False),
                 # Others' transactions wait here: the node is under load.
                 busy=lambda: len(self.mempool) > self.mempool.pending_count(oracle_keys.public_key),
             )
@@ -441,10 +442,12 @@ class Node:
 
     # -- client inputs -----------------------------------------------------------------------
 
-    def submit(self, raw: bytes) -> Transaction:
-        """Admit a client transaction or raise a Rejection; forward it to the peers."""
+    def submit(self, raw: bytes, *, from_client: bool = True) -> Transaction:
+        """Admit a client transaction or raise a Rejection; forward it to the peers.
+        `from_client=False`: this validator's own (its oracle's reports), which may fill the
+        pool as far as forwarded ones may (see Mempool.client_max)."""
         with self.storage.batch():
-            tx = self._admit(raw)
+            tx = self._admit(raw, from_client=from_client)
         self.peers.forward_txs([raw])
         return tx
 
@@ -493,7 +496,7 @@ class Node:
                     outcomes.append(Rejection("each transaction must be msgpack bytes"))
                     continue
                 try:
-                    tx = self._admit(raw, arrived_ms)
+                    tx = self._admit(raw, arrived_ms, from_client=True)
                 except Rejection as exc:
                     outcomes.append(exc)
                     continue
@@ -505,8 +508,11 @@ class Node:
                 self.mempool.mark_sent((tx.hash for tx in admitted), clock_ms())
         return outcomes
 
-    def _admit(self, raw: bytes, arrived_ms: float | None = None) -> Transaction:
-        """Admit one transaction (`arrived_ms`: when its batch reached this node; now if None)."""
+    def _admit(
+        self, raw: bytes, arrived_ms: float | None = None, *, from_client: bool
+    ) -> Transaction:
+        """Admit one transaction (`arrived_ms`: when its batch reached this node; now if None;
+        `from_client`: a client sent it here, rather than a peer forwarding it)."""
         self._check_running()
         try:
             tx = Transaction.from_wire(raw, bytes_max=self.params.tx_bytes_max)
@@ -531,7 +537,8 @@ class Node:
             self.counters.reject(reason)
             raise Rejection(problem, status=status)
         try:
-            self.mempool.check_room(tx)  # before the signature check, the costliest step
+            # Before the signature check, the costliest step.
+            self.mempool.check_room(tx, from_client=from_client)
         except Rejection as exc:
             self.counters.reject(type(exc).__name__.lower())
             raise
@@ -622,7 +629,7 @@ class Node:
                     outcomes.append(Rejection("a forwarded transaction must be bytes"))
                     continue
                 try:
-                    outcomes.append(self._admit(raw, arrived_ms))
+                    outcomes.append(self._admit(raw, arrived_ms, from_client=False))
                 except Rejection as exc:
                     outcomes.append(exc)  # counted by _admit; a forwarded duplicate is normal
         return outcomes

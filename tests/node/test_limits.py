@@ -48,8 +48,9 @@ async def _backup(setup: Setup, path: Path) -> Node:
 # -- a full mempool --------------------------------------------------------------------------
 
 
-async def test_full_mempool_answers_503_with_retry_after(tmp_path: Path) -> None:
-    setup = make_setup(Params(body_bytes_max=64 * 1024, mempool_txs_max=2))
+async def test_a_half_full_mempool_answers_clients_503_with_retry_after(tmp_path: Path) -> None:
+    # Clients may fill half the pool; the other half is room for what peers forward.
+    setup = make_setup(Params(body_bytes_max=64 * 1024, mempool_txs_max=4))
     node = await _backup(setup, tmp_path / "chain.sqlite")
     try:
         async with TestClient(TestServer(create_app(node))) as client:
@@ -59,9 +60,19 @@ async def test_full_mempool_answers_503_with_retry_after(tmp_path: Path) -> None
             body = await response.read()
             assert response.status == 503
             assert response.headers["Retry-After"] == "1"
-            assert b"mempool is full" in body
+            assert b"room for what peers forward" in body
             check_answer("POST", "/tx", response.status, response.headers, body)
             assert len(node.mempool) == 2
+            assert node.counters.rejected == {"mempoolbusy": 1}
+            # The same transaction forwarded by a peer finds room.
+            node.receive_peer_batch([], [_tx(setup, 2).to_wire()])
+            deadline = asyncio.get_running_loop().time() + 5
+            while len(node.mempool) < 3:
+                assert asyncio.get_running_loop().time() < deadline, "forward not admitted"
+                await asyncio.sleep(0.01)
+            # So does this validator's own (its oracle's reports).
+            node.submit(_tx(setup, 3).to_wire(), from_client=False)
+            assert len(node.mempool) == 4
     finally:
         await node.stop()
 

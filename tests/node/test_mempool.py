@@ -10,7 +10,7 @@ import pytest
 
 from ledger.crypto import KeyPair
 from ledger.tx import Transaction
-from node.errors import Duplicate, MempoolFull
+from node.errors import Duplicate, MempoolBusy, MempoolFull
 from node.mempool import NONCE_AHEAD_MAX, STALL_BACKOFF_MAX, Mempool
 
 
@@ -73,6 +73,24 @@ def test_full_pool_answers_mempool_full() -> None:
     pool.add(_tx(ALICE, 1))
     with pytest.raises(MempoolFull, match="full"):
         pool.add(_tx(BOB, 0))
+
+
+def test_clients_fill_half_the_pool_and_forwards_the_rest() -> None:
+    pool = _pool(capacity=4)
+    assert pool.client_max == 2
+    for nonce in (0, 1):
+        pool.check_room(_tx(ALICE, nonce), from_client=True)
+        pool.add(_tx(ALICE, nonce))
+    with pytest.raises(MempoolBusy, match=r"fewer than 2 .* room for what peers forward"):
+        pool.check_room(_tx(BOB, 0), from_client=True)
+    pool.check_room(_tx(BOB, 0))  # forwarded: the other half is its room
+    pool.add(_tx(BOB, 0))
+    pool.add(_tx(BOB, 1))
+    with pytest.raises(MempoolFull, match="is full"):
+        pool.check_room(_tx(BOB, 2))
+    # A duplicate is named as one, not as a busy pool.
+    with pytest.raises(Duplicate):
+        pool.check_room(_tx(ALICE, 0), from_client=True)
 
 
 def test_committed_transactions_leave_and_next_nonce_follows() -> None:
