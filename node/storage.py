@@ -384,11 +384,12 @@ class Storage:
         row = self._db.execute("SELECT receipt FROM txs WHERE hash = ?", (tx_hash,)).fetchone()
         return None if row is None else Receipt.from_map(decode(row[0]))
 
-    def load_tx_filter(self) -> None:
-        """Build the filter of committed hashes now (about a second a million), not on the first
-        `has_tx`: a node's first admission would otherwise stall its event loop for it."""
+    def load_tx_filter(self) -> TxFilter:
+        """The filter of committed hashes, built now if it was not yet (about a second a
+        million): a node builds it as it starts, lest its first admission stall the event loop."""
         if self._tx_filter is None:
             self._tx_filter = self._load_tx_filter()
+        return self._tx_filter
 
     def _load_tx_filter(self) -> TxFilter:
         loaded = TxFilter()
@@ -399,11 +400,8 @@ class Storage:
         return loaded
 
     def has_tx(self, tx_hash: bytes) -> bool:
-        if len(tx_hash) == HASH_BYTES:
-            self.load_tx_filter()
-            assert self._tx_filter is not None
-            if not self._tx_filter.may_contain(tx_hash):
-                return False  # certainly not committed: see node/txfilter.py
+        if len(tx_hash) == HASH_BYTES and not self.load_tx_filter().may_contain(tx_hash):
+            return False  # certainly not committed: see node/txfilter.py
         row = self._db.execute("SELECT 1 FROM txs WHERE hash = ?", (tx_hash,)).fetchone()
         return row is not None
 
