@@ -17,6 +17,7 @@ import json
 import os
 import statistics
 import time
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,19 @@ from cli.cluster_cmd import temporary_cluster
 from cli.common import console, guarded, layout_of
 from cli.layout import ClusterDir
 from cli.process import NodeCpu, cpu_spent, node_cpu_seconds
+from ledger.crypto import KeyPair, write_key_file
+from ledger.errors import MillchainError
 from ledger.tx import Transaction
-from node.client import NodeClient
+from node.client import ClientError, NodeClient
 from node.stages import STAGES
 
 BATCH_DEFAULT = 64
 # Presigned per second of an unpaced run: about twice the most this machine has committed.
 UNPACED_PRESIGN_PER_S = 4000
+
+
+class BenchError(MillchainError):
+    """The bench cannot run as asked on this cluster."""
 
 
 def verify_rate(duration_s: float = 1.0) -> float:
@@ -227,6 +234,67 @@ def _pct(values: list[float], pct: int) -> float | None:
     return round(values[index], 1)
 
 
+async def _register_senders(
+    layout: ClusterDir, senders: list[str], *, timeout_s: float = 60.0
+) -> None:
+    """Make sure every sender has a key in the cluster directory and an active supplier
+    identity on the chain with that key: the missing ones are registered by the cluster's admin
+    (`identity.add`), and this waits for their commits."""
+    keys: dict[str, KeyPair] = {}
+    for name in senders:
+        path = layout.identity_key_file(name)
+        if not path.exists():
+            write_key_file(path, KeyPair.generate(), name=name)
+        keys[name] = layout.identity_keys(name)
+    url = layout.config(layout.validator_names()[0]).url
+    async with NodeClient(url, timeout_s=30) as client:
+        missing: list[str] = []
+        for name in senders:
+            try:
+                record = await client.query("identity", [name])
+            except ClientError as exc:
+                if exc.status != HTTPStatus.NOT_FOUND:
+                    raise
+                missing.append(name)
+                continue
+            if record["public_key"] != keys[name].public_key.hex():
+                raise BenchError(
+                    f"identity {name} on the chain has another key than "
+                    f"{layout.identity_key_file(name)}; remove or rename that identity, or "
+                    "restore its key file"
+                )
+            if record["status"] != "active" or "supplier" not in record["roles"]:
+                raise BenchError(
+                    f"identity {name} must be an active supplier to send the bench's "
+                    f"transactions; it is {record['status']} with roles {record['roles']}"
+                )
+        if not missing:
+            return
+        admin = layout.identity_keys("admin")
+        chain_id = (await client.status())["chain_id"]
+        nonce = await client.next_nonce(admin.public_key)
+        txs = [
+            Transaction.create(
+                admin,
+                chain_id=chain_id,
+                nonce=nonce + i,
+                contract="identity",
+                method="add",
+                args={"name": name, "public_key": keys[name].public_key, "roles": ["supplier"]},
+            )
+            for i, name in enumerate(missing)
+        ]
+        console.print(f"registering {len(missing)} bench senders (signed by admin)...")
+        for outcome in await client.submit_many([tx.wire for tx in txs]):
+            if "error" in outcome:
+                raise BenchError(f"registering the bench senders was refused: {outcome['error']}")
+        for tx in txs:
+            committed = await client.wait_committed(tx.hash.hex(), timeout_s)
+            receipt_summary = committed["receipt"]
+            if not receipt_summary["ok"]:
+                raise BenchError(f"registering a bench sender failed: {receipt_summary['error']}")
+
+
 def _measure(
     layout: ClusterDir, senders: list[str], duration_s: float, rate_per_s: float, batch: int
 ) -> dict[str, Any]:
@@ -268,9 +336,9 @@ def _measure(
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help=(
-        "Use this running cluster instead of launching one. The load then comes from one "
-        "sender, its supplier, with one request in flight (a launched cluster's bench has 32 "
-        "senders): unpaced figures are not comparable between the two."
+        "Use this running cluster instead of launching one. The load comes from the same 32 "
+        "senders as a launched cluster's (bench0 to bench31, suppliers): the first run makes "
+        "their keys in DIR/identities and registers them with the cluster's admin identity."
     ),
 )
 @click.option(
@@ -307,7 +375,9 @@ def bench(
     else:
         layout = layout_of(directory)
         n = len(layout.node_names())
-        figures = _measure(layout, ["supplier"], duration_s, rate_per_s, batch)
+        senders = [name for name, _ in bench_identities(BENCH_SENDERS)]
+        asyncio.run(_register_senders(layout, senders))
+        figures = _measure(layout, senders, duration_s, rate_per_s, batch)
     # Again after the load: the shared machine's speed drifts over a run, and the bound is
     # taken from the mean of the two.
     after = verify_rate()

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.clusters import millchain
+from ledger.crypto import KeyPair, write_key_file
+from tests.clusters import millchain, running_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
@@ -56,3 +57,31 @@ def test_a_short_bench_commits_what_it_offers_and_reports_it(tmp_path: Path) -> 
     assert all(ms is not None and ms >= 0 for ms in stages.values()), stages
     assert stages["execute"] > 0 and stages["admission"] > 0
     assert plot.stat().st_size > 0
+
+
+def test_a_bench_on_a_running_cluster_registers_its_senders_once(tmp_path: Path) -> None:
+    root = tmp_path / "cluster"
+    with running_cluster(root) as layout:
+        args = ("bench", "--dir", str(root), "--duration", "2", "--rate", "200")
+        first = millchain(
+            *args, "--json", str(tmp_path / "first.json"), "--plot", "", timeout_s=180
+        )
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert "registering 32 bench senders" in first.stdout
+        figures = json.loads((tmp_path / "first.json").read_text())
+        assert figures["submitted"] > 50
+        assert figures["committed"] == figures["submitted"] and figures["rejected"] == 0
+
+        # The second run sends from the same identities, registered already.
+        second = millchain(*args, "--json", str(tmp_path / "second.json"), timeout_s=180)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert "registering" not in second.stdout
+        assert json.loads((tmp_path / "second.json").read_text())["committed"] > 50
+
+        # A key file that no longer matches its identity on the chain is named, not used.
+        key_file = layout.identity_key_file("bench7")
+        key_file.unlink()
+        write_key_file(key_file, KeyPair.generate(), name="bench7")
+        third = millchain(*args, timeout_s=180)
+        assert third.returncode == 1
+        assert "identity bench7 on the chain has another key" in third.stderr
