@@ -527,10 +527,8 @@ class Node:
         if tx.hash in self.mempool or self.storage.has_tx(tx.hash):
             self.counters.reject("duplicate")
             raise Rejection(f"transaction {tx.hash.hex()} is already known", status=409)
-        identity = self.runtime.identity_of(self.storage, tx.sender)
-        if identity is None:
-            self.counters.reject("unknown_sender")
-            raise Rejection(f"sender {tx.sender.hex()} is not a known identity", status=403)
+        # The sender's identity, its nonce, the method, its roles and arguments, as execution
+        # would check them (an unknown sender is refused there too: 403).
         problem = self.runtime.admission_error(self.storage, self.genesis.chain_id, tx)
         if problem is not None:
             reason, status = _classify(problem)

@@ -111,7 +111,7 @@ async def test_rejects_an_unknown_sender(client: TestClient, node: Node) -> None
     stranger = KeyPair.from_seed(b"\x77" * 32)
     status, got = await _post(client, _tx(stranger).to_wire())
     assert status == 403
-    assert "not a known identity" in got["error"]
+    assert "not a registered identity" in got["error"]
     _nothing_stored(node)
 
 
