@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from node import storage as storage_module
 from node.storage import BlockRecord, Storage
 from node.txfilter import TxFilter
 
@@ -97,7 +98,11 @@ def _txs_lookups(storage: Storage) -> list[str]:
     return statements
 
 
-def test_has_tx_asks_the_database_only_for_hashes_the_filter_may_hold(tmp_path: Path) -> None:
+def test_has_tx_asks_the_database_only_for_hashes_the_filter_may_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The second block moves every row into the txs table, where lookups go to SQLite.
+    monkeypatch.setattr(storage_module, "RECENT_TXS_MAX", 25)
     committed = _hashes(50)
     storage = _storage_with_blocks(tmp_path / "chain.sqlite", [committed[:20], committed[20:]])
     try:

@@ -1,0 +1,132 @@
+"""Committed transactions are found by hash in two tables: recent_txs (appended, hashes held in
+memory) and txs (keyed by hash), which takes recent_txs's rows in one sorted insert every
+RECENT_TXS_MAX rows. Every lookup answers the same on either side of a move and after a
+reopen; a transaction included again keeps its first receipt."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ledger.encoding import decode
+from node import storage as storage_module
+from node.storage import BlockRecord, Storage
+
+
+def _hash(tag: str) -> bytes:
+    return hashlib.sha256(tag.encode()).digest()
+
+
+def _commit(storage: Storage, tx_hashes: list[bytes]) -> int:
+    height = storage.head().height + 1
+    storage.commit_record(
+        BlockRecord(
+            height=height,
+            hash=_hash(f"block {height}"),
+            wire=b"block",
+            certificate=b"certificate",
+            timestamp_ms=height,
+            state_digest=b"d" * 32,
+            receipts=[(h, b"receipt of %d/%d" % (height, i)) for i, h in enumerate(tx_hashes)],
+            events=[],
+            writes={},
+        )
+    )
+    return height
+
+
+def _rows(path: Path, table: str) -> int:
+    with sqlite3.connect(path) as db:
+        count: int = db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    return count
+
+
+def _where(storage: Storage, tx_hash: bytes) -> tuple[int, bytes] | None:
+    return storage._tx_heights([tx_hash]).get(tx_hash)
+
+
+@pytest.fixture
+def small_moves(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(storage_module, "RECENT_TXS_MAX", 10)
+
+
+@pytest.mark.usefixtures("small_moves")
+def test_rows_are_found_alike_before_and_after_they_move_and_after_a_reopen(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chain.sqlite"
+    storage = Storage(path)
+    storage.initialise(genesis_hash=b"g" * 32, writes={}, digest=b"d" * 32, time_ms=0)
+    blocks = [[_hash(f"tx {b}/{i}") for i in range(4)] for b in range(5)]
+    try:
+        for number, tx_hashes in enumerate(blocks, start=1):
+            _commit(storage, tx_hashes)
+            # 4 rows a block: the third block's commit moves 12 rows, the next two wait.
+            expected_recent = 0 if number == 3 else 4 * (number % 3)
+            assert len(storage._recent) == expected_recent
+        assert _rows(path, "txs") == 12 and _rows(path, "recent_txs") == 8
+        for height, tx_hashes in enumerate(blocks, start=1):
+            for index, tx_hash in enumerate(tx_hashes):
+                assert storage.has_tx(tx_hash)
+                assert _where(storage, tx_hash) == (height, b"receipt of %d/%d" % (height, index))
+        assert not storage.has_tx(_hash("never committed"))
+    finally:
+        storage.close()
+    reopened = Storage(path)
+    try:
+        assert set(reopened._recent) == set(blocks[3] + blocks[4])
+        assert all(reopened.has_tx(h) for block in blocks for h in block)
+        assert _where(reopened, blocks[4][1]) == (5, b"receipt of 5/1")
+        _commit(reopened, [_hash("one more")])  # 9 rows: no move yet
+        _commit(reopened, [_hash("and another")])  # 10: every recent row moves
+        assert _rows(path, "recent_txs") == 0 and _rows(path, "txs") == 22
+        assert _where(reopened, blocks[4][1]) == (5, b"receipt of 5/1")
+    finally:
+        reopened.close()
+
+
+@pytest.mark.usefixtures("small_moves")
+@pytest.mark.parametrize("moved_first", [False, True])
+def test_a_transaction_included_again_keeps_its_first_receipt(
+    tmp_path: Path, moved_first: bool
+) -> None:
+    storage = Storage(tmp_path / "chain.sqlite")
+    storage.initialise(genesis_hash=b"g" * 32, writes={}, digest=b"d" * 32, time_ms=0)
+    repeated = _hash("repeated")
+    try:
+        _commit(storage, [repeated, _hash("other")])
+        if moved_first:
+            _commit(storage, [_hash(f"filler {i}") for i in range(8)])  # moves both
+            assert repeated not in storage._recent
+        height = _commit(storage, [_hash("new"), repeated])
+        assert _where(storage, repeated) == (1, b"receipt of 1/0")
+        # The later inclusion's receipt travels in the block's write-set blob instead.
+        (blob,) = storage._db.execute(
+            "SELECT writes FROM block_writes WHERE height = ?", (height,)
+        ).fetchone()
+        assert decode(blob)[1] == [[1, b"receipt of %d/1" % height]]
+    finally:
+        storage.close()
+
+
+def test_a_database_from_before_keeps_its_txs_rows_and_adds_recent_ones(tmp_path: Path) -> None:
+    path = tmp_path / "chain.sqlite"
+    older = _hash("written before recent_txs existed")
+    storage = Storage(path)
+    storage.initialise(genesis_hash=b"g" * 32, writes={}, digest=b"d" * 32, time_ms=0)
+    storage.close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE recent_txs")
+        db.execute("INSERT INTO txs VALUES (?, 1, 0, ?)", (older, b"old receipt"))
+    storage = Storage(path)
+    try:
+        assert storage.has_tx(older)
+        assert _where(storage, older) == (1, b"old receipt")
+        newer = _hash("newer")
+        _commit(storage, [newer])
+        assert storage.has_tx(newer) and _rows(path, "recent_txs") == 1
+    finally:
+        storage.close()
