@@ -5,11 +5,12 @@ transaction, so a crash leaves either all of a block or none of it. The storage 
 reader the contract runtime executes against.
 
 Transactions are found by hash in two tables. A committed block's rows go to `recent_txs`,
-appended in commit order with no index (a node keeps their hashes in memory), and every
-RECENT_TXS_MAX rows move to `txs`, keyed by hash, in one sorted insert. Inserting each block's
-rows straight into `txs` put every row on a random leaf of its index: about one page written a
-transaction, and 7 to 19 us a row as the table grew from 56,000 to 224,000 rows, against 4 to 7
-with the sorted moves (a microbenchmark of 560-row blocks).
+appended in commit order with no index (a node keeps their hashes in memory), and once there are
+RECENT_TXS_MAX of them they move to `txs`, keyed by hash, in sorted inserts: one slice of the
+hash range with each of the next MOVE_SLICES blocks, so no commit pauses long. Inserting each
+block's rows straight into `txs` put every row on a random leaf of its index: about one page
+written a transaction, and 7 to 19 us a row as the table grew from 56,000 to 224,000 rows,
+against 4 to 7 with the sorted moves (a microbenchmark of 560-row blocks).
 
 For peers catching up (node/catchup.py) it also keeps, per block, one blob with the block's net
 writes (and the rare receipts the txs table cannot hold), and the proofs of stable checkpoints:
@@ -58,8 +59,8 @@ CREATE TABLE IF NOT EXISTS txs (
     idx INTEGER NOT NULL,
     receipt BLOB NOT NULL
 );
--- Rows of transactions committed since the last move into txs (see Storage.commit_record);
--- id is height * 2**32 + idx, so it grows with commit order.
+-- Rows of transactions committed since their last move into txs (see Storage.commit_record);
+-- id is slice * 2**59 + height * 2**24 + idx, so a slice's rows lie together in commit order.
 CREATE TABLE IF NOT EXISTS recent_txs (
     id INTEGER PRIMARY KEY,
     hash BLOB NOT NULL,
@@ -160,10 +161,14 @@ def encode_write_set(
 
 
 STATE_CACHE_MAX = 100_000
-# Rows recent_txs gathers before they move into txs in one sorted insert: a larger batch writes
-# fewer of the txs index's pages a row, and holds more hashes in memory (about 150 bytes each)
-# and in the one commit that moves them (about 50 ms at 20,000 rows).
+# Rows recent_txs gathers before they move into txs in sorted inserts: a larger batch writes
+# fewer of the txs index's pages a row, and holds more hashes in memory (about 150 bytes each).
 RECENT_TXS_MAX = 20_000
+# The move goes one slice of the hash range (by the hash's first byte) a commit: all at once,
+# 20,000 rows held the commit that moved them, and the node's event loop, for about 50 ms.
+MOVE_SLICES = 8  # at most 16: see _row_id
+_SLICE_SHIFT = 59
+_HEIGHT_SHIFT = 24
 _SQL_VARIABLES_MAX = 500  # parameters per statement (SQLite allows at least 999)
 # SQLite's page cache while a catch-up writes history (see Storage.large_cache).
 BULK_CACHE_KIB = 64 * 1024
@@ -193,6 +198,8 @@ class Storage:
         # Built from the transaction tables by `load_tx_filter` (a node does so as it starts) or
         # else on the first `has_tx` or commit: readers that never ask spare the scan.
         self._tx_filter: TxFilter | None = None
+        # The slice of the hash range the next commit moves into txs, while a move goes on.
+        self._move_slice: int | None = None
         # hash -> id of every row in recent_txs (the table has no index of its own).
         self._recent: dict[bytes, int] = {
             bytes(tx_hash): row_id
@@ -311,7 +318,7 @@ class Storage:
                 if tx_hash in stored or tx_hash in fresh:
                     shadowed.append((index, receipt))
                     continue
-                row_id = (height << 32) | index
+                row_id = _row_id(tx_hash, height, index)
                 fresh[tx_hash] = row_id
                 rows.append((row_id, tx_hash, height, index, receipt))
             self._db.executemany("INSERT INTO recent_txs VALUES (?, ?, ?, ?, ?)", rows)
@@ -325,20 +332,25 @@ class Storage:
                 [(height, *event) for event in record.events],
             )
             self._apply_writes(record.writes)
-            move = len(self._recent) + len(fresh) >= RECENT_TXS_MAX
-            if move:
+            move_slice = self._move_slice
+            if move_slice is None and len(self._recent) + len(fresh) >= RECENT_TXS_MAX:
+                move_slice = 0
+            if move_slice is not None:
+                low, high = _slice_ids(move_slice)
                 # In hash order, so each page of the txs index is written once a move.
                 self._db.execute(
                     "INSERT INTO txs SELECT hash, height, idx, receipt FROM recent_txs "
-                    "ORDER BY hash"
+                    "WHERE id BETWEEN ? AND ? ORDER BY hash",
+                    (low, high),
                 )
-                self._db.execute("DELETE FROM recent_txs")
+                self._db.execute("DELETE FROM recent_txs WHERE id BETWEEN ? AND ?", (low, high))
         # Once the rows are written (an enclosing batch commits them even when it ends with an
         # error); a savepoint rolled back above leaves the memory as it was.
-        if move:
-            self._recent.clear()
-        else:
-            self._recent.update(fresh)
+        self._recent.update(fresh)
+        if move_slice is not None:
+            low, high = _slice_ids(move_slice)
+            self._recent = {h: i for h, i in self._recent.items() if not low <= i <= high}
+            self._move_slice = move_slice + 1 if move_slice + 1 < MOVE_SLICES else None
         if self._tx_filter is not None:
             # A hash missing from the filter must be missing from the tables.
             joined = b"".join(h for h, _ in record.receipts if len(h) == HASH_BYTES)
@@ -701,6 +713,23 @@ class _Transaction:
             self._db.execute("RELEASE unit")
         else:
             self._db.execute("COMMIT")
+
+
+def _row_id(tx_hash: bytes, height: int, index: int) -> int:
+    """A recent_txs row's id: its slice of the hash range (by the first byte), then its place in
+    commit order."""
+    if not 0 <= index < 1 << _HEIGHT_SHIFT or not 0 <= height < 1 << (_SLICE_SHIFT - _HEIGHT_SHIFT):
+        raise StorageError(f"transaction {index} of block {height} is beyond what ids can hold")
+    slice_index = (tx_hash[0] if tx_hash else 0) * MOVE_SLICES // 256
+    return (slice_index << _SLICE_SHIFT) | (height << _HEIGHT_SHIFT) | index
+
+
+def _slice_ids(index: int) -> tuple[int, int]:
+    """The first and last recent_txs id of slice `index` (the first and the last slice reach to
+    the ends of the range, so every row is in one)."""
+    low = 0 if index == 0 else index << _SLICE_SHIFT
+    high = 2**63 - 1 if index == MOVE_SLICES - 1 else ((index + 1) << _SLICE_SHIFT) - 1
+    return low, high
 
 
 def _tx_ids(block: bytes) -> list[bytes]:

@@ -1,7 +1,8 @@
 """Committed transactions are found by hash in two tables: recent_txs (appended, hashes held in
-memory) and txs (keyed by hash), which takes recent_txs's rows in one sorted insert every
-RECENT_TXS_MAX rows. Every lookup answers the same on either side of a move and after a
-reopen; a transaction included again keeps its first receipt."""
+memory) and txs (keyed by hash), which takes recent_txs's rows in sorted inserts, a slice of the
+hash range a commit, once there are RECENT_TXS_MAX. Every lookup answers the same on either side
+of a move, in the middle of one and after a reopen; a transaction included again keeps its first
+receipt."""
 
 from __future__ import annotations
 
@@ -50,7 +51,9 @@ def _where(storage: Storage, tx_hash: bytes) -> tuple[int, bytes] | None:
 
 @pytest.fixture
 def small_moves(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Moves of 10 rows, whole in one commit."""
     monkeypatch.setattr(storage_module, "RECENT_TXS_MAX", 10)
+    monkeypatch.setattr(storage_module, "MOVE_SLICES", 1)
 
 
 @pytest.mark.usefixtures("small_moves")
@@ -130,3 +133,67 @@ def test_a_database_from_before_keeps_its_txs_rows_and_adds_recent_ones(tmp_path
         assert storage.has_tx(newer) and _rows(path, "recent_txs") == 1
     finally:
         storage.close()
+
+
+def test_a_move_goes_one_slice_of_the_hash_range_a_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage_module, "RECENT_TXS_MAX", 40)
+    monkeypatch.setattr(storage_module, "MOVE_SLICES", 4)
+    path = tmp_path / "chain.sqlite"
+    storage = Storage(path)
+    storage.initialise(genesis_hash=b"g" * 32, writes={}, digest=b"d" * 32, time_ms=0)
+    first = [_hash(f"first {i}") for i in range(40)]
+    committed_at: dict[bytes, int] = dict.fromkeys(first, 0)  # hash -> step of its commit
+
+    def moved_by(step: int, tx_hash: bytes) -> bool:
+        # Slice k (first byte in [0x40 k, 0x40 (k + 1))) moves with the commit of step k, and
+        # takes the rows committed by then.
+        return committed_at[tx_hash] <= tx_hash[0] // 0x40 <= step
+
+    try:
+        _commit(storage, first)  # 40 rows: the move starts, with the first quarter (0x00-0x3f)
+        assert _rows(path, "txs") == sum(moved_by(0, h) for h in first) > 0
+        for step in range(1, 4):
+            block = [_hash(f"later {step}/{i}") for i in range(6)]
+            committed_at.update(dict.fromkeys(block, step))
+            _commit(storage, block)
+            assert _rows(path, "txs") == sum(moved_by(step, h) for h in committed_at)
+            assert set(storage._recent) == {h for h in committed_at if not moved_by(step, h)}
+            for height, tx_hashes in ((1, first), (step + 1, block)):
+                for index, tx_hash in enumerate(tx_hashes):
+                    assert storage.has_tx(tx_hash)
+                    assert _where(storage, tx_hash) == (
+                        height,
+                        b"receipt of %d/%d" % (height, index),
+                    )
+        # Rows committed during the move into slices it had passed wait for the next one.
+        waiting = [h for h in committed_at if not moved_by(3, h)]
+        assert waiting and _rows(path, "recent_txs") == len(waiting)
+        _commit(storage, [_hash("after the move")])  # below the mark: no move starts
+        assert _rows(path, "recent_txs") == len(waiting) + 1
+    finally:
+        storage.close()
+
+
+def test_a_reopened_database_finds_what_a_move_cut_short_left_in_either_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage_module, "RECENT_TXS_MAX", 20)
+    monkeypatch.setattr(storage_module, "MOVE_SLICES", 4)
+    path = tmp_path / "chain.sqlite"
+    storage = Storage(path)
+    storage.initialise(genesis_hash=b"g" * 32, writes={}, digest=b"d" * 32, time_ms=0)
+    tx_hashes = [_hash(f"tx {i}") for i in range(20)]
+    _commit(storage, tx_hashes)  # the move's first quarter only
+    storage.close()
+    reopened = Storage(path)
+    try:
+        assert set(reopened._recent) == {h for h in tx_hashes if h[0] >= 0x40}
+        assert all(
+            _where(reopened, h) == (1, b"receipt of 1/%d" % i) for i, h in enumerate(tx_hashes)
+        )
+        _commit(reopened, [_hash("next")])  # 16 rows wait: below the mark, no move
+        assert _rows(path, "recent_txs") == 1 + sum(h[0] >= 0x40 for h in tx_hashes)
+    finally:
+        reopened.close()

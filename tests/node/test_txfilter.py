@@ -103,6 +103,7 @@ def test_has_tx_asks_the_database_only_for_hashes_the_filter_may_hold(
 ) -> None:
     # The second block moves every row into the txs table, where lookups go to SQLite.
     monkeypatch.setattr(storage_module, "RECENT_TXS_MAX", 25)
+    monkeypatch.setattr(storage_module, "MOVE_SLICES", 1)
     committed = _hashes(50)
     storage = _storage_with_blocks(tmp_path / "chain.sqlite", [committed[:20], committed[20:]])
     try:
