@@ -39,6 +39,12 @@ def _commit(storage: Storage, tx_hashes: list[bytes]) -> int:
     return height
 
 
+def _new_chain(path: Path) -> Storage:
+    storage = Storage(path)
+    storage.initialise(genesis_hash=b"g" * 32, writes={}, digest=b"d" * 32, time_ms=0)
+    return storage
+
+
 def _rows(path: Path, table: str) -> int:
     with sqlite3.connect(path) as db:
         count: int = db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
@@ -49,11 +55,15 @@ def _where(storage: Storage, tx_hash: bytes) -> tuple[int, bytes] | None:
     return storage._tx_heights([tx_hash]).get(tx_hash)
 
 
+def _moves(monkeypatch: pytest.MonkeyPatch, *, rows: int, slices: int) -> None:
+    monkeypatch.setattr(storage_module, "RECENT_TXS_MAX", rows)
+    monkeypatch.setattr(storage_module, "MOVE_SLICES", slices)
+
+
 @pytest.fixture
 def small_moves(monkeypatch: pytest.MonkeyPatch) -> None:
     """Moves of 10 rows, whole in one commit."""
-    monkeypatch.setattr(storage_module, "RECENT_TXS_MAX", 10)
-    monkeypatch.setattr(storage_module, "MOVE_SLICES", 1)
+    _moves(monkeypatch, rows=10, slices=1)
 
 
 @pytest.mark.usefixtures("small_moves")
@@ -61,8 +71,7 @@ def test_rows_are_found_alike_before_and_after_they_move_and_after_a_reopen(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "chain.sqlite"
-    storage = Storage(path)
-    storage.initialise(genesis_hash=b"g" * 32, writes={}, digest=b"d" * 32, time_ms=0)
+    storage = _new_chain(path)
     blocks = [[_hash(f"tx {b}/{i}") for i in range(4)] for b in range(5)]
     try:
         for number, tx_hashes in enumerate(blocks, start=1):
@@ -96,8 +105,7 @@ def test_rows_are_found_alike_before_and_after_they_move_and_after_a_reopen(
 def test_a_transaction_included_again_keeps_its_first_receipt(
     tmp_path: Path, moved_first: bool
 ) -> None:
-    storage = Storage(tmp_path / "chain.sqlite")
-    storage.initialise(genesis_hash=b"g" * 32, writes={}, digest=b"d" * 32, time_ms=0)
+    storage = _new_chain(tmp_path / "chain.sqlite")
     repeated = _hash("repeated")
     try:
         _commit(storage, [repeated, _hash("other")])
@@ -118,8 +126,7 @@ def test_a_transaction_included_again_keeps_its_first_receipt(
 def test_a_database_from_before_keeps_its_txs_rows_and_adds_recent_ones(tmp_path: Path) -> None:
     path = tmp_path / "chain.sqlite"
     older = _hash("written before recent_txs existed")
-    storage = Storage(path)
-    storage.initialise(genesis_hash=b"g" * 32, writes={}, digest=b"d" * 32, time_ms=0)
+    storage = _new_chain(path)
     storage.close()
     with sqlite3.connect(path) as db:
         db.execute("DROP TABLE recent_txs")
@@ -138,11 +145,9 @@ def test_a_database_from_before_keeps_its_txs_rows_and_adds_recent_ones(tmp_path
 def test_a_move_goes_one_slice_of_the_hash_range_a_commit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage_module, "RECENT_TXS_MAX", 40)
-    monkeypatch.setattr(storage_module, "MOVE_SLICES", 4)
+    _moves(monkeypatch, rows=40, slices=4)
     path = tmp_path / "chain.sqlite"
-    storage = Storage(path)
-    storage.initialise(genesis_hash=b"g" * 32, writes={}, digest=b"d" * 32, time_ms=0)
+    storage = _new_chain(path)
     first = [_hash(f"first {i}") for i in range(40)]
     committed_at: dict[bytes, int] = dict.fromkeys(first, 0)  # hash -> step of its commit
 
@@ -179,11 +184,9 @@ def test_a_move_goes_one_slice_of_the_hash_range_a_commit(
 def test_a_reopened_database_finds_what_a_move_cut_short_left_in_either_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(storage_module, "RECENT_TXS_MAX", 20)
-    monkeypatch.setattr(storage_module, "MOVE_SLICES", 4)
+    _moves(monkeypatch, rows=20, slices=4)
     path = tmp_path / "chain.sqlite"
-    storage = Storage(path)
-    storage.initialise(genesis_hash=b"g" * 32, writes={}, digest=b"d" * 32, time_ms=0)
+    storage = _new_chain(path)
     tx_hashes = [_hash(f"tx {i}") for i in range(20)]
     _commit(storage, tx_hashes)  # the move's first quarter only
     storage.close()
