@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS txs (
     receipt BLOB NOT NULL
 );
 -- Rows of transactions committed since their last move into txs (see Storage.commit_record);
--- id is slice * 2**59 + height * 2**24 + idx, so a slice's rows lie together in commit order.
+-- id is slice * 2**57 + height * 2**24 + idx, so a slice's rows lie together in commit order.
 CREATE TABLE IF NOT EXISTS recent_txs (
     id INTEGER PRIMARY KEY,
     hash BLOB NOT NULL,
@@ -165,9 +165,11 @@ STATE_CACHE_MAX = 100_000
 # fewer of the txs index's pages a row, and holds more hashes in memory (about 150 bytes each).
 RECENT_TXS_MAX = 20_000
 # The move goes one slice of the hash range (by the hash's first byte) a commit: all at once,
-# 20,000 rows held the commit that moved them, and the node's event loop, for about 50 ms.
-MOVE_SLICES = 8  # at most 16: see _row_id
-_SLICE_SHIFT = 59
+# 20,000 rows held the commit that moved them, and the node's event loop, for about 50 ms, and
+# in eighths the extra work still came in a burst that lengthened the latency's tail near
+# saturation.
+MOVE_SLICES = 32  # at most 64: see _row_id
+_SLICE_SHIFT = 57
 _HEIGHT_SHIFT = 24
 _SQL_VARIABLES_MAX = 500  # parameters per statement (SQLite allows at least 999)
 # SQLite's page cache while a catch-up writes history (see Storage.large_cache).
