@@ -24,7 +24,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -203,10 +203,11 @@ class Storage:
         # The slice of the hash range the next commit moves into txs, while a move goes on.
         self._move_slice: int | None = None
         # hash -> id of every row in recent_txs (the table has no index of its own).
-        self._recent: dict[bytes, int] = {
-            bytes(tx_hash): row_id
+        self._recent = _RecentIds()
+        self._recent.update(
+            (bytes(tx_hash), row_id)
             for tx_hash, row_id in self._db.execute("SELECT hash, id FROM recent_txs")
-        }
+        )
 
     def checkpoint_in_background(self) -> None:
         """Copy the WAL into the database file from a thread of its own from now on.
@@ -348,10 +349,9 @@ class Storage:
                 self._db.execute("DELETE FROM recent_txs WHERE id BETWEEN ? AND ?", (low, high))
         # Once the rows are written (an enclosing batch commits them even when it ends with an
         # error); a savepoint rolled back above leaves the memory as it was.
-        self._recent.update(fresh)
+        self._recent.update(fresh.items())
         if move_slice is not None:
-            low, high = _slice_ids(move_slice)
-            self._recent = {h: i for h, i in self._recent.items() if not low <= i <= high}
+            self._recent.drop_slice(move_slice)
             self._move_slice = move_slice + 1 if move_slice + 1 < MOVE_SLICES else None
         if self._tx_filter is not None:
             # A hash missing from the filter must be missing from the tables.
@@ -471,18 +471,8 @@ class Storage:
     def _stored_hashes(self, tx_hashes: Sequence[bytes]) -> set[bytes]:
         """Those of `tx_hashes` a committed block included already."""
         tx_filter = self.load_tx_filter()
-        stored = {h for h in tx_hashes if h in self._recent}
-        maybe = [
-            h
-            for h in tx_hashes
-            if h not in stored and (len(h) != HASH_BYTES or tx_filter.may_contain(h))
-        ]
-        for start in range(0, len(maybe), _SQL_VARIABLES_MAX):
-            part = maybe[start : start + _SQL_VARIABLES_MAX]
-            marks = ", ".join("?" * len(part))
-            query = f"SELECT hash FROM txs WHERE hash IN ({marks})"
-            stored.update(bytes(row[0]) for row in self._db.execute(query, part))
-        return stored
+        maybe = [h for h in tx_hashes if len(h) != HASH_BYTES or tx_filter.may_contain(h)]
+        return set(self._tx_heights(maybe))
 
     def events(self, subject: str, limit: int = 1000) -> list[dict[str, Any]]:
         rows = self._db.execute(
@@ -597,8 +587,14 @@ class Storage:
         """(height, receipt) held for each of `tx_hashes` that a block included (by hash in
         txs, by id in recent_txs: neither table has an index by height)."""
         found: dict[bytes, tuple[int, bytes]] = {}
-        recent = [self._recent[h] for h in tx_hashes if h in self._recent]
-        older = [h for h in tx_hashes if h not in self._recent]
+        recent: list[int] = []
+        older: list[bytes] = []
+        for tx_hash in tx_hashes:
+            row_id = self._recent.get(tx_hash)
+            if row_id is None:
+                older.append(tx_hash)
+            else:
+                recent.append(row_id)
         for keys, query in (
             (recent, "SELECT hash, height, receipt FROM recent_txs WHERE id IN ({})"),
             (older, "SELECT hash, height, receipt FROM txs WHERE hash IN ({})"),
@@ -717,13 +713,45 @@ class _Transaction:
             self._db.execute("COMMIT")
 
 
+class _RecentIds:
+    """hash -> id of the rows in recent_txs, kept per slice of the hash range, so a move drops
+    its slice's hashes without walking the others'."""
+
+    def __init__(self) -> None:
+        self._slices: list[dict[bytes, int]] = [{} for _ in range(MOVE_SLICES)]
+
+    def get(self, tx_hash: bytes) -> int | None:
+        return self._slices[_slice_of(tx_hash)].get(tx_hash)
+
+    def __contains__(self, tx_hash: object) -> bool:
+        return isinstance(tx_hash, bytes) and tx_hash in self._slices[_slice_of(tx_hash)]
+
+    def __len__(self) -> int:
+        return sum(len(ids) for ids in self._slices)
+
+    def __iter__(self) -> Iterator[bytes]:
+        for ids in self._slices:
+            yield from ids
+
+    def update(self, items: Iterable[tuple[bytes, int]]) -> None:
+        for tx_hash, row_id in items:
+            self._slices[_slice_of(tx_hash)][tx_hash] = row_id
+
+    def drop_slice(self, index: int) -> None:
+        self._slices[index] = {}
+
+
+def _slice_of(tx_hash: bytes) -> int:
+    """The slice of the hash range `tx_hash` falls in (by its first byte)."""
+    return (tx_hash[0] if tx_hash else 0) * MOVE_SLICES // 256
+
+
 def _row_id(tx_hash: bytes, height: int, index: int) -> int:
     """A recent_txs row's id: its slice of the hash range (by the first byte), then its place in
     commit order."""
     if not 0 <= index < 1 << _HEIGHT_SHIFT or not 0 <= height < 1 << (_SLICE_SHIFT - _HEIGHT_SHIFT):
         raise StorageError(f"transaction {index} of block {height} is beyond what ids can hold")
-    slice_index = (tx_hash[0] if tx_hash else 0) * MOVE_SLICES // 256
-    return (slice_index << _SLICE_SHIFT) | (height << _HEIGHT_SHIFT) | index
+    return (_slice_of(tx_hash) << _SLICE_SHIFT) | (height << _HEIGHT_SHIFT) | index
 
 
 def _slice_ids(index: int) -> tuple[int, int]:
