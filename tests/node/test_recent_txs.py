@@ -60,6 +60,13 @@ def _moves(monkeypatch: pytest.MonkeyPatch, *, rows: int, slices: int) -> None:
     monkeypatch.setattr(storage_module, "MOVE_SLICES", slices)
 
 
+def _assert_found(storage: Storage, height: int, tx_hashes: list[bytes]) -> None:
+    """Every one of block `height`'s transactions is known, with the receipt it committed."""
+    for index, tx_hash in enumerate(tx_hashes):
+        assert storage.has_tx(tx_hash)
+        assert _where(storage, tx_hash) == (height, b"receipt of %d/%d" % (height, index))
+
+
 @pytest.fixture
 def small_moves(monkeypatch: pytest.MonkeyPatch) -> None:
     """Moves of 10 rows, whole in one commit."""
@@ -81,9 +88,7 @@ def test_rows_are_found_alike_before_and_after_they_move_and_after_a_reopen(
             assert len(storage._recent) == expected_recent
         assert _rows(path, "txs") == 12 and _rows(path, "recent_txs") == 8
         for height, tx_hashes in enumerate(blocks, start=1):
-            for index, tx_hash in enumerate(tx_hashes):
-                assert storage.has_tx(tx_hash)
-                assert _where(storage, tx_hash) == (height, b"receipt of %d/%d" % (height, index))
+            _assert_found(storage, height, tx_hashes)
         assert not storage.has_tx(_hash("never committed"))
     finally:
         storage.close()
@@ -165,13 +170,8 @@ def test_a_move_goes_one_slice_of_the_hash_range_a_commit(
             _commit(storage, block)
             assert _rows(path, "txs") == sum(moved_by(step, h) for h in committed_at)
             assert set(storage._recent) == {h for h in committed_at if not moved_by(step, h)}
-            for height, tx_hashes in ((1, first), (step + 1, block)):
-                for index, tx_hash in enumerate(tx_hashes):
-                    assert storage.has_tx(tx_hash)
-                    assert _where(storage, tx_hash) == (
-                        height,
-                        b"receipt of %d/%d" % (height, index),
-                    )
+            _assert_found(storage, 1, first)
+            _assert_found(storage, step + 1, block)
         # Rows committed during the move into slices it had passed wait for the next one.
         waiting = [h for h in committed_at if not moved_by(3, h)]
         assert waiting and _rows(path, "recent_txs") == len(waiting)
@@ -193,9 +193,7 @@ def test_a_reopened_database_finds_what_a_move_cut_short_left_in_either_table(
     reopened = Storage(path)
     try:
         assert set(reopened._recent) == {h for h in tx_hashes if h[0] >= 0x40}
-        assert all(
-            _where(reopened, h) == (1, b"receipt of 1/%d" % i) for i, h in enumerate(tx_hashes)
-        )
+        _assert_found(reopened, 1, tx_hashes)
         _commit(reopened, [_hash("next")])  # 16 rows wait: below the mark, no move
         assert _rows(path, "recent_txs") == 1 + sum(h[0] >= 0x40 for h in tx_hashes)
     finally:
