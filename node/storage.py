@@ -180,6 +180,11 @@ TX_FILTER_LOAD_ROWS = 65_536  # hashes a step while the filter of committed ones
 # WAL pages (64 MiB), as SQLite does past 1,000 by default.
 CHECKPOINT_BACKSTOP_PAGES = 16_384
 
+# The layout of the tables, kept in the database's user_version. 0 is a database from before the
+# number was kept: the schema script above brings its tables up to date. A number above this one
+# was written by newer code, whose layout this code could misread: it refuses to open it.
+LAYOUT_VERSION = 1
+
 
 class Storage:
     """One node's database. Not thread-safe: the node's event loop is its only user."""
@@ -187,9 +192,15 @@ class Storage:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._check_layout(path)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version = {LAYOUT_VERSION}")
+        except BaseException:
+            self._db.close()
+            raise
         # A write-through cache of the state table (this process is its only writer): hot keys
         # (identities, nonces, stock) are read by admission and execution for every transaction.
         self._state_cache: dict[bytes, bytes | None] = {}
@@ -208,6 +219,19 @@ class Storage:
             (bytes(tx_hash), row_id)
             for tx_hash, row_id in self._db.execute("SELECT hash, id FROM recent_txs")
         )
+
+    def _check_layout(self, path: Path) -> None:
+        """Refuse, before anything is written, a file that is not an SQLite database or one in
+        a layout newer than this code's."""
+        try:
+            version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"{path} is not a millchain database ({exc})") from exc
+        if version > LAYOUT_VERSION:
+            raise StorageError(
+                f"{path} holds tables in layout {version}, written by a newer millchain; this "
+                f"one reads layouts up to {LAYOUT_VERSION}"
+            )
 
     def checkpoint_in_background(self) -> None:
         """Copy the WAL into the database file from a thread of its own from now on.

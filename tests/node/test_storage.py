@@ -7,7 +7,10 @@ import threading
 import time
 from pathlib import Path
 
-from node.storage import Storage
+import pytest
+
+from node.errors import StorageError
+from node.storage import LAYOUT_VERSION, Storage
 
 
 def test_an_older_database_loses_the_unused_txs_height_index(tmp_path: Path) -> None:
@@ -22,6 +25,45 @@ def test_an_older_database_loses_the_unused_txs_height_index(tmp_path: Path) -> 
         }
     assert "txs_height" not in names
     assert "events_subject" in names
+
+
+def _user_version(path: Path) -> int:
+    with sqlite3.connect(path) as db:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def test_a_database_keeps_its_layout_number_and_an_unnumbered_one_gets_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "chain.sqlite"
+    Storage(path).close()
+    assert _user_version(path) == LAYOUT_VERSION >= 1
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 0")  # as written before the number was kept
+    Storage(path).close()
+    assert _user_version(path) == LAYOUT_VERSION
+
+
+def test_a_database_in_a_newer_layout_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "chain.sqlite"
+    Storage(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {LAYOUT_VERSION + 1}")
+        db.execute("DROP TABLE recent_txs")  # a newer layout might not have it
+    before = path.read_bytes()
+    with pytest.raises(StorageError, match=f"layout {LAYOUT_VERSION + 1}, written by a newer"):
+        Storage(path)
+    assert path.read_bytes() == before
+    assert _user_version(path) == LAYOUT_VERSION + 1
+
+
+def test_a_file_that_is_not_a_database_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "chain.sqlite"
+    path.write_bytes(b"not a database, " * 512)
+    with pytest.raises(StorageError, match="is not a millchain database"):
+        Storage(path)
+    assert path.read_bytes() == b"not a database, " * 512
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chain.sqlite"]
 
 
 def _database_file_bytes(path: Path) -> int:
