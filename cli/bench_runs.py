@@ -109,6 +109,7 @@ def run_bench(settings: BenchSettings, workdir: Path, label: str) -> dict[str, A
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        preexec_fn=_default_sigint,  # noqa: PLW1509  (no threads here)
     )
     try:
         output, _ = process.communicate(timeout=timeout_s)
@@ -141,6 +142,14 @@ def read_figures(json_file: Path) -> dict[str, Any]:
         raise BenchRunError(f"{json_file} lacks some of the expected figures {FIGURES}")
     figures.pop("timeline", None)
     return figures
+
+
+def _default_sigint() -> None:
+    """In the child before it runs the bench: SIGINT back to its default, whatever this process
+    inherited. A job started in the background by a non-interactive shell (`cmd &` in a script,
+    `nohup`) ignores SIGINT, and its children would too: an overrunning bench could then not be
+    interrupted, and the kill after the grace period would leave its cluster's nodes running."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _interrupt(process: subprocess.Popen[str]) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -114,6 +115,21 @@ def test_a_run_that_overruns_is_interrupted_and_reported(
         run_bench(BenchSettings(nodes=4, duration_s=1, timeout_s=1), tmp_path, "slow")
     assert "working" in str(caught.value)
     assert time.monotonic() - started < 30  # SIGINT ended it, not the grace period
+
+
+def test_a_run_is_interrupted_even_where_this_process_ignores_sigint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As in a job a script started with `&` or nohup: children inherit the ignored SIGINT.
+    _stand_in(monkeypatch, "import time\nprint('working', flush=True)\ntime.sleep(60)")
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        started = time.monotonic()
+        with pytest.raises(BenchRunError, match="did not finish in 1 s"):
+            run_bench(BenchSettings(nodes=4, duration_s=1, timeout_s=1), tmp_path, "slow")
+        assert time.monotonic() - started < 30  # SIGINT ended it, not the grace period
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_a_failing_run_reports_its_status_and_output(
