@@ -99,7 +99,8 @@ ADMIT_SLICE = 64
 # under saturation blocks of a few hundred transactions commit about a tenth more a second than
 # blocks cut every interval. 16 rather than 8: at n = 7, whose blocks held about 280
 # transactions, they hold about 550 and the cluster commits about a tenth more; at n = 4 the
-# blocks hardly grow (they are near 550 either way). Without a backlog, latency comes first.
+# primary mostly proposes with no block in flight, where it does not wait, and throughput did
+# not move beyond the noise. Without a backlog, latency comes first.
 FILL_INTERVALS_BACKLOGGED = 16
 # A backup holding a sender's next transaction asks the primary how far it holds the sender's run
 # when the sender's nonce has not moved for half the view-change timeout, and forwards it what it
