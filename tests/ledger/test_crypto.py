@@ -8,15 +8,22 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import ed25519_zebra
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
 
 from ledger.crypto import (
     PUBLIC_KEY_BYTES,
     SIGNATURE_BYTES,
+    SMALL_ORDER_KEYS,
     Domain,
     KeyPair,
     is_valid_signature,
     read_key_file,
+    signature_holds,
     verify,
     write_key_file,
 )
@@ -148,6 +155,110 @@ def test_non_bytes_key_raises_signature_error(keys: KeyPair, key: Any) -> None:
 def test_non_bytes_signature_raises_signature_error(keys: KeyPair) -> None:
     with pytest.raises(SignatureError, match="must be bytes"):
         verify(keys.public_key, Domain.TRANSACTION, CHAIN, PAYLOAD, "x" * 64)  # type: ignore[arg-type]
+
+
+# --- the verification rule: ZIP 215 without small-order keys -----------------------------------
+
+P = 2**255 - 19
+D = -121665 * pow(121666, -1, P) % P
+GROUP_ORDER = 2**252 + 27742317777372353535851937790883648493
+Point = tuple[int, int]
+IDENTITY: Point = (0, 1)
+
+
+def _add(a: Point, b: Point) -> Point:
+    """The twisted Edwards sum on ed25519 (-x^2 + y^2 = 1 + d x^2 y^2), in affine coordinates."""
+    (x1, y1), (x2, y2) = a, b
+    t = D * x1 * x2 * y1 * y2 % P
+    return (
+        (x1 * y2 + y1 * x2) * pow(1 + t, -1, P) % P,
+        (y1 * y2 + x1 * x2) * pow(1 - t, -1, P) % P,
+    )
+
+
+def _times(k: int, point: Point) -> Point:
+    result = IDENTITY
+    while k:
+        if k & 1:
+            result = _add(result, point)
+        point = _add(point, point)
+        k >>= 1
+    return result
+
+
+def _point_with_y(y: int) -> Point | None:
+    x2 = (y * y - 1) * pow(D * y * y + 1, -1, P) % P
+    x = pow(x2, (P + 3) // 8, P)
+    if x * x % P != x2:
+        x = x * pow(2, (P - 1) // 4, P) % P
+    return (x, y) if x * x % P == x2 else None
+
+
+def _torsion() -> set[Point]:
+    """The eight points of small order, found from the curve: the group has order 8 L, so L times
+    a point whose torsion part has order 8 generates them."""
+    for y in range(2, 1000):
+        point = _point_with_y(y)
+        if point is None:
+            continue
+        generator = _times(GROUP_ORDER, point)
+        if _times(4, generator) != IDENTITY:
+            return {_times(k, generator) for k in range(8)}
+    raise AssertionError("no point with a torsion part of order 8 below y = 1000")
+
+
+def test_small_order_keys_are_every_encoding_of_every_point_of_small_order() -> None:
+    points = _torsion()
+    assert len(points) == 8
+    assert all(_times(8, point) == IDENTITY for point in points)
+    encodings = {
+        (encoded_y | sign << 255).to_bytes(32, "little")
+        for _, y in points
+        for encoded_y in (y, y + P)
+        if encoded_y < 2**255
+        for sign in (0, 1)
+    }
+    assert encodings == SMALL_ORDER_KEYS
+    assert len(encodings) == 14
+
+
+@pytest.mark.parametrize("key", sorted(SMALL_ORDER_KEYS), ids=lambda key: key.hex()[:8])
+def test_a_small_order_key_is_refused_though_its_forgery_passes_zip_215(key: bytes) -> None:
+    # The identity as R and s = 0: [8](sB - kA - R) is the identity for every message.
+    forged = (1).to_bytes(32, "little") + bytes(32)
+    message = b"any message at all"
+    assert ed25519_zebra.ed_verify(forged, message, key)
+    assert signature_holds(key, message, forged)
+    with pytest.raises(SignatureError, match="small order"):
+        verify(key, Domain.TRANSACTION, CHAIN, PAYLOAD, forged)
+    assert not is_valid_signature(key, Domain.TRANSACTION, CHAIN, PAYLOAD, forged)
+
+
+def _libsodium_accepts(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    try:
+        VerifyKey(public_key).verify(message, signature)
+    except BadSignatureError:
+        return False
+    return True
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    seed=st.binary(min_size=32, max_size=32),
+    message=st.binary(max_size=300),
+    flip=st.integers(min_value=-1, max_value=8 * 64 - 1),
+)
+def test_the_rule_agrees_with_libsodium_on_what_signers_make(
+    seed: bytes, message: bytes, flip: int
+) -> None:
+    """Signatures made by PyNaCl pass, and one flipped bit (flip >= 0) fails, under both."""
+    keys = KeyPair.from_seed(seed)
+    signature = bytearray(keys.signing_key.sign(message).signature)
+    if flip >= 0:
+        signature[flip // 8] ^= 1 << flip % 8
+    holds = signature_holds(keys.public_key, message, bytes(signature))
+    assert holds == (flip < 0)
+    assert holds == _libsodium_accepts(keys.public_key, message, bytes(signature))
 
 
 # --- key files ----------------------------------------------------------------------------------
