@@ -364,8 +364,8 @@ def bench(
     """Offer load from pre-signed transactions; print committed tx/s, commit latency and the
     time spent in each stage (admission, propose, the three phases, execution), the blocks
     committed and the nodes' CPU per committed transaction, and committed tx/s as a fraction of
-    the signature bound: cores x ed25519 verifications a second on one core (measured before
-    and after the load, the mean) / nodes."""
+    the signature bound: cores x ed25519 verifications a second on one core, by the nodes' own
+    check (measured before and after the load, the mean) / nodes."""
     before = verify_rate()
     console.print(f"ed25519 verify rate: {before:,.0f} /s on one core")
     if directory is None:
