@@ -37,7 +37,7 @@ from cli.cluster_cmd import temporary_cluster
 from cli.common import console, guarded, layout_of
 from cli.layout import ClusterDir
 from cli.process import NodeCpu, cpu_spent, node_cpu_seconds
-from ledger.crypto import KeyPair, signature_holds, write_key_file
+from ledger.crypto import VERIFIER, KeyPair, signature_holds, write_key_file
 from ledger.errors import MillchainError
 from ledger.tx import Transaction
 from node.client import ClientError, NodeClient
@@ -367,7 +367,7 @@ def bench(
     the signature bound: cores x ed25519 verifications a second on one core, by the nodes' own
     check (measured before and after the load, the mean) / nodes."""
     before = verify_rate()
-    console.print(f"ed25519 verify rate: {before:,.0f} /s on one core")
+    console.print(f"ed25519 verify rate ({VERIFIER}): {before:,.0f} /s on one core")
     if directory is None:
         extra = bench_identities(BENCH_SENDERS)
         console.print(f"starting {nodes} nodes...")
@@ -390,6 +390,7 @@ def bench(
     report = {
         "nodes": n,
         "cores": cores,
+        "verifier": VERIFIER,
         "verify_per_s": round(rate),
         "verify_per_s_before": round(before),
         "verify_per_s_after": round(after),

@@ -29,6 +29,7 @@ from ledger.errors import KeyFileError, SignatureError
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
 SEED_BYTES = 32
+VERIFIER = "ed25519-zebra, ZIP 215"  # what checks signatures, as reports name it
 
 _P = 2**255 - 19  # the field's prime
 # The y coordinates of the eight points of small order (1, 2, 4 and 8): the identity, its

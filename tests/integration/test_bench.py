@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.crypto import KeyPair, write_key_file
+from ledger.crypto import VERIFIER, KeyPair, write_key_file
 from tests.clusters import millchain, running_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -41,7 +41,9 @@ def test_a_short_bench_commits_what_it_offers_and_reports_it(tmp_path: Path) -> 
     assert figures["rejected"] == 0
     assert 0 < figures["latency_ms_p50"] <= figures["latency_ms_p99"]
     assert 0 < figures["fraction_of_bound"] < 1
-    # The bound is taken from the verification rate before and after the load, both reported.
+    # The bound is taken from the verification rate before and after the load, both reported,
+    # of the check the nodes make.
+    assert figures["verifier"] == VERIFIER
     before, after = figures["verify_per_s_before"], figures["verify_per_s_after"]
     assert before > 0 and after > 0
     assert abs(figures["verify_per_s"] - (before + after) / 2) <= 1
