@@ -261,6 +261,28 @@ def test_the_rule_agrees_with_libsodium_on_what_signers_make(
     assert holds == _libsodium_accepts(keys.public_key, message, bytes(signature))
 
 
+@settings(max_examples=500, deadline=None)
+@given(
+    public_key=st.one_of(
+        st.binary(min_size=32, max_size=32), st.sampled_from(sorted(SMALL_ORDER_KEYS))
+    ),
+    r=st.one_of(st.binary(min_size=32, max_size=32), st.sampled_from(sorted(SMALL_ORDER_KEYS))),
+    s=st.one_of(st.binary(min_size=32, max_size=32), st.just(b"\xff" * 32)),
+    message=st.binary(max_size=300),
+)
+def test_any_key_and_signature_bytes_get_an_answer_not_an_exception(
+    public_key: bytes, r: bytes, s: bytes, message: bytes
+) -> None:
+    """What a client sends reaches the check after its lengths: it must say yes or no (a panic
+    in the extension would end the node's admission)."""
+    holds = signature_holds(public_key, message, r + s)
+    assert holds is True or holds is False
+    assert is_valid_signature(public_key, Domain.TRANSACTION, CHAIN, message, r + s) in (
+        True,
+        False,
+    )
+
+
 # --- key files ----------------------------------------------------------------------------------
 
 
