@@ -179,6 +179,10 @@ class Mempool:
         return self._arrived_ms.get(tx_hash) if sent is None else sent
 
     def ready_count_at_least(self, count: int) -> bool:
+        """Whether `count` transactions may be ready: an upper bound, counting those behind a
+        gap too, so the cutter may cut a block early rather than wait for it to fill. Counting
+        exactly (each sender's run past those in flight) walks the senders on every call; at
+        n = 7 under unpaced load it changed neither blocks nor throughput beyond the noise."""
         return len(self._by_hash) - len(self._in_flight) >= count
 
     def cut(self, txs_max: int) -> list[Transaction]:
