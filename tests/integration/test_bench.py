@@ -5,6 +5,7 @@ writes its JSON and plot."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -65,9 +66,18 @@ def test_a_bench_on_a_running_cluster_registers_its_senders_once(tmp_path: Path)
     root = tmp_path / "cluster"
     with running_cluster(root) as layout:
         args = ("bench", "--dir", str(root), "--duration", "2", "--rate", "200")
-        first = millchain(
-            *args, "--json", str(tmp_path / "first.json"), "--plot", "", timeout_s=180
-        )
+
+        def run(name: str) -> subprocess.CompletedProcess[str]:
+            """A run whose figures and plot go to `name`.json and .png in tmp_path."""
+            written = (
+                "--json",
+                str(tmp_path / f"{name}.json"),
+                "--plot",
+                str(tmp_path / f"{name}.png"),
+            )
+            return millchain(*args, *written, timeout_s=180)
+
+        first = run("first")
         assert first.returncode == 0, first.stdout + first.stderr
         assert "registering 32 bench senders" in first.stdout
         figures = json.loads((tmp_path / "first.json").read_text())
@@ -75,7 +85,7 @@ def test_a_bench_on_a_running_cluster_registers_its_senders_once(tmp_path: Path)
         assert figures["committed"] == figures["submitted"] and figures["rejected"] == 0
 
         # The second run sends from the same identities, registered already.
-        second = millchain(*args, "--json", str(tmp_path / "second.json"), timeout_s=180)
+        second = run("second")
         assert second.returncode == 0, second.stdout + second.stderr
         assert "registering" not in second.stdout
         assert json.loads((tmp_path / "second.json").read_text())["committed"] > 50
