@@ -34,7 +34,7 @@ from cli.bench_load import (
 )
 from cli.bench_plot import timeline, write_plot
 from cli.cluster_cmd import temporary_cluster
-from cli.common import console, guarded, layout_of
+from cli.common import OutputFile, console, guarded, layout_of
 from cli.layout import ClusterDir
 from cli.process import NodeCpu, cpu_spent, node_cpu_seconds
 from ledger.crypto import VERIFIER, KeyPair, signature_holds, write_key_file
@@ -328,7 +328,7 @@ def _measure(
 @click.option(
     "--json",
     "json_file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputFile(),
     default=None,
     help="Also write the figures to this JSON file.",
 )
@@ -346,7 +346,7 @@ def _measure(
 @click.option(
     "--plot",
     "plot_file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputFile(),
     default=Path("bench.png"),
     show_default=True,
     help="PNG of committed throughput and commit latency over the run.",

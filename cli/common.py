@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -56,6 +57,21 @@ def guarded(function: Callable[..., T]) -> Callable[..., T]:
     wrapper.__name__ = function.__name__
     wrapper.__doc__ = function.__doc__
     return wrapper
+
+
+class OutputFile(click.Path):
+    """A file a command writes: like click.Path(dir_okay=False), and refusing a path without a
+    file name (empty, or ending in "/", "." or ".."), which would otherwise be written as a
+    hidden file or fail only after the work is done."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value)
+        if os.path.basename(text) in ("", ".", ".."):
+            self.fail(f"{text!r} names no file", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 def layout_of(directory: Path) -> ClusterDir:

@@ -14,7 +14,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.common import console, guarded, json_option, print_json, table
+from cli.common import OutputFile, console, guarded, json_option, print_json, table
 from oracle.errors import ArtifactError
 from oracle.model import (
     DEFAULT_MODEL,
@@ -33,7 +33,7 @@ from oracle.model.plot import plot_pr_curve
 from oracle.telemetry import read_csv, simulate_fleet, summary, write_csv
 from oracle.telemetry.ai4i_csv import file_sha256
 
-_FILE = click.Path(dir_okay=False, path_type=Path)
+_FILE = OutputFile()
 _EXISTING = click.Path(dir_okay=False, exists=True, path_type=Path)
 
 

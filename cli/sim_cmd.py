@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from cli.common import OutputFile
 from consensus.errors import LivenessViolation, SafetyViolation
 from consensus.sim.faults import FaultConfig
 from consensus.sim.simulator import SimReport, run_sim
@@ -116,7 +117,7 @@ def _growth(sizes: list[int], first_seed: int) -> list[dict[str, Any]]:
     help="all, none, or a comma list of crash,partition,loss,dup,reorder,delay,byzantine.",
 )
 @click.option("--byzantine", type=click.IntRange(min=0), default=None, help="Byzantine replicas.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "json_path", type=OutputFile())
 @click.option("--growth", default=None, help="Also show messages per block for these n (4,7,10).")
 def sim(
     nodes: int,
