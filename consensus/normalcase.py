@@ -255,12 +255,33 @@ class NormalCase:
         slot.buffered = None
         try:
             check_parent(pre_prepare.block, parent)
-            check_state_claim(pre_prepare.block, self._executed_height, self._digests)
-            self._validator.validate(pre_prepare.block)
+            if not self._vouched_for(pre_prepare):
+                check_state_claim(pre_prepare.block, self._executed_height, self._digests)
+                self._validator.validate(pre_prepare.block)
         except (InvalidMessage, LedgerError) as exc:
             self._reject(pre_prepare.sender, f"pre-prepare for seq {pre_prepare.seq}: {exc}")
             return
         slot.pre_prepare = pre_prepare
+
+    def _vouched_for(self, pre_prepare: PrePrepare) -> bool:
+        """Whether this replica signed a prepare or commit for exactly this block at its
+        (view, seq): it accepted the block before (a restart replays it), so checks that
+        depend on local context are not run again.
+
+        The state claim and the application's rules are judged against what this replica holds
+        now, and a restart changes that: it keeps only the digest of the state it restarted
+        from, so a claim about an older state ("older than the history kept here") fails on
+        replay that passed the first time. Refusing the block then would lose the prepared
+        certificate this replica's own signatures stand for, and a view change would leave it
+        out: with f+1 replicas forgetting, a block committed elsewhere could be replaced at its
+        height. What it signed it stands by, as for every other message it signed.
+        """
+        key = (pre_prepare.view, pre_prepare.seq)
+        block_hash = pre_prepare.block.hash
+        return any(
+            self._signed.get((kind, *key)) == block_hash
+            for kind in (MessageKind.PREPARE, MessageKind.COMMIT)
+        )
 
     def _reject(self, sender: int, reason: str) -> None:
         self._out.append(Rejected(sender=sender, reason=reason))

@@ -106,6 +106,17 @@ def test_honest_replicas_survive_the_same_scenario() -> None:
     run_sim(4, 5, SHORT, byzantine={0: ByzantineKind.EQUIVOCATE})
 
 
+def test_replicas_restarted_behind_a_lagging_state_claim_keep_what_they_voted_for() -> None:
+    # Found by a sweep: the byzantine primary of view 0 withholds its commits, replicas 1 and 3
+    # vote for block 10 (whose header vouches for state 8) and crash before committing it, and
+    # restart from block 9. Replica 2 later fetches block 10 with the certificate their votes
+    # made. Replaying the pre-prepare, 1 and 3 could no longer check its state claim, dropped
+    # it, left it out of their view changes, and view 1 committed another block 10.
+    faults = FaultConfig.parse("crash,partition,loss,dup,reorder,delay", byzantine=1)
+    report = run_sim(4, 5_000_704, faults)
+    assert report.view_changes >= 1 and report.byzantine == (0,)
+
+
 def test_too_many_byzantine_replicas_are_refused() -> None:
     with pytest.raises(ValueError, match="at most f = 1"):
         run_sim(4, 0, FaultConfig.all(2))
