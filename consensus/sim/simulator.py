@@ -14,14 +14,15 @@ admission and on every tick, execution of committed blocks, `FetchBlocks` answer
 store, the view it persists from `ViewEntered`, and its WAL: every peer message it handled and
 every message it signed. A crash loses everything else; a restart rebuilds the replica from its
 last executed block (`ReplicaStart` with the persisted view, head header and certificate, and the
-signed messages) and replays the persisted peer messages through `handle`.
+signed messages), replays the persisted peer messages through `handle`, and fetches what a peer
+committed beyond it, as it does again whenever it has committed nothing for SYNC_IDLE_MS.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import heapq
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from random import Random
 
@@ -61,7 +62,7 @@ from consensus.sim.checker import SafetyChecker
 from consensus.sim.faults import Byzantine, ByzantineKind, FaultConfig
 from consensus.sim.harness import GENESIS_STATE_DIGEST, GENESIS_TIME_MS, AcceptAll
 from consensus.sim.network import Network, NetworkConfig, Partition
-from consensus.sim.schedule import Schedule, make_schedule
+from consensus.sim.schedule import Crash, Schedule, make_schedule
 from consensus.sim.verify import CachingVerifier
 from ledger.block import ZERO_HASH, Block
 from ledger.certificate import CommitCertificate, max_faulty
@@ -74,6 +75,7 @@ PROPOSE_MS = 20
 TXS_PER_BLOCK = 8
 PIPELINE_DEPTH = 8
 REFORWARD_MS = 2_000
+SYNC_IDLE_MS = 3_000  # as the node: no commit for this long, fetch what the peers have
 CLIENTS = 4
 TX_TAG = "tx"
 HEALTHY = NetworkConfig(delay_ms_min=1, delay_ms_max=10)
@@ -186,6 +188,7 @@ class SimNode:
     app: SimApp = field(default_factory=SimApp)
     mempool: dict[bytes, Transaction] = field(default_factory=dict)
     forwarded_ms: dict[bytes, int] = field(default_factory=dict)
+    progress_ms: int = 0  # the last commit here, or the last catch-up attempt
     proposed: set[bytes] = field(default_factory=set)
     view: int = 0
     wal: list[Message] = field(default_factory=list)
@@ -229,9 +232,11 @@ class Simulation:
         *,
         replica_factory: ReplicaFactory = Replica,
         byzantine: Mapping[int, ByzantineKind] | None = None,
+        crashes: Sequence[Crash] | None = None,
         checkpoint_interval: int = 10,
         watermark_window: int = 40,
     ) -> None:
+        """`byzantine` and `crashes` replace what the seed drew (tests pin a scenario)."""
         self.n, self.seed, self.faults = n, seed, faults
         self.rng = Random(seed)
         self.chain_id = f"sim-{seed}"
@@ -242,6 +247,8 @@ class Simulation:
         self.schedule: Schedule = make_schedule(n, faults, self.rng)
         if byzantine is not None:
             self.schedule = dataclasses.replace(self.schedule, byzantine=dict(byzantine))
+        if crashes is not None:
+            self.schedule = dataclasses.replace(self.schedule, crashes=tuple(crashes))
         self.network = Network(self.schedule.network, self.rng)
         self.network.partition(self.schedule.partitions)
         self.verifier = CachingVerifier()
@@ -409,6 +416,8 @@ class Simulation:
         again = [tx for h, tx in node.mempool.items() if node.forwarded_ms.get(h, 0) <= stale]
         if again:
             self._forward(node, again)
+        if self.now_ms - node.progress_ms >= SYNC_IDLE_MS:
+            self._catch_up(node)
 
     def _heal(self) -> None:
         self._healed = True
@@ -563,6 +572,7 @@ class Simulation:
     def _run_block(self, node: SimNode, block: Block, certificate: CommitCertificate) -> bytes:
         fresh = [tx.hash for tx in block.txs if tx.hash not in node.app.txs]
         digest = node.app.execute(block, certificate)
+        node.progress_ms = self.now_ms
         for tx_hash in fresh:
             node.mempool.pop(tx_hash, None)
             node.forwarded_ms.pop(tx_hash, None)
@@ -573,18 +583,31 @@ class Simulation:
     # --- state transfer --------------------------------------------------------------------
 
     def _fetch(self, node: SimNode, request: FetchBlocks) -> None:
-        sources = [*request.hint, *range(self.n)]
-        for source in sources:
+        self._ask_for_blocks(node, request.from_height, request.to_height, request.hint)
+
+    def _catch_up(self, node: SimNode) -> None:
+        """What the node does after a restart and whenever it committed nothing for
+        SYNC_IDLE_MS: fetch whatever blocks a peer has beyond its own. The replica cannot learn
+        by itself that it is behind a cluster that has gone quiet: nobody sends it anything."""
+        node.progress_ms = self.now_ms
+        self._ask_for_blocks(node, node.app.height + 1, None, ())
+
+    def _ask_for_blocks(
+        self, node: SimNode, from_height: int, to_height: int | None, hint: tuple[int, ...]
+    ) -> None:
+        """Ask the first live peer that has block `from_height` for blocks up to `to_height`
+        (None: all it has); the answer arrives after a round trip, unless the network loses it."""
+        for source in [*hint, *range(self.n)]:
             peer = self.nodes[source]
-            if source == node.index or not peer.up or peer.app.height < request.from_height:
+            if source == node.index or not peer.up or peer.app.height < from_height:
                 continue
             if not self.network.reachable(self.now_ms, node.index, source):
                 return  # the request is lost; the replica asks again
             delay_ms = self.network.delay_ms() + self.network.delay_ms()
-            self._at(self.now_ms + delay_ms, "fetched", node.index, (source, request.to_height))
+            self._at(self.now_ms + delay_ms, "fetched", node.index, (source, to_height))
             return
 
-    def _fetched(self, node: SimNode, source: int, to_height: int) -> None:
+    def _fetched(self, node: SimNode, source: int, to_height: int | None) -> None:
         peer = self.nodes[source]
         if (
             not node.up
@@ -592,7 +615,7 @@ class Simulation:
             or not self.network.reachable(self.now_ms, source, node.index)
         ):
             return
-        top = min(to_height, peer.app.height)
+        top = peer.app.height if to_height is None else min(to_height, peer.app.height)
         if top <= node.app.height or node.app.height < node.replica.committed_height:
             return
         for height in range(node.app.height + 1, top + 1):
@@ -629,6 +652,7 @@ class Simulation:
         for message in replay:
             node.wal.append(message)
             self._feed(node, MessageReceived(message=message, now_ms=self.now_ms))
+        self._catch_up(node)
 
 
 def run_sim(
