@@ -346,9 +346,20 @@ class Replica(NormalCase):
             self._count_view_changes(target)
 
     def _answer_late_view_change(self, view_change: ViewChange) -> None:
+        """`sender` is still changing to a view this replica has left behind: show it the new
+        view we installed, or, while we are changing views ourselves, our own view change for
+        its view. That one may be what it lacks: sent once and lost on the way, it was not
+        sent again once we moved to the next view, and without 2f+1 view changes the sender
+        never even arms its timer to follow us (see `_count_view_changes`), so it would wait
+        for its view for ever."""
         sender = view_change.sender
-        if self._new_view is not None and self._active and self._may_help(sender):
-            self._out.append(Send(to=sender, message=self._new_view))
+        if self._active:
+            if self._new_view is not None and self._may_help(sender):
+                self._out.append(Send(to=sender, message=self._new_view))
+        else:
+            own = self._my_view_changes.get(view_change.new_view)
+            if own is not None and self._may_help(sender):
+                self._out.append(Send(to=sender, message=own))
         if view_change.base_height < self._committed_height:
             self._help(sender)
 

@@ -38,6 +38,10 @@ def only_view_change(actions: list[Action]) -> m.ViewChange:
     return view_change
 
 
+def sends(actions: list[Action]) -> list[tuple[int, m.Message]]:
+    return [(action.to, action.message) for action in actions if isinstance(action, Send)]
+
+
 def test_pending_requests_arm_a_deadline_and_tick_fires_a_view_change() -> None:
     bench = Bench()
     replica = bench.replica
@@ -307,4 +311,20 @@ def test_active_replicas_answer_a_late_view_change_with_their_new_view() -> None
     actions = bench.deliver(bench.view_change(2, 1, (proof,)), bench.view_change(3, 1, (proof,)))
     [new_view] = broadcasts(actions, m.NewView)
     late = bench.deliver(bench.view_change(0, 1), now_ms=3_000)
-    assert [(a.to, a.message) for a in late if isinstance(a, Send)] == [(0, new_view)]
+    assert sends(late) == [(0, new_view)]
+
+
+def test_a_replica_gone_on_to_the_next_view_resends_its_view_change_to_one_still_waiting() -> None:
+    # Replica 3 saw 2f+1 view changes for view 1 and timed out of it, but its own view change
+    # for view 1 never reached replica 1, the primary of view 1, which holds only two (its own
+    # and 2's). Replica 1 never arms a timer and keeps resending; replica 3's answer is its view
+    # change for view 1, which lets 1 send the new view (and, with no quorum in it, time out of
+    # view 1 and join 3 in view 2).
+    bench = Bench(index=3)
+    replica = bench.replica
+    mine = only_view_change(time_out(bench))
+    bench.deliver(bench.view_change(1, 1), bench.view_change(2, 1), now_ms=2_100)
+    assert only_view_change(replica.handle(Tick(now_ms=4_100))).new_view == 2
+    assert sends(bench.deliver(bench.view_change(1, 1), now_ms=4_600)) == [(1, mine)]
+    assert not sends(bench.deliver(bench.view_change(1, 1), now_ms=4_700))  # once an interval
+    assert sends(bench.deliver(bench.view_change(2, 1), now_ms=4_700)) == [(2, mine)]

@@ -119,6 +119,15 @@ def test_a_replica_restarted_behind_a_quiet_cluster_catches_up(seed: int) -> Non
     assert simulation.nodes[3].app.txs == set(simulation.accepted)
 
 
+def test_a_view_change_lost_on_the_way_does_not_leave_its_view_waiting_for_ever() -> None:
+    # Found by a sweep: 0 is byzantine and silent; 3's view change for view 1 is cut off by a
+    # partition while it collects 1's and 2's, times out of view 1 and moves to view 2. 1 and 2
+    # never gather 2f+1 for view 1, so they arm no timer, and nobody else asks for view 2.
+    faults = FaultConfig.parse("crash,partition,loss,dup,reorder,delay", byzantine=1)
+    report = run_sim(4, 6_000_558, faults)
+    assert report.view_changes == 2 and report.byzantine == (0,)
+
+
 def test_too_many_byzantine_replicas_are_refused() -> None:
     with pytest.raises(ValueError, match="at most f = 1"):
         run_sim(4, 0, FaultConfig.all(2))
