@@ -54,17 +54,29 @@ class RequestsPending:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CheckpointState:
+    """Block `height` (a multiple of the checkpoint interval) and the state digest after it."""
+
+    height: int
+    block_hash: bytes
+    state_digest: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class BlocksTransferred:
     """The node fetched, verified and executed committed blocks up to `header.height` (a state
     transfer asked for by `FetchBlocks`), reaching `state_digest`; `certificate` proves the last.
 
-    Feed it once, for the last block; blocks below it need no `BlockExecuted`.
+    Feed it once, for the last block; blocks below it need no `BlockExecuted`. `checkpoints`:
+    the state after each transferred block at a checkpoint height, so the replica signs its
+    checkpoint for them as if it had executed them one by one (the others may need that vote).
     """
 
     header: BlockHeader
     certificate: CommitCertificate
     state_digest: bytes
     now_ms: int = 0
+    checkpoints: tuple[CheckpointState, ...] = ()
 
     @property
     def height(self) -> int:

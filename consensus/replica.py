@@ -72,6 +72,7 @@ from consensus.errors import InvalidMessage, LocalProtocolError, StaleMessage
 from consensus.events import (
     BlockExecuted,
     BlocksTransferred,
+    CheckpointState,
     Event,
     MessageReceived,
     ProposeBatch,
@@ -138,6 +139,7 @@ class Replica(NormalCase):
         self._fetch_to = 0
         self._fetch_hint: tuple[int, ...] = ()
         self._fetch_sent_ms: int | None = None
+        self._transferred_checkpoint: Checkpoint | None = None
         self._restore(start.signed)
 
     # --- read-only state -------------------------------------------------------------------
@@ -485,6 +487,7 @@ class Replica(NormalCase):
                 f"BlocksTransferred to {height} before executing committed block "
                 f"{self._executed_height + 1}"
             )
+        previous_height = self._committed_height
         self._committed_height = self._executed_height = height
         self._chain[height] = Link(event.block_hash, event.timestamp_ms)
         self._digests = {height: event.state_digest}
@@ -495,8 +498,44 @@ class Replica(NormalCase):
         if height > self._low:
             self._collect(height)
         self._next_seq = max(self._next_seq, height + 1)
+        self._sign_transferred_checkpoint(event.checkpoints, above=previous_height)
         self._on_committed()
         self._progress(min(previous_high, height) + 1)
+
+    def _sign_transferred_checkpoint(
+        self, states: tuple[CheckpointState, ...], *, above: int
+    ) -> None:
+        """Sign our checkpoint for the highest checkpoint height a transfer took us past.
+
+        The others may need it: with f validators faulty, a checkpoint becomes stable only if
+        every honest one signs it, and a replica that jumped over the height by state transfer
+        would otherwise never sign it. The honest replicas that executed it would then hold
+        2f votes for ever, their low watermark stuck below it, until the primary could propose
+        nothing more. It is resent to peers that are still stuck below it (`_help`).
+        """
+        interval = self.config.checkpoint_interval
+        due = [
+            state
+            for state in states
+            if state.height % interval == 0 and above < state.height <= self._committed_height
+        ]
+        if not due:
+            return
+        top = max(due, key=lambda state: state.height)
+        what = top.block_hash + top.state_digest
+        if self._signed.get((MessageKind.CHECKPOINT, 0, top.height), what) != what:
+            return  # we signed another state there: the stable checkpoint will tell who is right
+        self._guard(MessageKind.CHECKPOINT, 0, top.height, what)
+        checkpoint = m.sign_checkpoint(
+            self._keys,
+            self.config.chain_id,
+            seq=top.height,
+            block_hash=top.block_hash,
+            state_digest=top.state_digest,
+            sender=self.index,
+        )
+        self._transferred_checkpoint = checkpoint
+        self._out.append(Broadcast(message=checkpoint))
 
     # --- helping peers that fell behind ----------------------------------------------------
 
@@ -508,14 +547,21 @@ class Replica(NormalCase):
         return True
 
     def _help_if_behind(self, message: Message) -> None:
-        if isinstance(message, PrePrepare | Prepare | Commit) and message.seq <= self._low:
+        """A peer's message at or below our low watermark: it is behind us, or stuck there
+        (resending its checkpoints while waiting for them to become stable)."""
+        kinds = PrePrepare | Prepare | Commit | Checkpoint
+        if isinstance(message, kinds) and message.seq <= self._low:
             self._help(message.sender)
 
     def _help(self, sender: int) -> None:
-        """Show `sender` what we committed, so it can fetch it (see `_learn_committed`)."""
+        """Show `sender` what we committed, so it can fetch it (see `_learn_committed`), and
+        the checkpoint we signed after a state transfer, which it may need to move on."""
         if not self._may_help(sender):
             return
         proof: tuple[Message, ...] = () if self._stable is None else self._stable.proof
+        late = self._transferred_checkpoint
+        if late is not None and (self._stable is None or late.seq > self._stable.seq):
+            proof = (*proof, late)
         for message in (*self._head_commit_messages(), *proof):
             if message.sender != sender:
                 self._out.append(Send(to=sender, message=message))

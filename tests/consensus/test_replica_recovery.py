@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from consensus import messages as m
-from consensus.actions import Action, Broadcast, FetchBlocks
-from consensus.events import BlocksTransferred, RequestsPending, Tick
+from consensus.actions import Action, Broadcast, FetchBlocks, Send
+from consensus.events import BlocksTransferred, CheckpointState, RequestsPending, Tick
 from consensus.messages import Message
 from consensus.replica import Replica, ReplicaStart
 from consensus.sim.harness import AcceptAll
@@ -202,3 +202,32 @@ def test_a_restarted_replica_still_checks_a_block_it_never_voted_for() -> None:
     _restart_at_first_block(bench, first, ())
     [refused] = rejections(bench.deliver(bench.pre_prepare(second), now_ms=10))
     assert "older than the history kept here" in refused.reason
+
+
+def test_a_replica_signs_the_checkpoint_a_state_transfer_took_it_past() -> None:
+    # Replica 1 fetched blocks 1..12. Validators 2 and 3 executed them and signed checkpoint 10;
+    # 0 is faulty. Checkpoint 10 becomes stable there only with 1's vote (else their low
+    # watermark stays below it, and once the primary reaches the high one, nothing moves), so
+    # 1 signs it as if it had executed block 10, and resends it to a peer still resending its
+    # own checkpoint for 10.
+    bench = Bench(checkpoint_interval=5, watermark_window=10)
+    blocks = bench.chain(12)
+    fifth, tenth = (
+        CheckpointState(height=h, block_hash=blocks[h - 1].hash, state_digest=bytes([h]) * 32)
+        for h in (5, 10)
+    )
+    transferred = BlocksTransferred(
+        header=blocks[11].header,
+        certificate=bench.certificate(blocks[11]),
+        state_digest=DIGEST,
+        checkpoints=(fifth, tenth),
+    )
+    [checkpoint] = broadcasts(bench.replica.handle(transferred), m.Checkpoint)
+    assert (checkpoint.seq, checkpoint.sender) == (10, 1)
+    assert (checkpoint.block_hash, checkpoint.state_digest) == (
+        tenth.block_hash,
+        tenth.state_digest,
+    )
+    stuck = bench.checkpoint(10, tenth.block_hash, tenth.state_digest, 2)
+    answer = bench.deliver(stuck, now_ms=100)
+    assert Send(to=2, message=checkpoint) in answer
