@@ -9,6 +9,7 @@ show how messages per block grow with n.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -18,18 +19,19 @@ import click
 
 from cli.common import OutputFile
 from consensus.errors import LivenessViolation, SafetyViolation
-from consensus.sim.faults import FaultConfig
+from consensus.sim.faults import FAULTY_MS_DEFAULT, FaultConfig
 from consensus.sim.simulator import SimReport, run_sim
 from ledger.certificate import max_faulty
 
 GROWTH_LOAD_MS = 600
 
 
-def _faults(spec: str, byzantine: int | None, nodes: int) -> FaultConfig:
+def _faults(spec: str, byzantine: int | None, nodes: int, faulty_ms: int) -> FaultConfig:
     try:
         faults = FaultConfig.parse(spec, byzantine=byzantine)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--faults") from exc
+    faults = dataclasses.replace(faults, faulty_ms=faulty_ms)
     if faults.byzantine > max_faulty(nodes):
         raise click.BadParameter(
             f"at most f = {max_faulty(nodes)} byzantine replicas for {nodes} nodes",
@@ -117,6 +119,14 @@ def _growth(sizes: list[int], first_seed: int) -> list[dict[str, Any]]:
     help="all, none, or a comma list of crash,partition,loss,dup,reorder,delay,byzantine.",
 )
 @click.option("--byzantine", type=click.IntRange(min=0), default=None, help="Byzantine replicas.")
+@click.option(
+    "--faulty-ms",
+    type=click.IntRange(min=100, max=600_000),
+    default=FAULTY_MS_DEFAULT,
+    show_default=True,
+    help="Length of the faulty phase, in simulated ms; longer ones reach deeper interleavings "
+    "(more crashes, transfers and view changes in one run).",
+)
 @click.option("--json", "json_path", type=OutputFile())
 @click.option("--growth", default=None, help="Also show messages per block for these n (4,7,10).")
 def sim(
@@ -125,11 +135,12 @@ def sim(
     first_seed: int,
     fault_spec: str,
     byzantine: int | None,
+    faulty_ms: int,
     json_path: Path | None,
     growth: str | None,
 ) -> None:
     """Run the seeded fault-injecting PBFT simulator over many seeds."""
-    faults = _faults(fault_spec, byzantine, nodes)
+    faults = _faults(fault_spec, byzantine, nodes, faulty_ms)
     sizes = _sizes(growth) if growth else []
     summary = _sweep(nodes, seeds, first_seed, faults)
     click.echo(

@@ -29,6 +29,7 @@ class ByzantineKind(enum.StrEnum):
 
 
 FAULT_NAMES = ("crash", "partition", "loss", "dup", "reorder", "delay", "byzantine")
+FAULTY_MS_DEFAULT = 4_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,7 +42,8 @@ class FaultConfig:
     delay: bool = False  # long-tailed delays instead of uniform ones
     byzantine: int = 0  # how many byzantine replicas (at most f; clipped by the simulator)
     byzantine_kinds: tuple[ByzantineKind, ...] = tuple(ByzantineKind)
-    faulty_ms: int = 4_000  # the faulty phase; then the network heals and crashed nodes restart
+    # the faulty phase; then the network heals and crashed nodes restart
+    faulty_ms: int = FAULTY_MS_DEFAULT
     liveness_ms: int = 60_000  # how long after healing every accepted request must be committed
     tx_interval_ms: int = 40  # a client request every this often, during the faulty phase
 
@@ -83,7 +85,10 @@ class FaultConfig:
     def cli_options(self) -> str:
         """The `millchain sim` options that select these faults."""
         names = [name for name in FAULT_NAMES[:-1] if getattr(self, name)]
-        return f"--faults {','.join(names) or 'none'} --byzantine {self.byzantine}"
+        options = f"--faults {','.join(names) or 'none'} --byzantine {self.byzantine}"
+        if self.faulty_ms != FAULTY_MS_DEFAULT:
+            options += f" --faulty-ms {self.faulty_ms}"
+        return options
 
     def describe(self) -> str:
         names = [name for name in FAULT_NAMES[:-1] if getattr(self, name)]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 from click.testing import CliRunner
 
 from cli.sim_cmd import sim
+from consensus.sim.faults import FaultConfig
 
 
 def test_sim_command_prints_a_summary_and_writes_json(tmp_path: Path) -> None:
@@ -32,3 +34,18 @@ def test_sim_command_refuses_bad_options() -> None:
     assert result.exit_code != 0 and "unknown fault" in result.output
     result = CliRunner().invoke(sim, ["--nodes", "4", "--byzantine", "2"])
     assert result.exit_code != 0 and "at most f = 1" in result.output
+
+
+def test_a_longer_faulty_phase_is_run_and_named_in_the_command_that_reproduces_a_run(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "sim.json"
+    args = ["--seeds", "1", "--faults", "crash", "--faulty-ms", "9000", "--json", str(out)]
+    result = CliRunner().invoke(sim, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["sweep"]["sim_ms"] >= 9000
+    longer = dataclasses.replace(FaultConfig.parse("crash"), faulty_ms=9000)
+    assert longer.cli_options() == "--faults crash --byzantine 0 --faulty-ms 9000"
+    assert FaultConfig.parse("crash").cli_options() == "--faults crash --byzantine 0"
+    result = CliRunner().invoke(sim, ["--faulty-ms", "50"])
+    assert result.exit_code != 0 and "--faulty-ms" in result.output
