@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from consensus.events import BlocksTransferred, CheckpointState, Event
 from consensus.messages import sign_checkpoint
 from contracts.runtime import Runtime
 from ledger.block import Block
@@ -29,6 +30,7 @@ from ledger.tx import Transaction
 from node.catchup import Transferred, TransferStats, catch_up
 from node.executor import execute_and_store, store_record
 from node.history import encode_history, encode_proof
+from node.service import Node
 from node.storage import Storage
 from node.sync import blocks_query
 from tests.node.conftest import Setup, make_setup
@@ -359,3 +361,57 @@ async def test_what_a_proof_confirmed_before_the_peer_lied_is_kept(
     stored = source.block(4)
     assert stored is not None
     assert target.storage.head().state_digest == stored.state_digest
+
+
+async def test_a_node_tells_its_replica_the_state_at_each_checkpoint_it_caught_up_past(
+    session: aiohttp.ClientSession, source: Storage, tmp_path: Path
+) -> None:
+    # The replica signs its checkpoint for the highest of them (consensus/replica.py,
+    # `_sign_transferred_checkpoint`): with a validator silent, the others may need that vote.
+    node = Node(
+        name="node1",
+        genesis=SETUP.genesis,
+        keys=SETUP.validator_keys[1],
+        storage=Storage(tmp_path / "chain.sqlite"),
+    )
+    fed: list[BlocksTransferred] = []
+    feed = node.feed
+
+    def recording_feed(event: Event, *, raw: bytes | None = None) -> None:
+        if isinstance(event, BlocksTransferred):
+            fed.append(event)
+        feed(event, raw=raw)
+
+    node.feed = recording_feed  # type: ignore[method-assign]
+    server = TestServer(_peer_app(source))
+    await server.start_server()
+    try:
+        applied = await catch_up(
+            session,
+            SETUP.genesis,
+            node.storage,
+            [str(server.make_url("")).rstrip("/")],
+            to_height=None,
+            apply=node._apply_transferred,
+            stats=TransferStats(),
+        )
+    finally:
+        await server.close()
+        node.storage.close()
+    assert applied == BLOCKS and fed
+    passed = [state for event in fed for state in event.checkpoints]
+    expected = []
+    for height in (4, 8):
+        after = source.block(height + 1)  # the next header vouches for the state after it
+        stored = source.block(height)
+        assert after is not None and stored is not None
+        assert after.block.header.state_height == height
+        expected.append(
+            CheckpointState(
+                height=height,
+                block_hash=stored.block.hash,
+                state_digest=after.block.header.state_digest,
+            )
+        )
+    assert passed == expected
+    assert node.replica is not None and node.replica.committed_height == BLOCKS
