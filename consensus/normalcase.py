@@ -244,6 +244,17 @@ class NormalCase:
                 f"conflicting pre-prepare for view {pre_prepare.view} seq {pre_prepare.seq}: "
                 f"already have block {claimed.block.hash.hex()[:16]}"
             )
+        base = self._view_base
+        if base is not None and pre_prepare.seq <= base.height:
+            # A new view's blocks start above its base, which is committed; below it a primary
+            # has nothing to propose, and a replica still fetching the base must not take a
+            # block for those heights from anyone but the certificates.
+            reason = (
+                f"pre-prepare for seq {pre_prepare.seq} is at or below the base {base.height} "
+                f"of view {pre_prepare.view}"
+            )
+            self._suspect_primary(reason)
+            raise InvalidMessage(reason)
         check_header(pre_prepare, chain_id=self.config.chain_id)
         self._log.slot(pre_prepare.view, pre_prepare.seq).buffered = pre_prepare
         self._progress(pre_prepare.seq)
@@ -254,6 +265,7 @@ class NormalCase:
         assert pre_prepare is not None
         slot.buffered = None
         try:
+            self._check_not_committed_otherwise(pre_prepare)
             check_parent(pre_prepare.block, parent)
             if not self._vouched_for(pre_prepare):
                 check_state_claim(pre_prepare.block, self._executed_height, self._digests)
@@ -262,6 +274,18 @@ class NormalCase:
             self._reject(pre_prepare.sender, f"pre-prepare for seq {pre_prepare.seq}: {exc}")
             return
         slot.pre_prepare = pre_prepare
+
+    def _check_not_committed_otherwise(self, pre_prepare: PrePrepare) -> None:
+        """Refuse a block for a height this replica committed another block at.
+
+        A committed block is final, so a primary proposing another one there is faulty; voting
+        for it would help build a commit certificate for a block that never belongs to the chain.
+        """
+        committed = self._chain.get(pre_prepare.seq)
+        if committed is not None and committed.hash != pre_prepare.block.hash:
+            reason = f"block {committed.hash.hex()[:16]} is committed at seq {pre_prepare.seq}"
+            self._suspect_primary(reason)
+            raise InvalidMessage(reason)
 
     def _vouched_for(self, pre_prepare: PrePrepare) -> bool:
         """Whether this replica signed a prepare or commit for exactly this block at its
@@ -398,7 +422,7 @@ class NormalCase:
         if not slot.is_prepared(self._prepares_needed()):
             return
         self._note_prepared(slot)
-        if not slot.commit_sent:
+        if not slot.commit_sent and self._parent_commit_sent(slot.seq):
             self._guard(MessageKind.COMMIT, slot.view, slot.seq, block_hash)
             commit = m.sign_commit(
                 self._keys,
@@ -453,6 +477,24 @@ class NormalCase:
         parent = self._log.get(self._view, seq - 1)
         return parent is not None and parent.is_prepared(self._prepares_needed())
 
+    def _parent_commit_sent(self, seq: int) -> bool:
+        """Whether this replica committed block seq-1, or signed a commit for it in this view.
+
+        A commit for seq waits for it, so a commit certificate (2f+1 commits, f+1 of them
+        honest) shows that f+1 honest replicas hold a prepared certificate of this view for
+        every block below it down to their committed heads; any 2f+1 view changes carry one of
+        them, so every later view keeps the whole chain (see consensus/viewchange.py). Without
+        the wait, a replica holding only its own 2f prepares for the parent could be the one
+        the certificate depended on, and a later view would fill the parent's seq with a null
+        block while a certificate for its child existed.
+        """
+        if seq - 1 <= self._committed_height:
+            return True
+        if self._view_base is not None and seq - 1 <= self._view_base.height:
+            return True
+        parent = self._log.get(self._view, seq - 1)
+        return parent is not None and parent.commit_sent
+
     def _parent_of(self, seq: int) -> Link | None:
         """Block seq-1 as committed here, as the new view's base, or as accepted in this view."""
         committed = self._chain.get(seq - 1)
@@ -473,9 +515,12 @@ class NormalCase:
             slot = self._log.get(self._view, seq)
             if slot is None or not slot.committed_local or slot.pre_prepare is None:
                 return
-            if self._chain.get(seq - 1) is None:
+            parent = self._chain.get(seq - 1)
+            if parent is None:
                 return  # block seq-1 is coming by state transfer
             block = slot.pre_prepare.block
+            if block.header.prev_hash != parent.hash:
+                return  # not a child of the committed chain: the block for seq comes by transfer
             commits = sorted(slot.matching_commits(), key=lambda commit: commit.sender)
             certificate = CommitCertificate(
                 height=seq,

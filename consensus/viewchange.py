@@ -9,19 +9,25 @@ The choice (`choose_blocks`) over 2f+1 view changes for view v:
   and proposer), provided it hash-chains to the block chosen for seq-1; otherwise, and for every
   seq after that, a null block (no transactions) that chains to the block chosen for seq-1.
 
-Why this never drops or changes a committed block. Say block B is committed at seq s by an honest
-replica in view u, so 2f+1 replicas, f+1 of them honest, prepared B at (u, s). A replica prepares
-s only once s-1 is prepared in the same view (or committed), so those f+1 honest replicas also
-prepared, in view u, the block A at s-1 that B chains to (or had s-1 committed, and then A is
-that committed block), and so on down to their committed heads. Any 2f+1 view changes include
-one of them, R. By induction on the views after u: every new view w > u chooses B at s and A at
-s-1, because R reports a certificate for each seq between its base and s (each from view >= u),
-any certificate from a view between u and w is for the block that view's new view chose (the
-induction hypothesis), and B chains to A, A to its parent..., down to the base or to a block at
-or below R's base, which is committed and therefore the same everywhere. So the walk from the
-base up to s meets only real blocks that chain, and never a null. A null appears only where no
-block was committed, and once a null is inserted no prepared block above can chain to it, so
-nothing above it was committed either: all nulls from there on are safe.
+Why this never drops or changes a committed block. Say block B has a commit certificate from
+view u at seq s (an honest replica committed it, or anyone holds 2f+1 commits for it), so f+1
+honest replicas signed commits for B at (u, s), each holding a prepared certificate for it. A
+replica signs a commit for s only once it signed one for s-1 in the same view (or has s-1
+committed, or s-1 is at or below the view's base, which is committed), so those f+1 honest
+replicas also prepared, in view u, the block A at s-1 that B chains to (or had s-1 committed,
+and then A is that committed block), and so on down to their committed heads. This is why a
+certificate alone proves a block final, for state transfer and view change bases too; were
+commits signed on 2f prepares without the parent's, a certificate for B could stand on A
+prepared at a single honest replica.
+
+Any 2f+1 view changes include one of those f+1, R. By induction on the views after u: every new
+view w > u chooses B at s and A at s-1, because R reports a certificate for each seq between its
+base and s (each from view >= u), any certificate from a view between u and w is for the block that
+view's new view chose (the induction hypothesis), and B chains to A, A to its parent..., down to
+the base or to a block at or below R's base, which is committed and therefore the same everywhere.
+So the walk from the base up to s meets only real blocks that chain, and never a null. A null
+appears only where no block was committed, and once a null is inserted no prepared block above can
+chain to it, so nothing above it was committed either: all nulls from there on are safe.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import pytest
 from consensus import messages as m
 from consensus.actions import CommitBlock
 from consensus.errors import ConfigError, LocalProtocolError
-from consensus.events import BlockExecuted, ProposeBatch, Tick
+from consensus.events import BlockExecuted, BlocksTransferred, ProposeBatch, Tick
 from consensus.replica import ReplicaConfig
 from ledger.block import ZERO_HASH
 from tests.consensus.pbft_bench import (
@@ -224,3 +224,36 @@ def test_late_commits_after_committing_change_nothing() -> None:
     assert not commits(actions) and not rejections(actions)
     assert all(not isinstance(a, CommitBlock) for a in actions)
     assert block.header.timestamp_ms > GENESIS_TIME_MS
+
+
+def test_a_commit_waits_until_the_parent_commit_went_out() -> None:
+    # Block 2 is prepared here (2f prepares from the others) while block 1 is not. A commit for
+    # 2 now could complete a certificate for 2 while block 1 is prepared at too few replicas for
+    # a view change to keep it: the next view would put a null block under a certified one.
+    bench = Bench()
+    first, second = bench.chain(2)
+    bench.deliver(bench.pre_prepare(first), bench.pre_prepare(second))
+    actions = bench.deliver(bench.prepare(second, 2), bench.prepare(second, 3))
+    assert not broadcasts(actions, m.Commit)
+    actions = bench.deliver(bench.prepare(first, 2))
+    assert [c.seq for c in broadcasts(actions, m.Commit)] == [1, 2]
+
+
+def test_a_block_that_does_not_chain_to_the_committed_one_below_is_never_handed_out() -> None:
+    # Block 2 gathered its commits here, then a state transfer brings a different block 1 (which
+    # takes more than f faulty replicas); block 2 does not go out on top of it.
+    bench = Bench()
+    first, second = bench.chain(2)
+    bench.deliver(bench.pre_prepare(first), bench.pre_prepare(second))
+    bench.deliver(bench.prepare(first, 2), bench.prepare(second, 2))
+    assert not commits(bench.deliver(bench.commit(second, 0), bench.commit(second, 2)))
+    other = bench.block(1, timestamp_ms=GENESIS_TIME_MS + 99)
+    transferred = BlocksTransferred(
+        header=other.header,
+        certificate=bench.certificate(other, view=1),
+        state_digest=GENESIS_DIGEST,
+        now_ms=10,
+    )
+    actions = bench.replica.handle(transferred)
+    assert not commits(actions)
+    assert bench.replica.committed_height == 1

@@ -328,3 +328,38 @@ def test_a_replica_gone_on_to_the_next_view_resends_its_view_change_to_one_still
     assert sends(bench.deliver(bench.view_change(1, 1), now_ms=4_600)) == [(1, mine)]
     assert not sends(bench.deliver(bench.view_change(1, 1), now_ms=4_700))  # once an interval
     assert sends(bench.deliver(bench.view_change(2, 1), now_ms=4_700)) == [(2, mine)]
+
+
+def test_a_pre_prepare_at_or_below_the_new_views_base_is_refused() -> None:
+    # Block 1 committed at replica 0 only, and the new view (primary 1) starts from it as its
+    # base. Replica 2 has not fetched block 1 yet when the primary offers it another block 1.
+    bench = Bench(index=2)
+    block = bench.block(1)
+    changes = (
+        bench.view_change(0, 1, base=block),
+        bench.view_change(1, 1),
+        bench.view_change(3, 1),
+    )
+    assert ViewEntered(view=1) in bench.deliver(sign_new_view(bench, changes, ()))
+    other = bench.block(1, proposer=1, view=1, timestamp_ms=GENESIS_TIME_MS + 99)
+    actions = bench.deliver(bench.pre_prepare(other, view=1, sender=1))
+    [rejected] = rejections(actions)
+    assert "at or below the base 1 of view 1" in rejected.reason
+    assert not broadcasts(actions, m.Prepare)
+
+
+def test_a_pre_prepare_with_another_block_for_a_committed_height_is_refused() -> None:
+    # Replica 2 committed block 1. The new view's view changes report nothing (a faulty primary
+    # may pick any 2f+1), so its base is the chain's start, and its primary then offers another
+    # block 1: a vote for it would help certify a second block at a committed height.
+    bench = Bench(index=2)
+    block = bench.block(1)
+    bench.deliver(bench.pre_prepare(block))
+    assert commits(bench.commit_block(block))
+    changes = (bench.view_change(0, 1), bench.view_change(1, 1), bench.view_change(3, 1))
+    assert ViewEntered(view=1) in bench.deliver(sign_new_view(bench, changes, ()))
+    other = bench.block(1, proposer=1, view=1, timestamp_ms=GENESIS_TIME_MS + 99)
+    actions = bench.deliver(bench.pre_prepare(other, view=1, sender=1))
+    [rejected] = rejections(actions)
+    assert "is committed at seq 1" in rejected.reason
+    assert not broadcasts(actions, m.Prepare) and not broadcasts(actions, m.Commit)
