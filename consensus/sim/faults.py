@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from random import Random
 
 from consensus import messages as m
-from consensus.messages import Commit, Message, Prepare, PrePrepare
-from ledger.block import Block
+from consensus.messages import Commit, Message, NewView, Prepare, PrePrepare, ViewChange
+from ledger.block import Block, BlockHeader
 from ledger.crypto import KeyPair
 from ledger.hashing import sha256
 
@@ -26,6 +26,12 @@ class ByzantineKind(enum.StrEnum):
     CONFLICTING_VOTES = "conflicting-votes"  # prepares/commits for blocks it never got
     BAD_SIGNATURES = "bad-signatures"  # corrupts the signature of what it sends
     STALE_VIEWS = "stale-views"  # re-signs its messages for an older view
+    # as a new view's primary: re-proposes other blocks than its view changes imply
+    BAD_NEW_VIEW = "bad-new-view"
+    # hides the certificates it prepared, or asks for a view further ahead than the one it left
+    LYING_VIEW_CHANGES = "lying-view-changes"
+    # as primary: with each block also offers another one for a height likely committed already
+    REWRITE_HISTORY = "rewrite-history"
 
 
 FAULT_NAMES = ("crash", "partition", "loss", "dup", "reorder", "delay", "byzantine")
@@ -105,6 +111,12 @@ class Byzantine:
         self._keys = keys
         self._chain_id = chain_id
         self._rng = rng
+        # REWRITE_HISTORY: headers it proposed in earlier views or based a new view on, and in
+        # the view it proposes in now; the (view, height) pairs it has rewritten.
+        self._history: dict[int, BlockHeader] = {}
+        self._this_view: dict[int, BlockHeader] = {}
+        self._view = 0
+        self._done: set[tuple[int, int]] = set()
 
     def rewrite(self, message: Message, destinations: list[int]) -> list[tuple[int, Message]]:
         match self.kind:
@@ -130,7 +142,98 @@ class Byzantine:
             case ByzantineKind.STALE_VIEWS if isinstance(message, Prepare | Commit | PrePrepare):
                 stale = self._stale(message)
                 return [(d, stale) for d in destinations]
+            case ByzantineKind.REWRITE_HISTORY if isinstance(message, PrePrepare):
+                sends = [(d, message) for d in destinations]
+                earlier = self._rewritten(message)
+                if earlier is not None:
+                    sends += [(d, earlier) for d in destinations]
+                return sends
+            case ByzantineKind.REWRITE_HISTORY if isinstance(message, NewView):
+                self._note_new_view(message)
+            case ByzantineKind.BAD_NEW_VIEW if isinstance(message, NewView):
+                bad = self._bad_new_view(message)
+                return [(d, bad) for d in destinations]
+            case ByzantineKind.LYING_VIEW_CHANGES if isinstance(message, ViewChange):
+                lie = self._lying_view_change(message)
+                return [(d, lie) for d in destinations]
         return [(d, message) for d in destinations]
+
+    def _rewritten(self, pre_prepare: PrePrepare) -> PrePrepare | None:
+        """Another block for a height most likely committed before this view: one of the last 3
+        it proposed in earlier views, or the base of the new view it installed. Same parent, no
+        transactions, pre-prepared in the current view, once per height and view (rewriting
+        its own proposals of this view would only give it away as an equivocator)."""
+        view, seq = pre_prepare.view, pre_prepare.seq
+        if view != self._view:
+            self._history.update(self._this_view)
+            self._this_view, self._view = {}, view
+        self._this_view[seq] = pre_prepare.block.header
+        top = max(self._history, default=0)
+        heights = [h for h in self._history if top - 3 <= h < seq and (view, h) not in self._done]
+        if not heights:
+            return None
+        height = self._rng.choice(heights)
+        self._done.add((view, height))
+        header = self._history[height]
+        block = Block.build(
+            chain_id=header.chain_id,
+            height=height,
+            prev_hash=header.prev_hash,
+            state_height=header.state_height,
+            state_digest=header.state_digest,
+            proposer=pre_prepare.sender,
+            view=view,
+            timestamp_ms=header.timestamp_ms + 1,
+            txs=(),
+        )
+        return m.sign_pre_prepare(
+            self._keys,
+            self._chain_id,
+            view=view,
+            seq=height,
+            block=block,
+            sender=pre_prepare.sender,
+        )
+
+    def _note_new_view(self, new_view: NewView) -> None:
+        """Remember the new view's base (committed, so another block there is a rewrite)."""
+        bases = [vc.base_header for vc in new_view.view_changes if vc.base_header is not None]
+        if bases:
+            base = max(bases, key=lambda header: header.height)
+            self._history[base.height] = base
+
+    def _bad_new_view(self, new_view: NewView) -> NewView:
+        """One of: a re-proposed block swapped for another, the highest one left out, or (with
+        nothing to re-propose) one view change short of a quorum. All signed by this replica."""
+        view_changes, pre_prepares = list(new_view.view_changes), list(new_view.pre_prepares)
+        if pre_prepares and self._rng.random() < 0.5:
+            index = self._rng.randrange(len(pre_prepares))
+            pre_prepares[index] = self._other_pre_prepare(pre_prepares[index])
+        elif pre_prepares:
+            pre_prepares.pop()
+        else:
+            view_changes.pop()
+        return m.sign_new_view(
+            self._keys,
+            self._chain_id,
+            view=new_view.view,
+            view_changes=tuple(view_changes),
+            pre_prepares=tuple(pre_prepares),
+            sender=new_view.sender,
+        )
+
+    def _lying_view_change(self, view_change: ViewChange) -> ViewChange:
+        """Its prepared certificates left out, or a view 1 to 3 further ahead asked for."""
+        hide = bool(view_change.prepared) and self._rng.random() < 0.5
+        return m.sign_view_change(
+            self._keys,
+            self._chain_id,
+            new_view=view_change.new_view + (0 if hide else self._rng.randint(1, 3)),
+            base_header=view_change.base_header,
+            base_certificate=view_change.base_certificate,
+            prepared=() if hide else view_change.prepared,
+            sender=view_change.sender,
+        )
 
     def _other_pre_prepare(self, pre_prepare: PrePrepare) -> PrePrepare:
         header = dataclasses.replace(

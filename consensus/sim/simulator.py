@@ -50,6 +50,7 @@ from consensus.events import (
 )
 from consensus.messages import (
     Checkpoint,
+    Commit,
     Message,
     NewView,
     ViewChange,
@@ -540,6 +541,10 @@ class Simulation:
             if message.sender == node.index:
                 self._audit(node.index, message)
                 node.signed.append(message)  # persisted before it leaves
+                if isinstance(message, Commit):
+                    self.checker.on_commit_vote(
+                        node.index, message.view, message.seq, message.block_hash
+                    )
             sends = [(d, message) for d in destinations]
         else:
             assert node.byzantine is not None

@@ -113,3 +113,24 @@ def test_checker_accepts_identical_commits_from_every_replica() -> None:
         checker.on_commit(0, commit.block)
         checker.on_commit(1, commit.block)
     assert checker.committed_hash(3) == cluster.records[0].commits[2].block.hash
+
+
+def test_honest_commits_that_f_byzantine_ones_would_certify_for_another_block_are_caught() -> None:
+    # n = 4: two honest commits for a block other than the committed one, in one view, plus the
+    # byzantine replica's make a certificate; in either order of commit and votes.
+    cluster = Cluster(4, seed=34, blocks_max=1)
+    assert cluster.run_until_committed(1, time_ms_max=10_000)
+    block = cluster.records[0].commits[0].block
+    other = bytes(32)
+    checker = SafetyChecker(seed=36, start_heights=[0] * 4)
+    checker.on_commit(0, block)
+    checker.on_commit_vote(1, 1, 1, other)
+    checker.on_commit_vote(2, 2, 1, other)  # another view: no certificate with the first
+    checker.on_commit_vote(3, 1, 1, block.hash)
+    with pytest.raises(SafetyViolation, match=r"seed 36: honest replicas \[1, 2\] .* height 1"):
+        checker.on_commit_vote(2, 1, 1, other)
+    checker = SafetyChecker(seed=37, start_heights=[0] * 4)
+    checker.on_commit_vote(1, 1, 1, other)
+    checker.on_commit_vote(2, 1, 1, other)
+    with pytest.raises(SafetyViolation, match=r"seed 37: honest replicas \[1, 2\]"):
+        checker.on_commit(0, block)
