@@ -67,6 +67,38 @@ class ReplicaConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ChainPoint:
+    """A block as a parent: what a child chains to and the state claim a null child copies."""
+
+    height: int
+    hash: bytes
+    timestamp_ms: int
+    state_height: int
+    state_digest: bytes
+
+    @classmethod
+    def genesis(cls, *, block_hash: bytes, timestamp_ms: int, state_digest: bytes) -> ChainPoint:
+        """The chain's start: height 0 and the genesis state."""
+        return cls(
+            height=0,
+            hash=block_hash,
+            timestamp_ms=timestamp_ms,
+            state_height=0,
+            state_digest=state_digest,
+        )
+
+    @classmethod
+    def of(cls, header: BlockHeader) -> ChainPoint:
+        return cls(
+            height=header.height,
+            hash=header.hash,
+            timestamp_ms=header.timestamp_ms,
+            state_height=header.state_height,
+            state_digest=header.state_digest,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ReplicaStart:
     """The last committed block and the last executed state a replica starts from.
 
@@ -85,6 +117,9 @@ class ReplicaStart:
     header: BlockHeader | None = None
     certificate: CommitCertificate | None = None
     signed: tuple[Message, ...] = ()
+    # The chain's start (height 0), which a new view whose view changes all start there builds
+    # on; taken from the fields above when `height` is 0, so only a restart needs to pass it.
+    genesis: ChainPoint | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.state_height <= self.height:
@@ -103,3 +138,7 @@ class ReplicaStart:
             self.certificate.height != self.height or self.certificate.block_hash != self.block_hash
         ):
             raise ConfigError("the start certificate does not prove block `height`")
+        if self.genesis is not None and (
+            self.genesis.height != 0 or (self.height == 0 and self.genesis.hash != self.block_hash)
+        ):
+            raise ConfigError("the genesis point is not the start of this chain")

@@ -20,7 +20,7 @@ from consensus.actions import (
 )
 from consensus.admission import Link, check_header, check_parent, check_state_claim
 from consensus.checkpoints import CheckpointVotes, StableCheckpoint
-from consensus.config import BlockValidator, ReplicaConfig, ReplicaStart
+from consensus.config import BlockValidator, ChainPoint, ReplicaConfig, ReplicaStart
 from consensus.errors import ConfigError, InvalidMessage, LocalProtocolError, StaleMessage
 from consensus.log import MessageLog, Slot
 from consensus.messages import (
@@ -32,7 +32,6 @@ from consensus.messages import (
     PrePrepare,
     Verifier,
 )
-from consensus.viewchange import ChainPoint
 from ledger.block import Block, BlockHeader
 from ledger.certificate import CommitCertificate
 from ledger.crypto import KeyPair
@@ -71,12 +70,10 @@ class NormalCase:
         self._head_header: BlockHeader | None = start.header
         self._head_certificate: CommitCertificate | None = start.certificate
         self._evidence: dict[tuple[int, int], dict[bytes, set[int]]] = {}
-        self._genesis = (
-            ChainPoint(
-                height=0,
-                hash=start.block_hash,
+        self._genesis = start.genesis or (
+            ChainPoint.genesis(
+                block_hash=start.block_hash,
                 timestamp_ms=start.timestamp_ms,
-                state_height=0,
                 state_digest=start.state_digest,
             )
             if start.height == 0

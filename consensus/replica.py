@@ -67,7 +67,7 @@ from __future__ import annotations
 from consensus import messages as m
 from consensus.actions import Action, Broadcast, FetchBlocks, Rejected, Send, ViewEntered
 from consensus.admission import Link
-from consensus.config import BlockValidator, ReplicaConfig, ReplicaStart
+from consensus.config import BlockValidator, ChainPoint, ReplicaConfig, ReplicaStart
 from consensus.errors import InvalidMessage, LocalProtocolError, StaleMessage
 from consensus.events import (
     BlockExecuted,
@@ -92,7 +92,6 @@ from consensus.messages import (
 )
 from consensus.normalcase import NormalCase
 from consensus.viewchange import (
-    ChainPoint,
     Choice,
     check_new_view,
     check_view_change,

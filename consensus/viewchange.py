@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from consensus.config import ReplicaConfig
+from consensus.config import ChainPoint, ReplicaConfig
 from consensus.errors import InvalidMessage
 from consensus.messages import (
     NewView,
@@ -49,27 +49,6 @@ from consensus.messages import (
 from ledger.block import Block, BlockHeader
 from ledger.certificate import CommitCertificate, commit_payload
 from ledger.crypto import Domain
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChainPoint:
-    """A block as a parent: what a child chains to and the state claim a null child copies."""
-
-    height: int
-    hash: bytes
-    timestamp_ms: int
-    state_height: int
-    state_digest: bytes
-
-    @classmethod
-    def of(cls, header: BlockHeader) -> ChainPoint:
-        return cls(
-            height=header.height,
-            hash=header.hash,
-            timestamp_ms=header.timestamp_ms,
-            state_height=header.state_height,
-            state_digest=header.state_digest,
-        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

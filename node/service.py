@@ -33,6 +33,7 @@ from consensus.actions import (
     StateDivergence,
     ViewEntered,
 )
+from consensus.config import ChainPoint
 from consensus.errors import ConsensusError, InvalidBlock
 from consensus.events import (
     BlockExecuted,
@@ -315,7 +316,7 @@ class Node:
 
     def _replica_start(self) -> ReplicaStart:
         """Where a (re)started replica begins: the stored head, its view, what it signed."""
-        head = self.storage.head()
+        head, genesis = self.storage.head(), self.storage.genesis_head()
         stored = self.storage.block(head.height) if head.height else None
         return ReplicaStart(
             height=head.height,
@@ -327,6 +328,11 @@ class Node:
             header=None if stored is None else stored.block.header,
             certificate=None if stored is None else stored.certificate,
             signed=wal.signed(self.storage, tx_bytes_max=self.params.tx_bytes_max),
+            genesis=ChainPoint.genesis(
+                block_hash=genesis.hash,
+                timestamp_ms=genesis.timestamp_ms,
+                state_digest=genesis.state_digest,
+            ),
         )
 
     # -- lifecycle ---------------------------------------------------------------------------

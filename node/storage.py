@@ -282,14 +282,16 @@ class Storage:
             "ORDER BY height DESC LIMIT 1"
         ).fetchone()
         if row is None:
-            digest = self._meta("genesis_digest")
-            time_raw = self._meta("genesis_time_ms")
-            if digest is None or time_raw is None:
-                raise StorageError("storage is not initialised with a genesis")
-            return Head(
-                height=0, hash=ZERO_HASH, state_digest=digest, timestamp_ms=decode(time_raw)
-            )
+            return self.genesis_head()
         return Head(height=row[0], hash=row[1], state_digest=row[2], timestamp_ms=row[3])
+
+    def genesis_head(self) -> Head:
+        """The chain's start (height 0): what block 1 builds on."""
+        digest = self._meta("genesis_digest")
+        time_raw = self._meta("genesis_time_ms")
+        if digest is None or time_raw is None:
+            raise StorageError("storage is not initialised with a genesis")
+        return Head(height=0, hash=ZERO_HASH, state_digest=digest, timestamp_ms=decode(time_raw))
 
     # -- blocks ------------------------------------------------------------------------------
 

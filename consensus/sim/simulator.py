@@ -37,6 +37,7 @@ from consensus.actions import (
     StateDivergence,
     ViewEntered,
 )
+from consensus.config import ChainPoint
 from consensus.errors import ConsensusError, LivenessViolation, SafetyViolation
 from consensus.events import (
     BlockExecuted,
@@ -157,6 +158,9 @@ class SimApp:
         return self.digest
 
     def start(self, view: int, signed: tuple[Message, ...]) -> ReplicaStart:
+        genesis = ChainPoint.genesis(
+            block_hash=ZERO_HASH, timestamp_ms=GENESIS_TIME_MS, state_digest=GENESIS_STATE_DIGEST
+        )
         if self.height == 0:
             return ReplicaStart(
                 height=0,
@@ -166,6 +170,7 @@ class SimApp:
                 state_digest=GENESIS_STATE_DIGEST,
                 view=view,
                 signed=signed,
+                genesis=genesis,
             )
         block, certificate, digest = self.blocks[self.height]
         return ReplicaStart(
@@ -178,6 +183,7 @@ class SimApp:
             header=block.header,
             certificate=certificate,
             signed=signed,
+            genesis=genesis,
         )
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from consensus import messages as m
-from consensus.actions import Action, Broadcast, FetchBlocks, Send
+from consensus.actions import Action, Broadcast, FetchBlocks, Send, ViewEntered
+from consensus.config import ChainPoint
+from consensus.errors import ConfigError
 from consensus.events import BlocksTransferred, CheckpointState, RequestsPending, Tick
 from consensus.messages import Message
 from consensus.replica import Replica, ReplicaStart
@@ -156,7 +160,9 @@ def _two_blocks_first_executed() -> tuple[Bench, Block, Block]:
     return bench, first, second
 
 
-def _restart_at_first_block(bench: Bench, first: Block, signed: tuple[Message, ...]) -> Replica:
+def _restart_at_first_block(
+    bench: Bench, first: Block, signed: tuple[Message, ...], genesis: ChainPoint | None = None
+) -> Replica:
     """Bench's replica rebuilt as a node rebuilds it: from block 1, executed, and what it signed."""
     start = ReplicaStart(
         height=1,
@@ -167,6 +173,7 @@ def _restart_at_first_block(bench: Bench, first: Block, signed: tuple[Message, .
         header=first.header,
         certificate=bench.certificate(first),
         signed=signed,
+        genesis=genesis,
     )
     bench.replica = Replica(bench.config, bench.keys[1], AcceptAll(), start)
     return bench.replica
@@ -231,3 +238,42 @@ def test_a_replica_signs_the_checkpoint_a_state_transfer_took_it_past() -> None:
     stuck = bench.checkpoint(10, tenth.block_hash, tenth.state_digest, 2)
     answer = bench.deliver(stuck, now_ms=100)
     assert Send(to=2, message=checkpoint) in answer
+
+
+def test_a_restarted_replica_follows_a_new_view_that_starts_at_the_chain_start() -> None:
+    # Replica 1 committed block 1 and restarted; the others had only prepared it, so the new
+    # view for view 2 builds on the chain's start and re-proposes block 1. A replica restarted
+    # above height 0 knows that start only from what its node passes it.
+    bench, first, _ = _two_blocks_first_executed()
+    changes = tuple(bench.view_change(sender, 2, (bench.proof(first),)) for sender in (0, 2, 3))
+    new_view = m.sign_new_view(
+        bench.keys[2],
+        bench.config.chain_id,
+        view=2,
+        view_changes=changes,
+        pre_prepares=(bench.pre_prepare(first, view=2, sender=2),),
+        sender=2,
+    )
+    _restart_at_first_block(bench, first, ())
+    [rejected] = rejections(bench.deliver(new_view))
+    assert "starts at the chain's start, which this replica lacks" in rejected.reason
+    genesis = ChainPoint.genesis(
+        block_hash=ZERO_HASH, timestamp_ms=GENESIS_TIME_MS, state_digest=GENESIS_DIGEST
+    )
+    replica = _restart_at_first_block(bench, first, (), genesis=genesis)
+    actions = bench.deliver(new_view)
+    assert ViewEntered(view=2) in actions and not rejections(actions)
+    assert (replica.view, replica.view_active, replica.committed_height) == (2, True, 1)
+
+
+def test_a_start_with_another_chains_genesis_is_refused() -> None:
+    other = ChainPoint.genesis(block_hash=b"\x01" * 32, timestamp_ms=0, state_digest=GENESIS_DIGEST)
+    with pytest.raises(ConfigError, match="not the start of this chain"):
+        ReplicaStart(
+            height=0,
+            block_hash=ZERO_HASH,
+            timestamp_ms=GENESIS_TIME_MS,
+            state_height=0,
+            state_digest=GENESIS_DIGEST,
+            genesis=other,
+        )

@@ -6,8 +6,9 @@ import dataclasses
 
 from consensus import messages as m
 from consensus.actions import Action, Send, ViewEntered
+from consensus.config import ChainPoint
 from consensus.events import BlocksTransferred, RequestsPending, Tick
-from consensus.viewchange import ChainPoint, check_view_change, choose_blocks
+from consensus.viewchange import check_view_change, choose_blocks
 from ledger.block import Block
 from tests.consensus.pbft_bench import (
     GENESIS_DIGEST,

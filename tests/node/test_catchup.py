@@ -18,10 +18,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from consensus.config import ChainPoint
 from consensus.events import BlocksTransferred, CheckpointState, Event
 from consensus.messages import sign_checkpoint
 from contracts.runtime import Runtime
-from ledger.block import Block
+from ledger.block import ZERO_HASH, Block
 from ledger.certificate import CommitCertificate, commit_payload
 from ledger.crypto import Domain
 from ledger.encoding import decode, encode
@@ -395,10 +396,17 @@ async def test_a_node_tells_its_replica_the_state_at_each_checkpoint_it_caught_u
             apply=node._apply_transferred,
             stats=TransferStats(),
         )
+        restart = node._replica_start()  # what the replica would start from after a restart
     finally:
         await server.close()
         node.storage.close()
     assert applied == BLOCKS and fed
+    # A new view built on the chain's start needs it, also once the head has moved on.
+    assert restart.height == BLOCKS and restart.genesis == ChainPoint.genesis(
+        block_hash=ZERO_HASH,
+        timestamp_ms=SETUP.genesis.genesis_time_ms,
+        state_digest=source.genesis_head().state_digest,
+    )
     passed = [state for event in fed for state in event.checkpoints]
     expected = []
     for height in (4, 8):
