@@ -13,7 +13,7 @@ at or below a stable checkpoint, and view-change records of older views, are pru
 from __future__ import annotations
 
 from consensus.events import MessageReceived
-from consensus.messages import Message, decode_message, encode_message
+from consensus.messages import Message, NewView, ViewChange, decode_message, encode_message
 from ledger.encoding import decode, encode
 from node.storage import Storage
 
@@ -21,11 +21,16 @@ VIEW_KEY = "view"
 
 
 def _slot(message: Message) -> tuple[int | None, int | None]:
-    """(view, seq) for pruning: normal-case messages by sequence, view changes by view."""
-    seq = getattr(message, "seq", None)
-    if seq is not None:
-        return None, int(seq)
-    return int(getattr(message, "view", 0)), None
+    """(view, seq) for pruning: normal-case messages and checkpoints by sequence, a view change
+    by the view it asks for and a new view by the view it installs (so the view change a
+    replica sent stays on disk while it waits for that view)."""
+    match message:
+        case ViewChange():
+            return message.new_view, None
+        case NewView():
+            return message.view, None
+        case _:
+            return None, message.seq
 
 
 def record_received(storage: Storage, event: MessageReceived, raw: bytes | None = None) -> None:

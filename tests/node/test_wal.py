@@ -1,0 +1,53 @@
+"""The consensus log on disk: what a restart needs survives the pruning at stable checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from consensus.actions import CheckpointStable
+from consensus.events import MessageReceived, RequestsPending, Tick
+from consensus.messages import ViewChange, sign_view_change
+from node import wal
+from node.service import Node
+from node.storage import Storage
+from tests.node.conftest import make_setup
+
+TX_BYTES_MAX = 1 << 20
+
+
+def test_a_view_change_under_way_survives_a_checkpoint_and_a_restart(tmp_path: Path) -> None:
+    # Replica 1 asks for view 1; before the new view comes, a checkpoint becomes stable and the
+    # node prunes its log. Its view change, and a peer's for view 1, must stay: a restarted
+    # replica that forgot its view change would go back to acting in view 0.
+    setup = make_setup()
+    path = tmp_path / "chain.sqlite"
+    node = Node(
+        name="node1", genesis=setup.genesis, keys=setup.validator_keys[1], storage=Storage(path)
+    )
+    node.feed(RequestsPending(now_ms=1, pending=True))
+    node.feed(Tick(now_ms=1_000_000))
+    assert node.replica is not None and (node.replica.view, node.replica.view_active) == (1, False)
+    peer = sign_view_change(
+        setup.validator_keys[2],
+        setup.genesis.chain_id,
+        new_view=1,
+        base_header=None,
+        base_certificate=None,
+        prepared=(),
+        sender=2,
+    )
+    node.feed(MessageReceived(message=peer, now_ms=1_000_001))
+    node._carry_out(CheckpointStable(seq=4, state_digest=bytes(32), proof=()))
+    signed = wal.signed(node.storage, tx_bytes_max=TX_BYTES_MAX)
+    received = [e.message for e in wal.received(node.storage, tx_bytes_max=TX_BYTES_MAX)]
+    node.storage.close()
+    assert [(type(m), m.new_view) for m in signed if isinstance(m, ViewChange)] == [(ViewChange, 1)]
+    assert peer in received
+    restarted = Node(
+        name="node1", genesis=setup.genesis, keys=setup.validator_keys[1], storage=Storage(path)
+    )
+    try:
+        assert restarted.replica is not None
+        assert (restarted.replica.view, restarted.replica.view_active) == (1, False)
+    finally:
+        restarted.storage.close()
