@@ -185,13 +185,24 @@ class _Encoded:
 
 def _record(fetched: FetchedBlock, digest: bytes) -> BlockRecord:
     """The stored form of a block whose receipts and writes chained to a digest a quorum
-    signed: they are then the very bytes honest validators produced, so they are read without
-    checks, only for the events the store indexes."""
+    signed, read only for the events the store indexes.
+
+    The digest hashes the receipts' encodings joined, so it vouches for the joined bytes, not
+    for where a peer cut them: [r0 + r1, b""] chains like [r0, r1]. Msgpack values delimit
+    themselves, so once each piece is exactly one value the cuts are the honest ones, and the
+    pieces the very bytes honest validators produced.
+    """
     certified = fetched.certified
     assert fetched.receipts is not None and fetched.writes is not None
     events: list[EventRow] = []
-    for tx_id, raw in zip(certified.tx_ids, fetched.receipts, strict=True):
-        for event in msgpack.unpackb(raw)["events"]:
+    for index, (tx_id, raw) in enumerate(zip(certified.tx_ids, fetched.receipts, strict=True)):
+        try:
+            receipt = msgpack.unpackb(raw)
+        except (ValueError, msgpack.UnpackException) as exc:
+            raise SyncError(
+                f"receipt {index} of block {certified.height} is not one msgpack value: {exc}"
+            ) from exc
+        for event in receipt["events"]:
             data = msgpack.packb(event["data"])  # canonical as it came: keys already sorted
             events.append((tx_id, event["contract"], event["kind"], event["subject"], data))
     return BlockRecord(

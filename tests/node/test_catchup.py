@@ -321,6 +321,29 @@ async def test_after_a_lying_peer_the_next_one_is_asked_from_the_head(
     assert target.stats.runs_refused == 1
 
 
+def _resplit_receipts(blocks: list[list[object]]) -> None:
+    """Cut the second block's receipts elsewhere: [r0 + r1, b"", r2, ...] chains to the same
+    state digest as the honest [r0, r1, r2, ...]."""
+    for entry in blocks:
+        if Block.from_wire(entry[0]).height == 2:  # type: ignore[arg-type]
+            receipts = entry[2]
+            assert isinstance(receipts, list) and len(receipts) >= 2
+            receipts[0], receipts[1] = receipts[0] + receipts[1], b""
+
+
+async def test_receipts_cut_elsewhere_are_refused_and_the_next_peer_asked(
+    session: aiohttp.ClientSession, source: Storage, target: Target
+) -> None:
+    applied = await _catch_up(
+        session, target, _peer_app(source, _resplit_receipts), _peer_app(source)
+    )
+
+    assert applied == BLOCKS
+    assert target.storage.head() == source.head()
+    assert _state(target.storage) == _state(source)
+    assert target.stats.runs_refused == 1
+
+
 async def test_blocks_without_a_write_set_are_executed_and_said_so(
     session: aiohttp.ClientSession,
     source: Storage,
