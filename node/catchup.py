@@ -50,13 +50,23 @@ from contracts.receipt import Receipt
 from contracts.state import next_digest
 from ledger.genesis import Genesis
 from node.history import CheckpointProof, FetchedBlock, verify_history
+from node.peers import read_capped
 from node.storage import BlockRecord, EventRow, Head, Storage
-from node.sync import FETCH_BLOCKS_MAX, CertifiedBlock, PeerUnavailable, SyncError
+from node.sync import (
+    FETCH_BLOCKS_MAX,
+    FETCH_BYTES_MAX,
+    CertifiedBlock,
+    PeerUnavailable,
+    SyncError,
+)
 
 log = logging.getLogger(__name__)
 
 # A run holding this many transactions without a proof is executed rather than held on to.
 RUN_TXS_MAX = 50_000
+# An honest /peer/history answer stops at FETCH_BYTES_MAX plus one block with its receipts and
+# writes; a peer's answer is read up to this much, and refused beyond it.
+HISTORY_BYTES_MAX = 8 * FETCH_BYTES_MAX
 # Executed blocks are applied in slices of about this many transactions, one database
 # transaction each, yielding to the event loop in between (so the node keeps answering).
 EXECUTED_SLICE_TXS = 2_000
@@ -309,7 +319,7 @@ class _Peer:
             async with self._session.get(
                 f"{self._url}/peer/history", params={"from": start, "to": end}
             ) as response:
-                raw = await response.read()
+                raw = await read_capped(response, HISTORY_BYTES_MAX)
                 if response.status != 200:
                     raise PeerUnavailable(
                         f"/peer/history answered {response.status}: {raw[:200]!r}"

@@ -43,6 +43,28 @@ from node.faults import FaultInjector
 
 log = logging.getLogger(__name__)
 
+# A peer's answer to a question is a few nonces; read at most this much of it.
+ANSWER_BYTES_MAX = 1024 * 1024
+_READ_CHUNK = 64 * 1024
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """A peer's answer body, refused (aiohttp.ClientPayloadError) as soon as it passes `limit`
+    bytes: a byzantine peer must not be able to make this node hold an answer of any size."""
+    if response.content_length is not None and response.content_length > limit:
+        raise aiohttp.ClientPayloadError(
+            f"the answer is {response.content_length} bytes, more than the {limit} expected"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(_READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise aiohttp.ClientPayloadError(f"the answer passed the {limit} bytes expected")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 QUEUE_BYTES_MAX = 64 * 1024 * 1024
 BATCH_BYTES_MAX = 4 * 1024 * 1024
 # Forwarded transactions per batch (a peer queues them and admits them in slices).
@@ -272,7 +294,7 @@ class Peers:
             headers={"Content-Type": "application/msgpack"},
             timeout=timeout,
         ) as response:
-            return response.status, await response.read()
+            return response.status, await read_capped(response, ANSWER_BYTES_MAX)
 
     async def _push(self, link: PeerLink, body: bytes, *, txs: bool) -> bool:
         """Send one batch on the channel's stream and wait for its ack; True if the peer took

@@ -28,9 +28,11 @@ from ledger.crypto import Domain
 from ledger.encoding import decode, encode
 from ledger.genesis import Params
 from ledger.tx import Transaction
+from node import catchup
 from node.catchup import Transferred, TransferStats, catch_up
 from node.executor import execute_and_store, store_record
 from node.history import encode_history, encode_proof
+from node.peers import read_capped
 from node.service import Node
 from node.storage import Storage
 from node.sync import blocks_query
@@ -342,6 +344,61 @@ async def test_receipts_cut_elsewhere_are_refused_and_the_next_peer_asked(
     assert target.storage.head() == source.head()
     assert _state(target.storage) == _state(source)
     assert target.stats.runs_refused == 1
+
+
+async def test_an_answer_larger_than_any_honest_one_is_not_read_whole(
+    session: aiohttp.ClientSession,
+    source: Storage,
+    target: Target,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The lying peer streams 32 MiB without a length; the node stops reading past its limit
+    # (1 MiB here) and asks the next peer. Read whole, all 32 MiB would have been taken.
+    monkeypatch.setattr(catchup, "HISTORY_BYTES_MAX", 1 << 20, raising=False)
+    written = [0]
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        chunk = bytes(64 << 10)
+        try:
+            for _ in range(512):
+                await response.write(chunk)
+                written[0] += len(chunk)
+        except ConnectionError:
+            pass  # the node hung up: the point of the test
+        return response
+
+    liar = web.Application()
+    liar.router.add_get("/peer/history", endless)
+    applied = await _catch_up(session, target, liar, _peer_app(source))
+
+    assert applied == BLOCKS and target.storage.head() == source.head()
+    assert written[0] < 16 << 20
+
+
+async def test_a_peer_answer_is_read_up_to_its_limit_with_or_without_a_length(
+    session: aiohttp.ClientSession,
+) -> None:
+    body = bytes(range(256)) * 4096  # 1 MiB
+
+    async def sized(request: web.Request) -> web.Response:
+        return web.Response(body=body)
+
+    app = web.Application()
+    app.router.add_get("/answer", sized)
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        url = server.make_url("/answer")
+        async with session.get(url) as response:
+            assert await read_capped(response, len(body)) == body
+        async with session.get(url) as response:
+            with pytest.raises(aiohttp.ClientPayloadError, match="more than the 1048575"):
+                await read_capped(response, len(body) - 1)
+    finally:
+        await server.close()
 
 
 async def test_blocks_without_a_write_set_are_executed_and_said_so(

@@ -111,14 +111,23 @@ class _Replica:
         self.view, self.primary, self.is_primary, self.view_active = 0, 0, False, True
 
 
-class _Answer:
-    status = 200
-
+class _Body:
     def __init__(self, body: bytes) -> None:
         self._body = body
 
-    async def read(self) -> bytes:
-        return self._body
+    async def iter_chunked(self, size: int) -> AsyncIterator[bytes]:
+        for start in range(0, len(self._body), size):
+            yield self._body[start : start + size]
+
+
+class _Answer:
+    """What node.peers reads of an aiohttp response."""
+
+    status = 200
+
+    def __init__(self, body: bytes) -> None:
+        self.content_length = len(body)
+        self.content = _Body(body)
 
 
 class _Session:
