@@ -54,8 +54,8 @@ class RequestsPending:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class CheckpointState:
-    """Block `height` (a multiple of the checkpoint interval) and the state digest after it."""
+class BlockState:
+    """Block `height` and the state digest after it."""
 
     height: int
     block_hash: bytes
@@ -67,16 +67,18 @@ class BlocksTransferred:
     """The node fetched, verified and executed committed blocks up to `header.height` (a state
     transfer asked for by `FetchBlocks`), reaching `state_digest`; `certificate` proves the last.
 
-    Feed it once, for the last block; blocks below it need no `BlockExecuted`. `checkpoints`:
-    the state after each transferred block at a checkpoint height, so the replica signs its
-    checkpoint for them as if it had executed them one by one (the others may need that vote).
+    Feed it once, for the last block; blocks below it need no `BlockExecuted`. `states`: the
+    state after each transferred block, as if the replica had executed them one by one: it
+    signs its checkpoint for those at checkpoint heights (the others may need that vote), and
+    checks the state claims of blocks proposed meanwhile against the last ones (a primary with
+    blocks in flight vouches for a state a few heights below the one it proposes on).
     """
 
     header: BlockHeader
     certificate: CommitCertificate
     state_digest: bytes
     now_ms: int = 0
-    checkpoints: tuple[CheckpointState, ...] = ()
+    states: tuple[BlockState, ...] = ()
 
     @property
     def height(self) -> int:

@@ -71,8 +71,8 @@ from consensus.config import BlockValidator, ChainPoint, ReplicaConfig, ReplicaS
 from consensus.errors import InvalidMessage, LocalProtocolError, StaleMessage
 from consensus.events import (
     BlockExecuted,
+    BlockState,
     BlocksTransferred,
-    CheckpointState,
     Event,
     MessageReceived,
     ProposeBatch,
@@ -489,7 +489,11 @@ class Replica(NormalCase):
         previous_height = self._committed_height
         self._committed_height = self._executed_height = height
         self._chain[height] = Link(event.block_hash, event.timestamp_ms)
-        self._digests = {height: event.state_digest}
+        kept = height - self._digests_kept()
+        self._digests = {
+            state.height: state.state_digest for state in event.states if state.height > kept
+        }
+        self._digests[height] = event.state_digest
         self._head_header, self._head_certificate = event.header, event.certificate
         self._proofs = {s: p for s, p in self._proofs.items() if s > height}
         self._ahead = {}
@@ -497,13 +501,11 @@ class Replica(NormalCase):
         if height > self._low:
             self._collect(height)
         self._next_seq = max(self._next_seq, height + 1)
-        self._sign_transferred_checkpoint(event.checkpoints, above=previous_height)
+        self._sign_transferred_checkpoint(event.states, above=previous_height)
         self._on_committed()
         self._progress(min(previous_high, height) + 1)
 
-    def _sign_transferred_checkpoint(
-        self, states: tuple[CheckpointState, ...], *, above: int
-    ) -> None:
+    def _sign_transferred_checkpoint(self, states: tuple[BlockState, ...], *, above: int) -> None:
         """Sign our checkpoint for the highest checkpoint height a transfer took us past.
 
         The others may need it: with f validators faulty, a checkpoint becomes stable only if

@@ -37,8 +37,8 @@ from consensus.config import ChainPoint
 from consensus.errors import ConsensusError, InvalidBlock
 from consensus.events import (
     BlockExecuted,
+    BlockState,
     BlocksTransferred,
-    CheckpointState,
     MessageReceived,
     ProposeBatch,
     RequestsPending,
@@ -928,18 +928,14 @@ class Node:
         if self.halted is not None or self.paused_at is not None or not items:
             return 0
         digest = b""
-        interval = self.params.checkpoint_interval
-        checkpoints: list[CheckpointState] = []
+        states: list[BlockState] = []
         with self.storage.batch():  # one database commit for the whole fetched run of blocks
             for item in items:
                 digest = self._store_transferred(item)
                 header = item.certified.header
-                if header.height % interval == 0:
-                    checkpoints.append(
-                        CheckpointState(
-                            height=header.height, block_hash=header.hash, state_digest=digest
-                        )
-                    )
+                states.append(
+                    BlockState(height=header.height, block_hash=header.hash, state_digest=digest)
+                )
         self.counters.blocks_transferred += len(items)
         last = items[-1].certified
         self.feed(
@@ -948,7 +944,7 @@ class Node:
                 certificate=last.certificate,
                 state_digest=digest,
                 now_ms=now_ms(),
-                checkpoints=tuple(checkpoints),
+                states=tuple(states),
             )
         )
         return len(items)

@@ -41,8 +41,8 @@ from consensus.config import ChainPoint
 from consensus.errors import ConsensusError, LivenessViolation, SafetyViolation
 from consensus.events import (
     BlockExecuted,
+    BlockState,
     BlocksTransferred,
-    CheckpointState,
     Event,
     MessageReceived,
     ProposeBatch,
@@ -630,25 +630,21 @@ class Simulation:
         top = peer.app.height if to_height is None else min(to_height, peer.app.height)
         if top <= node.app.height or node.app.height < node.replica.committed_height:
             return
-        interval = self.configs[node.index].checkpoint_interval
-        checkpoints: list[CheckpointState] = []
+        states: list[BlockState] = []
         for height in range(node.app.height + 1, top + 1):
             block, certificate, _ = peer.app.blocks[height]
             certificate.verify(chain_id=self.chain_id, validators=self.configs[0].validators)
             if node.honest:
                 self.checker.on_commit(node.index, block)
             digest = self._run_block(node, block, certificate)
-            if height % interval == 0:
-                checkpoints.append(
-                    CheckpointState(height=height, block_hash=block.hash, state_digest=digest)
-                )
+            states.append(BlockState(height=height, block_hash=block.hash, state_digest=digest))
         block, certificate, digest = node.app.blocks[top]
         event = BlocksTransferred(
             header=block.header,
             certificate=certificate,
             state_digest=digest,
             now_ms=self.now_ms,
-            checkpoints=tuple(checkpoints),
+            states=tuple(states),
         )
         self._feed(node, event)
 

@@ -8,7 +8,7 @@ from consensus import messages as m
 from consensus.actions import Action, Broadcast, FetchBlocks, Send, ViewEntered
 from consensus.config import ChainPoint
 from consensus.errors import ConfigError
-from consensus.events import BlocksTransferred, CheckpointState, RequestsPending, Tick
+from consensus.events import BlockState, BlocksTransferred, RequestsPending, Tick
 from consensus.messages import Message
 from consensus.replica import Replica, ReplicaStart
 from consensus.sim.harness import AcceptAll
@@ -220,14 +220,14 @@ def test_a_replica_signs_the_checkpoint_a_state_transfer_took_it_past() -> None:
     bench = Bench(checkpoint_interval=5, watermark_window=10)
     blocks = bench.chain(12)
     fifth, tenth = (
-        CheckpointState(height=h, block_hash=blocks[h - 1].hash, state_digest=bytes([h]) * 32)
+        BlockState(height=h, block_hash=blocks[h - 1].hash, state_digest=bytes([h]) * 32)
         for h in (5, 10)
     )
     transferred = BlocksTransferred(
         header=blocks[11].header,
         certificate=bench.certificate(blocks[11]),
         state_digest=DIGEST,
-        checkpoints=(fifth, tenth),
+        states=(fifth, tenth),
     )
     [checkpoint] = broadcasts(bench.replica.handle(transferred), m.Checkpoint)
     assert (checkpoint.seq, checkpoint.sender) == (10, 1)
@@ -277,3 +277,28 @@ def test_a_start_with_another_chains_genesis_is_refused() -> None:
             state_digest=GENESIS_DIGEST,
             genesis=other,
         )
+
+
+def test_after_a_transfer_blocks_proposed_on_an_older_state_are_still_checked() -> None:
+    # Replica 1 fetched blocks 1..6. The primary proposed block 7 while it had executed only
+    # block 5 (blocks in flight): its header vouches for the state after 5, which the replica
+    # knows from the transfer, not from executing block 5 itself.
+    bench = Bench(checkpoint_interval=2, watermark_window=4)
+    blocks = bench.chain(6)
+    states = tuple(
+        BlockState(height=h, block_hash=blocks[h - 1].hash, state_digest=bytes([h]) * 32)
+        for h in range(1, 7)
+    )
+    transferred = BlocksTransferred(
+        header=blocks[5].header,
+        certificate=bench.certificate(blocks[5]),
+        state_digest=states[-1].state_digest,
+        states=states,
+    )
+    bench.replica.handle(transferred)
+    assert bench.replica.committed_height == 6
+    seventh = bench.block(7, state_height=5, state_digest=bytes([5]) * 32)
+    actions = bench.deliver(bench.pre_prepare(seventh), now_ms=1_200)
+    assert not rejections(actions)
+    [prepare] = broadcasts(actions, m.Prepare)
+    assert prepare.seq == 7
