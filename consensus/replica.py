@@ -14,13 +14,17 @@ Normal case (`consensus.normalcase`), for each sequence number s between the wat
    (v, s), header fields, tx root, parent hash, timestamp, the state digest the header vouches for,
    then the application's `BlockValidator`). A pre-prepare whose parent s-1 is not known yet is
    buffered in its slot until the parent is accepted. Messages up to one window past the high
-   watermark are held in the log but not acted on until the watermarks move.
+   watermark are held in the log but not acted on until the watermarks move. A pre-prepare at or
+   below the installed new view's base, or for a height committed here with another block, is
+   refused and the primary suspected.
 3. A backup broadcasts Prepare(v, s, hash) for an accepted pre-prepare only once s-1 is prepared
-   here in the same view, or committed (or is the installed new view's base). This keeps every
-   prepared block's parent prepared at f+1 honest replicas, which the view change relies on.
+   here in the same view, or committed (or is the installed new view's base).
 4. Prepared(s) = accepted pre-prepare + 2f matching prepares from distinct backups (own included).
    The replica keeps the prepared proof of the highest view per seq for view changes, and
-   broadcasts Commit(v, s, hash), signed over exactly the ledger's commit payload.
+   broadcasts Commit(v, s, hash), signed over exactly the ledger's commit payload, once it has
+   sent its commit for s-1 in the same view (or s-1 is committed, or the new view's base). So a
+   commit certificate for a block means f+1 honest replicas prepared it and every block below it
+   in that view, which the view change relies on: a certificate alone proves a block final.
 5. Committed-local(s) = prepared + a quorum of matching commits. Blocks are handed out as
    `CommitBlock(block, certificate)` strictly in height order, each once.
 
@@ -47,7 +51,8 @@ view change for a view at or below theirs by sending it the new view they instal
 State transfer: when the replica learns that blocks above its committed height were committed (a
 stable checkpoint, 2f+1 commits, a view-change or new-view base, f+1 peers working beyond its
 high watermark), and it is stuck or cannot get there by itself, it emits `FetchBlocks`; the node
-feeds `BlocksTransferred` for the last block fetched, and the replica fast-forwards to it.
+feeds `BlocksTransferred` for the last block fetched, with the state after each block fetched,
+and the replica fast-forwards to it.
 `FetchBlocks` is re-emitted every `fetch_retry_ms` while there is no progress.
 
 Retransmission: on `Tick`, a replica that has not committed for `retransmit_ms` while slots are
@@ -56,8 +61,9 @@ and, while changing views, its view change. A replica that sees a peer far behin
 commits of its committed head (and the proof of its stable checkpoint) so the peer can fetch.
 
 Restart: the node persists everything the replica signed before sending it and the views it
-installed; a restarted replica gets them in `ReplicaStart` (`view`, `signed`) and resends those
-messages rather than ever signing something different for one (kind, view, seq). Every message is
+installed; a restarted replica gets them in `ReplicaStart` (`view`, `signed`, and the chain's
+start in `genesis`) and resends those messages rather than ever signing something different for
+one (kind, view, seq). Every message is
 signature-checked here; anything that breaks a rule becomes a `Rejected` action and changes
 nothing (`stale=True` when it merely came too late). Exact duplicates are ignored silently.
 """
