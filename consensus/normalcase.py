@@ -241,17 +241,7 @@ class NormalCase:
                 f"conflicting pre-prepare for view {pre_prepare.view} seq {pre_prepare.seq}: "
                 f"already have block {claimed.block.hash.hex()[:16]}"
             )
-        base = self._view_base
-        if base is not None and pre_prepare.seq <= base.height:
-            # A new view's blocks start above its base, which is committed; below it a primary
-            # has nothing to propose, and a replica still fetching the base must not take a
-            # block for those heights from anyone but the certificates.
-            reason = (
-                f"pre-prepare for seq {pre_prepare.seq} is at or below the base {base.height} "
-                f"of view {pre_prepare.view}"
-            )
-            self._suspect_primary(reason)
-            raise InvalidMessage(reason)
+        self._check_above_base(pre_prepare)
         check_header(pre_prepare, chain_id=self.config.chain_id)
         self._log.slot(pre_prepare.view, pre_prepare.seq).buffered = pre_prepare
         self._progress(pre_prepare.seq)
@@ -262,6 +252,7 @@ class NormalCase:
         assert pre_prepare is not None
         slot.buffered = None
         try:
+            self._check_above_base(pre_prepare)
             self._check_not_committed_otherwise(pre_prepare)
             check_parent(pre_prepare.block, parent)
             if not self._vouched_for(pre_prepare):
@@ -271,6 +262,25 @@ class NormalCase:
             self._reject(pre_prepare.sender, f"pre-prepare for seq {pre_prepare.seq}: {exc}")
             return
         slot.pre_prepare = pre_prepare
+
+    def _check_above_base(self, pre_prepare: PrePrepare) -> None:
+        """Refuse a block at or below the installed view's base.
+
+        A new view's blocks start above its base, which is committed; below it the primary has
+        nothing to propose, and a replica still fetching the base must take the blocks there
+        from their certificates only. Checked on arrival (against the last installed view's
+        base, committed too), and again when the block is accepted: one that came while the
+        view was being installed waits in its slot, and the base of its own view is known only
+        once the new view is in.
+        """
+        base = self._view_base
+        if base is not None and pre_prepare.seq <= base.height:
+            reason = (
+                f"pre-prepare for seq {pre_prepare.seq} is at or below the base {base.height} "
+                f"of view {pre_prepare.view}"
+            )
+            self._suspect_primary(reason)
+            raise InvalidMessage(reason)
 
     def _check_not_committed_otherwise(self, pre_prepare: PrePrepare) -> None:
         """Refuse a block for a height this replica committed another block at.
@@ -389,8 +399,8 @@ class NormalCase:
             return
         for s in range(max(seq, self._low + 1), self.high_watermark + 1):
             slot = self._log.get(self._view, s)
-            if slot is None:
-                break
+            if slot is None or not self._active:
+                break  # a missing slot, or a slot's primary just found faulty
             self._step(slot)
         self._emit_commits()
 

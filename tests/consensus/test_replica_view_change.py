@@ -364,3 +364,24 @@ def test_a_pre_prepare_with_another_block_for_a_committed_height_is_refused() ->
     [rejected] = rejections(actions)
     assert "is committed at seq 1" in rejected.reason
     assert not broadcasts(actions, m.Prepare) and not broadcasts(actions, m.Commit)
+
+
+def test_a_pre_prepare_below_the_base_that_came_before_the_new_view_is_refused_after_it() -> None:
+    # Replica 2 is changing to view 1 when the primary's pre-prepare for another block 1 comes:
+    # it waits in its slot, since the view is not installed. The new view then starts from
+    # block 1 (committed elsewhere) as its base, and the waiting block must not get a vote.
+    bench = Bench(index=2)
+    time_out(bench)
+    assert (bench.replica.view, bench.replica.view_active) == (1, False)
+    other = bench.block(1, proposer=1, view=1, timestamp_ms=GENESIS_TIME_MS + 99)
+    assert not broadcasts(bench.deliver(bench.pre_prepare(other, view=1, sender=1)))
+    block = bench.block(1)
+    changes = (
+        bench.view_change(0, 1, base=block),
+        bench.view_change(1, 1),
+        bench.view_change(3, 1),
+    )
+    actions = bench.deliver(sign_new_view(bench, changes, ()), now_ms=2_100)
+    assert ViewEntered(view=1) in actions
+    assert not broadcasts(actions, m.Prepare)
+    assert any("at or below the base 1 of view 1" in r.reason for r in rejections(actions))

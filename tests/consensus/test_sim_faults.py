@@ -228,3 +228,13 @@ def test_a_primary_offering_other_blocks_for_committed_heights_gets_no_votes(see
     rewrites = [out for message, out in sends if out is not message]
     assert rewrites and report.commits > 0
     assert all(simulation.nodes[i].replica.view >= 2 for i in (2, 3))
+
+
+def test_a_rewrite_offered_while_the_new_view_was_being_installed_gets_no_votes() -> None:
+    # Found by a sweep: the byzantine primary of view 1 offered another block for its new
+    # view's base height while replicas 0 and 2 were still waiting for that new view. The
+    # pre-prepare waited in its slot and was accepted once the view was installed; the checker
+    # saw two honest commits for it, which with the byzantine one make a certificate.
+    faults = FaultConfig.parse("crash,partition,loss,dup,reorder,delay", byzantine=1)
+    report = run_sim(4, 14_000_895, faults)
+    assert report.byzantine == (1,) and report.view_changes >= 1
