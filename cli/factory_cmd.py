@@ -522,7 +522,7 @@ def machine_up(machine: str, reason: str, **opts: Any) -> None:
 @submit_options("admin")
 @guarded
 def machine_flag(machine: str, probability_bp: int, reason: str, **opts: Any) -> None:
-    """Flag MACHINE at risk of failure (oracle or admin); its queued orders move away."""
+    """Flag MACHINE at risk of failure (admin only); its queued orders move away."""
     args = {"machine": machine, "probability_bp": probability_bp, "reason": reason}
     _send(opts, "machines", "flag_at_risk", args)
 

@@ -214,7 +214,7 @@ class MachinesContract(Contract):
         return {"machine": machine, "status": str(MachineStatus.RUNNING)}
 
     @method(
-        roles=(Role.ORACLE, Role.ADMIN),
+        roles=(Role.ADMIN,),
         args={
             "machine": _NAME,
             "probability_bp": Int(min=0, max=BASIS_POINTS),
@@ -225,7 +225,9 @@ class MachinesContract(Contract):
         self, call: Call, *, machine: str, probability_bp: int, reason: str
     ) -> dict[str, Any]:
         """Flag a machine at risk of failure (probability in basis points); it stops taking new
-        work and its queued orders move to other capable machines."""
+        work and its queued orders move to other capable machines. The admin's hand: an oracle
+        key alone never flags a machine, its reports count only toward a quorum (oracle.report).
+        """
         return flag_machine_at_risk(
             call, machine, probability_bp, source=call.sender_name, reason=reason
         )

@@ -189,14 +189,14 @@ CASES = [
         "machines.up needs role maintainer or admin; sender mia has machine",
     ),
     (
-        "ora",
+        "root",
         "machines",
         "flag_at_risk",
         {"machine": "m1", "probability_bp": 10_001},
         "machines.flag_at_risk: argument probability_bp must be at most 10000, got 10001",
     ),
     (
-        "ora",
+        "root",
         "machines",
         "flag_at_risk",
         {"machine": "m8", "probability_bp": 100},

@@ -80,7 +80,7 @@ calls = st.one_of(
     st.builds(lambda m: ("mia", "machines", "down", {"machine": m}), machine_ids),
     st.builds(lambda m: ("max", "machines", "up", {"machine": m}), machine_ids),
     st.builds(
-        lambda m, bp: ("ora", "machines", "flag_at_risk", {"machine": m, "probability_bp": bp}),
+        lambda m, bp: ("root", "machines", "flag_at_risk", {"machine": m, "probability_bp": bp}),
         machine_ids,
         st.integers(min_value=0, max_value=10_000),
     ),

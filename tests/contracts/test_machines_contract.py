@@ -145,13 +145,13 @@ def test_orders_in_production_stay_on_a_machine_that_goes_down(factory):
 def test_flag_at_risk_degrades_the_machine_and_moves_its_queue(factory):
     queue_two_on_m1(factory)
     receipt = factory.call(
-        "ora", "machines", "flag_at_risk", machine="m1", probability_bp=8_700, reason="torque"
+        "root", "machines", "flag_at_risk", machine="m1", probability_bp=8_700, reason="torque"
     )
     assert receipt.ok, receipt.error
     m1 = factory.query("machines", "m1")
     assert m1["status"] == "degraded"
     assert m1["at_risk"]["probability_bp"] == 8_700
-    assert m1["at_risk"]["source"] == "ora"
+    assert m1["at_risk"]["source"] == "root"
     assert factory.query("machines", "m2")["queue"] == ["ord-1", "ord-2"]
     reasons = {e.data["reason"] for e in receipt.events if e.kind == "reassign"}
     assert reasons == {"machine m1 at risk (8700 bp)"}
@@ -164,12 +164,13 @@ def test_flag_at_risk_degrades_the_machine_and_moves_its_queue(factory):
     assert factory.query("machines", "m1")["at_risk"] is None
 
 
-def test_flag_at_risk_needs_oracle_or_admin(factory):
+def test_flag_at_risk_needs_the_admin_not_one_oracle(factory):
+    # One oracle key flagging a machine by itself would bypass the oracle's quorum.
     receipt = factory.call("max", "machines", "flag_at_risk", machine="m1", probability_bp=1)
-    assert (
-        receipt.error
-        == "machines.flag_at_risk needs role oracle or admin; sender max has maintainer"
-    )
+    assert receipt.error == "machines.flag_at_risk needs role admin; sender max has maintainer"
+    receipt = factory.call("ora", "machines", "flag_at_risk", machine="m1", probability_bp=9_999)
+    assert receipt.error == "machines.flag_at_risk needs role admin; sender ora has oracle"
+    assert factory.query("machines", "m1")["status"] == "running"
 
 
 def test_downtime_is_accounted_from_block_timestamps(factory):
