@@ -182,7 +182,17 @@ class OracleContract(Contract):
         if call.state.get(reading_key(machine, seq)) is None:
             raise NotFoundError(f"report {index}: machine {machine} has no committed reading {seq}")
         key = prediction_key(machine, seq)
-        record = read_map(call.state, key) or {
+        record = read_map(call.state, key)
+        if record is not None and bytes(record["model"]) != model["hash"]:
+            if record["final"]:
+                raise ConflictError(
+                    f"report {index}: {machine} reading {seq} was decided with model "
+                    f"{bytes(record['model']).hex()[:16]}, not the registered one"
+                )
+            # The model was replaced before its reports made a quorum: they no longer count,
+            # and one prediction is never the median of two models' reports.
+            record = None
+        record = record or {
             "machine": machine,
             "seq": seq,
             "model": model["hash"],

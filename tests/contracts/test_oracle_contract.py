@@ -152,6 +152,44 @@ def test_reports_are_events_only_once_a_prediction_is_decided(plant: Chain) -> N
     assert late.ok and late.events == ()
 
 
+def _register(chain: Chain, model: bytes, threshold_bp: int) -> None:
+    receipt = chain.call(
+        "root",
+        "oracle",
+        "register_model",
+        model_hash=model,
+        name="rf2",
+        features=["torque_nm", "wear_min"],
+        threshold_bp=threshold_bp,
+        horizon=5,
+    )
+    assert receipt.ok, receipt.error
+
+
+def test_reports_of_a_replaced_model_do_not_count_toward_the_new_ones_quorum(
+    plant: Chain,
+) -> None:
+    assert _report(plant, "ora1", 1, 9000).ok  # with MODEL
+    _register(plant, OTHER_MODEL, 6000)
+    assert _report(plant, "ora2", 1, 7000, OTHER_MODEL).ok
+    prediction = plant.query("oracle", "prediction", "m1", "1")
+    assert (prediction["final"], prediction["reports"]) == (False, {"ora2": 7000})
+    assert prediction["model"] == OTHER_MODEL.hex()
+    assert _report(plant, "ora3", 1, 6500, OTHER_MODEL).ok
+    prediction = plant.query("oracle", "prediction", "m1", "1")
+    assert (prediction["final"], prediction["value_bp"]) == (True, 6500)
+
+
+def test_a_prediction_decided_with_one_model_takes_no_report_of_another(plant: Chain) -> None:
+    assert _report(plant, "ora1", 1, 1200).ok
+    assert _report(plant, "ora2", 1, 1000).ok
+    _register(plant, OTHER_MODEL, 6000)
+    receipt = _report(plant, "ora3", 1, 9000, OTHER_MODEL)
+    assert receipt.error is not None and "was decided with model" in receipt.error
+    prediction = plant.query("oracle", "prediction", "m1", "1")
+    assert (prediction["value_bp"], prediction["model"]) == (1000, MODEL.hex())
+
+
 def test_only_the_admin_registers_a_model(plant: Chain) -> None:
     receipt = plant.call(
         "ora1",
