@@ -56,7 +56,9 @@ MODEL_KEY = b"oracle/model"
 PREDICTION_PREFIX = b"oracle/prediction/"
 BASIS_POINTS = 10_000
 TOLERANCE_BP_DEFAULT = 500
-REPORTS_PER_TX_MAX = 500
+# 2 events each when they decide their predictions, plus the flags, work orders and moved
+# orders of machines found at risk: well under a transaction's EVENTS_MAX.
+REPORTS_PER_TX_MAX = 100
 
 _NAME = Str(min_len=1, max_len=64, pattern=NAME_PATTERN)
 REPORT = Record(

@@ -28,7 +28,8 @@ from contracts.oracle import REPORTS_PER_TX_MAX, registered_model
 from contracts.receipt import Receipt
 from ledger.block import Block
 from ledger.crypto import KeyPair
-from ledger.tx import Transaction
+from ledger.encoding import encode
+from ledger.tx import NONCE_MAX, TX_BYTES_MAX_DEFAULT, Transaction
 from node.errors import Rejection
 from node.storage import Storage
 
@@ -42,6 +43,8 @@ REPORT_INTERVAL_S = 0.5
 # Readings held for reporting while the node refuses reports as busy (about 100 s of the
 # demo's machines); the oldest are dropped beyond.
 PENDING_MAX = 10_000
+# The msgpack header of the reports list grows from 1 byte (empty) to at most 3 (>= 16 items).
+LIST_HEADER_GROWTH = 2
 
 
 def readings_of(block: Block, receipts: Sequence[Receipt]) -> list[tuple[str, dict[str, Any]]]:
@@ -85,6 +88,7 @@ class OracleRunner:
         submit: Callable[[bytes], object],
         busy: Callable[[], bool],
         report_interval_s: float = REPORT_INTERVAL_S,
+        tx_bytes_max: int = TX_BYTES_MAX_DEFAULT,
     ) -> None:
         self.keys = keys
         self.chain_id = chain_id
@@ -94,6 +98,7 @@ class OracleRunner:
         self._submit = submit
         self._busy = busy
         self.report_interval_s = report_interval_s
+        self.tx_bytes_max = tx_bytes_max
         self._reported_at = -float("inf")  # time.monotonic() of the last report
         self._retrying = False  # the last report was refused as busy: wait before the next
         self._pending: list[tuple[str, dict[str, Any]]] = []
@@ -171,16 +176,16 @@ class OracleRunner:
         return model
 
     def _report(self, model_hash: bytes, readings: list[Reading], values: list[int]) -> int | None:
-        """Submit the reports, REPORTS_PER_TX_MAX a transaction. Returns the index of the first
-        reading to report again because the node refused its transaction as busy (a full
-        mempool or admission queue: 503), or None. Any other refusal is final: logged, and
-        those reports are dropped."""
+        """Submit the reports in transactions the chain takes (see `_parts`). Returns the index
+        of the first reading to report again because the node refused its transaction as busy
+        (a full mempool or admission queue: 503), or None. Any other refusal is final: logged,
+        and those reports are dropped."""
         reports = [
             {"machine": r.machine_id, "seq": r.seq, "probability_bp": int(v)}
             for r, v in zip(readings, values, strict=True)
         ]
-        for start in range(0, len(reports), REPORTS_PER_TX_MAX):
-            part = reports[start : start + REPORTS_PER_TX_MAX]
+        start = 0
+        for part in self._parts(model_hash, reports):
             tx = Transaction.create(
                 self.keys,
                 chain_id=self.chain_id,
@@ -198,9 +203,38 @@ class OracleRunner:
                 self.last_error = message
                 if exc.status == HTTPStatus.SERVICE_UNAVAILABLE:
                     return start
-                continue
-            self.reports_submitted += len(part)
+            else:
+                self.reports_submitted += len(part)
+            start += len(part)
         return None
+
+    def _parts(
+        self, model_hash: bytes, reports: list[dict[str, Any]]
+    ) -> list[list[dict[str, Any]]]:
+        """`reports` cut into transactions of at most REPORTS_PER_TX_MAX reports and
+        `tx_bytes_max` bytes (a long machine name makes a report of about 60 bytes)."""
+        empty = Transaction.create(
+            self.keys,
+            chain_id=self.chain_id,
+            nonce=NONCE_MAX,  # the longest encoding a nonce can take
+            contract="oracle",
+            method="report",
+            args={"model_hash": model_hash, "reports": []},
+        )
+        budget = self.tx_bytes_max - len(empty.wire) - LIST_HEADER_GROWTH
+        parts: list[list[dict[str, Any]]] = []
+        part: list[dict[str, Any]] = []
+        size = 0
+        for report in reports:
+            length = len(encode(report))
+            if part and (len(part) == REPORTS_PER_TX_MAX or size + length > budget):
+                parts.append(part)
+                part, size = [], 0
+            part.append(report)
+            size += length
+        if part:
+            parts.append(part)
+        return parts
 
     def status(self) -> dict[str, Any]:
         return {

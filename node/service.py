@@ -306,6 +306,7 @@ class Node:
                 submit=functools.partial(self.submit, from_client=False),
                 # Others' transactions wait here: the node is under load.
                 busy=lambda: len(self.mempool) > self.mempool.pending_count(oracle_keys.public_key),
+                tx_bytes_max=genesis.params.tx_bytes_max,
             )
         self._session: aiohttp.ClientSession | None = None
         self.byzantine: Byzantine | None = (

@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import pytest
 
-from contracts.oracle import MODEL_KEY
+from contracts.oracle import MODEL_KEY, REPORTS_PER_TX_MAX
 from contracts.state import MemoryState
 from ledger.crypto import KeyPair
 from ledger.encoding import encode
@@ -309,3 +309,27 @@ async def test_a_node_that_keeps_refusing_as_busy_is_asked_once_an_interval_even
     assert min(gaps) >= 0.2 - 0.01, gaps
     assert runner.status()["pending"] == 2  # still held for the next attempt
     assert runner.reports_submitted == 0
+
+
+@pytest.mark.parametrize("tx_bytes_max", [4 * 1024, 16 * 1024])
+def test_reports_are_cut_into_transactions_the_chain_takes(
+    tmp_path: Path, tx_bytes_max: int
+) -> None:
+    # 500 readings of machines with 32-character names: one transaction of them would be 30 KiB,
+    # and every piece must fit the chain's transaction size and the contract's report count.
+    submitted: list[Transaction] = []
+    runner = _runner(MemoryState(), tmp_path, submitted)
+    runner.tx_bytes_max = tx_bytes_max
+    name = "m" * 31
+    readings = [to_reading(f"{name}{i % 10}", {**READINGS[0][1], "seq": i}) for i in range(500)]
+    values = [i * 19 % 10_001 for i in range(500)]
+    assert runner._report(bytes(32), readings, values) is None
+    assert runner.reports_submitted == 500 and runner.last_error is None
+    assert all(len(tx.wire) <= tx_bytes_max for tx in submitted)
+    assert all(len(tx.args["reports"]) <= REPORTS_PER_TX_MAX for tx in submitted)
+    sent = [
+        (r["machine"], r["seq"], r["probability_bp"])
+        for tx in submitted
+        for r in tx.args["reports"]
+    ]
+    assert sent == [(r.machine_id, r.seq, v) for r, v in zip(readings, values, strict=True)]
