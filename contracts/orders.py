@@ -154,6 +154,13 @@ class OrdersContract(Contract):
         updated = transition(call, record, "complete")
         machine = existing_machine(call.state, record.machine)
         check_operator(call, machine)
+        if machine.status is MachineStatus.MAINTENANCE:
+            # Its production is paused (maintenance.take booked the time worked so far) and
+            # resumes when the work order closes; nothing is produced meanwhile.
+            raise ConflictError(
+                f"order {record.id} is paused: machine {machine.id} is under maintenance "
+                f"(work order {machine.work_order})"
+            )
         worked_ms = max(0, call.block.timestamp_ms - machine.producing_since_ms)
         write_machine(
             call,

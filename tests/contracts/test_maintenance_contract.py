@@ -105,12 +105,24 @@ def test_maintenance_pauses_the_order_in_production_until_the_work_order_closes(
     machine = factory.query("machines", "m1")
     assert (machine["status"], machine["producing"]) == ("maintenance", "ord-1")
     assert factory.query("orders", "ord-1")["state"] == "in_production"
+    # Paused: it cannot be completed under maintenance (its time worked is booked already).
+    refused = factory.call("mia", "orders", "complete", order="ord-1")
+    assert (
+        refused.error == "order ord-1 is paused: machine m1 is under maintenance (work order wo-1)"
+    )
+    worked = factory.query("machines", "m1")["production_ms"]
+    for _ in range(3):
+        factory.run()  # time under maintenance is not production time
     closed = factory.call(
         "max", "maintenance", "close", work_order="wo-1", actions=["tool_replaced"]
     )
     assert closed.ok, closed.error
     assert factory.query("machines", "m1")["producing"] == "ord-1"
+    resumed_ms = factory.query("machines", "m1")["producing_since_ms"]
     done = factory.call("mia", "orders", "complete", order="ord-1")
     assert done.ok, done.error
+    finished_ms = factory.query("orders", "ord-1")["updated_ms"]
+    machine = factory.query("machines", "m1")
+    assert machine["production_ms"] == worked + finished_ms - resumed_ms
     kinds = [e.kind for e in taken.events + closed.events]
     assert "production_pause" in kinds and "production_resume" in kinds
