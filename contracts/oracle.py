@@ -199,6 +199,7 @@ class OracleContract(Contract):
             "seq": seq,
             "model": model["hash"],
             "reports": {},
+            "reporter_keys": [],
             "final": False,
             "value_bp": None,
             "final_height": None,
@@ -207,11 +208,14 @@ class OracleContract(Contract):
             "at_risk": False,
         }
         reporter = call.sender_name
-        if reporter in record["reports"]:
+        # Counted by key: an identity removed and added again under another name is the same
+        # reporter, and must not count twice toward the quorum.
+        if reporter in record["reports"] or call.sender in record["reporter_keys"]:
             raise ConflictError(
                 f"report {index}: {reporter} already reported on {machine} reading {seq}"
             )
         record["reports"] = {**record["reports"], reporter: value}
+        record["reporter_keys"] = sorted([*record["reporter_keys"], call.sender])
         decided_now = False
         if record["final"]:
             record["late"] = sorted({*record["late"], reporter})
@@ -286,4 +290,8 @@ def _model_view(model: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _prediction_view(record: dict[str, Any]) -> dict[str, Any]:
-    return {**record, "model": bytes(record["model"]).hex()}
+    return {
+        **record,
+        "model": bytes(record["model"]).hex(),
+        "reporter_keys": [bytes(key).hex() for key in record["reporter_keys"]],
+    }

@@ -190,6 +190,19 @@ def test_a_prediction_decided_with_one_model_takes_no_report_of_another(plant: C
     assert (prediction["value_bp"], prediction["model"]) == (1000, MODEL.hex())
 
 
+def test_a_key_renamed_by_the_admin_is_still_one_reporter(plant: Chain) -> None:
+    assert _report(plant, "ora1", 1, 9000).ok
+    key = plant.keys("ora1").public_key
+    assert plant.call("root", "identity", "remove", name="ora1").ok
+    added = plant.call("root", "identity", "add", name="ora9", public_key=key, roles=["oracle"])
+    assert added.ok, added.error
+    receipt = _report(plant, "ora1", 1, 9000)  # signed with the same key, now named ora9
+    assert receipt.error is not None and "ora9 already reported" in receipt.error
+    prediction = plant.query("oracle", "prediction", "m1", "1")
+    assert (prediction["final"], prediction["reports"]) == (False, {"ora1": 9000})
+    assert prediction["reporter_keys"] == [key.hex()]
+
+
 def test_only_the_admin_registers_a_model(plant: Chain) -> None:
     receipt = plant.call(
         "ora1",
