@@ -24,7 +24,7 @@ def _nonce_of(key: bytes, record: dict[str, Any]) -> int:
     try:
         return expect_int(record.get("next"), "next nonce")
     except ValidationError as exc:
-        raise StateError(f"nonce record at {key!r}: {exc}") from exc
+        raise StateError(f"nonce record at {key!a}: {exc}") from exc
 
 
 _NONCES: RecordMemo[int] = RecordMemo(_nonce_of)

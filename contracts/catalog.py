@@ -80,20 +80,20 @@ def resolve_spec(
     record = read_product(state, product)
     if record is None:
         known = ", ".join(_product_names(state)) or "none published"
-        raise NotFoundError(f"no product {product!r} in the catalog; products: {known}")
+        raise NotFoundError(f"no product {product!a} in the catalog; products: {known}")
     if record.get("retired"):
         raise ConflictError(f"product {product} is retired and takes no new orders")
     variants: dict[str, Any] = record["variants"]
     if variant not in variants:
         raise NotFoundError(
-            f"product {product} has no variant {variant!r}; variants: {', '.join(sorted(variants))}"
+            f"product {product} has no variant {variant!a}; variants: {', '.join(sorted(variants))}"
         )
     groups: dict[str, Any] = record["options"]
     unknown = sorted(set(options) - set(groups))
     if unknown:
         names = ", ".join(sorted(groups)) or "none"
         raise NotFoundError(
-            f"product {product} has no option group {unknown[0]!r}; option groups: {names}"
+            f"product {product} has no option group {unknown[0]!a}; option groups: {names}"
         )
     parts = [variants[variant]]
     for group in sorted(groups):
@@ -104,7 +104,7 @@ def resolve_spec(
             raise ConflictError(f"option group {group} of {product} needs a choice: {listed}")
         if choice not in choices:
             raise NotFoundError(
-                f"option group {group} of {product} has no choice {choice!r}; choices: {listed}"
+                f"option group {group} of {product} has no choice {choice!a}; choices: {listed}"
             )
         parts.append(choices[choice])
     return _combine(parts, quantity)
@@ -139,7 +139,7 @@ def _check_product(product: str, variants: Mapping[str, Any], options: Mapping[s
             raise ConflictError(f"option group {group} of {product} needs at least one choice")
         if default and default not in choices:
             raise ConflictError(
-                f"option group {group} of {product}: default {default!r} is not one of its "
+                f"option group {group} of {product}: default {default!a} is not one of its "
                 f"choices ({', '.join(sorted(choices))})"
             )
 
@@ -188,7 +188,7 @@ class CatalogContract(Contract):
         """Stop taking orders for a product; orders already placed go on."""
         record = read_product(call.state, product)
         if record is None:
-            raise NotFoundError(f"no product {product!r} in the catalog")
+            raise NotFoundError(f"no product {product!a} in the catalog")
         if record.get("retired"):
             raise ConflictError(f"product {product} is already retired")
         write_map(call.state, product_key(product), {**record, "retired": True})
@@ -204,6 +204,6 @@ class CatalogContract(Contract):
         if len(path) == 1:
             record = read_product(state, path[0])
             if record is None:
-                raise QueryError(f"no product {path[0]!r} in the catalog")
+                raise QueryError(f"no product {path[0]!a} in the catalog")
             return record
-        raise QueryError(f"catalog queries take [] or [product], got {list(path)!r}")
+        raise QueryError(f"catalog queries take [] or [product], got {list(path)!a}")

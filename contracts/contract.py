@@ -58,7 +58,7 @@ class Call:
             # Input can drive the count (one event per list item), so this fails the transaction.
             raise ExecutionError(f"a transaction may emit at most {EVENTS_MAX} events")
         if len(kind) > NAME_LENGTH_MAX or len(subject) > SUBJECT_LENGTH_MAX:
-            raise ValueError(f"event kind or subject too long: {kind[:80]!r}, {subject[:80]!r}")
+            raise ValueError(f"event kind or subject too long: {kind[:80]!a}, {subject[:80]!a}")
         # Round-tripping through the codec fails here, at the culprit, on data the digest could
         # not hash, and leaves the event with its own copy in canonical form.
         self.events.append(
@@ -160,7 +160,7 @@ class Contract:
         if name is not None and not (
             isinstance(name, str) and re.fullmatch(CONTRACT_NAME_PATTERN, name)
         ):
-            raise DefinitionError(f"{cls.__qualname__}: contract name {name!r} is not valid")
+            raise DefinitionError(f"{cls.__qualname__}: contract name {name!a} is not valid")
 
     def invoke(self, spec: MethodSpec, call: Call, args: Mapping[str, Any]) -> Any:
         return spec.function(self, call, **args)

@@ -80,7 +80,7 @@ class IdentityRecord:
                 status=IdentityStatus(expect_str(value.get("status"), "status")),
             )
         except (ValidationError, ValueError) as exc:
-            raise StateError(f"identity record at {key!r} is malformed: {exc}") from exc
+            raise StateError(f"identity record at {key!a} is malformed: {exc}") from exc
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -119,10 +119,10 @@ def find_identity(state: StateReader, name: str) -> IdentityRecord | None:
         return None
     public_key = index.get("public_key")
     if not isinstance(public_key, bytes):
-        raise StateError(f"name index at {key!r} has no public key")
+        raise StateError(f"name index at {key!a} has no public key")
     record = read_identity(state, public_key)
     if record is None or record.name != name:
-        raise StateError(f"name index at {key!r} points at no identity named {name!r}")
+        raise StateError(f"name index at {key!a} points at no identity named {name!a}")
     return record
 
 
@@ -165,7 +165,7 @@ class IdentityContract(Contract):
     def add(self, call: Call, *, name: str, public_key: bytes, roles: list[str]) -> dict[str, Any]:
         """Register a new member with roles; the name and the key must both be unused."""
         if find_identity(call.state, name) is not None:
-            raise ConflictError(f"an identity named {name!r} already exists")
+            raise ConflictError(f"an identity named {name!a} already exists")
         holder = read_identity(call.state, public_key)
         if holder is not None:
             raise ConflictError(f"public key {public_key.hex()} already belongs to {holder.name}")
@@ -214,9 +214,9 @@ class IdentityContract(Contract):
         if len(path) == 1:
             record = find_identity(state, path[0])
             if record is None:
-                raise QueryError(f"no identity named {path[0]!r}")
+                raise QueryError(f"no identity named {path[0]!a}")
             return record.summary()
-        raise QueryError(f"identity queries take [] or [name], got {list(path)!r}")
+        raise QueryError(f"identity queries take [] or [name], got {list(path)!a}")
 
 
 def _by_name(state: StateReader) -> list[IdentityRecord]:
@@ -226,7 +226,7 @@ def _by_name(state: StateReader) -> list[IdentityRecord]:
 def _existing(state: StateReader, name: str) -> IdentityRecord:
     record = find_identity(state, name)
     if record is None:
-        raise NotFoundError(f"no identity named {name!r}")
+        raise NotFoundError(f"no identity named {name!a}")
     return record
 
 

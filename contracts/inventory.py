@@ -222,7 +222,7 @@ class InventoryContract(Contract):
     def query(self, state: StateReader, path: Sequence[str]) -> Any:
         if len(path) > 2:
             raise QueryError(
-                f"inventory queries take [], [item] or [item, location], got {list(path)!r}"
+                f"inventory queries take [], [item] or [item, location], got {list(path)!a}"
             )
         for name in path:
             if (
@@ -231,7 +231,7 @@ class InventoryContract(Contract):
                 or len(name) > 64
             ):
                 raise QueryError(
-                    f"{name!r} is not an item or location name (1-64 of {NAME_PATTERN})"
+                    f"{name!a} is not an item or location name (1-64 of {NAME_PATTERN})"
                 )
         if len(path) == 2:
             value = read_map(state, stock_key(path[0], path[1]))

@@ -104,7 +104,7 @@ class Machine:
     def from_map(cls, key: bytes, machine_id: str, value: Mapping[str, Any]) -> Machine:
         expected = {item.name for item in fields(cls)} - {"id"}
         if set(value) != expected:
-            raise StateError(f"machine record at {key!r} has fields {sorted(value)}")
+            raise StateError(f"machine record at {key!a} has fields {sorted(value)}")
         try:
             return cls(
                 **{
@@ -115,7 +115,7 @@ class Machine:
                 }
             )
         except (TypeError, ValueError) as exc:
-            raise StateError(f"machine record at {key!r} is malformed: {exc}") from exc
+            raise StateError(f"machine record at {key!a} is malformed: {exc}") from exc
 
 
 def machine_key(machine_id: str) -> bytes:
@@ -144,7 +144,7 @@ def existing_machine(state: StateReader, machine_id: str) -> Machine:
     machine = read_machine(state, machine_id)
     if machine is None:
         known = ", ".join(m.id for m in all_machines(state)) or "none registered"
-        raise NotFoundError(f"no machine {machine_id!r}; machines: {known}")
+        raise NotFoundError(f"no machine {machine_id!a}; machines: {known}")
     return machine
 
 

@@ -237,7 +237,7 @@ class MachinesContract(Contract):
             return {machine.id: _view(state, machine) for machine in all_machines(state)}
         machine = read_machine(state, path[0])
         if machine is None:
-            raise QueryError(f"no machine {path[0]!r}")
+            raise QueryError(f"no machine {path[0]!a}")
         if len(path) == 1:
             return _view(state, machine)
         if path[1] == "readings" and len(path) == 2:
@@ -249,7 +249,7 @@ class MachinesContract(Contract):
             return {"seq": int(path[2]), **reading}
         raise QueryError(
             f"machines queries take [], [machine], [machine, 'readings'] or "
-            f"[machine, 'readings', seq], got {list(path)!r}"
+            f"[machine, 'readings', seq], got {list(path)!a}"
         )
 
 

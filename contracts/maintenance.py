@@ -215,9 +215,9 @@ class MaintenanceContract(Contract):
         if len(path) == 1:
             text = path[0]
             if not (text.startswith("wo-") and is_decimal(text[3:]) and len(text) <= 15):
-                raise QueryError(f"{text!r} is not a work order id (wo-<n>)")
+                raise QueryError(f"{text!a} is not a work order id (wo-<n>)")
             record = read_work_order(state, text)
             if record is None:
                 raise QueryError(f"no work order {text}")
             return {"id": text, **record}
-        raise QueryError(f"maintenance queries take [] or [work order], got {list(path)!r}")
+        raise QueryError(f"maintenance queries take [] or [work order], got {list(path)!a}")

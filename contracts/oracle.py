@@ -279,7 +279,7 @@ class OracleContract(Contract):
             return _prediction_view(record)
         raise QueryError(
             "oracle queries take [], ['model'], ['predictions', machine] or "
-            f"['prediction', machine, seq], got {list(path)!r}"
+            f"['prediction', machine, seq], got {list(path)!a}"
         )
 
 

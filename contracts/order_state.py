@@ -111,7 +111,7 @@ class Order:
     def from_map(cls, key: bytes, number: int, value: dict[str, Any]) -> Order:
         expected = {item.name for item in fields(cls)} - {"number"}
         if set(value) != expected:
-            raise StateError(f"order record at {key!r} has fields {sorted(value)}")
+            raise StateError(f"order record at {key!a} has fields {sorted(value)}")
         try:
             return cls(
                 **{
@@ -122,7 +122,7 @@ class Order:
                 }
             )
         except (TypeError, ValueError) as exc:
-            raise StateError(f"order record at {key!r} is malformed: {exc}") from exc
+            raise StateError(f"order record at {key!a} is malformed: {exc}") from exc
 
 
 def order_id(number: int) -> str:

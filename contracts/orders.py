@@ -224,12 +224,12 @@ class OrdersContract(Contract):
         if len(path) == 1:
             text = path[0]
             if not (text.startswith("ord-") and is_decimal(text[4:]) and len(text) <= 16):
-                raise QueryError(f"{text!r} is not an order id (ord-<n>)")
+                raise QueryError(f"{text!a} is not an order id (ord-<n>)")
             order = read_order(state, text)
             if order is None:
                 raise QueryError(f"no order {text}")
             return {**order.summary(), "reservation": read_order_reservation(state, text)}
-        raise QueryError(f"orders queries take [] or [order id], got {list(path)!r}")
+        raise QueryError(f"orders queries take [] or [order id], got {list(path)!a}")
 
 
 def _begin_production(call: Call, order: Order, *, rework: bool = False) -> None:

@@ -88,7 +88,7 @@ class Runtime:
             if not isinstance(name, str):
                 raise DefinitionError(f"{type(contract).__qualname__} has no contract name")
             if name in self._contracts:
-                raise DefinitionError(f"two contracts are named {name!r}")
+                raise DefinitionError(f"two contracts are named {name!a}")
             self._contracts[name] = contract
 
     @classmethod
@@ -190,12 +190,12 @@ class Runtime:
         contract = self._contracts.get(contract_name)
         if contract is None:
             known = ", ".join(self.contract_names)
-            raise RejectedError(f"unknown contract {contract_name!r}; known contracts: {known}")
+            raise RejectedError(f"unknown contract {contract_name!a}; known contracts: {known}")
         spec = contract.methods.get(method_name)
         if spec is None:
             known = ", ".join(sorted(contract.methods))
             raise RejectedError(
-                f"contract {contract_name} has no method {method_name!r}; its methods: {known}"
+                f"contract {contract_name} has no method {method_name!a}; its methods: {known}"
             )
         return contract, spec
 
@@ -232,7 +232,7 @@ class Runtime:
         found = self._contracts.get(contract)
         if found is None:
             known = ", ".join(self.contract_names)
-            raise QueryError(f"unknown contract {contract!r}; known contracts: {known}")
+            raise QueryError(f"unknown contract {contract!a}; known contracts: {known}")
         return found.query(state, path)
 
     def describe(self) -> dict[str, Any]:
@@ -255,7 +255,7 @@ def _gate(
     if not identity.active:
         return f"identity {identity.name} is {identity.status}"
     if tx.chain_id != chain_id:
-        return f"transaction is for chain {tx.chain_id!r}, this chain is {chain_id!r}"
+        return f"transaction is for chain {tx.chain_id!a}, this chain is {chain_id!a}"
     expected = accounts.next_nonce(state, tx.sender)
     if tx.nonce < expected:
         return f"nonce {tx.nonce} already used (next is {expected})"

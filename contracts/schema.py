@@ -129,7 +129,7 @@ class Str(ArgType):
         if not self.min_len <= len(value) <= self.max_len:
             raise ArgumentError(f"{where} must be {self.expected()}, got {len(value)} characters")
         if self.pattern is not None and _compiled(self.pattern).fullmatch(value) is None:
-            raise ArgumentError(f"{where} must be {self.expected()}, got {value[:80]!r}")
+            raise ArgumentError(f"{where} must be {self.expected()}, got {value[:80]!a}")
         return value
 
     def spec(self) -> dict[str, Any]:
@@ -196,7 +196,7 @@ class Choice(ArgType):
         if not isinstance(value, str):
             raise self._mistyped(value, where)
         if value not in self.values:
-            raise ArgumentError(f"{where} must be {self.expected()}, got {value[:80]!r}")
+            raise ArgumentError(f"{where} must be {self.expected()}, got {value[:80]!a}")
         return value
 
     def spec(self) -> dict[str, Any]:
@@ -261,7 +261,7 @@ class MapOf(ArgType):
         # Sorted so the first error reported is the same on every node.
         for key in sorted(value, key=_key_order):
             checked_key = self.key.check(key, f"{where} key")
-            checked[checked_key] = self.value.check(value[key], f"{where}[{key!r}]")
+            checked[checked_key] = self.value.check(value[key], f"{where}[{key!a}]")
         return checked
 
     def spec(self) -> dict[str, Any]:
@@ -309,7 +309,7 @@ class Record(ArgType):
 
 def _key_order(key: Any) -> tuple[int, str]:
     # Decoded maps only have str keys, but in-process args may not; order those after strings.
-    return (0, key) if isinstance(key, str) else (1, repr(key))
+    return (0, key) if isinstance(key, str) else (1, ascii(key))
 
 
 _PATTERNS: dict[str, re.Pattern[str]] = {}

@@ -151,9 +151,9 @@ def decode_map(key: bytes, raw: bytes) -> dict[str, Any]:
     try:
         value = decode(raw)
     except EncodingError as exc:
-        raise StateError(f"state value at {key!r} is not canonical: {exc}") from exc
+        raise StateError(f"state value at {key!a} is not canonical: {exc}") from exc
     if not isinstance(value, dict):
-        raise StateError(f"state value at {key!r} is a {type(value).__name__}, expected a map")
+        raise StateError(f"state value at {key!a} is a {type(value).__name__}, expected a map")
     return value
 
 

@@ -61,7 +61,7 @@ class Stock:
             or not _is_int(reserved)
             or not 0 <= reserved <= on_hand
         ):
-            raise StateError(f"stock record at {key!r} is malformed: {value!r}")
+            raise StateError(f"stock record at {key!a} is malformed: {value!a}")
         return cls(on_hand=on_hand, reserved=reserved)
 
 
@@ -138,7 +138,7 @@ def _read_int(state: StateReader, key: bytes, field: str) -> int | None:
         return None
     number = value.get(field)
     if not _is_int(number) or number < 0:
-        raise StateError(f"record at {key!r} has no non-negative integer {field}: {value!r}")
+        raise StateError(f"record at {key!a} has no non-negative integer {field}: {value!a}")
     return int(number)
 
 
@@ -277,13 +277,13 @@ def _settle_order(call: Call, order_id: str, *, consume: bool) -> None:
     location = reservation.get("location")
     lines = reservation.get("lines")
     if not isinstance(location, str) or not isinstance(lines, dict):
-        raise StateError(f"reservation of {order_id} is malformed: {reservation!r}")
+        raise StateError(f"reservation of {order_id} is malformed: {reservation!a}")
     for item in sorted(lines):
         qty = lines[item]
         stock = read_stock(own.state, item, location)
         held = read_allocated(own.state, item, location)
         if not _is_int(qty) or qty > held:
-            raise StateError(f"reservation of {order_id} holds {qty!r} {item}, only {held} held")
+            raise StateError(f"reservation of {order_id} holds {qty!a} {item}, only {held} held")
         on_hand = stock.on_hand - qty if consume else stock.on_hand
         store_stock(
             own,

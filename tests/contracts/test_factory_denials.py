@@ -266,3 +266,15 @@ def test_a_refused_call_names_the_problem_and_changes_nothing(
     assert receipt.error is not None and receipt.error.startswith(message), receipt.error
     assert receipt.events == ()
     assert state_except_nonces(factory) == before
+
+
+def test_a_refusal_quotes_what_it_was_given_in_ascii(factory):
+    # Receipts are hashed into the state digest. repr() escapes characters by the interpreter's
+    # Unicode tables, which differ between Python versions (3.11 prints U+1FAE8 escaped, 3.12
+    # as it is); ascii() escapes every non-ASCII character, so every validator writes the same.
+    for machine in ("m\u00e9", "m\U0001fae8"):
+        receipt = factory.call(
+            "root", "machines", "flag_at_risk", machine=machine, probability_bp=1
+        )
+        assert receipt.error is not None and receipt.error.isascii(), receipt.error
+    assert receipt.error.endswith("got 'm\\U0001fae8'")
