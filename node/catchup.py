@@ -51,6 +51,7 @@ from contracts.state import next_digest
 from ledger.genesis import Genesis
 from node.history import CheckpointProof, FetchedBlock, verify_history
 from node.peers import read_capped
+from node.slicing import consecutive_slices
 from node.storage import BlockRecord, EventRow, Head, Storage
 from node.sync import (
     FETCH_BLOCKS_MAX,
@@ -354,7 +355,8 @@ class _Peer:
         if not items:
             return
         checked = items[0].record is not None
-        for part in [items] if checked else _slices(items, EXECUTED_SLICE_TXS):
+        parts = [items] if checked else consecutive_slices(items, _tx_count, EXECUTED_SLICE_TXS)
+        for part in parts:
             if self._storage.head().hash != part[0].certified.header.prev_hash:
                 return
             low, high = part[0].certified.height, part[-1].certified.height
@@ -384,24 +386,6 @@ def _cancel(task: asyncio.Future[bytes] | None) -> None:
             task.exception()
     else:
         task.cancel()
-
-
-def _slices(items: list[Transferred], txs_max: int) -> list[list[Transferred]]:
-    """`items` cut into consecutive slices of at most `txs_max` transactions (and at least one
-    block each)."""
-    slices: list[list[Transferred]] = []
-    current: list[Transferred] = []
-    txs = 0
-    for item in items:
-        size = len(item.certified.tx_ids)
-        if current and txs + size > txs_max:
-            slices.append(current)
-            current, txs = [], 0
-        current.append(item)
-        txs += size
-    if current:
-        slices.append(current)
-    return slices
 
 
 async def catch_up(
@@ -472,3 +456,7 @@ async def follow(
         )
         if not applied:
             await asyncio.sleep(interval_s)
+
+
+def _tx_count(item: Transferred) -> int:
+    return len(item.certified.tx_ids)

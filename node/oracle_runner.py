@@ -31,6 +31,7 @@ from ledger.crypto import KeyPair
 from ledger.encoding import encode
 from ledger.tx import NONCE_MAX, TX_BYTES_MAX_DEFAULT, Transaction
 from node.errors import Rejection
+from node.slicing import consecutive_slices
 from node.storage import Storage
 
 if TYPE_CHECKING:
@@ -222,19 +223,9 @@ class OracleRunner:
             args={"model_hash": model_hash, "reports": []},
         )
         budget = self.tx_bytes_max - len(empty.wire) - LIST_HEADER_GROWTH
-        parts: list[list[dict[str, Any]]] = []
-        part: list[dict[str, Any]] = []
-        size = 0
-        for report in reports:
-            length = len(encode(report))
-            if part and (len(part) == REPORTS_PER_TX_MAX or size + length > budget):
-                parts.append(part)
-                part, size = [], 0
-            part.append(report)
-            size += length
-        if part:
-            parts.append(part)
-        return parts
+        return consecutive_slices(
+            reports, lambda report: len(encode(report)), budget, count_max=REPORTS_PER_TX_MAX
+        )
 
     def status(self) -> dict[str, Any]:
         return {
