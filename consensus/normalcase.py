@@ -476,10 +476,14 @@ class NormalCase:
     def _commit_quorum(self) -> int:
         return self.config.quorum
 
+    def _settled(self, height: int) -> bool:
+        """Whether block `height` is committed here or lies at or below the new view's base
+        (committed elsewhere): nothing in this view needs to vouch for it."""
+        base = self._view_base
+        return height <= self._committed_height or (base is not None and height <= base.height)
+
     def _parent_prepared(self, seq: int) -> bool:
-        if seq - 1 <= self._committed_height:
-            return True
-        if self._view_base is not None and seq - 1 <= self._view_base.height:
+        if self._settled(seq - 1):
             return True
         parent = self._log.get(self._view, seq - 1)
         return parent is not None and parent.is_prepared(self._prepares_needed())
@@ -495,9 +499,7 @@ class NormalCase:
         the certificate depended on, and a later view would fill the parent's seq with a null
         block while a certificate for its child existed.
         """
-        if seq - 1 <= self._committed_height:
-            return True
-        if self._view_base is not None and seq - 1 <= self._view_base.height:
+        if self._settled(seq - 1):
             return True
         parent = self._log.get(self._view, seq - 1)
         return parent is not None and parent.commit_sent

@@ -82,6 +82,10 @@ SYNC_IDLE_MS = 3_000  # as the node: no commit for this long, fetch what the pee
 CLIENTS = 4
 TX_TAG = "tx"
 HEALTHY = NetworkConfig(delay_ms_min=1, delay_ms_max=10)
+# The chain's start, which a replica restarted above it needs (a height-0 start implies it).
+GENESIS = ChainPoint.genesis(
+    block_hash=ZERO_HASH, timestamp_ms=GENESIS_TIME_MS, state_digest=GENESIS_STATE_DIGEST
+)
 
 ReplicaFactory = Callable[..., Replica]
 
@@ -158,9 +162,6 @@ class SimApp:
         return self.digest
 
     def start(self, view: int, signed: tuple[Message, ...]) -> ReplicaStart:
-        genesis = ChainPoint.genesis(
-            block_hash=ZERO_HASH, timestamp_ms=GENESIS_TIME_MS, state_digest=GENESIS_STATE_DIGEST
-        )
         if self.height == 0:
             return ReplicaStart(
                 height=0,
@@ -170,7 +171,6 @@ class SimApp:
                 state_digest=GENESIS_STATE_DIGEST,
                 view=view,
                 signed=signed,
-                genesis=genesis,
             )
         block, certificate, digest = self.blocks[self.height]
         return ReplicaStart(
@@ -183,7 +183,7 @@ class SimApp:
             header=block.header,
             certificate=certificate,
             signed=signed,
-            genesis=genesis,
+            genesis=GENESIS,
         )
 
 
