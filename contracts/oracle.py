@@ -209,7 +209,9 @@ class OracleContract(Contract):
         }
         reporter = call.sender_name
         # Counted by key: an identity removed and added again under another name is the same
-        # reporter, and must not count twice toward the quorum.
+        # reporter, and must not count twice toward the quorum. (Records written before the
+        # keys were kept have none: their reporters are counted by name, as they were.)
+        record["reporter_keys"] = list(record.get("reporter_keys", []))
         if reporter in record["reports"] or call.sender in record["reporter_keys"]:
             raise ConflictError(
                 f"report {index}: {reporter} already reported on {machine} reading {seq}"
@@ -293,5 +295,5 @@ def _prediction_view(record: dict[str, Any]) -> dict[str, Any]:
     return {
         **record,
         "model": bytes(record["model"]).hex(),
-        "reporter_keys": [bytes(key).hex() for key in record["reporter_keys"]],
+        "reporter_keys": [bytes(key).hex() for key in record.get("reporter_keys", [])],
     }

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from contracts.oracle import median_bp
+from contracts.oracle import median_bp, prediction_key
+from ledger.encoding import decode, encode
 from ledger.genesis import Role
 from tests.contracts.conftest import MEMBER_ROLES, Chain, build_factory, make_genesis, place
 
@@ -201,6 +202,24 @@ def test_a_key_renamed_by_the_admin_is_still_one_reporter(plant: Chain) -> None:
     prediction = plant.query("oracle", "prediction", "m1", "1")
     assert (prediction["final"], prediction["reports"]) == (False, {"ora1": 9000})
     assert prediction["reporter_keys"] == [key.hex()]
+
+
+def test_a_prediction_recorded_before_reporter_keys_were_kept_still_takes_reports(
+    plant: Chain,
+) -> None:
+    # A cluster's state from before: the record has no reporter_keys. It must go on, not fail
+    # the block on every validator.
+    assert _report(plant, "ora1", 1, 1200).ok
+    key = prediction_key("m1", 1)
+    record = decode(plant.state.get(key))
+    del record["reporter_keys"]
+    plant.state.apply({key: encode(record)})
+    assert "reporter_keys" not in decode(plant.state.get(key))
+    assert plant.query("oracle", "prediction", "m1", "1")["reporter_keys"] == []
+    assert _report(plant, "ora2", 1, 1000).ok
+    prediction = plant.query("oracle", "prediction", "m1", "1")
+    assert (prediction["final"], prediction["value_bp"]) == (True, 1000)
+    assert prediction["reporter_keys"] == [plant.keys("ora2").public_key.hex()]
 
 
 def test_only_the_admin_registers_a_model(plant: Chain) -> None:
