@@ -17,7 +17,9 @@ measured no faster). Nothing of a run is written before its check passed, so a r
 does not match is dropped whole (what earlier proofs confirmed stays); the peer that served it
 is treated as faulty, and the next peer is asked, from the stored head. While one answer is
 checked and applied, the next one is already asked for, so the peer reads and sends it
-meanwhile.
+meanwhile. A peer is asked again only after a full answer (every block asked for, or cut for
+size): one that answers with a block at a time, each just within the timeout, would otherwise
+keep the node behind for as long as it liked; after a short answer the next peer is asked.
 
 Why checkpoint proofs and not the state_digest in a later block header: a header's digest is its
 proposer's claim, which backups can check only if they executed that height already; with blocks
@@ -250,13 +252,14 @@ class _Peer:
         self._stats = stats
         self.applied = 0
         self.refused = False  # the node took nothing (halted or paused)
+        self.short = False  # its turn ended on an answer that was not full (see _full)
 
     async def run(self, to_height: int | None) -> None:
         run = _Run(self._storage.head())
-        ahead: asyncio.Future[bytes] | None = None  # the next answer, asked for in advance
+        ahead: asyncio.Future[tuple[bytes, int]] | None = None  # the next answer, asked ahead
         try:
             while to_height is None or run.tip_height < to_height:
-                raw = await (ahead or self._ask_after(run, to_height))
+                raw, asked = await (ahead or self._ask_after(run, to_height))
                 ahead = None
                 head = self._storage.head()
                 if head.height != run.base_height:
@@ -271,13 +274,19 @@ class _Peer:
                     break
                 self._note_fetched(len(answer.blocks))
                 run.extend(answer.blocks)
-                if to_height is None or run.tip_height < to_height:
+                full = _full(len(answer.blocks), len(raw), asked)
+                if full and (to_height is None or run.tip_height < to_height):
                     # The peer reads and sends the next answer while we check and apply this.
                     ahead = asyncio.ensure_future(self._ask_after(run, to_height))
                     await asyncio.sleep(0)
                 await self._apply_run(run, answer.proofs)
                 if self.refused:
                     return
+                if not full:
+                    # All it says it has. Asked again, a peer that feeds a block at a time
+                    # could keep the node behind for good: the next peer is asked instead.
+                    self.short = True
+                    break
                 head = self._storage.head()
                 if head.height != run.base_height:
                     run = _Run(head)  # it moved on meanwhile: see _commit
@@ -301,9 +310,13 @@ class _Peer:
             )
             await self._commit(run.take_all_to_execute(), [])
 
-    async def _ask_after(self, run: _Run, to_height: int | None) -> bytes:
-        upper = run.tip_height + FETCH_BLOCKS_MAX if to_height is None else to_height
-        return await self._get(run.tip_height + 1, upper)
+    async def _ask_after(self, run: _Run, to_height: int | None) -> tuple[bytes, int]:
+        """The answer for the blocks above the run, and how many blocks a full one holds."""
+        start = run.tip_height + 1
+        upper = start + FETCH_BLOCKS_MAX - 1
+        if to_height is not None:
+            upper = min(upper, to_height)
+        return await self._get(start, upper), upper - start + 1
 
     async def _apply_run(self, run: _Run, proofs: Sequence[CheckpointProof]) -> None:
         """Check the run against `proofs` and apply what they confirmed; execute the run if it
@@ -377,7 +390,14 @@ class _Peer:
             await asyncio.sleep(0)
 
 
-def _cancel(task: asyncio.Future[bytes] | None) -> None:
+def _full(blocks: int, answer_bytes: int, asked: int) -> bool:
+    """Whether an answer is as large as an honest peer's answer is unless the peer has no more:
+    every block asked for, or cut for size (a peer stops at FETCH_BYTES_MAX, before the block
+    that would pass it, so a cut answer holds at least half of it unless blocks come larger)."""
+    return blocks >= asked or answer_bytes >= FETCH_BYTES_MAX // 2
+
+
+def _cancel(task: asyncio.Future[tuple[bytes, int]] | None) -> None:
     """Drop an answer asked for in advance (and its failure, if it failed already)."""
     if task is None:
         return
@@ -400,7 +420,8 @@ async def catch_up(
 ) -> int:
     """Fetch and apply blocks above the stored head up to `to_height` (None: as far as peers
     have); returns how many were applied. Asks the peers in turn, moving on when one fails,
-    serves history that does not check out, or has nothing at all above the head."""
+    serves history that does not check out, has nothing at all above the head, or answers
+    short of a full answer (all it has now: see _full)."""
     with storage.large_cache():
         return await _catch_up(session, genesis, storage, urls, to_height, apply, stats)
 
@@ -431,8 +452,8 @@ async def _catch_up(
                 storage.head().height,
             )
         else:
-            if peer.applied and to_height is None:
-                return applied + peer.applied  # it served what it had: the head, as we know
+            if peer.applied and to_height is None and not peer.short:
+                return applied + peer.applied  # it served up to its head, which it said
         applied += peer.applied
         if peer.refused or (to_height is not None and storage.head().height >= to_height):
             break

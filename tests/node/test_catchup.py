@@ -239,7 +239,12 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def _catch_up(session: aiohttp.ClientSession, target: Target, *apps: web.Application) -> int:
+async def _catch_up(
+    session: aiohttp.ClientSession,
+    target: Target,
+    *apps: web.Application,
+    to_height: int | None = None,
+) -> int:
     servers = [TestServer(app) for app in apps]
     for server in servers:
         await server.start_server()
@@ -249,7 +254,7 @@ async def _catch_up(session: aiohttp.ClientSession, target: Target, *apps: web.A
             SETUP.genesis,
             target.storage,
             [str(server.make_url("")).rstrip("/") for server in servers],
-            to_height=None,
+            to_height=to_height,
             apply=target.apply,
             stats=target.stats,
         )
@@ -321,6 +326,26 @@ async def test_after_a_lying_peer_the_next_one_is_asked_from_the_head(
     assert target.storage.head() == source.head()
     assert _state(target.storage) == _state(source)
     assert target.stats.runs_refused == 1
+
+
+@pytest.mark.parametrize("to_height", [None, BLOCKS])
+async def test_a_peer_feeding_a_block_at_a_time_is_not_asked_again(
+    session: aiohttp.ClientSession, source: Storage, target: Target, to_height: int | None
+) -> None:
+    # Each answer valid but one block long: asked on, such a peer (answering just within the
+    # timeout) would keep the node behind as long as it liked.
+    asked: list[int] = []
+
+    def count(blocks: list[list[object]]) -> None:
+        asked.append(len(blocks))
+
+    trickle = _peer_app(source, count, page=1)
+    applied = await _catch_up(session, target, trickle, _peer_app(source), to_height=to_height)
+
+    assert asked == [1]
+    assert applied == BLOCKS
+    assert target.storage.head() == source.head()
+    assert _state(target.storage) == _state(source)
 
 
 def _resplit_receipts(blocks: list[list[object]]) -> None:
@@ -416,10 +441,21 @@ async def test_blocks_without_a_write_set_are_executed_and_said_so(
     assert "kept no write set" in caplog.text
 
 
+@pytest.fixture
+def answers_of_a_checkpoint_interval(monkeypatch: pytest.MonkeyPatch) -> int:
+    """The node asks for a checkpoint interval's blocks at a time: a peer serving that many an
+    answer gives full answers, and is asked on (see _full)."""
+    monkeypatch.setattr(catchup, "FETCH_BLOCKS_MAX", PARAMS.checkpoint_interval)
+    return PARAMS.checkpoint_interval
+
+
 async def test_after_blocks_without_write_sets_the_next_run_is_checked_again(
-    session: aiohttp.ClientSession, source: Storage, target: Target
+    session: aiohttp.ClientSession,
+    source: Storage,
+    target: Target,
+    answers_of_a_checkpoint_interval: int,
 ) -> None:
-    peer = _peer_app(source, _drop_first_write_sets, page=PARAMS.checkpoint_interval)
+    peer = _peer_app(source, _drop_first_write_sets, page=answers_of_a_checkpoint_interval)
 
     applied = await _catch_up(session, target, peer)
 
@@ -431,9 +467,12 @@ async def test_after_blocks_without_write_sets_the_next_run_is_checked_again(
 
 
 async def test_what_a_proof_confirmed_before_the_peer_lied_is_kept(
-    session: aiohttp.ClientSession, source: Storage, target: Target
+    session: aiohttp.ClientSession,
+    source: Storage,
+    target: Target,
+    answers_of_a_checkpoint_interval: int,
 ) -> None:
-    peer = _peer_app(source, _tamper_write_at(6), page=PARAMS.checkpoint_interval)
+    peer = _peer_app(source, _tamper_write_at(6), page=answers_of_a_checkpoint_interval)
 
     applied = await _catch_up(session, target, peer)
 
