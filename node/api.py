@@ -25,7 +25,8 @@ Peer API:
   GET  /peer/blocks?from=&to=   certified blocks for catching up (msgpack)
   GET  /peer/history?from=&to=  certified blocks with their receipts and write sets, and the
                                 stable checkpoint proofs among them (msgpack, node/history.py)
-Admin API (from loopback, or with `Authorization: Bearer <admin_token>` if the config sets one):
+Admin API (from loopback, or with `Authorization: Bearer <admin_token>` if the config sets one;
+never what a browser sends for a page of another origin):
   GET/POST /admin/pause         show, or arm, a pause point (node/pause.py); POST /admin/resume
   GET/POST /admin/faults        show, or set, per-peer fault injection (node/faults.py): POST
                                 {"peer": NAME or "*", "delay_ms", "jitter_ms", "loss",
@@ -480,7 +481,13 @@ LOOPBACK = frozenset({"127.0.0.1", "::1"})
 
 
 def _admin_only(request: web.Request) -> None:
-    """Admin requests come from loopback, or carry the configured admin token."""
+    """Admin requests come from loopback, or carry the configured admin token; never from a
+    page of another origin in a browser on the node's machine (see _from_another_site)."""
+    elsewhere = _from_another_site(request)
+    if elsewhere is not None:
+        raise Rejection(
+            f"admin endpoints refuse requests a browser sent for {elsewhere}", status=403
+        )
     if request.remote in LOOPBACK:
         return
     token = request.app[LIMITS_KEY].admin_token
@@ -493,6 +500,23 @@ def _admin_only(request: web.Request) -> None:
             "admin endpoints answer on loopback, or with 'Authorization: Bearer <admin token>'",
             status=403,
         )
+
+
+def _from_another_site(request: web.Request) -> str | None:
+    """The page that made a browser send this request, when it is not one of this node's own.
+
+    Any page a browser on the node's machine shows can POST to loopback without asking first (a
+    form, or fetch with a text/plain body), so loopback alone does not say the operator asked.
+    Browsers name the requesting page's origin (Origin) and how it relates to the target
+    (Sec-Fetch-Site); the CLI and scripts send neither.
+    """
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return f"a {site} page"
+    origin = request.headers.get("Origin")
+    if origin is not None and origin != f"{request.scheme}://{request.host}":
+        return f"a page of {origin[:100]!a}"
+    return None
 
 
 def _pause_json(node: Node) -> dict[str, Any]:

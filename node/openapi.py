@@ -882,7 +882,9 @@ def document() -> Schema:
                 "Client, peer and admin API of a millchain node. Errors are JSON "
                 '{"error": message} with a 4xx or 503 status. Client routes are rate-limited '
                 "per remote address (429 with Retry-After); the peer and admin routes are not. "
-                "Admin routes answer requests from loopback, or with the node's admin token."
+                "Admin routes answer requests from loopback, or with the node's admin token, "
+                "and refuse what a browser sends for a page of another origin (Origin, "
+                "Sec-Fetch-Site)."
             ),
         },
         "components": {

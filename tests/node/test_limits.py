@@ -334,3 +334,49 @@ async def test_an_idle_keep_alive_connection_is_closed(server: tuple[str, int]) 
         assert time.monotonic() - started >= LIMITS.idle_timeout_s * 0.9
     finally:
         writer.close()
+
+
+# -- pages of other origins ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "http://localhost:8000"},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site", "Origin": "http://localhost:8000"},
+    ],
+    ids=["other-origin", "opaque-origin", "cross-site", "same-site"],
+)
+async def test_admin_refuses_what_a_browser_sends_for_a_page_of_another_origin(
+    client: TestClient,  # type: ignore[type-arg]
+    node: Node,
+    headers: dict[str, str],
+) -> None:
+    # A form or a no-cors fetch from any page: loopback, a text/plain body, no preflight.
+    forged = {"Content-Type": "text/plain", **headers}
+    faults = await (await client.get("/admin/faults")).json()
+    for path, body in (
+        ("/admin/pause", b'{"phase": "after-commit"}'),
+        ("/admin/faults", b'{"peer": "*", "blocked": true}'),
+    ):
+        response = await client.post(path, data=body, headers=forged)
+        assert response.status == 403, path
+        assert "refuse requests a browser sent for a" in (await response.json())["error"]
+    assert node.pause_point is None
+    assert await (await client.get("/admin/faults")).json() == faults
+
+
+async def test_admin_takes_its_own_pages_and_clients_that_name_no_page(
+    client: TestClient,  # type: ignore[type-arg]
+    node: Node,
+) -> None:
+    own = str(client.make_url("")).rstrip("/")
+    for headers in ({"Origin": own, "Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"}):
+        response = await client.post(
+            "/admin/pause", json={"phase": "after-commit"}, headers=headers
+        )
+        assert response.status == 200
+        assert (await client.post("/admin/resume", headers=headers)).status == 200
+    assert node.pause_point is None
