@@ -732,26 +732,30 @@ class Node:
         for event in held_events:
             self.feed(event)
 
+    def _count_sent(self, message: Message, copies: int) -> None:
+        """Count `copies` sends of `message`, in all and by its type."""
+        kind = str(kind_of(message))
+        by_type = self.counters.messages_sent_by_type
+        by_type[kind] = by_type.get(kind, 0) + copies
+        self.counters.messages_sent += copies
+
     def _carry_out(self, action: Any) -> Any:
         match action:
             case Broadcast(message=message):
                 self._mark_stage(message)
-                kind = str(kind_of(message))
-                by_type = self.counters.messages_sent_by_type
-                by_type[kind] = by_type.get(kind, 0) + len(self.peers.links)
+                self._count_sent(message, len(self.peers.links))
                 self._persist_if_ours(message)
                 if self.byzantine is None:
                     self.peers.broadcast(encode_message(message))
                 else:
                     self._send_byzantine(message, list(self.peers.links))
-                self.counters.messages_sent += len(self.peers.links)
             case Send(to=to, message=message):
+                self._count_sent(message, 1)
                 self._persist_if_ours(message)
                 if self.byzantine is None:
                     self.peers.send(to, encode_message(message))
                 else:
                     self._send_byzantine(message, [to])
-                self.counters.messages_sent += 1
             case CommitBlock(block=block, certificate=certificate):
                 self.stages.committed(block.height)
                 executed = self._execute(block, certificate)

@@ -15,6 +15,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from cli.layout import ClusterDir
+from consensus.actions import Broadcast, Send
+from consensus.messages import sign_commit
 from ledger.genesis import Params
 from ledger.tx import Transaction
 from node.api import create_app
@@ -114,6 +116,24 @@ async def test_counts_admitted_and_rejected_transactions_by_reason(
     assert value(samples, "millchain_mempool_size") == 1
     assert value(samples, "millchain_txs_rejected_total", reason="duplicate") == 1
     assert value(samples, "millchain_txs_rejected_total", reason="malformed") == 1
+
+
+async def test_messages_sent_by_type_count_direct_sends_too(
+    metrics_client: TestClient,  # type: ignore[type-arg]
+    node: Node,
+    setup: Setup,
+) -> None:
+    # Direct sends answer a lagging replica or a view change: summed over types, the metric
+    # must say what /status says in all.
+    commit = sign_commit(
+        setup.validator_keys[1], CHAIN_ID, view=0, seq=1, block_hash=bytes(32), sender=1
+    )
+    node._carry_out(Broadcast(message=commit))
+    node._carry_out(Send(to=2, message=commit))
+    _, samples = await scrape(metrics_client)
+    sent = "millchain_consensus_messages_sent_total"
+    assert value(samples, sent, type="commit") == 3 + 1
+    assert total(samples, sent) == node.status()["counters"]["messages_sent"] == 4
 
 
 async def test_reports_unreachable_peers_down(
