@@ -22,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ from aiohttp import web
 
 from ledger.block import BlockHeader
 from ledger.encoding import decode
+from node.stages import STAGES
 
 if TYPE_CHECKING:
     from node.service import Node
@@ -46,23 +49,26 @@ SUBSCRIBER_QUEUE_MAX = 16
 OBSERVED_VIEWS_MAX = 1000
 # Header decodes one /explorer/views request may spend finding where views begin.
 VIEW_SEARCH_DECODES_MAX = 400
-STATUS_FIELDS = (
-    "name",
-    "index",
-    "role",
-    "height",
-    "head",
-    "state_digest",
-    "timestamp_ms",
-    "view",
-    "primary",
-    "primary_name",
-    "is_primary",
-    "view_active",
-    "mempool",
-    "last_commit_ms",
-    "halted",
-)
+# The /status fields a cluster row carries, with the JSON types a node reports them as. A peer's
+# status is whatever it sends: a field of another type is shown as unknown (None).
+STATUS_FIELDS: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "index": (int,),
+    "role": (str,),
+    "height": (int,),
+    "head": (str,),
+    "state_digest": (str,),
+    "timestamp_ms": (int,),
+    "view": (int,),
+    "primary": (int,),
+    "primary_name": (str,),
+    "is_primary": (bool,),
+    "view_active": (bool,),
+    "mempool": (int,),
+    "last_commit_ms": (int,),
+    "halted": (str,),
+}
+STATUS_TEXT_MAX = 300  # characters of a text field kept from a peer's status
 
 
 def now_ms() -> int:
@@ -75,7 +81,10 @@ class Explorer:
 
     node: Node
     subscribers: set[asyncio.Queue[dict[str, Any] | None]] = field(default_factory=set)
-    observed_views: list[dict[str, Any]] = field(default_factory=list)
+    # The newest OBSERVED_VIEWS_MAX views this node was seen in, oldest first.
+    observed_views: deque[dict[str, Any]] = field(
+        default_factory=lambda: deque(maxlen=OBSERVED_VIEWS_MAX)
+    )
     last_seen: dict[str, Any] | None = None
     header_views: dict[int, tuple[int, int, int]] = field(default_factory=dict)
     cluster_cache: tuple[int, list[dict[str, Any]]] | None = None
@@ -100,7 +109,7 @@ class Explorer:
             return
         self.last_seen = seen
         changed = last is None or seen["view"] != last["view"]
-        if seen["view"] is not None and changed and len(self.observed_views) < OBSERVED_VIEWS_MAX:
+        if seen["view"] is not None and changed:
             self.observed_views.append(
                 {
                     "view": seen["view"],
@@ -155,12 +164,40 @@ async def info(request: web.Request) -> web.Response:
 
 
 def _status_row(status: dict[str, Any]) -> dict[str, Any]:
-    row = {key: status.get(key) for key in STATUS_FIELDS}
-    counters = status.get("counters") or {}
-    row["view_changes"] = counters.get("view_changes")
-    row["txs_committed"] = counters.get("txs_committed")
-    row["stages"] = status.get("stages")  # where a block's time goes here (node/stages.py)
+    """The fields of a node's /status the cluster view shows, each of its expected type."""
+    row = {key: _typed(status.get(key), kinds) for key, kinds in STATUS_FIELDS.items()}
+    counters = _as_map(status.get("counters"))
+    row["view_changes"] = _typed(counters.get("view_changes"), (int,))
+    row["txs_committed"] = _typed(counters.get("txs_committed"), (int,))
+    # Where a block's time goes there (node/stages.py): per stage, a count and two times.
+    stages = _as_map(status.get("stages"))
+    row["stages"] = {
+        stage: {
+            "count": _typed(timing.get("count"), (int,)),
+            "p50_ms": _typed(timing.get("p50_ms"), (int, float)),
+            "p90_ms": _typed(timing.get("p90_ms"), (int, float)),
+        }
+        for stage in STAGES
+        if (timing := _as_map(stages.get(stage)))
+    }
     return row
+
+
+def _typed(value: Any, kinds: tuple[type, ...]) -> Any:
+    """`value` if it is of one of `kinds` (a bool is no number here), text cut short; else None."""
+    if isinstance(value, bool) and bool not in kinds:
+        return None
+    if not isinstance(value, kinds):
+        return None
+    if isinstance(value, str):
+        return value[:STATUS_TEXT_MAX]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _as_map(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 async def _peer_status(
@@ -174,6 +211,8 @@ async def _peer_status(
             status = await response.json()
     except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         return {**row, "alive": False, "error": str(exc) or type(exc).__name__}
+    if not isinstance(status, dict):
+        return {**row, "alive": False, "error": f"/status answered a {type(status).__name__}"}
     return {**row, "alive": True, **_status_row(status), "index": index, "name": name}
 
 
@@ -325,7 +364,7 @@ async def views(request: web.Request) -> web.Response:
             "blocks": blocks,
             "blocks_truncated": truncated,
             "node": _node_history(node),
-            "observed": explorer.observed_views,
+            "observed": list(explorer.observed_views),
         }
     )
 

@@ -36,7 +36,8 @@ async function clusterRows() {
     validators.map(async (v) => {
       const status = await fetchJSON(`${v.url}/status`, { timeoutMs: DIRECT_STATUS_TIMEOUT_MS });
       const row = { index: v.index, name: v.name, url: v.url, self: v.name === app.info.node.name };
-      return status.ok ? { ...row, ...status.body, alive: true } : { ...row, alive: false };
+      const answered = status.ok && status.body !== null && typeof status.body === "object" && !Array.isArray(status.body);
+      return answered ? { ...status.body, ...row, alive: true } : { ...row, alive: false };
     }),
   );
 }
@@ -100,8 +101,23 @@ const STAGES_TITLE =
   "(primary only: its earliest transaction's arrival to the proposal), pre-prepare (the " +
   "proposal's trip), prepare, commit, execute.";
 
+// A card for each node; a node whose status does not make one (it reports fields of other
+// types than a node's) gets a card saying so, and the others are shown all the same.
+function nodeCardOrNote(row) {
+  try {
+    return nodeCard(row);
+  } catch (error) {
+    return el(
+      "div",
+      { class: "node-card down", dataset: { node: String(row.name), alive: "false" } },
+      el("div", { class: "node-head" }, el("strong", {}, String(row.name)), badge("MALFORMED", "bad")),
+      el("div", { class: "muted small" }, `its status cannot be shown: ${error}`),
+    );
+  }
+}
+
 function stagesText(stages) {
-  const parts = BLOCK_STAGES.filter(([key]) => stages?.[key]?.p50_ms != null).map(
+  const parts = BLOCK_STAGES.filter(([key]) => typeof stages?.[key]?.p50_ms === "number").map(
     ([key, label]) => `${label} ${stages[key].p50_ms.toFixed(1)}`,
   );
   return parts.length ? `block p50 ms: ${parts.join(" \u00b7 ")}` : "no blocks timed yet";
@@ -115,7 +131,7 @@ async function refreshCluster() {
   try {
     const rows = await clusterRows();
     noteViewChanges(rows);
-    fill(document.getElementById("cluster"), rows.map(nodeCard));
+    fill(document.getElementById("cluster"), rows.map(nodeCardOrNote));
     const alive = rows.filter((r) => r.alive).length;
     document.getElementById("footer").textContent =
       `${alive} of ${rows.length} nodes answering \u00b7 f = ${app.info?.f ?? "?"} \u00b7 updated ${clock(Date.now())}`;

@@ -5,10 +5,12 @@ cluster as the node sees it, the event stream, view-change history and the CORS 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -17,7 +19,15 @@ from click.testing import CliRunner
 from cli.explorer_cmd import explorer
 from cli.layout import init_cluster
 from node.api import create_app
-from node.explorer import EXPLORER_KEY, chain_views, setup_explorer
+from node.explorer import (
+    EXPLORER_KEY,
+    OBSERVED_VIEWS_MAX,
+    STATUS_FIELDS,
+    Explorer,
+    _peer_status,
+    chain_views,
+    setup_explorer,
+)
 from node.service import Node
 from node.stages import STAGES
 from node.storage import Storage
@@ -136,6 +146,22 @@ async def test_views_find_the_first_block_of_each_view(client: Client, node: Nod
     assert body["node"] == []  # this node entered no view itself
 
 
+async def test_observed_views_keep_the_newest(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    explorer = client.app[EXPLORER_KEY]
+    seen = explorer.snapshot()
+    views = itertools.count(1)  # the watcher task may look too: never runs out
+    monkeypatch.setattr(Explorer, "snapshot", lambda self: {**seen, "view": next(views)})
+    for _ in range(OBSERVED_VIEWS_MAX + 4):
+        explorer.watch_once()
+    body = await (await client.get("/explorer/views")).json()
+    observed = [entry["view"] for entry in body["observed"]]
+    assert len(observed) == OBSERVED_VIEWS_MAX
+    assert observed[-1] >= OBSERVED_VIEWS_MAX + 4
+    assert observed == list(range(observed[-1] - OBSERVED_VIEWS_MAX + 1, observed[-1] + 1))
+
+
 async def test_view_search_decodes_few_headers(client: Client, node: Node) -> None:
     commit_empty_blocks(node, [0] * 300 + [1] * 300)
     explorer = client.app[EXPLORER_KEY]
@@ -165,3 +191,52 @@ def test_explorer_command_says_when_no_node_answers(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "no node answered" in result.output
     assert "millchain cluster up" in result.output
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        [],
+        "up",
+        {"counters": [1]},
+        {"counters": "x", "stages": ["commit"]},
+        {
+            "height": "9",
+            "view": True,
+            "is_primary": 1,
+            "mempool": 1.5,
+            "name": "n" * 10_000,
+            "stages": {"commit": {"count": 3, "p50_ms": "4.0", "p90_ms": 5}, "bogus": {}},
+            "counters": {"view_changes": None, "txs_committed": 12},
+        },
+    ],
+    ids=["list", "text", "counters-list", "counters-text", "fields-of-other-types"],
+)
+async def test_a_peer_status_of_other_types_is_shown_as_unknown_not_a_failure(
+    status: object,
+) -> None:
+    # A faulty validator's /status is whatever it sends; the cluster view must still answer.
+    async def answer(request: web.Request) -> web.Response:
+        return web.json_response(status)
+
+    app = web.Application()
+    app.router.add_get("/status", answer)
+    async with TestClient(TestServer(app)) as peer, aiohttp.ClientSession() as session:
+        url = str(peer.make_url("")).rstrip("/")
+        row = await _peer_status(session, 0, "node0", url)
+
+    json.dumps(row)  # what /explorer/cluster sends
+    assert (row["index"], row["name"]) == (0, "node0")
+    if not isinstance(status, dict):
+        assert row["alive"] is False and "/status answered a" in row["error"]
+        return
+    assert row["alive"] is True
+    for key, kinds in STATUS_FIELDS.items():
+        assert row[key] is None or isinstance(row[key], kinds), key
+    assert isinstance(row["stages"], dict)
+    for timing in row["stages"].values():
+        assert all(v is None or type(v) in (int, float) for v in timing.values())
+    if "height" in status:  # the last case, field by field
+        assert (row["height"], row["view"], row["is_primary"], row["mempool"]) == (None,) * 4
+        assert row["stages"] == {"commit": {"count": 3, "p50_ms": None, "p90_ms": 5}}
+        assert (row["view_changes"], row["txs_committed"]) == (None, 12)
