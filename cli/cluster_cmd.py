@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,10 @@ from cli.common import (
     short,
 )
 from cli.common import table as print_table
-from cli.layout import ClusterDir, init_cluster
-from cli.process import kill_node, node_pid, start_node, stop_node
+from cli.layout import ClusterDir, LayoutError, init_cluster
+from cli.process import is_alive, kill_node, node_pid, start_node, stop_node
 from ledger.genesis import Role
 from node.byzantine import ByzantineSpec, check_allowed
-from node.client import wait_until_up
 from node.config import NodeConfig
 
 
@@ -92,12 +92,80 @@ def cluster() -> None:
 
 
 def start_all(layout: ClusterDir, timeout_s: float) -> None:
-    names = layout.node_names()
+    """Start every node not running yet and wait until each answers as itself."""
+    start_nodes(layout, layout.node_names(), timeout_s)
+
+
+def start_nodes(layout: ClusterDir, names: Sequence[str], timeout_s: float) -> None:
+    """Start the named nodes that are not running and wait until each of them answers as
+    itself. Every config is read before anything starts; if the wait fails (a node exits, its
+    port answers as another node, the deadline passes), the nodes started here are stopped
+    again and LayoutError says what went wrong."""
     for name in names:
-        if node_pid(layout, name) is None:
-            start_node(layout, name)
-    urls = [layout.config(name).url for name in names]
-    run(wait_until_up(urls, timeout_s))
+        layout.config(name)
+    started: dict[str, int] = {}
+    try:
+        for name in names:
+            if node_pid(layout, name) is None:
+                started[name] = start_node(layout, name)
+        run(_answering(layout, names, started, timeout_s))
+    except BaseException:
+        for name in started:
+            stop_node(layout, name)
+        raise
+
+
+async def _answering(
+    layout: ClusterDir, names: Sequence[str], started: dict[str, int], timeout_s: float
+) -> None:
+    urls = {name: layout.config(name).url for name in names}
+    deadline = time.monotonic() + timeout_s
+    waiting = list(names)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
+        while True:
+            for name in list(waiting):
+                pid = started.get(name)
+                if pid is not None and not is_alive(pid):
+                    raise LayoutError(f"{name} exited before answering{_output_tail(layout, name)}")
+                answer = await _status_name(session, urls[name])
+                if answer is None:
+                    continue
+                if answer != name:
+                    raise LayoutError(
+                        f"{urls[name]} answers as {answer[:60]!a}, not as {name}: another "
+                        f"process holds {name}'s port"
+                    )
+                waiting.remove(name)
+            if not waiting:
+                return
+            if time.monotonic() > deadline:
+                missing = ", ".join(f"{name} ({urls[name]})" for name in waiting)
+                raise LayoutError(f"not answering after {timeout_s:.0f} s: {missing}")
+            await asyncio.sleep(0.1)
+
+
+async def _status_name(session: aiohttp.ClientSession, url: str) -> str | None:
+    """The name a node's /status gives, or None while nothing answers there (as a node)."""
+    try:
+        async with session.get(url + "/status") as response:
+            if response.status != 200:
+                return None
+            status = await response.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+    name = status.get("name") if isinstance(status, dict) else None
+    return name if isinstance(name, str) else "(no name)"
+
+
+def _output_tail(layout: ClusterDir, name: str, lines: int = 5) -> str:
+    """The last lines a node process printed (where it says why it stopped), or ""."""
+    path = layout.node_dir(name) / "stdout.log"
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    tail = [line for line in text.splitlines() if line.strip()][-lines:]
+    return f"; the end of {path}:\n" + "\n".join(tail) if tail else ""
 
 
 @cluster.command()
@@ -212,9 +280,9 @@ def kill(node: str, directory: Path) -> None:
 def restart(node: str, directory: Path, timeout_s: float) -> None:
     """Start a stopped or killed node again (stopping it first if it runs)."""
     layout = layout_of(directory)
+    layout.config(node)  # an unknown name stops nothing
     stop_node(layout, node)
-    start_node(layout, node)
-    run(wait_until_up([layout.config(node).url], timeout_s))
+    start_nodes(layout, [node], timeout_s)
     click.echo(f"restarted {node}")
 
 

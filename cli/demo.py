@@ -12,16 +12,16 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.cluster_cmd import collect_status, start_all, status_table, wait_converged
+from cli.cluster_cmd import collect_status, start_all, start_nodes, status_table, wait_converged
 from cli.common import console, guarded
 from cli.common import table as print_table
 from cli.demo_factory import factory_act
 from cli.demo_oracle import oracle_act
 from cli.layout import ClusterDir, init_cluster
-from cli.process import kill_node, start_node, stop_node
+from cli.process import kill_node, stop_node
 from cli.scenario.command import compare_command
 from ledger.tx import Transaction
-from node.client import NodeClient, wait_until_up
+from node.client import NodeClient
 
 ITEMS = ("steel", "aluminium", "bolts", "bearings", "paint")
 LOCATIONS = ("main", "line-a", "line-b")
@@ -159,8 +159,7 @@ def _failover(layout: ClusterDir, txs: list[Transaction]) -> None:
     )
     _show_cluster(layout, f"{primary} is down; the cluster carries on")
     console.print(f"restarting {primary}: it recovers from its disk and catches up")
-    start_node(layout, primary)
-    asyncio.run(wait_until_up([layout.config(primary).url], 30))
+    start_nodes(layout, [primary], 30)
 
 
 async def _inventory(layout: ClusterDir) -> Any:

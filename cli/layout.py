@@ -41,7 +41,10 @@ class LayoutError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ClusterDir:
-    root: Path
+    root: Path  # made absolute: node processes run in their own directories
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", self.root.absolute())
 
     @property
     def genesis_file(self) -> Path:

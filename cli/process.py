@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
@@ -59,15 +60,31 @@ def _stat_fields(pid: int) -> list[str] | None:
 
 
 def node_pid(layout: ClusterDir, name: str) -> int | None:
-    """The pid of a running node, or None (a stale pid file is removed)."""
+    """The pid of the running node, or None. A stale pid file is removed: its process is gone,
+    or the pid now belongs to a process that is not this node (pids are reused)."""
     path = layout.pid_file(name)
     pid = read_pid(path)
     if pid is None:
         return None
-    if not is_alive(pid):
+    if not is_alive(pid) or not runs_config(pid, layout.config_file(name)):
         path.unlink(missing_ok=True)
         return None
     return pid
+
+
+def runs_config(pid: int, config_file: Path) -> bool:
+    """Whether process `pid` was started with `--config` naming `config_file` (as start_node
+    starts a node); False when /proc cannot tell (another user's process, say)."""
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return False
+    for flag, value in itertools.pairwise(args):
+        if flag == b"--config":
+            named = os.path.join(cwd, os.fsdecode(value))
+            return os.path.realpath(named) == os.path.realpath(config_file)
+    return False
 
 
 def running_node_pids(layout: ClusterDir) -> dict[str, int]:

@@ -55,7 +55,7 @@ from ledger.encoding import decode, encode
 from ledger.errors import EncodingError
 from ledger.tx import jsonable
 from node import pause
-from node.errors import Rejection
+from node.errors import ListenError, Rejection
 from node.explorer import setup_explorer
 from node.faults import FaultSpecError, LinkFaults
 from node.history import encode_history
@@ -637,7 +637,11 @@ async def serve(
     runner = server_runner(create_app(node, limits), limits)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
-    await site.start()
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     await node.start()
     log.info("listening on http://%s:%d", host, port)
     try:

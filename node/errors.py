@@ -11,6 +11,10 @@ class ConfigError(NodeError):
     """A node configuration file that is missing or malformed."""
 
 
+class ListenError(NodeError):
+    """The node cannot listen on its configured address (taken by another process, say)."""
+
+
 class StorageError(NodeError):
     """The database is inconsistent with what the node expects (wrong chain, gap in heights)."""
 

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cli.layout import LayoutError, init_cluster
-from cli.process import cpu_seconds, cpu_spent, is_alive, node_cpu_seconds, running_node_pids
+from cli.layout import ClusterDir, LayoutError, init_cluster
+from cli.process import (
+    cpu_seconds,
+    cpu_spent,
+    is_alive,
+    kill_node,
+    node_cpu_seconds,
+    node_pid,
+    running_node_pids,
+    stop_node,
+)
 
 
 def test_cpu_seconds_grows_with_work_and_is_none_once_the_process_is_gone() -> None:
@@ -38,16 +49,59 @@ def test_cpu_seconds_grows_with_work_and_is_none_once_the_process_is_gone() -> N
     assert cpu_seconds(os.getpid()) is not None
 
 
+@contextlib.contextmanager
+def stand_ins(layout: ClusterDir, *args: str) -> Iterator[dict[str, int]]:
+    """A sleeping process per node, started with `args` (by default as start_node starts the
+    node: `--config` naming its config file, from the node's directory), in the pid files."""
+    children: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name in layout.node_names():
+            children[name] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    "import time; time.sleep(600)",
+                    *(args or ("node", "run", "--config", "node.json")),
+                ],
+                cwd=layout.node_dir(name),
+            )
+            layout.pid_file(name).write_text(f"{children[name].pid}\n", encoding="utf-8")
+        yield {name: child.pid for name, child in children.items()}
+    finally:
+        for child in children.values():
+            child.kill()
+            child.wait(timeout=10)
+
+
 def test_running_node_pids_names_a_node_that_is_not_running(tmp_path: Path) -> None:
     layout = init_cluster(tmp_path / "cluster", nodes=4)
     with pytest.raises(LayoutError, match="node0 has no running process"):
         running_node_pids(layout)
-    layout.pid_file("node0").write_text(f"{os.getpid()}\n", encoding="utf-8")
-    with pytest.raises(LayoutError, match="node1 has no running process"):
-        running_node_pids(layout)
-    for name in layout.node_names():
-        layout.pid_file(name).write_text(f"{os.getpid()}\n", encoding="utf-8")
-    assert running_node_pids(layout) == dict.fromkeys(layout.node_names(), os.getpid())
+    with stand_ins(layout) as pids:
+        assert running_node_pids(layout) == pids
+        layout.pid_file("node1").unlink()
+        with pytest.raises(LayoutError, match="node1 has no running process"):
+            running_node_pids(layout)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("some", "other", "program"), ("node", "run", "--config", "../node0/node.json")],
+    ids=["another-program", "another-node"],
+)
+def test_a_pid_file_naming_a_process_that_is_not_the_node_is_stale(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    # Pids are reused: the process a leftover pid file names may be anything by now. Stopping
+    # or killing "the node" must not signal it.
+    layout = init_cluster(tmp_path / "cluster", nodes=4)
+    with stand_ins(layout, *args) as pids:
+        assert node_pid(layout, "node2") is None
+        assert not layout.pid_file("node2").exists()
+        assert not stop_node(layout, "node2") and not kill_node(layout, "node2")
+        assert is_alive(pids["node2"])
+        if args[-1].startswith("../node0"):
+            assert node_pid(layout, "node0") == pids["node0"]  # that one is node0 indeed
 
 
 def test_a_node_restarted_between_the_readings_has_no_cpu_figure() -> None:
@@ -64,15 +118,14 @@ def test_node_cpu_seconds_reads_running_nodes_and_names_the_missing_one(tmp_path
     missing = node_cpu_seconds(layout)
     assert isinstance(missing, str) and missing.startswith("node0 has no running process")
 
-    for name in layout.node_names():
-        layout.pid_file(name).write_text(f"{os.getpid()}\n", encoding="utf-8")
-    seconds = node_cpu_seconds(layout)
-    assert isinstance(seconds, dict)
-    assert set(seconds) == set(layout.node_names())
-    assert all(pid == os.getpid() and spent > 0 for pid, spent in seconds.values())
+    with stand_ins(layout) as pids:
+        seconds = node_cpu_seconds(layout)
+        assert isinstance(seconds, dict)
+        assert set(seconds) == set(layout.node_names())
+        assert all(pid == pids[name] and spent >= 0 for name, (pid, spent) in seconds.items())
 
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait(timeout=30)
-    layout.pid_file("node2").write_text(f"{gone.pid}\n", encoding="utf-8")
-    reason = node_cpu_seconds(layout)
-    assert isinstance(reason, str) and "node2" in reason
+        gone = subprocess.Popen([sys.executable, "-c", "pass"])
+        gone.wait(timeout=30)
+        layout.pid_file("node2").write_text(f"{gone.pid}\n", encoding="utf-8")
+        reason = node_cpu_seconds(layout)
+        assert isinstance(reason, str) and "node2" in reason
