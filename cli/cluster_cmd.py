@@ -27,7 +27,14 @@ from cli.common import (
 )
 from cli.common import table as print_table
 from cli.layout import ClusterDir, LayoutError, init_cluster
-from cli.process import is_alive, kill_node, node_pid, start_node, stop_node
+from cli.process import (
+    is_alive,
+    kill_node,
+    node_pid,
+    start_node,
+    stop_node,
+    terminated_as_exit,
+)
 from ledger.genesis import Role
 from node.byzantine import ByzantineSpec, check_allowed
 from node.config import NodeConfig
@@ -355,13 +362,17 @@ def temporary_cluster(
     extra_identities: Sequence[tuple[str, tuple[Role, ...]]] = (),
     timeout_s: float = 60,
 ) -> Iterator[ClusterDir]:
-    """A cluster in a new temporary folder, started, and stopped and removed afterwards."""
+    """A cluster in a new temporary folder, started, and stopped and removed afterwards (also
+    when the command is interrupted with Ctrl-C or SIGTERM)."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
-    layout = init_cluster(root / "cluster", nodes=nodes, extra_identities=extra_identities)
+    layout: ClusterDir | None = None
     try:
-        start_all(layout, timeout_s)
-        yield layout
+        with terminated_as_exit():
+            layout = init_cluster(root / "cluster", nodes=nodes, extra_identities=extra_identities)
+            start_all(layout, timeout_s)
+            yield layout
     finally:
-        for name in layout.node_names():
-            stop_node(layout, name)
+        if layout is not None:
+            for name in layout.node_names():
+                stop_node(layout, name)
         shutil.rmtree(root, ignore_errors=True)

@@ -18,7 +18,7 @@ from cli.common import table as print_table
 from cli.demo_factory import factory_act
 from cli.demo_oracle import oracle_act
 from cli.layout import ClusterDir, init_cluster
-from cli.process import kill_node, stop_node
+from cli.process import kill_node, stop_node, terminated_as_exit
 from cli.scenario.command import compare_command
 from ledger.tx import Transaction
 from node.client import NodeClient
@@ -184,6 +184,11 @@ def demo(tx_count: int, keep: bool, scenario_hours: int) -> None:
     machine failure to delivery, let the oracle flag a machine before it fails, show what
     committed on every node, stop; then compare reactive, preventive and predictive
     maintenance on a short factory scenario."""
+    with terminated_as_exit():  # SIGTERM, too, stops the nodes and says where the logs are
+        _demo(tx_count, keep, scenario_hours)
+
+
+def _demo(tx_count: int, keep: bool, scenario_hours: int) -> None:
     root = Path(tempfile.mkdtemp(prefix="millchain-demo-"))
     layout = init_cluster(root / "cluster", nodes=4)
     console.print(f"[bold]millchain demo[/bold]: 4 validators (f = 1) in {layout.root}")

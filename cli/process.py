@@ -8,8 +8,11 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 from cli.layout import ClusterDir, LayoutError
 
@@ -129,6 +132,25 @@ def cpu_spent(first: NodeCpu | str, last: NodeCpu | str) -> dict[str, float] | s
         if last.get(name, (None, 0.0))[0] != pid:
             return f"{name} was restarted during the run (pid {pid} at its start)"
     return {name: last[name][1] - spent for name, (_, spent) in first.items()}
+
+
+@contextlib.contextmanager
+def terminated_as_exit() -> Iterator[None]:
+    """Within: SIGTERM raises SystemExit (status 143) in the main thread, as Ctrl-C raises
+    KeyboardInterrupt, so the `finally` that stops a command's nodes runs. Nodes run in their
+    own sessions; by default SIGTERM ends the command at once and leaves them running."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread can take signals
+        return
+
+    def exit_on(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, exit_on)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def start_node(

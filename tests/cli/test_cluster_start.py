@@ -3,17 +3,21 @@ given relative to the working directory, a node that cannot start, a name that i
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cli.layout import ClusterDir, init_cluster
-from cli.process import node_pid
+from cli.process import is_alive, node_pid, read_pid
 from tests.clusters import kill_all
 
 
@@ -70,3 +74,38 @@ def test_a_node_that_cannot_start_fails_up_at_once_and_up_stops_what_it_started(
     assert "node3 exited before answering" in up.stderr
     assert f"cannot listen on {config.host}:{config.port}" in up.stderr
     assert [node_pid(cluster, name) for name in cluster.node_names()] == [None] * 4
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_command_on_a_temporary_cluster_stops_its_nodes(tmp_path: Path) -> None:
+    # bench runs its own cluster in a temporary folder; nodes run in sessions of their own, so
+    # only the command itself can stop them.
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "cli", "bench", "--duration", "60", "--json", "out.json"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(pids) < 4:
+            assert time.monotonic() < deadline, "the bench's nodes did not start in 120 s"
+            assert bench.poll() is None, bench.stderr.read() if bench.stderr else ""
+            files = list(tmp_path.glob("millchain-bench-*/cluster/nodes/*/node.pid"))
+            found = [read_pid(path) for path in files]
+            pids = [pid for pid in found if pid is not None and is_alive(pid)]
+            time.sleep(0.1)
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(timeout=60) == 128 + signal.SIGTERM
+        assert not [pid for pid in pids if is_alive(pid)]
+        assert not list(tmp_path.glob("millchain-bench-*"))
+    finally:
+        bench.kill()
+        bench.wait(timeout=30)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
