@@ -3,7 +3,6 @@ loopback-only admin API (`/admin/faults`, node/faults.py)."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -64,15 +63,18 @@ async def _admin(
 
 
 async def _apply(layout: ClusterDir, posts: list[tuple[str, dict[str, Any] | None]]) -> list[Any]:
+    """Send each (node, body) in order (a GET for None); the first node that does not answer
+    ends it, named."""
+    answers: list[Any] = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        try:
-            return list(
-                await asyncio.gather(
-                    *(_admin(session, layout.config(name).url, body) for name, body in posts)
-                )
-            )
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise click.ClickException(f"a node did not answer: {exc}") from exc
+        for name, body in posts:
+            try:
+                answers.append(await _admin(session, layout.config(name).url, body))
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise click.ClickException(
+                    f"{name} did not answer: {exc or type(exc).__name__}"
+                ) from exc
+    return answers
 
 
 @click.command(name="faults")
@@ -131,6 +133,10 @@ def faults(
     changes_rule = any((delay_ms, jitter_ms, loss, dup, block))
     if sum((partition is not None, heal, changes_rule)) > 1:
         fail("choose one of --partition, --heal, or a rule (--delay-ms, --loss, --block, ...)")
+    if peer != "*" and peer not in validators:
+        fail(f"--peer {peer!r} is no validator; validators are {', '.join(validators)}")
+    if changes_rule and targets == [peer]:
+        fail(f"{peer} has no link to itself; name other nodes with --node, or another --peer")
     posts: list[tuple[str, dict[str, Any] | None]] = []
     if seed is not None:
         posts += [(name, {"seed": seed}) for name in targets]
@@ -144,8 +150,10 @@ def faults(
         posts += [(name, {"clear": True}) for name in targets]
     elif changes_rule:
         posts += [(name, {"peer": peer, **rule}) for name in targets if name != peer]
-    for name, body in posts:
-        run(_apply(layout, [(name, body)]))
+    # Every node to change must answer first: a change refused half-way would leave some
+    # nodes changed and others not.
+    run(_apply(layout, [(name, None) for name in dict.fromkeys(name for name, _ in posts)]))
+    run(_apply(layout, posts))
     shown = run(_apply(layout, [(name, None) for name in targets]))
     if as_json:
         print_json(dict(zip(targets, shown, strict=True)))
