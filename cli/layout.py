@@ -14,6 +14,7 @@ DIR/models/SHA256.skops              fault models registered on-chain, by artifa
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from collections.abc import Sequence
@@ -33,6 +34,10 @@ DEFAULT_IDENTITIES: tuple[tuple[str, tuple[Role, ...]], ...] = (
     ("maintainer", (Role.MAINTAINER,)),
     ("auditor", (Role.AUDITOR,)),
 )
+
+
+# A node's name, as init gives them; also a directory name under nodes/.
+_NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 class LayoutError(Exception):
@@ -75,22 +80,38 @@ class ClusterDir:
         return self.root / "identities" / f"{name}.key.json"
 
     def node_names(self) -> list[str]:
+        validators, observers = self._manifest()
+        return validators + observers
+
+    def validator_names(self) -> list[str]:
+        """The validators only (node_names() also lists observers)."""
+        return self._manifest()[0]
+
+    def _manifest(self) -> tuple[list[str], list[str]]:
+        """The validators' and the observers' names, as cluster.json lists them."""
         if not self.manifest_file.exists():
             raise LayoutError(
                 f"{self.root} is not a cluster directory (no cluster.json); "
                 "create one with `millchain init --dir DIR`"
             )
-        document = json.loads(self.manifest_file.read_text(encoding="utf-8"))
-        return [str(name) for name in document["nodes"]] + [
-            str(name) for name in document.get("observers", [])
-        ]
-
-    def validator_names(self) -> list[str]:
-        """The validators only (node_names() also lists observers)."""
-        observers = set(
-            json.loads(self.manifest_file.read_text(encoding="utf-8")).get("observers", [])
-        )
-        return [name for name in self.node_names() if name not in observers]
+        try:
+            document = json.loads(self.manifest_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
+            raise LayoutError(f"cannot read {self.manifest_file}: {exc}") from exc
+        names: list[list[str]] = []
+        for key, required in (("nodes", True), ("observers", False)):
+            listed = (
+                document.get(key, None if required else []) if isinstance(document, dict) else None
+            )
+            if not isinstance(listed, list) or not all(
+                isinstance(name, str) and _NODE_NAME.fullmatch(name) for name in listed
+            ):
+                raise LayoutError(
+                    f"{self.manifest_file} is not a cluster manifest: expected "
+                    f'{{"nodes": [names], "observers": [names]}} with names like node0'
+                )
+            names.append(listed)
+        return names[0], names[1]
 
     def config(self, name: str) -> NodeConfig:
         if name not in self.node_names():
@@ -158,7 +179,8 @@ def init_cluster(
     hosts: Sequence[str] | None = None,
     port: int | None = None,
 ) -> ClusterDir:
-    """Create keys, genesis and one config per node in a new or empty directory.
+    """Create keys, genesis and one config per node in a directory that holds no cluster yet
+    (created if missing).
 
     Validator i binds and is addressed at `hosts[i]` (default: `host` for all), on `port` if
     given (each validator on its own host), else on a port the OS reports free there.
@@ -169,7 +191,10 @@ def init_cluster(
     layout = ClusterDir(root)
     if layout.manifest_file.exists() or layout.genesis_file.exists():
         raise LayoutError(f"{root} already holds a cluster; choose an empty directory")
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LayoutError(f"cannot create the cluster directory {root}: {exc}") from exc
     names = [f"node{i}" for i in range(nodes)]
     validators = []
     ports: set[int] = set()
