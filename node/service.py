@@ -757,9 +757,9 @@ class Node:
                 else:
                     self._send_byzantine(message, [to])
             case CommitBlock(block=block, certificate=certificate):
-                self.stages.committed(block.height)
+                self.stages.committed(block.height, block.hash)
                 executed = self._execute(block, certificate)
-                self.stages.executed(block.height, block.header.timestamp_ms)
+                self.stages.executed(block.height, block.hash, block.header.timestamp_ms)
                 if self.paused_at is not None:
                     self._held_actions.appendleft(_FollowUp(executed))
                     return None
@@ -811,11 +811,13 @@ class Node:
             arrivals = [self.mempool.arrived_ms(tx.hash) for tx in message.block.txs]
             known = [ms for ms in arrivals if ms is not None]
             if known:
-                self.stages.arrived(message.seq, min(known))
-        if isinstance(message, PrePrepare | Prepare):
-            self.stages.pre_prepared(message.seq)
+                self.stages.arrived(message.seq, message.block.hash, min(known))
+        if isinstance(message, PrePrepare):
+            self.stages.pre_prepared(message.seq, message.block.hash)
+        elif isinstance(message, Prepare):
+            self.stages.pre_prepared(message.seq, message.block_hash)
         elif isinstance(message, Commit):
-            self.stages.prepared(message.seq)
+            self.stages.prepared(message.seq, message.block_hash)
 
     def _send_byzantine(self, message: Message, destinations: list[int]) -> None:
         """Send what the byzantine wrapper puts in place of `message` (the honest message is

@@ -56,36 +56,40 @@ class StageClock:
     """The stage marks of blocks in flight and the durations of recent blocks and batches."""
 
     def __init__(self, recent_max: int = RECENT_MAX) -> None:
-        self._marks: dict[int, dict[str, float]] = {}
+        # By sequence number and block: after a view change another block may take the number.
+        self._marks: dict[tuple[int, bytes], dict[str, float]] = {}
         self._recent: dict[str, deque[float]] = {
             stage: deque(maxlen=recent_max) for stage in STAGES
         }
         self._log: deque[Timed] = deque(maxlen=recent_max * len(STAGES))
         self._logged = 0
 
-    def arrived(self, seq: int, at_ms: float) -> None:
-        """The earliest of block `seq`'s transactions reached this node at `at_ms`."""
-        self._mark(seq, "arrived", at_ms)
+    def arrived(self, seq: int, block_hash: bytes, at_ms: float) -> None:
+        """The earliest of the block's transactions reached this node at `at_ms`."""
+        self._mark(seq, block_hash, "arrived", at_ms)
 
-    def pre_prepared(self, seq: int, at_ms: float | None = None) -> None:
-        self._mark(seq, "pre_prepared", at_ms)
+    def pre_prepared(self, seq: int, block_hash: bytes, at_ms: float | None = None) -> None:
+        self._mark(seq, block_hash, "pre_prepared", at_ms)
 
-    def prepared(self, seq: int, at_ms: float | None = None) -> None:
-        self._mark(seq, "prepared", at_ms)
+    def prepared(self, seq: int, block_hash: bytes, at_ms: float | None = None) -> None:
+        self._mark(seq, block_hash, "prepared", at_ms)
 
-    def committed(self, seq: int, at_ms: float | None = None) -> None:
-        self._mark(seq, "committed", at_ms)
+    def committed(self, seq: int, block_hash: bytes, at_ms: float | None = None) -> None:
+        self._mark(seq, block_hash, "committed", at_ms)
 
-    def _mark(self, seq: int, point: str, at_ms: float | None) -> None:
-        marks = self._marks.setdefault(seq, {})
-        # The first time counts: a retransmission or a view change does not restart a stage.
+    def _mark(self, seq: int, block_hash: bytes, point: str, at_ms: float | None) -> None:
+        marks = self._marks.setdefault((seq, block_hash), {})
+        # The first time counts: a retransmission, or a view change that proposes the block
+        # again, does not restart a stage.
         marks.setdefault(point, clock_ms() if at_ms is None else at_ms)
 
-    def executed(self, seq: int, proposed_ms: int, at_ms: float | None = None) -> dict[str, float]:
+    def executed(
+        self, seq: int, block_hash: bytes, proposed_ms: int, at_ms: float | None = None
+    ) -> dict[str, float]:
         """Close block `seq` (header timestamp `proposed_ms`): record the durations of the
-        stages whose both ends were marked, and return them."""
+        stages whose both ends were marked for this block, and return them."""
         now = clock_ms() if at_ms is None else at_ms
-        marks = self._marks.pop(seq, {})
+        marks = self._marks.pop((seq, block_hash), {})
         points = [
             ("propose", marks.get("arrived"), marks.get("pre_prepared")),
             ("pre_prepare", float(proposed_ms), marks.get("pre_prepared")),
@@ -100,8 +104,12 @@ class StageClock:
         }
         for stage, ms in durations.items():
             self._record(stage, ms)
-        for stale in [s for s in self._marks if s <= seq - MARKS_BEHIND_MAX]:
+        # Other blocks proposed for this number never commit now; nor, after a while, do the
+        # blocks of numbers far behind.
+        for stale in [key for key in self._marks if key[0] <= seq - MARKS_BEHIND_MAX]:
             del self._marks[stale]
+        for other in [key for key in self._marks if key[0] == seq]:
+            del self._marks[other]
         return durations
 
     def admitted(self, arrived_ms: float, at_ms: float | None = None) -> None:

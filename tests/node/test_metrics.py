@@ -28,6 +28,7 @@ from tests.browser.cluster import explorer_cluster
 from tests.clusters import converged, millchain, url
 from tests.node.conftest import CHAIN_ID, Setup
 
+BLOCK = bytes(32)  # the hash of the block the stage clock is told about
 DOCS = Path(__file__).resolve().parents[2] / "README.md"
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -173,10 +174,10 @@ async def test_latency_stages_come_from_the_stage_clock(
     node: Node,
 ) -> None:
     histogram = "millchain_latency_stage_seconds"
-    node.stages.pre_prepared(1, at_ms=1_000.0)
-    node.stages.prepared(1, at_ms=1_003.0)
-    node.stages.committed(1, at_ms=1_010.0)
-    node.stages.executed(1, proposed_ms=999, at_ms=1_040.0)
+    node.stages.pre_prepared(1, BLOCK, at_ms=1_000.0)
+    node.stages.prepared(1, BLOCK, at_ms=1_003.0)
+    node.stages.committed(1, BLOCK, at_ms=1_010.0)
+    node.stages.executed(1, BLOCK, proposed_ms=999, at_ms=1_040.0)
     _, samples = await scrape(metrics_client)
     for stage in ("pre_prepare", "prepare", "commit", "execute"):
         assert value(samples, f"{histogram}_count", stage=stage) == 1, stage
@@ -184,8 +185,8 @@ async def test_latency_stages_come_from_the_stage_clock(
     assert value(samples, f"{histogram}_bucket", stage="execute", le="0.05") == 1
     assert value(samples, f"{histogram}_sum", stage="prepare") == pytest.approx(0.003)
     # What a scrape has seen is not counted again; a negative (skewed) duration counts as zero.
-    node.stages.pre_prepared(2, at_ms=2_000.0)
-    node.stages.executed(2, proposed_ms=2_005, at_ms=2_001.0)
+    node.stages.pre_prepared(2, BLOCK, at_ms=2_000.0)
+    node.stages.executed(2, BLOCK, proposed_ms=2_005, at_ms=2_001.0)
     _, samples = await scrape(metrics_client)
     assert value(samples, f"{histogram}_count", stage="pre_prepare") == 2
     assert value(samples, f"{histogram}_bucket", stage="pre_prepare", le="0.001") == 2
