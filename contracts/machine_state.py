@@ -195,8 +195,7 @@ def read_reading(state: StateReader, machine_id: str, seq: int) -> dict[str, Any
 
 def recent_readings(state: StateReader, machine_id: str, limit: int) -> list[dict[str, Any]]:
     """The last `limit` readings of a machine, oldest first, each with its `seq`."""
-    rows = [
+    return [
         {"seq": int(key.rsplit(b"/", 1)[1]), **decode_map(key, raw)}
-        for key, raw in state.scan(reading_prefix(machine_id))
+        for key, raw in state.scan_last(reading_prefix(machine_id), limit)
     ]
-    return rows[-limit:]

@@ -59,6 +59,9 @@ TOLERANCE_BP_DEFAULT = 500
 # 2 events each when they decide their predictions, plus the flags, work orders and moved
 # orders of machines found at risk: well under a transaction's EVENTS_MAX.
 REPORTS_PER_TX_MAX = 100
+# A predictions query answers a machine's newest predictions, this many (a machine reporting
+# for years has millions; the explorer charts the last 200).
+PREDICTIONS_QUERY_MAX = 200
 
 _NAME = Str(min_len=1, max_len=64, pattern=NAME_PATTERN)
 REPORT = Record(
@@ -273,14 +276,16 @@ class OracleContract(Contract):
             return _model_view(registered_model(state))
         if path[0] == "predictions" and len(path) == 2:
             prefix = PREDICTION_PREFIX + f"{path[1]}/".encode()
-            return [_prediction_view(decode_map(k, v)) for k, v in state.scan(prefix)]
+            newest = state.scan_last(prefix, PREDICTIONS_QUERY_MAX)
+            return [_prediction_view(decode_map(k, v)) for k, v in newest]
         if path[0] == "prediction" and len(path) == 3 and is_decimal(path[2]):
             record = read_map(state, prediction_key(path[1], int(path[2])))
             if record is None:
                 raise QueryError(f"no reports on machine {path[1]} reading {path[2]}")
             return _prediction_view(record)
         raise QueryError(
-            "oracle queries take [], ['model'], ['predictions', machine] or "
+            "oracle queries take [], ['model'], ['predictions', machine] (the newest "
+            f"{PREDICTIONS_QUERY_MAX}) or "
             f"['prediction', machine, seq], got {list(path)!a}"
         )
 

@@ -38,6 +38,11 @@ class StateReader(Protocol):
         """Every (key, value) whose key starts with `prefix`, sorted by key."""
         ...
 
+    def scan_last(self, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        """The last `limit` of scan(prefix), sorted by key, without reading the others where
+        the store can (a machine's newest readings among years of them)."""
+        ...
+
 
 class MemoryState:
     """A StateReader over a dict; `apply` commits a block's writes (None deletes)."""
@@ -55,6 +60,9 @@ class MemoryState:
         keys = sorted(key for key in self._items if key.startswith(prefix))
         for key in keys:
             yield key, self._items[key]
+
+    def scan_last(self, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        return list(self.scan(prefix))[-limit:] if limit > 0 else []
 
     def apply(self, writes: Writes) -> None:
         for key, value in writes.items():
@@ -106,6 +114,16 @@ class Overlay:
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         pending = sorted((k, v) for k, v in self._pending.items() if k.startswith(prefix))
         yield from _merge_sorted(self._base.scan(prefix), pending)
+
+    def scan_last(self, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        if limit <= 0:
+            return []
+        pending = sorted((k, v) for k, v in self._pending.items() if k.startswith(prefix))
+        # Each pending deletion hides at most one of the base's entries, so the last `limit`
+        # of the merge draw on the base's last `limit` + deletions only.
+        deletions = sum(1 for _, value in pending if value is None)
+        base = self._base.scan_last(prefix, limit + deletions)
+        return list(_merge_sorted(iter(base), pending))[-limit:]
 
     def child(self) -> Overlay:
         return Overlay(self)

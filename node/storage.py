@@ -588,6 +588,22 @@ class Storage:
         for key, value in cursor.fetchall():
             yield bytes(key), bytes(value)
 
+    def scan_last(self, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        if limit <= 0:
+            return []
+        end = _prefix_end(prefix)
+        if end is None:
+            rows = self._db.execute(
+                "SELECT key, value FROM state WHERE key >= ? ORDER BY key DESC LIMIT ?",
+                (prefix, limit),
+            ).fetchall()
+        else:
+            rows = self._db.execute(
+                "SELECT key, value FROM state WHERE key >= ? AND key < ? ORDER BY key DESC LIMIT ?",
+                (prefix, end, limit),
+            ).fetchall()
+        return [(bytes(key), bytes(value)) for key, value in reversed(rows)]
+
     # -- internals ---------------------------------------------------------------------------
 
     def _apply_writes(self, writes: Mapping[bytes, bytes | None]) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from contracts import oracle
 from contracts.oracle import median_bp, prediction_key
 from ledger.encoding import decode, encode
 from ledger.genesis import Role
@@ -97,6 +98,16 @@ def test_reports_from_non_oracles_for_unknown_readings_or_models_are_rejected(
     receipt = _report(plant, who, seq, 5000, model)
     assert receipt.error is not None and fragment in receipt.error
     assert plant.query("oracle", "predictions", "m1") == before
+
+
+def test_the_predictions_query_answers_the_newest(
+    plant: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A machine reporting for years has millions of predictions; a query answers the newest.
+    monkeypatch.setattr(oracle, "PREDICTIONS_QUERY_MAX", 2)
+    for seq in (1, 2, 3):
+        assert _report(plant, "ora1", seq, 100 * seq).ok
+    assert [p["seq"] for p in plant.query("oracle", "predictions", "m1")] == [2, 3]
 
 
 def test_reports_without_a_registered_model_are_rejected() -> None:

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from contracts.errors import StateError
 from contracts.state import MemoryState, Overlay, read_map, write_map
 from ledger.encoding import encode
+from node.storage import Storage
 
 
 @pytest.fixture
@@ -107,3 +108,36 @@ def test_overlay_scan_equals_scanning_the_applied_state(base_items, writes, pref
     applied = MemoryState(base_items)
     applied.apply(writes)
     assert list(overlay.scan(prefix)) == list(applied.scan(prefix))
+
+
+_KEYS = st.sampled_from([b"a", b"a/", b"a/1", b"a/2", b"a/3", b"a/30", b"a\xff", b"b/1", b"\xff"])
+
+
+@given(
+    base_items=st.dictionaries(_KEYS, st.binary(max_size=3), max_size=8),
+    pending=st.dictionaries(_KEYS, st.none() | st.binary(max_size=3), max_size=6),
+    nested=st.dictionaries(_KEYS, st.none() | st.binary(max_size=3), max_size=4),
+    prefix=st.sampled_from([b"", b"a", b"a/", b"a/3", b"\xff", b"c"]),
+    limit=st.integers(min_value=0, max_value=10),
+)
+def test_scan_last_is_the_end_of_the_scan_on_every_store(
+    tmp_path_factory: pytest.TempPathFactory,
+    base_items: dict[bytes, bytes],
+    pending: dict[bytes, bytes | None],
+    nested: dict[bytes, bytes | None],
+    prefix: bytes,
+    limit: int,
+) -> None:
+    storage = Storage(tmp_path_factory.mktemp("state") / "chain.sqlite")
+    try:
+        storage.initialise(genesis_hash=bytes(32), writes=base_items, digest=bytes(32), time_ms=0)
+        for base in (MemoryState(base_items), storage):
+            overlay = Overlay(base)
+            overlay.apply(pending)
+            child = overlay.child()
+            child.apply(nested)
+            for state in (base, overlay, child):
+                expected = list(state.scan(prefix))
+                assert state.scan_last(prefix, limit) == (expected[-limit:] if limit else [])
+    finally:
+        storage.close()
