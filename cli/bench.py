@@ -34,7 +34,7 @@ from cli.bench_load import (
 )
 from cli.bench_plot import timeline, write_plot
 from cli.cluster_cmd import temporary_cluster
-from cli.common import OutputFile, console, guarded, layout_of
+from cli.common import FiniteFloatRange, OutputFile, console, guarded, layout_of
 from cli.layout import ClusterDir
 from cli.process import NodeCpu, cpu_spent, node_cpu_seconds
 from ledger.crypto import VERIFIER, KeyPair, signature_holds, write_key_file
@@ -306,13 +306,24 @@ def _measure(
 
 @click.command()
 @click.option(
-    "--nodes", default=4, show_default=True, help="Validators of the cluster it launches."
+    "--nodes",
+    type=click.IntRange(min=4),
+    default=4,
+    show_default=True,
+    help="Validators of the cluster it launches (n = 3f+1, at least 4).",
 )
-@click.option("--duration", "duration_s", default=20.0, show_default=True, help="Seconds of load.")
+@click.option(
+    "--duration",
+    "duration_s",
+    type=FiniteFloatRange(min=0, min_open=True),
+    default=20.0,
+    show_default=True,
+    help="Seconds of load.",
+)
 @click.option(
     "--rate",
     "rate_per_s",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     default=0.0,
     show_default=True,
     help="Offered load in transactions per second (open loop); 0 offers as fast as the "

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from cli.common import (
+    FiniteFloatRange,
     dir_option,
     guarded,
     json_option,
@@ -20,7 +21,7 @@ from cli.layout import ClusterDir
 from ledger.block import Block
 from ledger.encoding import decode, encode
 from ledger.errors import MillchainError
-from node.client import ClientError, NodeClient
+from node.client import ClientError, NodeClient, PathSegmentError, path_segment
 from node.sync import SyncError, verify_blocks
 
 node_option = click.option(
@@ -85,6 +86,16 @@ def print_receipt(result: dict[str, Any]) -> None:
         )
 
 
+wait_timeout_option = click.option(
+    "--timeout",
+    "timeout_s",
+    type=FiniteFloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds --wait waits for the commit.",
+)
+
+
 @click.command(name="tx")
 @click.argument("contract")
 @click.argument("method")
@@ -94,7 +105,7 @@ def print_receipt(result: dict[str, Any]) -> None:
     "--as", "identity", required=True, help="Identity whose key signs (see DIR/identities)."
 )
 @click.option("--wait", is_flag=True, help="Block until committed and print the receipt.")
-@click.option("--timeout", "timeout_s", default=30.0, show_default=True)
+@wait_timeout_option
 @node_option
 @json_option
 @guarded
@@ -146,9 +157,19 @@ async def query_state(layout: ClusterDir, contract: str, path: list[str], node: 
         await client.__aexit__(None, None, None)
 
 
+def _segments(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Refuse, before any request, text that cannot be one segment of the state URL."""
+    for part in (value,) if isinstance(value, str) else value:
+        try:
+            path_segment(part)
+        except PathSegmentError as exc:
+            raise click.BadParameter(str(exc), ctx=ctx, param=param) from exc
+    return value
+
+
 @click.command()
-@click.argument("contract")
-@click.argument("path", nargs=-1)
+@click.argument("contract", callback=_segments)
+@click.argument("path", nargs=-1, callback=_segments)
 @dir_option
 @node_option
 @json_option
@@ -156,7 +177,10 @@ async def query_state(layout: ClusterDir, contract: str, path: list[str], node: 
 def query(
     contract: str, path: tuple[str, ...], directory: Path, node_name: str | None, as_json: bool
 ) -> None:
-    """Read a contract's state at the head: `millchain query inventory steel main`."""
+    """Read a contract's state at the head: `millchain query inventory steel main`.
+
+    Each PATH argument is one key, sent as it is written ("#", "?" and "/" included); keys
+    that a URL cannot carry ('', '.', '..') are refused."""
     try:
         value = run(query_state(layout_of(directory), contract, list(path), node_name))
     except MillchainError as exc:

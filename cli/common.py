@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 from collections.abc import Awaitable, Callable
@@ -31,7 +32,7 @@ dir_option = click.option(
 )
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
-_INT = re.compile(r"^-?[0-9]+$")
+INTEGER = re.compile(r"^-?[0-9]+$")  # what `key=value` arguments take as an integer
 
 
 def run(coroutine: Awaitable[T]) -> T:
@@ -59,18 +60,35 @@ def guarded(function: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-class OutputFile(click.Path):
-    """A file a command writes: like click.Path(dir_okay=False), and refusing a path without a
-    file name (empty, or ending in "/", "." or ".."), which would otherwise be written as a
-    hidden file or fail only after the work is done."""
-
-    def __init__(self) -> None:
-        super().__init__(dir_okay=False, path_type=Path)
+class FiniteFloatRange(click.FloatRange):
+    """click.FloatRange that also refuses nan and infinity, which pass its bounds checks."""
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        text = str(value)
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+class OutputFile(click.Path):
+    """A file a command writes: like click.Path(dir_okay=False, writable=True), and refusing,
+    when the command line is parsed rather than after the work is done, a path without a file
+    name (empty, or ending in "/", "." or "..") and one whose folder does not exist or is not
+    writable."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, writable=True, path_type=Path)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = os.fspath(value)
         if os.path.basename(text) in ("", ".", ".."):
             self.fail(f"{text!r} names no file", param, ctx)
+        folder = os.path.dirname(text) or "."
+        if not os.path.isdir(folder):
+            problem = "is not a folder" if os.path.exists(folder) else "does not exist"
+            self.fail(f"{text!r}: folder {folder!r} {problem}", param, ctx)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            self.fail(f"{text!r}: folder {folder!r} is not writable", param, ctx)
         return super().convert(value, param, ctx)
 
 
@@ -105,7 +123,7 @@ def parse_assignments(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _scalar(text: str) -> Any:
-    if _INT.match(text):
+    if INTEGER.match(text):
         return int(text)
     if text in ("true", "false"):
         return text == "true"

@@ -12,13 +12,30 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote
 
 import click
 
-from cli.client_cmd import node_option, print_receipt, query_state, reachable_client, submit
-from cli.common import dir_option, guarded, json_option, layout_of, print_json, run, short, table
+from cli.client_cmd import (
+    node_option,
+    print_receipt,
+    query_state,
+    reachable_client,
+    submit,
+    wait_timeout_option,
+)
+from cli.common import (
+    INTEGER,
+    dir_option,
+    guarded,
+    json_option,
+    layout_of,
+    print_json,
+    run,
+    short,
+    table,
+)
 from cli.layout import ClusterDir
+from contracts.machine_state import READING
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -40,7 +57,7 @@ def submit_options(default_identity: str) -> Callable[[F], F]:
                 click.option(
                     "--wait", is_flag=True, help="Wait until committed; show the receipt."
                 ),
-                click.option("--timeout", "timeout_s", default=30.0, show_default=True),
+                wait_timeout_option,
                 node_option,
                 json_option,
             ]
@@ -90,14 +107,35 @@ def _read(directory: Path, node_name: str | None, contract: str, *path: str) -> 
     return run(query_state(layout_of(directory), contract, list(path), node_name))
 
 
-def _pairs(values: tuple[str, ...], what: str) -> dict[str, Any]:
-    parsed: dict[str, Any] = {}
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    """`key=value` texts as a map; `what` names the option or argument in errors."""
+    parsed: dict[str, str] = {}
     for value in values:
         key, sep, text = value.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"{value!r}: expected {what} as key=value")
-        parsed[key] = int(text) if text.lstrip("-").isdigit() else text
+            raise click.BadParameter(f"{value!r}: expected key=value", param_hint=what)
+        if key in parsed:
+            raise click.BadParameter(f"{key!r} given twice", param_hint=what)
+        parsed[key] = text
     return parsed
+
+
+def _reading(fields: tuple[str, ...]) -> dict[str, Any]:
+    """A reading from `field=value` texts: integers, but quality (L, M or H) as it is."""
+    reading: dict[str, Any] = {}
+    for key, text in _pairs(fields, "FIELDS").items():
+        if key not in READING.fields:
+            raise click.BadParameter(
+                f"unknown field {key!r}; expected some of {', '.join(READING.fields)}",
+                param_hint="FIELDS",
+            )
+        if key == "quality":
+            reading[key] = text
+        elif INTEGER.match(text):
+            reading[key] = int(text)
+        else:
+            raise click.BadParameter(f"{key}={text!r}: expected an integer", param_hint="FIELDS")
+    return reading
 
 
 # history
@@ -106,8 +144,7 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, Any]:
 async def fetch_events(layout: ClusterDir, subject: str, node_name: str | None) -> Any:
     client = await reachable_client(layout, node_name)
     try:
-        payload = await client.request("GET", f"/events/{quote(subject, safe=':@')}")
-        return payload["events"]
+        return await client.events(subject)
     finally:
         await client.__aexit__(None, None, None)
 
@@ -157,7 +194,10 @@ def catalog_group() -> None:
 @guarded
 def catalog_publish(file: Path, **opts: Any) -> None:
     """Publish every product of FILE ({"products": [...]}, see configs/catalog.json)."""
-    document = json.loads(file.read_text(encoding="utf-8"))
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise click.ClickException(f"{file}: not a JSON document ({exc})") from exc
     products = document.get("products") if isinstance(document, dict) else None
     if not isinstance(products, list) or not products:
         raise click.ClickException(f'{file}: expected {{"products": [ ... ]}} with products')
@@ -215,7 +255,7 @@ def order_place(
     product: str, variant: str, options: tuple[str, ...], quantity: int, **opts: Any
 ) -> None:
     """Order PRODUCT in a configuration: --variant V --option group=choice ... --qty N."""
-    chosen = {key: str(value) for key, value in _pairs(options, "--option").items()}
+    chosen = _pairs(options, "--option")
     args = {"product": product, "variant": variant, "options": chosen, "quantity": quantity}
     _send(opts, "orders", "place", args)
 
@@ -491,8 +531,9 @@ def machine_status(
 @guarded
 def machine_report(machine: str, fields: tuple[str, ...], **opts: Any) -> None:
     """Report one reading: seq=N air_temp_dk=.. process_temp_dk=.. rpm=.. torque_cnm=..
-    tool_wear_min=.. (integers, AI4I 2020 units scaled: deci-kelvin, centi-Nm, minutes)."""
-    _send(opts, "machines", "report", {"machine": machine, "readings": [_pairs(fields, "field")]})
+    tool_wear_min=.. (integers, AI4I 2020 units scaled: deci-kelvin, centi-Nm, minutes) and
+    optionally quality=L, M or H."""
+    _send(opts, "machines", "report", {"machine": machine, "readings": [_reading(fields)]})
 
 
 @machine_group.command(name="down")

@@ -11,11 +11,12 @@ from typing import Any
 
 import click
 
+from cli.client_cmd import reachable_client
 from cli.common import console, dir_option, guarded, layout_of
 from cli.layout import ClusterDir
-from node.client import NodeClient
+from contracts.machines import READINGS_PER_TX_MAX
 from oracle.telemetry.reading import FLAG_NAMES, Quality, Reading
-from oracle.telemetry.simulator import MachineSimulator
+from oracle.telemetry.simulator import STRESS_MAX, MachineSimulator
 
 
 def reading_args(reading: Reading) -> dict[str, Any]:
@@ -42,9 +43,12 @@ class MachineRun:
 
 
 async def _status(layout: ClusterDir, machine: str) -> str:
-    async with NodeClient(layout.config(layout.node_names()[0]).url) as client:
+    client = await reachable_client(layout, None)
+    try:
         record = await client.query("machines", [machine])
-        return str(record["status"])
+    finally:
+        await client.__aexit__(None, None, None)
+    return str(record["status"])
 
 
 async def drive_machine(
@@ -113,35 +117,84 @@ _LOCKS: dict[str, asyncio.Lock] = {}
 async def _call(
     layout: ClusterDir, identity: str, contract: str, method: str, args: dict[str, Any]
 ) -> dict[str, Any]:
-    """Sign and submit as `identity`, then wait for the receipt. Machines that share an
-    identity take nonces one at a time (under a lock), but wait for commits concurrently."""
+    """Sign and submit as `identity` to the first node that answers, then wait there for the
+    receipt. Machines that share an identity take nonces one at a time (under a lock), but
+    wait for commits concurrently."""
     lock = _LOCKS.setdefault(identity, asyncio.Lock())
     keys = layout.identity_keys(identity)
     chain_id = layout.genesis().chain_id
-    async with NodeClient(layout.config(layout.node_names()[0]).url) as client:
+    client = await reachable_client(layout, None)
+    try:
         async with lock:
             tx = await client.sign_and_submit(
                 keys, chain_id=chain_id, contract=contract, method=method, args=args
             )
         result = await client.wait_committed(tx.hash.hex(), 60)
+    finally:
+        await client.__aexit__(None, None, None)
     if not result["receipt"]["ok"]:
         raise click.ClickException(f"{contract}.{method}: {result['receipt']['error']}")
     return result
 
 
+def _stress_levels(pairs: tuple[str, ...], machines: tuple[str, ...]) -> dict[str, float]:
+    """--stress MACHINE=LEVEL values, each for one of `machines` and within 0..STRESS_MAX."""
+    levels: dict[str, float] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r}: expected MACHINE=LEVEL", param_hint="--stress")
+        if name not in machines:
+            raise click.BadParameter(
+                f"{pair!r}: {name!r} is not one of the machines simulated ({', '.join(machines)})",
+                param_hint="--stress",
+            )
+        if name in levels:
+            raise click.BadParameter(f"{name!r} given twice", param_hint="--stress")
+        expected = f"{pair!r}: expected a level from 0 to {STRESS_MAX:g}"
+        try:
+            level = float(text)
+        except ValueError as exc:
+            raise click.BadParameter(expected, param_hint="--stress") from exc
+        if not 0.0 <= level <= STRESS_MAX:  # also refuses nan
+            raise click.BadParameter(expected, param_hint="--stress")
+        levels[name] = level
+    return levels
+
+
 @click.command(name="simulate")
 @click.argument("machines", nargs=-1, required=True)
 @dir_option
-@click.option("--operations", default=200, show_default=True, help="Operations per machine.")
-@click.option("--seed", default=1, show_default=True)
+@click.option(
+    "--operations",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Operations per machine.",
+)
+@click.option("--seed", type=int, default=1, show_default=True)
 @click.option(
     "--stress",
     "stress_pairs",
     multiple=True,
-    help="MACHINE=LEVEL (0..3): extra torque that drives a machine toward overstrain.",
+    help=f"MACHINE=LEVEL (0..{STRESS_MAX:g}), for one of MACHINES: extra torque that drives "
+    "it toward overstrain.",
 )
-@click.option("--batch", default=10, show_default=True, help="Readings per report transaction.")
-@click.option("--pace-ms", default=200, show_default=True, help="Pause between batches.")
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1, max=READINGS_PER_TX_MAX),
+    default=10,
+    show_default=True,
+    help=f"Readings per report transaction (the machines contract takes at most "
+    f"{READINGS_PER_TX_MAX}).",
+)
+@click.option(
+    "--pace-ms",
+    type=click.IntRange(min=0),
+    default=200,
+    show_default=True,
+    help="Pause between batches.",
+)
 @guarded
 def simulate(
     machines: tuple[str, ...],
@@ -153,14 +206,11 @@ def simulate(
     pace_ms: int,
 ) -> None:
     """Run simulated MACHINES (already registered) that report their readings on-chain."""
+    twice = sorted({m for m in machines if machines.count(m) > 1})
+    if twice:
+        raise click.BadParameter(f"{', '.join(twice)} given twice", param_hint="MACHINES")
+    stress = _stress_levels(stress_pairs, machines)
     layout = layout_of(directory)
-    stress: dict[str, float] = {}
-    for pair in stress_pairs:
-        name, _, level = pair.partition("=")
-        try:
-            stress[name] = float(level)
-        except ValueError as exc:
-            raise click.BadParameter(f"--stress {pair!r}: expected MACHINE=LEVEL") from exc
 
     async def all_machines() -> list[MachineRun]:
         return list(

@@ -182,6 +182,8 @@ async def verify_range(layout: ClusterDir, start: int, end: int | None) -> dict[
 def verify(directory: Path, start: int, end: int | None, as_json: bool) -> None:
     """Re-run the registered model on readings committed in a range of heights and report every
     final prediction it does not reproduce (exit status 1 if there is one)."""
+    if end is not None and end < start:
+        raise click.BadParameter(f"--to {end} is below --from {start}", param_hint="--to")
     report = asyncio.run(verify_range(layout_of(directory), start, end))
     if as_json:
         print_json(report)

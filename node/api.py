@@ -46,6 +46,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 import msgpack
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -337,7 +338,8 @@ async def get_account(request: web.Request) -> web.Response:
 async def get_state(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     contract = request.match_info["contract"]
-    path = [part for part in request.match_info.get("path", "").split("/") if part]
+    # Split the raw path, then decode each key: an encoded "/" (%2F) belongs to its key.
+    path = [unquote(part) for part in request.rel_url.raw_path.split("/")[3:] if part]
     try:
         value = node.runtime.query(node.storage, contract, path)
     except ContractError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import msgpack
@@ -20,6 +21,22 @@ class ClientError(NodeError):
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+
+class PathSegmentError(NodeError):
+    """Text that cannot be one segment of a request's URL path."""
+
+
+def path_segment(text: str) -> str:
+    """`text` as one URL path segment, every reserved character percent-encoded ("#", "?" and
+    "/" would otherwise end or split it). An empty segment, "." and ".." are refused: URLs
+    normalise them away, so the request would name another resource than the caller meant."""
+    if text in ("", ".", ".."):
+        raise PathSegmentError(
+            f"{text!r} cannot be sent as a key in a URL path, which drops empty, '.' and '..' "
+            "segments: expected a name"
+        )
+    return quote(text, safe="")
 
 
 class NodeClient:
@@ -92,7 +109,7 @@ class NodeClient:
         suffix = f"?wait_ms={wait_ms}" if wait_ms else ""
         timeout_s = wait_ms / 1000 + 5 if wait_ms else None
         result: dict[str, Any] = await self.request(
-            "GET", f"/tx/{tx_hash}{suffix}", timeout_s=timeout_s
+            "GET", f"/tx/{path_segment(tx_hash)}{suffix}", timeout_s=timeout_s
         )
         return result
 
@@ -101,9 +118,15 @@ class NodeClient:
         return int(result["next_nonce"])
 
     async def query(self, contract: str, path: list[str]) -> Any:
-        suffix = "".join(f"/{part}" for part in path)
-        result = await self.request("GET", f"/state/{contract}{suffix}")
+        """The value at `path` (keys, one segment each) of `contract`'s state at the head."""
+        suffix = "".join(f"/{path_segment(part)}" for part in path)
+        result = await self.request("GET", f"/state/{path_segment(contract)}{suffix}")
         return result["value"]
+
+    async def events(self, subject: str) -> list[dict[str, Any]]:
+        """Every event about `subject` (order:ord-1, item:steel@main, machine:m1, ...)."""
+        result = await self.request("GET", f"/events/{path_segment(subject)}")
+        return list(result["events"])
 
     async def block(self, height: int) -> dict[str, Any]:
         result: dict[str, Any] = await self.request("GET", f"/blocks/{height}")

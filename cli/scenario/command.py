@@ -11,7 +11,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.common import console, guarded
+from cli.common import OutputFile, console, guarded
 from cli.common import table as print_table
 from cli.scenario.chain import ScenarioError
 from cli.scenario.config import CostModel, ScenarioConfig, Strategy
@@ -84,35 +84,35 @@ _OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     ),
     click.option(
         "--cost-failure",
-        type=int,
+        type=click.IntRange(min=0),
         default=DEFAULT_COSTS.failure_repair_eur,
         show_default=True,
         help="EUR per unplanned repair.",
     ),
     click.option(
         "--cost-tool-change",
-        type=int,
+        type=click.IntRange(min=0),
         default=DEFAULT_COSTS.tool_change_eur,
         show_default=True,
         help="EUR per planned tool change.",
     ),
     click.option(
         "--cost-downtime-hour",
-        type=int,
+        type=click.IntRange(min=0),
         default=DEFAULT_COSTS.downtime_eur_per_hour,
         show_default=True,
         help="EUR per machine-hour out of service.",
     ),
     click.option(
         "--cost-scrap",
-        type=int,
+        type=click.IntRange(min=0),
         default=DEFAULT_COSTS.scrap_eur,
         show_default=True,
         help="EUR per scrapped part.",
     ),
     click.option(
         "--cost-late",
-        type=int,
+        type=click.IntRange(min=0),
         default=DEFAULT_COSTS.late_order_eur,
         show_default=True,
         help="EUR per order finished late.",
@@ -221,7 +221,7 @@ def scenario() -> None:
 @click.option(
     "--json",
     "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputFile(),
     help="Also write the figures to this JSON file.",
 )
 @guarded
