@@ -144,7 +144,7 @@ def _split_wire(data: bytes) -> tuple[bytes, bytes] | None:
     if not data.startswith(_WIRE_HEAD):
         return None
     at = len(_WIRE_HEAD)
-    if len(data) < at + 3:
+    if len(data) < at + 5:  # the longest bin header; a real body is longer still
         return None
     marker = data[at]
     if marker == 0xC4:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import replace
 from typing import Any
 
 import msgpack
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ledger.crypto import Domain, KeyPair
 from ledger.encoding import decode, encode
-from ledger.errors import EncodingError, SignatureError, ValidationError
+from ledger.errors import EncodingError, LedgerError, SignatureError, ValidationError
 from ledger.hashing import sha256
 from ledger.tx import NAME_LENGTH_MAX, NONCE_MAX, Transaction, jsonable
 
@@ -347,3 +350,36 @@ def test_from_wire_applies_the_size_limit_to_remembered_bytes_too() -> None:
     Transaction.from_wire(wire)
     with pytest.raises(EncodingError, match="limit"):
         Transaction.from_wire(wire, bytes_max=len(wire) - 1)
+
+
+# --- cut and garbled wire forms: always a LedgerError, never another exception -------------------
+
+_WIRE_HEAD = b"\x82\xa4body"
+
+
+def _wires_cut_short() -> list[bytes]:
+    """Every prefix of real wire forms whose body takes each bin header (8, 16 and 32-bit
+    lengths), and heads with each marker followed by too few length bytes."""
+    small = make_tx().to_wire()
+    medium = make_tx(args={"blob": bytes(300)}).to_wire()
+    large = make_tx(args={"blob": bytes(70_000)}).to_wire()
+    prefixes = [wire[:cut] for wire in (small, medium) for cut in range(len(wire))]
+    prefixes += [large[:cut] for cut in range(0, 40)]
+    heads = [
+        _WIRE_HEAD + marker + bytes(n) for marker in (b"\xc4", b"\xc5", b"\xc6") for n in range(5)
+    ]
+    return prefixes + heads
+
+
+def test_a_cut_wire_form_is_a_ledger_error() -> None:
+    # A client's bytes reach this first: another exception would be a 500, or end the task
+    # that admits forwarded transactions.
+    for wire in _wires_cut_short():
+        with pytest.raises((EncodingError, ValidationError)):
+            Transaction.from_wire(wire, bytes_max=100_000)
+
+
+@given(tail=st.binary(max_size=80))
+def test_any_bytes_after_the_wire_head_decode_or_are_a_ledger_error(tail: bytes) -> None:
+    with contextlib.suppress(LedgerError):
+        Transaction.from_wire(_WIRE_HEAD + tail)

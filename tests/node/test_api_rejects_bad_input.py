@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -225,4 +226,27 @@ async def test_rejects_arguments_that_break_the_schema(
     status, got = await _post(client, tx.to_wire())
     assert status == 400
     assert "qty" in got["error"]
+    _nothing_stored(node)
+
+
+# Starts like a canonical transaction, then a 32-bit bin header cut short.
+_CUT_HEADER = b"\x82\xa4body\xc6\x00\x00"
+
+
+async def test_a_transaction_cut_inside_a_header_is_refused_on_every_route(
+    client: TestClient,  # type: ignore[type-arg]
+    node: Node,
+) -> None:
+    status, body = await _post(client, _CUT_HEADER)
+    assert status == 400 and "malformed transaction" in body["error"]
+    batch = await client.post("/txs", data=encode([_CUT_HEADER]), timeout=10)
+    assert batch.status == 200
+    assert (await batch.json())["results"][0]["status"] == 400
+    peer = await client.post("/peer/batch", data=encode({"messages": [], "txs": [_CUT_HEADER]}))
+    assert peer.status == 200
+    deadline = asyncio.get_running_loop().time() + 10
+    while node.admission_backlog and node.halted is None:  # forwarded: admitted in the background
+        assert asyncio.get_running_loop().time() < deadline, "the forwarded tx was never admitted"
+        await asyncio.sleep(0.01)
+    assert node.halted is None
     _nothing_stored(node)
