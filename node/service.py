@@ -16,10 +16,10 @@ import hashlib
 import logging
 import time
 from collections import deque
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -78,6 +78,7 @@ from node.stages import StageClock, clock_ms
 from node.storage import Storage
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 TICK_MS = 100
 # A validator that has committed nothing for this long asks its peers whether the chain moved on
@@ -162,6 +163,20 @@ class Counters:
 
     def reject(self, reason: str) -> None:
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
+
+
+def _decoded_from_outside(decode: Callable[[bytes], T], raw: bytes) -> T:
+    """`decode(raw)` for bytes a client or a peer sent. Decoding only reads them, so when the
+    decoder fails in a way it does not mean to (a bug), the bytes are refused as malformed and
+    the failure logged, instead of answering 500 or ending the task that admits transactions
+    (which halts the node, and a few such requests would halt a cluster)."""
+    try:
+        return decode(raw)
+    except (LedgerError, ConsensusError):
+        raise
+    except Exception as exc:  # logged in full below; the bytes are refused
+        log.error("decoding %d bytes from outside failed: %r", len(raw), exc, exc_info=True)
+        raise EncodingError(f"cannot be decoded ({type(exc).__name__}: {exc})") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -526,7 +541,9 @@ class Node:
         `from_client`: a client sent it here, rather than a peer forwarding it)."""
         self._check_running()
         try:
-            tx = Transaction.from_wire(raw, bytes_max=self.params.tx_bytes_max)
+            tx = _decoded_from_outside(
+                functools.partial(Transaction.from_wire, bytes_max=self.params.tx_bytes_max), raw
+            )
         except LedgerError as exc:
             self.counters.reject("malformed")
             raise Rejection(f"malformed transaction: {exc}") from exc
@@ -652,7 +669,9 @@ class Node:
         key = hashlib.sha256(raw).digest()
         message = self._decoded.get(key)
         if message is None:
-            message = decode_message(raw, tx_bytes_max=self.params.tx_bytes_max)
+            message = _decoded_from_outside(
+                functools.partial(decode_message, tx_bytes_max=self.params.tx_bytes_max), raw
+            )
             self._decoded.remember(key, message)
         return message
 

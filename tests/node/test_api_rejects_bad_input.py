@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient
 from ledger.crypto import KeyPair
 from ledger.encoding import encode
 from ledger.tx import Transaction
+from node import service
 from node.service import Node
 from tests.node.conftest import CHAIN_ID, Setup
 
@@ -249,4 +250,34 @@ async def test_a_transaction_cut_inside_a_header_is_refused_on_every_route(
         assert asyncio.get_running_loop().time() < deadline, "the forwarded tx was never admitted"
         await asyncio.sleep(0.01)
     assert node.halted is None
+    _nothing_stored(node)
+
+
+async def test_a_decoder_failing_unexpectedly_refuses_the_bytes_and_the_node_runs_on(
+    client: TestClient,  # type: ignore[type-arg]
+    node: Node,
+    setup: Setup,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A bug in decoding what clients and peers send must cost those bytes, not the node.
+    def broken(raw: bytes, **_: object) -> Transaction:
+        raise IndexError("a decoder bug")
+
+    monkeypatch.setattr(Transaction, "from_wire", broken)
+    monkeypatch.setattr(service, "decode_message", broken)
+    wire = _tx(setup.identities["supplier"]).to_wire()
+    status, body = await _post(client, wire)
+    assert status == 400 and "IndexError: a decoder bug" in body["error"]
+    batch = await client.post("/txs", data=encode([wire]), timeout=10)
+    assert (await batch.json())["results"][0]["status"] == 400
+    peer = await client.post("/peer/batch", data=encode({"messages": [b"\x01"], "txs": [wire]}))
+    assert peer.status == 200
+    deadline = asyncio.get_running_loop().time() + 10
+    while node.admission_backlog and node.halted is None:
+        assert asyncio.get_running_loop().time() < deadline, "the forwarded tx was never admitted"
+        await asyncio.sleep(0.01)
+    assert node.halted is None
+    assert node.counters.messages_rejected == 1
+    assert "decoding" in caplog.text and "a decoder bug" in caplog.text
     _nothing_stored(node)
