@@ -23,7 +23,9 @@ Schema = dict[str, Any]
 WAIT_MS_MAX = 60_000
 BLOCK_LIST_MAX = 1000
 EVENTS_LIMIT_MAX = 10_000
-TXS_PER_REQUEST_MAX = 10_000
+# No more than the admission queue holds (node/service.py ADMISSION_BACKLOG_MAX): a larger
+# batch could never be admitted, however often it were sent again.
+TXS_PER_REQUEST_MAX = 8_192
 COMMITS_FROM_MAX = 2**62
 HEIGHT_MAX = 2**63 - 1
 

@@ -359,7 +359,11 @@ class Node:
         self.storage.load_tx_filter()  # before any admission: see Storage.load_tx_filter
         await self.peers.start()
         if self.replica is None:
-            self._tasks = [asyncio.create_task(self._guarded(self._follow()), name="follower")]
+            # An observer follows the chain, and admits clients' transactions to forward them.
+            self._tasks = [
+                asyncio.create_task(self._guarded(self._follow()), name="follower"),
+                asyncio.create_task(self._guarded(self._admit_queued()), name="admission"),
+            ]
             log.info("observer %s started at height %d", self.name, self.storage.head().height)
             return
         self._replay()

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from ledger.crypto import KeyPair
 from ledger.encoding import encode
 from ledger.tx import Transaction
 from node import service
-from node.service import Node
+from node.api import create_app
+from node.openapi import TXS_PER_REQUEST_MAX
+from node.service import ADMISSION_BACKLOG_MAX, Node
+from node.storage import Storage
 from tests.node.conftest import CHAIN_ID, Setup
 
 
@@ -280,4 +284,38 @@ async def test_a_decoder_failing_unexpectedly_refuses_the_bytes_and_the_node_run
     assert node.halted is None
     assert node.counters.messages_rejected == 1
     assert "decoding" in caplog.text and "a decoder bug" in caplog.text
+    _nothing_stored(node)
+
+
+async def test_an_observer_answers_a_batch_of_transactions(setup: Setup, tmp_path: Path) -> None:
+    # Observers take clients' transactions and forward them to the validators.
+    observer = Node(
+        name="observer0",
+        genesis=setup.genesis,
+        keys=KeyPair.from_seed(b"\x55" * 32),
+        storage=Storage(tmp_path / "observer.sqlite"),
+        observer=True,
+    )
+    await observer.start()
+    try:
+        async with TestClient(TestServer(create_app(observer))) as client:
+            txs = [_tx(setup.identities["supplier"], nonce=n) for n in range(2)]
+            response = await client.post("/txs", data=encode([tx.wire for tx in txs]), timeout=10)
+            assert response.status == 200
+            results = (await response.json())["results"]
+            assert [r.get("hash") for r in results] == [tx.hash.hex() for tx in txs]
+            assert len(observer.mempool) == 2
+    finally:
+        await observer.stop()
+
+
+async def test_a_batch_the_admission_queue_cannot_hold_is_refused_as_too_large(
+    client: TestClient,  # type: ignore[type-arg]
+    node: Node,
+) -> None:
+    # Larger than the queue, it would get "busy, retry later" however empty the queue were.
+    assert TXS_PER_REQUEST_MAX <= ADMISSION_BACKLOG_MAX
+    response = await client.post("/txs", data=encode([b"x"] * (TXS_PER_REQUEST_MAX + 1)))
+    assert response.status == 400
+    assert f"at most {TXS_PER_REQUEST_MAX} transactions" in (await response.json())["error"]
     _nothing_stored(node)
