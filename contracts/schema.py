@@ -33,9 +33,13 @@ MISSING: Final = _Missing.MISSING
 """The default of a required argument (None is a legitimate default, so it cannot mark this)."""
 
 
+DECIMAL_DIGITS_MAX = 20  # enough for every 64-bit integer
+
+
 def is_decimal(text: str) -> bool:
-    """ASCII digits only: str.isdigit() also accepts digits int() refuses, such as "²"."""
-    return text.isascii() and text.isdigit()
+    """ASCII digits only, and at most DECIMAL_DIGITS_MAX: str.isdigit() also accepts digits
+    int() refuses, such as "²", and int() refuses strings of more than 4,300 digits."""
+    return len(text) <= DECIMAL_DIGITS_MAX and text.isascii() and text.isdigit()
 
 
 def value_kind(value: Any) -> str:

@@ -52,6 +52,7 @@ import msgpack
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from contracts.errors import ContractError
+from contracts.schema import is_decimal
 from ledger.encoding import decode, encode
 from ledger.errors import EncodingError
 from ledger.tx import jsonable
@@ -297,10 +298,8 @@ def _block_json(node: Node, height: int) -> dict[str, Any] | None:
 async def get_block(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     text = request.match_info["height"]
-    if not (text.isascii() and text.isdigit()):
-        raise Rejection(f"height must be a non-negative integer, got {text[:40]!r}")
-    if int(text) > HEIGHT_MAX:
-        raise Rejection(f"height must be at most {HEIGHT_MAX}, got {text[:40]}")
+    if not is_decimal(text) or int(text) > HEIGHT_MAX:
+        raise Rejection(f"height must be an integer from 0 to {HEIGHT_MAX}, got {text[:40]!r}")
     body = _block_json(node, int(text))
     if body is None:
         return error(404, f"no block at height {text} (head is {node.storage.head().height})")
