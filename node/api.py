@@ -283,7 +283,7 @@ def _block_json(node: Node, height: int) -> dict[str, Any] | None:
     stored = node.storage.block(height)
     if stored is None:
         return None
-    receipts = [node.storage.receipt(tx.hash) for tx in stored.block.txs]
+    receipts = node.storage.block_receipts(height, stored.block)
     return {
         "header": stored.block.header.summary(),
         "state_digest_after": stored.state_digest.hex(),

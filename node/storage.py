@@ -468,6 +468,27 @@ class Storage:
         found = row.fetchone()
         return None if found is None else Receipt.from_map(decode(found[0]))
 
+    def block_receipts(self, height: int, block: Block) -> list[Receipt | None]:
+        """The receipt each transaction of stored block `height` (`block`) got there, in block
+        order. A transaction an earlier block included first has its receipt for this block in
+        the block's write set (see commit_record), not under its hash; None where neither holds
+        one (a block stored by a version that kept no write sets)."""
+        ids = [tx.hash for tx in block.txs]
+        held = self._tx_heights(ids)
+        row = self._db.execute(
+            "SELECT writes FROM block_writes WHERE height = ?", (height,)
+        ).fetchone()
+        extra: dict[int, bytes] = {}
+        if row is not None:
+            _, shadowed = decode(bytes(row[0]))
+            extra = {int(index): bytes(receipt) for index, receipt in shadowed}
+        receipts: list[Receipt | None] = []
+        for index, tx_id in enumerate(ids):
+            first = held.get(tx_id)
+            raw = first[1] if first is not None and first[0] == height else extra.get(index)
+            receipts.append(None if raw is None else Receipt.from_map(decode(raw)))
+        return receipts
+
     def load_tx_filter(self) -> TxFilter:
         """The filter of committed hashes, built now if it was not yet (about a second a
         million): a node builds it as it starts, lest its first admission stall the event loop."""

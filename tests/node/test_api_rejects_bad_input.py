@@ -9,11 +9,14 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from ledger.block import Block
+from ledger.certificate import CommitCertificate
 from ledger.crypto import KeyPair
 from ledger.encoding import encode
 from ledger.tx import Transaction
 from node import service
 from node.api import create_app
+from node.executor import execute_and_store
 from node.openapi import TXS_PER_REQUEST_MAX
 from node.service import ADMISSION_BACKLOG_MAX, Node
 from node.storage import Storage
@@ -323,3 +326,38 @@ async def test_a_batch_the_admission_queue_cannot_hold_is_refused_as_too_large(
     assert response.status == 400
     assert f"at most {TXS_PER_REQUEST_MAX} transactions" in (await response.json())["error"]
     _nothing_stored(node)
+
+
+async def test_a_block_shows_the_receipt_its_transactions_got_there(
+    client: TestClient,  # type: ignore[type-arg]
+    node: Node,
+    setup: Setup,
+) -> None:
+    # After a view change a transaction can be proposed again; the later block's receipt for
+    # it fails on the nonce, and that block must show that receipt, not the first one.
+    tx = _tx(setup.identities["supplier"])
+    for _ in range(2):
+        head = node.storage.head()
+        block = Block.build(
+            chain_id=CHAIN_ID,
+            height=head.height + 1,
+            prev_hash=head.hash,
+            state_height=head.height,
+            state_digest=head.state_digest,
+            proposer=0,
+            view=0,
+            timestamp_ms=head.timestamp_ms + 1,
+            txs=[tx],
+        )
+        certificate = CommitCertificate(
+            height=block.height, view=0, block_hash=block.hash, commits=((0, bytes(64)),)
+        )
+        execute_and_store(node.runtime, node.storage, node.genesis, block, certificate)
+    first, again = [
+        (await (await client.get(f"/blocks/{height}")).json())["txs"][0]["receipt"]
+        for height in (1, 2)
+    ]
+    assert (first["height"], first["ok"]) == (1, True)
+    assert (again["height"], again["ok"]) == (2, False)
+    assert "nonce 0 already used" in again["error"]
+    assert (await (await client.get(f"/tx/{tx.hash.hex()}")).json())["receipt"]["height"] == 1
