@@ -10,6 +10,7 @@ the paths that use these memos). An OrderedDict unlinks its oldest entry in cons
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import TypeVar
 
 K = TypeVar("K")
@@ -29,3 +30,30 @@ class FifoCache(OrderedDict[K, V]):
         if key not in self and len(self) >= self.size_max:
             self.popitem(last=False)
         self[key] = value
+
+
+class WeighedFifoCache(FifoCache[K, V]):
+    """A FifoCache that also holds at most `weight_max` in all, an entry weighing `weigh(key)`
+    (the bytes a decoded form was decoded from, say): what bounds its memory when entries can
+    be large. Entries leave only as the oldest, to make room."""
+
+    def __init__(self, size_max: int, *, weight_max: int, weigh: Callable[[K], int]) -> None:
+        super().__init__(size_max)
+        if weight_max < 1:
+            raise ValueError(f"a cache holds a weight of at least 1, got weight_max={weight_max}")
+        self.weight_max = weight_max
+        self.weight = 0
+        self._weigh = weigh
+
+    def remember(self, key: K, value: V) -> None:
+        if key in self:
+            self[key] = value
+            return
+        weight = self._weigh(key)
+        if weight > self.weight_max:
+            return  # larger than the whole cache: not kept
+        while self and (len(self) >= self.size_max or self.weight + weight > self.weight_max):
+            oldest, _ = self.popitem(last=False)
+            self.weight -= self._weigh(oldest)
+        self[key] = value
+        self.weight += weight

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger import crypto
-from ledger.cache import FifoCache
+from ledger.cache import WeighedFifoCache
 from ledger.crypto import Domain, KeyPair
 from ledger.encoding import decode, encode
 from ledger.errors import EncodingError, ValidationError
@@ -33,7 +33,12 @@ _WIRE_KEYS = frozenset({"body", "signature"})
 # The canonical wire form around the body: {"body": <bin>, "signature": <bin 64>}, keys sorted.
 _WIRE_HEAD = b"\x82\xa4body"
 _WIRE_SIGNATURE = b"\xa9signature\xc4\x40"
-_decoded: FifoCache[bytes, Transaction] = FifoCache(DECODED_CACHE_MAX)
+# Bytes of wire form the decoded transactions kept were decoded from (their decoded forms take
+# about as much again twice): what a flood of large transactions, refused or not, can pin.
+DECODED_CACHE_BYTES_MAX = 16 * 1024 * 1024
+_decoded: WeighedFifoCache[bytes, Transaction] = WeighedFifoCache(
+    DECODED_CACHE_MAX, weight_max=DECODED_CACHE_BYTES_MAX, weigh=len
+)
 _BODY_KEYS = frozenset({"chain_id", "sender", "nonce", "contract", "method", "args"})
 
 
