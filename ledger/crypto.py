@@ -63,6 +63,7 @@ class Domain(enum.StrEnum):
     CHECKPOINT = "millchain/checkpoint/v1"
     VIEW_CHANGE = "millchain/view-change/v1"
     NEW_VIEW = "millchain/new-view/v1"
+    PEER_LINK = "millchain/peer-link/v1"  # a validator opening a link (node/peer_auth.py)
 
 
 def signing_message(domain: Domain, chain_id: str, payload: bytes) -> bytes:

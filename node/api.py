@@ -73,8 +73,9 @@ from node.openapi import (
     WAIT_MS_MAX,
     setup_openapi,
 )
+from node.peer_auth import LinkProofError, linked_validator
 from node.peers import encode_ack
-from node.service import Node
+from node.service import Node, now_ms
 from node.sync import blocks_query, encode_blocks
 
 log = logging.getLogger(__name__)
@@ -357,16 +358,37 @@ async def get_events(request: web.Request) -> web.Response:
 
 async def peer_batch(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
-    problem = take_peer_batch(node, await read_body(request))
+    validator = _link_validator(request)
+    raw = await read_body(request)
+    problem = take_peer_batch(node, raw, validator=validator, charge=_charger(request))
     if problem is not None:
         return error(400, problem)
     return web.json_response({"ok": True})
+
+
+def _link_validator(request: web.Request) -> int | None:
+    """The validator whose node sent this request (node/peer_auth.py), or None; a Rejection
+    (403) when the request names one without proving it."""
+    node = request.app[NODE_KEY]
+    try:
+        return linked_validator(request.headers, node.genesis, receiver=node.index, now_ms=now_ms())
+    except LinkProofError as exc:
+        raise Rejection(str(exc), status=403) from exc
+
+
+def _charger(request: web.Request) -> Callable[[int], None]:
+    """Take tokens from the client rate limit of the request's address (RateLimited if over)."""
+    limiter = request.app[LIMITER_KEY]
+    client = request.remote or "unknown"
+    return lambda tokens: limiter.take(client, tokens)
 
 
 async def peer_stream(request: web.Request) -> web.WebSocketResponse:
     """A peer's stream of batches: each binary frame is taken as POST /peer/batch takes a body,
     and answered by an ack frame with the status that would have had (node/peers.py)."""
     node = request.app[NODE_KEY]
+    validator = _link_validator(request)
+    charge = _charger(request)
     stream = web.WebSocketResponse(
         max_msg_size=node.params.body_bytes_max,
         compress=False,
@@ -382,7 +404,7 @@ async def peer_stream(request: web.Request) -> web.WebSocketResponse:
                 node.counters.reject("peer_malformed")
                 await stream.send_bytes(encode_ack(400, "peer stream frames must be binary"))
                 continue
-            await stream.send_bytes(_ack_for(node, frame.data))
+            await stream.send_bytes(_ack_for(node, frame.data, validator, charge))
     except ConnectionResetError as exc:  # the peer went away before its ack: it sends again
         log.debug("a peer stream closed before its ack was sent: %s", exc)
     finally:
@@ -390,17 +412,20 @@ async def peer_stream(request: web.Request) -> web.WebSocketResponse:
     return stream
 
 
-def _ack_for(node: Node, raw: bytes) -> bytes:
+def _ack_for(node: Node, raw: bytes, validator: int | None, charge: Callable[[int], None]) -> bytes:
     try:
-        problem = take_peer_batch(node, raw)
-    except Rejection as exc:  # the node is paused: as POST /peer/batch answers it
+        problem = take_peer_batch(node, raw, validator=validator, charge=charge)
+    except Rejection as exc:  # paused, or over the rate limit: as POST /peer/batch answers it
         return encode_ack(exc.status, str(exc))
     return encode_ack(200, None) if problem is None else encode_ack(400, problem)
 
 
-def take_peer_batch(node: Node, raw: bytes) -> str | None:
+def take_peer_batch(
+    node: Node, raw: bytes, *, validator: int | None, charge: Callable[[int], None]
+) -> str | None:
     """Feed a peer's batch to the node; what is wrong with it if it is malformed (a Rejection
-    if the node cannot take batches now)."""
+    if the node cannot take batches now). Its transactions are forwards when `validator` sent
+    it; otherwise clients' transactions, each taking a token through `charge` first."""
     try:
         batch = decode(raw)
     except EncodingError as exc:
@@ -413,7 +438,9 @@ def take_peer_batch(node: Node, raw: bytes) -> str | None:
     ):
         node.counters.reject("peer_malformed")
         return "peer batch must be a map with lists 'messages' and 'txs'"
-    node.receive_peer_batch(batch["messages"], batch["txs"])
+    if validator is None and batch["txs"]:
+        charge(len(batch["txs"]))
+    node.receive_peer_batch(batch["messages"], batch["txs"], from_validator=validator is not None)
     return None
 
 

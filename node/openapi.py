@@ -536,8 +536,9 @@ def _paths() -> Schema:
                     "Messages that do not decode, are badly signed, come from outside the "
                     "validator set or are out of place are dropped and counted "
                     "(millchain_consensus_messages_rejected_total); transactions refused at "
-                    "admission are counted by reason (millchain_txs_rejected_total)."
+                    "admission are counted by reason (millchain_txs_rejected_total). " + LINK_PROOF
                 ),
+                "parameters": LINK_PROOF_HEADERS,
                 "requestBody": _body(
                     MSGPACK,
                     _obj(
@@ -555,8 +556,7 @@ def _paths() -> Schema:
                 ),
                 "responses": _responses(
                     {200: _ok(_obj({"ok": {"const": True}}, extra=False))},
-                    [400, 408, 413, 503],
-                    limited=False,
+                    [400, 403, 408, 413, 503],
                 ),
             }
         },
@@ -569,11 +569,12 @@ def _paths() -> Schema:
                     "POST /peer/batch takes it (canonical msgpack), answered by one binary ack "
                     'frame, msgpack {"status": the status POST /peer/batch would have '
                     'answered, "error": null or what was wrong}. A frame larger than the '
-                    "chain's body_bytes_max closes the stream with code 1009."
+                    "chain's body_bytes_max closes the stream with code 1009. " + LINK_PROOF
                 ),
+                "parameters": LINK_PROOF_HEADERS,
                 "responses": _responses(
                     {101: {"description": "switching to the WebSocket protocol"}},
-                    [400],
+                    [400, 403],
                     limited=False,
                 ),
             }
@@ -844,6 +845,29 @@ def _paths() -> Schema:
 
 
 ADMIN_SECURITY: list[Schema] = [{}, {"adminToken": []}]
+LINK_PROOF = (
+    "A validator names itself with the Millchain-Peer headers (node/peer_auth.py): then its "
+    "transactions are admitted as forwards. Without them they are clients' transactions, each "
+    "taking a token of the client rate limit (429 over it). Headers that name a validator "
+    "without proving it get 403."
+)
+LINK_PROOF_HEADERS: list[Schema] = [
+    {
+        "name": name,
+        "in": "header",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+    for name, description in (
+        ("Millchain-Peer", "the sending validator's index"),
+        ("Millchain-Peer-Time", "wall-clock milliseconds; within 60 s of the receiver's"),
+        (
+            "Millchain-Peer-Signature",
+            "hex ed25519 signature, domain millchain/peer-link/v1, over [sender, receiver, time]",
+        ),
+    )
+]
 
 
 def _redirect(summary: str) -> Schema:
@@ -883,7 +907,8 @@ def document() -> Schema:
             "description": (
                 "Client, peer and admin API of a millchain node. Errors are JSON "
                 '{"error": message} with a 4xx or 503 status. Client routes are rate-limited '
-                "per remote address (429 with Retry-After); the peer and admin routes are not. "
+                "per remote address (429 with Retry-After); the admin routes, and what "
+                "validators send on their links, are not. "
                 "Admin routes answer requests from loopback, or with the node's admin token, "
                 "and refuse what a browser sends for a page of another origin (Origin, "
                 "Sec-Fetch-Site)."

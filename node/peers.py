@@ -31,6 +31,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,11 +148,19 @@ class PeerLink:
 
 class Peers:
     def __init__(
-        self, *, self_index: int, links: list[PeerLink], faults: FaultInjector | None = None
+        self,
+        *,
+        self_index: int,
+        links: list[PeerLink],
+        faults: FaultInjector | None = None,
+        proof: Callable[[int], dict[str, str]] | None = None,
     ) -> None:
+        """`proof`: the headers that prove to peer i which validator opens the link (see
+        node/peer_auth.py); None for a node that is no validator (an observer)."""
         self.self_index = self_index
         self.links = {link.index: link for link in links}
         self.faults = FaultInjector() if faults is None else faults
+        self._proof = proof
         self._session: aiohttp.ClientSession | None = None
         self._tasks: list[asyncio.Task[None]] = []
         # (peer index, is the transactions channel) -> its open stream
@@ -352,6 +361,7 @@ class Peers:
         assert self._session is not None
         stream = await self._session.ws_connect(
             f"{link.url}{STREAM_PATH}",
+            headers=None if self._proof is None else self._proof(link.index),
             compress=0,
             max_msg_size=ACK_BYTES_MAX,
             # A broken stream is dropped without waiting long for the peer's close frame.

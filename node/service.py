@@ -73,6 +73,7 @@ from node.faults import FaultInjector
 from node.history import encode_proof
 from node.mempool import PENDING_QUERY_MAX, Mempool
 from node.oracle_runner import OracleRunner
+from node.peer_auth import link_headers
 from node.peers import PeerLink, Peers
 from node.stages import StageClock, clock_ms
 from node.storage import Storage
@@ -123,6 +124,9 @@ class _Admission:
 
     raws: list[Any]
     done: asyncio.Future[list[Transaction | Rejection]] | None
+    # Forwarded ones: whether they count as clients' (not on a validator's link: see
+    # node/peer_auth.py).
+    from_client: bool = False
     outcomes: list[Transaction | Rejection] = field(default_factory=list)
     arrived_ms: float = field(default_factory=clock_ms)
 
@@ -300,6 +304,7 @@ class Node:
                 for i, v in enumerate(genesis.validators)
                 if i != index
             ],
+            proof=None if found is None else self._link_proof,
         )
         self._tasks: list[asyncio.Task[None]] = []
         self._replaying = False
@@ -586,16 +591,21 @@ class Node:
             self._feed_pending()
         return tx
 
-    def receive_peer_batch(self, messages: Sequence[Any], txs: Sequence[Any]) -> None:
-        """Feed a peer's batch: consensus messages, then forwarded transactions."""
+    def receive_peer_batch(
+        self, messages: Sequence[Any], txs: Sequence[Any], *, from_validator: bool
+    ) -> None:
+        """Feed a peer's batch: consensus messages, then forwarded transactions (admitted as
+        clients' unless `from_validator`: the batch came on a validator's link)."""
         if self.paused_at is not None:
             raise Rejection("node is paused by its operator; retry later", status=503)
         # One database transaction for the whole batch: its log records and what this node
         # signs in answer are committed before the handler returns, so before anything is sent.
         with self.storage.batch():
-            self._receive_peer_batch(messages, txs)
+            self._receive_peer_batch(messages, txs, from_validator)
 
-    def _receive_peer_batch(self, messages: Sequence[Any], txs: Sequence[Any]) -> None:
+    def _receive_peer_batch(
+        self, messages: Sequence[Any], txs: Sequence[Any], from_validator: bool
+    ) -> None:
         # Consensus messages now, forwarded transactions later: every round trip of the
         # protocol waits on the messages, while admitting transactions takes a while (see
         # _admit_queued). A pre-prepare whose transactions are not here yet has them
@@ -619,7 +629,8 @@ class Node:
         if len(txs) > room:
             self.counters.reject("peer_backlog_full")
         if room > 0 and txs:
-            self._queue_admission(_Admission(raws=list(txs[:room]), done=None))
+            admission = _Admission(raws=list(txs[:room]), done=None, from_client=not from_validator)
+            self._queue_admission(admission)
 
     async def _admit_queued(self) -> None:
         """Admit queued batches in order, ADMIT_SLICE transactions per database transaction,
@@ -639,7 +650,9 @@ class Node:
                         Rejection(f"node halted: {self.halted}", status=503) for _ in part
                     ]
                 elif admission.done is None:
-                    outcomes = self._admit_forwarded(part, admission.arrived_ms)
+                    outcomes = self._admit_forwarded(
+                        part, admission.arrived_ms, from_client=admission.from_client
+                    )
                 else:
                     outcomes = self.submit_many(part, admission.arrived_ms)
                 admission.outcomes.extend(outcomes)
@@ -650,7 +663,9 @@ class Node:
                         admission.done.set_result(admission.outcomes)
                 await asyncio.sleep(0)
 
-    def _admit_forwarded(self, raws: list[Any], arrived_ms: float) -> list[Transaction | Rejection]:
+    def _admit_forwarded(
+        self, raws: list[Any], arrived_ms: float, *, from_client: bool
+    ) -> list[Transaction | Rejection]:
         outcomes: list[Transaction | Rejection] = []
         with self.storage.batch():
             for raw in raws:
@@ -659,7 +674,7 @@ class Node:
                     outcomes.append(Rejection("a forwarded transaction must be bytes"))
                     continue
                 try:
-                    outcomes.append(self._admit(raw, arrived_ms, from_client=False))
+                    outcomes.append(self._admit(raw, arrived_ms, from_client=from_client))
                 except Rejection as exc:
                     outcomes.append(exc)  # counted by _admit; a forwarded duplicate is normal
         return outcomes
@@ -754,6 +769,16 @@ class Node:
         self._carry_out_all(held_actions)
         for event in held_events:
             self.feed(event)
+
+    def _link_proof(self, receiver: int) -> dict[str, str]:
+        """The headers that show validator `receiver` this validator opens a link to it."""
+        return link_headers(
+            self.keys,
+            self.genesis.chain_id,
+            sender=self.index,
+            receiver=receiver,
+            now_ms=now_ms(),
+        )
 
     def _count_sent(self, message: Message, copies: int) -> None:
         """Count `copies` sends of `message`, in all and by its type."""

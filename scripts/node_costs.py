@@ -194,7 +194,7 @@ def measure(txs_per_block: int, blocks: int, warm_up: int, data_dir: Path) -> di
                 # What the node's admission queue does with a forwarded slice.
                 part = wires[start : start + ADMIT_SLICE]
                 with _timing(clock, "admission"):
-                    outcomes = node._admit_forwarded(part, 0)
+                    outcomes = node._admit_forwarded(part, 0, from_client=False)
                 refused = [o for o in outcomes if not isinstance(o, Transaction)]
                 if refused:
                     raise RuntimeError(f"the backup refused a transaction: {refused[0]}")
@@ -203,13 +203,13 @@ def measure(txs_per_block: int, blocks: int, warm_up: int, data_dir: Path) -> di
             height = node.storage.head().height
             for messages in ([pre_prepare], prepares):
                 with _timing(clock, "consensus"):
-                    node.receive_peer_batch(messages, [])
+                    node.receive_peer_batch(messages, [], from_validator=True)
             # The commits set off the execution, whose writes the database commit closing the
             # peer's batch writes out: an enclosing batch takes that commit out of the consensus
             # stage and into the execution's.
             with node.storage.batch():
                 with _timing(clock, "consensus"):
-                    node.receive_peer_batch(commits, [])
+                    node.receive_peer_batch(commits, [], from_validator=True)
                 closing = time.process_time()
             clock["execution"] += time.process_time() - closing
             if node.storage.head().height != height + 1:
@@ -217,7 +217,7 @@ def measure(txs_per_block: int, blocks: int, warm_up: int, data_dir: Path) -> di
             if block.height % interval == 0:
                 checkpoints = chain.checkpoints(block)
                 with _timing(clock, "consensus"):
-                    node.receive_peer_batch(checkpoints, [])
+                    node.receive_peer_batch(checkpoints, [], from_validator=True)
         verify_s = _verify_seconds(chain.transactions(1)[0])
         assert node.replica is not None  # a validator's node
         stable = node.replica.stable_checkpoint

@@ -65,7 +65,7 @@ async def test_a_half_full_mempool_answers_clients_503_with_retry_after(tmp_path
             assert len(node.mempool) == 2
             assert node.counters.rejected == {"mempoolbusy": 1}
             # The same transaction forwarded by a peer finds room.
-            node.receive_peer_batch([], [_tx(setup, 2).to_wire()])
+            node.receive_peer_batch([], [_tx(setup, 2).to_wire()], from_validator=True)
             deadline = asyncio.get_running_loop().time() + 5
             while len(node.mempool) < 3:
                 assert asyncio.get_running_loop().time() < deadline, "forward not admitted"
