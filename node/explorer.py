@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import msgpack
 from aiohttp import web
 
 from ledger.block import BlockHeader
-from ledger.encoding import decode
 from node.stages import STAGES
 
 if TYPE_CHECKING:
@@ -86,7 +86,11 @@ class Explorer:
         default_factory=lambda: deque(maxlen=OBSERVED_VIEWS_MAX)
     )
     last_seen: dict[str, Any] | None = None
+    # Headers read by view searches still under way, and what finished ones found: the first
+    # block of each view by height, and how far up the chain they looked (see chain_views).
     header_views: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    view_starts: dict[int, tuple[int, int, int]] = field(default_factory=dict)
+    views_searched_to: int = 0
     cluster_cache: tuple[int, list[dict[str, Any]]] | None = None
     session: aiohttp.ClientSession | None = None
 
@@ -296,25 +300,39 @@ async def _watch(explorer: Explorer) -> None:
 
 
 def _header_view(explorer: Explorer, height: int) -> tuple[int, int, int]:
-    """(view, proposer, timestamp_ms) from a stored block's header, decoded once."""
+    """(view, proposer, timestamp_ms) from a stored block's header, read once: the header alone,
+    not the block's transactions (a block of a thousand took a millisecond to decode whole)."""
     cached = explorer.header_views.get(height)
     if cached is not None:
         return cached
     rows = explorer.node.storage.block_range(height, height)
-    header = BlockHeader.from_map(decode(rows[0][1])["header"])
+    header = BlockHeader.from_map(_stored_header(rows[0][1]))
     found = (header.view, header.proposer, header.timestamp_ms)
     explorer.header_views[height] = found
     return found
 
 
+def _stored_header(block: bytes) -> Any:
+    """The header map of a stored block's canonical encoding, {"header": ..., "txs": [...]}:
+    its first entry, keys being sorted."""
+    unpacker = msgpack.Unpacker(raw=False, strict_map_key=True)
+    unpacker.feed(block)
+    if unpacker.read_map_header() != 2 or unpacker.unpack() != "header":
+        raise ValueError("a stored block is not a map of its header and transactions")
+    return unpacker.unpack()
+
+
 def chain_views(explorer: Explorer, head: int) -> tuple[list[dict[str, Any]], bool]:
     """The first committed block of each view, by bisection over heights (views do not fall
     along the chain, so a range whose ends share a view holds no change); and whether the
-    search stopped early at VIEW_SEARCH_DECODES_MAX."""
+    search stopped early at VIEW_SEARCH_DECODES_MAX. Committed blocks never change, so what
+    one search found is kept, and the next one looks only above the head it reached."""
     if head < 1:
         return [], False
     budget = [VIEW_SEARCH_DECODES_MAX]
-    starts: dict[int, int] = {1: _header_view(explorer, 1)[0]}
+    starts = explorer.view_starts
+    if not starts:
+        starts[1] = _header_view(explorer, 1)
 
     def view_at(height: int) -> int | None:
         if height not in explorer.header_views:
@@ -323,24 +341,28 @@ def chain_views(explorer: Explorer, head: int) -> tuple[list[dict[str, Any]], bo
             budget[0] -= 1
         return _header_view(explorer, height)[0]
 
-    stack = [(1, head)]
+    # Newest first: when the budget runs out, the views missing are the oldest ones.
+    stack = [(max(1, explorer.views_searched_to), head)]
     while stack:
         low, high = stack.pop()
         low_view, high_view = view_at(low), view_at(high)
         if low_view is None or high_view is None or low_view == high_view:
             continue
         if high == low + 1:
-            starts[high] = high_view
+            starts[high] = _header_view(explorer, high)
             continue
         middle = (low + high) // 2
-        stack.extend([(middle, high), (low, middle)])
-    result = []
-    for height in sorted(starts):
-        view, proposer, timestamp_ms = _header_view(explorer, height)
-        result.append(
-            {"view": view, "first_height": height, "proposer": proposer, "at_ms": timestamp_ms}
-        )
-    return result, budget[0] <= 0
+        stack.extend([(low, middle), (middle, high)])
+    truncated = budget[0] <= 0
+    if not truncated and head > explorer.views_searched_to:
+        explorer.views_searched_to = head
+        # Kept: the headers at the ends of the ranges the next searches start from.
+        explorer.header_views = {head: explorer.header_views[head]}
+    result = [
+        {"view": view, "first_height": height, "proposer": proposer, "at_ms": timestamp_ms}
+        for height, (view, proposer, timestamp_ms) in sorted(starts.items())
+    ]
+    return result, truncated
 
 
 def _node_history(node: Node) -> list[dict[str, Any]]:

@@ -160,6 +160,9 @@ export async function renderViews(app) {
     ]),
     el("h3", {}, "Views on the chain"),
     el("p", { class: "muted small" }, "The first committed block of each view, from the block headers."),
+    data.blocks_truncated
+      ? el("p", { class: "muted small", id: "views-truncated" }, "Still searching the chain: older view changes show up as the page refreshes.")
+      : null,
     blocks.length > 1 || (blocks.length === 1 && blocks[0].view > 0)
       ? table(
           ["view", "primary", "first block", "time"],

@@ -18,6 +18,10 @@ from click.testing import CliRunner
 
 from cli.explorer_cmd import explorer
 from cli.layout import init_cluster
+from ledger.block import Block
+from ledger.encoding import decode, encode
+from ledger.tx import Transaction
+from node import explorer as explorer_module
 from node.api import create_app
 from node.explorer import (
     EXPLORER_KEY,
@@ -25,6 +29,7 @@ from node.explorer import (
     STATUS_FIELDS,
     Explorer,
     _peer_status,
+    _stored_header,
     chain_views,
     setup_explorer,
 )
@@ -169,6 +174,71 @@ async def test_view_search_decodes_few_headers(client: Client, node: Node) -> No
     assert [(v["view"], v["first_height"]) for v in found] == [(0, 1), (1, 301)]
     assert not truncated
     assert len(explorer.header_views) < 40
+
+
+async def test_a_later_search_looks_only_above_the_head_the_last_one_reached(
+    client: Client, node: Node
+) -> None:
+    commit_empty_blocks(node, [0] * 300 + [1] * 300)
+    explorer = client.app[EXPLORER_KEY]
+    chain_views(explorer, 600)
+    commit_empty_blocks(node, [1] * 100 + [2] * 200, start_ms=1_700_000_100_000)
+    read: list[int] = []
+    block_range = node.storage.block_range
+
+    def counted(start: int, end: int) -> list[tuple[int, bytes, bytes]]:
+        read.append(start)
+        return block_range(start, end)
+
+    node.storage.block_range = counted  # type: ignore[method-assign]
+    found, truncated = chain_views(explorer, 900)
+    assert [(v["view"], v["first_height"]) for v in found] == [(0, 1), (1, 301), (2, 701)]
+    assert not truncated
+    assert min(read) > 600 and len(read) < 20  # a bisection of 600..900 only
+    assert len(explorer.header_views) == 1
+
+
+async def test_a_search_cut_short_finds_the_newest_views_first(
+    client: Client, node: Node, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    commit_empty_blocks(node, [view for view in range(40) for _ in range(5)])
+    monkeypatch.setattr(explorer_module, "VIEW_SEARCH_DECODES_MAX", 30)
+    found, truncated = chain_views(client.app[EXPLORER_KEY], 200)
+    assert truncated
+    assert found[-1]["view"] == 39 and found[-1]["first_height"] == 196
+    found, truncated = chain_views(client.app[EXPLORER_KEY], 200)  # goes on where it stopped
+    while truncated:
+        found, truncated = chain_views(client.app[EXPLORER_KEY], 200)
+    assert [v["first_height"] for v in found] == list(range(1, 200, 5))
+
+
+def test_a_stored_blocks_header_is_read_without_its_transactions() -> None:
+    setup = make_setup()
+    txs = [
+        Transaction.create(
+            setup.identities["supplier"],
+            chain_id=CHAIN_ID,
+            nonce=n,
+            contract="inventory",
+            method="receive",
+            args={"item": "steel", "location": "main", "qty": 1},
+        )
+        for n in range(3)
+    ]
+    block = Block.build(
+        chain_id=CHAIN_ID,
+        height=1,
+        prev_hash=bytes(32),
+        state_height=0,
+        state_digest=bytes(32),
+        proposer=2,
+        view=7,
+        timestamp_ms=1_700_000_000_000,
+        txs=txs,
+    )
+    assert _stored_header(block.to_wire()) == decode(block.to_wire())["header"]
+    with pytest.raises(ValueError, match="not a map of its header"):
+        _stored_header(encode({"txs": []}))
 
 
 async def test_public_json_allows_other_origins_but_admin_does_not(client: Client) -> None:
