@@ -21,7 +21,9 @@ from ledger.tx import jsonable
 
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
-NAME_PATTERN: Final = r"[A-Za-z0-9_.-]+"
+# Names of items, locations, machines, ...: not starting with a dot, so never "." or "..",
+# which a URL's path drops (GET /state/machines/.. would name the machines' list).
+NAME_PATTERN: Final = r"[A-Za-z0-9_-][A-Za-z0-9_.-]*"
 COLLECTION_LENGTH_MAX: Final = 1024
 
 

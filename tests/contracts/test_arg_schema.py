@@ -40,8 +40,11 @@ def test_int_rejects_bool_even_though_python_calls_it_an_int():
         (
             Str(max_len=8, pattern=NAME_PATTERN),
             "a b",
-            "x must be a string of 0 to 8 characters matching [A-Za-z0-9_.-]+, got 'a b'",
+            "x must be a string of 0 to 8 characters matching [A-Za-z0-9_-][A-Za-z0-9_.-]*, "
+            "got 'a b'",
         ),
+        (Str(max_len=8, pattern=NAME_PATTERN), "..", "matching [A-Za-z0-9_-][A-Za-z0-9_.-]*"),
+        (Str(max_len=8, pattern=NAME_PATTERN), ".", "matching [A-Za-z0-9_-][A-Za-z0-9_.-]*"),
         (Str(), b"abc", "x must be a string of 0 to 256 characters, got bytes"),
         (Bytes(length=4), b"abc", "x must be exactly 4 bytes, got 3 bytes"),
         (Bytes(max_len=2), "ab", "x must be 0 to 2 bytes, got a string"),

@@ -174,12 +174,12 @@ def test_any_one_of_the_roles_is_enough(chain):
         (
             {"item": "steel/x", "location": "main", "qty": 1},
             "inventory.receive: argument item must be a string of 1 to 64 characters "
-            "matching [A-Za-z0-9_.-]+, got 'steel/x'",
+            "matching [A-Za-z0-9_-][A-Za-z0-9_.-]*, got 'steel/x'",
         ),
         (
             {"item": "", "location": "main", "qty": 1},
             "inventory.receive: argument item must be a string of 1 to 64 characters "
-            "matching [A-Za-z0-9_.-]+, got 0 characters",
+            "matching [A-Za-z0-9_-][A-Za-z0-9_.-]*, got 0 characters",
         ),
     ],
     ids=["missing", "extra", "wrong-type", "bool-as-int", "negative", "too-big", "slash", "empty"],
