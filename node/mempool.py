@@ -31,6 +31,10 @@ from ledger.tx import Transaction
 from node.errors import Duplicate, MempoolBusy, MempoolFull
 
 NONCE_AHEAD_MAX = 1024
+# Clients' transactions of one sender that may wait here behind a nonce this node lacks. Honest
+# clients send a sender's nonces in order, so theirs never wait long; without a bound one sender
+# could park NONCE_AHEAD_MAX of them and fill the clients' share of the pool for everybody.
+GAPPED_FROM_CLIENT_MAX = 64
 # The share of the pool kept for transactions that extend a sender's ready run.
 GAP_RESERVE_FRACTION = 0.1
 # The share of the pool that clients' transactions may fill; the rest is room for forwards.
@@ -136,6 +140,14 @@ class Mempool:
         pending = self._by_sender.get(tx.sender)
         if pending is not None and tx.nonce in pending:
             raise Duplicate(f"nonce {tx.nonce} of this sender is already pending in another tx")
+        if from_client and pending is not None:
+            missing = self._ready_end(tx.sender)
+            waiting = len(pending) - (missing - committed)  # the sender's behind the gap
+            if tx.nonce > missing and waiting >= GAPPED_FROM_CLIENT_MAX:
+                raise MempoolBusy(
+                    f"{waiting} transactions of this sender already wait for nonce {missing}, "
+                    "which this node does not hold; send that one first"
+                )
         size = len(self._by_hash)
         if from_client and size >= self.client_max:
             raise MempoolBusy(

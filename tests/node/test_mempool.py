@@ -11,7 +11,7 @@ import pytest
 from ledger.crypto import KeyPair
 from ledger.tx import Transaction
 from node.errors import Duplicate, MempoolBusy, MempoolFull
-from node.mempool import NONCE_AHEAD_MAX, STALL_BACKOFF_MAX, Mempool
+from node.mempool import GAPPED_FROM_CLIENT_MAX, NONCE_AHEAD_MAX, STALL_BACKOFF_MAX, Mempool
 
 
 def _tx(keys: KeyPair, nonce: int) -> Transaction:
@@ -200,6 +200,25 @@ def test_transactions_behind_a_gap_leave_room_for_the_ones_that_fill_it() -> Non
     assert len(pool.cut(100)) == 20
     with pytest.raises(MempoolFull, match="is full"):
         pool.add(_tx(BOB, 1))
+
+
+def test_one_sender_cannot_park_clients_transactions_enough_to_lock_out_the_others() -> None:
+    pool = _pool(capacity=1000, committed={ALICE.public_key: 5})
+    for nonce in range(5, 8):
+        pool.add(_tx(ALICE, nonce))  # a ready run: 5, 6, 7
+    parked = range(9, 9 + GAPPED_FROM_CLIENT_MAX)  # nonce 8 withheld
+    for nonce in parked:
+        pool.check_room(_tx(ALICE, nonce), from_client=True)
+        pool.add(_tx(ALICE, nonce))
+    with pytest.raises(
+        MempoolBusy, match=rf"{GAPPED_FROM_CLIENT_MAX} transactions .* wait for nonce 8"
+    ):
+        pool.check_room(_tx(ALICE, parked[-1] + 1), from_client=True)
+    pool.check_room(_tx(ALICE, 8), from_client=True)  # the one that fills the gap is welcome
+    pool.check_room(_tx(ALICE, parked[-1] + 1))  # forwarded: another node's client sent it
+    pool.check_room(_tx(BOB, 0), from_client=True)  # and other clients have room
+    pool.add(_tx(ALICE, 8))
+    pool.check_room(_tx(ALICE, parked[-1] + 1), from_client=True)  # no gap any more
 
 
 def test_a_sender_is_named_stalled_once_its_nonce_stops_moving_then_ever_less_often() -> None:
