@@ -75,14 +75,25 @@ def node_pid(layout: ClusterDir, name: str) -> int | None:
     return pid
 
 
+# How long a process may show no command line: a process that has just been started shows
+# none until the kernel has set up its new image's arguments (its parent may already be past
+# `Popen`, which returns once the exec began).
+CMDLINE_WAIT_S = 1.0
+
+
 def runs_config(pid: int, config_file: Path) -> bool:
     """Whether process `pid` was started with `--config` naming `config_file` (as start_node
     starts a node); False when /proc cannot tell (another user's process, say)."""
+    deadline = time.monotonic() + CMDLINE_WAIT_S
     try:
-        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        while not (cmdline := Path(f"/proc/{pid}/cmdline").read_bytes()):
+            if time.monotonic() > deadline:
+                return False  # a kernel thread, say: none of ours
+            time.sleep(0.005)
         cwd = os.readlink(f"/proc/{pid}/cwd")
     except OSError:
         return False
+    args = cmdline.split(b"\0")
     for flag, value in itertools.pairwise(args):
         if flag == b"--config":
             named = os.path.join(cwd, os.fsdecode(value))

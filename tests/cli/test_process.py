@@ -129,3 +129,25 @@ def test_node_cpu_seconds_reads_running_nodes_and_names_the_missing_one(tmp_path
         layout.pid_file("node2").write_text(f"{gone.pid}\n", encoding="utf-8")
         reason = node_cpu_seconds(layout)
         assert isinstance(reason, str) and "node2" in reason
+
+
+def test_a_process_that_shows_no_command_line_yet_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Just started, a process shows an empty command line until the kernel has set up its
+    # arguments, while its parent may already be past Popen: read too soon, the node would be
+    # taken for another process and its pid file removed.
+    layout = init_cluster(tmp_path / "cluster", nodes=4)
+    with stand_ins(layout) as pids:
+        read_bytes = Path.read_bytes
+        empty = {"left": 3}
+
+        def still_starting(path: Path) -> bytes:
+            if path.name == "cmdline" and empty["left"]:
+                empty["left"] -= 1
+                return b""
+            return read_bytes(path)
+
+        monkeypatch.setattr(Path, "read_bytes", still_starting)
+        assert node_pid(layout, "node0") == pids["node0"]
+        assert empty["left"] == 0
