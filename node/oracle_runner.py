@@ -33,6 +33,7 @@ from ledger.tx import NONCE_MAX, TX_BYTES_MAX_DEFAULT, Transaction
 from node.errors import Rejection
 from node.slicing import consecutive_slices
 from node.storage import Storage
+from oracle.errors import TelemetryError
 
 if TYPE_CHECKING:
     from oracle.model.fault_model import FaultModel
@@ -108,6 +109,8 @@ class OracleRunner:
         self._model_hash: bytes | None = None
         self.reports_submitted = 0
         self.readings_seen = 0
+        self.readings_skipped = 0
+        self.restarts = 0  # times the node started it again after it failed
         self.last_error: str | None = None
 
     def on_block(self, block: Block, receipts: Sequence[Receipt]) -> None:
@@ -139,12 +142,33 @@ class OracleRunner:
                 model = await asyncio.to_thread(self._load, bytes(record["hash"]))
             if model is None or self._model_hash is None or not batch:
                 continue  # no model registered (yet), or only a model to load
-            readings = [to_reading(machine, fields) for machine, fields in batch]
+            batch, readings = self._readable(batch)
+            if not readings:
+                continue
             values = await asyncio.to_thread(model.predict_bp, readings)
             retry_from = self._report(self._model_hash, readings, values)
             self._reported_at = time.monotonic()
             if retry_from is not None:
                 self._requeue(batch[retry_from:])
+
+    def _readable(
+        self, batch: list[tuple[str, dict[str, Any]]]
+    ) -> tuple[list[tuple[str, dict[str, Any]]], list[Reading]]:
+        """The committed readings of `batch` the model takes, with them as it takes them. One
+        it cannot (outside the bounds it was made for) gets no report from this validator,
+        and is counted and logged; it must not stop the reports on the others."""
+        kept: list[tuple[str, dict[str, Any]]] = []
+        readings: list[Reading] = []
+        for machine, fields in batch:
+            try:
+                readings.append(to_reading(machine, fields))
+            except (TelemetryError, KeyError, ValueError) as exc:
+                self.readings_skipped += 1
+                self.last_error = f"reading {fields.get('seq')!r} of {machine!a} skipped: {exc}"
+                log.warning(self.last_error)
+                continue
+            kept.append((machine, fields))
+        return kept, readings
 
     def _requeue(self, readings: list[tuple[str, dict[str, Any]]]) -> None:
         """Report `readings` (refused because the node was busy) with the next batch, keeping at
@@ -231,6 +255,8 @@ class OracleRunner:
         return {
             "model": None if self._model_hash is None else self._model_hash.hex(),
             "readings_seen": self.readings_seen,
+            "readings_skipped": self.readings_skipped,
+            "restarts": self.restarts,
             "reports_submitted": self.reports_submitted,
             "pending": len(self._pending),
             "last_error": self.last_error,

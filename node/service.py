@@ -97,6 +97,7 @@ DECODED_CACHE_MAX = 128
 # proposed block brings them again, checked then).
 ADMISSION_BACKLOG_MAX = 8_192
 ADMIT_SLICE = 64
+ORACLE_RESTART_S = 5.0
 # While transactions wait for admission at the primary (it is the bottleneck: the cluster is
 # saturated), a partial block waits this many block intervals to fill, not one: every block costs
 # each node a few milliseconds whatever its size (signatures, messages, a database commit), so
@@ -381,7 +382,7 @@ class Node:
         ]
         self._start_fetch(self.storage.head().height + 1, None, ())  # catch up after a restart
         if self.oracle is not None:
-            self._tasks.append(asyncio.create_task(self._guarded(self.oracle.run()), name="oracle"))
+            self._tasks.append(asyncio.create_task(self._oracle_supervised(), name="oracle"))
         if self.byzantine is not None:
             log.warning("BYZANTINE node: %s (test-only)", self.byzantine.spec)
             if self.byzantine.mode is Mode.FLOOD:
@@ -442,6 +443,22 @@ class Node:
         except Exception as exc:
             log.exception("background task failed")
             self.halted = f"internal error in a background task: {exc!r}"
+
+    async def _oracle_supervised(self) -> None:
+        """Run the oracle, starting it again ORACLE_RESTART_S after it dies of a bug: its
+        reports are this validator's opinion, and a failure there must not halt consensus (every
+        validator runs the same code on the same readings, so a halt would stop the chain)."""
+        assert self.oracle is not None
+        while True:
+            try:
+                await self.oracle.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # logged in full below; the oracle starts over
+                log.exception("the oracle failed; starting it again in %s s", ORACLE_RESTART_S)
+                self.oracle.last_error = f"failed, started again: {exc!r}"[:500]
+                self.oracle.restarts += 1
+            await asyncio.sleep(ORACLE_RESTART_S)
 
     def _replay(self) -> None:
         """Feed the logged peer messages back through the live path (resends are harmless)."""

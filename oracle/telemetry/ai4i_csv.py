@@ -38,7 +38,8 @@ COLUMNS: Final = (
     "RNF",
 )
 REAL_FILE_MACHINE_ID: Final = "ai4i"
-_PRODUCT_ID = re.compile(r"([LMH])-([A-Za-z0-9_.]{1,32})-([0-9]+)")
+# Quality, machine id (which may hold "-" too: the seq is what follows the last one), seq.
+_PRODUCT_ID = re.compile(r"([LMH])-([A-Za-z0-9_-][A-Za-z0-9_.-]{0,63})-([0-9]+)")
 _FLAG_COLUMNS: Final = {"TWF": "twf", "HDF": "hdf", "PWF": "pwf", "OSF": "osf", "RNF": "rnf"}
 
 

@@ -15,8 +15,11 @@ from typing import Any, Final
 
 from oracle.errors import TelemetryError
 
-MACHINE_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_.]{1,32}")
-FIELD_MAX: Final = 10**6
+# As the chain names machines (contracts.schema.NAME_PATTERN, 64 characters at most): the oracle
+# must take every reading the chain accepts, or its reports would stop at the first it cannot.
+MACHINE_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}")
+SEQ_MAX: Final = 10**12 - 1  # the machines contract's
+FIELD_MAX: Final = 10**7  # above every other field's bound on the chain
 FLAG_NAMES: Final = ("twf", "hdf", "pwf", "osf", "rnf")
 _INT_FIELDS: Final = (
     "seq",
@@ -56,7 +59,8 @@ class Reading:
     def __post_init__(self) -> None:
         if not MACHINE_ID_PATTERN.fullmatch(self.machine_id):
             raise TelemetryError(
-                f"machine id {self.machine_id!r} must be 1-32 of [A-Za-z0-9_.] (no '-')"
+                f"machine id {self.machine_id!r} must be 1-64 of [A-Za-z0-9_.-], not starting "
+                "with '.'"
             )
         if not isinstance(self.quality, Quality):
             raise TelemetryError(f"quality {self.quality!r} is not one of L, M, H")
@@ -64,8 +68,9 @@ class Reading:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
                 raise TelemetryError(f"{name} is {value!r}, expected an integer")
-            if not 0 <= value <= FIELD_MAX:
-                raise TelemetryError(f"{name} is {value}, expected 0..{FIELD_MAX}")
+            value_max = SEQ_MAX if name == "seq" else FIELD_MAX
+            if not 0 <= value <= value_max:
+                raise TelemetryError(f"{name} is {value}, expected 0..{value_max}")
         for name in ("machine_failure", *FLAG_NAMES):
             if not isinstance(getattr(self, name), bool):
                 raise TelemetryError(f"{name} is {getattr(self, name)!r}, expected a bool")

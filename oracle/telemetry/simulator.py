@@ -92,7 +92,9 @@ class MachineSimulator:
         tool_fails_at_end_p: float = TOOL_FAILS_AT_END_P,
     ) -> None:
         if not MACHINE_ID_PATTERN.fullmatch(machine_id):
-            raise TelemetryError(f"machine id {machine_id!r} must be 1-32 of [A-Za-z0-9_.]")
+            raise TelemetryError(
+                f"machine id {machine_id!r} must be 1-64 of [A-Za-z0-9_.-], not starting with '.'"
+            )
         if not 0.0 <= tool_fails_at_end_p <= 1.0:
             raise TelemetryError(f"tool_fails_at_end_p {tool_fails_at_end_p} is outside 0..1")
         # The chance that a tool reaching the end of its life fails during the operation rather

@@ -13,16 +13,22 @@ from typing import Any, cast
 
 import pytest
 
+from contracts.machine_state import READING
 from contracts.oracle import MODEL_KEY, REPORTS_PER_TX_MAX
+from contracts.schema import Int
 from contracts.state import MemoryState
 from ledger.crypto import KeyPair
 from ledger.encoding import encode
 from ledger.tx import Transaction
+from node import oracle_runner, service
 from node.errors import Duplicate, MempoolFull, Rejection
 from node.oracle_runner import OracleRunner, model_path, to_reading
+from node.service import Node
 from node.storage import Storage
+from oracle.errors import TelemetryError
 from oracle.model import FaultModel, save_model, train
-from oracle.telemetry import simulate_fleet
+from oracle.telemetry import Reading, simulate_fleet
+from tests.node.conftest import make_setup
 
 READINGS = [
     (
@@ -333,3 +339,73 @@ def test_reports_are_cut_into_transactions_the_chain_takes(
         for r in tx.args["reports"]
     ]
     assert sent == [(r.machine_id, r.seq, v) for r, v in zip(readings, values, strict=True)]
+
+
+def test_every_reading_the_chain_accepts_is_one_the_model_takes() -> None:
+    # A reading the oracle could not take stopped every validator's oracle on the same block.
+    largest = {name: spec.max for name, spec in READING.fields.items() if isinstance(spec, Int)}
+    reading = to_reading("p" * 63 + "-", {**largest, "quality": "L"})
+    assert (reading.seq, reading.wear_min) == (largest["seq"], largest["tool_wear_min"])
+    assert to_reading("press-1", {**dict(READINGS[0][1]), "seq": 0}).machine_id == "press-1"
+
+
+async def test_a_reading_the_model_cannot_take_is_skipped_and_the_others_reported(
+    tmp_path: Path,
+    model_file: tuple[Path, str, FaultModel],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    submitted: list[Transaction] = []
+
+    def submit(raw: bytes) -> object:
+        submitted.append(Transaction.from_wire(raw))
+        return None
+
+    def refusing(machine: str, fields: dict[str, Any]) -> Reading:
+        if fields["seq"] == 2:
+            raise TelemetryError("not a reading this model was made for")
+        return to_reading(machine, fields)
+
+    monkeypatch.setattr(oracle_runner, "to_reading", refusing)
+    runner = _ready_runner(tmp_path, model_file, submit, busy=False)
+    async with _running(runner) as until:
+        _committed(runner, *READINGS[:3])
+        await until(lambda: runner.reports_submitted == 2)
+        _committed(runner, READINGS[3])
+        await until(lambda: runner.reports_submitted == 3)
+    assert _seqs(submitted) == [[1, 3], [4]]
+    assert runner.status()["readings_skipped"] == 1
+    assert "not a reading this model was made for" in (runner.last_error or "")
+
+
+async def test_an_oracle_that_fails_is_started_again_and_the_node_runs_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    setup = make_setup()
+    node = Node(
+        name="node1",
+        genesis=setup.genesis,
+        keys=setup.validator_keys[1],
+        storage=Storage(tmp_path / "chain.sqlite"),
+        oracle_keys=setup.identities["admin"],
+        models_dir=tmp_path,
+    )
+    assert node.oracle is not None
+    runs = [0]
+
+    async def failing() -> None:
+        runs[0] += 1
+        raise RuntimeError("a bug in the oracle")
+
+    monkeypatch.setattr(node.oracle, "run", failing)
+    monkeypatch.setattr(service, "ORACLE_RESTART_S", 0.01)
+    await node.start()
+    try:
+        deadline = time.monotonic() + 10
+        while runs[0] < 3:
+            assert time.monotonic() < deadline, "the oracle was not started again"
+            await asyncio.sleep(0.01)
+        assert node.halted is None
+        assert node.oracle.restarts >= 2
+        assert "a bug in the oracle" in (node.status()["oracle"]["last_error"] or "")
+    finally:
+        await node.stop()

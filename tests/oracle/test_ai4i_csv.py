@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from oracle.errors import TelemetryError
-from oracle.telemetry import Reading, read_csv, simulate_fleet, write_csv
+from oracle.telemetry import Quality, Reading, read_csv, simulate_fleet, write_csv
 from oracle.telemetry.ai4i_csv import COLUMNS, REAL_FILE_MACHINE_ID, file_sha256, parse_csv_text
 
 REAL_HEADER = (
@@ -36,6 +36,22 @@ def test_machine_is_encoded_in_product_id(tmp_path: Path) -> None:
     rows = [line.split(",") for line in path.read_text().splitlines()[1:]]
     assert [row[0] for row in rows] == ["1", "2", "3", "4", "5", "6"]
     assert rows[4][1] == f"{rows[4][2]}-m01-00001"
+
+
+def test_a_machine_id_with_dashes_round_trips(tmp_path: Path) -> None:
+    reading = Reading(
+        machine_id="press-1-00007",
+        seq=42,
+        quality=Quality.H,
+        air_temp_dk=2981,
+        process_temp_dk=3087,
+        speed_rpm=1400,
+        torque_dnm=650,
+        wear_min=190,
+    )
+    path = tmp_path / "dashes.csv"
+    write_csv([reading], path)
+    assert read_csv(path) == [reading]
 
 
 def test_real_ai4i_rows_read_as_one_machine_in_file_order() -> None:

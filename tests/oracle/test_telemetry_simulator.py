@@ -126,9 +126,13 @@ def test_reading_map_round_trips_through_canonical_encoding() -> None:
     assert Reading.from_map(decode(encode(reading.to_map()))) == reading
 
 
-def test_reading_refuses_a_machine_id_with_a_dash() -> None:
-    with pytest.raises(TelemetryError, match="machine id"):
-        MachineSimulator("m-1", seed=1)
+def test_machine_ids_are_what_the_chain_takes_and_no_more() -> None:
+    # The oracle must take every reading the chain accepts (its reports stop at one it cannot).
+    for machine in ("press-1", "m" * 64, "_a.b-c"):
+        assert MachineSimulator(machine, seed=1).step().machine_id == machine
+    for machine in (".m", "..", "m" * 65, "a b", ""):
+        with pytest.raises(TelemetryError, match="machine id"):
+            MachineSimulator(machine, seed=1)
 
 
 def test_reading_refuses_negative_fields() -> None:
