@@ -231,6 +231,8 @@ def compare_command(
 ) -> None:
     """Train every model on one file and evaluate each on another, side by side."""
     names = [name.strip() for name in models.split(",") if name.strip()]
+    if not names:
+        raise click.BadParameter(f"name at least one model of {MODEL_NAMES}", param_hint="--models")
     unknown = sorted(set(names) - set(MODEL_NAMES))
     if unknown:
         raise click.BadParameter(f"unknown models {unknown}; expected some of {MODEL_NAMES}")

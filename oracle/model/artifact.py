@@ -83,6 +83,9 @@ def save_model(model: FaultModel, path: Path) -> str:
     return sha256(data).hex()
 
 
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
+
+
 def load_model(path: Path, expected_sha256: str) -> FaultModel:
     """Load the artifact at `path` only if its sha256 is `expected_sha256` (hex)."""
     try:
@@ -90,6 +93,10 @@ def load_model(path: Path, expected_sha256: str) -> FaultModel:
     except OSError as exc:
         raise ArtifactError(f"cannot read model artifact {path}: {exc}") from exc
     actual = sha256(data).hex()
+    if not _SHA256_HEX.fullmatch(expected_sha256):
+        raise ArtifactError(
+            f"expected sha256 {expected_sha256[:80]!a} is not 64 hexadecimal characters"
+        )
     if not hmac.compare_digest(actual, expected_sha256.lower()):
         raise ArtifactError(
             f"model artifact {path} has sha256 {actual}, expected {expected_sha256}: refusing it"

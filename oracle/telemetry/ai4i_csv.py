@@ -152,6 +152,8 @@ def _fixed(text: str, scale: int) -> int:
         scaled = Decimal(text.strip()) * scale
     except InvalidOperation as exc:
         raise TelemetryError(f"{text!r} is not a number") from exc
+    if not scaled.is_finite():
+        raise TelemetryError(f"{text!r} is not a finite number")
     if scaled != scaled.to_integral_value():
         raise TelemetryError(f"{text!r} has more than {len(str(scale)) - 1} decimal places")
     return int(scaled)

@@ -47,6 +47,15 @@ def test_wrong_expected_hash_is_refused(saved_model: tuple[Path, str]) -> None:
         load_model(path, "00" * 32)
 
 
+@pytest.mark.parametrize("text", ["\u00e9", "00" * 31, "zz" * 32, ""])
+def test_an_expected_hash_that_is_no_sha256_is_refused_as_such(
+    saved_model: tuple[Path, str], text: str
+) -> None:
+    path, _ = saved_model
+    with pytest.raises(ArtifactError, match="not 64 hexadecimal characters"):
+        load_model(path, text)
+
+
 def test_untrusted_type_is_refused_even_with_a_matching_hash(tmp_path: Path) -> None:
     path = tmp_path / "gadget.skops"
     path.write_bytes(sio.dumps({"format": FORMAT, "estimator": Gadget(), "metadata": {}}))

@@ -41,6 +41,15 @@ def test_evaluate_refuses_a_tampered_model(tmp_path: Path) -> None:
     assert "refusing" in result.output
 
 
+def test_compare_without_a_model_is_refused(tmp_path: Path) -> None:
+    fit = tmp_path / "fit.csv"
+    _invoke("simulate", "--machines", "1", "--operations", "50", "--seed", "1", "--out", str(fit))
+    result = CliRunner().invoke(
+        oracle, ["compare", "--train", str(fit), "--test", str(fit), "--models", " , "]
+    )
+    assert result.exit_code == 2 and "name at least one model" in result.output
+
+
 def test_compare_prints_every_requested_model(tmp_path: Path) -> None:
     fit, test = tmp_path / "fit.csv", tmp_path / "test.csv"
     _invoke("simulate", "--machines", "2", "--operations", "600", "--seed", "1", "--out", str(fit))
