@@ -8,6 +8,8 @@ from typing import Any, Final
 
 from oracle.telemetry.reading import Quality
 
+MACHINES_MAX: Final = 64  # machine seeds spawned from the scenario's seed (plant.seeds)
+
 # Minutes one operation takes: the tool's cutting time (the data set's wear per operation, 2, 3
 # and 5 min for L, M and H) plus a minute of handling.
 CYCLE_MIN: Final = {Quality.L: 3, Quality.M: 4, Quality.H: 6}
@@ -63,7 +65,10 @@ class ScenarioConfig:
 
     def __post_init__(self) -> None:
         checks = (
-            (self.machines >= 2, "--machines must be at least 2 (one per kind of cell)"),
+            (
+                2 <= self.machines <= MACHINES_MAX,
+                f"--machines must be between 2 (one per kind of cell) and {MACHINES_MAX}",
+            ),
             (1 <= self.hours <= 24 * 14, "--hours must be between 1 and 336"),
             (3 <= self.step_min <= 120, "--step-min must be between 3 and 120"),
             (self.response_min >= 0, "--response-min must not be negative"),

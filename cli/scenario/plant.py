@@ -39,6 +39,7 @@ from cli.scenario.chain import Call, PlantChain, ScenarioError
 from cli.scenario.config import (
     CYCLE_MIN,
     LOCATION,
+    MACHINES_MAX,
     ScenarioConfig,
     Strategy,
     cell_of,
@@ -75,7 +76,7 @@ class Order:
 def seeds(seed: int) -> tuple[np.random.SeedSequence, list[np.random.SeedSequence]]:
     """(demand seed, one seed per machine), all from the scenario's seed."""
     demand, machines = np.random.SeedSequence(seed).spawn(2)
-    return demand, list(machines.spawn(64))
+    return demand, list(machines.spawn(MACHINES_MAX))
 
 
 class Plant:

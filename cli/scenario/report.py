@@ -26,6 +26,12 @@ def verdict(runs: dict[str, dict[str, Any]]) -> list[str]:
         lines.append(
             f"Fewer tool changes than preventive: {holds} (predictive {p}, preventive {v})."
         )
+    if "predictive" in business and len(business) > 1:
+        costs = {name: b["cost_eur"]["total"] for name, b in business.items()}
+        others = {name: cost for name, cost in costs.items() if name != "predictive"}
+        holds = "holds" if costs["predictive"] < min(others.values()) else "does NOT hold"
+        each = ", ".join(f"{name} {cost:,}" for name, cost in costs.items())
+        lines.append(f"The lowest cost: {holds} (EUR: {each}).")
     return lines
 
 

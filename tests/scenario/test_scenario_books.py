@@ -62,19 +62,43 @@ def test_oee_is_availability_times_performance_times_quality() -> None:
     assert costs["total"] == sum(v for k, v in costs.items() if k != "total")
 
 
-def test_the_verdict_says_when_a_claim_does_not_hold() -> None:
-    def run(failures: int, tool_changes: int) -> dict[str, object]:
-        return {"business": {"failures": failures, "tool_changes": tool_changes}}
+def test_an_order_still_open_past_its_due_time_costs_as_a_late_one() -> None:
+    # Left uncharged, a strategy that finished fewer orders would look cheaper.
+    books = Books.for_machines(["m00"], planned_min_each=600)
+    books.order_finished(finished_min=100, due_min=50)
+    books.orders.open_overdue = 2
+    assert books.summary(CostModel(late_order_eur=250))["cost_eur"]["late_orders"] == 3 * 250
 
-    lines = verdict({"reactive": run(10, 0), "preventive": run(5, 4), "predictive": run(12, 3)})
+
+def test_the_verdict_says_when_a_claim_does_not_hold() -> None:
+    def run(failures: int, tool_changes: int, cost: int) -> dict[str, object]:
+        return {
+            "business": {
+                "failures": failures,
+                "tool_changes": tool_changes,
+                "cost_eur": {"total": cost},
+            }
+        }
+
+    lines = verdict(
+        {
+            "reactive": run(10, 0, 9_000),
+            "preventive": run(5, 4, 7_000),
+            "predictive": run(12, 3, 8_000),
+        }
+    )
     assert lines[0].startswith("Fewer failures than reactive: does NOT hold")
     assert lines[1].startswith("Fewer tool changes than preventive: holds")
+    assert lines[2] == (
+        "The lowest cost: does NOT hold (EUR: reactive 9,000, preventive 7,000, predictive 8,000)."
+    )
 
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("machines", 1, "--machines must be at least 2"),
+        ("machines", 1, "--machines must be between 2"),
+        ("machines", 65, "--machines must be between 2 .* and 64"),
         ("hours", 0, "--hours must be between"),
         ("load", 0.0, "--load must be in"),
         ("nodes", 3, "--nodes must be at least 4"),
