@@ -52,6 +52,7 @@ def test_compare_writes_a_report_and_a_rerun_reproduces_the_business(tmp_path: P
 
 
 def test_bad_settings_are_refused_before_anything_starts() -> None:
-    refused = millchain("scenario", "run", "--strategy", "reactive", "--machines", "1")
-    assert refused.returncode == 2
-    assert "--machines must be at least 2" in refused.stderr
+    for machines in ("1", "65"):
+        refused = millchain("scenario", "run", "--strategy", "reactive", "--machines", machines)
+        assert refused.returncode == 2
+        assert "--machines must be between 2 (one per kind of cell) and 64" in refused.stderr
