@@ -103,7 +103,13 @@ class MachineSimulator:
         self.tool_fails_at_end_p = tool_fails_at_end_p
         self.machine_id = machine_id
         self.quality = quality
-        self._rng = np.random.default_rng(seed)
+        # Two streams: the process (quality, temperatures, torque, speed, random failures) and
+        # the tool (its lives, and whether one fails at the end of its life). Maintenance draws
+        # on the tool's alone, so a tool changed early leaves every later operation's process
+        # as it was: strategies compared on one seed meet the same operations.
+        process, tool = _streams(seed)
+        self._rng = np.random.default_rng(process)
+        self._tool_rng = np.random.default_rng(tool)
         self._air = _Walk(self._rng, AIR_TEMP_K_STD, AIR_WALK_OPS)
         self._diff = _Walk(self._rng, TEMP_DIFF_K_STD, TEMP_DIFF_WALK_OPS)
         self._stress = 0.0
@@ -165,7 +171,7 @@ class MachineSimulator:
         if self.wear_min + step_min < self.tool_life_min:
             self.wear_min += step_min
             return False
-        if self._rng.random() < self.tool_fails_at_end_p:
+        if self._tool_rng.random() < self.tool_fails_at_end_p:
             self.wear_min += step_min
             return True
         self.replace_tool()
@@ -174,7 +180,17 @@ class MachineSimulator:
 
     def _draw_tool_life_min(self) -> int:
         low, high = TOOL_LIFE_MIN_RANGE
-        return int(self._rng.integers(low, high, endpoint=True))
+        return int(self._tool_rng.integers(low, high, endpoint=True))
+
+
+def _streams(seed: int | np.random.SeedSequence) -> list[np.random.SeedSequence]:
+    """Two independent seeds derived from `seed`, without spawning from it (which would change
+    what a caller's SeedSequence gives the next time)."""
+    base = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    return [
+        np.random.SeedSequence(base.entropy, spawn_key=(*base.spawn_key, stream))
+        for stream in (0, 1)
+    ]
 
 
 def _reading(*, quality: Quality, twf: bool, rnf: bool, **fields: int | str) -> Reading:
