@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from cli.process import (
 )
 from ledger.genesis import Role
 from node.byzantine import ByzantineSpec, check_allowed
+from node.client import wait_until_up
 from node.config import NodeConfig
 
 
@@ -115,53 +115,18 @@ def start_nodes(layout: ClusterDir, names: Sequence[str], timeout_s: float) -> N
         for name in names:
             if node_pid(layout, name) is None:
                 started[name] = start_node(layout, name)
-        run(_answering(layout, names, started, timeout_s))
+        urls = {layout.config(name).url: name for name in names}
+
+        def none_exited() -> None:
+            for name, pid in started.items():
+                if not is_alive(pid):
+                    raise LayoutError(f"{name} exited before answering{_output_tail(layout, name)}")
+
+        run(wait_until_up(list(urls), timeout_s, names=urls, check=none_exited))
     except BaseException:
         for name in started:
             stop_node(layout, name)
         raise
-
-
-async def _answering(
-    layout: ClusterDir, names: Sequence[str], started: dict[str, int], timeout_s: float
-) -> None:
-    urls = {name: layout.config(name).url for name in names}
-    deadline = time.monotonic() + timeout_s
-    waiting = list(names)
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-        while True:
-            for name in list(waiting):
-                pid = started.get(name)
-                if pid is not None and not is_alive(pid):
-                    raise LayoutError(f"{name} exited before answering{_output_tail(layout, name)}")
-                answer = await _status_name(session, urls[name])
-                if answer is None:
-                    continue
-                if answer != name:
-                    raise LayoutError(
-                        f"{urls[name]} answers as {answer[:60]!a}, not as {name}: another "
-                        f"process holds {name}'s port"
-                    )
-                waiting.remove(name)
-            if not waiting:
-                return
-            if time.monotonic() > deadline:
-                missing = ", ".join(f"{name} ({urls[name]})" for name in waiting)
-                raise LayoutError(f"not answering after {timeout_s:.0f} s: {missing}")
-            await asyncio.sleep(0.1)
-
-
-async def _status_name(session: aiohttp.ClientSession, url: str) -> str | None:
-    """The name a node's /status gives, or None while nothing answers there (as a node)."""
-    try:
-        async with session.get(url + "/status") as response:
-            if response.status != 200:
-                return None
-            status = await response.json()
-    except (aiohttp.ClientError, TimeoutError, ValueError):
-        return None
-    name = status.get("name") if isinstance(status, dict) else None
-    return name if isinstance(name, str) else "(no name)"
 
 
 def _output_tail(layout: ClusterDir, name: str, lines: int = 5) -> str:

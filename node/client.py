@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -153,21 +154,41 @@ class NodeClient:
                 return result
 
 
-async def wait_until_up(urls: list[str], timeout_s: float) -> dict[str, dict[str, Any]]:
-    """Poll every node's /status until all answer or the deadline passes."""
+async def wait_until_up(
+    urls: list[str],
+    timeout_s: float,
+    *,
+    names: Mapping[str, str] | None = None,
+    check: Callable[[], None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Poll every node's /status until all answer or the deadline passes (ClientError).
+    `names`: the name the node at each url must answer as; another name means another process
+    holds its port (ClientError). `check`: called every round before polling, to give up
+    early by raising (a node process that exited, say)."""
     deadline = time.monotonic() + timeout_s
     answered: dict[str, dict[str, Any]] = {}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
         while True:
+            if check is not None:
+                check()
             for url in urls:
                 if url in answered:
                     continue
                 try:
                     async with session.get(url + "/status") as response:
-                        if response.status == 200:
-                            answered[url] = await response.json()
-                except (aiohttp.ClientError, TimeoutError):
-                    pass
+                        if response.status != 200:
+                            continue
+                        status = await response.json()
+                except (aiohttp.ClientError, TimeoutError, ValueError):
+                    continue
+                expected = None if names is None else names.get(url)
+                found = status.get("name") if isinstance(status, dict) else None
+                if expected is not None and found != expected:
+                    raise ClientError(
+                        f"{url} answers as {str(found)[:60]!a}, not as {expected}: another "
+                        f"process holds {expected}'s port"
+                    )
+                answered[url] = status
             if len(answered) == len(urls):
                 return answered
             if time.monotonic() > deadline:

@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
-from node.client import ClientError, NodeClient, PathSegmentError
+from node.client import ClientError, NodeClient, PathSegmentError, wait_until_up
 
 
 @pytest.fixture
@@ -55,3 +56,22 @@ async def test_the_api_keeps_an_encoded_slash_inside_its_key(
     assert "admin/roles" in (await response.json())["error"]
     response = await client.get("/state/identity/admin")
     assert response.status == 200
+
+
+async def test_waiting_for_nodes_refuses_a_port_that_answers_as_another_node() -> None:
+    async def status(request: web.Request) -> web.Response:
+        return web.json_response({"name": "node7"})
+
+    app = web.Application()
+    app.router.add_get("/status", status)
+    async with TestServer(app) as server:
+        url = str(server.make_url("")).rstrip("/")
+        assert (await wait_until_up([url], 5, names={url: "node7"}))[url]["name"] == "node7"
+        with pytest.raises(ClientError, match="answers as 'node7', not as node2"):
+            await wait_until_up([url], 5, names={url: "node2"})
+
+        def gave_up() -> None:
+            raise RuntimeError("the node exited")
+
+        with pytest.raises(RuntimeError, match="exited"):
+            await wait_until_up([url], 5, check=gave_up)
