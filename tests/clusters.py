@@ -22,14 +22,17 @@ from node.client import NodeClient
 T = TypeVar("T")
 
 
-def millchain(*args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run the CLI as a user would, in a subprocess."""
+def millchain(
+    *args: str, timeout_s: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would, in a subprocess (from the working directory `cwd`)."""
     return subprocess.run(
         [sys.executable, "-m", "cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout_s,
         check=False,
+        cwd=cwd,
     )
 
 

@@ -18,19 +18,7 @@ import pytest
 
 from cli.layout import ClusterDir, init_cluster
 from cli.process import is_alive, node_pid, read_pid
-from tests.clusters import kill_all
-
-
-def millchain_in(cwd: Path, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
-    """The CLI as a user runs it, from the working directory `cwd`."""
-    return subprocess.run(
-        [sys.executable, "-m", "cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-        cwd=cwd,
-    )
+from tests.clusters import kill_all, millchain
 
 
 @pytest.fixture
@@ -39,7 +27,7 @@ def cluster(tmp_path: Path) -> Iterator[ClusterDir]:
     try:
         yield layout
     finally:
-        millchain_in(tmp_path, "cluster", "down", "--dir", "cluster", timeout_s=60)
+        millchain("cluster", "down", "--dir", "cluster", timeout_s=60, cwd=tmp_path)
         kill_all(layout)
 
 
@@ -47,17 +35,17 @@ def test_a_cluster_dir_relative_to_the_working_directory_starts_and_restarts(
     tmp_path: Path, cluster: ClusterDir
 ) -> None:
     # As the README has it: `millchain cluster up --dir cluster`.
-    up = millchain_in(tmp_path, "cluster", "up", "--dir", "cluster", "--timeout", "60")
+    up = millchain("cluster", "up", "--dir", "cluster", "--timeout", "60", cwd=tmp_path)
     assert up.returncode == 0, up.stdout + up.stderr
-    status = millchain_in(tmp_path, "cluster", "status", "--dir", "cluster", "--json")
+    status = millchain("cluster", "status", "--dir", "cluster", "--json", cwd=tmp_path)
     assert [row["alive"] for row in json.loads(status.stdout)] == [True] * 4
 
     pid = node_pid(cluster, "node1")
-    wrong = millchain_in(tmp_path, "cluster", "restart", "../nodes/node1", "--dir", "cluster")
+    wrong = millchain("cluster", "restart", "../nodes/node1", "--dir", "cluster", cwd=tmp_path)
     assert wrong.returncode == 1 and "no node named '../nodes/node1'" in wrong.stderr
     assert node_pid(cluster, "node1") == pid  # an unknown name stops nothing
 
-    restart = millchain_in(tmp_path, "cluster", "restart", "node1", "--dir", "cluster")
+    restart = millchain("cluster", "restart", "node1", "--dir", "cluster", cwd=tmp_path)
     assert restart.returncode == 0, restart.stdout + restart.stderr
     assert node_pid(cluster, "node1") not in (None, pid)
 
@@ -69,7 +57,7 @@ def test_a_node_that_cannot_start_fails_up_at_once_and_up_stops_what_it_started(
     with socket.socket() as holder:
         holder.bind((config.host, config.port))
         holder.listen()
-        up = millchain_in(tmp_path, "cluster", "up", "--dir", "cluster", "--timeout", "60")
+        up = millchain("cluster", "up", "--dir", "cluster", "--timeout", "60", cwd=tmp_path)
     assert up.returncode == 1
     assert "node3 exited before answering" in up.stderr
     assert f"cannot listen on {config.host}:{config.port}" in up.stderr
