@@ -473,8 +473,7 @@ class Storage:
         order. A transaction an earlier block included first has its receipt for this block in
         the block's write set (see commit_record), not under its hash; None where neither holds
         one (a block stored by a version that kept no write sets)."""
-        ids = [tx.hash for tx in block.txs]
-        held = self._tx_heights(ids)
+        held = self._receipts_held(height, [tx.hash for tx in block.txs])
         row = self._db.execute(
             "SELECT writes FROM block_writes WHERE height = ?", (height,)
         ).fetchone()
@@ -482,12 +481,10 @@ class Storage:
         if row is not None:
             _, shadowed = decode(bytes(row[0]))
             extra = {int(index): bytes(receipt) for index, receipt in shadowed}
-        receipts: list[Receipt | None] = []
-        for index, tx_id in enumerate(ids):
-            first = held.get(tx_id)
-            raw = first[1] if first is not None and first[0] == height else extra.get(index)
-            receipts.append(None if raw is None else Receipt.from_map(decode(raw)))
-        return receipts
+        return [
+            None if raw is None else Receipt.from_map(decode(raw))
+            for raw in (extra.get(index) if raw is None else raw for index, raw in enumerate(held))
+        ]
 
     def load_tx_filter(self) -> TxFilter:
         """The filter of committed hashes, built now if it was not yet (about a second a
@@ -642,9 +639,17 @@ class Storage:
     def _held_receipts(self, height: int, block: bytes) -> list[bytes]:
         """The receipts the txs table holds for block `height` (stored as `block`), in index
         order: all but those of transactions an earlier block included first."""
-        ids = _tx_ids(block)
-        found = self._tx_heights(ids)
-        return [found[tx_id][1] for tx_id in ids if found[tx_id][0] == height]
+        return [raw for raw in self._receipts_held(height, _tx_ids(block)) if raw is not None]
+
+    def _receipts_held(self, height: int, tx_ids: Sequence[bytes]) -> list[bytes | None]:
+        """Per transaction of block `height` (by id, in order), the receipt the txs tables hold
+        for it there; None for one an earlier block included first (its receipt here is in
+        the block's write set)."""
+        found = self._tx_heights(tx_ids)
+        missing = [tx_id for tx_id in tx_ids if tx_id not in found]
+        if missing:
+            raise StorageError(f"block {height}'s transaction {missing[0].hex()} has no row")
+        return [found[tx_id][1] if found[tx_id][0] == height else None for tx_id in tx_ids]
 
     def _tx_heights(self, tx_hashes: Sequence[bytes]) -> dict[bytes, tuple[int, bytes]]:
         """(height, receipt) held for each of `tx_hashes` that a block included (by hash in
