@@ -24,6 +24,9 @@ from ledger.genesis import Genesis, Role
 from ledger.tx import NAME_LENGTH_MAX
 
 CONTRACT_NAME_PATTERN = r"[a-z][a-z0-9_]{0,63}"
+# A ['newest'] query answers this many records at most (with the total), reading only those:
+# the explorer refreshes its boards with it, where the whole list grows with the chain.
+NEWEST_QUERY_MAX = 200
 
 MethodFunction = Callable[..., Any]
 

@@ -16,7 +16,7 @@ import enum
 from collections.abc import Sequence
 from typing import Any
 
-from contracts.contract import Call, Contract, method
+from contracts.contract import NEWEST_QUERY_MAX, Call, Contract, method
 from contracts.errors import ConflictError, NotFoundError, QueryError, RejectedError
 from contracts.machine_state import MachineStatus, change_status, existing_machine
 from contracts.machine_state import subject as machine_subject
@@ -55,18 +55,28 @@ def read_work_order(state: StateReader, work_order: str) -> dict[str, Any] | Non
 
 def all_work_orders(state: StateReader) -> list[dict[str, Any]]:
     """Every work order, by number, each with its `id`."""
-    return [
-        {"id": f"wo-{int(key[len(WORK_ORDER_PREFIX) :])}", **decode_map(key, raw)}
-        for key, raw in state.scan(WORK_ORDER_PREFIX)
-    ]
+    return [_stored_work_order(key, raw) for key, raw in state.scan(WORK_ORDER_PREFIX)]
+
+
+def newest_work_orders(state: StateReader, limit: int) -> list[dict[str, Any]]:
+    """The `limit` work orders with the highest numbers, by number; reads only those."""
+    return [_stored_work_order(key, raw) for key, raw in state.scan_last(WORK_ORDER_PREFIX, limit)]
+
+
+def _stored_work_order(key: bytes, raw: bytes) -> dict[str, Any]:
+    return {"id": f"wo-{int(key[len(WORK_ORDER_PREFIX) :])}", **decode_map(key, raw)}
+
+
+def work_orders_opened(state: StateReader) -> int:
+    counter = read_map(state, NEXT_KEY)
+    return 0 if counter is None else int(counter["n"]) - 1
 
 
 def open_work_order(call: Call, machine: str, reason: str, *, source: str) -> str:
     """Open a work order on a machine; returns its id. `source` says who asked for it."""
     own = call.acting_as(CONTRACT)
     existing_machine(own.state, machine)
-    counter = read_map(own.state, NEXT_KEY)
-    number = 1 if counter is None else int(counter["n"])
+    number = work_orders_opened(own.state) + 1
     work_order = f"wo-{number}"
     write_map(own.state, NEXT_KEY, {"n": number + 1})
     record = {
@@ -212,6 +222,12 @@ class MaintenanceContract(Contract):
     def query(self, state: StateReader, path: Sequence[str]) -> Any:
         if len(path) == 0:
             return {record.pop("id"): record for record in all_work_orders(state)}
+        if list(path) == ["newest"]:
+            newest = newest_work_orders(state, NEWEST_QUERY_MAX)
+            return {
+                "work_orders": {record.pop("id"): record for record in newest},
+                "total": work_orders_opened(state),
+            }
         if len(path) == 1:
             text = path[0]
             if not (text.startswith("wo-") and is_decimal(text[3:]) and len(text) <= 15):
@@ -220,4 +236,7 @@ class MaintenanceContract(Contract):
             if record is None:
                 raise QueryError(f"no work order {text}")
             return {"id": text, **record}
-        raise QueryError(f"maintenance queries take [] or [work order], got {list(path)!a}")
+        raise QueryError(
+            f"maintenance queries take [], ['newest'] (the newest {NEWEST_QUERY_MAX} and the "
+            f"total) or [work order], got {list(path)!a}"
+        )

@@ -175,10 +175,16 @@ def existing_order(state: StateReader, order_id_text: str) -> Order:
 
 def all_orders(state: StateReader) -> list[Order]:
     """Every order, by number."""
-    return [
-        Order.from_map(key, int(key[len(ORDER_PREFIX) :]), decode_map(key, raw))
-        for key, raw in state.scan(ORDER_PREFIX)
-    ]
+    return [_stored_order(key, raw) for key, raw in state.scan(ORDER_PREFIX)]
+
+
+def newest_orders(state: StateReader, limit: int) -> list[Order]:
+    """The `limit` orders with the highest numbers, by number; reads only those."""
+    return [_stored_order(key, raw) for key, raw in state.scan_last(ORDER_PREFIX, limit)]
+
+
+def _stored_order(key: bytes, raw: bytes) -> Order:
+    return Order.from_map(key, int(key[len(ORDER_PREFIX) :]), decode_map(key, raw))
 
 
 def queued_numbers(state: StateReader, machine_id: str) -> list[tuple[int, int]]:

@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Any
 
 from contracts.catalog import NAME, ORDER_QTY_MAX, resolve_spec
-from contracts.contract import Call, Contract, method
+from contracts.contract import NEWEST_QUERY_MAX, Call, Contract, method
 from contracts.errors import ConflictError, QueryError, RejectedError
 from contracts.machine_state import MachineStatus, existing_machine, write_machine
 from contracts.machines import check_operator
@@ -35,6 +35,7 @@ from contracts.order_state import (
     all_orders,
     create_order,
     existing_order,
+    newest_orders,
     next_number,
     read_order,
     transition,
@@ -221,6 +222,12 @@ class OrdersContract(Contract):
     def query(self, state: StateReader, path: Sequence[str]) -> Any:
         if len(path) == 0:
             return {order.id: order.summary() for order in all_orders(state)}
+        if list(path) == ["newest"]:
+            newest = newest_orders(state, NEWEST_QUERY_MAX)
+            return {
+                "orders": {order.id: order.summary() for order in newest},
+                "total": next_number(state) - 1,
+            }
         if len(path) == 1:
             text = path[0]
             if not (text.startswith("ord-") and is_decimal(text[4:]) and len(text) <= 16):
@@ -229,7 +236,10 @@ class OrdersContract(Contract):
             if order is None:
                 raise QueryError(f"no order {text}")
             return {**order.summary(), "reservation": read_order_reservation(state, text)}
-        raise QueryError(f"orders queries take [] or [order id], got {list(path)!a}")
+        raise QueryError(
+            f"orders queries take [], ['newest'] (the newest {NEWEST_QUERY_MAX} and the total) "
+            f"or [order id], got {list(path)!a}"
+        )
 
 
 def _begin_production(call: Call, order: Order, *, rework: bool = False) -> None:

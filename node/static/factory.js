@@ -20,15 +20,25 @@ function label(text) {
   return text.replaceAll("_", " ");
 }
 
+// Says how many of `total` records a board shows, when the newest query left some out.
+function showShown(id, shown, total, what) {
+  const note = document.getElementById(id);
+  note.hidden = !(total > shown);
+  note.textContent = note.hidden ? "" : `The newest ${shown} of ${total} ${what}.`;
+}
+
 export async function renderOrders() {
   const board = document.getElementById("orders-board");
-  const orders = await state("orders");
-  if (orders === null) {
+  const newest = await state("orders/newest");
+  if (newest === null) {
+    showShown("orders-shown", 0, 0, "orders");
     fill(board, empty("The orders contract has no state on this node."));
     return;
   }
+  const orders = Object.values(newest.orders || {});
+  showShown("orders-shown", orders.length, newest.total, "orders");
   const byState = Object.fromEntries(ORDER_STATES.map((s) => [s, []]));
-  for (const order of Object.values(orders)) (byState[order.state] ??= []).push(order);
+  for (const order of orders) (byState[order.state] ??= []).push(order);
   fill(
     board,
     Object.entries(byState).map(([name, list]) =>
@@ -186,8 +196,9 @@ async function renderPredictions(machineIds) {
 
 export async function renderWorkOrders() {
   const container = document.getElementById("workorders-table");
-  const orders = await state("maintenance");
-  const rows = Object.entries(orders || {});
+  const newest = await state("maintenance/newest");
+  const rows = Object.entries(newest?.work_orders || {});
+  showShown("workorders-shown", rows.length, newest?.total, "work orders");
   if (!rows.length) {
     fill(container, empty("No work orders yet."));
     return;

@@ -89,7 +89,8 @@ async def finds_tx_by_hash(page: Page, tx_hash: str) -> None:
 
 async def shows_factory_tabs(page: Page) -> None:
     checks = {
-        "orders": "document.querySelectorAll('#orders-board .order').length === 5",
+        "orders": "document.querySelectorAll('#orders-board .order').length === 5"
+        + " && document.getElementById('orders-shown').hidden",
         "inventory": exists('#inventory-table tr.low[data-item="steel-sheet"]'),
         "machines": exists('#machine-cards [data-machine="m3"][data-status="down"]')
         + " && "

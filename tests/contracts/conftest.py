@@ -7,7 +7,7 @@ digest), without a node: tests build signed transactions and read receipts and s
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +213,22 @@ def place(chain: Chain, who: str = "alice", **spec: Any) -> Receipt:
     """Place an order; defaults to 2 small raw brackets."""
     args: dict[str, Any] = {"product": "bracket", "variant": "small", "quantity": 2, **spec}
     return chain.call(who, "orders", "place", **args)
+
+
+class NoWholeScans:
+    """The committed state, refusing whole-prefix scans: a newest query must read only its own."""
+
+    def __init__(self, state: MemoryState) -> None:
+        self._state = state
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._state.get(key)
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        raise AssertionError(f"scanned all of {prefix!a}")
+
+    def scan_last(self, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        return self._state.scan_last(prefix, limit)
 
 
 def state_except_nonces(chain: Chain) -> dict[bytes, bytes]:

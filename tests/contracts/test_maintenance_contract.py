@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.contracts.conftest import place, state_except_nonces
+from contracts import maintenance as maintenance_module
+from tests.contracts.conftest import NoWholeScans, place, state_except_nonces
 from tests.contracts.test_machines_contract import queue_two_on_m1, reading
 
 
@@ -18,6 +19,17 @@ def test_work_order_ids_are_sequential_and_opening_leaves_the_machine_running(fa
     assert factory.query("machines", "m1")["status"] == "running"
     record = factory.query("maintenance", "wo-1")
     assert (record["state"], record["machine"], record["opened_by"]) == ("open", "m1", "max")
+
+
+def test_the_newest_work_orders_query_answers_the_last_ones_and_the_total(factory, monkeypatch):
+    assert factory.query("maintenance", "newest") == {"work_orders": {}, "total": 0}
+    for machine in ("m1", "m2", "m3"):
+        open_on(factory, machine)
+    monkeypatch.setattr(maintenance_module, "NEWEST_QUERY_MAX", 2)
+    newest = factory.runtime.query(NoWholeScans(factory.state), "maintenance", ["newest"])
+    assert list(newest["work_orders"]) == ["wo-2", "wo-3"]
+    assert newest["work_orders"]["wo-3"] == factory.query("maintenance")["wo-3"]
+    assert newest["total"] == 3
 
 
 def test_taking_a_work_order_puts_the_machine_under_maintenance_and_moves_its_queue(factory):

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from contracts import orders as orders_module
 from contracts.errors import QueryError
 from contracts.order_state import LEGAL_MOVES, TRANSITIONS, OrderState
-from tests.contracts.conftest import place, state_except_nonces
+from tests.contracts.conftest import NoWholeScans, place, state_except_nonces
 
 
 def stock(chain, item):
@@ -218,6 +219,19 @@ def test_every_move_is_an_event_on_the_order_with_both_states(factory):
     }
     consumed = [e for e in receipt.events if e.kind == "consume"]
     assert {e.subject for e in consumed} == {"item:bolt-m8@main", "item:steel-sheet@main"}
+
+
+def test_the_newest_orders_query_answers_the_last_ones_and_the_total(factory, monkeypatch):
+    assert factory.query("orders", "newest") == {"orders": {}, "total": 0}
+    for _ in range(3):
+        assert place(factory).ok
+    monkeypatch.setattr(orders_module, "NEWEST_QUERY_MAX", 2)
+    newest = factory.runtime.query(NoWholeScans(factory.state), "orders", ["newest"])
+    assert list(newest["orders"]) == ["ord-2", "ord-3"]
+    assert newest["orders"]["ord-3"] == factory.query("orders")["ord-3"]
+    assert newest["total"] == 3
+    with pytest.raises(QueryError, match=r"\['newest'\] \(the newest 2 and the total\)"):
+        factory.query("orders", "newest", "5")
 
 
 def test_order_queries_list_all_and_reject_bad_ids(factory):
