@@ -35,6 +35,11 @@ NONCE_AHEAD_MAX = 1024
 # clients send a sender's nonces in order, so theirs never wait long; without a bound one sender
 # could park NONCE_AHEAD_MAX of them and fill the clients' share of the pool for everybody.
 GAPPED_FROM_CLIENT_MAX = 64
+# A transaction waiting behind a missing nonce this long after it arrived is dropped (see
+# `expire_gapped`): commits fill every gap an honest sender leaves within seconds, so one still
+# open after ten minutes is a nonce the sender withheld or lost, and nothing else would ever
+# take its later transactions out of the pool.
+GAPPED_TTL_MS = 600_000
 # The share of the pool kept for transactions that extend a sender's ready run.
 GAP_RESERVE_FRACTION = 0.1
 # The share of the pool that clients' transactions may fill; the rest is room for forwards.
@@ -273,6 +278,24 @@ class Mempool:
             run.append(pending[nonce])
             nonce += 1
         return run
+
+    def expire_gapped(self, now_ms: float, ttl_ms: float) -> list[Transaction]:
+        """Drop the transactions that still wait behind a missing nonce `ttl_ms` after they
+        arrived, and return them (one the node added without an arrival time never expires).
+        The sender may send them again once it has sent the one they waited for."""
+        expired = [
+            tx
+            for sender, pending in self._by_sender.items()
+            for tx in self._behind_gap(sender, pending)
+            if now_ms - self._arrived_ms.get(tx.hash, now_ms) >= ttl_ms
+        ]
+        for tx in expired:
+            self._drop(tx)
+        return expired
+
+    def _behind_gap(self, sender: bytes, pending: dict[int, Transaction]) -> list[Transaction]:
+        gap = self._ready_end(sender)
+        return [tx for nonce, tx in pending.items() if nonce > gap]
 
     def return_in_flight(self) -> None:
         """Forget what was cut but not committed (after a view change) so it can be cut again."""

@@ -186,6 +186,11 @@ class NodeCollector(Collector):
             "Transactions sent to the primary again because their sender's nonce stalled.",
             counters.txs_resent,
         )
+        yield _counter(
+            "txs_expired",
+            "Transactions dropped after waiting too long behind a missing nonce.",
+            counters.txs_expired,
+        )
         yield _labelled_counter(
             "txs_rejected",
             "Transactions (and peer batches) refused at admission, by reason.",

@@ -71,7 +71,7 @@ from node.errors import Rejection
 from node.executor import execute_and_store, store_record
 from node.faults import FaultInjector
 from node.history import encode_proof
-from node.mempool import PENDING_QUERY_MAX, Mempool
+from node.mempool import GAPPED_TTL_MS, PENDING_QUERY_MAX, Mempool
 from node.oracle_runner import OracleRunner
 from node.peer_auth import link_headers
 from node.peers import PeerLink, Peers
@@ -116,6 +116,7 @@ RESEND_TXS_MAX = 128
 RESEND_SCAN_MS = 250
 RESEND_QUERY_TIMEOUT_S = 2.0
 RESEND_SKEW_MS = 1_000  # clock skew and delivery time allowed between two validators
+EXPIRE_SCAN_MS = 10_000  # how often the pool drops what waited too long behind a gap
 
 
 @dataclass(slots=True)
@@ -163,6 +164,7 @@ class Counters:
     messages_sent_by_type: dict[str, int] = field(default_factory=dict)
     messages_received_by_type: dict[str, int] = field(default_factory=dict)
     blocks_transferred: int = 0
+    txs_expired: int = 0
     fetches: int = 0
     txs_resent: int = 0
 
@@ -369,6 +371,7 @@ class Node:
             self._tasks = [
                 asyncio.create_task(self._guarded(self._follow()), name="follower"),
                 asyncio.create_task(self._guarded(self._admit_queued()), name="admission"),
+                asyncio.create_task(self._guarded(self._expirer()), name="expirer"),
             ]
             log.info("observer %s started at height %d", self.name, self.storage.head().height)
             return
@@ -379,6 +382,7 @@ class Node:
             asyncio.create_task(self._guarded(self._sync_when_idle()), name="idle-sync"),
             asyncio.create_task(self._guarded(self._admit_queued()), name="admission"),
             asyncio.create_task(self._guarded(self._resender()), name="resender"),
+            asyncio.create_task(self._guarded(self._expirer()), name="expirer"),
         ]
         self._start_fetch(self.storage.head().height + 1, None, ())  # catch up after a restart
         if self.oracle is not None:
@@ -1102,6 +1106,22 @@ class Node:
             await asyncio.sleep(RESEND_SCAN_MS / 1000)
             await self._resend_stalled(after_ms)
 
+    async def _expirer(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRE_SCAN_MS / 1000)
+            self.expire_gapped(clock_ms())
+
+    def expire_gapped(self, at_ms: float) -> None:
+        """Drop the transactions that have waited behind a missing nonce for GAPPED_TTL_MS."""
+        expired = self.mempool.expire_gapped(at_ms, GAPPED_TTL_MS)
+        if expired:
+            self.counters.txs_expired += len(expired)
+            log.info(
+                "dropped %d transactions that waited %d s behind a missing nonce",
+                len(expired),
+                GAPPED_TTL_MS // 1000,
+            )
+
     async def _resend_stalled(self, after_ms: float) -> None:
         """Ask the primary how far it holds the runs of senders stalled here, and forward it the
         transactions it lacks (see RESEND_TXS_MAX)."""
@@ -1255,6 +1275,7 @@ class Node:
                 "blocks_transferred": self.counters.blocks_transferred,
                 "fetches": self.counters.fetches,
                 "txs_resent": self.counters.txs_resent,
+                "txs_expired": self.counters.txs_expired,
                 "rejected": dict(sorted(self.counters.rejected.items())),
             },
         }

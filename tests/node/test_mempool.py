@@ -312,3 +312,30 @@ def test_next_nonce_equals_a_walk_of_the_pending_nonces_whatever_happens() -> No
             while pool.run_from(keys.public_key, walk, 1):
                 walk += 1
             assert pool.next_nonce(keys.public_key) == walk
+
+
+def test_transactions_behind_a_gap_expire_and_nothing_else_does() -> None:
+    committed = {ALICE.public_key: 5}
+    pool = _pool(committed=committed)
+    ready = [_tx(ALICE, n) for n in (5, 6)]
+    behind = [_tx(ALICE, n) for n in (8, 9)]  # nonce 7 withheld
+    early, late = _tx(BOB, 1), _tx(BOB, 2)  # Bob's nonce 0 withheld
+    for tx in ready + behind:
+        pool.add(tx, arrived_ms=1_000)
+    pool.add(early, arrived_ms=1_000)
+    pool.add(late, arrived_ms=5_000)
+    pool.add(_tx(BOB, 3))  # no arrival time: never expires
+    assert pool.expire_gapped(now_ms=10_999, ttl_ms=10_000) == []
+    assert pool.expire_gapped(now_ms=11_000, ttl_ms=10_000) == [*behind, early]
+    assert [tx.hash in pool for tx in ready + behind] == [True, True, False, False]
+    assert pool.next_nonce(ALICE.public_key) == 7
+    assert pool.pending_count(BOB.public_key) == 2
+    # Once the gaps close, nothing expires, however old it is.
+    pool.add(_tx(BOB, 0), arrived_ms=15_000)
+    pool.add(early, arrived_ms=15_000)
+    assert pool.expire_gapped(now_ms=100_000, ttl_ms=10_000) == []
+    assert pool.next_nonce(BOB.public_key) == 4
+    # Expired transactions may come again once the gap is filled.
+    pool.add(_tx(ALICE, 7))
+    pool.add(behind[0])
+    assert pool.next_nonce(ALICE.public_key) == 9

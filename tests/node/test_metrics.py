@@ -21,6 +21,7 @@ from ledger.genesis import Params
 from ledger.tx import Transaction
 from node.api import create_app
 from node.client import ClientError, NodeClient
+from node.mempool import GAPPED_TTL_MS
 from node.metrics import METRICS_KEY, setup_metrics
 from node.service import Node
 from tests.browser.blocks import commit_empty_blocks
@@ -117,6 +118,27 @@ async def test_counts_admitted_and_rejected_transactions_by_reason(
     assert value(samples, "millchain_mempool_size") == 1
     assert value(samples, "millchain_txs_rejected_total", reason="duplicate") == 1
     assert value(samples, "millchain_txs_rejected_total", reason="malformed") == 1
+
+
+async def test_transactions_parked_behind_a_gap_expire_and_are_counted(
+    metrics_client: TestClient,  # type: ignore[type-arg]
+    node: Node,
+    setup: Setup,
+) -> None:
+    headers = {"Content-Type": "application/msgpack"}
+    parked = receive_tx(setup, nonce=1)  # nonce 0 never comes
+    assert (await metrics_client.post("/tx", data=parked.to_wire(), headers=headers)).status == 202
+    arrived = node.mempool.arrived_ms(parked.hash)
+    assert arrived is not None
+    node.expire_gapped(arrived + GAPPED_TTL_MS - 1)
+    assert parked.hash in node.mempool
+    node.expire_gapped(arrived + GAPPED_TTL_MS)
+    assert parked.hash not in node.mempool
+    _, samples = await scrape(metrics_client)
+    assert value(samples, "millchain_txs_expired_total") == 1
+    assert value(samples, "millchain_mempool_size") == 0
+    status = await (await metrics_client.get("/status")).json()
+    assert status["counters"]["txs_expired"] == 1
 
 
 async def test_messages_sent_by_type_count_direct_sends_too(
