@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 from pathlib import Path
@@ -47,6 +48,9 @@ REPORT_INTERVAL_S = 0.5
 PENDING_MAX = 10_000
 # The msgpack header of the reports list grows from 1 byte (empty) to at most 3 (>= 16 items).
 LIST_HEADER_GROWTH = 2
+# Report transactions remembered until their receipt commits (see `on_block`); beyond, the
+# oldest are forgotten (a transaction a view change lost never commits).
+SENT_MAX = 4096
 
 
 def readings_of(block: Block, receipts: Sequence[Receipt]) -> list[tuple[str, dict[str, Any]]]:
@@ -107,7 +111,12 @@ class OracleRunner:
         self._wake = asyncio.Event()
         self._model: FaultModel | None = None
         self._model_hash: bytes | None = None
+        # This runner's report transactions not yet committed: hash -> (model hash, reports).
+        self._sent: OrderedDict[bytes, tuple[bytes, list[dict[str, Any]]]] = OrderedDict()
+        # Reports whose transaction failed as a whole, to submit again in halves.
+        self._split: list[tuple[bytes, list[dict[str, Any]]]] = []
         self.reports_submitted = 0
+        self.reports_failed = 0
         self.readings_seen = 0
         self.readings_skipped = 0
         self.restarts = 0  # times the node started it again after it failed
@@ -121,6 +130,28 @@ class OracleRunner:
             tx.contract == "oracle" and tx.method == "register_model" for tx in block.txs
         ):
             self._wake.set()  # a new model is loaded before the first readings need it
+        if self._sent:
+            for tx, receipt in zip(block.txs, receipts, strict=True):
+                sent = self._sent.pop(tx.hash, None)
+                if sent is not None and not receipt.ok:
+                    self._failed(*sent, str(receipt.error))
+
+    def _failed(self, model_hash: bytes, reports: list[dict[str, Any]], error: str) -> None:
+        """A report transaction failed as a whole: one report the contract refuses, or one
+        flagging machines whose moved orders pass a transaction's events, fails the others
+        with it. They go again in halves, so each but the one at fault is recorded; a report
+        failing alone is dropped, counted and logged."""
+        if len(reports) > 1:
+            middle = len(reports) // 2
+            self._split += [(model_hash, reports[:middle]), (model_hash, reports[middle:])]
+            self._wake.set()
+            return
+        self.reports_failed += 1
+        [report] = reports
+        self.last_error = (
+            f"report on {report['machine']!a} reading {report['seq']} failed: {error}"
+        )[:500]
+        log.warning(self.last_error)
 
     async def run(self) -> None:
         while True:
@@ -140,8 +171,12 @@ class OracleRunner:
                 model = None
             elif bytes(record["hash"]) != self._model_hash:
                 model = await asyncio.to_thread(self._load, bytes(record["hash"]))
-            if model is None or self._model_hash is None or not batch:
-                continue  # no model registered (yet), or only a model to load
+            if model is None or self._model_hash is None:
+                continue  # no model registered (yet)
+            if self._split:
+                self._report_split(self._model_hash)
+            if not batch:
+                continue  # only a model to load, or reports to split
             batch, readings = self._readable(batch)
             if not readings:
                 continue
@@ -202,36 +237,57 @@ class OracleRunner:
 
     def _report(self, model_hash: bytes, readings: list[Reading], values: list[int]) -> int | None:
         """Submit the reports in transactions the chain takes (see `_parts`). Returns the index
-        of the first reading to report again because the node refused its transaction as busy
-        (a full mempool or admission queue: 503), or None. Any other refusal is final: logged,
-        and those reports are dropped."""
+        of the first reading to report again because the node refused its transaction as busy,
+        or None (see `_submit_part`)."""
         reports = [
             {"machine": r.machine_id, "seq": r.seq, "probability_bp": int(v)}
             for r, v in zip(readings, values, strict=True)
         ]
         start = 0
         for part in self._parts(model_hash, reports):
-            tx = Transaction.create(
-                self.keys,
-                chain_id=self.chain_id,
-                nonce=self._next_nonce(self.keys.public_key),
-                contract="oracle",
-                method="report",
-                args={"model_hash": model_hash, "reports": part},
-            )
-            try:
-                self._submit(tx.to_wire())
-            except Rejection as exc:
-                message = f"report refused: {exc}"
-                if message != self.last_error:  # a busy node refuses every retry alike
-                    log.warning(message)
-                self.last_error = message
-                if exc.status == HTTPStatus.SERVICE_UNAVAILABLE:
-                    return start
-            else:
-                self.reports_submitted += len(part)
+            if self._submit_part(model_hash, part):
+                return start
             start += len(part)
         return None
+
+    def _report_split(self, model_hash: bytes) -> None:
+        """Submit the halves of failed report transactions, those of the registered model;
+        ones the node refuses as busy wait for the next round."""
+        split, self._split = self._split, []
+        for index, (made_with, part) in enumerate(split):
+            if made_with != model_hash:
+                continue  # the model was replaced: they would fail on that alone
+            if self._submit_part(made_with, part):
+                self._split = split[index:]
+                self._retrying = True
+                self._wake.set()
+                return
+
+    def _submit_part(self, model_hash: bytes, part: list[dict[str, Any]]) -> bool:
+        """Sign and submit one report transaction; True if the node refused it as busy (a full
+        mempool or admission queue: 503), to submit again later. Any other refusal is final:
+        logged, and those reports are dropped."""
+        tx = Transaction.create(
+            self.keys,
+            chain_id=self.chain_id,
+            nonce=self._next_nonce(self.keys.public_key),
+            contract="oracle",
+            method="report",
+            args={"model_hash": model_hash, "reports": part},
+        )
+        try:
+            self._submit(tx.to_wire())
+        except Rejection as exc:
+            message = f"report refused: {exc}"
+            if message != self.last_error:  # a busy node refuses every retry alike
+                log.warning(message)
+            self.last_error = message
+            return exc.status == HTTPStatus.SERVICE_UNAVAILABLE
+        self.reports_submitted += len(part)
+        self._sent[tx.hash] = (model_hash, part)
+        if len(self._sent) > SENT_MAX:
+            self._sent.popitem(last=False)
+        return False
 
     def _parts(
         self, model_hash: bytes, reports: list[dict[str, Any]]
@@ -258,6 +314,7 @@ class OracleRunner:
             "readings_skipped": self.readings_skipped,
             "restarts": self.restarts,
             "reports_submitted": self.reports_submitted,
+            "reports_failed": self.reports_failed,
             "pending": len(self._pending),
             "last_error": self.last_error,
         }

@@ -15,8 +15,10 @@ import pytest
 
 from contracts.machine_state import READING
 from contracts.oracle import MODEL_KEY, REPORTS_PER_TX_MAX
+from contracts.receipt import Receipt
 from contracts.schema import Int
 from contracts.state import MemoryState
+from ledger.block import Block
 from ledger.crypto import KeyPair
 from ledger.encoding import encode
 from ledger.tx import Transaction
@@ -212,6 +214,16 @@ def _committed(runner: OracleRunner, *readings: tuple[str, dict[str, Any]]) -> N
     runner._wake.set()
 
 
+def _recorder(submitted: list[Transaction]) -> Callable[[bytes], object]:
+    """A node's submit that takes every transaction, appending it to `submitted`."""
+
+    def submit(raw: bytes) -> object:
+        submitted.append(Transaction.from_wire(raw))
+        return None
+
+    return submit
+
+
 def _seqs(submitted: list[Transaction]) -> list[list[int]]:
     return [[r["seq"] for r in tx.args["reports"]] for tx in submitted]
 
@@ -220,12 +232,7 @@ async def test_an_idle_node_reports_each_block_at_once(
     tmp_path: Path, model_file: tuple[Path, str, FaultModel]
 ) -> None:
     submitted: list[Transaction] = []
-
-    def submit(raw: bytes) -> object:
-        submitted.append(Transaction.from_wire(raw))
-        return None
-
-    runner = _ready_runner(tmp_path, model_file, submit, busy=False)
+    runner = _ready_runner(tmp_path, model_file, _recorder(submitted), busy=False)
     runner.report_interval_s = 3600  # would outlast the test's deadline if it were waited for
     async with _running(runner) as until:
         _committed(runner, READINGS[0])
@@ -409,3 +416,74 @@ async def test_an_oracle_that_fails_is_started_again_and_the_node_runs_on(
         assert "a bug in the oracle" in (node.status()["oracle"]["last_error"] or "")
     finally:
         await node.stop()
+
+
+def _block_of(submitted: list[Transaction], failing: dict[int, str]) -> tuple[Block, list[Receipt]]:
+    """A committed block of the submitted transactions; `failing`: seq of a transaction's first
+    report -> the error its receipt carries (the others succeed)."""
+    block = Block.build(
+        chain_id="test",
+        height=1,
+        prev_hash=bytes(32),
+        state_height=0,
+        state_digest=bytes(32),
+        proposer=0,
+        view=0,
+        timestamp_ms=0,
+        txs=submitted,
+    )
+    receipts = []
+    for index, tx in enumerate(submitted):
+        error = failing.get(tx.args["reports"][0]["seq"])
+        receipts.append(
+            Receipt(
+                tx_hash=tx.hash, height=1, index=index, ok=True, error=None, result=None, events=()
+            )
+            if error is None
+            else Receipt.failure(tx_hash=tx.hash, height=1, index=index, error=error)
+        )
+    return block, receipts
+
+
+async def test_a_report_transaction_that_failed_goes_again_in_halves_until_one_report_is_left(
+    tmp_path: Path, model_file: tuple[Path, str, FaultModel]
+) -> None:
+    submitted: list[Transaction] = []
+    runner = _ready_runner(tmp_path, model_file, _recorder(submitted), busy=False)
+    too_many = "a transaction may emit at most 1024 events"
+    async with _running(runner) as until:
+        _committed(runner, *READINGS[:4])
+        await until(lambda: len(submitted) == 1)
+        runner.on_block(*_block_of(submitted, {1: too_many}))
+        await until(lambda: len(submitted) == 3)
+        assert _seqs(submitted[1:]) == [[1, 2], [3, 4]]
+        runner.on_block(*_block_of(submitted[1:], {3: too_many}))
+        await until(lambda: len(submitted) == 5)
+        assert _seqs(submitted[3:]) == [[3], [4]]
+        runner.on_block(*_block_of(submitted[3:], {3: too_many}))
+        await until(lambda: runner.reports_failed == 1)
+    assert runner.last_error == f"report on 'm1' reading 3 failed: {too_many}"
+    assert runner.status()["reports_failed"] == 1
+    assert len(submitted) == 5 and not runner._sent and not runner._split
+    # The values sent again are the ones first computed.
+    first = {r["seq"]: r["probability_bp"] for r in submitted[0].args["reports"]}
+    sent = [report for tx in submitted for report in tx.args["reports"]]
+    assert all(first[r["seq"]] == r["probability_bp"] for r in sent)
+
+
+async def test_halves_of_a_replaced_model_are_not_sent_again(
+    tmp_path: Path, model_file: tuple[Path, str, FaultModel]
+) -> None:
+    submitted: list[Transaction] = []
+    runner = _ready_runner(tmp_path, model_file, _recorder(submitted), busy=False)
+    other = train(simulate_fleet(machines=2, operations=300, seed=5), horizon=0, seed=2)
+    other_hex = save_model(other, tmp_path / "other.skops")
+    shutil.copy(tmp_path / "other.skops", model_path(tmp_path, other_hex))
+    async with _running(runner) as until:
+        _committed(runner, *READINGS[:4])
+        await until(lambda: len(submitted) == 1)
+        # The admin registers another model; the reports of the first fail on that.
+        _register(cast(MemoryState, runner.storage), other_hex)
+        runner.on_block(*_block_of(submitted, {1: "reports name model ..., registered is ..."}))
+        await until(lambda: runner.status()["model"] == other_hex and not runner._split)
+    assert len(submitted) == 1 and runner.reports_failed == 0
