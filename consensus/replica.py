@@ -63,7 +63,9 @@ commits of its committed head (and the proof of its stable checkpoint) so the pe
 Restart: the node persists everything the replica signed before sending it and the views it
 installed; a restarted replica gets them in `ReplicaStart` (`view`, `signed`, and the chain's
 start in `genesis`) and resends those messages rather than ever signing something different for
-one (kind, view, seq). Every message is
+one (kind, view, seq). A backup restarted in a view it installed takes that view's NEW-VIEW
+again when its node replays it (a primary restores its own from what it signed): the view's
+re-proposed blocks, and so its prepared certificates, come from it. Every message is
 signature-checked here; anything that breaks a rule becomes a `Rejected` action and changes
 nothing (`stale=True` when it merely came too late). Exact duplicates are ignored silently.
 """
@@ -419,12 +421,29 @@ class Replica(NormalCase):
     # --- new view --------------------------------------------------------------------------
 
     def _on_new_view(self, new_view: NewView) -> None:
-        if new_view.view < self._view or (new_view.view == self._view and self._active):
+        if new_view.view < self._view or (
+            new_view.view == self._view and self._active and not self._lacks_new_view()
+        ):
             raise StaleMessage(f"new view {new_view.view}, this replica is in {self._view}")
         choice = check_new_view(new_view, self.config, self._verifier, self._genesis)
-        self._install(new_view, choice)
+        self._install(new_view, choice, entered=new_view.view != self._installed)
 
-    def _install(self, new_view: NewView, choice: Choice) -> None:
+    def _lacks_new_view(self) -> bool:
+        """Whether this replica is active in a view it installed but holds no NEW-VIEW for: a
+        backup restarted in its persisted view. The NEW-VIEW its node replays (or that the
+        primary sends again) must be taken then: without it the view's re-proposed blocks are
+        unknown here, the pre-prepares built on them wait for a parent forever, and the next
+        VIEW-CHANGE leaves out blocks this replica prepared and committed in that view, which
+        a later view could replace. (A primary restores its own from what it signed.)"""
+        return (
+            self._view > 0
+            and self._view == self._installed
+            and self._new_view_for(self._view) is None
+        )
+
+    def _install(self, new_view: NewView, choice: Choice, *, entered: bool = True) -> None:
+        """Install `new_view`; `entered`: a view this replica was not in yet (a restarted one
+        taking its own view's NEW-VIEW again has entered it before, and says nothing)."""
         view = new_view.view
         self._view, self._active, self._installed = view, True, view
         self._new_view = new_view
@@ -439,7 +458,8 @@ class Replica(NormalCase):
                 slot = self._log.slot(view, pp.seq)
                 slot.pre_prepare, slot.buffered = pp, None
         self._next_seq = max(choice.max_seq, self._committed_height) + 1
-        self._out.append(ViewEntered(view=view))
+        if entered:
+            self._out.append(ViewEntered(view=view))
         if choice.base.height > self._committed_height:
             hint = tuple(
                 vc.sender for vc in new_view.view_changes if vc.base_height >= choice.base.height

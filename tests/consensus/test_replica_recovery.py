@@ -302,3 +302,49 @@ def test_after_a_transfer_blocks_proposed_on_an_older_state_are_still_checked() 
     assert not rejections(actions)
     [prepare] = broadcasts(actions, m.Prepare)
     assert prepare.seq == 7
+
+
+def test_a_backup_restarted_in_a_view_it_installed_takes_that_views_new_view_again() -> None:
+    # Block 1 was prepared in view 0, its commits lost; view 2 re-proposed it, and replica 1
+    # prepared and committed it there, then restarted before the others' commits reached it.
+    # Its node restarts it in view 2 and replays its log, the NEW-VIEW first. Refused as stale,
+    # the replica would not know the re-proposed block 1, and its next VIEW-CHANGE would leave
+    # out a block it committed to, which a later view could then replace.
+    bench = Bench()
+    first = bench.block(1)
+    changes = tuple(bench.view_change(sender, 2, (bench.proof(first),)) for sender in (0, 2, 3))
+    new_view = m.sign_new_view(
+        bench.keys[2],
+        bench.config.chain_id,
+        view=2,
+        view_changes=changes,
+        pre_prepares=(bench.pre_prepare(first, view=2, sender=2),),
+        sender=2,
+    )
+    received: list[Message] = [
+        new_view,
+        bench.prepare(first, 0, view=2),
+        bench.prepare(first, 3, view=2),
+    ]
+    signed = broadcasts(bench.deliver(*received))
+    assert [(type(s), s.view) for s in signed] == [(m.Prepare, 2), (m.Commit, 2)]
+    start = ReplicaStart(
+        height=0,
+        block_hash=ZERO_HASH,
+        timestamp_ms=GENESIS_TIME_MS,
+        state_height=0,
+        state_digest=GENESIS_DIGEST,
+        view=2,
+        signed=tuple(signed),
+    )
+    restarted = bench.replica = Replica(bench.config, bench.keys[1], AcceptAll(), start)
+    replayed = bench.deliver(*received, now_ms=10)
+    assert not rejections(replayed)
+    assert not [action for action in replayed if isinstance(action, ViewEntered)]  # entered before
+    assert not broadcasts(replayed)  # its votes stand as they were signed
+    # Once it holds the NEW-VIEW of its view, another copy is stale, as before.
+    assert [r.stale for r in rejections(bench.deliver(new_view, now_ms=20))] == [True]
+    restarted.handle(RequestsPending(now_ms=20, pending=True))
+    [view_change] = broadcasts(restarted.handle(Tick(now_ms=60_000)), m.ViewChange)
+    [proof] = view_change.prepared
+    assert (proof.seq, proof.view, proof.pre_prepare.block_hash) == (1, 2, first.hash)
