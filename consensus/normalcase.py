@@ -38,6 +38,12 @@ from ledger.crypto import KeyPair
 from ledger.errors import LedgerError
 from ledger.tx import Transaction
 
+# Views a replica keeps messages for on either side of its own (commit evidence) or above it
+# (view changes): a byzantine validator signing for ever higher views must not grow its memory
+# without bound. An honest replica further ahead is reached otherwise: its new view, sent to a
+# replica still asking for an older view (`Replica._answer_late_view_change`), or state transfer.
+VIEWS_AHEAD_MAX = 64
+
 
 class NormalCase:
     """Normal-case protocol state and phases; see `consensus.replica` for the whole replica."""
@@ -349,6 +355,8 @@ class NormalCase:
         apart from the log so a byzantine's conflicting vote there cannot hide an honest quorum.
         """
         if not self._committed_height < commit.seq <= self._held_max:
+            return
+        if abs(commit.view - self._view) > VIEWS_AHEAD_MAX:
             return
         by_hash = self._evidence.setdefault((commit.view, commit.seq), {})
         if commit.block_hash not in by_hash and len(by_hash) > self.config.n:

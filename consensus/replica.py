@@ -98,7 +98,7 @@ from consensus.messages import (
     Verifier,
     ViewChange,
 )
-from consensus.normalcase import NormalCase
+from consensus.normalcase import VIEWS_AHEAD_MAX, NormalCase
 from consensus.viewchange import (
     Choice,
     check_new_view,
@@ -341,6 +341,11 @@ class Replica(NormalCase):
         if target <= self._view and (self._active or target < self._view):
             self._answer_late_view_change(view_change)
             raise StaleMessage(f"view change for view {target}, this replica is in {self._view}")
+        if target > self._view + VIEWS_AHEAD_MAX:
+            raise InvalidMessage(
+                f"view change for view {target}, more than {VIEWS_AHEAD_MAX} views above this "
+                f"replica's {self._view}"
+            )
         if view_change.base_height < self._committed_height:
             self._help(view_change.sender)
         votes = self._view_changes.setdefault(target, {})

@@ -8,6 +8,7 @@ import pytest
 
 from consensus import messages as m
 from consensus.actions import Action, Rejected
+from consensus.normalcase import VIEWS_AHEAD_MAX
 from consensus.sim.harness import REJECT_METHOD, RejectMarked
 from tests.consensus.pbft_bench import (
     GENESIS_DIGEST,
@@ -235,3 +236,24 @@ def test_state_claim_older_than_kept_history_is_rejected() -> None:
     assert "older than" in only_rejection(bench.deliver(bench.pre_prepare(block))).reason
     accepted = bench.block(5, state_height=3, state_digest=digests[3])
     assert broadcasts(bench.deliver(bench.pre_prepare(accepted)), m.Prepare)
+
+
+def test_one_validator_signing_for_ever_higher_views_keeps_only_a_bounded_window() -> None:
+    # A byzantine validator's commits and view changes for views 1..1,000 (each validly
+    # signed): the replica keeps those within VIEWS_AHEAD_MAX of its view and refuses the
+    # view changes beyond, instead of holding one entry a view for as long as it runs.
+    bench = Bench()
+    block = bench.block(1)
+    for view in range(1, 1_001):
+        bench.deliver(bench.commit(block, 3, view=view))
+    assert max(view for view, _ in bench.replica._evidence) == VIEWS_AHEAD_MAX
+    refused = []
+    for view in range(1, 1_001):
+        refused += rejections(bench.deliver(bench.view_change(3, view)))
+    assert len(bench.replica._view_changes) == VIEWS_AHEAD_MAX
+    assert len(refused) == 1_000 - VIEWS_AHEAD_MAX and not any(r.stale for r in refused)
+    assert f"more than {VIEWS_AHEAD_MAX} views above" in refused[0].reason
+    # Within the window, nothing changed: f + 1 view changes for a higher view are followed.
+    joined = bench.deliver(bench.view_change(2, 5))
+    [view_change] = broadcasts(joined, m.ViewChange)
+    assert (view_change.new_view, bench.replica.view) == (5, 5)
