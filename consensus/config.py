@@ -32,6 +32,10 @@ class ReplicaConfig:
     view_change_timeout_ms: int = 2000
     retransmit_ms: int = 500
     fetch_retry_ms: int = 1000
+    # How far ahead of its own clock a backup accepts a new block's timestamp. Every later
+    # block must be stamped at least as late, and the contracts take their time from it, so
+    # one primary stamping the far future would move the chain's clock there for good.
+    clock_skew_max_ms: int = 10_000
 
     def __post_init__(self) -> None:
         n = len(self.validators)
@@ -52,6 +56,8 @@ class ReplicaConfig:
             )
         if min(self.view_change_timeout_ms, self.retransmit_ms, self.fetch_retry_ms) < 1:
             raise ConfigError("timeouts and intervals must be at least 1 ms")
+        if self.clock_skew_max_ms < 0:
+            raise ConfigError("clock_skew_max_ms must be 0 or more")
 
     @property
     def n(self) -> int:

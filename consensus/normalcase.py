@@ -262,12 +262,23 @@ class NormalCase:
             self._check_not_committed_otherwise(pre_prepare)
             check_parent(pre_prepare.block, parent)
             if not self._vouched_for(pre_prepare):
+                self._check_time(pre_prepare.block)
                 check_state_claim(pre_prepare.block, self._executed_height, self._digests)
                 self._validator.validate(pre_prepare.block)
         except (InvalidMessage, LedgerError) as exc:
             self._reject(pre_prepare.sender, f"pre-prepare for seq {pre_prepare.seq}: {exc}")
             return
         slot.pre_prepare = pre_prepare
+
+    def _check_time(self, block: Block) -> None:
+        """Refuse a block stamped further ahead of this replica's clock than the configured
+        skew (judged when the block is accepted, against the time of the event at hand)."""
+        ahead = block.header.timestamp_ms - self._now_ms
+        if ahead > self.config.clock_skew_max_ms:
+            raise InvalidMessage(
+                f"timestamp {block.header.timestamp_ms} ms is {ahead} ms ahead of this "
+                f"replica's clock; at most {self.config.clock_skew_max_ms} ms is allowed"
+            )
 
     def _check_above_base(self, pre_prepare: PrePrepare) -> None:
         """Refuse a block at or below the installed view's base.

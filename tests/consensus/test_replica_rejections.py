@@ -257,3 +257,20 @@ def test_one_validator_signing_for_ever_higher_views_keeps_only_a_bounded_window
     joined = bench.deliver(bench.view_change(2, 5))
     [view_change] = broadcasts(joined, m.ViewChange)
     assert (view_change.new_view, bench.replica.view) == (5, 5)
+
+
+def test_a_block_stamped_further_ahead_than_the_clock_skew_is_refused() -> None:
+    # Every later block must be stamped at least as late, and the contracts take their time
+    # from the header: one far-future stamp would move the chain's clock there for good.
+    bench = Bench()
+    skew = bench.config.clock_skew_max_ms
+    now = 50_000
+    far = bench.block(1, timestamp_ms=now + skew + 1)
+    rejected = only_rejection(bench.deliver(bench.pre_prepare(far), now_ms=now))
+    assert f"{skew + 1} ms ahead of this replica's clock" in rejected.reason
+    assert not rejected.stale
+    assert_untouched(bench)
+    # Within the skew it is taken (the other replica's clock may run a little ahead).
+    near = bench.block(1, timestamp_ms=now + skew)
+    [prepare] = broadcasts(bench.deliver(bench.pre_prepare(near), now_ms=now), m.Prepare)
+    assert prepare.block_hash == near.hash
