@@ -125,6 +125,12 @@ class NormalCase:
         return self._executed_height
 
     @property
+    def prepared(self) -> dict[int, tuple[int, bytes]]:
+        """seq -> (view, block hash) of the highest-view prepared certificate this replica holds
+        above its committed height: what its next view change carries."""
+        return {seq: (p.view, p.pre_prepare.block_hash) for seq, p in self._proofs.items()}
+
+    @property
     def low_watermark(self) -> int:
         return self._low
 

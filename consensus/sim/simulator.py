@@ -203,6 +203,9 @@ class SimNode:
     signed: list[Message] = field(default_factory=list)
     rejected: int = 0
     divergences: list[StateDivergence] = field(default_factory=list)
+    # The prepared certificates behind the commits its replica had signed when it crashed
+    # (see Simulation._check_prepared_kept).
+    prepared_at_crash: dict[int, tuple[int, bytes]] = field(default_factory=dict)
 
     @property
     def honest(self) -> bool:
@@ -654,6 +657,14 @@ class Simulation:
         if not node.up:
             return
         node.up = False
+        committed_to = {
+            (msg.seq, msg.view, msg.block_hash) for msg in node.signed if isinstance(msg, Commit)
+        }
+        node.prepared_at_crash = {
+            seq: (view, block_hash)
+            for seq, (view, block_hash) in node.replica.prepared.items()
+            if (seq, view, block_hash) in committed_to
+        }
         self.network.crash(node.index)
 
     def _restart(self, node: SimNode) -> None:
@@ -670,7 +681,30 @@ class Simulation:
         for message in replay:
             node.wal.append(message)
             self._feed(node, MessageReceived(message=message, now_ms=self.now_ms))
+        self._check_prepared_kept(node)
         self._catch_up(node)
+
+    def _check_prepared_kept(self, node: SimNode) -> None:
+        """A restarted honest replica holds the prepared certificate behind every commit it had
+        signed (above its committed height) when it crashed: what it signed and received is
+        all on disk. One it lost would be missing from its next view change, where the quorum
+        that committed the block counts on it, and with f+1 replicas losing it a new view could
+        replace a block committed elsewhere; this catches the loss itself, where a fork needs a
+        rare schedule on top. (A certificate it holds without having voted may go: no quorum
+        counts on it.)"""
+        replica = node.replica
+        if not node.honest:
+            return
+        now = replica.prepared
+        floor = max(replica.committed_height, replica.low_watermark)
+        for seq, (view, block_hash) in sorted(node.prepared_at_crash.items()):
+            kept = now.get(seq)
+            if seq > floor and (kept is None or kept[0] < view):
+                raise SafetyViolation(
+                    f"{self.reproduce()}: replica {node.index} restarted without the prepared "
+                    f"certificate it held for seq {seq} (view {view}, block "
+                    f"{block_hash.hex()[:16]}); its view changes would leave the block out"
+                )
 
 
 def run_sim(
