@@ -187,6 +187,9 @@ class NormalCase:
     def _note_committed_elsewhere(self, seq: int, senders: tuple[int, ...]) -> None:
         """A quorum signed commits for `seq`, which is above our committed height."""
 
+    def _note_view_ahead(self, sender: int, view: int) -> None:
+        """`sender` works in `view`, above the view this replica is in."""
+
     # --- proposing (primary) ---------------------------------------------------------------
 
     def _propose(self, txs: tuple[Transaction, ...], now_ms: int) -> None:
@@ -387,6 +390,8 @@ class NormalCase:
 
     def _check_phase(self, message: PrePrepare | Prepare | Commit) -> None:
         if message.view != self._view:
+            if message.view > self._view:
+                self._note_view_ahead(message.sender, message.view)
             error = StaleMessage if message.view < self._view else InvalidMessage
             raise error(
                 f"{m.kind_of(message)} for view {message.view}, "

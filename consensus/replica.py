@@ -141,6 +141,8 @@ class Replica(NormalCase):
         self._my_view_changes: dict[int, ViewChange] = {}
         self._view_changes: dict[int, dict[int, ViewChange]] = {}
         self._new_view: NewView | None = None
+        # Per sender: the highest view above ours it sent a normal-case message for.
+        self._working_ahead: dict[int, int] = {}
         self._helped_ms: dict[int, int] = {}
         self._ahead: dict[int, int] = {}
         self._fetch_to = 0
@@ -378,15 +380,28 @@ class Replica(NormalCase):
             self._help(sender)
 
     def _join_higher_views(self) -> None:
-        """f+1 replicas asking for views above ours: one of them is honest, so follow."""
+        """f+1 replicas asking for views above ours, or working in them: one of them is honest,
+        so follow. (One working in a view installed it: a replica cut off while the others
+        changed view learns so from their prepares and commits, and its view change for that
+        view is answered with the view's NEW-VIEW, see `_answer_late_view_change`; without
+        this it stayed in its old view, refusing their messages, until the next view change.)"""
         highest: dict[int, int] = {}
         for view, votes in self._view_changes.items():
             if view > self._view or (view == self._view and self._active):
                 for sender in votes:
                     if sender != self.index:
                         highest[sender] = max(highest.get(sender, 0), view)
+        for sender, view in self._working_ahead.items():
+            if view > self._view or (view == self._view and not self._active):
+                highest[sender] = max(highest.get(sender, 0), view)
         if len(highest) > self.config.f:
             self._start_view_change(min(highest.values()))
+
+    def _note_view_ahead(self, sender: int, view: int) -> None:
+        if view > self._view + VIEWS_AHEAD_MAX or view <= self._working_ahead.get(sender, -1):
+            return
+        self._working_ahead[sender] = view
+        self._join_higher_views()
 
     def _count_view_changes(self, target: int) -> None:
         votes = self._view_changes.get(target, {})
@@ -454,6 +469,7 @@ class Replica(NormalCase):
         self._new_view = new_view
         self._view_base = choice.base
         self._view_changes = {v: votes for v, votes in self._view_changes.items() if v > view}
+        self._working_ahead = {s: v for s, v in self._working_ahead.items() if v > view}
         self._my_view_changes = {v: vc for v, vc in self._my_view_changes.items() if v >= view}
         self._deadline_ms = None
         if self._requests_pending:

@@ -224,6 +224,23 @@ def test_f_plus_1_higher_view_changes_pull_a_lagging_replica() -> None:
     assert bench.replica.view == 2 and not bench.replica.view_active
 
 
+def test_a_replica_cut_off_while_the_others_changed_view_joins_them_once_it_hears_them() -> None:
+    # Replica 1 missed view 2's view changes and NEW-VIEW (a partition); the others work in
+    # view 2. Their prepares and commits, refused as from a future view, used to leave it in
+    # view 0 until the next view change: f+1 senders working in view 2 now take it there, and
+    # the NEW-VIEW an active replica sends back to its view change installs the view.
+    bench = Bench(index=1)
+    block = bench.block(1, view=2, proposer=2)
+    assert not broadcasts(bench.deliver(bench.commit(block, 0, view=2)), m.ViewChange)
+    assert not broadcasts(bench.deliver(bench.commit(block, 0, view=2)), m.ViewChange)  # again
+    view_change = only_view_change(bench.deliver(bench.prepare(block, 3, view=2)))
+    assert view_change.new_view == 2
+    assert bench.replica.view == 2 and not bench.replica.view_active
+    changes = (bench.view_change(0, 2), bench.view_change(2, 2), bench.view_change(3, 2))
+    actions = bench.deliver(sign_new_view(bench, changes, (), view=2))
+    assert ViewEntered(view=2) in actions and bench.replica.view_active
+
+
 def test_equivocation_seen_in_prepares_triggers_a_view_change() -> None:
     bench = Bench(index=1)
     block = bench.block(1)
