@@ -269,6 +269,10 @@ class Mempool:
             senders.append(sender)
         return senders
 
+    def ready_run(self, sender: bytes, txs_max: int) -> list[Transaction]:
+        """Up to `txs_max` of the sender's pending transactions from its committed nonce on."""
+        return self.run_from(sender, self._committed_nonce(sender), txs_max)
+
     def run_from(self, sender: bytes, nonce: int, txs_max: int) -> list[Transaction]:
         """Up to `txs_max` of the sender's pending transactions with consecutive nonces from
         `nonce` (none if that one is not pending)."""

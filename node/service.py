@@ -1126,13 +1126,12 @@ class Node:
         """Ask the primary how far it holds the runs of senders stalled here, and forward it the
         transactions it lacks (see RESEND_TXS_MAX)."""
         replica = self.replica
-        if (
-            replica is None
-            or self.halted is not None
-            or self.paused_at is not None
-            or replica.is_primary
-            or not replica.view_active
-        ):
+        if replica is None or self.halted is not None or self.paused_at is not None:
+            return
+        if not replica.view_active:
+            self._spread_stalled(after_ms)
+            return
+        if replica.is_primary:
             return
         view, primary = replica.view, replica.primary
         link = self.peers.links[primary]
@@ -1175,6 +1174,23 @@ class Node:
             self.peers.forward_txs_to(primary, [tx.wire for tx in resent])
             self.mempool.mark_sent((tx.hash for tx in resent), clock_ms())
             self.counters.txs_resent += len(resent)
+
+    def _spread_stalled(self, after_ms: float) -> None:
+        """While this node changes view it knows no primary to ask: it sends the runs of the
+        senders stalled here to every validator, whose admission forwards them to theirs. A
+        node cut off when it admitted them (its forwards lost), and left alone in a view the
+        others never entered, held them for ever, and the senders' later transactions waited
+        at every node behind them."""
+        resent = [
+            tx
+            for sender in self.mempool.stalled(now_ms(), after_ms, PENDING_QUERY_MAX)
+            for tx in self.mempool.ready_run(sender, RESEND_TXS_MAX)
+        ]
+        if not resent:
+            return
+        self.peers.forward_txs([tx.wire for tx in resent])
+        self.mempool.mark_sent((tx.hash for tx in resent), clock_ms())
+        self.counters.txs_resent += len(resent)
 
     def _missed(self, tx: Transaction, queued_since_ms: int | None) -> bool:
         """Whether the primary, which lacks `tx`, must have refused or lost it rather than still

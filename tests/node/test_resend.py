@@ -217,3 +217,42 @@ def test_a_transaction_still_queued_at_the_primary_is_not_sent_again(
             assert node.counters.txs_resent == (0 if forwarded_late else 1)
 
         cluster.run(scenario(), timeout_s=30)
+
+
+def test_a_node_left_alone_in_a_view_change_sends_its_stalled_transactions_to_every_validator(
+    tmp_path: Path,
+) -> None:
+    # node2 is cut off when a client gives it a transaction: its forwards are lost, it times
+    # out alone and changes view alone. Once the links heal, the others are still in view 0,
+    # and node2 waits in a view nobody else entered: it knows no primary to ask, so it sends
+    # what it holds to every validator, and the transaction commits.
+    with in_process_cluster(tmp_path, params=Params(view_change_timeout_ms=1000)) as cluster:
+        cut = cluster.nodes[2]
+        others = [node for node in cluster.nodes if node is not cut]
+        tx = steel_receipt(cluster.identities, 0)
+
+        def cut_off(faults: LinkFaults | None) -> None:
+            for node in others:
+                if faults is None:
+                    cut.peers.faults.clear(node.name)
+                    node.peers.faults.clear(cut.name)
+                else:
+                    cut.peers.faults.set(node.name, faults)
+                    node.peers.faults.set(cut.name, faults)
+
+        async def scenario() -> None:
+            cut_off(LinkFaults(loss=1.0))
+            status, _, _ = await cluster.request(2, "POST", "/tx", body=tx.to_wire())
+            assert status == 202
+            assert cut.replica is not None
+            await _until(lambda: not cut.replica.view_active, "node2 changing view alone", 15)
+            cut_off(None)
+            await _until(
+                lambda: all(node.storage.has_tx(tx.hash) for node in cluster.nodes),
+                "the transaction committed on every node",
+                20,
+            )
+
+        cluster.run(scenario(), timeout_s=60)
+        assert all(node.replica and node.replica.view == 0 for node in others)
+        assert cut.counters.txs_resent >= 1
