@@ -3,9 +3,12 @@
 The admin registers a model (its artifact's sha256, name, features, decision threshold and
 horizon). Each validator's oracle identity evaluates the model on committed sensor readings and
 reports, per reading, the probability of failure in basis points. A prediction becomes final when
-a quorum of distinct reporters (the genesis parameter `oracle_quorum`, by default f+1, so no
-single validator decides) has reported on the same reading with the registered model; its value
-is the median of those reports (the lower median for an even count). A final prediction at or
+a quorum of distinct reporters (the genesis parameter `oracle_quorum`, by default and at least
+2f+1) has reported on the same reading with the registered model; its value is the median of
+those reports (the lower median for an even count), which with at most f faulty reporters lies
+between two honest reports: f faulty oracles can neither raise a flag nor hold one back. (With
+f+1 reports, the lower median of two is the smaller: one oracle reporting 0 first vetoed every
+flag.) A final prediction at or
 above the threshold flags the machine at risk (its queued orders move elsewhere) and opens a
 work order, unless the machine is already out of normal service. Reports that arrive after the
 decision, or that differ from the median by more than `tolerance_bp`, are kept and listed as
@@ -97,7 +100,7 @@ class OracleContract(Contract):
     name = CONTRACT
 
     def genesis_writes(self, genesis: Genesis) -> Writes:
-        quorum = genesis.params.oracle_quorum or max_faulty(genesis.n) + 1
+        quorum = genesis.params.oracle_quorum or 2 * max_faulty(genesis.n) + 1
         overlay = Overlay(MemoryState())
         write_map(overlay, PARAMS_KEY, {"quorum": quorum, "tolerance_bp": TOLERANCE_BP_DEFAULT})
         return overlay.writes

@@ -44,7 +44,7 @@ class Params:
     checkpoint_interval: int = 32
     watermark_window: int = 64
     view_change_timeout_ms: int = 2000
-    oracle_quorum: int = 0  # 0 means f+1
+    oracle_quorum: int = 0  # 0 means 2f+1, the least that keeps f faulty oracles from deciding
 
     def __post_init__(self) -> None:
         # Checked here rather than only in from_map, so a Params built in code (by the CLI, a
@@ -118,6 +118,14 @@ class Genesis:
         ]:
             if len(key) != PUBLIC_KEY_BYTES:
                 raise GenesisError(f"public keys are {PUBLIC_KEY_BYTES} bytes, got {len(key)}")
+        quorum = self.params.oracle_quorum
+        least = 2 * max_faulty(n) + 1
+        if quorum and not least <= quorum <= n:
+            raise GenesisError(
+                f"oracle_quorum must be 0 (2f+1) or from 2f+1 = {least} to n = {n}, got {quorum}: "
+                "with fewer reports the median of a decided prediction could be a faulty "
+                "oracle's alone"
+            )
 
     @property
     def n(self) -> int:

@@ -106,7 +106,7 @@ async def orders(f: Factory) -> None:
 
 async def predictions(f: Factory) -> None:
     """m1's predicted failure probability rises past the threshold; m2's stays low. The last
-    two readings of m1 have one report each, short of the quorum of two."""
+    two readings of m1 have one report each, short of the quorum of three (2f+1)."""
     model_hash = hashlib.sha256(b"millchain explorer stand-in model").digest()
     await f.send(
         "admin",
@@ -119,7 +119,7 @@ async def predictions(f: Factory) -> None:
         horizon=5,
     )
     reporters = [
-        read_key_file(f.layout.node_dir(n) / "oracle.key.json") for n in ("node0", "node1")
+        read_key_file(f.layout.node_dir(n) / "oracle.key.json") for n in ("node0", "node1", "node2")
     ]
     curves = {
         "m1": [400 + 620 * seq + (seq % 3) * 150 for seq in range(1, READINGS + 1)],

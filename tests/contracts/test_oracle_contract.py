@@ -14,12 +14,12 @@ from tests.contracts.conftest import MEMBER_ROLES, Chain, build_factory, make_ge
 
 MODEL = bytes(range(32))
 OTHER_MODEL = bytes(32)
-ORACLES = ("ora1", "ora2", "ora3")
+ORACLES = ("ora1", "ora2", "ora3", "ora4")
 
 
 @pytest.fixture
 def plant() -> Chain:
-    """The factory with three oracle identities, a registered model and readings on m1."""
+    """The factory with four oracle identities, a registered model and readings on m1."""
     members = {**MEMBER_ROLES, **{name: (Role.ORACLE,) for name in ORACLES}}
     chain = build_factory(Chain(make_genesis(members)))
     receipt = chain.call(
@@ -69,11 +69,31 @@ def test_a_single_validator_cannot_finalize_a_prediction(plant: Chain) -> None:
 
 def test_quorum_of_distinct_reporters_finalizes_with_the_median(plant: Chain) -> None:
     assert _report(plant, "ora1", 1, 1200).ok
-    assert _report(plant, "ora2", 1, 1000).ok  # quorum is f + 1 = 2 at n = 4
+    assert _report(plant, "ora2", 1, 1000).ok
+    assert plant.query("oracle", "prediction", "m1", "1")["final"] is False
+    assert _report(plant, "ora3", 1, 1100).ok  # quorum is 2f + 1 = 3 at n = 4
     prediction = plant.query("oracle", "prediction", "m1", "1")
     assert prediction["final"] is True
-    assert prediction["value_bp"] == 1000
+    assert prediction["value_bp"] == 1100
     assert prediction["at_risk"] is False
+
+
+@pytest.mark.parametrize(
+    ("reports", "value", "at_risk"),
+    [
+        ((0, 9500, 9400), 9400, True),  # one oracle reporting 0 first cannot hold a flag back
+        ((10000, 100, 200), 200, False),  # nor one reporting certain failure raise one
+    ],
+)
+def test_one_faulty_oracle_cannot_decide_a_prediction(
+    plant: Chain, reports: tuple[int, int, int], value: int, at_risk: bool
+) -> None:
+    for who, bp in zip(ORACLES, reports, strict=False):
+        assert _report(plant, who, 1, bp).ok
+    prediction = plant.query("oracle", "prediction", "m1", "1")
+    assert (prediction["final"], prediction["value_bp"]) == (True, value)
+    assert prediction["at_risk"] is at_risk
+    assert plant.query("machines", "m1")["status"] == ("degraded" if at_risk else "running")
 
 
 def test_a_reporter_cannot_report_twice_on_one_reading(plant: Chain) -> None:
@@ -128,39 +148,42 @@ def test_an_at_risk_prediction_flags_the_machine_opens_a_work_order_and_moves_wo
     assert plant.call("pat", "orders", "schedule", order=order_id, machine="m1").ok
     assert _report(plant, "ora1", 2, 8000).ok
     assert _report(plant, "ora2", 2, 7000).ok
+    assert _report(plant, "ora3", 2, 7500).ok
     prediction = plant.query("oracle", "prediction", "m1", "2")
-    assert (prediction["value_bp"], prediction["at_risk"]) == (7000, True)
+    assert (prediction["value_bp"], prediction["at_risk"]) == (7500, True)
     assert plant.query("machines", "m1")["status"] == "degraded"
     work_orders = plant.query("maintenance")
     assert any(w["machine"] == "m1" and w["source"] == "oracle" for w in _values(work_orders))
     assert plant.query("orders", order_id)["machine"] == "m2"
     # A second risky reading on the already-degraded machine opens no second work order.
-    assert _report(plant, "ora1", 3, 9000).ok
-    assert _report(plant, "ora2", 3, 9000).ok
+    for who in ORACLES[:3]:
+        assert _report(plant, who, 3, 9000).ok
     assert sum(1 for w in _values(plant.query("maintenance")) if w["machine"] == "m1") == 1
 
 
 def test_late_and_disagreeing_reports_are_recorded_and_visible(plant: Chain) -> None:
     assert _report(plant, "ora1", 1, 1000).ok
     assert _report(plant, "ora2", 1, 1100).ok
-    assert _report(plant, "ora3", 1, 4000).ok  # after the decision, far from the median
+    assert _report(plant, "ora3", 1, 1050).ok
+    assert _report(plant, "ora4", 1, 4000).ok  # after the decision, far from the median
     prediction = plant.query("oracle", "prediction", "m1", "1")
-    assert prediction["value_bp"] == 1000
-    assert prediction["late"] == ["ora3"]
-    assert prediction["outliers"] == ["ora3"]
-    assert prediction["reports"] == {"ora1": 1000, "ora2": 1100, "ora3": 4000}
+    assert prediction["value_bp"] == 1050
+    assert prediction["late"] == ["ora4"]
+    assert prediction["outliers"] == ["ora4"]
+    assert prediction["reports"] == {"ora1": 1000, "ora2": 1100, "ora3": 1050, "ora4": 4000}
 
 
 def test_reports_are_events_only_once_a_prediction_is_decided(plant: Chain) -> None:
-    first = _report(plant, "ora1", 1, 1000)
-    assert first.ok and first.events == ()
-    decided = _report(plant, "ora2", 1, 1100)
+    for who in ORACLES[:2]:
+        undecided = _report(plant, who, 1, 1000)
+        assert undecided.ok and undecided.events == ()
+    decided = _report(plant, "ora3", 1, 1100)
     assert [(e.kind, e.subject) for e in decided.events] == [
         ("final", "prediction:m1/1"),
         ("prediction", "machine:m1"),
     ]
-    assert decided.events[0].data["reporters"] == ["ora1", "ora2"]
-    late = _report(plant, "ora3", 1, 1050)
+    assert decided.events[0].data["reporters"] == ["ora1", "ora2", "ora3"]
+    late = _report(plant, "ora4", 1, 1050)
     assert late.ok and late.events == ()
 
 
@@ -188,6 +211,8 @@ def test_reports_of_a_replaced_model_do_not_count_toward_the_new_ones_quorum(
     assert (prediction["final"], prediction["reports"]) == (False, {"ora2": 7000})
     assert prediction["model"] == OTHER_MODEL.hex()
     assert _report(plant, "ora3", 1, 6500, OTHER_MODEL).ok
+    assert plant.query("oracle", "prediction", "m1", "1")["final"] is False
+    assert _report(plant, "ora4", 1, 6000, OTHER_MODEL).ok
     prediction = plant.query("oracle", "prediction", "m1", "1")
     assert (prediction["final"], prediction["value_bp"]) == (True, 6500)
 
@@ -195,11 +220,12 @@ def test_reports_of_a_replaced_model_do_not_count_toward_the_new_ones_quorum(
 def test_a_prediction_decided_with_one_model_takes_no_report_of_another(plant: Chain) -> None:
     assert _report(plant, "ora1", 1, 1200).ok
     assert _report(plant, "ora2", 1, 1000).ok
+    assert _report(plant, "ora3", 1, 1100).ok
     _register(plant, OTHER_MODEL, 6000)
-    receipt = _report(plant, "ora3", 1, 9000, OTHER_MODEL)
+    receipt = _report(plant, "ora4", 1, 9000, OTHER_MODEL)
     assert receipt.error is not None and "was decided with model" in receipt.error
     prediction = plant.query("oracle", "prediction", "m1", "1")
-    assert (prediction["value_bp"], prediction["model"]) == (1000, MODEL.hex())
+    assert (prediction["value_bp"], prediction["model"]) == (1100, MODEL.hex())
 
 
 def test_a_key_renamed_by_the_admin_is_still_one_reporter(plant: Chain) -> None:
@@ -229,8 +255,11 @@ def test_a_prediction_recorded_before_reporter_keys_were_kept_still_takes_report
     assert plant.query("oracle", "prediction", "m1", "1")["reporter_keys"] == []
     assert _report(plant, "ora2", 1, 1000).ok
     prediction = plant.query("oracle", "prediction", "m1", "1")
-    assert (prediction["final"], prediction["value_bp"]) == (True, 1000)
+    assert prediction["final"] is False
     assert prediction["reporter_keys"] == [plant.keys("ora2").public_key.hex()]
+    assert _report(plant, "ora3", 1, 1100).ok
+    prediction = plant.query("oracle", "prediction", "m1", "1")
+    assert (prediction["final"], prediction["value_bp"]) == (True, 1100)
 
 
 def test_only_the_admin_registers_a_model(plant: Chain) -> None:

@@ -137,6 +137,19 @@ def test_rejects_fewer_than_4_validators(count: int) -> None:
         make_genesis(validator_count=count)
 
 
+@pytest.mark.parametrize(("count", "quorum"), [(4, 1), (4, 2), (4, 5), (7, 4), (7, 8)])
+def test_rejects_an_oracle_quorum_that_faulty_oracles_could_decide_or_none_could_reach(
+    count: int, quorum: int
+) -> None:
+    with pytest.raises(GenesisError, match="oracle_quorum must be 0 .2f\\+1. or from 2f\\+1"):
+        make_genesis(validator_count=count, params=Params(oracle_quorum=quorum))
+
+
+@pytest.mark.parametrize(("count", "quorum"), [(4, 0), (4, 3), (4, 4), (7, 5), (7, 7)])
+def test_takes_an_oracle_quorum_from_2f_plus_1_to_n(count: int, quorum: int) -> None:
+    assert make_genesis(validator_count=count, params=Params(oracle_quorum=quorum))
+
+
 def test_load_rejects_fewer_than_4_validators() -> None:
     document = json_map()
     document["validators"] = document["validators"][:3]
