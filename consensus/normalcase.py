@@ -374,7 +374,7 @@ class NormalCase:
         we are in: 2f+1 of them prove a block committed elsewhere (state transfer's cue). Kept
         apart from the log so a byzantine's conflicting vote there cannot hide an honest quorum.
         """
-        if not self._committed_height < commit.seq <= self._held_max:
+        if not self._committed_height < commit.seq <= self.held_max:
             return
         if abs(commit.view - self._view) > VIEWS_AHEAD_MAX:
             return
@@ -402,7 +402,7 @@ class NormalCase:
                 f"{m.kind_of(message)} for seq {message.seq} is at or below the low watermark "
                 f"{self._low}"
             )
-        if message.seq > self._held_max:
+        if message.seq > self.held_max:
             self._note_ahead(message.sender, message.seq)
             raise InvalidMessage(
                 f"{m.kind_of(message)} for seq {message.seq} is beyond the high watermark "
@@ -410,7 +410,7 @@ class NormalCase:
             )
 
     @property
-    def _held_max(self) -> int:
+    def held_max(self) -> int:
         """The highest seq whose messages are kept. Those past the high watermark are held, not
         acted on: a peer whose checkpoint became stable first may already be working there, and
         dropping its messages would leave this replica behind until state transfer."""
@@ -620,7 +620,7 @@ class NormalCase:
             raise InvalidMessage(
                 f"checkpoint for seq {seq}, not a multiple of {self.config.checkpoint_interval}"
             )
-        ahead_max = self._held_max
+        ahead_max = self.held_max
         if seq <= self._low:
             raise StaleMessage(f"checkpoint for seq {seq} is at or below the low watermark")
         if seq > ahead_max:

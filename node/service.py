@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from consensus import messages as m
 from consensus.actions import (
     Broadcast,
     CheckpointStable,
@@ -34,7 +35,7 @@ from consensus.actions import (
     ViewEntered,
 )
 from consensus.config import ChainPoint
-from consensus.errors import ConsensusError, InvalidBlock
+from consensus.errors import ConsensusError, InvalidBlock, InvalidMessage
 from consensus.events import (
     BlockExecuted,
     BlockState,
@@ -47,18 +48,21 @@ from consensus.events import (
 from consensus.messages import (
     Commit,
     Message,
+    NewView,
     Prepare,
     PrePrepare,
+    ViewChange,
     decode_message,
     encode_message,
     kind_of,
 )
+from consensus.normalcase import VIEWS_AHEAD_MAX
 from consensus.replica import Replica, ReplicaConfig, ReplicaStart
 from contracts.runtime import BlockResult, Runtime
 from ledger.block import Block
 from ledger.cache import FifoCache
 from ledger.certificate import CommitCertificate
-from ledger.crypto import KeyPair
+from ledger.crypto import Domain, KeyPair
 from ledger.encoding import decode, encode
 from ledger.errors import EncodingError, LedgerError, SignatureError
 from ledger.genesis import Genesis
@@ -117,6 +121,8 @@ RESEND_SCAN_MS = 250
 RESEND_QUERY_TIMEOUT_S = 2.0
 RESEND_SKEW_MS = 1_000  # clock skew and delivery time allowed between two validators
 EXPIRE_SCAN_MS = 10_000  # how often the pool drops what waited too long behind a gap
+GOOD_SIGNATURES_MAX = 4096  # consensus signatures remembered as checked (node -> replica)
+LOGGED_MAX = 65_536  # signatures of logged peer messages remembered, to skip exact duplicates
 
 
 @dataclass(slots=True)
@@ -279,6 +285,14 @@ class Node:
         # elsewhere while this node was away, hold transactions still in its mempool.
         self._propose_after_height = 0
         self._last_proposal_ms = 0
+        # Consensus signatures found good, by (key, domain, payload, signature): the node checks
+        # a message before logging it, and the replica then does not check it again.
+        self._good_signatures: FifoCache[tuple[bytes, Domain, bytes, bytes], bool] = FifoCache(
+            GOOD_SIGNATURES_MAX
+        )
+        # The signatures of the peer messages logged lately: an exact duplicate (a retransmitted
+        # pre-prepare carries its whole block) is not logged again.
+        self._logged: FifoCache[bytes, bool] = FifoCache(LOGGED_MAX)
         self.replica: Replica | None = (
             None
             if observer
@@ -294,6 +308,7 @@ class Node:
                 keys,
                 _Validator(self),
                 self._replica_start(),
+                verifier=self._message_verifier,
             )
         )
         # An observer talks to every validator (to forward client transactions); a validator
@@ -749,9 +764,48 @@ class Node:
         replica = self.replica
         if replica is None:
             return  # an observer takes no part in consensus
-        if isinstance(event, MessageReceived) and not self._replaying:
+        if (
+            isinstance(event, MessageReceived)
+            and not self._replaying
+            and self._worth_logging(replica, event.message)
+        ):
             wal.record_received(self.storage, event, raw)
+            self._logged.remember(event.message.signature, True)
         self._carry_out_all(deque(replica.handle(event)))
+
+    def _worth_logging(self, replica: Replica, message: Message) -> bool:
+        """Whether a peer's message goes to the log a restart replays: not an exact duplicate of
+        one logged lately, signed by the validator it names, and for a sequence number the
+        replica holds (a view change or new view within the views it keeps). The replica refuses
+        the rest and keeps nothing of them, so a restart needs none of them: logged, anybody
+        reaching the port could grow the log without bound with junk, and a pre-prepare
+        retransmitted through an outage was logged whole each time."""
+        if message.signature in self._logged:
+            return False
+        if isinstance(message, ViewChange | NewView):
+            view = message.new_view if isinstance(message, ViewChange) else message.view
+            if view > replica.view + VIEWS_AHEAD_MAX:
+                return False
+        elif not replica.low_watermark < message.seq <= replica.held_max:
+            return False
+        try:
+            m.verify_signature(
+                message, self.genesis.chain_id, self.genesis.validator_keys, self._message_verifier
+            )
+        except InvalidMessage:
+            return False
+        return True
+
+    def _message_verifier(
+        self, public_key: bytes, domain: Domain, chain_id: str, payload: bytes, signature: bytes
+    ) -> bool:
+        key = (public_key, domain, payload, signature)
+        if key in self._good_signatures:
+            return True
+        good = m.plain_verifier(public_key, domain, chain_id, payload, signature)
+        if good:
+            self._good_signatures.remember(key, True)
+        return good
 
     def _carry_out_all(self, actions: deque[Any]) -> None:
         while actions:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from consensus.actions import CheckpointStable
 from consensus.events import MessageReceived, RequestsPending, Tick
-from consensus.messages import ViewChange, sign_view_change
+from consensus.messages import Prepare, ViewChange, sign_prepare, sign_view_change
+from consensus.normalcase import VIEWS_AHEAD_MAX
 from node import wal
 from node.service import Node
 from node.storage import Storage
@@ -51,3 +52,52 @@ def test_a_view_change_under_way_survives_a_checkpoint_and_a_restart(tmp_path: P
         assert (restarted.replica.view, restarted.replica.view_active) == (1, False)
     finally:
         restarted.storage.close()
+
+
+def test_only_validly_signed_messages_the_replica_holds_are_logged_and_each_once(
+    tmp_path: Path,
+) -> None:
+    # Anybody reaching the port may post consensus messages (they are signed, so relays are
+    # fine): junk must not grow the log a restart replays, nor a retransmitted pre-prepare,
+    # which carries its whole block, each time it comes again.
+    setup = make_setup()
+    node = Node(
+        name="node1",
+        genesis=setup.genesis,
+        keys=setup.validator_keys[1],
+        storage=Storage(tmp_path / "chain.sqlite"),
+    )
+    chain_id = setup.genesis.chain_id
+    try:
+        assert node.replica is not None
+        junk = [
+            Prepare(view=0, seq=seq, block_hash=bytes(32), sender=2, signature=bytes(64))
+            for seq in (1, 2, 10**12)
+        ]
+        good = sign_prepare(
+            setup.validator_keys[2], chain_id, view=0, seq=1, block_hash=bytes(32), sender=2
+        )
+        beyond = sign_prepare(
+            setup.validator_keys[3],
+            chain_id,
+            view=0,
+            seq=node.replica.held_max + 1,
+            block_hash=bytes(32),
+            sender=3,
+        )
+        far_view = sign_view_change(
+            setup.validator_keys[3],
+            chain_id,
+            new_view=VIEWS_AHEAD_MAX + 1,
+            base_header=None,
+            base_certificate=None,
+            prepared=(),
+            sender=3,
+        )
+        for message in [*junk, good, good, beyond, far_view, good]:
+            node.feed(MessageReceived(message=message, now_ms=1_000))
+        logged = [e.message for e in wal.received(node.storage, tx_bytes_max=TX_BYTES_MAX)]
+        assert logged == [good]
+        assert node.counters.messages_rejected >= len(junk) + 2
+    finally:
+        node.storage.close()
