@@ -324,6 +324,7 @@ class Node:
             ],
             proof=None if found is None else self._link_proof,
         )
+        storage.on_failure = self._storage_failed
         self._tasks: list[asyncio.Task[None]] = []
         self._replaying = False
         self.pause_point: pause.PausePoint | None = None
@@ -1082,6 +1083,15 @@ class Node:
     def _halt(self, reason: str) -> None:
         log.critical(reason)
         self.halted = reason
+
+    def _storage_failed(self, reason: str) -> None:
+        """The database refused a commit: what the node did since the last one is not on disk,
+        so none of it may leave (a signed message sent but not recorded could be contradicted
+        after a restart). Its peers' queues are dropped before the event loop runs again."""
+        for link in self.peers.links.values():
+            link.messages.drop_all()
+            link.txs.drop_all()
+        self._halt(f"{reason}; restart the node once the disk takes writes again")
 
     def _check_running(self) -> None:
         if self.halted is not None:

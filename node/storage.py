@@ -24,7 +24,7 @@ import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,6 +190,10 @@ class Storage:
     """One node's database. Not thread-safe: the node's event loop is its only user."""
 
     def __init__(self, path: Path) -> None:
+        # Why the storage stopped taking writes (a commit the database refused), or None; and
+        # who to tell when it does (see _commit_batch).
+        self.failed: str | None = None
+        self.on_failure: Callable[[str], None] | None = None
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
@@ -718,13 +722,36 @@ class Storage:
             finally:
                 self._batch_depth -= 1
             return
+        if self.failed is not None:
+            raise StorageError(f"storage stopped: {self.failed}")
         self._db.execute("BEGIN IMMEDIATE")
         self._batch_depth = 1
         try:
             yield
         finally:
             self._batch_depth = 0
+            self._commit_batch()
+
+    def _commit_batch(self) -> None:
+        """COMMIT the batch; if the database refuses (a full disk, an I/O error), stop for good.
+
+        What the batch did in memory (the state cache, the hashes of committed transactions,
+        the node's replica and the messages it queued for its peers) is then ahead of the
+        database, with no way back: the storage refuses every later batch, and `on_failure`
+        lets the node halt before anything it did leaves the process. A restart rebuilds
+        everything from what the database holds."""
+        try:
             self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self.failed = f"the database refused a commit: {exc}"
+            log.critical(self.failed)
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error as rollback:
+                log.critical("and refused to roll it back: %s", rollback)
+            if self.on_failure is not None:
+                self.on_failure(self.failed)
+            raise StorageError(self.failed) from exc
 
 
 class _Checkpointer:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from consensus.actions import CheckpointStable
 from consensus.events import MessageReceived, RequestsPending, Tick
 from consensus.messages import Prepare, ViewChange, sign_prepare, sign_view_change
 from consensus.normalcase import VIEWS_AHEAD_MAX
 from node import wal
+from node.errors import StorageError
 from node.service import Node
 from node.storage import Storage
 from tests.node.conftest import make_setup
@@ -101,3 +106,49 @@ def test_only_validly_signed_messages_the_replica_holds_are_logged_and_each_once
         assert node.counters.messages_rejected >= len(junk) + 2
     finally:
         node.storage.close()
+
+
+class _RefusingCommits:
+    """A database connection whose COMMITs fail, as on a full disk."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "COMMIT":
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._db.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+def test_a_commit_the_database_refuses_halts_the_node_before_anything_leaves(
+    tmp_path: Path,
+) -> None:
+    # The node's view change is queued for its peers during the batch whose COMMIT fails: it
+    # must not go out, since after a restart the node would not know it had signed it.
+    setup = make_setup()
+    path = tmp_path / "chain.sqlite"
+    node = Node(
+        name="node1", genesis=setup.genesis, keys=setup.validator_keys[1], storage=Storage(path)
+    )
+    node.feed(RequestsPending(now_ms=1, pending=True))
+    database = node.storage._db
+    node.storage._db = _RefusingCommits(database)  # type: ignore[assignment]
+    with pytest.raises(StorageError, match="database or disk is full"):
+        node.feed(Tick(now_ms=1_000_000))
+    assert node.halted is not None and "database or disk is full" in node.halted
+    assert all(not link.messages.items for link in node.peers.links.values())
+    with pytest.raises(StorageError, match="storage stopped"):
+        node.feed(Tick(now_ms=1_000_001))
+    node.storage._db = database
+    node.storage.close()
+    restarted = Node(
+        name="node1", genesis=setup.genesis, keys=setup.validator_keys[1], storage=Storage(path)
+    )
+    try:
+        assert restarted.replica is not None and restarted.replica.view == 0
+        assert wal.signed(restarted.storage, tx_bytes_max=TX_BYTES_MAX) == ()
+    finally:
+        restarted.storage.close()
