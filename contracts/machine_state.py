@@ -167,11 +167,30 @@ def change_status(
     reason: str,
     **changes: Any,
 ) -> Machine:
-    """Move a machine to `status` (with other field changes), account downtime, emit `status`."""
+    """Move a machine to `status` (with other field changes), account downtime, emit `status`.
+
+    An order in production pauses when its machine goes out of service (down or under
+    maintenance: the time worked so far is booked, `production_pause`) and resumes when it
+    comes back (its clock starts again, `production_resume`), so no interval counts both as
+    production and as downtime."""
     now_ms = call.block.timestamp_ms
     downtime_ms = machine.downtime_ms
-    if machine.status in OUT_OF_SERVICE:
+    was_out, goes_out = machine.status in OUT_OF_SERVICE, status in OUT_OF_SERVICE
+    if was_out:
         downtime_ms += max(0, now_ms - machine.status_since_ms)
+    if machine.producing and goes_out and not was_out:
+        worked_ms = max(0, now_ms - machine.producing_since_ms)
+        changes = {"production_ms": machine.production_ms + worked_ms, **changes}
+        call.acting_as(CONTRACT).emit(
+            "production_pause",
+            subject(machine.id),
+            {"order": machine.producing, "worked_ms": worked_ms, "reason": reason},
+        )
+    elif machine.producing and was_out and not goes_out:
+        changes = {"producing_since_ms": now_ms, **changes}
+        call.acting_as(CONTRACT).emit(
+            "production_resume", subject(machine.id), {"order": machine.producing, "reason": reason}
+        )
     updated = replace(
         machine,
         status=status,

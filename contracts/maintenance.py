@@ -133,24 +133,14 @@ class MaintenanceContract(Contract):
                 f"machine {machine.id} is already under maintenance (work order "
                 f"{machine.work_order})"
             )
-        paused: dict[str, Any] = {}
-        if machine.producing:
-            # The order in production stays on the machine, paused: its production time stops
-            # here and runs again from the close.
-            worked_ms = max(0, call.block.timestamp_ms - machine.producing_since_ms)
-            paused = {"production_ms": machine.production_ms + worked_ms}
-            call.acting_as("machines").emit(
-                "production_pause",
-                machine_subject(machine.id),
-                {"order": machine.producing, "worked_ms": worked_ms, "work_order": work_order},
-            )
+        # An order in production stays on the machine, paused until the work order closes
+        # (change_status books the time worked so far, unless the machine was down already).
         change_status(
             call,
             machine,
             MachineStatus.MAINTENANCE,
             f"work order {work_order}",
             work_order=work_order,
-            **paused,
         )
         updated = {
             **record,
@@ -188,13 +178,6 @@ class MaintenanceContract(Contract):
         changes: dict[str, Any] = {"work_order": "", "at_risk": None}
         if "tool_replaced" in done:
             changes["tool_wear_baseline_min"] = machine.last_tool_wear_min
-        if machine.producing:
-            changes["producing_since_ms"] = call.block.timestamp_ms
-            call.acting_as("machines").emit(
-                "production_resume",
-                machine_subject(machine.id),
-                {"order": machine.producing, "work_order": work_order},
-            )
         change_status(
             call, machine, MachineStatus.RUNNING, f"work order {work_order} closed", **changes
         )

@@ -156,11 +156,16 @@ class OrdersContract(Contract):
         machine = existing_machine(call.state, record.machine)
         check_operator(call, machine)
         if machine.status is MachineStatus.MAINTENANCE:
-            # Its production is paused (maintenance.take booked the time worked so far) and
-            # resumes when the work order closes; nothing is produced meanwhile.
+            # Its production is paused (the time worked so far is booked) and resumes when
+            # the work order closes; nothing is produced meanwhile.
             raise ConflictError(
                 f"order {record.id} is paused: machine {machine.id} is under maintenance "
                 f"(work order {machine.work_order})"
+            )
+        if machine.status is MachineStatus.DOWN:
+            raise ConflictError(
+                f"order {record.id} is paused: machine {machine.id} is down "
+                f"({machine.status_reason}); it resumes when the machine is back"
             )
         worked_ms = max(0, call.block.timestamp_ms - machine.producing_since_ms)
         write_machine(
@@ -243,8 +248,12 @@ class OrdersContract(Contract):
 
 
 def _begin_production(call: Call, order: Order, *, rework: bool = False) -> None:
+    """Put `order` into production on its machine. The machine's named operator (or a planner,
+    maintainer or admin) starts it; rework follows a failed quality check, which the quality
+    role decides, so it needs no operator's hand."""
     machine = existing_machine(call.state, order.machine)
-    check_operator(call, machine)
+    if not rework:
+        check_operator(call, machine)
     allowed = (
         (MachineStatus.RUNNING, MachineStatus.DEGRADED) if rework else (MachineStatus.RUNNING,)
     )

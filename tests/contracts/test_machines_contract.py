@@ -142,6 +142,48 @@ def test_orders_in_production_stay_on_a_machine_that_goes_down(factory):
     assert factory.query("orders", "ord-1")["machine"] == "m1"
 
 
+def test_production_pauses_while_its_machine_is_down_and_resumes_when_it_is_back(factory):
+    # Blocks are 1 s apart. The time a machine is down used to count as production too, and
+    # the order could be completed on the down machine.
+    queue_two_on_m1(factory)
+    started = factory.call("mia", "orders", "start", order="ord-1")
+    assert started.ok
+    start_ms = 1_000 * factory.height
+    factory.run()  # 1 s of production
+    down = factory.call("mia", "machines", "down", machine="m1", reason="jam")
+    pause = [e for e in down.events if e.kind == "production_pause"]
+    assert [(e.data["order"], e.data["worked_ms"]) for e in pause] == [("ord-1", 2_000)]
+    refused = factory.call("mia", "orders", "complete", order="ord-1")
+    assert (
+        refused.error
+        == "order ord-1 is paused: machine m1 is down (jam); it resumes when the machine is back"
+    )
+    factory.run()
+    back = factory.call("max", "machines", "up", machine="m1")
+    assert [e.kind for e in back.events if e.kind.startswith("production_")] == [
+        "production_resume"
+    ]
+    factory.run()
+    assert factory.call("mia", "orders", "complete", order="ord-1").ok
+    m1 = factory.query("machines", "m1")
+    elapsed = 1_000 * factory.height - start_ms
+    assert m1["downtime_ms"] == 3_000
+    assert m1["production_ms"] == 2_000 + 2_000
+    assert m1["production_ms"] + m1["downtime_ms"] == elapsed
+
+
+def test_a_down_machine_taken_for_maintenance_books_no_more_production(factory):
+    queue_two_on_m1(factory)
+    assert factory.call("mia", "orders", "start", order="ord-1").ok
+    assert factory.call("mia", "machines", "down", machine="m1", reason="jam").ok
+    worked = factory.query("machines", "m1")["production_ms"]
+    factory.run()
+    assert factory.call("max", "maintenance", "open", machine="m1", reason="jam").ok
+    taken = factory.call("max", "maintenance", "take", work_order="wo-1")
+    assert taken.ok and not [e for e in taken.events if e.kind == "production_pause"]
+    assert factory.query("machines", "m1")["production_ms"] == worked
+
+
 def test_flag_at_risk_degrades_the_machine_and_moves_its_queue(factory):
     queue_two_on_m1(factory)
     receipt = factory.call(
