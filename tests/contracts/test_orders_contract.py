@@ -142,6 +142,32 @@ def test_qc_fail_sends_the_order_back_into_production_on_its_machine(factory):
     assert stock(factory, "steel-sheet")["on_hand"] == 18
 
 
+def test_the_auditor_fails_the_check_of_an_order_made_on_a_machine_with_an_operator(factory):
+    # Rework follows the quality role's decision; the operator check is for starting work.
+    register = factory.call(
+        "root",
+        "machines",
+        "register",
+        machine="m4",
+        type="cell",
+        capabilities=["bend", "laser-cut"],
+        operator="mia",
+    )
+    assert register.ok, register.error
+    place(factory)
+    advance(
+        factory,
+        "ord-1",
+        ("pat", "accept", {}),
+        ("pat", "schedule", {"machine": "m4"}),
+        ("mia", "start", {}),
+        ("mia", "complete", {}),
+    )
+    receipt = factory.call("aud", "orders", "qc_fail", order="ord-1", note="burr")
+    assert receipt.ok, receipt.error
+    assert factory.query("machines", "m4")["producing"] == "ord-1"
+
+
 def test_schedule_picks_the_least_loaded_capable_machine_ties_by_id(factory):
     for _ in range(3):
         place(factory)
