@@ -141,6 +141,10 @@ class MachinesContract(Contract):
         record = existing_machine(call.state, machine)
         check_operator(call, record)
         last_seq = record.last_seq
+        # A reading whose wear is below the one before it: the machine reset its own wear
+        # counter with a new tool, so the wear counts from 0 again (any reading of the batch
+        # counts, or the wear would depend on how the readings were cut into transactions).
+        baseline, previous_wear = record.tool_wear_baseline_min, record.last_tool_wear_min
         for index, reading in enumerate(readings):
             if reading["seq"] <= last_seq:
                 raise ConflictError(
@@ -148,6 +152,9 @@ class MachinesContract(Contract):
                     f"sequence numbers must rise past {last_seq}"
                 )
             last_seq = reading["seq"]
+            if reading["tool_wear_min"] < previous_wear:
+                baseline = 0
+            previous_wear = reading["tool_wear_min"]
             write_map(
                 call.state,
                 reading_key(machine, last_seq),
@@ -157,14 +164,10 @@ class MachinesContract(Contract):
                     "height": call.block.height,
                 },
             )
-        wear_min = readings[-1]["tool_wear_min"]
-        baseline = record.tool_wear_baseline_min
-        if wear_min < record.last_tool_wear_min:
-            baseline = 0  # the machine reset its own wear counter with a new tool
         updated = replace(
             record,
             last_seq=last_seq,
-            last_tool_wear_min=wear_min,
+            last_tool_wear_min=previous_wear,
             tool_wear_baseline_min=baseline,
         )
         write_machine(call, updated)

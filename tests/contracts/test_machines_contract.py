@@ -142,6 +142,24 @@ def test_orders_in_production_stay_on_a_machine_that_goes_down(factory):
     assert factory.query("orders", "ord-1")["machine"] == "m1"
 
 
+def test_a_wear_counter_reset_counts_wherever_it_falls_in_a_batch(factory):
+    # m1's tool was replaced at 200 min of wear (baseline 200) and it ran 50 min more; then
+    # the machine changes its own tool, resets its counter (5) and wears the tool to 260. The
+    # reset used to count only if it was the last reading of a batch.
+    assert factory.call("mia", "machines", "report", machine="m1", readings=[reading(1, 200)]).ok
+    assert factory.call("max", "maintenance", "open", machine="m1", reason="wear").ok
+    assert factory.call("max", "maintenance", "take", work_order="wo-1").ok
+    closed = factory.call(
+        "max", "maintenance", "close", work_order="wo-1", actions=["tool_replaced"]
+    )
+    assert closed.ok, closed.error
+    assert factory.call("mia", "machines", "report", machine="m1", readings=[reading(2, 250)]).ok
+    assert factory.query("machines", "m1")["tool_wear_min"] == 50
+    later = [reading(3, 5), reading(4, 260)]
+    assert factory.call("mia", "machines", "report", machine="m1", readings=later).ok
+    assert factory.query("machines", "m1")["tool_wear_min"] == 260
+
+
 def test_production_pauses_while_its_machine_is_down_and_resumes_when_it_is_back(factory):
     # Blocks are 1 s apart. The time a machine is down used to count as production too, and
     # the order could be completed on the down machine.
