@@ -36,6 +36,7 @@ from contracts.machine_state import (
     SEQ_MAX,
     MachineStatus,
     existing_machine,
+    read_reading,
     reading_key,
 )
 from contracts.machines import flag_machine_at_risk
@@ -259,9 +260,14 @@ class OracleContract(Contract):
         call.emit("prediction", f"machine:{machine}", data)
         if not record["at_risk"]:
             return
-        status = existing_machine(call.state, machine).status
-        if status is not MachineStatus.RUNNING:
+        record_now = existing_machine(call.state, machine)
+        if record_now.status is not MachineStatus.RUNNING:
             return  # already degraded, down or in maintenance: one work order is enough
+        reading = read_reading(call.state, machine, seq)
+        if reading is not None and int(reading["at_ms"]) < record_now.status_since_ms:
+            # Taken before the machine last came back into service (a repair, a new tool):
+            # the prediction is recorded, but says nothing about the machine as it is now.
+            return
         reason = (
             f"oracle predicts failure within {model['horizon']} operations "
             f"({value} bp >= {model['threshold_bp']} bp, reading {seq})"

@@ -161,6 +161,29 @@ def test_an_at_risk_prediction_flags_the_machine_opens_a_work_order_and_moves_wo
     assert sum(1 for w in _values(plant.query("maintenance")) if w["machine"] == "m1") == 1
 
 
+def test_a_prediction_on_a_reading_from_before_a_repair_flags_nothing(plant: Chain) -> None:
+    # Reading 1 (in the fixture) had a worn tool; one oracle reported it at risk. A work
+    # order replaces the tool and m1 is back in service. When the quorum on reading 1
+    # completes afterwards, the prediction is recorded, but the repaired machine is not flagged
+    # again nor does it get a second work order.
+    assert _report(plant, "ora1", 1, 9500).ok
+    assert plant.call("max", "maintenance", "open", machine="m1", reason="wear").ok
+    assert plant.call("max", "maintenance", "take", work_order="wo-1").ok
+    closed = plant.call("max", "maintenance", "close", work_order="wo-1", actions=["tool_replaced"])
+    assert closed.ok, closed.error
+    for who in ("ora2", "ora3"):
+        assert _report(plant, who, 1, 9500).ok
+    prediction = plant.query("oracle", "prediction", "m1", "1")
+    assert (prediction["final"], prediction["at_risk"]) == (True, True)
+    assert plant.query("machines", "m1")["status"] == "running"
+    assert [w["state"] for w in _values(plant.query("maintenance"))] == ["closed"]
+    # A reading taken since is acted on as before.
+    assert plant.call("mia", "machines", "report", machine="m1", readings=[_reading(4)]).ok
+    for who in ORACLES[:3]:
+        assert _report(plant, who, 4, 9500).ok
+    assert plant.query("machines", "m1")["status"] == "degraded"
+
+
 def test_late_and_disagreeing_reports_are_recorded_and_visible(plant: Chain) -> None:
     assert _report(plant, "ora1", 1, 1000).ok
     assert _report(plant, "ora2", 1, 1100).ok
