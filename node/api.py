@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
@@ -657,20 +658,27 @@ def server_runner(app: web.Application, limits: ApiLimits) -> web.AppRunner:
     )
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The node's listening socket, bound before anything else is opened: a second process
+    started for a node that runs already fails here, before it touches the node's database."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+
 async def serve(
-    node: Node, host: str, port: int, stop: asyncio.Event, limits: ApiLimits | None = None
+    node: Node, listener: socket.socket, stop: asyncio.Event, limits: ApiLimits | None = None
 ) -> None:
-    """Run the node and its HTTP server until `stop` is set, then shut down gracefully."""
+    """Run the node and its HTTP server on `listener` (see `listen`) until `stop` is set,
+    then shut down gracefully."""
     limits = limits or ApiLimits()
     runner = server_runner(create_app(node, limits), limits)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    await web.SockSite(runner, listener).start()
     await node.start()
+    host, port = listener.getsockname()[:2]
     log.info("listening on http://%s:%d", host, port)
     try:
         await stop.wait()

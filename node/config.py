@@ -39,6 +39,14 @@ class NodeConfig:
     admin_token: str | None = None
 
     def __post_init__(self) -> None:
+        if (
+            isinstance(self.port, bool)
+            or not isinstance(self.port, int)
+            or not 1 <= self.port <= 65535
+        ):
+            raise ConfigError(
+                f"node config {self.name}: port must be 1 to 65535, got {self.port!r}"
+            )
         try:
             self.limits()
         except ValueError as exc:

@@ -13,7 +13,7 @@ import uvloop
 
 from ledger.crypto import read_key_file
 from ledger.genesis import Genesis
-from node.api import serve
+from node.api import listen, serve
 from node.byzantine import ByzantineSpec
 from node.config import NodeConfig
 from node.service import Node
@@ -47,6 +47,7 @@ def setup_logging(log_file: Path, *, name: str, as_json: bool) -> None:
 
 
 async def run(config: NodeConfig, byzantine: ByzantineSpec | None = None) -> None:
+    listener = listen(config.host, config.port)
     genesis = Genesis.load(config.genesis_file)
     keys = read_key_file(config.key_file)
     storage = Storage(config.data_dir / "chain.sqlite")
@@ -67,7 +68,7 @@ async def run(config: NodeConfig, byzantine: ByzantineSpec | None = None) -> Non
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await serve(node, config.host, config.port, stop, config.limits())
+    await serve(node, listener, stop, config.limits())
 
 
 def run_node(config: NodeConfig, byzantine: ByzantineSpec | None = None) -> None:

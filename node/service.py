@@ -244,6 +244,12 @@ class Node:
             raise Rejection("an observer must not use a validator's key")
         if not observer and found is None:
             raise Rejection(f"node key {keys.public_key.hex()[:16]} is not a genesis validator")
+        if found is not None and genesis.validators[found].name != name:
+            # Two processes signing with one validator's key would equivocate as that validator.
+            raise Rejection(
+                f"node {name} holds the key of validator {genesis.validators[found].name}; "
+                "each node must use its own key file"
+            )
         index = -1 if found is None else found
         self.name = name
         self.index = index

@@ -202,6 +202,12 @@ class Storage:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version = {LAYOUT_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StorageError(
+                f"cannot open {path}: {exc}. Restore it from a copy, or delete the node's data "
+                "directory and start the node again: it fetches the chain from its peers"
+            ) from exc
         except BaseException:
             self._db.close()
             raise
@@ -219,10 +225,17 @@ class Storage:
         self._move_slice: int | None = None
         # hash -> id of every row in recent_txs (the table has no index of its own).
         self._recent = _RecentIds()
-        self._recent.update(
-            (bytes(tx_hash), row_id)
-            for tx_hash, row_id in self._db.execute("SELECT hash, id FROM recent_txs")
-        )
+        try:
+            self._recent.update(
+                (bytes(tx_hash), row_id)
+                for tx_hash, row_id in self._db.execute("SELECT hash, id FROM recent_txs")
+            )
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StorageError(
+                f"cannot read {path}: {exc}. Restore it from a copy, or delete the node's data "
+                "directory and start the node again: it fetches the chain from its peers"
+            ) from exc
 
     def _check_layout(self, path: Path) -> None:
         """Refuse, before anything is written, a file that is not an SQLite database or one in
