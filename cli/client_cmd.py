@@ -21,7 +21,13 @@ from cli.layout import ClusterDir
 from ledger.block import Block
 from ledger.encoding import decode, encode
 from ledger.errors import MillchainError
-from node.client import ClientError, NodeClient, PathSegmentError, path_segment
+from node.client import (
+    ClientError,
+    NodeClient,
+    PathSegmentError,
+    path_segment,
+    wait_committed_anywhere,
+)
 from node.sync import SyncError, verify_blocks
 
 node_option = click.option(
@@ -64,11 +70,13 @@ async def submit(
         tx = await client.sign_and_submit(
             keys, chain_id=chain_id, contract=contract, method=method, args=args
         )
-        if not wait:
-            return {"hash": tx.hash.hex(), "status": "submitted"}
-        return await client.wait_committed(tx.hash.hex(), timeout_s)
     finally:
         await client.__aexit__(None, None, None)
+    if not wait:
+        return {"hash": tx.hash.hex(), "status": "submitted"}
+    # Every node is asked: the one that took it may be paused, cut off or behind.
+    urls = [layout.config(name).url for name in layout.node_names()]
+    return await wait_committed_anywhere(urls, tx.hash.hex(), timeout_s)
 
 
 def print_receipt(result: dict[str, Any]) -> None:

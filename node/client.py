@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -152,6 +152,38 @@ class NodeClient:
             result = await self.tx(tx_hash, wait_ms=min(remaining_ms, 10_000))
             if result["status"] == "committed":
                 return result
+
+
+async def wait_committed_anywhere(
+    urls: Sequence[str], tx_hash: str, timeout_s: float
+) -> dict[str, Any]:
+    """Wait until any of the nodes at `urls` reports the transaction committed, and return its
+    answer. Asking only the node it was submitted to said "not committed" when that node was
+    paused, cut off or behind while the others committed it, and a client trying again would
+    sign it anew: the same goods received twice. A node that does not answer is left out;
+    ClientError when none reports the commit within `timeout_s`."""
+
+    async def ask(url: str) -> dict[str, Any]:
+        async with NodeClient(url) as client:
+            return await client.wait_committed(tx_hash, timeout_s)
+
+    pending = {asyncio.ensure_future(ask(url)) for url in urls}
+    errors: list[str] = []
+    try:
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                try:
+                    return task.result()
+                except ClientError as exc:
+                    errors.append(str(exc))
+    finally:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+    if any("not committed within" in error for error in errors):
+        raise ClientError(f"transaction {tx_hash} not committed within {timeout_s:.0f} s")
+    raise ClientError(f"no node reports transaction {tx_hash} committed: " + "; ".join(errors))
 
 
 async def wait_until_up(

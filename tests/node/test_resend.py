@@ -13,6 +13,8 @@ import pytest
 
 from ledger.encoding import decode, encode
 from ledger.genesis import Params
+from node import pause
+from node.client import ClientError, wait_committed_anywhere
 from node.faults import LinkFaults
 from node.service import Node
 from node.stages import clock_ms
@@ -256,3 +258,26 @@ def test_a_node_left_alone_in_a_view_change_sends_its_stalled_transactions_to_ev
         cluster.run(scenario(), timeout_s=60)
         assert all(node.replica and node.replica.view == 0 for node in others)
         assert cut.counters.txs_resent >= 1
+
+
+def test_waiting_for_a_commit_asks_every_node_not_only_a_paused_one(tmp_path: Path) -> None:
+    # node0 takes the transaction and then pauses before executing blocks: the others commit
+    # it. Asking node0 alone said "not committed", and a client trying again would sign anew.
+    with in_process_cluster(tmp_path, params=Params()) as cluster:
+        paused = cluster.nodes[0]
+        tx = steel_receipt(cluster.identities, 0)
+
+        async def scenario() -> None:
+            paused.arm_pause(pause.PausePoint(phase=pause.Phase.AFTER_COMMIT))
+            status, _, _ = await cluster.request(0, "POST", "/tx", body=tx.to_wire())
+            assert status == 202
+            alone = wait_committed_anywhere(cluster.urls[:1], tx.hash.hex(), 3)
+            with pytest.raises(ClientError, match="not committed within 3 s"):
+                await alone
+            result = await wait_committed_anywhere(
+                [*cluster.urls, "http://127.0.0.1:9"], tx.hash.hex(), 20
+            )
+            assert result["status"] == "committed"
+            assert paused.paused_at is not None and not paused.storage.has_tx(tx.hash)
+
+        cluster.run(scenario(), timeout_s=60)
