@@ -40,7 +40,7 @@ from contracts.order_state import (
     read_order,
     transition,
 )
-from contracts.scheduling import pick_machine
+from contracts.scheduling import QUEUE_MAX, pick_machine, queue_full
 from contracts.schema import NAME_PATTERN, Int, MapOf, Str, is_decimal
 from contracts.state import StateReader
 from contracts.stock import (
@@ -68,6 +68,11 @@ def _check_own(call: Call, order: Order, action: str) -> None:
     )
 
 
+# Distinct materials an order may use: completing it emits a consume event for each (and a
+# low-stock one where stock crosses its reorder point) within a transaction's EVENTS_MAX (1,024).
+ORDER_MATERIALS_MAX = 500
+
+
 class OrdersContract(Contract):
     """Customized production orders and their life from placement to delivery."""
 
@@ -89,6 +94,12 @@ class OrdersContract(Contract):
         spec = resolve_spec(
             call.state, product=product, variant=variant, options=options, quantity=quantity
         )
+        if len(spec.bom) > ORDER_MATERIALS_MAX:
+            raise RejectedError(
+                f"{product} {variant} with these options needs {len(spec.bom)} materials; an "
+                f"order may use at most {ORDER_MATERIALS_MAX} (completing it emits events for "
+                "each, and a transaction emits at most 1,024)"
+            )
         order = Order(
             number=next_number(call.state),
             customer=call.sender_name,
@@ -130,11 +141,15 @@ class OrdersContract(Contract):
                 raise ConflictError(
                     f"machine {machine} lacks {', '.join(missing)} needed by order {order}"
                 )
+            if queue_full(call.state, machine):
+                raise ConflictError(
+                    f"machine {machine} has {QUEUE_MAX} orders queued, the most it takes"
+                )
         else:
             picked = pick_machine(call.state, record.requires)
             if picked is None:
                 raise ConflictError(
-                    f"no machine in service can make order {order} "
+                    f"no machine in service with room in its queue can make order {order} "
                     f"(needs {', '.join(record.requires) or 'any machine'})"
                 )
             machine = picked.id

@@ -8,6 +8,11 @@ broken by machine id. When a machine goes down, is taken for maintenance or is f
 each move in the loads before the next, so work spreads instead of piling onto one machine. An
 order that no machine can take goes back to accepted (its materials stay reserved) with an
 `unschedule` event saying why. Orders already in production stay where they are.
+
+A machine queues at most QUEUE_MAX orders: moving its queue emits an event per order, and a
+transaction emits at most EVENTS_MAX (1,024), so a longer queue could never be moved and the
+machine could no longer be reported down, taken for maintenance or flagged. A full machine is
+no candidate for the rule.
 """
 
 from __future__ import annotations
@@ -21,11 +26,19 @@ from contracts.machine_state import subject as machine_subject
 from contracts.order_state import (
     existing_order,
     order_id,
+    queue_prefix,
     queued_load_ms,
     queued_numbers,
     transition,
 )
 from contracts.state import StateReader
+
+QUEUE_MAX = 1_000
+
+
+def queue_full(state: StateReader, machine_id: str) -> bool:
+    """Whether the machine has QUEUE_MAX orders queued (reads at most that many)."""
+    return len(state.scan_last(queue_prefix(machine_id), QUEUE_MAX)) >= QUEUE_MAX
 
 
 def pick_machine(
@@ -36,7 +49,10 @@ def pick_machine(
     candidates = [
         machine
         for machine in all_machines(state)
-        if machine.in_service and machine.can_make(requires) and machine.id not in excluded
+        if machine.in_service
+        and machine.can_make(requires)
+        and machine.id not in excluded
+        and not queue_full(state, machine.id)
     ]
     if not candidates:
         return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from contracts import orders as orders_module
+from contracts import scheduling
 from contracts.errors import QueryError
 from contracts.order_state import LEGAL_MOVES, TRANSITIONS, OrderState
 from tests.contracts.conftest import NoWholeScans, place, state_except_nonces
@@ -166,6 +167,39 @@ def test_the_auditor_fails_the_check_of_an_order_made_on_a_machine_with_an_opera
     receipt = factory.call("aud", "orders", "qc_fail", order="ord-1", note="burr")
     assert receipt.ok, receipt.error
     assert factory.query("machines", "m4")["producing"] == "ord-1"
+
+
+def test_a_full_queue_takes_no_more_orders_and_the_rule_passes_it_by(factory, monkeypatch):
+    # Moving a queue emits an event per order within a transaction's 1,024: a longer one could
+    # never be moved, and its machine never be reported down, taken or flagged again.
+    monkeypatch.setattr(scheduling, "QUEUE_MAX", 2)
+    monkeypatch.setattr(orders_module, "QUEUE_MAX", 2)
+    for _ in range(4):
+        place(factory)
+    for order_id in ("ord-1", "ord-2"):
+        advance(factory, order_id, ("pat", "accept", {}), ("pat", "schedule", {"machine": "m1"}))
+    advance(factory, "ord-3", ("pat", "accept", {}))
+    full = factory.call("pat", "orders", "schedule", order="ord-3", machine="m1")
+    assert full.error == "machine m1 has 2 orders queued, the most it takes"
+    picked = factory.call("pat", "orders", "schedule", order="ord-3", machine="")
+    assert picked.ok and picked.result["machine"] == "m2"
+    advance(factory, "ord-4", ("pat", "accept", {}), ("pat", "schedule", {"machine": "m2"}))
+    assert factory.call("mia", "machines", "down", machine="m3").ok  # m3 cannot bend anyway
+    advance(factory, "ord-1", ("mia", "start", {}))  # m1 now queues ord-2 alone: room for one
+    down = factory.call("mia", "machines", "down", machine="m2", reason="jam")
+    assert down.ok, down.error
+    moved = {m["order"]: m["to"] for m in down.result["moves"]}
+    assert moved == {"ord-3": "m1", "ord-4": ""}  # m1 took one, then was full
+
+
+def test_an_order_needing_more_materials_than_a_transaction_can_consume_is_refused(
+    factory, monkeypatch
+):
+    monkeypatch.setattr(orders_module, "ORDER_MATERIALS_MAX", 2)
+    receipt = place(factory, options={"finish": "powder-coat"})
+    assert receipt.error is not None
+    assert "needs 3 materials; an order may use at most 2" in receipt.error
+    assert place(factory).ok  # raw brackets need two
 
 
 def test_schedule_picks_the_least_loaded_capable_machine_ties_by_id(factory):
