@@ -19,10 +19,11 @@ from oracle.telemetry.reading import FLAG_NAMES, Quality, Reading
 from oracle.telemetry.simulator import STRESS_MAX, MachineSimulator
 
 
-def reading_args(reading: Reading) -> dict[str, Any]:
-    """A simulated reading in the machines contract's units (torque in centi-Nm)."""
+def reading_args(reading: Reading, *, seq_offset: int = 0) -> dict[str, Any]:
+    """A simulated reading in the machines contract's units (torque in centi-Nm), its sequence
+    number moved on by `seq_offset` (past the readings the machine reported before)."""
     return {
-        "seq": reading.seq,
+        "seq": reading.seq + seq_offset,
         "air_temp_dk": reading.air_temp_dk,
         "process_temp_dk": reading.process_temp_dk,
         "rpm": reading.speed_rpm,
@@ -42,13 +43,17 @@ class MachineRun:
     last_height: int = 0
 
 
-async def _status(layout: ClusterDir, machine: str) -> str:
+async def _record(layout: ClusterDir, machine: str) -> dict[str, Any]:
     client = await reachable_client(layout, None)
     try:
-        record = await client.query("machines", [machine])
+        record: dict[str, Any] = await client.query("machines", [machine])
     finally:
         await client.__aexit__(None, None, None)
-    return str(record["status"])
+    return record
+
+
+async def _status(layout: ClusterDir, machine: str) -> str:
+    return str((await _record(layout, machine))["status"])
 
 
 async def drive_machine(
@@ -69,16 +74,18 @@ async def drive_machine(
     simulator = MachineSimulator(machine, seed=seed, quality=quality)
     simulator.stress = stress
     outcome = MachineRun(machine=machine)
+    # Sequence numbers go on from the machine's last reading, so it can be simulated again.
+    offset = int((await _record(layout, machine))["last_seq"]) + 1
     pending: list[Reading] = []
     for _ in range(operations):
         reading = simulator.step()
         pending.append(reading)
         if reading.machine_failure or len(pending) >= batch:
-            await _report(layout, machine, pending, outcome)
+            await _report(layout, machine, pending, outcome, offset)
             pending = []
             await asyncio.sleep(pace_ms / 1000)
         if reading.machine_failure:
-            outcome.failed_at = reading.seq
+            outcome.failed_at = reading.seq + offset
             outcome.failure_modes = [n.upper() for n in FLAG_NAMES if getattr(reading, n)]
             await _call(
                 layout,
@@ -93,19 +100,22 @@ async def drive_machine(
             outcome.stopped = status
             return outcome
     if pending:
-        await _report(layout, machine, pending, outcome)
+        await _report(layout, machine, pending, outcome, offset)
     return outcome
 
 
 async def _report(
-    layout: ClusterDir, machine: str, readings: list[Reading], outcome: MachineRun
+    layout: ClusterDir, machine: str, readings: list[Reading], outcome: MachineRun, offset: int
 ) -> None:
     result = await _call(
         layout,
         "machine",
         "machines",
         "report",
-        {"machine": machine, "readings": [reading_args(r) for r in readings]},
+        {
+            "machine": machine,
+            "readings": [reading_args(r, seq_offset=offset) for r in readings],
+        },
     )
     outcome.reported += len(readings)
     outcome.last_height = int(result["height"])

@@ -82,7 +82,11 @@ def test_validators_finalize_predictions_and_act_on_an_at_risk_machine(tmp_path:
             run = await drive_machine(
                 layout, "m1", operations=200, seed=1, stress=0.3, batch=5, quality=Quality.L
             )
+            # A machine simulated again goes on from its last reading's sequence number.
+            again = [await drive_machine(layout, "m2", operations=3, seed=2) for _ in range(2)]
+            assert [r.reported for r in again] == [3, 3]
             async with NodeClient(url(layout, "node2")) as client:
+                assert (await client.query("machines", ["m2"]))["last_seq"] == 5
                 machine = await client.query("machines", ["m1"])
                 predictions = await client.query("oracle", ["predictions", "m1"])
                 moved = await client.query("orders", [order])
@@ -100,7 +104,7 @@ def test_validators_finalize_predictions_and_act_on_an_at_risk_machine(tmp_path:
         outcome = asyncio.run(scenario())
         final = [p for p in outcome["predictions"] if p["final"]]
         assert final, "no prediction became final"
-        assert all(len(p["reports"]) >= 2 for p in final)  # f + 1 distinct reporters
+        assert all(len(p["reports"]) >= 3 for p in final)  # 2f + 1 distinct reporters
         assert outcome["run"].stopped == "degraded"  # flagged before it failed
         assert outcome["run"].failed_at is None
         assert outcome["machine"]["at_risk"]["source"] == "oracle"
