@@ -300,8 +300,10 @@ def _block_json(node: Node, height: int) -> dict[str, Any] | None:
 async def get_block(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     text = request.match_info["height"]
-    if not is_decimal(text) or int(text) > HEIGHT_MAX:
-        raise Rejection(f"height must be an integer from 0 to {HEIGHT_MAX}, got {text[:40]!r}")
+    if not is_decimal(text) or not 1 <= int(text) <= HEIGHT_MAX:
+        raise Rejection(
+            f"height must be an integer from 1 (the first block) to {HEIGHT_MAX}, got {text[:40]!r}"
+        )
     body = _block_json(node, int(text))
     if body is None:
         return error(404, f"no block at height {text} (head is {node.storage.head().height})")

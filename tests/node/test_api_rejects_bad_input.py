@@ -179,9 +179,11 @@ async def test_rejects_a_transaction_over_the_size_limit(
     [
         ("/tx/zz", 400, "must be hex"),
         ("/tx/" + "ab" * 32, 404, "unknown"),
-        ("/blocks/abc", 400, "an integer from 0 to"),
-        ("/blocks/" + "1" * 5000, 400, "an integer from 0 to"),  # more than int() converts
-        ("/blocks/99999999999999999999", 400, "an integer from 0 to"),
+        ("/blocks/abc", 400, "an integer from 1 (the first block) to"),
+        ("/blocks/0", 400, "an integer from 1 (the first block) to"),
+        # More digits than int() converts:
+        ("/blocks/" + "1" * 5000, 400, "an integer from 1 (the first block) to"),
+        ("/blocks/99999999999999999999", 400, "an integer from 1 (the first block) to"),
         ("/blocks/5", 404, "no block at height 5"),
         ("/state/oracle/prediction/m1/" + "1" * 5000, 404, "oracle queries take"),
         ("/state/machines/m1/readings/" + "1" * 5000, 404, "machine"),
