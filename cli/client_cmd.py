@@ -30,6 +30,11 @@ from node.client import (
 )
 from node.sync import SyncError, verify_blocks
 
+AS_HELP = (
+    "Identity whose key signs: a client identity (keys in DIR/identities), or a validator's "
+    "oracle identity oracle-NODE (key in DIR/nodes/NODE, which that validator's oracle also "
+    "signs with)."
+)
 node_option = click.option(
     "--node", "node_name", default=None, help="Node to talk to (default: the first that answers)."
 )
@@ -109,9 +114,7 @@ wait_timeout_option = click.option(
 @click.argument("method")
 @click.argument("assignments", nargs=-1)
 @dir_option
-@click.option(
-    "--as", "identity", required=True, help="Identity whose key signs (see DIR/identities)."
-)
+@click.option("--as", "identity", required=True, help=AS_HELP)
 @click.option("--wait", is_flag=True, help="Block until committed and print the receipt.")
 @wait_timeout_option
 @node_option

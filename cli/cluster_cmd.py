@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import math
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ import aiohttp
 import click
 
 from cli.common import (
+    FiniteFloatRange,
     dir_option,
     err_console,
     fail,
@@ -41,12 +44,32 @@ from node.config import NodeConfig
 
 
 @click.command()
-@click.option("--nodes", default=4, show_default=True, help="Number of validators (n = 3f+1).")
-@dir_option
-@click.option("--chain-id", default="millchain-local", show_default=True)
+@click.option(
+    "--nodes",
+    type=click.IntRange(min=4),
+    default=4,
+    show_default=True,
+    help="Number of validators (n = 3f+1).",
+)
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("cluster"),
+    show_default=True,
+    help="Directory to create the cluster in (made if missing; it must not hold one yet). "
+    "Later commands take it as --dir.",
+)
+@click.option(
+    "--chain-id",
+    default="millchain-local",
+    show_default=True,
+    help="The chain's name (1 to 64 characters), covered by every signature.",
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address the nodes bind.")
 @click.option(
     "--observers",
+    type=click.IntRange(min=0),
     default=0,
     show_default=True,
     help="Non-voting nodes that follow the chain by fetching certified blocks and serve reads.",
@@ -89,7 +112,8 @@ def init(
         click.echo(f"  {validator.name}  {validator.url}")
     for name in layout.node_names()[len(genesis.validators) :]:
         click.echo(f"  {name}  {layout.config(name).url}  (observer)")
-    click.echo("identities: " + ", ".join(i.name for i in genesis.identities))
+    names = ", ".join(identity.name for identity in genesis.identities)
+    click.echo(f"identities (sign as one with --as NAME): {names}")
     click.echo(f"next: millchain cluster up --dir {directory}")
 
 
@@ -103,11 +127,14 @@ def start_all(layout: ClusterDir, timeout_s: float) -> None:
     start_nodes(layout, layout.node_names(), timeout_s)
 
 
-def start_nodes(layout: ClusterDir, names: Sequence[str], timeout_s: float) -> None:
+def start_nodes(
+    layout: ClusterDir, names: Sequence[str], timeout_s: float, *, stop_if_slow: bool = True
+) -> None:
     """Start the named nodes that are not running and wait until each of them answers as
     itself. Every config is read before anything starts; if the wait fails (a node exits, its
     port answers as another node, the deadline passes), the nodes started here are stopped
-    again and LayoutError says what went wrong."""
+    again and LayoutError says what went wrong. With `stop_if_slow` False, nodes still running
+    but not answering by the deadline are left running (NotAnsweringError names them)."""
     for name in names:
         layout.config(name)
     started: dict[str, int] = {}
@@ -115,18 +142,48 @@ def start_nodes(layout: ClusterDir, names: Sequence[str], timeout_s: float) -> N
         for name in names:
             if node_pid(layout, name) is None:
                 started[name] = start_node(layout, name)
-        urls = {layout.config(name).url: name for name in names}
 
         def none_exited() -> None:
             for name, pid in started.items():
                 if not is_alive(pid):
                     raise LayoutError(f"{name} exited before answering{_output_tail(layout, name)}")
 
-        run(wait_until_up(list(urls), timeout_s, names=urls, check=none_exited))
+        run(_wait_answering(layout, names, timeout_s, none_exited))
+    except NotAnsweringError:
+        if stop_if_slow:
+            for name in started:
+                stop_node(layout, name)
+        raise
     except BaseException:
         for name in started:
             stop_node(layout, name)
         raise
+
+
+class NotAnsweringError(LayoutError):
+    """Nodes whose processes run but that did not answer as themselves by a deadline."""
+
+    def __init__(self, names: Sequence[str], timeout_s: float) -> None:
+        self.names = list(names)
+        self.timeout_s = timeout_s
+        super().__init__(f"{', '.join(self.names)} not answering after {timeout_s:g} s")
+
+
+async def _wait_answering(
+    layout: ClusterDir, names: Sequence[str], timeout_s: float, check: Callable[[], None]
+) -> None:
+    """Until every named node answers as itself (NotAnsweringError past `timeout_s`, naming the
+    nodes that still do not answer). The deadline is kept here, not by wait_until_up, so that
+    one passing is told apart from a port that answers as another node (ClientError)."""
+    urls = {layout.config(name).url: name for name in names}
+    try:
+        await asyncio.wait_for(
+            wait_until_up(list(urls), math.inf, names=urls, check=check), timeout_s
+        )
+    except TimeoutError:
+        rows = await collect_status(layout, names)
+        silent = [row["name"] for row in rows if not row["alive"]]
+        raise NotAnsweringError(silent or names, timeout_s) from None
 
 
 def _output_tail(layout: ClusterDir, name: str, lines: int = 5) -> str:
@@ -140,9 +197,21 @@ def _output_tail(layout: ClusterDir, name: str, lines: int = 5) -> str:
     return f"; the end of {path}:\n" + "\n".join(tail) if tail else ""
 
 
+# A node process needs a moment to start and open its store before it can answer.
+START_TIMEOUT = FiniteFloatRange(min=1)
+
+
 @cluster.command()
 @dir_option
-@click.option("--timeout", "timeout_s", default=30.0, show_default=True, help="Seconds to wait.")
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=START_TIMEOUT,
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for every node to answer (at least 1); past it, up stops the nodes "
+    "it started.",
+)
 @guarded
 def up(directory: Path, timeout_s: float) -> None:
     """Start every node in the background and wait until all answer."""
@@ -162,38 +231,66 @@ def down(directory: Path) -> None:
     click.echo(f"stopped {len(stopped)} node(s)" + (f": {', '.join(stopped)}" if stopped else ""))
 
 
-async def collect_status(layout: ClusterDir) -> list[dict[str, Any]]:
+STATUS_ERROR_MAX = 120  # characters of a node's error answer shown
+# What `cluster status` shows of each node's /status, in this order; None where unknown.
+STATUS_FIELDS: dict[str, str] = {
+    "height": "height",
+    "head": "head",
+    "state_digest": "state_digest",
+    "view": "view",
+    "primary": "primary_name",
+    "mempool": "mempool",
+    "halted": "halted",
+    "role": "role",
+}
+
+
+async def collect_status(
+    layout: ClusterDir, names: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
+    """A row per node (the named ones, or all): name, url, pid, alive, error and the
+    STATUS_FIELDS, every row with the same keys. `alive` is true when the node answered its
+    status; `error` is what it answered instead (an error status, say), None when it answered
+    its status or nothing at all."""
+
     async def one(session: aiohttp.ClientSession, name: str) -> dict[str, Any]:
         config = layout.config(name)
         row: dict[str, Any] = {"name": name, "url": config.url, "pid": node_pid(layout, name)}
+        unknown = dict.fromkeys(STATUS_FIELDS)
         try:
             async with session.get(config.url + "/status") as response:
-                status = await response.json()
+                text = await response.text(errors="replace")
+                code = response.status
         except (aiohttp.ClientError, TimeoutError):
-            return {
-                **row,
-                "alive": False,
-                "height": None,
-                "head": None,
-                "state_digest": None,
-                "view": None,
-                "primary": None,
-            }
+            return {**row, "alive": False, "error": None, **unknown}
+        status = _status_document(code, text)
+        if isinstance(status, str):
+            return {**row, "alive": False, "error": status, **unknown}
         return {
             **row,
             "alive": True,
-            "height": status["height"],
-            "head": status["head"],
-            "state_digest": status["state_digest"],
-            "view": status["view"],
-            "primary": status["primary_name"],
-            "mempool": status["mempool"],
-            "halted": status["halted"],
-            "role": status["role"],
+            "error": None,
+            **{key: status.get(field) for key, field in STATUS_FIELDS.items()},
         }
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
-        return list(await asyncio.gather(*(one(session, n) for n in layout.node_names())))
+        chosen = layout.node_names() if names is None else names
+        return list(await asyncio.gather(*(one(session, n) for n in chosen)))
+
+
+def _status_document(code: int, text: str) -> dict[str, Any] | str:
+    """A node's /status answer as its map, or a line saying what it answered instead."""
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None
+    if code != 200:
+        error = document.get("error") if isinstance(document, dict) else None
+        detail = str(error) if error is not None else " ".join(text.split())
+        return f"status {code}: {detail[:STATUS_ERROR_MAX]}"
+    if not isinstance(document, dict):
+        return f"/status answered no JSON object: {' '.join(text.split())[:STATUS_ERROR_MAX]}"
+    return document
 
 
 @cluster.command()
@@ -201,7 +298,9 @@ async def collect_status(layout: ClusterDir) -> list[dict[str, Any]]:
 @json_option
 @guarded
 def status(directory: Path, as_json: bool) -> None:
-    """Each node's height, head, state digest, view and primary."""
+    """Each node's height, head, state digest, view and primary: DOWN where a node does not
+    answer, ERROR where it answers with an error (shown below the table). With --json, every
+    node has the same keys (null where unknown) and `error` holds such an answer."""
     rows = run(collect_status(layout_of(directory)))
     if as_json:
         print_json(rows)
@@ -210,7 +309,8 @@ def status(directory: Path, as_json: bool) -> None:
 
 
 def status_table(title: str, rows: list[dict[str, Any]], *, with_url: bool = False) -> None:
-    """The cluster as a table: a row per node (observers marked), DOWN where one is."""
+    """The cluster as a table: a row per node (observers marked), DOWN where one does not
+    answer, ERROR where it answers with an error (which follows the table)."""
     columns = ["node", "url", "alive", "height", "head", "state digest", "view", "primary"]
     print_table(
         title,
@@ -219,7 +319,7 @@ def status_table(title: str, rows: list[dict[str, Any]], *, with_url: bool = Fal
             [
                 r["name"] + (" (observer)" if r.get("role") == "observer" else ""),
                 *([r["url"]] if with_url else []),
-                "yes" if r["alive"] else "DOWN",
+                "yes" if r["alive"] else ("DOWN" if r["error"] is None else "ERROR"),
                 r["height"],
                 short(r["head"]),
                 short(r["state_digest"]),
@@ -229,6 +329,9 @@ def status_table(title: str, rows: list[dict[str, Any]], *, with_url: bool = Fal
             for r in rows
         ],
     )
+    for r in rows:
+        if r["error"] is not None:
+            click.echo(f"{r['name']}: {r['error']}")
 
 
 @cluster.command()
@@ -247,14 +350,32 @@ def kill(node: str, directory: Path) -> None:
 @cluster.command()
 @click.argument("node")
 @dir_option
-@click.option("--timeout", "timeout_s", default=30.0, show_default=True)
+@click.option(
+    "--timeout",
+    "timeout_s",
+    type=START_TIMEOUT,
+    default=30.0,
+    show_default=True,
+    help="Seconds to wait for the node to answer (at least 1); a node still starting then is "
+    "left running, and restart exits with status 1.",
+)
 @guarded
 def restart(node: str, directory: Path, timeout_s: float) -> None:
     """Start a stopped or killed node again (stopping it first if it runs)."""
     layout = layout_of(directory)
     layout.config(node)  # an unknown name stops nothing
     stop_node(layout, node)
-    start_nodes(layout, [node], timeout_s)
+    try:
+        start_nodes(layout, [node], timeout_s, stop_if_slow=False)
+    except NotAnsweringError:
+        pid = node_pid(layout, node)
+        if pid is None:
+            fail(f"{node} exited before answering{_output_tail(layout, node)}")
+        fail(
+            f"{node} started (pid {pid}) but is not answering after "
+            f"{timeout_s:g} s; it is left running (see {layout.log_file(node)}; "
+            "`millchain cluster status` shows when it answers)"
+        )
     click.echo(f"restarted {node}")
 
 

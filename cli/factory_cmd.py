@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from cli.client_cmd import (
+    AS_HELP,
     node_option,
     print_receipt,
     query_state,
@@ -36,6 +37,8 @@ from cli.common import (
 )
 from cli.layout import ClusterDir
 from contracts.machine_state import READING
+from contracts.machines import BASIS_POINTS
+from contracts.order_state import OrderState
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,7 +55,7 @@ def submit_options(default_identity: str) -> Callable[[F], F]:
                     "identity",
                     default=default_identity,
                     show_default=True,
-                    help="Identity whose key signs (see DIR/identities).",
+                    help=AS_HELP,
                 ),
                 click.option(
                     "--wait", is_flag=True, help="Wait until committed; show the receipt."
@@ -107,13 +110,17 @@ def _read(directory: Path, node_name: str | None, contract: str, *path: str) -> 
     return run(query_state(layout_of(directory), contract, list(path), node_name))
 
 
-def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
-    """`key=value` texts as a map; `what` names the option or argument in errors."""
+OPTION_FORM = "GROUP=CHOICE (e.g. finish=powder-coat)"
+
+
+def _pairs(values: tuple[str, ...], what: str, form: str = "key=value") -> dict[str, str]:
+    """`key=value` texts as a map; `what` names the option or argument in errors, `form` the
+    shape expected (as its help text says it)."""
     parsed: dict[str, str] = {}
     for value in values:
         key, sep, text = value.partition("=")
         if not sep or not key:
-            raise click.BadParameter(f"{value!r}: expected key=value", param_hint=what)
+            raise click.BadParameter(f"{value!r}: expected {form}", param_hint=what)
         if key in parsed:
             raise click.BadParameter(f"{key!r} given twice", param_hint=what)
         parsed[key] = text
@@ -247,15 +254,21 @@ def order_group() -> None:
 @order_group.command(name="place")
 @click.argument("product")
 @click.option("--variant", required=True)
-@click.option("--option", "options", multiple=True, help="group=choice, repeatable.")
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="GROUP=CHOICE",
+    help=f"An option group and the choice in it, as {OPTION_FORM}; repeatable.",
+)
 @click.option("--qty", "quantity", type=int, default=1, show_default=True)
 @submit_options("customer")
 @guarded
 def order_place(
     product: str, variant: str, options: tuple[str, ...], quantity: int, **opts: Any
 ) -> None:
-    """Order PRODUCT in a configuration: --variant V --option group=choice ... --qty N."""
-    chosen = _pairs(options, "--option")
+    """Order PRODUCT in a configuration: --variant V --option GROUP=CHOICE ... --qty N."""
+    chosen = _pairs(options, "--option", OPTION_FORM)
     args = {"product": product, "variant": variant, "options": chosen, "quantity": quantity}
     _send(opts, "orders", "place", args)
 
@@ -347,7 +360,12 @@ def order_status(order: str, directory: Path, node_name: str | None, as_json: bo
 
 
 @order_group.command(name="list")
-@click.option("--state", default=None, help="Only orders in this state.")
+@click.option(
+    "--state",
+    type=click.Choice([str(state) for state in OrderState]),
+    default=None,
+    help="Only orders in this state.",
+)
 @read_options
 @guarded
 def order_list(state: str | None, directory: Path, node_name: str | None, as_json: bool) -> None:
@@ -558,7 +576,13 @@ def machine_up(machine: str, reason: str, **opts: Any) -> None:
 
 @machine_group.command(name="flag")
 @click.argument("machine")
-@click.option("--probability-bp", "probability_bp", type=int, required=True)
+@click.option(
+    "--probability-bp",
+    "probability_bp",
+    type=click.IntRange(0, BASIS_POINTS),
+    required=True,
+    help="The estimated probability of failure, in basis points (10000 = certain).",
+)
 @click.option("--reason", default="")
 @submit_options("admin")
 @guarded

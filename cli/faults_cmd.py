@@ -12,6 +12,7 @@ import click
 from cli.common import dir_option, fail, guarded, json_option, layout_of, print_json, run
 from cli.common import table as print_table
 from cli.layout import ClusterDir
+from cli.process import node_pid
 
 
 def parse_partition(spec: str, validators: list[str]) -> list[list[str]]:
@@ -77,15 +78,54 @@ async def _apply(layout: ClusterDir, posts: list[tuple[str, dict[str, Any] | Non
     return answers
 
 
+async def _probe(
+    layout: ClusterDir, names: list[str]
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """Each named node's fault state, and for each node that gave none, why."""
+    states: dict[str, dict[str, Any]] = {}
+    silent: dict[str, str] = {}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        for name in names:
+            try:
+                states[name] = await _admin(session, layout.config(name).url, None)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                silent[name] = str(exc) or type(exc).__name__
+            except click.ClickException as exc:
+                silent[name] = exc.message
+    return states, silent
+
+
+RULE_FIELDS = ("delay_ms", "jitter_ms", "loss", "duplicate", "blocked")
+
+
+def _merged(current: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """A link's rule with the given settings changed and its others as they are."""
+    return {key: current[key] if given[key] is None else given[key] for key in RULE_FIELDS}
+
+
 @click.command(name="faults")
 @dir_option
-@click.option("--node", "nodes", multiple=True, help="Node(s) whose outgoing links to change.")
+@click.option(
+    "--node",
+    "nodes",
+    multiple=True,
+    help="Node(s) whose outgoing links to change or show (default: every validator for a "
+    "rule; every node, observers too, to show or heal).",
+)
 @click.option("--peer", default="*", show_default=True, help="The peer the rule is for.")
-@click.option("--delay-ms", type=click.IntRange(0, 60_000), default=0, help="Delay per batch.")
-@click.option("--jitter-ms", type=click.IntRange(0, 60_000), default=0, help="Uniform +/- jitter.")
-@click.option("--loss", type=click.FloatRange(0, 1), default=0.0, help="Probability of loss.")
-@click.option("--dup", type=click.FloatRange(0, 1), default=0.0, help="Probability of a duplicate.")
-@click.option("--block", is_flag=True, help="Cut the link (one way; see --partition).")
+@click.option("--delay-ms", type=click.IntRange(0, 60_000), default=None, help="Delay per batch.")
+@click.option(
+    "--jitter-ms", type=click.IntRange(0, 60_000), default=None, help="Uniform +/- jitter."
+)
+@click.option("--loss", type=click.FloatRange(0, 1), default=None, help="Probability of loss.")
+@click.option(
+    "--dup", type=click.FloatRange(0, 1), default=None, help="Probability of a duplicate."
+)
+@click.option(
+    "--block/--unblock",
+    default=None,
+    help="Cut the link, or join it again (one way; see --partition).",
+)
 @click.option("--seed", type=int, default=None, help="Reseed the nodes' fault generators.")
 @click.option(
     "--partition",
@@ -99,18 +139,23 @@ def faults(
     directory: Path,
     nodes: tuple[str, ...],
     peer: str,
-    delay_ms: int,
-    jitter_ms: int,
-    loss: float,
-    dup: float,
-    block: bool,
+    delay_ms: int | None,
+    jitter_ms: int | None,
+    loss: float | None,
+    dup: float | None,
+    block: bool | None,
     seed: int | None,
     partition: str | None,
     heal: bool,
     as_json: bool,
 ) -> None:
     """Inject per-peer faults (delay, jitter, loss, duplication, cut links) into a running
-    cluster, or show them. Rules apply to what a node sends to a peer.
+    cluster, or show them. Rules apply to what a node sends to a peer. A setting given for a
+    link keeps the link's other settings (0 sets 0); --heal clears them all.
+
+    Showing and healing work on the nodes that answer and name those that do not (--json
+    gives them null); healing exits with status 1 if a running node did not answer. Setting
+    a rule, a partition or a seed changes nothing unless every node to change answers.
 
     \b
     millchain cluster faults --dir D                                # show every node's rules
@@ -122,26 +167,36 @@ def faults(
     validators = layout.validator_names()
     for name in nodes:
         layout.config(name)
-    targets = list(dict.fromkeys(nodes)) or validators  # in order, each once
-    rule = {
+    given = {
         "delay_ms": delay_ms,
         "jitter_ms": jitter_ms,
         "loss": loss,
         "duplicate": dup,
         "blocked": block,
     }
-    changes_rule = any((delay_ms, jitter_ms, loss, dup, block))
+    changes_rule = any(value is not None for value in given.values())
     if sum((partition is not None, heal, changes_rule)) > 1:
         fail("choose one of --partition, --heal, or a rule (--delay-ms, --loss, --block, ...)")
     if peer != "*" and peer not in validators:
         fail(f"--peer {peer!r} is no validator; validators are {', '.join(validators)}")
+    default = validators if changes_rule or partition is not None else layout.node_names()
+    targets = list(dict.fromkeys(nodes)) or default  # in order, each once
     if changes_rule and targets == [peer]:
         fail(f"{peer} has no link to itself; name other nodes with --node, or another --peer")
+    if partition is None and not changes_rule and seed is None:
+        _show_or_heal(layout, targets, heal=heal, as_json=as_json)
+        return
+    plan = None if partition is None else partition_plan(parse_partition(partition, validators))
+    # Every node to change must answer first: a change refused half-way would leave some
+    # nodes changed and others not.
+    changed = list(dict.fromkeys([*targets, *(plan or {})]))
+    states, silent = run(_probe(layout, changed))
+    for name, why in silent.items():
+        fail(f"{name} did not answer: {why}; no node was changed")
     posts: list[tuple[str, dict[str, Any] | None]] = []
     if seed is not None:
         posts += [(name, {"seed": seed}) for name in targets]
-    if partition is not None:
-        plan = partition_plan(parse_partition(partition, validators))
+    if plan is not None:
         posts += [(name, {"clear": True}) for name in plan]
         posts += [
             (name, {"peer": cut, "blocked": True}) for name, cuts in plan.items() for cut in cuts
@@ -149,15 +204,41 @@ def faults(
     elif heal:
         posts += [(name, {"clear": True}) for name in targets]
     elif changes_rule:
-        posts += [(name, {"peer": peer, **rule}) for name in targets if name != peer]
-    # Every node to change must answer first: a change refused half-way would leave some
-    # nodes changed and others not.
-    run(_apply(layout, [(name, None) for name in dict.fromkeys(name for name, _ in posts)]))
+        posts += [
+            (name, {"peer": link, **_merged(rule, given)})
+            for name in targets
+            for link, rule in states[name]["peers"].items()
+            if peer in ("*", link)
+        ]
     run(_apply(layout, posts))
-    shown = run(_apply(layout, [(name, None) for name in targets]))
+    _show_or_heal(layout, targets, heal=False, as_json=as_json)
+
+
+def _show_or_heal(layout: ClusterDir, targets: list[str], *, heal: bool, as_json: bool) -> None:
+    """Show the targets' rules (clearing them first with `heal`) on the nodes that answer, and
+    name those that do not."""
+    states, silent = run(_probe(layout, targets))
+    if heal:
+        run(_apply(layout, [(name, {"clear": True}) for name in states]))
+        states, silent_after = run(_probe(layout, list(states)))
+        silent |= silent_after
     if as_json:
-        print_json(dict(zip(targets, shown, strict=True)))
-        return
+        print_json({name: states.get(name) for name in targets})
+    else:
+        _print_rules(states)
+    unhealed = []
+    for name, why in silent.items():
+        if node_pid(layout, name) is None:
+            note = "not running; a node starts with no fault rules"
+        else:
+            note = f"did not answer: {why}" + ("; its rules are unchanged" if heal else "")
+            unhealed.append(name)
+        click.echo(f"{name} {note}", err=True)
+    if heal and unhealed:
+        raise click.ClickException(f"not healed: {', '.join(unhealed)}")
+
+
+def _print_rules(states: dict[str, dict[str, Any]]) -> None:
     rows = [
         [
             name,
@@ -170,8 +251,9 @@ def faults(
             r["counters"]["lost"],
             r["counters"]["blocked"],
         ]
-        for name, state in zip(targets, shown, strict=True)
+        for name, state in states.items()
         for link, r in state["peers"].items()
     ]
-    columns = ["node", "to", "delay ms", "jitter ms", "loss", "dup", "blocked", "lost", "refused"]
-    print_table("fault injection", columns, rows)
+    # The last two are the counters (counters.lost and counters.blocked in --json).
+    columns = ["node", "to", "delay ms", "jitter ms", "loss", "dup", "blocked"]
+    print_table("fault injection", [*columns, "lost batches", "blocked batches"], rows)

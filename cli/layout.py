@@ -7,19 +7,24 @@ DIR/nodes/NAME/validator.key.json    its validator key (0600); observers have ob
 DIR/nodes/NAME/data/chain.sqlite     its database
 DIR/nodes/NAME/node.log, node.pid    its log and, while running, its process id
 DIR/nodes/NAME/oracle.key.json       the validator's oracle identity (oracle-NAME), 0600
-DIR/identities/NAME.key.json         client identities' keys, selected with --as NAME
+DIR/identities/NAME.key.json         client identities' keys, selected with --as NAME (and
+                                     --as oracle-NAME selects the validator's oracle key)
 DIR/models/SHA256.skops              fault models registered on-chain, by artifact hash
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from ledger.crypto import KeyPair, read_key_file, write_key_file
 from ledger.genesis import Genesis, Identity, Params, Role, Validator
@@ -35,6 +40,9 @@ DEFAULT_IDENTITIES: tuple[tuple[str, tuple[Role, ...]], ...] = (
     ("auditor", (Role.AUDITOR,)),
 )
 
+
+# A validator's oracle reports under the identity ORACLE_PREFIX + its name.
+ORACLE_PREFIX: Final = "oracle-"
 
 # A node's name, as init gives them; also a directory name under nodes/.
 _NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -122,11 +130,38 @@ class ClusterDir:
         return Genesis.load(self.genesis_file)
 
     def identity_keys(self, name: str) -> KeyPair:
-        path = self.identity_key_file(name)
+        """The keys `--as NAME` signs with: a client identity's from DIR/identities, or, for
+        oracle-NODE, validator NODE's oracle key (the one its oracle reports with)."""
+        path = self._signing_key_file(name)
         if not path.exists():
-            known = sorted(p.name.removesuffix(".key.json") for p in path.parent.glob("*.key.json"))
-            raise LayoutError(f"no identity named {name!r}; known: {', '.join(known)}")
+            raise LayoutError(
+                f"no identity named {name!r}; known: {', '.join(self.identity_names())}"
+            )
         return read_key_file(path)
+
+    def identity_names(self) -> list[str]:
+        """Every identity whose key this directory holds, as `--as` takes them: the client
+        identities, then each validator's oracle identity."""
+        clients = sorted(
+            path.name.removesuffix(".key.json")
+            for path in (self.root / "identities").glob("*.key.json")
+        )
+        oracles = [
+            ORACLE_PREFIX + name
+            for name in self.validator_names()
+            if self.oracle_key_file(name).exists()
+        ]
+        return clients + oracles
+
+    def oracle_key_file(self, name: str) -> Path:
+        """Validator `name`'s oracle key: its identity on the chain is oracle-NAME."""
+        return self.node_dir(name) / "oracle.key.json"
+
+    def _signing_key_file(self, name: str) -> Path:
+        validator = name.removeprefix(ORACLE_PREFIX)
+        if name.startswith(ORACLE_PREFIX) and validator in self.validator_names():
+            return self.oracle_key_file(validator)
+        return self.identity_key_file(name)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -184,17 +219,97 @@ def init_cluster(
 
     Validator i binds and is addressed at `hosts[i]` (default: `host` for all), on `port` if
     given (each validator on its own host), else on a port the OS reports free there.
+
+    Everything is written into a temporary folder inside the directory and moved into place
+    once all of it is written (cluster.json last), so an init that fails leaves the directory
+    as it was, and removes it if it made it.
     """
     if nodes < 4:
         raise LayoutError(f"a PBFT cluster needs at least 4 nodes (n = 3f+1), got {nodes}")
+    if observers < 0:
+        raise LayoutError(f"the number of observers must be 0 or more, got {observers}")
     validator_hosts = _validator_hosts(nodes, host, hosts, port)
     layout = ClusterDir(root)
     if layout.manifest_file.exists() or layout.genesis_file.exists():
         raise LayoutError(f"{root} already holds a cluster; choose an empty directory")
+    present = [entry for entry in INIT_ENTRIES if os.path.lexists(layout.root / entry)]
+    if present:
+        raise LayoutError(
+            f"{root} already holds {', '.join(present)} (left by an init that failed?); "
+            "remove them or choose an empty directory"
+        )
+    created = _make_directory(layout.root)
+    moved: list[Path] = []
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".init-", dir=layout.root))
+        try:
+            _write_cluster(
+                ClusterDir(staging),
+                nodes=nodes,
+                chain_id=chain_id,
+                host=host,
+                params=params,
+                genesis_time_ms=genesis_time_ms,
+                extra_identities=extra_identities,
+                observers=observers,
+                validator_hosts=validator_hosts,
+                port=port,
+            )
+            for entry in INIT_ENTRIES:
+                os.rename(staging / entry, layout.root / entry)
+                moved.append(layout.root / entry)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException as exc:
+        _remove(created, moved)
+        if isinstance(exc, OSError):
+            raise LayoutError(f"cannot write the cluster into {root}: {exc}") from exc
+        raise
+    return layout
+
+
+# What init writes at the top of a cluster directory, in the order it moves them into place:
+# cluster.json, which makes the directory a cluster, comes last.
+INIT_ENTRIES: Final = ("genesis.json", "nodes", "identities", "models", "cluster.json")
+
+
+def _make_directory(path: Path) -> Path | None:
+    """Create `path` and its missing parents; the topmost folder created, or None."""
+    missing = [folder for folder in (path, *path.parents) if not folder.exists()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise LayoutError(f"cannot create the cluster directory {root}: {exc}") from exc
+        raise LayoutError(f"cannot create the cluster directory {path}: {exc}") from exc
+    return missing[-1] if missing else None
+
+
+def _remove(created: Path | None, moved: list[Path]) -> None:
+    """Undo a failed init: the folder it created, or else what it moved into an existing one.
+    Errors here are left unreported: the error that made init fail is the one to see."""
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
+        return
+    for path in moved:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _write_cluster(
+    layout: ClusterDir,
+    *,
+    nodes: int,
+    chain_id: str,
+    host: str,
+    params: Params | None,
+    genesis_time_ms: int | None,
+    extra_identities: Sequence[tuple[str, tuple[Role, ...]]],
+    observers: int,
+    validator_hosts: list[str],
+    port: int | None,
+) -> None:
+    """Write a whole cluster into `layout`, an empty folder (see init_cluster)."""
     names = [f"node{i}" for i in range(nodes)]
     validators = []
     ports: set[int] = set()
@@ -221,10 +336,9 @@ def init_cluster(
     for name in names:
         # Each validator reports the oracle's predictions under an identity of its own.
         keys = KeyPair.generate()
-        write_key_file(layout.node_dir(name) / "oracle.key.json", keys, name=f"oracle-{name}")
-        identities.append(
-            Identity(name=f"oracle-{name}", public_key=keys.public_key, roles=(Role.ORACLE,))
-        )
+        oracle = ORACLE_PREFIX + name
+        write_key_file(layout.oracle_key_file(name), keys, name=oracle)
+        identities.append(Identity(name=oracle, public_key=keys.public_key, roles=(Role.ORACLE,)))
     layout.models_dir.mkdir(parents=True, exist_ok=True)
     genesis = Genesis(
         chain_id=chain_id,
@@ -268,4 +382,3 @@ def init_cluster(
         + "\n",
         encoding="utf-8",
     )
-    return layout

@@ -130,6 +130,16 @@ async def verify_range(layout: ClusterDir, start: int, end: int | None) -> dict[
     mismatches: list[dict[str, Any]] = []
     try:
         head = int((await client.status())["height"])
+        if start > max(head, 1):  # --from 1 on a chain without blocks is no mistake
+            raise click.BadParameter(
+                f"--from {start} is above the head ({head}): no block there yet",
+                param_hint="--from",
+            )
+        if await client.query("oracle", ["model"]) is None:
+            raise click.ClickException(
+                "no fault model is registered on the chain: nothing to verify (register one "
+                "with `millchain oracle register MODEL_FILE`)"
+            )
         last = head if end is None else min(end, head)
         for height, machine, fields in await _readings(client, start, last):
             try:
@@ -175,13 +185,21 @@ async def verify_range(layout: ClusterDir, start: int, end: int | None) -> dict[
 
 @click.command(name="verify")
 @dir_option
-@click.option("--from", "start", default=1, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--from",
+    "start",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="First height (at most the head).",
+)
 @click.option("--to", "end", default=None, type=click.IntRange(min=1), help="Default: the head.")
 @json_option
 @guarded
 def verify(directory: Path, start: int, end: int | None, as_json: bool) -> None:
     """Re-run the registered model on readings committed in a range of heights and report every
-    final prediction it does not reproduce (exit status 1 if there is one)."""
+    final prediction it does not reproduce (exit status 1 if there is one, or if no model is
+    registered)."""
     if end is not None and end < start:
         raise click.BadParameter(f"--to {end} is below --from {start}", param_hint="--to")
     report = asyncio.run(verify_range(layout_of(directory), start, end))

@@ -108,9 +108,28 @@ def _growth(sizes: list[int], first_seed: int) -> list[dict[str, Any]]:
 
 
 @click.command("sim")
-@click.option("--nodes", "-n", type=click.IntRange(min=4), default=4, show_default=True)
-@click.option("--seeds", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--first-seed", type=int, default=0, show_default=True)
+@click.option(
+    "--nodes",
+    "-n",
+    type=click.IntRange(min=4),
+    default=4,
+    show_default=True,
+    help="Replicas in each simulated cluster (n = 3f+1).",
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="How many seeds to run, one deterministic run each.",
+)
+@click.option(
+    "--first-seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="The first seed; the runs take --first-seed, --first-seed + 1, ...",
+)
 @click.option(
     "--faults",
     "fault_spec",
@@ -118,7 +137,14 @@ def _growth(sizes: list[int], first_seed: int) -> list[dict[str, Any]]:
     show_default=True,
     help="all, none, or a comma list of crash,partition,loss,dup,reorder,delay,byzantine.",
 )
-@click.option("--byzantine", type=click.IntRange(min=0), default=None, help="Byzantine replicas.")
+@click.option(
+    "--byzantine",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Byzantine replicas (at most f). Default: 1 if --faults is all or lists byzantine, "
+    "else 0. A number given here wins over --faults: --faults byzantine --byzantine 0 has "
+    "none, --faults crash --byzantine 1 adds one.",
+)
 @click.option(
     "--faulty-ms",
     type=click.IntRange(min=100, max=600_000),
@@ -127,7 +153,12 @@ def _growth(sizes: list[int], first_seed: int) -> list[dict[str, Any]]:
     help="Length of the faulty phase, in simulated ms; longer ones reach deeper interleavings "
     "(more crashes, transfers and view changes in one run).",
 )
-@click.option("--json", "json_path", type=OutputFile())
+@click.option(
+    "--json",
+    "json_path",
+    type=OutputFile(),
+    help="Also write the figures (the sweep and any --growth rows) to this JSON file.",
+)
 @click.option("--growth", default=None, help="Also show messages per block for these n (4,7,10).")
 def sim(
     nodes: int,

@@ -273,7 +273,7 @@ def _cluster(history: Path | None) -> Iterator[tuple[ClusterDir, Path]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--blocks", type=int, default=10_000)
     parser.add_argument(
         "--batch", type=int, default=100, help="transactions per POST /txs, about one a block"

@@ -81,7 +81,7 @@ async def run(layout: ClusterDir, trials: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()

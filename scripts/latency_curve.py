@@ -236,7 +236,7 @@ def write_curve(
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--nodes", type=positive_int, default=4)
     parser.add_argument("--runs", type=positive_int, default=1, help="runs per point (median)")
     parser.add_argument("--duration", type=positive_float, default=20.0, help="s of load a run")

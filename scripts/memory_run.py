@@ -321,7 +321,7 @@ def _nan(value: float | None) -> float:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--nodes", type=positive_int, default=4)
     parser.add_argument("--minutes", type=positive_float, default=10.0, help="length of the load")
     parser.add_argument(

@@ -83,7 +83,7 @@ def measure(
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--nodes", type=node_counts, default=[4, 7, 10], help="e.g. 4,7,10")
     parser.add_argument("--runs", type=positive_int, default=3, help="runs per cluster size")
     parser.add_argument("--duration", type=positive_float, default=30.0, help="s of load a run")

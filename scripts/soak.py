@@ -656,7 +656,7 @@ def summary(report: Report) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--nodes", type=int, default=4, help="validators (n = 3f+1)")
     parser.add_argument("--minutes", type=float, default=5.0, help="length of load and faults")
     parser.add_argument("--seed", type=int, default=1, help="seed of the nemesis's schedule")

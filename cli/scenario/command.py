@@ -11,10 +11,10 @@ from typing import Any
 import click
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.common import OutputFile, console, guarded
+from cli.common import FiniteFloatRange, OutputFile, console, guarded
 from cli.common import table as print_table
 from cli.scenario.chain import ScenarioError
-from cli.scenario.config import CostModel, ScenarioConfig, Strategy
+from cli.scenario.config import HOURS_MAX, MACHINES_MAX, CostModel, ScenarioConfig, Strategy
 from cli.scenario.report import summary_rows, verdict, write_report
 from cli.scenario.runner import run_scenario, train_model
 from node.client import ClientError
@@ -22,62 +22,87 @@ from node.client import ClientError
 DEFAULT_COSTS = CostModel()
 
 _OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
-    click.option("--machines", type=int, default=6, show_default=True, help="Machines."),
-    click.option("--hours", type=int, default=24, show_default=True, help="Simulated hours."),
-    click.option("--seed", type=int, default=1, show_default=True),
-    click.option("--nodes", type=int, default=4, show_default=True, help="Validators."),
+    click.option(
+        "--machines",
+        # Checked by ScenarioConfig, whose error says why at least 2.
+        type=int,
+        default=6,
+        show_default=True,
+        help=f"Machines, from 2 (one per kind of cell) to {MACHINES_MAX}.",
+    ),
+    click.option(
+        "--hours",
+        type=click.IntRange(1, HOURS_MAX),
+        default=24,
+        show_default=True,
+        help="Simulated hours.",
+    ),
+    click.option(
+        "--seed",
+        type=int,
+        default=1,
+        show_default=True,
+        help="Seed of the plant; the same seed gives the same business figures.",
+    ),
+    click.option(
+        "--nodes",
+        type=click.IntRange(min=4),
+        default=4,
+        show_default=True,
+        help="Validators (n = 3f+1).",
+    ),
     click.option(
         "--step-min",
-        type=int,
+        type=click.IntRange(3, 120),
         default=15,
         show_default=True,
         help="Simulated minutes per step (readings are committed once a step).",
     ),
     click.option(
         "--response-min",
-        type=int,
+        type=click.IntRange(min=0),
         default=30,
         show_default=True,
         help="Minutes from a failure or an oracle work order to a maintainer.",
     ),
     click.option(
         "--repair-min",
-        type=int,
+        type=click.IntRange(min=1),
         default=120,
         show_default=True,
         help="Minutes an unplanned repair takes.",
     ),
     click.option(
         "--tool-change-min",
-        type=int,
+        type=click.IntRange(min=1),
         default=30,
         show_default=True,
         help="Minutes a planned tool change takes.",
     ),
     click.option(
         "--tool-change-at",
-        type=int,
+        type=click.IntRange(min=1),
         default=150,
         show_default=True,
         help="Preventive: change the tool at this much wear (minutes).",
     ),
     click.option(
         "--lead-time",
-        type=int,
+        type=click.IntRange(min=1),
         default=8,
         show_default=True,
         help="Hours from an order's placement to its due time.",
     ),
     click.option(
         "--load",
-        type=float,
+        type=FiniteFloatRange(0, 2, min_open=True),
         default=0.8,
         show_default=True,
         help="Offered work as a share of the fleet's capacity.",
     ),
     click.option(
         "--horizon",
-        type=int,
+        type=click.IntRange(1, 100),
         default=10,
         show_default=True,
         help="Predictive: the model predicts failure within this many operations.",

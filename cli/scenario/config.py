@@ -9,6 +9,7 @@ from typing import Any, Final
 from oracle.telemetry.reading import Quality
 
 MACHINES_MAX: Final = 64  # machine seeds spawned from the scenario's seed (plant.seeds)
+HOURS_MAX: Final = 24 * 14  # two simulated weeks
 
 # Minutes one operation takes: the tool's cutting time (the data set's wear per operation, 2, 3
 # and 5 min for L, M and H) plus a minute of handling.
@@ -69,7 +70,7 @@ class ScenarioConfig:
                 2 <= self.machines <= MACHINES_MAX,
                 f"--machines must be between 2 (one per kind of cell) and {MACHINES_MAX}",
             ),
-            (1 <= self.hours <= 24 * 14, "--hours must be between 1 and 336"),
+            (1 <= self.hours <= HOURS_MAX, f"--hours must be between 1 and {HOURS_MAX}"),
             (3 <= self.step_min <= 120, "--step-min must be between 3 and 120"),
             (self.response_min >= 0, "--response-min must not be negative"),
             (self.repair_min > 0, "--repair-min must be positive"),

@@ -127,6 +127,6 @@ def test_oracle_verify_refuses_an_empty_range(tmp_path: Path) -> None:
     ["--cost-failure", "--cost-tool-change", "--cost-downtime-hour", "--cost-scrap", "--cost-late"],
 )
 def test_scenario_refuses_a_negative_cost(option: str) -> None:
-    # --hours 0 is refused too, later: a cost that got past parsing would show that error instead.
-    result = _invoke("scenario", "run", "--strategy", "reactive", "--hours", "0", option, "-1")
+    # --machines 1 is refused too, later: a cost that got past parsing would show that error.
+    result = _invoke("scenario", "run", "--strategy", "reactive", "--machines", "1", option, "-1")
     _refused(result, f"'{option}'")
