@@ -122,7 +122,9 @@ RESEND_QUERY_TIMEOUT_S = 2.0
 RESEND_SKEW_MS = 1_000  # clock skew and delivery time allowed between two validators
 EXPIRE_SCAN_MS = 10_000  # how often the pool drops what waited too long behind a gap
 GOOD_SIGNATURES_MAX = 4096  # consensus signatures remembered as checked (node -> replica)
-LOGGED_MAX = 65_536  # signatures of logged peer messages remembered, to skip exact duplicates
+# Signatures of logged peer messages remembered, to skip exact duplicates: more than a watermark
+# window's messages (what an outage retransmits) at n = 10, about 1 MiB.
+LOGGED_MAX = 8_192
 
 
 @dataclass(slots=True)
