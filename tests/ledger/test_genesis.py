@@ -141,7 +141,7 @@ def test_rejects_fewer_than_4_validators(count: int) -> None:
 def test_rejects_an_oracle_quorum_that_faulty_oracles_could_decide_or_none_could_reach(
     count: int, quorum: int
 ) -> None:
-    with pytest.raises(GenesisError, match="oracle_quorum must be 0 .2f\\+1. or from 2f\\+1"):
+    with pytest.raises(GenesisError, match=r"oracle_quorum must be 0 .2f\+1. or from 2f\+1"):
         make_genesis(validator_count=count, params=Params(oracle_quorum=quorum))
 
 
