@@ -36,9 +36,12 @@ from cli.common import (
     table,
 )
 from cli.layout import ClusterDir
+from contracts.catalog import CatalogContract
+from contracts.errors import ExecutionError
 from contracts.machine_state import READING
 from contracts.machines import BASIS_POINTS
 from contracts.order_state import OrderState
+from contracts.schema import validate_args
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -208,6 +211,7 @@ def catalog_publish(file: Path, **opts: Any) -> None:
     products = document.get("products") if isinstance(document, dict) else None
     if not isinstance(products, list) or not products:
         raise click.ClickException(f'{file}: expected {{"products": [ ... ]}} with products')
+    _check_products(file, products)
     results = [_submit_quietly(opts, "catalog", "publish", product) for product in products]
     if opts["as_json"]:
         print_json(results)
@@ -216,6 +220,23 @@ def catalog_publish(file: Path, **opts: Any) -> None:
             print_receipt(result)
     if opts["wait"] and not all(result["receipt"]["ok"] for result in results):
         raise SystemExit(1)
+
+
+def _check_products(file: Path, products: list[Any]) -> None:
+    """Check every product against catalog.publish's argument schema before any is sent, so a
+    file with a bad product publishes none of them (one transaction a product: the ones before
+    a refused one used to be on the chain already)."""
+    spec = CatalogContract.methods["publish"]
+    for index, product in enumerate(products):
+        if not isinstance(product, dict):
+            raise click.ClickException(f"{file}: product {index} is not an object")
+        try:
+            validate_args(spec.args, product, where="catalog.publish")
+        except ExecutionError as exc:
+            name = product.get("product", index)
+            raise click.ClickException(
+                f"{file}: product {name!r}: {exc}; nothing was published"
+            ) from exc
 
 
 @catalog_group.command(name="show")

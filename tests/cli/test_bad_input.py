@@ -5,6 +5,7 @@ fail differently."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,21 @@ def test_catalog_publish_refuses_a_file_that_is_not_json(tmp_path: Path, content
     result = _invoke("catalog", "publish", str(document), "--dir", str(tmp_path))
     assert result.exit_code == 1, result.output
     assert "bad.json: not a JSON document" in result.output
+
+
+def test_catalog_publish_checks_every_product_before_it_sends_any(tmp_path: Path) -> None:
+    # One transaction a product: a bad one after a good one left the good one published.
+    catalog = json.loads((Path(__file__).parents[2] / "configs" / "catalog.json").read_text())
+    good = catalog["products"][0]
+    small = {**good["variants"]["small"], "bom": {"steel-sheet": 0}}
+    bad = {**good, "product": "widget", "variants": {"small": small}}
+    document = tmp_path / "catalog.json"
+    document.write_text(json.dumps({"products": [good, bad]}), encoding="utf-8")
+    result = _invoke("catalog", "publish", str(document), "--dir", str(tmp_path))
+    assert result.exit_code == 1, result.output
+    assert "product 'widget': catalog.publish" in result.output
+    assert "must be at least 1" in result.output
+    assert "nothing was published" in result.output  # refused before it looked for a cluster
 
 
 @pytest.mark.parametrize("segment", [".", "..", ""])
