@@ -6,9 +6,6 @@ in for a node still opening its store: no real node is slow on cue."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,6 +18,7 @@ from click.testing import CliRunner
 from cli.layout import ClusterDir, init_cluster
 from cli.main import main
 from cli.process import is_alive, node_pid
+from tests.clusters import kill_all
 
 SILENT_S = 60  # how long a silent stand-in lives at most, should a test fail to end it
 
@@ -50,11 +48,7 @@ def cluster(tmp_path: Path) -> Iterator[ClusterDir]:
     try:
         yield layout
     finally:
-        for name in layout.node_names():
-            pid = node_pid(layout, name)
-            if pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
+        kill_all(layout)
 
 
 @pytest.mark.parametrize("command", ["up", "restart"])

@@ -182,6 +182,23 @@ class Bench:
             sender=sender,
         )
 
+    def new_view(
+        self, changes: tuple[m.ViewChange, ...], blocks: tuple[Block, ...], *, view: int
+    ) -> m.NewView:
+        """The new-view message of `view`'s primary: `changes` and pre-prepares for `blocks`."""
+        primary = view % self.n
+        pre_prepares = tuple(
+            self.pre_prepare(block, view=view, sender=primary, seq=block.height) for block in blocks
+        )
+        return m.sign_new_view(
+            self.keys[primary],
+            CHAIN_ID,
+            view=view,
+            view_changes=changes,
+            pre_prepares=pre_prepares,
+            sender=primary,
+        )
+
     # --- driving the replica ---------------------------------------------------------------
 
     def deliver(self, *messages: Message, now_ms: int = 0) -> list[Action]:

@@ -246,14 +246,7 @@ def test_a_restarted_replica_follows_a_new_view_that_starts_at_the_chain_start()
     # above height 0 knows that start only from what its node passes it.
     bench, first, _ = _two_blocks_first_executed()
     changes = tuple(bench.view_change(sender, 2, (bench.proof(first),)) for sender in (0, 2, 3))
-    new_view = m.sign_new_view(
-        bench.keys[2],
-        bench.config.chain_id,
-        view=2,
-        view_changes=changes,
-        pre_prepares=(bench.pre_prepare(first, view=2, sender=2),),
-        sender=2,
-    )
+    new_view = bench.new_view(changes, (first,), view=2)
     _restart_at_first_block(bench, first, ())
     [rejected] = rejections(bench.deliver(new_view))
     assert "starts at the chain's start, which this replica lacks" in rejected.reason
@@ -313,14 +306,7 @@ def test_a_backup_restarted_in_a_view_it_installed_takes_that_views_new_view_aga
     bench = Bench()
     first = bench.block(1)
     changes = tuple(bench.view_change(sender, 2, (bench.proof(first),)) for sender in (0, 2, 3))
-    new_view = m.sign_new_view(
-        bench.keys[2],
-        bench.config.chain_id,
-        view=2,
-        view_changes=changes,
-        pre_prepares=(bench.pre_prepare(first, view=2, sender=2),),
-        sender=2,
-    )
+    new_view = bench.new_view(changes, (first,), view=2)
     received: list[Message] = [
         new_view,
         bench.prepare(first, 0, view=2),

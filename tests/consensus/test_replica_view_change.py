@@ -139,18 +139,7 @@ def test_backup_installs_a_valid_new_view_and_prepares_its_blocks() -> None:
 def sign_new_view(
     bench: Bench, changes: tuple[m.ViewChange, ...], blocks: tuple[Block, ...], view: int = 1
 ) -> m.NewView:
-    primary = view % bench.n
-    pre_prepares = tuple(
-        bench.pre_prepare(block, view=view, sender=primary, seq=block.height) for block in blocks
-    )
-    return m.sign_new_view(
-        bench.keys[primary],
-        bench.config.chain_id,
-        view=view,
-        view_changes=changes,
-        pre_prepares=pre_prepares,
-        sender=primary,
-    )
+    return bench.new_view(changes, blocks, view=view)
 
 
 def test_new_view_with_a_forged_or_inconsistent_choice_is_rejected() -> None:

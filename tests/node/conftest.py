@@ -6,6 +6,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
@@ -60,14 +61,21 @@ def setup() -> Setup:
     return make_setup()
 
 
-@pytest.fixture
-async def node(setup: Setup, tmp_path: Path) -> AsyncIterator[Node]:
-    node = Node(
+def backup_node(setup: Setup, path: Path, **options: Any) -> Node:
+    """Validator 1 of `setup` (a backup: it never proposes, so nothing moves) on the database at
+    `path`, not started; `options` go to Node (oracle keys, say)."""
+    return Node(
         name="node1",
         genesis=setup.genesis,
-        keys=setup.validator_keys[1],  # a backup: it never proposes, so nothing moves
-        storage=Storage(tmp_path / "chain.sqlite"),
+        keys=setup.validator_keys[1],
+        storage=Storage(path),
+        **options,
     )
+
+
+@pytest.fixture
+async def node(setup: Setup, tmp_path: Path) -> AsyncIterator[Node]:
+    node = backup_node(setup, tmp_path / "chain.sqlite")
     await node.start()
     try:
         yield node

@@ -25,12 +25,11 @@ from ledger.tx import Transaction
 from node import oracle_runner, service
 from node.errors import Duplicate, MempoolFull, Rejection
 from node.oracle_runner import OracleRunner, model_path, to_reading
-from node.service import Node
 from node.storage import Storage
 from oracle.errors import TelemetryError
 from oracle.model import FaultModel, save_model, train
 from oracle.telemetry import Reading, simulate_fleet
-from tests.node.conftest import make_setup
+from tests.node.conftest import backup_node, make_setup
 
 READINGS = [
     (
@@ -388,13 +387,8 @@ async def test_an_oracle_that_fails_is_started_again_and_the_node_runs_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     setup = make_setup()
-    node = Node(
-        name="node1",
-        genesis=setup.genesis,
-        keys=setup.validator_keys[1],
-        storage=Storage(tmp_path / "chain.sqlite"),
-        oracle_keys=setup.identities["admin"],
-        models_dir=tmp_path,
+    node = backup_node(
+        setup, tmp_path / "chain.sqlite", oracle_keys=setup.identities["admin"], models_dir=tmp_path
     )
     assert node.oracle is not None
     runs = [0]

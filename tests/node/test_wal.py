@@ -14,9 +14,7 @@ from consensus.messages import Prepare, ViewChange, sign_prepare, sign_view_chan
 from consensus.normalcase import VIEWS_AHEAD_MAX
 from node import wal
 from node.errors import StorageError
-from node.service import Node
-from node.storage import Storage
-from tests.node.conftest import make_setup
+from tests.node.conftest import backup_node, make_setup
 
 TX_BYTES_MAX = 1 << 20
 
@@ -27,9 +25,7 @@ def test_a_view_change_under_way_survives_a_checkpoint_and_a_restart(tmp_path: P
     # replica that forgot its view change would go back to acting in view 0.
     setup = make_setup()
     path = tmp_path / "chain.sqlite"
-    node = Node(
-        name="node1", genesis=setup.genesis, keys=setup.validator_keys[1], storage=Storage(path)
-    )
+    node = backup_node(setup, path)
     node.feed(RequestsPending(now_ms=1, pending=True))
     node.feed(Tick(now_ms=1_000_000))
     assert node.replica is not None and (node.replica.view, node.replica.view_active) == (1, False)
@@ -49,9 +45,7 @@ def test_a_view_change_under_way_survives_a_checkpoint_and_a_restart(tmp_path: P
     node.storage.close()
     assert [(type(m), m.new_view) for m in signed if isinstance(m, ViewChange)] == [(ViewChange, 1)]
     assert peer in received
-    restarted = Node(
-        name="node1", genesis=setup.genesis, keys=setup.validator_keys[1], storage=Storage(path)
-    )
+    restarted = backup_node(setup, path)
     try:
         assert restarted.replica is not None
         assert (restarted.replica.view, restarted.replica.view_active) == (1, False)
@@ -66,12 +60,7 @@ def test_only_validly_signed_messages_the_replica_holds_are_logged_and_each_once
     # fine): junk must not grow the log a restart replays, nor a retransmitted pre-prepare,
     # which carries its whole block, each time it comes again.
     setup = make_setup()
-    node = Node(
-        name="node1",
-        genesis=setup.genesis,
-        keys=setup.validator_keys[1],
-        storage=Storage(tmp_path / "chain.sqlite"),
-    )
+    node = backup_node(setup, tmp_path / "chain.sqlite")
     chain_id = setup.genesis.chain_id
     try:
         assert node.replica is not None
@@ -130,9 +119,7 @@ def test_a_commit_the_database_refuses_halts_the_node_before_anything_leaves(
     # must not go out, since after a restart the node would not know it had signed it.
     setup = make_setup()
     path = tmp_path / "chain.sqlite"
-    node = Node(
-        name="node1", genesis=setup.genesis, keys=setup.validator_keys[1], storage=Storage(path)
-    )
+    node = backup_node(setup, path)
     node.feed(RequestsPending(now_ms=1, pending=True))
     database = node.storage._db
     node.storage._db = _RefusingCommits(database)  # type: ignore[assignment]
@@ -144,9 +131,7 @@ def test_a_commit_the_database_refuses_halts_the_node_before_anything_leaves(
         node.feed(Tick(now_ms=1_000_001))
     node.storage._db = database
     node.storage.close()
-    restarted = Node(
-        name="node1", genesis=setup.genesis, keys=setup.validator_keys[1], storage=Storage(path)
-    )
+    restarted = backup_node(setup, path)
     try:
         assert restarted.replica is not None and restarted.replica.view == 0
         assert wal.signed(restarted.storage, tx_bytes_max=TX_BYTES_MAX) == ()
