@@ -196,10 +196,6 @@ def queued_numbers(state: StateReader, machine_id: str) -> list[tuple[int, int]]
     ]
 
 
-def queued_load_ms(state: StateReader, machine_id: str) -> int:
-    return sum(duration_ms for _, duration_ms in queued_numbers(state, machine_id))
-
-
 def create_order(call: Call, order: Order) -> None:
     """Store a new order under the next number and emit `place` (the only write not a move)."""
     own = call.acting_as(CONTRACT)

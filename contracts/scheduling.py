@@ -27,7 +27,6 @@ from contracts.order_state import (
     existing_order,
     order_id,
     queue_prefix,
-    queued_load_ms,
     queued_numbers,
     transition,
 )
@@ -46,17 +45,17 @@ def pick_machine(
 ) -> Machine | None:
     """The machine the rule gives an order needing `requires`, or None if none can take it."""
     excluded = set(exclude)
-    candidates = [
-        machine
-        for machine in all_machines(state)
-        if machine.in_service
-        and machine.can_make(requires)
-        and machine.id not in excluded
-        and not queue_full(state, machine.id)
-    ]
-    if not candidates:
-        return None
-    return min(candidates, key=lambda machine: (queued_load_ms(state, machine.id), machine.id))
+    best: tuple[int, str, Machine] | None = None
+    for machine in all_machines(state):
+        if not machine.in_service or not machine.can_make(requires) or machine.id in excluded:
+            continue
+        queued = queued_numbers(state, machine.id)  # read once: its length and its load
+        if len(queued) >= QUEUE_MAX:
+            continue
+        load = (sum(duration_ms for _, duration_ms in queued), machine.id, machine)
+        if best is None or load[:2] < best[:2]:
+            best = load
+    return None if best is None else best[2]
 
 
 def move_queued_work(call: Call, machine_id: str, reason: str) -> list[dict[str, str]]:
