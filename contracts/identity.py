@@ -4,6 +4,12 @@ Identities come from the genesis and change only through admin transactions. A r
 under the member's public key (the runtime looks senders up by key on every transaction) and a
 name index points from the name to the key. The contract keeps at least one active admin, so the
 chain can never lock itself out of administration.
+
+Other contracts record members by name (an order's customer, a machine's operator, who opened or
+took a work order), so a name must mean one member for the chain's whole history. Removing a
+member therefore retires its name: a removal record stays under the name, and `add` refuses that
+name for good, whatever the key. The key itself may be added again under a new name, as the same
+member (its nonce and the oracle's count by key carry on); nothing the old name owned follows it.
 """
 
 from __future__ import annotations
@@ -28,11 +34,13 @@ from contracts.state import (
 )
 from ledger.crypto import PUBLIC_KEY_BYTES
 from ledger.errors import ValidationError
-from ledger.fields import expect_bytes, expect_list, expect_str
+from ledger.fields import expect_bytes, expect_int, expect_list, expect_str
 from ledger.genesis import Genesis, Role
 
 IDENTITY_PREFIX = b"identity/"
 NAME_INDEX_PREFIX = b"identity-name/"
+REMOVED_PREFIX = b"identity-removed/"
+REMOVED_STATUS = "removed"
 ROLE_NAMES = tuple(str(role) for role in Role)
 
 _NAME = Str(min_len=1, max_len=64, pattern=NAME_PATTERN)
@@ -91,6 +99,50 @@ class IdentityRecord:
         }
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemovedIdentity:
+    """What stays of a removed member: its name, retired for good, and who held it until when."""
+
+    name: str
+    public_key: bytes
+    roles: tuple[Role, ...]
+    removed_height: int
+
+    def to_map(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "public_key": self.public_key,
+            "roles": [str(role) for role in self.roles],
+            "removed_height": self.removed_height,
+        }
+
+    @classmethod
+    def from_map(cls, key: bytes, value: dict[str, Any]) -> RemovedIdentity:
+        try:
+            return cls(
+                name=expect_str(value.get("name"), "name"),
+                public_key=expect_bytes(
+                    value.get("public_key"), "public_key", length=PUBLIC_KEY_BYTES
+                ),
+                roles=tuple(
+                    Role(role) for role in expect_list(value.get("roles"), "roles", length_max=16)
+                ),
+                removed_height=expect_int(value.get("removed_height"), "removed_height"),
+            )
+        except (ValidationError, ValueError) as exc:
+            raise StateError(f"removed identity at {key!a} is malformed: {exc}") from exc
+
+    def summary(self) -> dict[str, Any]:
+        """The shape of a member's summary, with status "removed" and the removal's height."""
+        return {
+            "name": self.name,
+            "public_key": self.public_key.hex(),
+            "roles": [str(role) for role in self.roles],
+            "status": REMOVED_STATUS,
+            "removed_height": self.removed_height,
+        }
+
+
 def canonical_roles(roles: Sequence[Role | str]) -> tuple[Role, ...]:
     """Roles deduplicated in the order Role declares them, so equal sets store alike."""
     wanted = {Role(role) for role in roles}
@@ -103,6 +155,10 @@ def identity_key(public_key: bytes) -> bytes:
 
 def name_key(name: str) -> bytes:
     return NAME_INDEX_PREFIX + name.encode("utf-8")
+
+
+def removed_key(name: str) -> bytes:
+    return REMOVED_PREFIX + name.encode("utf-8")
 
 
 _IDENTITIES: RecordMemo[IdentityRecord] = RecordMemo(IdentityRecord.from_map)
@@ -124,6 +180,25 @@ def find_identity(state: StateReader, name: str) -> IdentityRecord | None:
     if record is None or record.name != name:
         raise StateError(f"name index at {key!a} points at no identity named {name!a}")
     return record
+
+
+def find_removed(state: StateReader, name: str) -> RemovedIdentity | None:
+    """The removal record of `name`, or None if no member of that name was ever removed."""
+    key = removed_key(name)
+    value = read_map(state, key)
+    return None if value is None else RemovedIdentity.from_map(key, value)
+
+
+def refuse_retired_name(state: StateReader, name: str, *, given_as: str) -> None:
+    """Fail if `name` belonged to a removed member: whoever took it would inherit what the
+    removed member owned under it (its orders, the machines it operates, its work orders)."""
+    removed = find_removed(state, name)
+    if removed is not None:
+        raise ConflictError(
+            f"{given_as} {name!a} is retired: the identity of that name was removed at height "
+            f"{removed.removed_height}, and a removed name is never given to another member, "
+            "so nobody inherits what it owned; choose another name"
+        )
 
 
 def all_identities(state: StateReader) -> Iterator[IdentityRecord]:
@@ -163,7 +238,9 @@ class IdentityContract(Contract):
         },
     )
     def add(self, call: Call, *, name: str, public_key: bytes, roles: list[str]) -> dict[str, Any]:
-        """Register a new member with roles; the name and the key must both be unused."""
+        """Register a new member with roles; the name and the key must both be unused, and the
+        name never held by a removed member (a key may come back under a new name)."""
+        refuse_retired_name(call.state, name, given_as="name")
         if find_identity(call.state, name) is not None:
             raise ConflictError(f"an identity named {name!a} already exists")
         holder = read_identity(call.state, public_key)
@@ -200,22 +277,35 @@ class IdentityContract(Contract):
 
     @method(roles=(Role.ADMIN,), args={"name": _NAME})
     def remove(self, call: Call, *, name: str) -> dict[str, Any]:
-        """Delete a member; its account nonce stays, so its old transactions cannot replay."""
+        """Delete a member and retire its name for good; its account nonce stays, so its old
+        transactions cannot replay."""
         record = _existing(call.state, name)
         _keep_an_admin(call.state, record, "remove")
         call.state.delete(identity_key(record.public_key))
         call.state.delete(name_key(record.name))
+        removed = RemovedIdentity(
+            name=record.name,
+            public_key=record.public_key,
+            roles=record.roles,
+            removed_height=call.block.height,
+        )
+        write_map(call.state, removed_key(record.name), removed.to_map())
         call.emit("remove", f"identity:{name}", {"public_key": record.public_key})
         return {"name": name, "removed": True}
 
     def query(self, state: StateReader, path: Sequence[str]) -> Any:
+        """[]: the current members by name; [name]: one member, or a removed one's summary
+        (status "removed", with the removal's height)."""
         if len(path) == 0:
             return {record.name: record.summary() for record in _by_name(state)}
         if len(path) == 1:
             record = find_identity(state, path[0])
-            if record is None:
-                raise QueryError(f"no identity named {path[0]!a}")
-            return record.summary()
+            if record is not None:
+                return record.summary()
+            removed = find_removed(state, path[0])
+            if removed is not None:
+                return removed.summary()
+            raise QueryError(f"no identity named {path[0]!a}")
         raise QueryError(f"identity queries take [] or [name], got {list(path)!a}")
 
 
@@ -225,9 +315,15 @@ def _by_name(state: StateReader) -> list[IdentityRecord]:
 
 def _existing(state: StateReader, name: str) -> IdentityRecord:
     record = find_identity(state, name)
-    if record is None:
-        raise NotFoundError(f"no identity named {name!a}")
-    return record
+    if record is not None:
+        return record
+    removed = find_removed(state, name)
+    if removed is not None:
+        raise NotFoundError(
+            f"identity {name!a} was removed at height {removed.removed_height}; "
+            "a removed name is retired for good"
+        )
+    raise NotFoundError(f"no identity named {name!a}")
 
 
 def _keep_an_admin(state: StateReader, record: IdentityRecord, action: str) -> None:

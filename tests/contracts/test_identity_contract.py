@@ -1,13 +1,19 @@
-"""The identity contract: genesis members, add/suspend/reinstate/remove, the last-admin rule."""
+"""The identity contract: genesis members, add/suspend/reinstate/remove, the last-admin rule,
+and removed names retired for good."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
-from contracts.errors import QueryError
-from contracts.identity import IdentityStatus, canonical_roles
+from contracts.errors import QueryError, StateError
+from contracts.identity import IdentityStatus, canonical_roles, removed_key
+from contracts.receipt import Receipt
+from ledger.encoding import decode, encode
 from ledger.genesis import Role
-from tests.contracts.conftest import MEMBER_ROLES
+from tests.contracts.conftest import MEMBER_ROLES, Chain, place, state_except_nonces
+from tests.contracts.test_machines_contract import reading
 
 
 def test_genesis_registers_every_identity_active_with_its_roles(chain, genesis):
@@ -118,7 +124,7 @@ def test_an_admin_can_step_down_once_another_admin_is_active(chain):
     ).error.startswith("unknown sender ")
 
 
-def test_removed_member_re_added_keeps_its_nonce_so_old_txs_cannot_replay(chain):
+def test_removed_key_re_added_under_a_new_name_keeps_its_nonce_so_old_txs_cannot_replay(chain):
     old = chain.tx("sam", "inventory", "receive", item="a", location="b", qty=1)
     assert chain.run(old).receipts[0].ok
     assert chain.call("root", "identity", "remove", name="sam").ok
@@ -127,7 +133,7 @@ def test_removed_member_re_added_keeps_its_nonce_so_old_txs_cannot_replay(chain)
         "root",
         "identity",
         "add",
-        name="sam",
+        name="sam2",
         public_key=chain.keys("sam").public_key,
         roles=["supplier"],
     ).ok
@@ -155,3 +161,145 @@ def test_query_of_unknown_name_or_path_raises_query_error(chain):
 
 def test_canonical_roles_dedupes_in_declaration_order():
     assert canonical_roles(["machine", Role.ADMIN, "machine"]) == (Role.ADMIN, Role.MACHINE)
+
+
+# A removed name is retired: orders, machines and work orders name their members, so a name
+# given to a new key would hand it everything the removed member had.
+
+
+def _order_placed_by_alice(chain: Chain) -> Callable[[str], Receipt]:
+    assert place(chain, "alice").ok
+    return lambda who: chain.call(who, "orders", "cancel", order="ord-1")
+
+
+def _work_order_taken_by_max(chain: Chain) -> Callable[[str], Receipt]:
+    assert chain.call("max", "maintenance", "open", machine="m1", reason="noisy").ok
+    assert chain.call("max", "maintenance", "take", work_order="wo-1").ok
+    return lambda who: chain.call(
+        who, "maintenance", "close", work_order="wo-1", actions=["inspected"]
+    )
+
+
+def _machine_operated_by_mia(chain: Chain) -> Callable[[str], Receipt]:
+    registered = chain.call(
+        "root",
+        "machines",
+        "register",
+        machine="m9",
+        type="cell",
+        capabilities=["x"],
+        operator="mia",
+    )
+    assert registered.ok, registered.error
+    return lambda who: chain.call(who, "machines", "report", machine="m9", readings=[reading(1)])
+
+
+@pytest.mark.parametrize(
+    ("name", "roles", "holding"),
+    [
+        ("alice", ["customer"], _order_placed_by_alice),
+        ("max", ["maintainer"], _work_order_taken_by_max),
+        ("mia", ["machine"], _machine_operated_by_mia),
+    ],
+)
+def test_a_removed_name_is_refused_to_a_new_key_which_inherits_nothing(
+    factory: Chain,
+    name: str,
+    roles: list[str],
+    holding: Callable[[Chain], Callable[[str], Receipt]],
+) -> None:
+    act_on_holding = holding(factory)
+    removal = factory.call("root", "identity", "remove", name=name)
+    assert removal.ok, removal.error
+    before = state_except_nonces(factory)
+    added = factory.call(
+        "root",
+        "identity",
+        "add",
+        name=name,
+        public_key=factory.keys("impostor").public_key,
+        roles=roles,
+    )
+    assert added.error == (
+        f"name '{name}' is retired: the identity of that name was removed at height "
+        f"{removal.height}, and a removed name is never given to another member, so nobody "
+        "inherits what it owned; choose another name"
+    )
+    assert state_except_nonces(factory) == before
+    # The new key is no member, so it cannot act on what the removed member held.
+    acted = act_on_holding("impostor")
+    assert acted.error is not None and acted.error.startswith("unknown sender ")
+
+
+def test_a_removed_members_own_key_does_not_take_its_name_back(chain: Chain) -> None:
+    assert chain.call("root", "identity", "remove", name="sam").ok
+    added = chain.call(
+        "root",
+        "identity",
+        "add",
+        name="sam",
+        public_key=chain.keys("sam").public_key,
+        roles=["supplier"],
+    )
+    assert added.error is not None and added.error.startswith("name 'sam' is retired: ")
+
+
+def test_a_removed_key_under_a_new_name_leaves_the_old_names_orders_alone(factory: Chain) -> None:
+    assert place(factory, "alice").ok
+    assert factory.call("root", "identity", "remove", name="alice").ok
+    key = factory.keys("alice").public_key
+    assert factory.call(
+        "root", "identity", "add", name="alice2", public_key=key, roles=["customer"]
+    ).ok
+    receipt = factory.call("alice", "orders", "cancel", order="ord-1")  # signed as alice2 now
+    assert receipt.error == "order ord-1 belongs to alice; alice2 may not cancel it"
+
+
+def test_query_of_a_removed_name_says_it_was_removed_and_the_list_leaves_it_out(
+    chain: Chain,
+) -> None:
+    removal = chain.call("root", "identity", "remove", name="sam")
+    assert removal.ok
+    assert chain.query("identity", "sam") == {
+        "name": "sam",
+        "public_key": chain.keys("sam").public_key.hex(),
+        "roles": ["supplier"],
+        "status": "removed",
+        "removed_height": removal.height,
+    }
+    assert "sam" not in chain.query("identity")
+
+
+def test_managing_a_removed_name_says_it_was_removed(chain: Chain) -> None:
+    removal = chain.call("root", "identity", "remove", name="sam")
+    for action in ("suspend", "reinstate", "remove"):
+        assert chain.call("root", "identity", action, name="sam").error == (
+            f"identity 'sam' was removed at height {removal.height}; "
+            "a removed name is retired for good"
+        )
+
+
+def test_the_removal_record_is_canonical_state_written_with_the_removal(chain: Chain) -> None:
+    before = chain.digest
+    result = chain.run(chain.tx("root", "identity", "remove", name="sam"))
+    assert result.receipts[0].ok
+    expected = {
+        "name": "sam",
+        "public_key": chain.keys("sam").public_key,
+        "roles": ["supplier"],
+        "removed_height": 1,
+    }
+    assert result.writes[removed_key("sam")] == encode(expected)
+    assert decode(chain.state.get(removed_key("sam"))) == expected
+    # Every node hashes the same removal into the same digest.
+    twin = Chain(chain.genesis)
+    assert twin.digest == before
+    assert twin.run(twin.tx("root", "identity", "remove", name="sam")).state_digest == (
+        chain.digest
+    )
+
+
+def test_a_malformed_removal_record_is_a_state_error(chain: Chain) -> None:
+    chain.state.apply({removed_key("gone"): encode({"name": "gone", "removed_height": "soon"})})
+    with pytest.raises(StateError, match=r"removed identity at .* is malformed"):
+        chain.query("identity", "gone")
