@@ -15,6 +15,7 @@ from typing import Any
 
 from contracts.contract import Call, Contract, method
 from contracts.errors import ConflictError, QueryError, RejectedError
+from contracts.identity import refuse_retired_name
 from contracts.machine_state import (
     CONTRACT,
     READING,
@@ -103,9 +104,12 @@ class MachinesContract(Contract):
     def register(
         self, call: Call, *, machine: str, type: str, capabilities: list[str], operator: str
     ) -> dict[str, Any]:
-        """Register a machine with its type and capabilities; it starts running."""
+        """Register a machine with its type and capabilities; it starts running. The operator
+        may be a member still to be added, but not a removed one's retired name."""
         if read_machine(call.state, machine) is not None:
             raise ConflictError(f"machine {machine} is already registered")
+        if operator:
+            refuse_retired_name(call.state, operator, given_as="operator")
         record = Machine(
             id=machine,
             type=type,

@@ -263,6 +263,21 @@ def test_a_named_operator_is_the_only_machine_identity_acting_for_it(chain):
     assert receipt.error == "machine m1 is operated by mia; mo may not act for it"
 
 
+def test_a_removed_members_name_cannot_be_named_operator_but_a_future_one_can(chain):
+    removal = chain.call("root", "identity", "remove", name="mia")
+    assert removal.ok
+    before = state_except_nonces(chain)
+    register = {"type": "cell", "capabilities": ["x"]}
+    receipt = chain.call("root", "machines", "register", machine="m1", operator="mia", **register)
+    assert receipt.error == (
+        "operator 'mia' is retired: the identity of that name was removed at height "
+        f"{removal.height}, and a removed name is never given to another member, so nobody "
+        "inherits what it owned; choose another name"
+    )
+    assert state_except_nonces(chain) == before
+    assert chain.call("root", "machines", "register", machine="m1", operator="mo", **register).ok
+
+
 def test_status_changes_are_refused_when_they_make_no_sense(factory):
     assert factory.call("max", "machines", "up", machine="m1").error == (
         "machine m1 is already running"
