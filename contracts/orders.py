@@ -71,6 +71,9 @@ def _check_own(call: Call, order: Order, action: str) -> None:
 # Distinct materials an order may use: completing it emits a consume event for each (and a
 # low-stock one where stock crosses its reorder point) within a transaction's EVENTS_MAX (1,024).
 ORDER_MATERIALS_MAX = 500
+# How a schedule left to the rule fails when no capable machine in service has room: a planner
+# (the scenario's, say) may take it as "try again later" rather than an error.
+NO_ROOM = "no machine in service with room in its queue"
 
 
 class OrdersContract(Contract):
@@ -149,7 +152,7 @@ class OrdersContract(Contract):
             picked = pick_machine(call.state, record.requires)
             if picked is None:
                 raise ConflictError(
-                    f"no machine in service with room in its queue can make order {order} "
+                    f"{NO_ROOM} can make order {order} "
                     f"(needs {', '.join(record.requires) or 'any machine'})"
                 )
             machine = picked.id

@@ -46,6 +46,8 @@ from cli.scenario.config import (
     machine_names,
 )
 from cli.scenario.demand import OrderRequest, operations_for, order_stream
+from contracts.orders import NO_ROOM
+from contracts.scheduling import QUEUE_MAX
 from node.client import ClientError
 from oracle.telemetry.reading import FLAG_NAMES, Reading
 from oracle.telemetry.simulator import MachineSimulator
@@ -243,11 +245,20 @@ class Plant:
             (o for o in (await self.chain.query("orders")).values() if o["state"] == "accepted"),
             key=lambda o: int(str(o["id"])[4:]),
         )
+        # An order no machine with room can take stays accepted and is tried again next step:
+        # the queues may fill within this phase, so a schedule may fail for want of room.
+        with_room = [m for m in in_service if len(m["queue"]) < QUEUE_MAX]
         for summary in [*placed, *waiting]:
             needs = set(summary["requires"])
-            if any(needs <= set(m["capabilities"]) for m in in_service):
+            if any(needs <= set(m["capabilities"]) for m in with_room):
                 calls.append(
-                    Call("planner", "orders", "schedule", {"order": summary["id"], "machine": ""})
+                    Call(
+                        "planner",
+                        "orders",
+                        "schedule",
+                        {"order": summary["id"], "machine": ""},
+                        may_fail_with=NO_ROOM,
+                    )
                 )
         await self.chain.phase(calls)
 
