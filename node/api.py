@@ -7,7 +7,8 @@ Client API (JSON answers; errors are {"error": message} with a 4xx or 503 status
   GET  /commits?from=H[&wait_ms=N]  recent committed blocks from height H (msgpack:
                                 {"head", "blocks": [[height, commit_ms, 32-byte tx hashes
                                 concatenated], ...]}), waiting up to N ms for the first
-  GET  /tx/{hash}[?wait_ms=N]   the transaction, its status and receipt (waits up to N ms)
+  GET  /tx/{hash}[?wait_ms=N]   the transaction, its status and receipt (waits up to N ms
+                                for a commit, and for a settled one: see get_tx)
   GET  /blocks?limit=N          the newest blocks
   GET  /blocks/{height}         a block with its transactions, receipts and commit certificate
   GET  /blocks/hash/{hash}      the same, by block hash
@@ -251,28 +252,48 @@ async def get_commits(request: web.Request) -> web.Response:
 
 
 async def get_tx(request: web.Request) -> web.Response:
+    """The transaction with the receipt of its inclusion that counts (node/storage.py), and
+    whether that receipt is `settled`: it succeeded, or the nonce is used (by this inclusion or
+    by another transaction of the sender), so no block can ever run the transaction again. An
+    unsettled one failed a gate without using its nonce (a block took it before its turn, say):
+    a later block may still include it and run it. With wait_ms the answer waits for a commit,
+    and while it is unsettled, for the next block that might settle it."""
     node = request.app[NODE_KEY]
     tx_hash = _hex_param(request, "hash", 32)
     wait_ms = _int_query(request, "wait_ms", 0, WAIT_MS_MAX)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_ms / 1000
     if wait_ms and not node.storage.has_tx(tx_hash):
         await node.wait_committed(tx_hash, wait_ms / 1000)
-    receipt = node.storage.receipt(tx_hash)
-    if receipt is not None:
-        stored = node.storage.block(receipt.height)
-        assert stored is not None
-        tx = stored.block.txs[receipt.index]
-        return web.json_response(
-            {
-                "status": "committed",
-                "height": receipt.height,
-                "tx": tx.summary(),
-                "receipt": receipt.summary(),
-            }
-        )
+    committed = _committed_tx(node, tx_hash)
+    while committed is not None and not committed["settled"] and loop.time() < deadline:
+        after = node.storage.head().height + 1
+        await node.commit_feed.wait_since(after, deadline - loop.time())
+        committed = _committed_tx(node, tx_hash)
+    if committed is not None:
+        return web.json_response(committed)
     pending = node.mempool.get(tx_hash)
     if pending is not None:
         return web.json_response({"status": "pending", "tx": pending.summary()})
     return error(404, f"transaction {tx_hash.hex()} is unknown to this node")
+
+
+def _committed_tx(node: Node, tx_hash: bytes) -> dict[str, Any] | None:
+    """GET /tx's answer for a transaction a block included; None if none did."""
+    receipt = node.storage.receipt(tx_hash)
+    if receipt is None:
+        return None
+    stored = node.storage.block(receipt.height)
+    assert stored is not None
+    tx = stored.block.txs[receipt.index]
+    settled = receipt.ok or node.runtime.account_nonce(node.storage, tx.sender) > tx.nonce
+    return {
+        "status": "committed",
+        "height": receipt.height,
+        "settled": settled,
+        "tx": tx.summary(),
+        "receipt": receipt.summary(),
+    }
 
 
 async def list_blocks(request: web.Request) -> web.Response:

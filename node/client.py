@@ -144,24 +144,35 @@ class NodeClient:
         return tx
 
     async def wait_committed(self, tx_hash: str, timeout_s: float) -> dict[str, Any]:
+        """GET /tx's answer once a block included the transaction and its receipt is settled
+        (see node/api.py get_tx). An unsettled one (a failure that did not use the nonce: a
+        later block may still run the transaction) is waited past until the deadline, then
+        returned as it stands; ClientError if no block included the transaction by then."""
         deadline = time.monotonic() + timeout_s
+        unsettled: dict[str, Any] | None = None
         while True:
             remaining_ms = int((deadline - time.monotonic()) * 1000)
             if remaining_ms <= 0:
+                if unsettled is not None:
+                    return unsettled
                 raise ClientError(f"transaction {tx_hash} not committed within {timeout_s:.0f} s")
             result = await self.tx(tx_hash, wait_ms=min(remaining_ms, 10_000))
             if result["status"] == "committed":
-                return result
+                # A node from before the flag settled every answer.
+                if result.get("settled", True):
+                    return result
+                unsettled = result
 
 
 async def wait_committed_anywhere(
     urls: Sequence[str], tx_hash: str, timeout_s: float
 ) -> dict[str, Any]:
-    """Wait until any of the nodes at `urls` reports the transaction committed, and return its
-    answer. Asking only the node it was submitted to said "not committed" when that node was
-    paused, cut off or behind while the others committed it, and a client trying again would
-    sign it anew: the same goods received twice. A node that does not answer is left out;
-    ClientError when none reports the commit within `timeout_s`."""
+    """Wait until any of the nodes at `urls` reports the transaction committed (and settled:
+    see NodeClient.wait_committed), and return its answer. Asking only the node it was
+    submitted to said "not committed" when that node was paused, cut off or behind while the
+    others committed it, and a client trying again would sign it anew: the same goods received
+    twice. A node that does not answer is left out; ClientError when none reports the commit
+    within `timeout_s`."""
 
     async def ask(url: str) -> dict[str, Any]:
         async with NodeClient(url) as client:

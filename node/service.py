@@ -606,7 +606,11 @@ class Node:
             raise Rejection(
                 f"transaction is for chain {tx.chain_id!r}, this is {self.genesis.chain_id!r}"
             )
-        if tx.hash in self.mempool or self.storage.has_tx(tx.hash):
+        # Committed already, it is a duplicate only if the inclusion that counts succeeded. A
+        # failed one goes on to the gates below: a failure past them used the nonce, which the
+        # nonce gate refuses; one that failed a gate used nothing and may run now (a faulty
+        # primary included it early, say, or its sender was suspended then).
+        if tx.hash in self.mempool or self.storage.tx_succeeded(tx.hash):
             self.counters.reject("duplicate")
             raise Rejection(f"transaction {tx.hash.hex()} is already known", status=409)
         # The sender's identity, its nonce, the method, its roles and arguments, as execution

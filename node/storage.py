@@ -16,6 +16,16 @@ For peers catching up (node/catchup.py) it also keeps, per block, one blob with 
 writes (and the rare receipts the txs table cannot hold), and the proofs of stable checkpoints:
 with those a peer can rebuild the state without executing anything, and check it against a
 digest a quorum signed.
+
+A transaction can be included in more than one block (re-proposed after a view change, or put in
+a block early by a faulty primary), and the hash finds one inclusion: the one that counts. A
+transaction failing an admission gate (contracts/runtime.py) changes nothing, not even its
+nonce, so it may run when included again; at most one inclusion ever uses its nonce, and that
+one, once it comes, is found by hash instead of an earlier one that failed a gate. Every other
+receipt stays in its own block's write-set blob, so each block still shows what it did.
+Whether an inclusion used its nonce is read from the receipt and the nonce state the block
+found and left (`_NonceUse`), the same on every node whether it executed the block or rebuilt
+it from fetched writes.
 """
 
 from __future__ import annotations
@@ -31,11 +41,14 @@ from typing import Any
 
 import msgpack
 
+from contracts import accounts
 from contracts.receipt import Receipt
 from contracts.runtime import BlockResult
+from contracts.state import Overlay, StateReader
 from ledger.block import ZERO_HASH, Block
 from ledger.certificate import CommitCertificate
 from ledger.encoding import decode, encode
+from ledger.errors import LedgerError
 from ledger.hashing import HASH_BYTES, sha256
 from node.errors import StorageError
 from node.txfilter import TxFilter
@@ -153,10 +166,11 @@ def encode_write_set(
     writes: Mapping[bytes, bytes | None], shadowed: Sequence[tuple[int, bytes]]
 ) -> bytes:
     """A block's write-set blob: [[[key, value or nil], ...sorted by key], [[index, receipt
-    encoding], ...]]. The second list holds the receipts of transactions a block included
-    again (see commit_block): the txs table keeps only a transaction's first receipt."""
+    encoding], ...sorted by index]]. The second list holds the block's receipts the txs tables
+    do not find by hash: those of transactions another inclusion counts for (see
+    commit_record)."""
     return encode(
-        [[[key, writes[key]] for key in sorted(writes)], [list(item) for item in shadowed]]
+        [[[key, writes[key]] for key in sorted(writes)], [list(item) for item in sorted(shadowed)]]
     )
 
 
@@ -340,6 +354,9 @@ class Storage:
         if record.height != head.height + 1:
             raise StorageError(f"block {record.height} does not follow the head {head.height}")
         height = record.height
+        # Read before anything is written: where each receipt goes depends on the state the
+        # block found (see _NonceUse).
+        placed = self._place_receipts(record)
         with self._transaction():
             self._db.execute(
                 "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -353,24 +370,11 @@ class Storage:
                     len(record.receipts),
                 ),
             )
-            # A transaction re-proposed after a view change can appear in a later block too
-            # (its receipt fails on the nonce); the first inclusion is the one found by hash,
-            # a later one's receipt goes into the block's write-set blob.
-            stored = self._stored_hashes([tx_hash for tx_hash, _ in record.receipts])
-            fresh: dict[bytes, int] = {}
-            rows: list[tuple[int, bytes, int, int, bytes]] = []
-            shadowed: list[tuple[int, bytes]] = []
-            for index, (tx_hash, receipt) in enumerate(record.receipts):
-                if tx_hash in stored or tx_hash in fresh:
-                    shadowed.append((index, receipt))
-                    continue
-                row_id = _row_id(tx_hash, height, index)
-                fresh[tx_hash] = row_id
-                rows.append((row_id, tx_hash, height, index, receipt))
-            self._db.executemany("INSERT INTO recent_txs VALUES (?, ?, ?, ?, ?)", rows)
+            self._displace(placed.displaced)
+            self._db.executemany("INSERT INTO recent_txs VALUES (?, ?, ?, ?, ?)", placed.rows)
             self._db.execute(
                 "INSERT INTO block_writes VALUES (?, ?)",
-                (height, encode_write_set(record.writes, shadowed)),
+                (height, encode_write_set(record.writes, list(placed.shadowed.items()))),
             )
             self._db.executemany(
                 "INSERT INTO events (height, tx_hash, contract, kind, subject, data) "
@@ -379,7 +383,7 @@ class Storage:
             )
             self._apply_writes(record.writes)
             move_slice = self._move_slice
-            if move_slice is None and len(self._recent) + len(fresh) >= RECENT_TXS_MAX:
+            if move_slice is None and len(self._recent) + len(placed.rows) >= RECENT_TXS_MAX:
                 move_slice = 0
             if move_slice is not None:
                 low, high = _slice_ids(move_slice)
@@ -391,8 +395,9 @@ class Storage:
                 )
                 self._db.execute("DELETE FROM recent_txs WHERE id BETWEEN ? AND ?", (low, high))
         # Once the rows are written (an enclosing batch commits them even when it ends with an
-        # error); a savepoint rolled back above leaves the memory as it was.
-        self._recent.update(fresh.items())
+        # error); a savepoint rolled back above leaves the memory as it was. A displaced row's
+        # hash gets its new row's id here (both lie in the hash's slice).
+        self._recent.update((row[1], row[0]) for row in placed.rows)
         if move_slice is not None:
             self._recent.drop_slice(move_slice)
             self._move_slice = move_slice + 1 if move_slice + 1 < MOVE_SLICES else None
@@ -400,6 +405,67 @@ class Storage:
             # A hash missing from the filter must be missing from the tables.
             joined = b"".join(h for h, _ in record.receipts if len(h) == HASH_BYTES)
             self._tx_filter.add_joined(joined, HASH_BYTES)
+
+    def _place_receipts(self, record: BlockRecord) -> _Placement:
+        """Where each of the block's receipts goes: a new row found by hash, or the block's
+        write-set blob. A transaction already found by hash keeps that row unless this
+        inclusion used its nonce (it is then the one inclusion that ever can); the row it
+        displaces goes to its own block's blob (see _displace)."""
+        height = record.height
+        stored = self._stored_rows([tx_hash for tx_hash, _ in record.receipts])
+        nonce_use = _NonceUse(self, record)
+        rows: dict[bytes, tuple[int, bytes, int, int, bytes]] = {}
+        shadowed: dict[int, bytes] = {}
+        displaced: dict[bytes, _TxRow] = {}
+        for index, (tx_hash, receipt) in enumerate(record.receipts):
+            earlier_here = rows.get(tx_hash)
+            if earlier_here is not None or tx_hash in stored:
+                if not nonce_use.used(index, receipt):
+                    shadowed[index] = receipt
+                    continue
+                if earlier_here is not None:  # a well-formed block holds a transaction once
+                    shadowed[earlier_here[3]] = earlier_here[4]
+                else:
+                    displaced[tx_hash] = stored[tx_hash]
+            rows[tx_hash] = (_row_id(tx_hash, height, index), tx_hash, height, index, receipt)
+        return _Placement(
+            rows=list(rows.values()), shadowed=dict(sorted(shadowed.items())), displaced=displaced
+        )
+
+    def _displace(self, displaced: Mapping[bytes, _TxRow]) -> None:
+        """Drop the rows found by hash for `displaced` (a new row takes their place) and keep
+        each one's receipt in its own block's write-set blob, so that block still shows it."""
+        by_height: dict[int, list[tuple[int, bytes]]] = {}
+        for tx_hash, row in displaced.items():
+            if row.recent_id is None:
+                self._db.execute("DELETE FROM txs WHERE hash = ?", (tx_hash,))
+            else:
+                self._db.execute("DELETE FROM recent_txs WHERE id = ?", (row.recent_id,))
+            by_height.setdefault(row.height, []).append((row.index, row.receipt))
+        for height, receipts in sorted(by_height.items()):
+            found = self._db.execute(
+                "SELECT writes FROM block_writes WHERE height = ?", (height,)
+            ).fetchone()
+            if found is None:
+                # Stored by a version that kept no write sets: the block shows no receipt for
+                # these (block_receipts), and peers execute it rather than rebuild it.
+                log.warning(
+                    "block %d keeps no write set; the receipts of %d of its transactions, "
+                    "included again later, are no longer kept",
+                    height,
+                    len(receipts),
+                )
+                continue
+            try:
+                changes, extra = decode(bytes(found[0]))
+                kept = {int(index): bytes(receipt) for index, receipt in extra}
+            except (LedgerError, TypeError, ValueError) as exc:
+                raise StorageError(
+                    f"the write set of block {height} cannot be read: {exc}"
+                ) from exc
+            kept.update(receipts)
+            blob = encode([changes, [[index, kept[index]] for index in sorted(kept)]])
+            self._db.execute("UPDATE block_writes SET writes = ? WHERE height = ?", (blob, height))
 
     def block(self, height: int) -> StoredBlock | None:
         row = self._db.execute(
@@ -477,18 +543,32 @@ class Storage:
         ]
 
     def receipt(self, tx_hash: bytes) -> Receipt | None:
+        """The receipt of the inclusion that counts for the transaction (see commit_record);
+        None if no block included it."""
+        raw = self._receipt_raw(tx_hash)
+        return None if raw is None else Receipt.from_map(decode(raw))
+
+    def tx_succeeded(self, tx_hash: bytes) -> bool | None:
+        """Whether the transaction's inclusion that counts succeeded; None if no block
+        included it. Cheaper than `receipt`: only the outcome is read."""
+        if len(tx_hash) == HASH_BYTES and not self.load_tx_filter().may_contain(tx_hash):
+            return None
+        raw = self._receipt_raw(tx_hash)
+        return None if raw is None else _receipt_ok(raw, f"the receipt of {tx_hash.hex()}")
+
+    def _receipt_raw(self, tx_hash: bytes) -> bytes | None:
         row_id = self._recent.get(tx_hash)
         if row_id is not None:
             row = self._db.execute("SELECT receipt FROM recent_txs WHERE id = ?", (row_id,))
         else:
             row = self._db.execute("SELECT receipt FROM txs WHERE hash = ?", (tx_hash,))
         found = row.fetchone()
-        return None if found is None else Receipt.from_map(decode(found[0]))
+        return None if found is None else bytes(found[0])
 
     def block_receipts(self, height: int, block: Block) -> list[Receipt | None]:
         """The receipt each transaction of stored block `height` (`block`) got there, in block
-        order. A transaction an earlier block included first has its receipt for this block in
-        the block's write set (see commit_record), not under its hash; None where neither holds
+        order. A transaction whose row found by hash is another inclusion's has its receipt
+        for this block in the block's write set (see commit_record); None where neither holds
         one (a block stored by a version that kept no write sets)."""
         held = self._receipts_held(height, [tx.hash for tx in block.txs])
         row = self._db.execute(
@@ -529,11 +609,11 @@ class Storage:
         row = self._db.execute("SELECT 1 FROM txs WHERE hash = ?", (tx_hash,)).fetchone()
         return row is not None
 
-    def _stored_hashes(self, tx_hashes: Sequence[bytes]) -> set[bytes]:
-        """Those of `tx_hashes` a committed block included already."""
+    def _stored_rows(self, tx_hashes: Sequence[bytes]) -> dict[bytes, _TxRow]:
+        """The rows of those of `tx_hashes` a committed block included already."""
         tx_filter = self.load_tx_filter()
         maybe = [h for h in tx_hashes if len(h) != HASH_BYTES or tx_filter.may_contain(h)]
-        return set(self._tx_heights(maybe))
+        return self._tx_rows(maybe) if maybe else {}
 
     def events(self, subject: str, limit: int = 1000) -> list[dict[str, Any]]:
         rows = self._db.execute(
@@ -654,24 +734,29 @@ class Storage:
                 cache[key] = value
 
     def _held_receipts(self, height: int, block: bytes) -> list[bytes]:
-        """The receipts the txs table holds for block `height` (stored as `block`), in index
-        order: all but those of transactions an earlier block included first."""
+        """The receipts the txs tables find by hash for block `height` (stored as `block`), in
+        index order: all but those kept in its write-set blob (see commit_record)."""
         return [raw for raw in self._receipts_held(height, _tx_ids(block)) if raw is not None]
 
     def _receipts_held(self, height: int, tx_ids: Sequence[bytes]) -> list[bytes | None]:
-        """Per transaction of block `height` (by id, in order), the receipt the txs tables hold
-        for it there; None for one an earlier block included first (its receipt here is in
-        the block's write set)."""
-        found = self._tx_heights(tx_ids)
+        """Per transaction of block `height` (by id, in order), the receipt the txs tables find
+        by hash for it there; None where the row found is another inclusion's (the receipt
+        here is in the block's write set)."""
+        found = self._tx_rows(tx_ids)
         missing = [tx_id for tx_id in tx_ids if tx_id not in found]
         if missing:
             raise StorageError(f"block {height}'s transaction {missing[0].hex()} has no row")
-        return [found[tx_id][1] if found[tx_id][0] == height else None for tx_id in tx_ids]
+        return [
+            found[tx_id].receipt
+            if (found[tx_id].height, found[tx_id].index) == (height, index)
+            else None
+            for index, tx_id in enumerate(tx_ids)
+        ]
 
-    def _tx_heights(self, tx_hashes: Sequence[bytes]) -> dict[bytes, tuple[int, bytes]]:
-        """(height, receipt) held for each of `tx_hashes` that a block included (by hash in
+    def _tx_rows(self, tx_hashes: Sequence[bytes]) -> dict[bytes, _TxRow]:
+        """The row found by hash for each of `tx_hashes` that a block included (by hash in
         txs, by id in recent_txs: neither table has an index by height)."""
-        found: dict[bytes, tuple[int, bytes]] = {}
+        found: dict[bytes, _TxRow] = {}
         recent: list[int] = []
         older: list[bytes] = []
         for tx_hash in tx_hashes:
@@ -681,14 +766,16 @@ class Storage:
             else:
                 recent.append(row_id)
         for keys, query in (
-            (recent, "SELECT hash, height, receipt FROM recent_txs WHERE id IN ({})"),
-            (older, "SELECT hash, height, receipt FROM txs WHERE hash IN ({})"),
+            (recent, "SELECT hash, height, idx, receipt, id FROM recent_txs WHERE id IN ({})"),
+            (older, "SELECT hash, height, idx, receipt, NULL FROM txs WHERE hash IN ({})"),
         ):
             for start in range(0, len(keys), _SQL_VARIABLES_MAX):
                 part = keys[start : start + _SQL_VARIABLES_MAX]
                 rows = self._db.execute(query.format(", ".join("?" * len(part))), part)
-                for tx_hash, height, receipt in rows:
-                    found[bytes(tx_hash)] = (height, bytes(receipt))
+                for tx_hash, height, index, receipt, row_id in rows:
+                    found[bytes(tx_hash)] = _TxRow(
+                        height=height, index=index, receipt=bytes(receipt), recent_id=row_id
+                    )
         return found
 
     def _meta(self, key: str) -> bytes | None:
@@ -847,6 +934,97 @@ class _RecentIds:
 
     def drop_slice(self, index: int) -> None:
         self._slices[index] = {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _TxRow:
+    """A transaction's row found by hash: where it was included, and its receipt there."""
+
+    height: int
+    index: int
+    receipt: bytes
+    recent_id: int | None  # its id in recent_txs; None if it is in txs
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Placement:
+    """Where a block's receipts go (Storage._place_receipts)."""
+
+    # New recent_txs rows (id, hash, height, idx, receipt): the transactions found by hash at
+    # this inclusion from now on.
+    rows: list[tuple[int, bytes, int, int, bytes]]
+    shadowed: dict[int, bytes]  # by index, the receipts this block's blob keeps
+    displaced: dict[bytes, _TxRow]  # earlier blocks' rows that new ones replace
+
+
+class _NonceUse:
+    """Whether a transaction's inclusion in the block being stored used its nonce, i.e. passed
+    the runtime's gates (past them the nonce is used whatever happens; a gate failure uses
+    nothing). Asked only of transactions a block includes again, so the block's bodies are
+    read only then.
+
+    A success passed the gates. A failure passed them only if the block used the nonce: the
+    sender's next nonce went past it between the state before the block and after, and the
+    block holds no other transaction of that sender with that nonce (which would then be the
+    one that used it). Both read data every node holds alike, whether it executed the block or
+    rebuilt it from fetched writes; where they cannot tell (the sender signed two
+    transactions with one nonce, both in the block, both failed) the answer is no, so an
+    earlier row is kept rather than replaced by a receipt that may not count.
+    """
+
+    def __init__(self, before: StateReader, record: BlockRecord) -> None:
+        self._before = before
+        self._record = record
+        self._senders: list[tuple[bytes, int]] | None = None
+
+    def used(self, index: int, receipt: bytes) -> bool:
+        record = self._record
+        if _receipt_ok(receipt, f"receipt {index} of block {record.height}"):
+            return True
+        if self._senders is None:
+            self._senders = _tx_senders(record.wire, record.height)
+        if len(self._senders) != len(record.receipts):
+            raise StorageError(
+                f"block {record.height} holds {len(self._senders)} transactions and "
+                f"{len(record.receipts)} receipts"
+            )
+        sender, nonce = self._senders[index]
+        if self._senders.count((sender, nonce)) != 1:
+            return False
+        key = accounts.nonce_key(sender)
+        after = Overlay(self._before)
+        if key in record.writes:
+            after.apply({key: record.writes[key]})
+        before_next = accounts.next_nonce(self._before, sender)
+        return before_next <= nonce < accounts.next_nonce(after, sender)
+
+
+def _receipt_ok(raw: bytes, where: str) -> bool:
+    """The `ok` of a receipt's encoding."""
+    try:
+        receipt = msgpack.unpackb(raw)
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise StorageError(f"{where} is not a msgpack receipt: {exc}") from exc
+    ok = receipt.get("ok") if isinstance(receipt, dict) else None
+    if not isinstance(ok, bool):
+        raise StorageError(f"{where} is not a receipt: expected a map with a bool 'ok'")
+    return ok
+
+
+def _tx_senders(block: bytes, height: int) -> list[tuple[bytes, int]]:
+    """(sender, nonce) of each of a stored block's transactions, in block order, read from its
+    canonical encoding (see _tx_ids)."""
+    try:
+        senders: list[tuple[bytes, int]] = []
+        for wire in msgpack.unpackb(block)["txs"]:
+            body = msgpack.unpackb(msgpack.unpackb(wire)["body"])
+            sender, nonce = body["sender"], body["nonce"]
+            if not isinstance(sender, bytes) or not isinstance(nonce, int):
+                raise TypeError("a transaction's sender is bytes and its nonce an integer")
+            senders.append((sender, nonce))
+    except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
+        raise StorageError(f"block {height}'s transactions cannot be read: {exc}") from exc
+    return senders
 
 
 def _slice_of(tx_hash: bytes) -> int:

@@ -1,8 +1,8 @@
 """Committed transactions are found by hash in two tables: recent_txs (appended, hashes held in
 memory) and txs (keyed by hash), which takes recent_txs's rows in sorted inserts, a slice of the
 hash range a commit, once there are RECENT_TXS_MAX. Every lookup answers the same on either side
-of a move, in the middle of one and after a reopen; a transaction included again keeps its first
-receipt."""
+of a move, in the middle of one and after a reopen; a transaction included again is found at the
+inclusion that counts, whichever table held its earlier row."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from contracts.receipt import Receipt
 from ledger.encoding import decode
 from node import storage as storage_module
 from node.storage import BlockRecord, Storage
@@ -21,8 +22,13 @@ def _hash(tag: str) -> bytes:
     return hashlib.sha256(tag.encode()).digest()
 
 
-def _commit(storage: Storage, tx_hashes: list[bytes]) -> int:
+def _commit(
+    storage: Storage, tx_hashes: list[bytes], receipts: dict[int, bytes] | None = None
+) -> int:
+    """Commit a block of `tx_hashes`, with stand-in receipts but those `receipts` gives by
+    index."""
     height = storage.head().height + 1
+    given = receipts or {}
     storage.commit_record(
         BlockRecord(
             height=height,
@@ -31,7 +37,10 @@ def _commit(storage: Storage, tx_hashes: list[bytes]) -> int:
             certificate=b"certificate",
             timestamp_ms=height,
             state_digest=b"d" * 32,
-            receipts=[(h, b"receipt of %d/%d" % (height, i)) for i, h in enumerate(tx_hashes)],
+            receipts=[
+                (h, given.get(i, b"receipt of %d/%d" % (height, i)))
+                for i, h in enumerate(tx_hashes)
+            ],
             events=[],
             writes={},
         )
@@ -52,7 +61,8 @@ def _rows(path: Path, table: str) -> int:
 
 
 def _where(storage: Storage, tx_hash: bytes) -> tuple[int, bytes] | None:
-    return storage._tx_heights([tx_hash]).get(tx_hash)
+    row = storage._tx_rows([tx_hash]).get(tx_hash)
+    return None if row is None else (row.height, row.receipt)
 
 
 def _moves(monkeypatch: pytest.MonkeyPatch, *, rows: int, slices: int) -> None:
@@ -105,27 +115,54 @@ def test_rows_are_found_alike_before_and_after_they_move_and_after_a_reopen(
         reopened.close()
 
 
+def _blob_receipts(storage: Storage, height: int) -> list[list[object]]:
+    (blob,) = storage._db.execute(
+        "SELECT writes FROM block_writes WHERE height = ?", (height,)
+    ).fetchone()
+    extra: list[list[object]] = decode(blob)[1]
+    return extra
+
+
 @pytest.mark.usefixtures("small_moves")
-@pytest.mark.parametrize("moved_first", [False, True])
-def test_a_transaction_included_again_keeps_its_first_receipt(
-    tmp_path: Path, moved_first: bool
+@pytest.mark.parametrize("earlier_row", ["recent", "moved", "moving"])
+def test_a_later_inclusion_that_succeeded_takes_the_row_from_either_table(
+    tmp_path: Path, earlier_row: str
 ) -> None:
-    storage = _new_chain(tmp_path / "chain.sqlite")
+    # The first inclusion failed a gate (a faulty primary took the transaction before its
+    # turn); the later one succeeded: the hash finds the later one, in every table layout.
+    path = tmp_path / "chain.sqlite"
+    storage = _new_chain(path)
     repeated = _hash("repeated")
+    first = Receipt.failure(
+        tx_hash=repeated, height=1, index=0, error="nonce 1 is ahead of the next nonce 0"
+    ).encoded()
     try:
-        _commit(storage, [repeated, _hash("other")])
-        if moved_first:
-            _commit(storage, [_hash(f"filler {i}") for i in range(8)])  # moves both
-            assert repeated not in storage._recent
-        height = _commit(storage, [_hash("new"), repeated])
-        assert _where(storage, repeated) == (1, b"receipt of 1/0")
-        # The later inclusion's receipt travels in the block's write-set blob instead.
-        (blob,) = storage._db.execute(
-            "SELECT writes FROM block_writes WHERE height = ?", (height,)
-        ).fetchone()
-        assert decode(blob)[1] == [[1, b"receipt of %d/1" % height]]
+        _commit(storage, [repeated, _hash("other")], {0: first})
+        fillers = {"recent": 0, "moved": 8, "moving": 6}[earlier_row]
+        if fillers:
+            _commit(storage, [_hash(f"filler {i}") for i in range(fillers)])
+        assert (repeated in storage._recent) == (earlier_row != "moved")
+        height = storage.head().height + 1
+        later = Receipt(
+            tx_hash=repeated, height=height, index=1, ok=True, error=None, result=1, events=()
+        ).encoded()
+        _commit(storage, [_hash("new"), repeated], {1: later})
+        if earlier_row == "moving":  # 8 rows and these 2 reach the mark: all move at once
+            assert _rows(path, "recent_txs") == 0
+        assert _rows(path, "txs") + _rows(path, "recent_txs") == 3 + fillers
+        assert _where(storage, repeated) == (height, later)
+        assert storage.tx_succeeded(repeated) is True
+        # The first inclusion's receipt now travels in its own block's write-set blob.
+        assert _blob_receipts(storage, 1) == [[0, first]]
+        assert _blob_receipts(storage, height) == []
     finally:
         storage.close()
+    reopened = Storage(path)
+    try:
+        assert _where(reopened, repeated) == (height, later)
+        assert (repeated in reopened._recent) == (earlier_row != "moving")
+    finally:
+        reopened.close()
 
 
 def test_a_database_from_before_keeps_its_txs_rows_and_adds_recent_ones(tmp_path: Path) -> None:
