@@ -44,6 +44,8 @@ from node.client import ClientError, NodeClient
 from node.stages import STAGES
 
 BATCH_DEFAULT = 64
+# Seconds each node of a --dir cluster has to answer its status before the bench starts.
+ANSWER_TIMEOUT_S = 3.0
 # Presigned per second of an unpaced run: about twice the most this machine has committed.
 UNPACED_PRESIGN_PER_S = 4000
 
@@ -259,11 +261,15 @@ async def _register_senders(
                     raise
                 missing.append(name)
                 continue
+            if record["status"] == "removed":
+                raise BenchError(
+                    f"identity {name} was removed from the chain, and a removed name is retired "
+                    "for good: the bench's senders cannot be registered again on this cluster"
+                )
             if record["public_key"] != keys[name].public_key.hex():
                 raise BenchError(
                     f"identity {name} on the chain has another key than "
-                    f"{layout.identity_key_file(name)}; remove or rename that identity, or "
-                    "restore its key file"
+                    f"{layout.identity_key_file(name)}; restore its key file"
                 )
             if record["status"] != "active" or "supplier" not in record["roles"]:
                 raise BenchError(
@@ -295,6 +301,22 @@ async def _register_senders(
             receipt_summary = committed["receipt"]
             if not receipt_summary["ok"]:
                 raise BenchError(f"registering a bench sender failed: {receipt_summary['error']}")
+
+
+async def _not_answering(layout: ClusterDir) -> list[str]:
+    """Each node that does not answer its status within ANSWER_TIMEOUT_S (all asked at once),
+    with what went wrong: the load goes to every node, so the bench needs them all."""
+
+    async def ask(name: str) -> str | None:
+        async with NodeClient(layout.config(name).url, timeout_s=ANSWER_TIMEOUT_S) as client:
+            try:
+                await client.request("GET", "/status", timeout_s=ANSWER_TIMEOUT_S)
+            except ClientError as exc:
+                return f"{name} ({exc})"
+        return None
+
+    answers = await asyncio.gather(*(ask(name) for name in layout.node_names()))
+    return [answer for answer in answers if answer is not None]
 
 
 def _measure(
@@ -349,9 +371,10 @@ def _measure(
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
     help=(
-        "Use this running cluster instead of launching one. The load comes from the same 32 "
-        "senders as a launched cluster's (bench0 to bench31, suppliers): the first run makes "
-        "their keys in DIR/identities and registers them with the cluster's admin identity."
+        "Use this running cluster instead of launching one; every node must answer, or the "
+        "bench stops at once and changes nothing. The load comes from the same 32 senders as a "
+        "launched cluster's (bench0 to bench31, suppliers): the first run makes their keys in "
+        "DIR/identities and registers them with the cluster's admin identity."
     ),
 )
 @click.option(
@@ -377,8 +400,17 @@ def bench(
     committed and the nodes' CPU per committed transaction, and committed tx/s as a fraction of
     the signature bound: cores x ed25519 verifications a second on one core, by the nodes' own
     check (measured before and after the load, the mean) / nodes."""
-    # A --dir that is no cluster is refused before the signature speed takes seconds to measure.
+    # A --dir that is no cluster, or whose nodes do not all answer, is refused before the
+    # signature speed takes seconds to measure and before anything is written.
     existing = None if directory is None else layout_of(directory)
+    if existing is not None:
+        silent = asyncio.run(_not_answering(existing))
+        if silent:
+            raise BenchError(
+                f"{len(silent)} of the {len(existing.node_names())} nodes in {directory} do not "
+                f"answer, and the bench loads every node: {'; '.join(silent)} (start them with "
+                f"`millchain cluster up --dir {directory}`)"
+            )
     before = verify_rate()
     console.print(f"ed25519 verify rate ({VERIFIER}): {before:,.0f} /s on one core")
     if existing is None:
