@@ -12,15 +12,38 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
 from rich.table import Table
 
 from cli.layout import ClusterDir, LayoutError
 from ledger.errors import MillchainError
 
 T = TypeVar("T")
-console = Console()
-err_console = Console(stderr=True)
+
+# The width of output that goes to no terminal: no line of a table or of text is that long.
+UNCUT_WIDTH = 1_000_000
+
+
+class WholeLinesConsole(Console):
+    """A rich Console that fits its output to the terminal's width only when it writes to a
+    terminal. Written to a file or a pipe, a table or a line comes out whole: a plain Console
+    cuts and wraps it at 80 columns (or at the width of whatever terminal stdin or stderr is),
+    and `> file` would keep the ellipses."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dimensions = super().size
+        if self.is_terminal:
+            return dimensions
+        return ConsoleDimensions(UNCUT_WIDTH, dimensions.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self.width, self.height = new_size
+
+
+console = WholeLinesConsole()
+err_console = WholeLinesConsole(stderr=True)
 
 dir_option = click.option(
     "--dir",
