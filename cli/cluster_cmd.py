@@ -30,6 +30,7 @@ from cli.common import (
 from cli.common import table as print_table
 from cli.layout import ClusterDir, LayoutError, init_cluster
 from cli.process import (
+    holding_pid_file,
     is_alive,
     kill_node,
     node_pid,
@@ -298,27 +299,42 @@ def _status_document(code: int, text: str) -> dict[str, Any] | str:
 @json_option
 @guarded
 def status(directory: Path, as_json: bool) -> None:
-    """Each node's height, head, state digest, view and primary: DOWN where a node does not
-    answer, ERROR where it answers with an error (shown below the table). With --json, every
-    node has the same keys (null where unknown) and `error` holds such an answer."""
+    """Each node's process id, height, head, state digest, view and primary: DOWN where a node
+    does not answer, ERROR where it answers with an error (shown below the table). The pid is
+    that of the node's live process in DIR (started by `cluster up` or `node run`), which
+    `cluster down` stops; a node that answers without one is named below the table. With
+    --json, every node has the same keys (null where unknown) and `error` holds such an
+    answer."""
     rows = run(collect_status(layout_of(directory)))
     if as_json:
         print_json(rows)
         return
-    status_table("cluster", rows, with_url=True)
+    status_table("cluster", rows, with_url=True, with_pid=True)
+    elsewhere = [r["name"] for r in rows if r["alive"] and r["pid"] is None]
+    if elsewhere:
+        click.echo(
+            f"{', '.join(elsewhere)}: answering, but no pid file in {directory} names a live "
+            "process of it (it runs on another host, or was started another way), so "
+            "`cluster down` cannot stop it"
+        )
 
 
-def status_table(title: str, rows: list[dict[str, Any]], *, with_url: bool = False) -> None:
+def status_table(
+    title: str, rows: list[dict[str, Any]], *, with_url: bool = False, with_pid: bool = False
+) -> None:
     """The cluster as a table: a row per node (observers marked), DOWN where one does not
-    answer, ERROR where it answers with an error (which follows the table)."""
-    columns = ["node", "url", "alive", "height", "head", "state digest", "view", "primary"]
+    answer, ERROR where it answers with an error (which follows the table); with_pid, the id
+    of its live process ("-" for none)."""
+    columns = ["node", "url", "pid", "alive", "height", "head", "state digest", "view", "primary"]
+    shown = {"url": with_url, "pid": with_pid}
     print_table(
         title,
-        columns if with_url else [c for c in columns if c != "url"],
+        [c for c in columns if shown.get(c, True)],
         [
             [
                 r["name"] + (" (observer)" if r.get("role") == "observer" else ""),
                 *([r["url"]] if with_url else []),
+                *(["-" if r["pid"] is None else r["pid"]] if with_pid else []),
                 "yes" if r["alive"] else ("DOWN" if r["error"] is None else "ERROR"),
                 r["height"],
                 short(r["head"]),
@@ -410,6 +426,10 @@ def node_group() -> None:
 def node_run(config_file: Path, byzantine_spec: str | None, byzantine_seed: int) -> None:
     """Run one node in the foreground until SIGTERM or Ctrl-C.
 
+    Its process id goes in node.pid beside the config file, as for the nodes `cluster up`
+    starts, so that `cluster down`, `kill`, `restart` and `status` of its cluster directory
+    find it; it refuses to start while another process runs the same node.
+
     The config file also sets the node's HTTP limits: rate_limit_per_s and rate_limit_burst
     (per client address), idle_timeout_s, body_timeout_s, and an optional admin_token that
     opens the admin API to other hosts than loopback."""
@@ -420,10 +440,13 @@ def node_run(config_file: Path, byzantine_spec: str | None, byzantine_seed: int)
         check_allowed()
         byzantine = ByzantineSpec.parse(byzantine_spec, seed=byzantine_seed)
     config = NodeConfig.load(config_file)
-    click.echo(f"{config.name} serving {config.url}; log: {config.log_file}")
-    if byzantine is not None:
-        err_console.print(f"[bold red]BYZANTINE[/] {config.name}: {byzantine.mode} (test-only)")
-    run_node(config, byzantine)
+    with holding_pid_file(config_file, config.name) as pid_file:
+        click.echo(
+            f"{config.name} serving {config.url}; log: {config.log_file}; pid file: {pid_file}"
+        )
+        if byzantine is not None:
+            err_console.print(f"[bold red]BYZANTINE[/] {config.name}: {byzantine.mode} (test-only)")
+        run_node(config, byzantine)
 
 
 async def wait_converged(layout: ClusterDir, timeout_s: float) -> list[dict[str, Any]]:

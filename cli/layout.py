@@ -52,6 +52,12 @@ class LayoutError(Exception):
     """A cluster directory that is missing, incomplete or already initialised."""
 
 
+def pid_file_of(config_file: Path) -> Path:
+    """The pid file of the node that runs `config_file`: beside it, whether `cluster up`
+    started the node or it runs in the foreground (`node run`)."""
+    return config_file.parent / "node.pid"
+
+
 @dataclass(frozen=True, slots=True)
 class ClusterDir:
     root: Path  # made absolute: node processes run in their own directories
@@ -79,7 +85,7 @@ class ClusterDir:
         return self.node_dir(name) / "node.json"
 
     def pid_file(self, name: str) -> Path:
-        return self.node_dir(name) / "node.pid"
+        return pid_file_of(self.config_file(name))
 
     def log_file(self, name: str) -> Path:
         return self.node_dir(name) / "node.log"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import itertools
 import os
 import signal
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
-from cli.layout import ClusterDir, LayoutError
+from cli.layout import ClusterDir, LayoutError, pid_file_of
 
 
 def read_pid(path: Path) -> int | None:
@@ -162,6 +163,66 @@ def terminated_as_exit() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def holding_pid_file(config_file: Path, name: str) -> Iterator[Path]:
+    """Within: this process's id in the pid file of the node that runs `config_file`, so that
+    `cluster down`, `kill`, `restart` and `status` find a node run in the foreground as they
+    find one `cluster up` started (which runs through here too). LayoutError, and the file
+    untouched, while another live process runs that node. On the way out the file is removed
+    if it still names this process.
+
+    The open file stays locked (flock) while this process lives, so that of two nodes started
+    at once on one config only one takes it; a holder that started before nodes locked it is
+    recognised by its pid and command line."""
+    path = pid_file_of(config_file)
+    me = os.getpid()
+    descriptor = _lock(path, name)
+    try:
+        holder = read_pid(path)
+        if (
+            holder is not None
+            and holder != me
+            and is_alive(holder)
+            and runs_config(holder, config_file)
+        ):
+            raise LayoutError(_already_running(name, holder, path))
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{me}\n".encode(), 0)
+        yield path
+    finally:
+        if read_pid(path) == me:
+            path.unlink(missing_ok=True)
+        os.close(descriptor)
+
+
+def _lock(path: Path, name: str) -> int:
+    """An open descriptor of `path` holding its exclusive lock (LayoutError if another process
+    holds it). Tried again when the file was removed or replaced between opening and locking
+    (by a node that held it, on its way out): a lock on that file would guard nothing."""
+    while True:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            raise LayoutError(_already_running(name, read_pid(path), path)) from None
+        try:
+            current = os.stat(path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(descriptor).st_ino:
+            return descriptor
+        os.close(descriptor)
+
+
+def _already_running(name: str, pid: int | None, path: Path) -> str:
+    holder = "another process" if pid is None else f"pid {pid}"
+    return (
+        f"{name} is already running ({holder}, pid file {path}); stop it first "
+        "(`millchain cluster down` or `cluster kill`, or Ctrl-C where it runs in the foreground)"
+    )
 
 
 def start_node(
