@@ -500,7 +500,11 @@ def machine_group() -> None:
 @click.argument("machine")
 @click.option("--type", "machine_type", required=True)
 @click.option("--capability", "capabilities", multiple=True, required=True, help="Repeatable.")
-@click.option("--operator", default="", help="The only machine identity that may act for it.")
+@click.option(
+    "--operator",
+    default="",
+    help="The only machine identity that may act for it (not a removed member's name).",
+)
 @submit_options("admin")
 @guarded
 def machine_register(
