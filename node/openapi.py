@@ -395,6 +395,16 @@ def _paths() -> Schema:
                                         {
                                             "status": {"const": "committed"},
                                             "height": NAT,
+                                            "settled": {
+                                                "type": "boolean",
+                                                "description": (
+                                                    "the receipt succeeded or the nonce is "
+                                                    "used, so no block can run the "
+                                                    "transaction again; false for a failure "
+                                                    "that used nothing (a later block may "
+                                                    "still run it)"
+                                                ),
+                                            },
                                             "tx": TX_SUMMARY,
                                             "receipt": RECEIPT,
                                         }
