@@ -12,6 +12,12 @@ from ledger.certificate import CommitCertificate, max_faulty, quorum_size
 from ledger.crypto import PUBLIC_KEY_BYTES
 from ledger.hashing import HASH_BYTES
 
+# A validator that has committed nothing for this long asks its peers whether the chain moved on
+# without it: after a restart or a partition in a quiet cluster no consensus message would tell
+# it (peers drop what they queue for a peer that stays down). The node's sync loop and the
+# simulator's model of it both use this.
+SYNC_IDLE_MS = 3_000
+
 
 class BlockValidator(Protocol):
     """The application's say on a proposed block (transaction signatures, admission rules).

@@ -34,7 +34,7 @@ from consensus.actions import (
     StateDivergence,
     ViewEntered,
 )
-from consensus.config import ChainPoint
+from consensus.config import SYNC_IDLE_MS, ChainPoint
 from consensus.errors import ConsensusError, InvalidBlock, InvalidMessage
 from consensus.events import (
     BlockExecuted,
@@ -86,10 +86,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TICK_MS = 100
-# A validator that has committed nothing for this long asks its peers whether the chain moved on
-# without it: after a restart or a partition in a quiet cluster no consensus message would tell
-# it (peers drop what they queue for a peer that stays down).
-SYNC_IDLE_MS = 3_000
 FLOOD_TICK_MS = 50
 VERIFIED_CACHE_MAX = 200_000
 # Decoded peer messages kept for retransmissions; a pre-prepare pins its block's transactions.

@@ -37,7 +37,7 @@ from consensus.actions import (
     StateDivergence,
     ViewEntered,
 )
-from consensus.config import ChainPoint
+from consensus.config import SYNC_IDLE_MS, ChainPoint
 from consensus.errors import ConsensusError, LivenessViolation, SafetyViolation
 from consensus.events import (
     BlockExecuted,
@@ -78,7 +78,6 @@ PROPOSE_MS = 20
 TXS_PER_BLOCK = 8
 PIPELINE_DEPTH = 8
 REFORWARD_MS = 2_000
-SYNC_IDLE_MS = 3_000  # as the node: no commit for this long, fetch what the peers have
 CLIENTS = 4
 TX_TAG = "tx"
 HEALTHY = NetworkConfig(delay_ms_min=1, delay_ms_max=10)
