@@ -33,7 +33,7 @@ from cli.bench_load import (
     submit_in_order,
 )
 from cli.bench_plot import timeline, write_plot
-from cli.cluster_cmd import temporary_cluster
+from cli.cluster_cmd import fsync_option, temporary_cluster
 from cli.common import FiniteFloatRange, OutputFile, console, guarded, layout_of
 from cli.layout import ClusterDir
 from cli.process import NodeCpu, cpu_spent, node_cpu_seconds
@@ -385,6 +385,7 @@ def _measure(
     show_default=True,
     help="PNG of committed throughput and commit latency over the run.",
 )
+@fsync_option
 @guarded
 def bench(
     nodes: int,
@@ -394,6 +395,7 @@ def bench(
     json_file: Path | None,
     directory: Path | None,
     plot_file: Path,
+    fsync: bool,
 ) -> None:
     """Offer load from pre-signed transactions; print committed tx/s, commit latency and the
     time spent in each stage (admission, propose, the three phases, execution), the blocks
@@ -403,6 +405,12 @@ def bench(
     # A --dir that is no cluster, or whose nodes do not all answer, is refused before the
     # signature speed takes seconds to measure and before anything is written.
     existing = None if directory is None else layout_of(directory)
+    if existing is not None and fsync:
+        raise click.BadParameter(
+            "applies to the cluster the bench launches; a --dir cluster keeps its nodes' own "
+            "setting (`millchain init --fsync`)",
+            param_hint="--fsync",
+        )
     if existing is not None:
         silent = asyncio.run(_not_answering(existing))
         if silent:
@@ -416,7 +424,9 @@ def bench(
     if existing is None:
         extra = bench_identities(BENCH_SENDERS)
         console.print(f"starting {nodes} nodes...")
-        with temporary_cluster("millchain-bench-", nodes=nodes, extra_identities=extra) as layout:
+        with temporary_cluster(
+            "millchain-bench-", nodes=nodes, extra_identities=extra, fsync=fsync
+        ) as layout:
             n = len(layout.node_names())
             figures = _measure(layout, [name for name, _ in extra], duration_s, rate_per_s, batch)
     else:
@@ -434,6 +444,8 @@ def bench(
     bound = cores * rate / n
     report = {
         "nodes": n,
+        # Whether the nodes force each commit to disk (--fsync, or the --dir cluster's setting).
+        "fsync": all(layout.config(name).fsync for name in layout.node_names()),
         "cores": cores,
         "verifier": VERIFIER,
         "verify_per_s": round(rate),

@@ -43,6 +43,15 @@ from node.byzantine import ByzantineSpec, check_allowed
 from node.client import wait_until_up
 from node.config import NodeConfig
 
+fsync_option = click.option(
+    "--fsync",
+    is_flag=True,
+    help="Every node forces each database commit to disk before what it records leaves it "
+    "(SQLite synchronous=FULL), so a power cut loses nothing a node signed or reported "
+    "committed. Without it a commit reaches the OS only: safe when a node's process dies, not when the "
+    "machine loses power.",
+)
+
 
 @click.command()
 @click.option(
@@ -87,6 +96,7 @@ from node.config import NodeConfig
     default=None,
     help="With --hosts: the port every validator uses on its own host (default: a free one).",
 )
+@fsync_option
 @guarded
 def init(
     nodes: int,
@@ -96,6 +106,7 @@ def init(
     observers: int,
     hosts: str | None,
     port: int | None,
+    fsync: bool,
 ) -> None:
     """Create keys, a genesis and one config per node, on free ports, in DIR."""
     layout = init_cluster(
@@ -106,6 +117,7 @@ def init(
         observers=observers,
         hosts=None if hosts is None else [h.strip() for h in hosts.split(",") if h.strip()],
         port=port,
+        fsync=fsync,
     )
     genesis = layout.genesis()
     click.echo(f"initialised {nodes} validators (f = {genesis.f}) in {directory}")
@@ -470,14 +482,17 @@ def temporary_cluster(
     nodes: int = 4,
     extra_identities: Sequence[tuple[str, tuple[Role, ...]]] = (),
     timeout_s: float = 60,
+    fsync: bool = False,
 ) -> Iterator[ClusterDir]:
     """A cluster in a new temporary folder, started, and stopped and removed afterwards (also
-    when the command is interrupted with Ctrl-C or SIGTERM)."""
+    when the command is interrupted with Ctrl-C or SIGTERM). `fsync`: see init_cluster."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
     layout: ClusterDir | None = None
     try:
         with terminated_as_exit():
-            layout = init_cluster(root / "cluster", nodes=nodes, extra_identities=extra_identities)
+            layout = init_cluster(
+                root / "cluster", nodes=nodes, extra_identities=extra_identities, fsync=fsync
+            )
             start_all(layout, timeout_s)
             yield layout
     finally:

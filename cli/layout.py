@@ -219,9 +219,11 @@ def init_cluster(
     observers: int = 0,
     hosts: Sequence[str] | None = None,
     port: int | None = None,
+    fsync: bool = False,
 ) -> ClusterDir:
     """Create keys, genesis and one config per node in a directory that holds no cluster yet
-    (created if missing).
+    (created if missing). `fsync`: every node forces each database commit to disk (see
+    NodeConfig.fsync).
 
     Validator i binds and is addressed at `hosts[i]` (default: `host` for all), on `port` if
     given (each validator on its own host), else on a port the OS reports free there.
@@ -260,6 +262,7 @@ def init_cluster(
                 observers=observers,
                 validator_hosts=validator_hosts,
                 port=port,
+                fsync=fsync,
             )
             for entry in INIT_ENTRIES:
                 os.rename(staging / entry, layout.root / entry)
@@ -314,6 +317,7 @@ def _write_cluster(
     observers: int,
     validator_hosts: list[str],
     port: int | None,
+    fsync: bool,
 ) -> None:
     """Write a whole cluster into `layout`, an empty folder (see init_cluster)."""
     names = [f"node{i}" for i in range(nodes)]
@@ -366,6 +370,7 @@ def _write_cluster(
             log_file=Path("node.log"),
             oracle_key_file=Path("oracle.key.json"),
             models_dir=Path("../../models"),
+            fsync=fsync,
         ).save(node_dir / "node.json")
     observer_names = [f"observer{i}" for i in range(observers)]
     for name in observer_names:
@@ -382,6 +387,7 @@ def _write_cluster(
             port=observer_port,
             log_file=Path("node.log"),
             observer=True,
+            fsync=fsync,
         ).save(layout.node_dir(name) / "node.json")
     layout.manifest_file.write_text(
         json.dumps({"chain_id": chain_id, "nodes": names, "observers": observer_names}, indent=2)

@@ -37,6 +37,11 @@ class NodeConfig:
     idle_timeout_s: float = IDLE_TIMEOUT_S_DEFAULT
     body_timeout_s: float = BODY_TIMEOUT_S_DEFAULT
     admin_token: str | None = None
+    # Each database commit forced to disk before what it records leaves the node (SQLite's
+    # synchronous=FULL), so a power cut loses nothing the node signed or reported committed;
+    # off, a commit reaches the OS only (synchronous=NORMAL), which a crashed process does not
+    # undo.
+    fsync: bool = False
 
     def __post_init__(self) -> None:
         if (
@@ -96,6 +101,7 @@ class NodeConfig:
                 idle_timeout_s=_number(document, "idle_timeout_s", IDLE_TIMEOUT_S_DEFAULT),
                 body_timeout_s=_number(document, "body_timeout_s", BODY_TIMEOUT_S_DEFAULT),
                 admin_token=_optional_str(document, "admin_token"),
+                fsync=_flag(document, "fsync"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"node config {path} is malformed: {exc!r}") from exc
@@ -123,6 +129,13 @@ def _integer(document: dict[str, object], key: str, default: int) -> int:
     value = document.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{key} must be an integer, got {value!r}")
+    return value
+
+
+def _flag(document: dict[str, object], key: str) -> bool:
+    value = document.get(key, False)
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be true or false, got {value!r}")
     return value
 
 

@@ -50,7 +50,7 @@ async def run(config: NodeConfig, byzantine: ByzantineSpec | None = None) -> Non
     listener = listen(config.host, config.port)
     genesis = Genesis.load(config.genesis_file)
     keys = read_key_file(config.key_file)
-    storage = Storage(config.data_dir / "chain.sqlite")
+    storage = Storage(config.data_dir / "chain.sqlite", fsync=config.fsync)
     node = Node(
         name=config.name,
         genesis=genesis,

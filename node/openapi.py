@@ -147,6 +147,10 @@ STATUS = _obj(
         "admission_queue": NAT,
         "last_commit_ms": NULLABLE_INT,
         "halted": NULLABLE_STR,
+        "fsync": {
+            "type": "boolean",
+            "description": "whether each database commit is forced to disk (node.json fsync)",
+        },
         "peers": {"type": "array", "items": {"type": "object"}},
         "counters": _obj(
             {

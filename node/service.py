@@ -1339,6 +1339,7 @@ class Node:
             "admission_queue": self.admission_backlog,
             "last_commit_ms": self.last_commit_ms,
             "halted": self.halted,
+            "fsync": self.storage.fsync,
             "peers": self.peers.status(),
             "oracle": None if self.oracle is None else self.oracle.status(),
             "byzantine": self._byzantine_status(),

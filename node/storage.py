@@ -203,7 +203,11 @@ LAYOUT_VERSION = 1
 class Storage:
     """One node's database. Not thread-safe: the node's event loop is its only user."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, fsync: bool = False) -> None:
+        """Open (or create) the database at `path`. `fsync`: force every commit to disk before
+        it returns (synchronous=FULL), so a power cut loses no commit; without it a commit
+        reaches the OS (synchronous=NORMAL), which is enough when only the process dies."""
+        self.fsync = fsync
         # Why the storage stopped taking writes (a commit the database refused), or None; and
         # who to tell when it does (see _commit_batch).
         self.failed: str | None = None
@@ -213,7 +217,7 @@ class Storage:
         try:
             self._check_layout(path)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             self._db.executescript(_SCHEMA)
             self._db.execute(f"PRAGMA user_version = {LAYOUT_VERSION}")
         except sqlite3.DatabaseError as exc:

@@ -94,3 +94,22 @@ def test_an_unknown_identity_names_the_known_ones_oracles_included(tmp_path: Pat
     result = CliRunner().invoke(main, ["tx", "a", "b", "--as", "nobody", "--dir", str(tmp_path)])
     _one_line_error(result, "no identity named 'nobody'; known: admin, auditor")
     assert "oracle-node3" in result.output
+
+
+def test_init_fsync_turns_it_on_for_every_node(tmp_path: Path) -> None:
+    directory = tmp_path / "cluster"
+    result = _init(directory, "--fsync", "--observers", "1")
+    assert result.exit_code == 0, result.output
+    layout = ClusterDir(directory)
+    assert [layout.config(name).fsync for name in layout.node_names()] == [True] * 5
+    plain = tmp_path / "plain"
+    assert _init(plain).exit_code == 0
+    assert not any(ClusterDir(plain).config(name).fsync for name in ClusterDir(plain).node_names())
+
+
+def test_bench_fsync_is_refused_with_a_running_cluster(tmp_path: Path) -> None:
+    directory = tmp_path / "cluster"
+    assert _init(directory).exit_code == 0
+    result = CliRunner().invoke(main, ["bench", "--dir", str(directory), "--fsync"])
+    assert result.exit_code == 2, result.output
+    assert "--fsync" in result.output and "millchain init --fsync" in result.output

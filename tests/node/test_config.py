@@ -72,3 +72,17 @@ def test_bad_limits_are_refused_naming_the_field(
 ) -> None:
     with pytest.raises(ConfigError, match=fragment):
         _load(tmp_path, **{field: value})
+
+
+def test_fsync_is_off_unless_the_file_turns_it_on(tmp_path: Path) -> None:
+    assert _load(tmp_path).fsync is False
+    config = _load(tmp_path, fsync=True)
+    assert config.fsync is True
+    config.save(tmp_path / "again.json")
+    assert NodeConfig.load(tmp_path / "again.json").fsync is True
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_fsync_must_be_true_or_false(tmp_path: Path, value: object) -> None:
+    with pytest.raises(ConfigError, match="fsync must be true or false"):
+        _load(tmp_path, fsync=value)

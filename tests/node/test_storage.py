@@ -105,3 +105,13 @@ def test_without_background_checkpoints_the_wal_keeps_the_pages(tmp_path: Path) 
         assert _database_file_bytes(path) == before
     finally:
         storage.close()
+
+
+@pytest.mark.parametrize(("fsync", "level"), [(False, 1), (True, 2)])  # NORMAL, FULL
+def test_fsync_forces_every_commit_to_disk(tmp_path: Path, fsync: bool, level: int) -> None:
+    storage = Storage(tmp_path / "chain.sqlite", fsync=fsync)
+    try:
+        assert storage.fsync is fsync
+        assert storage._db.execute("PRAGMA synchronous").fetchone()[0] == level
+    finally:
+        storage.close()
