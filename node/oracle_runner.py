@@ -12,6 +12,15 @@ thread so consensus never waits for it, and submits one `oracle.report` transact
 signed with the validator's oracle key, through the node's own admission path. Nothing learned
 or random is computed inside consensus: the chain only sees the signed numbers, and anyone can
 recompute them with `millchain oracle verify`.
+
+What it still owes is read from the chain, not only remembered: a prediction needs a quorum of
+reports made with the registered model, so a validator that started again (its batch was lost),
+caught up (catch-up stores blocks without handing them here) or saw the model replaced (reports
+with the old one no longer count, and those still in flight fail) looks, at its start, at its
+first block, after a gap in heights and after loading a model, for the newest readings of each
+machine that are undecided and carry no report of its own with the registered model (see
+`_owed`). Without that, one validator down for a moment, or one model swap, left readings
+without a final prediction for good.
 """
 
 from __future__ import annotations
@@ -25,8 +34,10 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from contracts.oracle import REPORTS_PER_TX_MAX, registered_model
+from contracts.machine_state import MACHINE_PREFIX, read_reading, recent_readings
+from contracts.oracle import REPORTS_PER_TX_MAX, prediction_key, registered_model
 from contracts.receipt import Receipt
+from contracts.state import read_map
 from ledger.block import Block
 from ledger.crypto import KeyPair
 from ledger.encoding import encode
@@ -51,6 +62,9 @@ LIST_HEADER_GROWTH = 2
 # Report transactions remembered until their receipt commits (see `on_block`); beyond, the
 # oldest are forgotten (a transaction a view change lost never commits).
 SENT_MAX = 4096
+# How far back the runner looks for readings it still owes a report (see `_owed`): each
+# machine's newest readings, this many.
+OWED_READINGS_PER_MACHINE = 1000
 
 
 def readings_of(block: Block, receipts: Sequence[Receipt]) -> list[tuple[str, dict[str, Any]]]:
@@ -80,6 +94,19 @@ def to_reading(machine: str, fields: dict[str, Any]) -> Reading:
 
 def model_path(models_dir: Path, sha256_hex: str) -> Path:
     return models_dir / f"{sha256_hex}.skops"
+
+
+def _unique(readings: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """`readings` without repeats of a (machine, seq): a second report would fail its
+    transaction."""
+    seen: set[tuple[str, int]] = set()
+    kept: list[tuple[str, dict[str, Any]]] = []
+    for machine, fields in readings:
+        key = (machine, int(fields["seq"]))
+        if key not in seen:
+            seen.add(key)
+            kept.append((machine, fields))
+    return kept
 
 
 class OracleRunner:
@@ -115,6 +142,15 @@ class OracleRunner:
         self._sent: OrderedDict[bytes, tuple[bytes, list[dict[str, Any]]]] = OrderedDict()
         # Reports whose transaction failed as a whole, to submit again in halves.
         self._split: list[tuple[bytes, list[dict[str, Any]]]] = []
+        # (machine, seq) of reports made with a model since replaced: reported again with the
+        # registered one if the chain still needs them (see `_owed`).
+        self._recheck: list[tuple[str, int]] = []
+        # (machine, seq) of the newest readings this runner reported on (PENDING_MAX): after
+        # a model swap, those still undecided are reported again with the new model.
+        self._taken: OrderedDict[tuple[str, int], None] = OrderedDict()
+        self._live_height: int | None = None  # of the last block handed to `on_block`
+        self._sweep_due = False  # look for readings this runner never reported (see `_owed`)
+        self._wake.set()  # at start: load the registered model, and look for what is owed
         self.reports_submitted = 0
         self.reports_failed = 0
         self.readings_seen = 0
@@ -123,6 +159,12 @@ class OracleRunner:
         self.last_error: str | None = None
 
     def on_block(self, block: Block, receipts: Sequence[Receipt]) -> None:
+        if self._live_height is None or block.height > self._live_height + 1:
+            # The first block since the start, or blocks stored by catch-up came before it:
+            # their readings never reached this runner.
+            self._sweep_due = True
+            self._wake.set()
+        self._live_height = block.height
         readings = readings_of(block, receipts)
         self.readings_seen += len(readings)
         self._pending.extend(readings)
@@ -146,6 +188,12 @@ class OracleRunner:
             self._split += [(model_hash, reports[:middle]), (model_hash, reports[middle:])]
             self._wake.set()
             return
+        registered = registered_model(self.storage)
+        if registered is not None and bytes(registered["hash"]) != model_hash:
+            # It failed for naming a model since replaced: reported again with the new one.
+            self._recheck += [(str(r["machine"]), int(r["seq"])) for r in reports]
+            self._wake.set()
+            return
         self.reports_failed += 1
         [report] = reports
         self.last_error = (
@@ -162,7 +210,6 @@ class OracleRunner:
                     await asyncio.sleep(wait_s)
             self._retrying = False
             self._wake.clear()
-            batch, self._pending = self._pending, []
             # The registration is read here, in the event loop, between blocks: the storage
             # belongs to this loop, and a worker thread could see a block half applied.
             record = registered_model(self.storage)
@@ -171,15 +218,20 @@ class OracleRunner:
                 model = None
             elif bytes(record["hash"]) != self._model_hash:
                 model = await asyncio.to_thread(self._load, bytes(record["hash"]))
-            if model is None or self._model_hash is None:
+            # Taken after the load: readings committed during it are in this batch, and in the
+            # chain `_owed` reads next, with no await between (or they would be reported twice).
+            batch, self._pending = self._pending, []
+            if record is None or model is None or self._model_hash is None:
                 continue  # no model registered (yet)
             if self._split:
                 self._report_split(self._model_hash)
+            batch = _unique([*self._owed(self._model_hash, record), *batch])
             if not batch:
                 continue  # only a model to load, or reports to split
             batch, readings = self._readable(batch)
             if not readings:
                 continue
+            self._note_taken(readings)
             values = await asyncio.to_thread(model.predict_bp, readings)
             retry_from = self._report(self._model_hash, readings, values)
             self._reported_at = time.monotonic()
@@ -204,6 +256,12 @@ class OracleRunner:
                 continue
             kept.append((machine, fields))
         return kept, readings
+
+    def _note_taken(self, readings: list[Reading]) -> None:
+        for reading in readings:
+            self._taken[(reading.machine_id, reading.seq)] = None
+        while len(self._taken) > PENDING_MAX:
+            self._taken.popitem(last=False)
 
     def _requeue(self, readings: list[tuple[str, dict[str, Any]]]) -> None:
         """Report `readings` (refused because the node was busy) with the next batch, keeping at
@@ -231,6 +289,7 @@ class OracleRunner:
             log.error(self.last_error)
             return None
         self._model, self._model_hash = model, model_hash
+        self._sweep_due = True  # readings of the old model, or of none, may be owed
         self.last_error = None
         log.info("loaded registered model %s from %s", model_hash.hex()[:16], path)
         return model
@@ -256,7 +315,10 @@ class OracleRunner:
         split, self._split = self._split, []
         for index, (made_with, part) in enumerate(split):
             if made_with != model_hash:
-                continue  # the model was replaced: they would fail on that alone
+                # The model was replaced: they would fail on that alone. The chain decides
+                # whether they are still owed, with the registered model (see `_owed`).
+                self._recheck += [(str(r["machine"]), int(r["seq"])) for r in part]
+                continue
             if self._submit_part(made_with, part):
                 self._split = split[index:]
                 self._retrying = True
@@ -288,6 +350,58 @@ class OracleRunner:
         if len(self._sent) > SENT_MAX:
             self._sent.popitem(last=False)
         return False
+
+    def _owed(self, model_hash: bytes, model: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """Committed readings that still need this validator's report with `model_hash` (the
+        registered `model`) and have none on the way: those of `_recheck`, and after a start,
+        catch-up or new model, of each machine's newest (OWED_READINGS_PER_MACHINE), those
+        committed with or after the model's registration or reported on by this runner before.
+        (Readings from before any model was registered stay unreported, as they always were,
+        whatever other validators report on them.) Read in the event loop between blocks, like
+        the registration."""
+        # (machine, seq, the reading as committed when already read)
+        wanted: list[tuple[str, int, dict[str, Any] | None]] = [
+            (machine, seq, None) for machine, seq in self._recheck
+        ]
+        self._recheck = []
+        if self._sweep_due:
+            self._sweep_due = False
+            since = int(model.get("registered_height", 0))
+            machines = [
+                key[len(MACHINE_PREFIX) :].decode() for key, _ in self.storage.scan(MACHINE_PREFIX)
+            ]
+            for machine in machines:
+                for fields in recent_readings(self.storage, machine, OWED_READINGS_PER_MACHINE):
+                    seq = int(fields["seq"])
+                    if int(fields.get("height", -1)) >= since or (machine, seq) in self._taken:
+                        wanted.append((machine, seq, fields))
+        if not wanted:
+            return []
+        on_the_way = {
+            (str(r["machine"]), int(r["seq"]))
+            for made_with, part in [*self._sent.values(), *self._split]
+            if made_with == model_hash
+            for r in part
+        }
+        owed: list[tuple[str, dict[str, Any]]] = []
+        for machine, seq, known in wanted:
+            if (machine, seq) in on_the_way or not self._unreported(machine, seq, model_hash):
+                continue
+            reading = known or read_reading(self.storage, machine, seq)
+            if reading is not None:  # else not committed: the contract would refuse the report
+                owed.append((machine, {**reading, "seq": seq}))
+        return owed[-PENDING_MAX:]
+
+    def _unreported(self, machine: str, seq: int, model_hash: bytes) -> bool:
+        """Whether reading `seq` of `machine` is undecided and without this validator's
+        report with `model_hash`."""
+        record = read_map(self.storage, prediction_key(machine, seq))
+        if record is None:
+            return True
+        if record["final"]:
+            return False
+        ours = self.keys.public_key in [bytes(k) for k in record.get("reporter_keys", [])]
+        return not (bytes(record["model"]) == model_hash and ours)
 
     def _parts(
         self, model_hash: bytes, reports: list[dict[str, Any]]
