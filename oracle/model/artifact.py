@@ -6,7 +6,11 @@ from the file) and returns the file's sha256. skops names objects and array entr
 order of first use and a fixed timestamp, so the same model always gives the same bytes and the
 same hash.
 `load_model` reads the bytes once, refuses them unless their sha256 is the expected one, and then
-lets skops build only the types in TRUSTED_TYPES.
+lets skops build only the types in TRUSTED_TYPES. It refuses a model made with another
+scikit-learn than the one running (estimators' internals and numerics change between versions,
+so validators on two versions could report different numbers for one artifact, and sklearn only
+warns), and an estimator that is not a fitted binary classifier over FEATURE_NAMES (the compiled
+forest would read such a model's features at the wrong offsets without an error).
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ import zipfile
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
+import sklearn
 import skops.io as sio
 
 from ledger.hashing import sha256
 from oracle.errors import ArtifactError
 from oracle.model.fault_model import FaultModel, ModelMetadata
+from oracle.model.features import FEATURE_NAMES
 
 FORMAT: Final = "millchain-fault-model/1"
 _ZIP_EPOCH: Final = (1980, 1, 1, 0, 0, 0)
@@ -103,7 +110,36 @@ def load_model(path: Path, expected_sha256: str) -> FaultModel:
         )
     payload = _trusted_load(data, path)
     metadata = ModelMetadata.from_map({**payload["metadata"], "artifact_sha256": actual})
+    if metadata.sklearn_version != sklearn.__version__:
+        raise ArtifactError(
+            f"model artifact {path} was made with scikit-learn {metadata.sklearn_version}, this "
+            f"node runs {sklearn.__version__}: validators on other versions may compute other "
+            f"numbers; install scikit-learn {metadata.sklearn_version} or train the model again"
+        )
+    _check_estimator(payload["estimator"], path)
     return FaultModel(payload["estimator"], metadata)
+
+
+def _check_estimator(estimator: Any, path: Path) -> None:
+    """A fitted binary classifier taking FEATURE_NAMES, or an ArtifactError."""
+    if not callable(getattr(estimator, "predict_proba", None)):
+        raise ArtifactError(
+            f"model artifact {path} holds a {type(estimator).__name__}, expected a classifier"
+        )
+    features = getattr(estimator, "n_features_in_", None)
+    classes = getattr(estimator, "classes_", None)
+    if features is None or classes is None:
+        raise ArtifactError(f"model artifact {path} holds an estimator that was never fitted")
+    if features != len(FEATURE_NAMES):
+        raise ArtifactError(
+            f"model artifact {path} holds an estimator fitted on {features} features, expected "
+            f"the {len(FEATURE_NAMES)} its metadata names"
+        )
+    if np.asarray(classes).shape != (2,):
+        raise ArtifactError(
+            f"model artifact {path} holds a classifier of classes {list(classes)[:8]!a}, "
+            "expected two (healthy, failing)"
+        )
 
 
 def _trusted_load(data: bytes, path: Path) -> dict[str, Any]:

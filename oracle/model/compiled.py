@@ -73,6 +73,12 @@ class CompiledForest:
 
     def positive(self, matrix: FloatArray) -> FloatArray:
         x = np.asarray(matrix, dtype=np.float32).astype(np.float64)
+        if x.ndim != 2 or x.shape[1] != self._n_features:
+            # sklearn refuses it too; the walk below would read features at the wrong offsets.
+            raise ValueError(
+                f"X has {x.shape[-1]} features, but the forest is expecting "
+                f"{self._n_features} features as input"
+            )
         n = x.shape[0]
         nodes = np.repeat(self._roots[:, np.newaxis], n, axis=1)  # (trees, readings)
         flat = x.ravel()
