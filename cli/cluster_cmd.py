@@ -48,8 +48,8 @@ fsync_option = click.option(
     is_flag=True,
     help="Every node forces each database commit to disk before what it records leaves it "
     "(SQLite synchronous=FULL), so a power cut loses nothing a node signed or reported "
-    "committed. Without it a commit reaches the OS only: safe when a node's process dies, not when the "
-    "machine loses power.",
+    "committed. Without it a commit reaches the OS only: safe when a node's process dies, not "
+    "when the machine loses power.",
 )
 
 
