@@ -3,12 +3,16 @@ real with iptables. Needs root, iproute2 and iptables.
 
     python scripts/netns.py up --nodes 4 [--tag T] [--subnet 10.77.0]   # prints the addresses
     python scripts/netns.py exec --tag T --node 0 -- CMD ...             # run CMD in node 0's
-    python scripts/netns.py cut --tag T --nodes 4 0 1                    # drop traffic 0 <-> 1
-    python scripts/netns.py restore --tag T --nodes 4 0 1                # undo that cut
-    python scripts/netns.py isolate --tag T --nodes 4 0                  # cut 0 from everyone
-    python scripts/netns.py loss --tag T --nodes 4 0.1                   # drop 10 % of packets
-    python scripts/netns.py heal --tag T --nodes 4                       # restore every link
-    python scripts/netns.py down --tag T --nodes 4                       # remove everything
+    python scripts/netns.py cut --tag T 0 1                              # drop traffic 0 <-> 1
+    python scripts/netns.py restore --tag T 0 1                          # undo that cut
+    python scripts/netns.py isolate --tag T 0                            # cut 0 from everyone
+    python scripts/netns.py loss --tag T 0.1                             # drop 10 % of packets
+    python scripts/netns.py heal --tag T                                 # restore every link
+    python scripts/netns.py down --tag T                                 # remove everything
+
+The commands after `up` find the lab's nodes from its namespaces. `up` refuses a tag whose lab
+(or a part of one) exists, and removes what it made if it fails or is interrupted; a node number
+outside the lab is refused before any rule changes.
 
 Layout for tag T and n nodes: namespaces `mcT-n0`..; in each, `eth0` with SUBNET.(i+1)/24, the
 far end of a veth pair `mcT-v<i>` plugged into the bridge `mcT-br` in the calling namespace,
@@ -82,6 +86,17 @@ def free_subnet() -> str:
     raise NetnsError("every 10.77.X.0/24 subnet is in use")
 
 
+def lab_nodes(tag: str) -> int:
+    """How many nodes the lab `tag` has: one past the highest index of its namespaces (0 when
+    none is left)."""
+    found = re.findall(rf"^mc{re.escape(tag)}-n(\d+)\b", run(["ip", "netns", "list"]), re.M)
+    return 1 + max(int(i) for i in found) if found else 0
+
+
+def bridge_exists(tag: str) -> bool:
+    return f" mc{tag}-br:" in run(["ip", "-o", "link", "show"])
+
+
 def subnet_of(tag: str) -> str:
     """The subnet prefix of the lab `tag`, read from its bridge's address."""
     bridge = f"mc{tag}-br"
@@ -137,14 +152,21 @@ class Lab:
     # -- building and tearing down -------------------------------------------------------------
 
     def up(self) -> None:
-        """Create the bridge, the namespaces and their links; on failure, remove what was made."""
+        """Create the bridge, the namespaces and their links; on failure or interruption,
+        remove what was made. A lab with this tag (or a part of one) that exists already is
+        refused and left alone: removing it would cut the nodes running in it."""
+        if lab_nodes(self.tag) or bridge_exists(self.tag):
+            raise NetnsError(
+                f"a lab tagged {self.tag} exists already (namespaces mc{self.tag}-n*, bridge "
+                f"{self.bridge}); pick another tag, or remove it with `down --tag {self.tag}`"
+            )
         try:
             run(["ip", "link", "add", self.bridge, "type", "bridge"])
             run(["ip", "addr", "add", f"{self.bridge_address}/24", "dev", self.bridge])
             run(["ip", "link", "set", self.bridge, "up"])
             for i in range(self.nodes):
                 self._add_node(i)
-        except NetnsError:
+        except BaseException:
             self.down()
             raise
 
@@ -191,6 +213,15 @@ class Lab:
 
     # -- faults --------------------------------------------------------------------------------
 
+    def check_nodes(self, *nodes: int) -> None:
+        """NetnsError unless every number names a node of this lab."""
+        outside = [i for i in nodes if not 0 <= i < self.nodes]
+        if outside:
+            raise NetnsError(
+                f"no node {', '.join(map(str, outside))} in lab {self.tag}; its nodes are "
+                f"0 to {self.nodes - 1}"
+            )
+
     def _rule(self, i: int, *rule: str, action: str = "-A") -> None:
         run([*self.exec_prefix(i), "iptables", action, CHAIN, *rule])
 
@@ -203,17 +234,22 @@ class Lab:
         self._link_rules(a, b, "-D")
 
     def _link_rules(self, a: int, b: int, action: str) -> None:
+        self.check_nodes(a, b)
+        if a == b:
+            raise NetnsError(f"node {a} has no link to itself")
         for here, there in ((a, b), (b, a)):
             self._rule(here, "-s", self.address(there), "-j", "DROP", action=action)
             self._rule(here, "-d", self.address(there), "-j", "DROP", action=action)
 
     def isolate(self, i: int) -> None:
+        self.check_nodes(i)
         for other in range(self.nodes):
             if other != i:
                 self.cut(i, other)
 
     def partition(self, groups: Sequence[Sequence[int]]) -> None:
         """Cut every link between nodes of different groups."""
+        self.check_nodes(*(i for group in groups for i in group))
         for g, group in enumerate(groups):
             for other in groups[g + 1 :]:
                 for a in group:
@@ -222,6 +258,7 @@ class Lab:
 
     def loss(self, i: int, probability: float) -> None:
         """Drop packets arriving at node i at random with `probability`."""
+        self.check_nodes(i)
         if not 0.0 <= probability <= 1.0:
             raise NetnsError(f"loss is a probability in [0, 1], got {probability}")
         self._rule(
@@ -240,6 +277,8 @@ class Lab:
 
     def heal(self, i: int | None = None) -> None:
         """Remove every fault rule (of node i, or of every node)."""
+        if i is not None:
+            self.check_nodes(i)
         for j in range(self.nodes) if i is None else (i,):
             run([*self.exec_prefix(j), "iptables", "-F", CHAIN])
 
@@ -262,7 +301,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("up", "down", "heal", "cut", "restore", "isolate", "loss", "exec"):
         sub = commands.add_parser(name)
         sub.add_argument("--tag", default=None, help="Names the lab (new one for `up`).")
-        sub.add_argument("--nodes", type=int, default=4, help="Nodes in the lab (default 4).")
+        sub.add_argument(
+            "--nodes",
+            type=int,
+            default=None,
+            help="Nodes in the lab (`up`: default 4). The other commands find them from the "
+            "lab's namespaces, and refuse a number that differs; `down` removes as many as "
+            "either says.",
+        )
         sub.add_argument(
             "--subnet",
             default=None,
@@ -284,12 +330,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command != "up" and args.tag is None:
         parser.error("--tag is required (the one `up` printed)")
     try:
-        tag = args.tag or new_tag()
-        subnet = args.subnet or (free_subnet() if args.command == "up" else subnet_of(tag))
-        return _dispatch(Lab(tag=tag, nodes=args.nodes, subnet=subnet), args)
+        return _dispatch(_lab_for(args, args.tag or new_tag()), args)
     except NetnsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)  # `up` removed what it had made
+        return 130
+
+
+def _lab_for(args: argparse.Namespace, tag: str) -> Lab:
+    """The lab a command works on: a new one for `up`; otherwise the one whose namespaces
+    exist, with as many nodes as they show (a default of 4 would leave the others of a larger
+    lab cut, or behind after `down`)."""
+    if args.command == "up":
+        nodes = 4 if args.nodes is None else args.nodes
+        return Lab(tag=tag, nodes=nodes, subnet=args.subnet or free_subnet())
+    found = lab_nodes(tag)
+    if args.command == "down":
+        if not found and not bridge_exists(tag):
+            raise NetnsError(f"no lab tagged {tag} here (no namespace mc{tag}-n*, no bridge)")
+        # Whatever is left of it goes; its subnet does not matter for that.
+        nodes = max(found, args.nodes or 0, 1)
+        return Lab(tag=tag, nodes=nodes, subnet=args.subnet or SUBNET_DEFAULT)
+    if not found:
+        raise NetnsError(f"no lab tagged {tag} here (no namespace mc{tag}-n*); is it up?")
+    if args.nodes is not None and args.nodes != found:
+        raise NetnsError(f"lab {tag} has {found} nodes, not {args.nodes}")
+    return Lab(tag=tag, nodes=found, subnet=args.subnet or subnet_of(tag))
 
 
 def _dispatch(lab: Lab, args: argparse.Namespace) -> int:
@@ -317,9 +385,14 @@ def _dispatch(lab: Lab, args: argparse.Namespace) -> int:
         case "isolate":
             lab.isolate(args.node)
         case "loss":
-            for i in args.node or range(lab.nodes):
+            nodes = args.node or range(lab.nodes)
+            lab.check_nodes(*nodes)  # all of them before any rule
+            if not 0.0 <= args.probability <= 1.0:
+                raise NetnsError(f"loss is a probability in [0, 1], got {args.probability}")
+            for i in nodes:
                 lab.loss(i, args.probability)
         case "exec":
+            lab.check_nodes(args.node)
             command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
             if not command:
                 raise NetnsError("exec needs a command after --")
