@@ -1,18 +1,37 @@
 """`millchain cluster faults`: per-peer fault injection on a running cluster, through each node's
-loopback-only admin API (`/admin/faults`, node/faults.py)."""
+admin API (`/admin/faults`, node/faults.py): from loopback, or with the `admin_token` of the
+node's node.json for a node on another address.
+
+Before it changes anything the command asks every node it will change for its rules, and checks
+that the node answering at each address is this cluster's (its name, chain and peers' addresses:
+while a cluster is down, another one may hold its ports). A change that fails or is interrupted
+half-way is undone on the nodes it reached."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import click
 
-from cli.common import dir_option, fail, guarded, json_option, layout_of, print_json, run
+from cli.common import (
+    FiniteFloatRange,
+    dir_option,
+    fail,
+    guarded,
+    json_option,
+    layout_of,
+    print_json,
+    run,
+)
 from cli.common import table as print_table
 from cli.layout import ClusterDir
 from cli.process import node_pid
+
+ADMIN_TIMEOUT_S = 5.0
+Posts = list[tuple[str, dict[str, Any] | None]]
 
 
 def parse_partition(spec: str, validators: list[str]) -> list[list[str]]:
@@ -52,25 +71,40 @@ def partition_plan(groups: list[list[str]]) -> dict[str, list[str]]:
     }
 
 
+def _headers(layout: ClusterDir, name: str) -> dict[str, str]:
+    """What lets the CLI in to a node's admin API from another address than loopback."""
+    token = layout.config(name).admin_token
+    return {} if token is None else {"Authorization": f"Bearer {token}"}
+
+
 async def _admin(
-    session: aiohttp.ClientSession, url: str, body: dict[str, Any] | None
+    session: aiohttp.ClientSession, layout: ClusterDir, name: str, body: dict[str, Any] | None
 ) -> dict[str, Any]:
     method = "GET" if body is None else "POST"
-    async with session.request(method, f"{url}/admin/faults", json=body) as response:
+    url = layout.config(name).url
+    async with session.request(
+        method, f"{url}/admin/faults", json=body, headers=_headers(layout, name)
+    ) as response:
         answer: dict[str, Any] = await response.json(content_type=None)
         if response.status != 200:
             raise click.ClickException(f"{url}: {response.status}: {answer.get('error', answer)}")
         return answer
 
 
-async def _apply(layout: ClusterDir, posts: list[tuple[str, dict[str, Any] | None]]) -> list[Any]:
+def _session() -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ADMIN_TIMEOUT_S))
+
+
+async def _apply(layout: ClusterDir, posts: Posts, reached: list[str]) -> list[Any]:
     """Send each (node, body) in order (a GET for None); the first node that does not answer
-    ends it, named."""
+    ends it, named. `reached` collects the nodes sent a change so far (the one in flight too)."""
     answers: list[Any] = []
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+    async with _session() as session:
         for name, body in posts:
+            if body is not None and name not in reached:
+                reached.append(name)
             try:
-                answers.append(await _admin(session, layout.config(name).url, body))
+                answers.append(await _admin(session, layout, name, body))
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise click.ClickException(
                     f"{name} did not answer: {exc or type(exc).__name__}"
@@ -78,21 +112,96 @@ async def _apply(layout: ClusterDir, posts: list[tuple[str, dict[str, Any] | Non
     return answers
 
 
+async def _post_each(layout: ClusterDir, posts: Posts) -> list[str]:
+    """Send every (node, body), going on past a node that fails; the nodes that failed."""
+    failed: list[str] = []
+    async with _session() as session:
+        for name, body in posts:
+            if name in failed:
+                continue
+            try:
+                await _admin(session, layout, name, body)
+            except (aiohttp.ClientError, TimeoutError, ValueError, click.ClickException):
+                failed.append(name)
+    return failed
+
+
+def _stranger(layout: ClusterDir, name: str, status: Any) -> str | None:
+    """Why the node answering at `name`'s address is not this cluster's `name`, or None."""
+    genesis = layout.genesis()
+    expected = {v.name: v.url for v in genesis.validators if v.name != name}
+    peers = status.get("peers") if isinstance(status, dict) else None
+    shown = (
+        {p.get("name"): p.get("url") for p in peers if isinstance(p, dict)}
+        if isinstance(peers, list)
+        else None
+    )
+    if (
+        isinstance(status, dict)
+        and status.get("name") == name
+        and status.get("chain_id") == genesis.chain_id
+        and shown == expected
+    ):
+        return None
+    found = str(status.get("name") if isinstance(status, dict) else status)[:40]
+    return (
+        f"{layout.config(name).url} answers as {found!a} of another cluster (another chain, or "
+        f"its peers at other addresses than {layout.root}'s genesis names)"
+    )
+
+
 async def _probe(
     layout: ClusterDir, names: list[str]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """Each named node's fault state, and for each node that gave none, why."""
+    """Each named node's fault state, and for each node that gave none (or is another
+    cluster's), why."""
     states: dict[str, dict[str, Any]] = {}
     silent: dict[str, str] = {}
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+    async with _session() as session:
         for name in names:
             try:
-                states[name] = await _admin(session, layout.config(name).url, None)
+                async with session.get(layout.config(name).url + "/status") as response:
+                    status = await response.json(content_type=None)
+                stranger = _stranger(layout, name, status)
+                if stranger is not None:
+                    silent[name] = stranger
+                    continue
+                states[name] = await _admin(session, layout, name, None)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 silent[name] = str(exc) or type(exc).__name__
             except click.ClickException as exc:
                 silent[name] = exc.message
     return states, silent
+
+
+def _restoring(state: dict[str, Any], *, seed: bool) -> list[dict[str, Any]]:
+    """The changes that give a node back the rules (and, with `seed`, the seed) of `state`."""
+    rules = [
+        {"peer": link, **{key: rule[key] for key in RULE_FIELDS}}
+        for link, rule in state["peers"].items()
+        if any(rule[key] for key in RULE_FIELDS)
+    ]
+    return [{"clear": True}, *([{"seed": state["seed"]}] if seed else []), *rules]
+
+
+def _undo(
+    layout: ClusterDir, states: dict[str, dict[str, Any]], reached: Sequence[str], *, seed: bool
+) -> None:
+    """Put back what the nodes a failed or interrupted change reached had before, and say so."""
+    if not reached:
+        click.echo("no node was changed", err=True)
+        return
+    posts: Posts = [(n, body) for n in reached for body in _restoring(states[n], seed=seed)]
+    failed = run(_post_each(layout, posts))
+    undone = [name for name in reached if name not in failed]
+    if undone:
+        click.echo(f"undone on {', '.join(undone)}: their rules are as before", err=True)
+    if failed:
+        click.echo(
+            f"could not undo the change on {', '.join(failed)} (no answer; it may not have "
+            "reached them): see `millchain cluster faults`, or --heal",
+            err=True,
+        )
 
 
 RULE_FIELDS = ("delay_ms", "jitter_ms", "loss", "duplicate", "blocked")
@@ -117,9 +226,9 @@ def _merged(current: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
 @click.option(
     "--jitter-ms", type=click.IntRange(0, 60_000), default=None, help="Uniform +/- jitter."
 )
-@click.option("--loss", type=click.FloatRange(0, 1), default=None, help="Probability of loss.")
+@click.option("--loss", type=FiniteFloatRange(0, 1), default=None, help="Probability of loss.")
 @click.option(
-    "--dup", type=click.FloatRange(0, 1), default=None, help="Probability of a duplicate."
+    "--dup", type=FiniteFloatRange(0, 1), default=None, help="Probability of a duplicate."
 )
 @click.option(
     "--block/--unblock",
@@ -155,7 +264,10 @@ def faults(
 
     Showing and healing work on the nodes that answer and name those that do not (--json
     gives them null); healing exits with status 1 if a running node did not answer. Setting
-    a rule, a partition or a seed changes nothing unless every node to change answers.
+    a rule, a partition or a seed changes nothing unless every node to change answers; one
+    that fails or is interrupted (Ctrl-C) half-way is undone on the nodes it reached. A node
+    whose address answers as another cluster's counts as not answering. A node on another
+    address than loopback is reached with the admin_token of its node.json.
 
     \b
     millchain cluster faults --dir D                                # show every node's rules
@@ -193,7 +305,7 @@ def faults(
     states, silent = run(_probe(layout, changed))
     for name, why in silent.items():
         fail(f"{name} did not answer: {why}; no node was changed")
-    posts: list[tuple[str, dict[str, Any] | None]] = []
+    posts: Posts = []
     if seed is not None:
         posts += [(name, {"seed": seed}) for name in targets]
     if plan is not None:
@@ -210,7 +322,12 @@ def faults(
             for link, rule in states[name]["peers"].items()
             if peer in ("*", link)
         ]
-    run(_apply(layout, posts))
+    reached: list[str] = []
+    try:
+        run(_apply(layout, posts, reached))
+    except BaseException:  # a node stopped answering, Ctrl-C: no change half made
+        _undo(layout, states, reached, seed=seed is not None)
+        raise
     _show_or_heal(layout, targets, heal=False, as_json=as_json)
 
 
@@ -219,7 +336,7 @@ def _show_or_heal(layout: ClusterDir, targets: list[str], *, heal: bool, as_json
     name those that do not."""
     states, silent = run(_probe(layout, targets))
     if heal:
-        run(_apply(layout, [(name, {"clear": True}) for name in states]))
+        run(_apply(layout, [(name, {"clear": True}) for name in states], []))
         states, silent_after = run(_probe(layout, list(states)))
         silent |= silent_after
     if as_json:
