@@ -4,7 +4,8 @@ it exactly there (armed through the admin API: loopback, or the admin token).
 Phases:
   before-pre-prepare  the primary is about to send a pre-prepare: it is held, not sent
   after-pre-prepare   the primary has sent a pre-prepare (it is between pre-prepare and commit)
-  after-prepare       the node has sent its prepare for a block
+  after-prepare       a backup has sent its prepare for a block (the primary of a view sends
+                      none: armed there, it fires only once a view change makes it a backup)
   after-commit        the node has sent its commit for a block
   after-execute       the node has committed a block locally and executed it
 
