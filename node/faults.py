@@ -9,6 +9,11 @@ sends, so a symmetric partition sets rules on both sides (`millchain cluster fau
 reproducible for a given order of batches. Rules change at runtime through the loopback-only
 admin API (`GET`/`POST /admin/faults`).
 
+A node keeps its rules and seed in its data directory (`FaultInjector.kept_at`), and a restarted
+node starts with them: a network's faults do not heal because a process behind them restarted,
+and a node cut off by a partition that came back without its rules would send to, and fetch
+from, the side that still cuts it (a partition half set). Clearing them is healing them.
+
 A blocked link fails like an unreachable peer (the sender backs off and retries, and drops the
 backlog of a peer down for long); a lost batch vanishes as if the network had eaten it (the
 protocol's retransmission and state transfer must cover it).
@@ -16,11 +21,14 @@ protocol's retransmission and state transfer must cover it).
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from random import Random
 from typing import Any
 
-from node.errors import Rejection
+from node.errors import ConfigError, Rejection
 
 DELAY_MS_MAX = 60_000
 _FIELDS = frozenset({"delay_ms", "jitter_ms", "loss", "duplicate", "blocked"})
@@ -93,31 +101,82 @@ class LinkCounters:
 
 @dataclass(slots=True)
 class FaultInjector:
-    """The rules of one node's links, and the seeded generator behind their draws."""
+    """The rules of one node's links, and the seeded generator behind their draws; with a
+    `path`, every change is written there before it takes effect (see `kept_at`)."""
 
     seed: int = 0
     rules: dict[str, LinkFaults] = field(default_factory=dict)
     counters: dict[str, LinkCounters] = field(default_factory=dict)
+    path: Path | None = None
     _rng: Random = field(init=False)
 
     def __post_init__(self) -> None:
         self._rng = Random(self.seed)
 
+    @classmethod
+    def kept_at(cls, path: Path) -> FaultInjector:
+        """The rules and seed an earlier run of the node kept in `path` (none if there is no
+        file), kept there again on every change. ConfigError for a file that cannot be read
+        or is malformed: a node must not start with other faults than it was told."""
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return cls(path=path)
+        except OSError as exc:
+            raise ConfigError(f"cannot read the fault rules kept in {path}: {exc}") from exc
+        try:
+            document = json.loads(text)
+            seed = document["seed"]
+            kept = document["rules"]
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise ValueError(f"seed must be an integer, got {seed!r}")
+            if not isinstance(kept, dict) or not all(isinstance(r, dict) for r in kept.values()):
+                raise ValueError("rules must map each peer's name to a rule")
+            rules = {str(peer): LinkFaults.from_json(rule) for peer, rule in kept.items()}
+        except (ValueError, KeyError, TypeError, FaultSpecError) as exc:
+            raise ConfigError(
+                f"the fault rules kept in {path} are malformed ({exc}); delete the file to "
+                "start the node with none"
+            ) from exc
+        return cls(
+            seed=seed,
+            rules={peer: rule for peer, rule in rules.items() if not rule.is_clear},
+            path=path,
+        )
+
     def reseed(self, seed: int) -> None:
+        self._keep(seed, self.rules)
         self.seed = seed
         self._rng = Random(seed)
 
     def set(self, peer: str, faults: LinkFaults) -> None:
-        if faults.is_clear:
-            self.rules.pop(peer, None)
-        else:
-            self.rules[peer] = faults
+        rules = {key: rule for key, rule in self.rules.items() if key != peer}
+        if not faults.is_clear:
+            rules[peer] = faults
+        self._keep(self.seed, rules)
+        self.rules = rules
 
     def clear(self, peer: str | None = None) -> None:
-        if peer is None:
-            self.rules.clear()
-        else:
-            self.rules.pop(peer, None)
+        rules = {} if peer is None else {k: r for k, r in self.rules.items() if k != peer}
+        self._keep(self.seed, rules)
+        self.rules = rules
+
+    def _keep(self, seed: int, rules: dict[str, LinkFaults]) -> None:
+        """Write `seed` and `rules` to `path` (nothing without one), whole or not at all;
+        a Rejection (500) if the disk refuses, and then nothing changes."""
+        if self.path is None:
+            return
+        document = {"seed": seed, "rules": {p: rules[p].to_json() for p in sorted(rules)}}
+        partial = self.path.with_name(f".{self.path.name}.partial")
+        try:
+            partial.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+            os.replace(partial, self.path)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise Rejection(
+                f"cannot keep the fault rules in {self.path}: {exc}; nothing was changed",
+                status=500,
+            ) from exc
 
     def rule(self, peer: str) -> LinkFaults:
         return self.rules.get(peer, LinkFaults())

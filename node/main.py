@@ -16,8 +16,13 @@ from ledger.genesis import Genesis
 from node.api import listen, serve
 from node.byzantine import ByzantineSpec
 from node.config import NodeConfig
+from node.faults import FaultInjector
 from node.service import Node
 from node.storage import Storage
+
+# In the node's data directory: its fault rules, kept across restarts (node/faults.py).
+FAULTS_FILE = "faults.json"
+log = logging.getLogger(__name__)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -51,6 +56,13 @@ async def run(config: NodeConfig, byzantine: ByzantineSpec | None = None) -> Non
     genesis = Genesis.load(config.genesis_file)
     keys = read_key_file(config.key_file)
     storage = Storage(config.data_dir / "chain.sqlite", fsync=config.fsync)
+    faults = FaultInjector.kept_at(config.data_dir / FAULTS_FILE)
+    if faults.rules:
+        log.warning(
+            "fault rules kept from before the restart are in force (heal them with `millchain "
+            "cluster faults --heal`): %s",
+            ", ".join(f"{peer}: {rule}" for peer, rule in sorted(faults.rules.items())),
+        )
     node = Node(
         name=config.name,
         genesis=genesis,
@@ -63,6 +75,7 @@ async def run(config: NodeConfig, byzantine: ByzantineSpec | None = None) -> Non
         else read_key_file(config.oracle_key_file),
         models_dir=config.models_dir,
         byzantine=byzantine,
+        faults=faults,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

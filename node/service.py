@@ -234,7 +234,10 @@ class Node:
         oracle_keys: KeyPair | None = None,
         models_dir: Path | None = None,
         byzantine: ByzantineSpec | None = None,
+        faults: FaultInjector | None = None,
     ) -> None:
+        """`faults`: the rules of the node's links (FaultInjector.kept_at keeps them across
+        restarts); none, in memory, if not given."""
         found = genesis.validator_index(keys.public_key)
         if byzantine is not None and (observer or found is None):
             raise Rejection("only a validator can be byzantine")
@@ -317,7 +320,7 @@ class Node:
         )
         # An observer talks to every validator (to forward client transactions); a validator
         # to every other one.
-        self.faults = FaultInjector()
+        self.faults = FaultInjector() if faults is None else faults
         self.peers = Peers(
             self_index=index,
             faults=self.faults,
