@@ -303,6 +303,11 @@ async def _register_senders(
                 raise BenchError(f"registering a bench sender failed: {receipt_summary['error']}")
 
 
+def _fsyncs(layout: ClusterDir) -> bool:
+    """Whether every node of `layout` forces its commits to disk (NodeConfig.fsync)."""
+    return all(layout.config(name).fsync for name in layout.node_names())
+
+
 async def _not_answering(layout: ClusterDir) -> list[str]:
     """Each node that does not answer its status within ANSWER_TIMEOUT_S (all asked at once),
     with what went wrong: the load goes to every node, so the bench needs them all."""
@@ -428,10 +433,12 @@ def bench(
             "millchain-bench-", nodes=nodes, extra_identities=extra, fsync=fsync
         ) as layout:
             n = len(layout.node_names())
+            fsyncs = _fsyncs(layout)  # read while the cluster's files are there
             figures = _measure(layout, [name for name, _ in extra], duration_s, rate_per_s, batch)
     else:
         layout = existing
         n = len(layout.node_names())
+        fsyncs = _fsyncs(layout)
         senders = [name for name, _ in bench_identities(BENCH_SENDERS)]
         asyncio.run(_register_senders(layout, senders))
         figures = _measure(layout, senders, duration_s, rate_per_s, batch)
@@ -445,7 +452,7 @@ def bench(
     report = {
         "nodes": n,
         # Whether the nodes force each commit to disk (--fsync, or the --dir cluster's setting).
-        "fsync": all(layout.config(name).fsync for name in layout.node_names()),
+        "fsync": fsyncs,
         "cores": cores,
         "verifier": VERIFIER,
         "verify_per_s": round(rate),
