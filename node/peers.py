@@ -11,9 +11,9 @@ the first batch and kept open: a batch is one binary frame, answered by one ack 
 (msgpack {"status", "error"}, the status POST /peer/batch would have answered) before the next
 batch leaves. An HTTP request per batch cost both ends about six times the CPU of a frame and
 its ack (aiohttp's request and response objects, headers, middleware, routing), and a block
-takes a dozen batches a node. A stream that fails in any way (no ack within ACK_TIMEOUT_S, a
-close, a frame that is not an ack) is dropped and the batch put back; the next try opens a new
-one.
+takes a dozen batches a node. A stream that fails in any way (the batch not sent and acked
+within ACK_TIMEOUT_S, a close, a frame that is not an ack) is dropped and the batch put back; the
+next try opens a new one.
 
 A batch a peer did not take is put back at the front and retried with back-off, so a peer that
 restarts gets what it missed while it was briefly away; a peer down for longer than
@@ -347,8 +347,12 @@ class Peers:
     async def _send_for_ack(
         self, stream: aiohttp.ClientWebSocketResponse, body: bytes
     ) -> tuple[int, str | None]:
-        await stream.send_bytes(body)
-        message = await stream.receive(timeout=ACK_TIMEOUT_S)
+        # The send counts against the ack's time too: to a peer that takes the connection and
+        # never reads (stopped, or byzantine), send_bytes waits for the socket to drain for ever,
+        # and the link would never count as down nor drop its backlog.
+        async with asyncio.timeout(ACK_TIMEOUT_S):
+            await stream.send_bytes(body)
+            message = await stream.receive()
         if message.type is aiohttp.WSMsgType.BINARY:
             return parse_ack(message.data)
         if message.type is aiohttp.WSMsgType.CLOSE and message.data == (
