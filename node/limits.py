@@ -1,18 +1,21 @@
 """Overload limits of the HTTP API: per-client token buckets, body and idle timeouts, the admin
 token.
 
-A client (one remote address) has a bucket of `rate_limit_burst` tokens refilled at
-`rate_limit_per_s`; every client API request takes one token and a batch of transactions one per
-transaction. A request that finds too few tokens is refused with 429 and a Retry-After saying when
-enough will be back; it changes nothing. The defaults are far above what one machine's benchmark
-sends (`millchain bench` submits from 32 senders, all from 127.0.0.1), so only a client flooding
-the node is slowed down. The peer and admin routes are not counted: peers' batches are bounded by
-the body size limit and rejected cheaply, and throttling them would slow consensus itself.
+A client (one remote address; all of loopback, or an IPv6 /64, counts as one: see `client_key`)
+has a bucket of `rate_limit_burst` tokens refilled at `rate_limit_per_s`; every client API request
+takes one token and a batch of transactions one per transaction. A request that finds too few
+tokens is refused with 429 and a Retry-After saying when enough will be back; it changes nothing.
+The defaults are far above what one machine's benchmark sends (`millchain bench` submits from 32
+senders, all from 127.0.0.1), so only a client flooding the node is slowed down. The admin routes
+and what validators send on their links are not counted: throttling them would slow consensus
+itself. A peer batch on any other link takes tokens as a client's request does (node/api.py).
 """
 
 from __future__ import annotations
 
+import functools
 import hmac
+import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -28,6 +31,32 @@ BODY_TIMEOUT_S_DEFAULT = 10.0
 # Buckets remembered at most; the least recently seen client is forgotten first (a forgotten
 # client starts again with a full bucket, which is the generous direction).
 CLIENTS_MAX = 10_000
+
+
+# An IPv6 client's bucket covers its /64: one host is routinely given a whole /64 and may send
+# from any address in it.
+IPV6_PREFIX_BITS = 64
+LOOPBACK_KEY = "loopback"
+
+
+@functools.lru_cache(maxsize=CLIENTS_MAX)
+def client_key(remote: str) -> str:
+    """The bucket a remote address draws on: the address itself for IPv4, its /64 for IPv6, and
+    one bucket for all of loopback. Any local process may send from any of 127.0.0.0/8's 16
+    million addresses, and a host from any address of its /64, each of which used to start with
+    a full bucket of its own. Anything that is not an IP address (a Unix socket's peer, say)
+    is its own key."""
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return remote
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return LOOPBACK_KEY
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, IPV6_PREFIX_BITS), strict=False))
+    return str(address)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,7 +98,7 @@ class _Bucket:
 
 
 class RateLimiter:
-    """Token buckets per client key (a remote address)."""
+    """Token buckets per client key (a remote address's `client_key`)."""
 
     def __init__(
         self,
@@ -89,22 +118,23 @@ class RateLimiter:
     def take(self, client: str, tokens: int = 1) -> None:
         """Take `tokens` from the client's bucket, or raise RateLimited and take nothing."""
         now = self._clock()
-        bucket = self._buckets.get(client)
+        key = client_key(client)
+        bucket = self._buckets.get(key)
         if bucket is None:
             bucket = _Bucket(tokens=float(self.burst), updated_s=now)
-            self._buckets[client] = bucket
+            self._buckets[key] = bucket
             if len(self._buckets) > self._clients_max:
                 self._buckets.popitem(last=False)
         else:
-            self._buckets.move_to_end(client)
+            self._buckets.move_to_end(key)
             elapsed = max(0.0, now - bucket.updated_s)
             bucket.tokens = min(float(self.burst), bucket.tokens + elapsed * self.rate_per_s)
             bucket.updated_s = now
         if tokens > self.burst:
             self.refused += 1
             raise RateLimited(
-                f"a request of {tokens} transactions exceeds the rate limit's burst of "
-                f"{self.burst}; send smaller batches",
+                f"a request of {tokens} transactions (or peer messages) exceeds the rate "
+                f"limit's burst of {self.burst}; send smaller batches",
                 retry_after_s=1,
             )
         if bucket.tokens < tokens:
