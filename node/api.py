@@ -43,6 +43,7 @@ Client API requests are rate-limited per remote address (node/limits.py): over t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -101,17 +102,23 @@ def error(status: int, message: str, *, retry_after_s: int = 1) -> web.Response:
 
 @web.middleware
 async def rejections(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn a Rejection into its status with a message; oversized bodies into 413."""
+    """Turn a Rejection into its status with a message; oversized bodies into 413. What the
+    HTTP limits refuse (429, 408, 413) is counted here, as admission counts what it refuses:
+    nothing else logs or counts it."""
+    counters = request.app[NODE_KEY].counters
     try:
         return await handler(request)
     except RateLimited as exc:
+        counters.reject("rate_limited")
         return error(exc.status, str(exc), retry_after_s=exc.retry_after_s)
     except Rejection as exc:
         response = error(exc.status, str(exc))
         if exc.status == 408:
+            counters.reject("body_timeout")
             response.force_close()  # the rest of a body that is too slow is not worth waiting for
         return response
     except web.HTTPRequestEntityTooLarge as exc:
+        counters.reject("body_too_large")
         return error(413, f"request body too large: {exc.text}")
     except web.HTTPClientError as exc:  # aiohttp's own: no such route, method not allowed
         response = error(exc.status, f"{exc.reason}: {request.method} {request.path[:200]}")
@@ -409,10 +416,16 @@ def _charger(request: web.Request) -> Callable[[int], None]:
 
 async def peer_stream(request: web.Request) -> web.WebSocketResponse:
     """A peer's stream of batches: each binary frame is taken as POST /peer/batch takes a body,
-    and answered by an ack frame with the status that would have had (node/peers.py)."""
+    and answered by an ack frame with the status that would have had (node/peers.py).
+
+    A stream on which no whole frame arrives for the idle timeout, or whose peer does not take
+    its ack that long, is closed, as an idle HTTP connection is. Pings, pongs and fragments of a
+    frame do not count: aiohttp's heartbeat and receive timeout restart on any of them, so
+    anybody could hold a stream, and a frame's worth (body_bytes_max) of fragments, for ever."""
     node = request.app[NODE_KEY]
     validator = _link_validator(request)
     charge = _charger(request)
+    idle_timeout_s = request.app[LIMITS_KEY].idle_timeout_s
     stream = web.WebSocketResponse(
         max_msg_size=node.params.body_bytes_max,
         compress=False,
@@ -423,12 +436,20 @@ async def peer_stream(request: web.Request) -> web.WebSocketResponse:
     streams = request.app[PEER_STREAMS_KEY]
     streams.add(stream)
     try:
-        async for frame in stream:
+        while True:
+            async with asyncio.timeout(idle_timeout_s):
+                frame = await stream.receive()
+            if frame.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                break
             if frame.type is not WSMsgType.BINARY:
                 node.counters.reject("peer_malformed")
-                await stream.send_bytes(encode_ack(400, "peer stream frames must be binary"))
-                continue
-            await stream.send_bytes(_ack_for(node, frame.data, validator, charge))
+                ack = encode_ack(400, "peer stream frames must be binary")
+            else:
+                ack = _ack_for(node, frame.data, validator, charge)
+            async with asyncio.timeout(idle_timeout_s):
+                await stream.send_bytes(ack)
+    except TimeoutError:
+        await _close_idle(stream, idle_timeout_s)
     except ConnectionResetError as exc:  # the peer went away before its ack: it sends again
         log.debug("a peer stream closed before its ack was sent: %s", exc)
     finally:
@@ -436,10 +457,25 @@ async def peer_stream(request: web.Request) -> web.WebSocketResponse:
     return stream
 
 
+async def _close_idle(stream: web.WebSocketResponse, idle_timeout_s: float) -> None:
+    """Close a stream that was idle too long, within two seconds even if its peer reads nothing
+    (its close frame is awaited for one)."""
+    log.debug("closing a peer stream idle for %g s", idle_timeout_s)
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(2.0):
+            await stream.close(
+                code=WSCloseCode.POLICY_VIOLATION,
+                message=f"no whole frame or ack taken within {idle_timeout_s:g} s".encode(),
+                drain=False,
+            )
+
+
 def _ack_for(node: Node, raw: bytes, validator: int | None, charge: Callable[[int], None]) -> bytes:
     try:
         problem = take_peer_batch(node, raw, validator=validator, charge=charge)
     except Rejection as exc:  # paused, or over the rate limit: as POST /peer/batch answers it
+        if isinstance(exc, RateLimited):
+            node.counters.reject("rate_limited")
         return encode_ack(exc.status, str(exc))
     return encode_ack(200, None) if problem is None else encode_ack(400, problem)
 
@@ -449,7 +485,15 @@ def take_peer_batch(
 ) -> str | None:
     """Feed a peer's batch to the node; what is wrong with it if it is malformed (a Rejection
     if the node cannot take batches now). Its transactions are forwards when `validator` sent
-    it; otherwise clients' transactions, each taking a token through `charge` first."""
+    it; otherwise clients' transactions.
+
+    A batch on a link no validator opened (an observer's, or anybody's) takes tokens through
+    `charge` first: one for the batch, before it is decoded, and one for each message and
+    transaction in it. Every consensus message costs a decoding and signature checks whether
+    or not a validator signed it, so a batch of 8 MiB of forged ones held the node's loop for
+    seconds; uncounted, anybody reaching the port could send them without end."""
+    if validator is None:
+        charge(1)
     try:
         batch = decode(raw)
     except EncodingError as exc:
@@ -462,8 +506,8 @@ def take_peer_batch(
     ):
         node.counters.reject("peer_malformed")
         return "peer batch must be a map with lists 'messages' and 'txs'"
-    if validator is None and batch["txs"]:
-        charge(len(batch["txs"]))
+    if validator is None and (batch["messages"] or batch["txs"]):
+        charge(len(batch["messages"]) + len(batch["txs"]))
     node.receive_peer_batch(batch["messages"], batch["txs"], from_validator=validator is not None)
     return None
 
