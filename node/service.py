@@ -117,7 +117,7 @@ RESEND_SCAN_MS = 250
 RESEND_QUERY_TIMEOUT_S = 2.0
 RESEND_SKEW_MS = 1_000  # clock skew and delivery time allowed between two validators
 EXPIRE_SCAN_MS = 10_000  # how often the pool drops what waited too long behind a gap
-GOOD_SIGNATURES_MAX = 4096  # consensus signatures remembered as checked (node -> replica)
+SIGNATURE_CHECKS_MAX = 4096  # consensus signatures remembered as checked (node -> replica)
 # Signatures of logged peer messages remembered, to skip exact duplicates: more than a watermark
 # window's messages (what an outage retransmits) at n = 10, about 1 MiB.
 LOGGED_MAX = 8_192
@@ -292,10 +292,11 @@ class Node:
         # elsewhere while this node was away, hold transactions still in its mempool.
         self._propose_after_height = 0
         self._last_proposal_ms = 0
-        # Consensus signatures found good, by (key, domain, payload, signature): the node checks
-        # a message before logging it, and the replica then does not check it again.
-        self._good_signatures: FifoCache[tuple[bytes, Domain, bytes, bytes], bool] = FifoCache(
-            GOOD_SIGNATURES_MAX
+        # Consensus signatures checked, good or forged, by (key, domain, payload, signature):
+        # the node checks a message before logging it, and the replica then does not check it
+        # again (a forged one costs a flood's sender one check, not two).
+        self._signature_checks: FifoCache[tuple[bytes, Domain, bytes, bytes], bool] = FifoCache(
+            SIGNATURE_CHECKS_MAX
         )
         # The signatures of the peer messages logged lately: an exact duplicate (a retransmitted
         # pre-prepare carries its whole block) is not logged again.
@@ -812,11 +813,11 @@ class Node:
         self, public_key: bytes, domain: Domain, chain_id: str, payload: bytes, signature: bytes
     ) -> bool:
         key = (public_key, domain, payload, signature)
-        if key in self._good_signatures:
-            return True
+        known = self._signature_checks.get(key)
+        if known is not None:
+            return known
         good = m.plain_verifier(public_key, domain, chain_id, payload, signature)
-        if good:
-            self._good_signatures.remember(key, True)
+        self._signature_checks.remember(key, good)
         return good
 
     def _carry_out_all(self, actions: deque[Any]) -> None:
