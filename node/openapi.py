@@ -861,9 +861,9 @@ def _paths() -> Schema:
 ADMIN_SECURITY: list[Schema] = [{}, {"adminToken": []}]
 LINK_PROOF = (
     "A validator names itself with the Millchain-Peer headers (node/peer_auth.py): then its "
-    "transactions are admitted as forwards. Without them they are clients' transactions, each "
-    "taking a token of the client rate limit (429 over it). Headers that name a validator "
-    "without proving it get 403."
+    "transactions are admitted as forwards. Without them they are clients' transactions, and "
+    "the batch takes a token of the client rate limit, and one per message and transaction "
+    "(429 over it). Headers that name a validator without proving it get 403."
 )
 LINK_PROOF_HEADERS: list[Schema] = [
     {
