@@ -91,6 +91,10 @@ PEER_STREAMS_KEY = web.AppKey("peer_streams", set[web.WebSocketResponse])
 PEER_STREAM_HEARTBEAT_S = 20.0
 # Routes outside the client API's rate limit (see node/limits.py for why).
 UNLIMITED_PREFIXES = ("/peer/", "/admin/")
+# Seconds a stopping node gives requests in flight before it cuts them: a client's long poll
+# (GET /tx?wait_ms, GET /commits?wait_ms) would otherwise hold the stop for up to its wait, past
+# `cluster down`'s patience, which then kills the node.
+SHUTDOWN_GRACE_S = 1.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -716,12 +720,14 @@ def server_runner(app: web.Application, limits: ApiLimits) -> web.AppRunner:
     """The app's runner. keepalive_timeout closes a connection idle between requests, and
     (aiohttp >= 3.14.4) one that has not sent a whole request line and headers that long after
     connecting; read_body bounds the time a body may take, and lingering_time how long the
-    server still reads (and discards) the rest of a body it answered without reading."""
+    server still reads (and discards) the rest of a body it answered without reading. On the
+    way out, requests still in flight get SHUTDOWN_GRACE_S to finish (see serve)."""
     return web.AppRunner(
         app,
         access_log=None,
         keepalive_timeout=limits.idle_timeout_s,
         lingering_time=limits.body_timeout_s,
+        shutdown_timeout=SHUTDOWN_GRACE_S,
     )
 
 
@@ -739,7 +745,7 @@ async def serve(
     node: Node, listener: socket.socket, stop: asyncio.Event, limits: ApiLimits | None = None
 ) -> None:
     """Run the node and its HTTP server on `listener` (see `listen`) until `stop` is set,
-    then shut down gracefully."""
+    then shut down gracefully: requests in flight get SHUTDOWN_GRACE_S, then are cut."""
     limits = limits or ApiLimits()
     runner = server_runner(create_app(node, limits), limits)
     await runner.setup()
@@ -753,3 +759,4 @@ async def serve(
         log.info("shutting down")
         await runner.cleanup()
         await node.stop()
+        log.info("stopped")
