@@ -20,6 +20,9 @@ checked and applied, the next one is already asked for, so the peer reads and se
 meanwhile. A peer is asked again only after a full answer (every block asked for, or cut for
 size): one that answers with a block at a time, each just within the timeout, would otherwise
 keep the node behind for as long as it liked; after a short answer the next peer is asked.
+Only the bytes of the blocks and certificates count for the size: receipts and writes are
+checked at a proof at the soonest, so a peer could pad a one-block answer with them (or with
+the receipts of a block served without a write set, never checked) to have it pass for full.
 
 Why checkpoint proofs and not the state_digest in a later block header: a header's digest is its
 proposer's claim, which backups can check only if they executed that height already; with blocks
@@ -31,8 +34,10 @@ Executed instead, as a live commit would be (sound, only slower):
   normal end of a catch-up, logged at debug level;
 - from the first block a peer kept no write set for (stored by a version that did not keep
   them) to the end of that run;
-- a run that grew past RUN_TXS_MAX transactions without a proof (a peer that keeps none), which
-  also bounds the memory a run holds.
+- a run that grew past RUN_TXS_MAX transactions, or RUN_BYTES_MAX bytes, without a proof (a
+  peer that keeps none, or withholds them), which bounds the memory a run holds: by
+  transactions alone, a peer padding the receipts of small blocks could have made the node hold
+  up to HISTORY_BYTES_MAX an answer for thousands of answers.
 These last two are logged as warnings, naming the peer.
 """
 
@@ -70,6 +75,12 @@ RUN_TXS_MAX = 50_000
 # An honest /peer/history answer stops at FETCH_BYTES_MAX plus one block with its receipts and
 # writes; a peer's answer is read up to this much, and refused beyond it.
 HISTORY_BYTES_MAX = 8 * FETCH_BYTES_MAX
+# A run holding this many bytes of fetched history without a proof is executed rather than held
+# on to. An honest run between two proofs holds a checkpoint interval's blocks (32 of a few
+# hundred KiB at full load), and RUN_TXS_MAX transactions about 25 MB (half a KiB each with
+# their receipts and writes on the history of scripts/catchup.py): only outsized blocks reach
+# this honestly.
+RUN_BYTES_MAX = 2 * HISTORY_BYTES_MAX
 # Executed blocks are applied in slices of about this many transactions, one database
 # transaction each, yielding to the event loop in between (so the node keeps answering).
 EXECUTED_SLICE_TXS = 2_000
@@ -112,8 +123,10 @@ class _Run:
         self._digest: bytes | None = base.state_digest
         self.items: list[tuple[FetchedBlock, bytes | None]] = []
         self.txs = 0
+        self.bytes = 0  # of the fetched history held (FetchedBlock.size)
         self.confirmed = base.height  # the highest height a checkpoint proof confirmed
         self.confirmed_txs = 0  # transactions in the blocks up to there
+        self.confirmed_bytes = 0  # and their bytes
         self.proofs: list[CheckpointProof] = []  # the proofs that did, to keep
 
     @property
@@ -133,6 +146,7 @@ class _Run:
             self.items.append((fetched, digest))
             self.tip_height, self.tip_hash = certified.height, certified.hash
             self.txs += len(certified.tx_ids)
+            self.bytes += fetched.size
 
     def check(self, proofs: Sequence[CheckpointProof]) -> None:
         """Confirm the run up to the last of `proofs` it matches; raise SyncError if one
@@ -156,6 +170,7 @@ class _Run:
             if proof.seq > self.confirmed:
                 newly = self.items[self.confirmed - self.base_height : proof.seq - self.base_height]
                 self.confirmed_txs += sum(len(fetched.certified.tx_ids) for fetched, _ in newly)
+                self.confirmed_bytes += sum(fetched.size for fetched, _ in newly)
                 self.confirmed = proof.seq
                 self.proofs.append(proof)
 
@@ -167,6 +182,8 @@ class _Run:
         self.base_height = self.confirmed
         self.txs -= self.confirmed_txs
         self.confirmed_txs = 0
+        self.bytes -= self.confirmed_bytes
+        self.confirmed_bytes = 0
         out: list[Transferred] = []
         for fetched, digest in taken:
             assert digest is not None
@@ -178,7 +195,7 @@ class _Run:
         assert self.confirmed == self.base_height
         taken, self.items = self.items, []
         self.base_height = self.confirmed = self.tip_height
-        self.txs = 0
+        self.txs = self.bytes = 0
         return [Transferred(certified=fetched.certified, record=None) for fetched, _ in taken]
 
 
@@ -274,7 +291,7 @@ class _Peer:
                     break
                 self._note_fetched(len(answer.blocks))
                 run.extend(answer.blocks)
-                full = _full(len(answer.blocks), len(raw), asked)
+                full = _full(len(answer.blocks), answer.certified_bytes, asked)
                 if full and (to_height is None or run.tip_height < to_height):
                     # The peer reads and sends the next answer while we check and apply this.
                     ahead = asyncio.ensure_future(self._ask_after(run, to_height))
@@ -323,7 +340,7 @@ class _Peer:
         cannot be confirmed."""
         run.check(proofs)
         await self._commit(*run.take_checked())
-        if run.unchecked or run.txs > RUN_TXS_MAX:
+        if run.unchecked or run.txs > RUN_TXS_MAX or run.bytes > RUN_BYTES_MAX:
             self._warn_unchecked(run)
             await self._commit(*run.take_checked())
             await self._commit(run.take_all_to_execute(), [])
@@ -351,7 +368,10 @@ class _Peer:
         if run.unchecked:
             reason = "kept no write set for some of them"
         else:
-            reason = f"has no checkpoint proof within {run.txs} transactions"
+            reason = (
+                f"has no checkpoint proof within {run.txs} transactions ({run.bytes} bytes "
+                "of history)"
+            )
         log.warning(
             "executing blocks %d..%d: %s %s",
             run.base_height + 1,
@@ -390,11 +410,13 @@ class _Peer:
             await asyncio.sleep(0)
 
 
-def _full(blocks: int, answer_bytes: int, asked: int) -> bool:
+def _full(blocks: int, certified_bytes: int, asked: int) -> bool:
     """Whether an answer is as large as an honest peer's answer is unless the peer has no more:
-    every block asked for, or cut for size (a peer stops at FETCH_BYTES_MAX, before the block
-    that would pass it, so a cut answer holds at least half of it unless blocks come larger)."""
-    return blocks >= asked or answer_bytes >= FETCH_BYTES_MAX // 2
+    every block asked for, or cut for size. A peer stops at FETCH_BYTES_MAX, before the block
+    that would pass it, so a cut answer holds at least half of it unless blocks come larger; of
+    that, blocks and certificates (`certified_bytes`, the part a peer cannot pad) are about
+    half (49 % on the history of scripts/catchup.py), so a quarter leaves a margin of two."""
+    return blocks >= asked or certified_bytes >= FETCH_BYTES_MAX // 4
 
 
 def _cancel(task: asyncio.Future[tuple[bytes, int]] | None) -> None:

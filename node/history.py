@@ -44,6 +44,7 @@ class FetchedBlock:
     certified: CertifiedBlock
     receipts: tuple[bytes, ...] | None
     writes: Writes | None
+    size: int  # bytes served of what is kept: block, certificate, and receipts and writes if any
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -61,6 +62,9 @@ class CheckpointProof:
 class HistoryAnswer:
     blocks: list[FetchedBlock]
     proofs: list[CheckpointProof]  # ascending seq, each within the blocks' heights
+    # Bytes of the blocks and certificates: what their certificates vouch for as they come,
+    # unlike receipts and writes, which a peer could pad with anything until a proof is due.
+    certified_bytes: int
 
 
 # -- serving --------------------------------------------------------------------------------
@@ -111,28 +115,42 @@ def verify_history(
     ):
         raise SyncError("history answer must be a map with lists 'blocks' and 'checkpoints'")
     blocks: list[FetchedBlock] = []
+    certified_bytes = 0
     for item in answer["blocks"]:
         if not (isinstance(item, list) and len(item) == 4):
             raise SyncError("each history entry must be [block, certificate, receipts, writes]")
         certified = verify_entry(
             genesis, item[0], item[1], expect_height=expect_height, prev_hash=prev_hash
         )
+        size = len(item[0]) + len(item[1])
+        certified_bytes += size
         receipts: tuple[bytes, ...] | None = None
         writes: Writes | None = None
         if item[3] is not None:
             writes, shadowed = decode_write_set(item[3], height=certified.height)
             receipts = _receipts(certified, item[2], shadowed)
-        blocks.append(FetchedBlock(certified=certified, receipts=receipts, writes=writes))
+            size += len(item[3]) + sum(map(len, item[2]))
+        blocks.append(
+            FetchedBlock(certified=certified, receipts=receipts, writes=writes, size=size)
+        )
         expect_height += 1
         prev_hash = certified.hash
-    proofs = [verify_proof(genesis, item) for item in answer["checkpoints"]]
+    # Where the proofs are before what they say: each costs signature checks, so no more of
+    # them than blocks (copies of one proof would cost a check per validator each).
     top = expect_height - 1
     low = top - len(blocks)
-    if any(not low < p.seq <= top for p in proofs) or [p.seq for p in proofs] != sorted(
-        {p.seq for p in proofs}
+    seqs: list[Any] = [
+        item[0] if isinstance(item, list) and len(item) == 2 else None
+        for item in answer["checkpoints"]
+    ]
+    if any(type(seq) is not int or not low < seq <= top for seq in seqs) or seqs != sorted(
+        set(seqs)
     ):
-        raise SyncError("checkpoint proofs must be ascending and within the blocks served")
-    return HistoryAnswer(blocks=blocks, proofs=proofs)
+        raise SyncError(
+            "checkpoint proofs must be [seq, proof] pairs, ascending and within the blocks served"
+        )
+    proofs = [verify_proof(genesis, item) for item in answer["checkpoints"]]
+    return HistoryAnswer(blocks=blocks, proofs=proofs, certified_bytes=certified_bytes)
 
 
 def decode_write_set(raw: Any, *, height: int) -> tuple[Writes, dict[int, bytes]]:
@@ -198,7 +216,12 @@ def _receipts(
 
 
 def verify_proof(genesis: Genesis, item: Any) -> CheckpointProof:
-    """Check a [seq, proof] pair: a quorum of distinct validators signed one checkpoint."""
+    """Check a [seq, proof] pair: a quorum of distinct validators signed one checkpoint.
+
+    Its shape first, signatures last: a peer could otherwise stuff a proof with copies of one
+    validly signed vote (its own), each costing a signature check on the node's event loop
+    before the duplicates refused it (some 300,000 in an answer of HISTORY_BYTES_MAX). So at
+    most one check per validator."""
     if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], int)):
         raise SyncError("each checkpoint entry must be [seq, proof]")
     seq, raw = item
@@ -208,15 +231,18 @@ def verify_proof(genesis: Genesis, item: Any) -> CheckpointProof:
         wires = decode(raw)
         if not (isinstance(wires, list) and all(isinstance(w, bytes) for w in wires)):
             raise SyncError(f"checkpoint proof for {seq} must be a list of messages")
+        if len(wires) > genesis.n:
+            raise SyncError(
+                f"checkpoint proof for {seq} holds {len(wires)} messages; there are "
+                f"{genesis.n} validators"
+            )
         tx_bytes_max = genesis.params.tx_bytes_max
         votes = [decode_message(wire, tx_bytes_max=tx_bytes_max) for wire in wires]
-        for vote in votes:
-            if not isinstance(vote, Checkpoint):
-                raise SyncError(f"checkpoint proof for {seq} holds a non-checkpoint message")
-            verify_signature(vote, genesis.chain_id, genesis.validator_keys)
     except (LedgerError, ConsensusError) as exc:
         raise SyncError(f"checkpoint proof for {seq} does not check out: {exc}") from exc
     checkpoints = [vote for vote in votes if isinstance(vote, Checkpoint)]
+    if len(checkpoints) != len(votes):
+        raise SyncError(f"checkpoint proof for {seq} holds a non-checkpoint message")
     signed = {(c.seq, c.block_hash, c.state_digest) for c in checkpoints}
     senders = {c.sender for c in checkpoints}
     quorum = quorum_size(genesis.n)
@@ -228,4 +254,9 @@ def verify_proof(genesis: Genesis, item: Any) -> CheckpointProof:
     ((signed_seq, block_hash, state_digest),) = signed
     if signed_seq != seq:
         raise SyncError(f"checkpoint proof for {seq} is signed for seq {signed_seq}")
+    try:
+        for checkpoint in checkpoints:
+            verify_signature(checkpoint, genesis.chain_id, genesis.validator_keys)
+    except ConsensusError as exc:
+        raise SyncError(f"checkpoint proof for {seq} does not check out: {exc}") from exc
     return CheckpointProof(seq=seq, block_hash=block_hash, state_digest=state_digest, raw=raw)
