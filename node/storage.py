@@ -51,6 +51,7 @@ from ledger.encoding import decode, encode
 from ledger.errors import LedgerError
 from ledger.hashing import HASH_BYTES, sha256
 from node.errors import StorageError
+from node.sync import FETCH_BYTES_MAX
 from node.txfilter import TxFilter
 
 log = logging.getLogger(__name__)
@@ -493,28 +494,33 @@ class Storage:
         return [(row[0], row[1], row[2]) for row in rows]
 
     def history_range(self, start: int, end: int) -> list[HistoryRow]:
-        """Blocks start..end with what rebuilds the state after each (see HistoryRow)."""
-        blocks = self._db.execute(
-            "SELECT height, block, certificate FROM blocks WHERE height BETWEEN ? AND ? "
-            "ORDER BY height",
+        """Blocks start..end with what rebuilds the state after each (see HistoryRow), as far
+        as a /peer/history answer takes them: up to the first that brings their bytes past
+        FETCH_BYTES_MAX, where node/history.py cuts the answer (`encode_history`). Reading all
+        FETCH_BLOCKS_MAX a peer may ask for, receipts looked up by hash, held the serving
+        node's event loop through 200 blocks of 200 KiB to send 39 (0.3-0.7 s, not 25-45 ms)."""
+        cursor = self._db.execute(
+            "SELECT blocks.height, block, certificate, writes FROM blocks "
+            "LEFT JOIN block_writes ON block_writes.height = blocks.height "
+            "WHERE blocks.height BETWEEN ? AND ? ORDER BY blocks.height",
             (start, end),
-        ).fetchall()
-        writes = dict(
-            self._db.execute(
-                "SELECT height, writes FROM block_writes WHERE height BETWEEN ? AND ?",
-                (start, end),
-            ).fetchall()
         )
-        return [
-            HistoryRow(
-                height=height,
-                block=block,
-                certificate=certificate,
-                receipts=self._held_receipts(height, block),
-                writes=writes.get(height),
+        rows: list[HistoryRow] = []
+        size = 0
+        while size <= FETCH_BYTES_MAX and (found := cursor.fetchone()) is not None:
+            height, block, certificate, writes = found
+            receipts = self._held_receipts(height, block)
+            rows.append(
+                HistoryRow(
+                    height=height,
+                    block=block,
+                    certificate=certificate,
+                    receipts=receipts,
+                    writes=writes,
+                )
             )
-            for height, block, certificate in blocks
-        ]
+            size += len(block) + len(certificate) + len(writes or b"") + sum(map(len, receipts))
+        return rows
 
     def put_checkpoint_proof(self, seq: int, proof: bytes) -> None:
         """Keep the proof that a quorum signed the state after block `seq` (msgpack list of
