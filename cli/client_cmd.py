@@ -90,6 +90,10 @@ def print_receipt(result: dict[str, Any]) -> None:
         return
     receipt = result["receipt"]
     outcome = "ok" if receipt["ok"] else f"FAILED: {receipt['error']}"
+    if not receipt["ok"] and result.get("settled") is False:
+        # It failed a gate without using its nonce (a block took it before its turn): a later
+        # block may still run it, so this is not the last word (see node/api.py get_tx).
+        outcome += " (not settled: its nonce is unused, and a later block may still run it)"
     click.echo(f"committed {result['tx']['hash']} at height {result['height']}: {outcome}")
     if receipt["ok"] and receipt.get("result") is not None:
         click.echo(f"  result: {receipt['result']}")
