@@ -42,6 +42,7 @@ from ledger.genesis import Role
 from node.byzantine import ByzantineSpec, check_allowed
 from node.client import wait_until_up
 from node.config import NodeConfig
+from node.faults import FAULTS_FILE, FaultInjector
 
 fsync_option = click.option(
     "--fsync",
@@ -232,6 +233,7 @@ def up(directory: Path, timeout_s: float) -> None:
     with err_console.status(f"starting {len(layout.node_names())} nodes, waiting until all answer"):
         start_all(layout, timeout_s)
     click.echo(f"{len(layout.node_names())} nodes up; logs in {directory}/nodes/*/node.log")
+    _warn_kept_faults(layout, layout.node_names(), directory)
 
 
 @cluster.command()
@@ -405,6 +407,27 @@ def restart(node: str, directory: Path, timeout_s: float) -> None:
             "`millchain cluster status` shows when it answers)"
         )
     click.echo(f"restarted {node}")
+    _warn_kept_faults(layout, [node], directory)
+
+
+def _warn_kept_faults(layout: ClusterDir, names: Sequence[str], directory: Path) -> None:
+    """Say which of the started nodes came back with fault rules kept from before (a node keeps
+    its rules across restarts, as a network's faults outlive a process: node/faults.py)."""
+    kept = []
+    for name in names:
+        rules = FaultInjector.kept_at(layout.config(name).data_dir / FAULTS_FILE).rules
+        if rules:
+            links = ", ".join(
+                f"{peer} ({'cut' if rule.blocked else 'faulty'})"
+                for peer, rule in sorted(rules.items())
+            )
+            kept.append(f"{name} to {links}")
+    if kept:
+        click.echo(
+            f"fault rules kept from before are in force: {'; '.join(kept)} (`millchain cluster "
+            f"faults --dir {directory}` shows them, `--heal` removes them)",
+            err=True,
+        )
 
 
 @click.group(name="node")

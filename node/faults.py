@@ -31,6 +31,8 @@ from typing import Any
 from node.errors import ConfigError, Rejection
 
 DELAY_MS_MAX = 60_000
+# In a node's data directory: its rules and seed, kept across restarts (FaultInjector.kept_at).
+FAULTS_FILE = "faults.json"
 _FIELDS = frozenset({"delay_ms", "jitter_ms", "loss", "duplicate", "blocked"})
 
 

@@ -16,12 +16,10 @@ from ledger.genesis import Genesis
 from node.api import listen, serve
 from node.byzantine import ByzantineSpec
 from node.config import NodeConfig
-from node.faults import FaultInjector
+from node.faults import FAULTS_FILE, FaultInjector
 from node.service import Node
 from node.storage import Storage
 
-# In the node's data directory: its fault rules, kept across restarts (node/faults.py).
-FAULTS_FILE = "faults.json"
 log = logging.getLogger(__name__)
 
 

@@ -44,6 +44,11 @@ def test_a_partitioned_node_stays_cut_off_after_cluster_restart(tmp_path: Path) 
                 left_at = row["height"]  # where the cut left it
                 restarted = millchain("cluster", "restart", cut, "--dir", str(root))
                 assert restarted.returncode == 0, restarted.stdout + restarted.stderr
+                cut_links = ", ".join(f"{peer} (cut)" for peer in majority)
+                assert (
+                    f"fault rules kept from before are in force: {cut} to {cut_links}"
+                    in restarted.stderr
+                ), restarted.stderr
                 deadline = time.monotonic() + WINDOW_S
                 while time.monotonic() < deadline:  # an observation window, not a wait
                     (row,) = await statuses(layout, [cut])
