@@ -366,10 +366,13 @@ def chain_views(explorer: Explorer, head: int) -> tuple[list[dict[str, Any]], bo
 
 
 def _node_history(node: Node) -> list[dict[str, Any]]:
-    """The node's own record of the views it entered since it started."""
+    """The newest OBSERVED_VIEWS_MAX views of the node's own record of the views it entered
+    since it started: the record grows with every view change, and this answer is built on the
+    event loop for every open views tab (`view_changes` says how many there were in all)."""
+    newest = list(node.view_history)[-OBSERVED_VIEWS_MAX:]
     return [
         {"view": view, "at_ms": at_ms, "height": height, "primary": view % node.genesis.n}
-        for view, at_ms, height in node.view_history
+        for view, at_ms, height in newest
     ]
 
 

@@ -117,6 +117,7 @@ RESEND_SCAN_MS = 250
 RESEND_QUERY_TIMEOUT_S = 2.0
 RESEND_SKEW_MS = 1_000  # clock skew and delivery time allowed between two validators
 EXPIRE_SCAN_MS = 10_000  # how often the pool drops what waited too long behind a gap
+VIEW_HISTORY_MAX = 1000  # views entered that the node remembers for the explorer
 SIGNATURE_CHECKS_MAX = 4096  # consensus signatures remembered as checked (node -> replica)
 # Signatures of logged peer messages remembered, to skip exact duplicates: more than a watermark
 # window's messages (what an outage retransmits) at n = 10, about 1 MiB.
@@ -341,7 +342,9 @@ class Node:
         self._held_actions: deque[Any] = deque()
         self._fetch_task: asyncio.Task[None] | None = None
         self._pending_fed = False
-        self.view_history: list[tuple[int, int, int]] = []  # (view, entered at ms, height)
+        # (view, entered at ms, height) of the newest VIEW_HISTORY_MAX views entered (the
+        # explorer shows them; counters.view_changes counts them all).
+        self.view_history: deque[tuple[int, int, int]] = deque(maxlen=VIEW_HISTORY_MAX)
         self.oracle: OracleRunner | None = None
         if oracle_keys is not None and not observer:
             self.oracle = OracleRunner(

@@ -203,8 +203,9 @@ async function refreshPanel() {
       await renderBlock(app, arg);
     }
   } else if (tab === "tx") {
-    const status = document.getElementById("tx-result").dataset.status;
-    if (status !== "committed" && status !== "loading") await renderTx(app, arg);
+    const { status, settled } = document.getElementById("tx-result").dataset;
+    const final = status === "committed" && settled !== "false";
+    if (!final && status !== "loading") await renderTx(app, arg);
   } else if (tab === "orders") await renderOrders();
   else if (tab === "inventory") await renderInventory();
   else if (tab === "machines") await renderMachines();

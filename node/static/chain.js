@@ -111,28 +111,50 @@ export function txCard(tx, receipt) {
   );
 }
 
+const HASH_PATTERN = /^[0-9a-f]{64}$/i;
+
 // Look up a transaction by hash; a 64-digit hash that is no transaction may be a block's.
 export async function renderTx(app, hash) {
   const container = document.getElementById("tx-result");
   container.dataset.hash = hash;
+  delete container.dataset.settled;
+  if (!HASH_PATTERN.test(hash)) {
+    // Anything else would make a request for another path (`..`, `?`, `#`) or none at all.
+    container.dataset.status = "unknown";
+    fill(container, el("h2", {}, "Transaction ", badge("not a hash", "bad")), el("p", { class: "mono" }, hash), empty("Search for a transaction or block hash (64 hexadecimal digits) or a block height."));
+    return;
+  }
   container.dataset.status = "loading";
   fill(container, el("h2", {}, "Transaction"), el("p", { class: "mono" }, hash), empty("Looking up\u2026"));
   const result = await fetchJSON(`/tx/${hash}`);
-  if (result.ok) {
+  if (result.ok && result.body?.tx) {
     const body = result.body;
+    // An unsettled receipt failed a gate without using the nonce: a later block may still
+    // include the transaction and run it, so the page keeps looking (see app.js).
+    const unsettled = body.status === "committed" && body.settled === false;
     container.dataset.status = body.status;
+    container.dataset.settled = String(!unsettled);
     fill(
       container,
-      el("h2", {}, "Transaction ", badge(body.status, body.status === "committed" ? "ok" : "warn")),
+      el(
+        "h2",
+        {},
+        "Transaction ",
+        badge(body.status, body.status === "committed" && !unsettled ? "ok" : "warn"),
+        unsettled ? [" ", badge("not settled", "warn")] : null,
+      ),
       keyValues([
         ["hash", el("span", { class: "mono", id: "tx-hash" }, hash)],
         ["block", body.height ? el("a", { href: `#block/${body.height}` }, `#${body.height}`) : "not yet in a block"],
       ]),
+      unsettled
+        ? el("p", { class: "muted small", id: "tx-unsettled" }, "Not settled: this inclusion failed without using the nonce, so a later block may still run the transaction.")
+        : null,
       txCard(body.tx, body.receipt || null),
     );
     return;
   }
-  const block = /^[0-9a-f]{64}$/i.test(hash) ? await fetchJSON(`/blocks/hash/${hash}`) : { ok: false };
+  const block = await fetchJSON(`/blocks/hash/${hash}`);
   if (block.ok) {
     location.hash = `#block/${block.body.header.height}`;
     return;
@@ -170,7 +192,13 @@ export async function renderViews(app) {
         )
       : empty(blocks.length ? "Every block so far was committed in view 0." : "No blocks yet."),
     data.node
-      ? [el("h3", {}, "Recorded by this node"), table(["view", "primary", "height", "time"], data.node.map((v) => ({ cells: [v.view, name(v.view), v.height, `${clock(v.at_ms)} (${age(v.at_ms)})`] })))]
+      ? [
+          el("h3", {}, "Recorded by this node"),
+          data.node.length < data.view_changes
+            ? el("p", { class: "muted small", id: "views-node-shown" }, `The newest ${data.node.length} of the ${data.view_changes} views it entered.`)
+            : null,
+          table(["view", "primary", "height", "time"], data.node.map((v) => ({ cells: [v.view, name(v.view), v.height, `${clock(v.at_ms)} (${age(v.at_ms)})`] }))),
+        ]
       : null,
     el("h3", {}, "Observed"),
     el("p", { class: "muted small" }, "Views as the explorer watched them: on the serving node since it started, and on every node since this page opened."),

@@ -1,0 +1,139 @@
+"""The transaction view in headless Chromium against a real in-process node: a receipt that did
+not settle its transaction (it failed a gate without using the nonce, so a later block may
+still run it) is shown as such and followed until a block settles it, and a search for text
+that is no hash gets a clear answer instead of a page stuck on "Looking up".
+
+Blocks are built by hand and committed through the node's own path for executed blocks."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from ledger.block import Block
+from ledger.tx import Transaction
+from node.api import create_app
+from node.explorer import setup_explorer
+from node.service import Node
+from node.storage import Storage
+from tests.browser.cdp import Page, chromium_page, find_chromium
+from tests.node.conftest import Setup, make_setup
+from tests.node.test_catchup import _certify
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.integration,
+    pytest.mark.skipif(find_chromium() is None, reason="no Chromium on PATH"),
+]
+
+TX_RESULT = "document.getElementById('tx-result')"
+
+
+def _receive(setup: Setup, nonce: int) -> Transaction:
+    return Transaction.create(
+        setup.identities["supplier"],
+        chain_id=setup.genesis.chain_id,
+        nonce=nonce,
+        contract="inventory",
+        method="receive",
+        args={"item": "steel", "location": "main", "qty": 1},
+    )
+
+
+def _execute(node: Node, setup: Setup, txs: Sequence[Transaction]) -> None:
+    head = node.storage.head()
+    block = Block.build(
+        chain_id=setup.genesis.chain_id,
+        height=head.height + 1,
+        prev_hash=head.hash,
+        state_height=head.height,
+        state_digest=head.state_digest,
+        proposer=0,
+        view=0,
+        timestamp_ms=head.timestamp_ms + 1,
+        txs=txs,
+    )
+    node._execute(block, _certify(setup, block))
+
+
+@pytest.fixture
+def setup() -> Setup:
+    return make_setup()
+
+
+@pytest.fixture
+async def served(setup: Setup, tmp_path: Path) -> AsyncIterator[tuple[Node, str]]:
+    """Validator 1 (a backup whose peers do not answer: nothing moves unless a test commits)
+    serving the explorer; the node and its base URL."""
+    node = Node(
+        name="node1",
+        genesis=setup.genesis,
+        keys=setup.validator_keys[1],
+        storage=Storage(tmp_path / "chain.sqlite"),
+    )
+    await node.start()
+    app = create_app(node)
+    setup_explorer(app)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield node, str(server.make_url("")).rstrip("/")
+    finally:
+        await server.close()
+        await node.stop()
+
+
+async def _page_text(page: Page) -> str:
+    text: str = await page.evaluate(f"{TX_RESULT}.innerText")
+    return text
+
+
+async def test_an_unsettled_receipt_is_shown_unsettled_and_followed_until_it_settles(
+    served: tuple[Node, str], setup: Setup
+) -> None:
+    node, url = served
+    chromium = find_chromium()
+    assert chromium is not None
+    early = _receive(setup, 1)  # ahead of the supplier's next nonce: fails a gate, uses nothing
+    _execute(node, setup, [early])
+    async with chromium_page(chromium) as page:
+        await page.navigate(f"{url}/explorer/#tx/{early.hash.hex()}")
+        await page.wait_for(f"{TX_RESULT}.dataset.status === 'committed'", what="the receipt")
+        text = await _page_text(page)
+        # The node says the failure is not final (settled false): the page must not present
+        # a plain failed, committed transaction.
+        assert "not settled" in text.lower(), text
+        # A later block includes it in its turn and it runs: the open page follows.
+        _execute(node, setup, [_receive(setup, 0), early])
+        await page.wait_for(
+            f"{TX_RESULT}.querySelector('a[href=\"#block/2\"]') !== null"
+            f" && {TX_RESULT}.querySelector('.badge.ok') !== null",
+            timeout_s=15,
+            what="the settling inclusion in block 2",
+        )
+        assert "failed" not in (await _page_text(page)).lower()
+        assert not [line for line in page.console if line.startswith("exception")]
+
+
+@pytest.mark.parametrize("typed", ["..", "?x=1", "nothex", "%zz", "#"])
+async def test_a_search_for_no_hash_says_so(served: tuple[Node, str], typed: str) -> None:
+    _, url = served
+    chromium = find_chromium()
+    assert chromium is not None
+    async with chromium_page(chromium) as page:
+        await page.navigate(f"{url}/explorer/")
+        await page.wait_for("document.getElementById('chain-id').textContent.length > 0")
+        await page.type_and_enter("#search-input", typed)
+        await page.wait_for(
+            f"{TX_RESULT}.dataset.status === 'unknown'",
+            timeout_s=10,
+            what=f"an answer for {typed!r}",
+        )
+        text = await _page_text(page)
+        assert "hash" in text.lower(), text
+        errors = [line for line in page.console if line.startswith("exception")]
+        assert not errors, json.dumps(errors)
