@@ -14,15 +14,13 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from ledger.block import Block
 from ledger.tx import Transaction
 from node.api import create_app
 from node.explorer import setup_explorer
 from node.service import Node
 from node.storage import Storage
 from tests.browser.cdp import Page, chromium_page, find_chromium
-from tests.node.conftest import Setup, make_setup
-from tests.node.test_catchup import _certify
+from tests.node.conftest import Setup, certify, make_setup, next_block
 
 pytestmark = [
     pytest.mark.slow,
@@ -45,19 +43,8 @@ def _receive(setup: Setup, nonce: int) -> Transaction:
 
 
 def _execute(node: Node, setup: Setup, txs: Sequence[Transaction]) -> None:
-    head = node.storage.head()
-    block = Block.build(
-        chain_id=setup.genesis.chain_id,
-        height=head.height + 1,
-        prev_hash=head.hash,
-        state_height=head.height,
-        state_digest=head.state_digest,
-        proposer=0,
-        view=0,
-        timestamp_ms=head.timestamp_ms + 1,
-        txs=txs,
-    )
-    node._execute(block, _certify(setup, block))
+    block = next_block(setup, node.storage, txs)
+    node._execute(block, certify(setup, block))
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,9 +11,13 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from ledger.crypto import KeyPair
+from ledger.block import Block
+from ledger.certificate import CommitCertificate, commit_payload
+from ledger.crypto import Domain, KeyPair
 from ledger.genesis import Genesis, Identity, Params, Role, Validator
+from ledger.tx import Transaction
 from node.api import create_app
+from node.explorer import setup_explorer
 from node.service import Node
 from node.storage import Storage
 
@@ -61,6 +65,33 @@ def setup() -> Setup:
     return make_setup()
 
 
+def next_block(setup: Setup, storage: Storage, txs: Sequence[Transaction]) -> Block:
+    """A block of `txs` on top of `storage`'s head: proposed by validator 0 in view 0, stamped a
+    millisecond after the head."""
+    head = storage.head()
+    return Block.build(
+        chain_id=setup.genesis.chain_id,
+        height=head.height + 1,
+        prev_hash=head.hash,
+        state_height=head.height,
+        state_digest=head.state_digest,
+        proposer=0,
+        view=0,
+        timestamp_ms=head.timestamp_ms + 1,
+        txs=txs,
+    )
+
+
+def certify(setup: Setup, block: Block) -> CommitCertificate:
+    """`block`'s commit certificate in view 0, signed by validators 0 to 2 (a quorum of 4)."""
+    payload = commit_payload(view=0, seq=block.height, block_hash=block.hash)
+    chain_id = setup.genesis.chain_id
+    commits = tuple(
+        (i, setup.validator_keys[i].sign(Domain.COMMIT, chain_id, payload)) for i in range(3)
+    )
+    return CommitCertificate(height=block.height, view=0, block_hash=block.hash, commits=commits)
+
+
 def backup_node(setup: Setup, path: Path, **options: Any) -> Node:
     """Validator 1 of `setup` (a backup: it never proposes, so nothing moves) on the database at
     `path`, not started; `options` go to Node (oracle keys, say)."""
@@ -86,6 +117,15 @@ async def node(setup: Setup, tmp_path: Path) -> AsyncIterator[Node]:
 @pytest.fixture
 async def client(node: Node) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
     async with TestClient(TestServer(create_app(node))) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+async def explorer_client(node: Node) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+    """The node's app with the explorer's routes (node/explorer.py)."""
+    app = create_app(node)
+    setup_explorer(app)
+    async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
 

@@ -9,8 +9,6 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from ledger.block import Block
-from ledger.certificate import CommitCertificate
 from ledger.crypto import KeyPair
 from ledger.encoding import encode
 from ledger.tx import Transaction
@@ -20,7 +18,7 @@ from node.executor import execute_and_store
 from node.openapi import TXS_PER_REQUEST_MAX
 from node.service import ADMISSION_BACKLOG_MAX, Node
 from node.storage import Storage
-from tests.node.conftest import CHAIN_ID, Setup
+from tests.node.conftest import CHAIN_ID, Setup, certify, next_block
 
 
 def _tx(keys: KeyPair, *, nonce: int = 0, chain_id: str = CHAIN_ID, qty: int = 5) -> Transaction:
@@ -339,22 +337,8 @@ async def test_a_block_shows_the_receipt_its_transactions_got_there(
     # it fails on the nonce, and that block must show that receipt, not the first one.
     tx = _tx(setup.identities["supplier"])
     for _ in range(2):
-        head = node.storage.head()
-        block = Block.build(
-            chain_id=CHAIN_ID,
-            height=head.height + 1,
-            prev_hash=head.hash,
-            state_height=head.height,
-            state_digest=head.state_digest,
-            proposer=0,
-            view=0,
-            timestamp_ms=head.timestamp_ms + 1,
-            txs=[tx],
-        )
-        certificate = CommitCertificate(
-            height=block.height, view=0, block_hash=block.hash, commits=((0, bytes(64)),)
-        )
-        execute_and_store(node.runtime, node.storage, node.genesis, block, certificate)
+        block = next_block(setup, node.storage, [tx])
+        execute_and_store(node.runtime, node.storage, node.genesis, block, certify(setup, block))
     first, again = [
         (await (await client.get(f"/blocks/{height}")).json())["txs"][0]["receipt"]
         for height in (1, 2)

@@ -23,8 +23,6 @@ from consensus.events import BlockState, BlocksTransferred, Event
 from consensus.messages import sign_checkpoint
 from contracts.runtime import Runtime
 from ledger.block import ZERO_HASH, Block
-from ledger.certificate import CommitCertificate, commit_payload
-from ledger.crypto import Domain
 from ledger.encoding import decode, encode
 from ledger.genesis import Params
 from ledger.tx import Transaction
@@ -36,22 +34,13 @@ from node.peers import read_capped
 from node.service import Node
 from node.storage import Storage
 from node.sync import blocks_query
-from tests.node.conftest import Setup, make_setup
+from tests.node.conftest import Setup, certify, make_setup
 
 PARAMS = Params(checkpoint_interval=4, watermark_window=8)
 BLOCKS = 10  # proofs at 4 and 8; blocks 9 and 10 lie above the last one
 TXS_PER_BLOCK = 5
 REPEATED_AT = 3  # this block includes a transaction of the block before again (as after a
 # view change): its receipt fails on the nonce, and the txs table keeps only the first one
-
-
-def _certify(setup: Setup, block: Block) -> CommitCertificate:
-    payload = commit_payload(view=0, seq=block.height, block_hash=block.hash)
-    chain_id = setup.genesis.chain_id
-    commits = tuple(
-        (i, setup.validator_keys[i].sign(Domain.COMMIT, chain_id, payload)) for i in range(3)
-    )
-    return CommitCertificate(height=block.height, view=0, block_hash=block.hash, commits=commits)
 
 
 def _source_chain(setup: Setup, path: Path) -> Storage:
@@ -95,7 +84,7 @@ def _source_chain(setup: Setup, path: Path) -> Storage:
             timestamp_ms=genesis.genesis_time_ms + height,
             txs=txs,
         )
-        result = execute_and_store(runtime, storage, genesis, block, _certify(setup, block))
+        result = execute_and_store(runtime, storage, genesis, block, certify(setup, block))
         if height % PARAMS.checkpoint_interval == 0:
             proof = [
                 sign_checkpoint(

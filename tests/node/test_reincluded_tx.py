@@ -40,8 +40,8 @@ from node.executor import execute_and_store
 from node.history import encode_proof
 from node.service import Node
 from node.storage import Storage
-from tests.node.conftest import Setup
-from tests.node.test_catchup import SETUP, Target, _certify, _drop_write_sets, _peer_app
+from tests.node.conftest import Setup, certify, next_block
+from tests.node.test_catchup import SETUP, Target, _drop_write_sets, _peer_app
 
 AHEAD = "is ahead of the next nonce"
 REPO = Path(__file__).resolve().parents[2]
@@ -61,25 +61,10 @@ def _tx(
     )
 
 
-def _block(setup: Setup, storage: Storage, txs: Sequence[Transaction]) -> Block:
-    head = storage.head()
-    return Block.build(
-        chain_id=setup.genesis.chain_id,
-        height=head.height + 1,
-        prev_hash=head.hash,
-        state_height=head.height,
-        state_digest=head.state_digest,
-        proposer=0,
-        view=0,
-        timestamp_ms=head.timestamp_ms + 1,
-        txs=txs,
-    )
-
-
 def _store(setup: Setup, storage: Storage, txs: Sequence[Transaction]) -> Block:
     """Execute a block of `txs` on top of the head and store it."""
-    block = _block(setup, storage, txs)
-    execute_and_store(Runtime.default(), storage, setup.genesis, block, _certify(setup, block))
+    block = next_block(setup, storage, txs)
+    execute_and_store(Runtime.default(), storage, setup.genesis, block, certify(setup, block))
     return block
 
 
@@ -223,7 +208,7 @@ def test_a_commit_that_fails_midway_changes_no_row_and_is_stored_whole_later(
     try:
         _store(SETUP, storage, [early])
         before = _rows(storage), _receipts_by_block(storage), storage.history_range(1, 1)
-        block = _block(SETUP, storage, [_supplier(0), early])
+        block = next_block(SETUP, storage, [_supplier(0), early])
 
         def crash(writes: object) -> None:
             raise _Crash("the disk went away")
@@ -232,13 +217,13 @@ def test_a_commit_that_fails_midway_changes_no_row_and_is_stored_whole_later(
         monkeypatch.setattr(storage, "_apply_writes", crash)
         with pytest.raises(_Crash), storage.batch():
             execute_and_store(
-                Runtime.default(), storage, SETUP.genesis, block, _certify(SETUP, block)
+                Runtime.default(), storage, SETUP.genesis, block, certify(SETUP, block)
             )
         monkeypatch.undo()
         assert storage.head().height == 1
         assert (_rows(storage), _receipts_by_block(storage), storage.history_range(1, 1)) == before
         assert early.hash in storage._recent
-        execute_and_store(Runtime.default(), storage, SETUP.genesis, block, _certify(SETUP, block))
+        execute_and_store(Runtime.default(), storage, SETUP.genesis, block, certify(SETUP, block))
         assert _where(storage, early) == (2, 1, True)
         assert _receipts_by_block(storage)[0][0] == before[1][0][0]
     finally:
@@ -279,8 +264,8 @@ def test_a_batch_a_crash_cut_short_replays_to_the_rows_of_an_uninterrupted_commi
     try:
         for storage in (reference, crashed):
             _store(SETUP, storage, [early])
-        block = _block(SETUP, crashed, [_supplier(0), early])
-        certificate = _certify(SETUP, block)
+        block = next_block(SETUP, crashed, [_supplier(0), early])
+        certificate = certify(SETUP, block)
         (tmp_path / "block").write_bytes(block.to_wire())
         (tmp_path / "certificate").write_bytes(certificate.to_wire())
         before = _rows(crashed), crashed.history_range(1, 1)
@@ -341,8 +326,8 @@ def _source_chain(path: Path) -> tuple[Storage, list[Transaction]]:
     ]
     runtime = Runtime.default()
     for txs in plan:
-        block = _block(SETUP, storage, txs)
-        result = execute_and_store(runtime, storage, SETUP.genesis, block, _certify(SETUP, block))
+        block = next_block(SETUP, storage, txs)
+        result = execute_and_store(runtime, storage, SETUP.genesis, block, certify(SETUP, block))
         if block.height % SETUP.genesis.params.checkpoint_interval == 0:
             proof = [
                 sign_checkpoint(
@@ -410,8 +395,8 @@ async def test_a_node_catching_up_ends_with_the_rows_of_one_that_executed(
 def _execute(node: Node, setup: Setup, txs: Sequence[Transaction]) -> Block:
     """Commit a block of `txs` through the node's own path for executed blocks (mempool,
     commit feed, waiters)."""
-    block = _block(setup, node.storage, txs)
-    node._execute(block, _certify(setup, block))
+    block = next_block(setup, node.storage, txs)
+    node._execute(block, certify(setup, block))
     return block
 
 

@@ -4,29 +4,15 @@ makes a record per item and location it receives, so the answer grows without bo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from contracts.contract import NEWEST_QUERY_MAX
-from ledger.block import Block
 from ledger.tx import Transaction
-from node.api import create_app
-from node.explorer import setup_explorer
 from node.service import Node
-from tests.node.conftest import Setup
-from tests.node.test_catchup import _certify
+from tests.node.conftest import Setup, certify, next_block
 
 ITEMS = 3 * NEWEST_QUERY_MAX
-
-
-@pytest.fixture
-async def explorer_client(node: Node) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
-    app = create_app(node)
-    setup_explorer(app)
-    async with TestClient(TestServer(app)) as test_client:
-        yield test_client
 
 
 def _receive_items(node: Node, setup: Setup, count: int) -> None:
@@ -42,19 +28,8 @@ def _receive_items(node: Node, setup: Setup, count: int) -> None:
         )
         for nonce in range(count)
     ]
-    head = node.storage.head()
-    block = Block.build(
-        chain_id=setup.genesis.chain_id,
-        height=head.height + 1,
-        prev_hash=head.hash,
-        state_height=head.height,
-        state_digest=head.state_digest,
-        proposer=0,
-        view=0,
-        timestamp_ms=head.timestamp_ms + 1,
-        txs=txs,
-    )
-    node._execute(block, _certify(setup, block))
+    block = next_block(setup, node.storage, txs)
+    node._execute(block, certify(setup, block))
 
 
 @pytest.mark.xfail(

@@ -4,25 +4,13 @@ node's own view records however many views it has entered since it started."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from aiohttp.test_utils import TestClient
 
-import pytest
-from aiohttp.test_utils import TestClient, TestServer
-
-from node.api import create_app
-from node.explorer import OBSERVED_VIEWS_MAX, setup_explorer
+from node.explorer import OBSERVED_VIEWS_MAX
 from node.service import VIEW_HISTORY_MAX, Node
 
 # Views a validator may enter in a long run with a flaky primary (a timeout each).
 VIEWS_ENTERED = 50_000
-
-
-@pytest.fixture
-async def explorer_client(node: Node) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
-    app = create_app(node)
-    setup_explorer(app)
-    async with TestClient(TestServer(app)) as test_client:
-        yield test_client
 
 
 async def test_views_answers_only_the_newest_of_the_nodes_view_records(
