@@ -67,36 +67,20 @@ class IdentityRecord:
         return self.active and Role.ADMIN in self.roles
 
     def to_map(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "public_key": self.public_key,
-            "roles": [str(role) for role in self.roles],
-            "status": str(self.status),
-        }
+        return {**_member_map(self), "status": str(self.status)}
 
     @classmethod
     def from_map(cls, key: bytes, value: dict[str, Any]) -> IdentityRecord:
         try:
             return cls(
-                name=expect_str(value.get("name"), "name"),
-                public_key=expect_bytes(
-                    value.get("public_key"), "public_key", length=PUBLIC_KEY_BYTES
-                ),
-                roles=tuple(
-                    Role(role) for role in expect_list(value.get("roles"), "roles", length_max=16)
-                ),
+                **_member_fields(value),
                 status=IdentityStatus(expect_str(value.get("status"), "status")),
             )
         except (ValidationError, ValueError) as exc:
             raise StateError(f"identity record at {key!a} is malformed: {exc}") from exc
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "public_key": self.public_key.hex(),
-            "roles": [str(role) for role in self.roles],
-            "status": str(self.status),
-        }
+        return {**_member_summary(self), "status": str(self.status)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,24 +93,13 @@ class RemovedIdentity:
     removed_height: int
 
     def to_map(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "public_key": self.public_key,
-            "roles": [str(role) for role in self.roles],
-            "removed_height": self.removed_height,
-        }
+        return {**_member_map(self), "removed_height": self.removed_height}
 
     @classmethod
     def from_map(cls, key: bytes, value: dict[str, Any]) -> RemovedIdentity:
         try:
             return cls(
-                name=expect_str(value.get("name"), "name"),
-                public_key=expect_bytes(
-                    value.get("public_key"), "public_key", length=PUBLIC_KEY_BYTES
-                ),
-                roles=tuple(
-                    Role(role) for role in expect_list(value.get("roles"), "roles", length_max=16)
-                ),
+                **_member_fields(value),
                 removed_height=expect_int(value.get("removed_height"), "removed_height"),
             )
         except (ValidationError, ValueError) as exc:
@@ -135,12 +108,35 @@ class RemovedIdentity:
     def summary(self) -> dict[str, Any]:
         """The shape of a member's summary, with status "removed" and the removal's height."""
         return {
-            "name": self.name,
-            "public_key": self.public_key.hex(),
-            "roles": [str(role) for role in self.roles],
+            **_member_summary(self),
             "status": REMOVED_STATUS,
             "removed_height": self.removed_height,
         }
+
+
+def _member_map(record: IdentityRecord | RemovedIdentity) -> dict[str, Any]:
+    """The fields a member's record and its removal record share, as stored."""
+    return {
+        "name": record.name,
+        "public_key": record.public_key,
+        "roles": [str(role) for role in record.roles],
+    }
+
+
+def _member_summary(record: IdentityRecord | RemovedIdentity) -> dict[str, Any]:
+    return {**_member_map(record), "public_key": record.public_key.hex()}
+
+
+def _member_fields(value: dict[str, Any]) -> dict[str, Any]:
+    """The shared fields of a stored member or removal record, checked (ValidationError or
+    ValueError for a malformed one)."""
+    return {
+        "name": expect_str(value.get("name"), "name"),
+        "public_key": expect_bytes(value.get("public_key"), "public_key", length=PUBLIC_KEY_BYTES),
+        "roles": tuple(
+            Role(role) for role in expect_list(value.get("roles"), "roles", length_max=16)
+        ),
+    }
 
 
 def canonical_roles(roles: Sequence[Role | str]) -> tuple[Role, ...]:
