@@ -76,8 +76,7 @@ def encode_history(rows: Sequence[HistoryRow], proofs: Sequence[tuple[int, bytes
     blocks: list[list[Any]] = []
     size = 0
     for row in rows:
-        size += len(row.block) + len(row.certificate) + len(row.writes or b"")
-        size += sum(len(receipt) for receipt in row.receipts)
+        size += row.size
         if blocks and size > FETCH_BYTES_MAX:
             break
         blocks.append([row.block, row.certificate, row.receipts, row.writes])

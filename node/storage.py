@@ -162,6 +162,16 @@ class HistoryRow:
     receipts: list[bytes]  # the receipts held in the txs table, in index order
     writes: bytes | None  # the block's write-set blob (encode_write_set); None if not kept
 
+    @property
+    def size(self) -> int:
+        """The bytes the row brings to a /peer/history answer, which is cut by their sum."""
+        return (
+            len(self.block)
+            + len(self.certificate)
+            + len(self.writes or b"")
+            + sum(map(len, self.receipts))
+        )
+
 
 def encode_write_set(
     writes: Mapping[bytes, bytes | None], shadowed: Sequence[tuple[int, bytes]]
@@ -509,17 +519,15 @@ class Storage:
         size = 0
         while size <= FETCH_BYTES_MAX and (found := cursor.fetchone()) is not None:
             height, block, certificate, writes = found
-            receipts = self._held_receipts(height, block)
-            rows.append(
-                HistoryRow(
-                    height=height,
-                    block=block,
-                    certificate=certificate,
-                    receipts=receipts,
-                    writes=writes,
-                )
+            row = HistoryRow(
+                height=height,
+                block=block,
+                certificate=certificate,
+                receipts=self._held_receipts(height, block),
+                writes=writes,
             )
-            size += len(block) + len(certificate) + len(writes or b"") + sum(map(len, receipts))
+            rows.append(row)
+            size += row.size
         return rows
 
     def put_checkpoint_proof(self, seq: int, proof: bytes) -> None:
