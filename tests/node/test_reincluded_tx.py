@@ -41,7 +41,7 @@ from node.history import encode_proof
 from node.service import Node
 from node.storage import Storage
 from tests.node.conftest import Setup, certify, next_block
-from tests.node.test_catchup import SETUP, Target, _drop_write_sets, _peer_app
+from tests.node.transfer.chain import SETUP, Target, drop_write_sets, peer_app
 
 AHEAD = "is ahead of the next nonce"
 REPO = Path(__file__).resolve().parents[2]
@@ -238,7 +238,7 @@ from ledger.block import Block
 from ledger.certificate import CommitCertificate
 from node.executor import execute_and_store
 from node.storage import Storage
-from tests.node.test_catchup import SETUP
+from tests.node.transfer.chain import SETUP
 
 path, block, certificate, tx_hash = sys.argv[1:]
 storage = Storage(Path(path))
@@ -355,7 +355,7 @@ async def test_a_node_catching_up_ends_with_the_rows_of_one_that_executed(
         runtime=runtime,
         stats=TransferStats(),
     )
-    app = _peer_app(source, None if how == "from write sets" else _drop_write_sets)
+    app = peer_app(source, None if how == "from write sets" else drop_write_sets)
     server = TestServer(app)
     await server.start_server()
     try:

@@ -10,12 +10,12 @@ from ledger.certificate import CommitCertificate
 from ledger.encoding import decode, encode
 from node.storage import Storage
 from node.sync import SyncError, decode_certified_block, verify_entry
-from tests.node.test_catchup import SETUP, _source_chain
+from tests.node.transfer.chain import SETUP, source_chain
 
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Storage:
-    return _source_chain(SETUP, tmp_path_factory.mktemp("sync") / "chain.sqlite")
+    return source_chain(SETUP, tmp_path_factory.mktemp("sync") / "chain.sqlite")
 
 
 def _entry(source: Storage, height: int) -> tuple[bytes, bytes]:

@@ -13,58 +13,28 @@ most one vote per validator, one checkpoint, a quorum), are now checked first, s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import aiohttp
 import pytest
 from aiohttp import web
 
 from consensus.messages import encode_message, sign_checkpoint
-from contracts.runtime import Runtime
 from ledger import crypto
 from ledger.encoding import decode, encode
-from node.catchup import TransferStats
 from node.history import encode_history
 from node.storage import Storage
 from node.sync import blocks_query
-from tests.node.test_catchup import (
+from tests.node.transfer.chain import (
     BLOCKS,
     PARAMS,
     SETUP,
     Target,
-    _catch_up,
-    _peer_app,
-    _source_chain,
-    _state,
+    catch_up_from,
+    peer_app,
+    state_of,
 )
 
 COPIES = 20_000
 PROOF_COPIES = 2_000  # of three votes each
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Storage:
-    return _source_chain(SETUP, tmp_path_factory.mktemp("source") / "chain.sqlite")
-
-
-@pytest.fixture
-def target(tmp_path: Path) -> Target:
-    runtime = Runtime.default()
-    storage = Storage(tmp_path / "target.sqlite")
-    storage.initialise(
-        genesis_hash=SETUP.genesis.hash,
-        writes=runtime.genesis_writes(SETUP.genesis),
-        digest=runtime.genesis_digest(SETUP.genesis),
-        time_ms=SETUP.genesis.genesis_time_ms,
-    )
-    return Target(storage=storage, runtime=runtime, stats=TransferStats())
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def _stuffing_peer(source: Storage, *, what: str) -> web.Application:
@@ -119,11 +89,13 @@ async def test_copies_of_a_vote_or_of_a_proof_cost_no_check_per_copy(
 
     monkeypatch.setattr(crypto, "is_valid_signature", counted)
 
-    applied = await _catch_up(session, target, _stuffing_peer(source, what=what), _peer_app(source))
+    applied = await catch_up_from(
+        session, target, _stuffing_peer(source, what=what), peer_app(source)
+    )
 
     assert target.stats.runs_refused == 1  # the stuffed answer
     assert applied == BLOCKS
     assert target.storage.head() == source.head()
-    assert _state(target.storage) == _state(source)
+    assert state_of(target.storage) == state_of(source)
     # The honest peer's two proofs take a quorum of checks each; the stuffed answer none.
     assert checks[0] <= 2 * SETUP.genesis.n

@@ -29,8 +29,8 @@ from node.catchup import TransferStats
 from node.history import encode_history
 from node.storage import Storage
 from node.sync import blocks_query
-from tests.node.test_catchup import SETUP, Target, _catch_up, _state
 from tests.node.test_reincluded_tx import _new_chain, _store, _supplier
+from tests.node.transfer.chain import SETUP, Target, catch_up_from, state_of
 
 BLOCKS = 40
 PADDING = b"\x00" * (1 << 20)
@@ -71,14 +71,14 @@ async def test_a_run_no_proof_confirms_is_executed_once_it_holds_run_bytes_max(
         tracemalloc.start()
         try:
             async with aiohttp.ClientSession() as session:
-                applied = await _catch_up(session, target, _padding_withholder(source))
+                applied = await catch_up_from(session, target, _padding_withholder(source))
             peak_bytes = tracemalloc.get_traced_memory()[1]
         finally:
             tracemalloc.stop()
 
         assert applied == BLOCKS
         assert target.storage.head() == source.head()
-        assert _state(target.storage) == _state(source)
+        assert state_of(target.storage) == state_of(source)
         # Held whole, the run alone is BLOCKS MiB (45 MiB at the peak, measured); bounded, it
         # is RUN_BYTES_MAX and a block, with two answers on top in a few copies each (the one
         # read and the one asked ahead, raw and decoded, and the peer's own, in this process).

@@ -8,61 +8,32 @@ without a write set (ignored: the block is executed), or receipts of a block wit
 withholds the proofs. It was then asked for the next block, and the next, for as long as it
 liked. Only the bytes the certificates vouch for count now.
 
-History is served in-process by the helpers of tests/node/test_catchup.py.
+History is served in-process by the helpers of tests/node/transfer/chain.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from contracts.runtime import Runtime
 from ledger.encoding import decode, encode
-from node.catchup import TransferStats
 from node.history import encode_history
 from node.storage import Storage
 from node.sync import FETCH_BYTES_MAX, blocks_query
-from tests.node.test_catchup import (
+from tests.node.transfer.chain import (
     BLOCKS,
-    SETUP,
     Target,
-    _catch_up,
-    _peer_app,
-    _source_chain,
-    _state,
+    catch_up_from,
+    peer_app,
+    state_of,
 )
 
 PADDING = b"\x00" * (FETCH_BYTES_MAX // 2 + 1024)  # past the old mark on its own
 
 Pad = Callable[[list[object]], None]
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Storage:
-    return _source_chain(SETUP, tmp_path_factory.mktemp("source") / "chain.sqlite")
-
-
-@pytest.fixture
-def target(tmp_path: Path) -> Target:
-    runtime = Runtime.default()
-    storage = Storage(tmp_path / "target.sqlite")
-    storage.initialise(
-        genesis_hash=SETUP.genesis.hash,
-        writes=runtime.genesis_writes(SETUP.genesis),
-        digest=runtime.genesis_digest(SETUP.genesis),
-        time_ms=SETUP.genesis.genesis_time_ms,
-    )
-    return Target(storage=storage, runtime=runtime, stats=TransferStats())
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def _pad_receipts_of_a_block_without_write_set(entry: list[object]) -> None:
@@ -102,11 +73,11 @@ async def test_a_peer_padding_one_block_answers_is_not_asked_again(
 ) -> None:
     asked: list[int] = []
 
-    applied = await _catch_up(
-        session, target, _padding_trickler(source, pad, asked), _peer_app(source)
+    applied = await catch_up_from(
+        session, target, _padding_trickler(source, pad, asked), peer_app(source)
     )
 
     assert asked == [1]  # was one a block: [1] * BLOCKS, and then the empty answer
     assert applied == BLOCKS
     assert target.storage.head() == source.head()
-    assert _state(target.storage) == _state(source)
+    assert state_of(target.storage) == state_of(source)

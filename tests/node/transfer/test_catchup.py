@@ -9,8 +9,6 @@ checkpointed by signing with the validators' keys, served by a small aiohttp app
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -20,111 +18,26 @@ from aiohttp.test_utils import TestServer
 
 from consensus.config import ChainPoint
 from consensus.events import BlockState, BlocksTransferred, Event
-from consensus.messages import sign_checkpoint
-from contracts.runtime import Runtime
 from ledger.block import ZERO_HASH, Block
 from ledger.encoding import decode, encode
-from ledger.genesis import Params
-from ledger.tx import Transaction
 from node import catchup
-from node.catchup import Transferred, TransferStats, catch_up
-from node.executor import execute_and_store, store_record
-from node.history import encode_history, encode_proof
+from node.catchup import TransferStats, catch_up
 from node.peers import read_capped
 from node.service import Node
 from node.storage import Storage
-from node.sync import blocks_query
-from tests.node.conftest import Setup, certify, make_setup
-
-PARAMS = Params(checkpoint_interval=4, watermark_window=8)
-BLOCKS = 10  # proofs at 4 and 8; blocks 9 and 10 lie above the last one
-TXS_PER_BLOCK = 5
-REPEATED_AT = 3  # this block includes a transaction of the block before again (as after a
-# view change): its receipt fails on the nonce, and the txs table keeps only the first one
-
-
-def _source_chain(setup: Setup, path: Path) -> Storage:
-    """A node's storage holding BLOCKS executed blocks and the checkpoint proofs among them."""
-    genesis = setup.genesis
-    runtime = Runtime.default()
-    storage = Storage(path)
-    storage.initialise(
-        genesis_hash=genesis.hash,
-        writes=runtime.genesis_writes(genesis),
-        digest=runtime.genesis_digest(genesis),
-        time_ms=genesis.genesis_time_ms,
-    )
-    supplier = setup.identities["supplier"]
-    nonce = 0
-    previous: list[Transaction] = []
-    for height in range(1, BLOCKS + 1):
-        txs = [
-            Transaction.create(
-                supplier,
-                chain_id=genesis.chain_id,
-                nonce=nonce + i,
-                contract="inventory",
-                method="receive",
-                args={"item": f"part-{(nonce + i) % 3}", "location": "main", "qty": 1 + i},
-            )
-            for i in range(TXS_PER_BLOCK)
-        ]
-        nonce += TXS_PER_BLOCK
-        if height == REPEATED_AT:
-            txs.append(previous[0])
-        head = storage.head()
-        block = Block.build(
-            chain_id=genesis.chain_id,
-            height=height,
-            prev_hash=head.hash,
-            state_height=head.height,
-            state_digest=head.state_digest,
-            proposer=0,
-            view=0,
-            timestamp_ms=genesis.genesis_time_ms + height,
-            txs=txs,
-        )
-        result = execute_and_store(runtime, storage, genesis, block, certify(setup, block))
-        if height % PARAMS.checkpoint_interval == 0:
-            proof = [
-                sign_checkpoint(
-                    setup.validator_keys[i],
-                    genesis.chain_id,
-                    seq=height,
-                    block_hash=block.hash,
-                    state_digest=result.state_digest,
-                    sender=i,
-                )
-                for i in range(3)
-            ]
-            storage.put_checkpoint_proof(height, encode_proof(proof))
-        previous = txs
-    return storage
-
-
-Tamper = Callable[[list[list[object]]], None]
-
-
-def _peer_app(
-    source: Storage, tamper: Tamper | None = None, *, page: int | None = None
-) -> web.Application:
-    """Serves /peer/history from `source`, `page` blocks an answer at most, passing each
-    answer's entries through `tamper`."""
-
-    async def history(request: web.Request) -> web.Response:
-        start, end = blocks_query(request.query, source.head().height)
-        if page is not None:
-            end = min(end, start + page - 1)
-        raw = encode_history(source.history_range(start, end), source.checkpoint_proofs(start, end))
-        if tamper is not None:
-            answer = decode(raw)
-            tamper(answer["blocks"])
-            raw = encode(answer)
-        return web.Response(body=raw, content_type="application/msgpack")
-
-    app = web.Application()
-    app.router.add_get("/peer/history", history)
-    return app
+from tests.node.transfer.chain import (
+    BLOCKS,
+    PARAMS,
+    REPEATED_AT,
+    SETUP,
+    TXS_PER_BLOCK,
+    Tamper,
+    Target,
+    catch_up_from,
+    drop_write_sets,
+    peer_app,
+    state_of,
+)
 
 
 def _tamper_write(blocks: list[list[object]]) -> None:
@@ -164,11 +77,6 @@ def _tamper_receipt(blocks: list[list[object]]) -> None:
         receipts[0] = encode(receipt)
 
 
-def _drop_write_sets(blocks: list[list[object]]) -> None:
-    for entry in blocks:
-        entry[3] = None
-
-
 def _drop_first_write_sets(blocks: list[list[object]]) -> None:
     """As a peer upgraded after block 2 would serve: no write sets up to there."""
     for entry in blocks:
@@ -176,94 +84,14 @@ def _drop_first_write_sets(blocks: list[list[object]]) -> None:
             entry[3] = None
 
 
-@dataclass
-class Target:
-    """The catching-up side: an empty node storage and the apply function a node would use."""
-
-    storage: Storage
-    runtime: Runtime
-    stats: TransferStats
-
-    def apply(self, items: Sequence[Transferred]) -> int:
-        with self.storage.batch():
-            for item in items:
-                certified = item.certified
-                if item.record is None:
-                    execute_and_store(
-                        self.runtime,
-                        self.storage,
-                        SETUP.genesis,
-                        certified.block(),
-                        certified.certificate,
-                    )
-                else:
-                    store_record(self.storage, certified.header, item.record)
-        return len(items)
-
-
-SETUP = make_setup(PARAMS)
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Storage:
-    return _source_chain(SETUP, tmp_path_factory.mktemp("source") / "chain.sqlite")
-
-
-@pytest.fixture
-def target(tmp_path: Path) -> Target:
-    runtime = Runtime.default()
-    storage = Storage(tmp_path / "target.sqlite")
-    storage.initialise(
-        genesis_hash=SETUP.genesis.hash,
-        writes=runtime.genesis_writes(SETUP.genesis),
-        digest=runtime.genesis_digest(SETUP.genesis),
-        time_ms=SETUP.genesis.genesis_time_ms,
-    )
-    return Target(storage=storage, runtime=runtime, stats=TransferStats())
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-async def _catch_up(
-    session: aiohttp.ClientSession,
-    target: Target,
-    *apps: web.Application,
-    to_height: int | None = None,
-) -> int:
-    servers = [TestServer(app) for app in apps]
-    for server in servers:
-        await server.start_server()
-    try:
-        return await catch_up(
-            session,
-            SETUP.genesis,
-            target.storage,
-            [str(server.make_url("")).rstrip("/") for server in servers],
-            to_height=to_height,
-            apply=target.apply,
-            stats=target.stats,
-        )
-    finally:
-        for server in servers:
-            await server.close()
-
-
-def _state(storage: Storage) -> dict[bytes, bytes]:
-    return dict(storage.scan(b""))
-
-
 async def test_a_good_run_is_applied_without_executing_up_to_the_last_proof(
     session: aiohttp.ClientSession, source: Storage, target: Target
 ) -> None:
-    applied = await _catch_up(session, target, _peer_app(source))
+    applied = await catch_up_from(session, target, peer_app(source))
 
     assert applied == BLOCKS
     assert target.storage.head() == source.head()
-    assert _state(target.storage) == _state(source)
+    assert state_of(target.storage) == state_of(source)
     assert (target.stats.blocks_checked, target.stats.blocks_executed) == (8, 2)
     assert target.stats.runs_refused == 0
     for part in range(3):
@@ -296,12 +124,12 @@ async def test_a_tampered_run_is_refused_and_nothing_of_it_is_applied(
     tamper: Tamper,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    before = (target.storage.head(), _state(target.storage))
+    before = (target.storage.head(), state_of(target.storage))
 
-    applied = await _catch_up(session, target, _peer_app(source, tamper))
+    applied = await catch_up_from(session, target, peer_app(source, tamper))
 
     assert applied == 0
-    assert (target.storage.head(), _state(target.storage)) == before
+    assert (target.storage.head(), state_of(target.storage)) == before
     assert target.stats.runs_refused == 1
     assert "a quorum signed" in caplog.text
 
@@ -309,11 +137,13 @@ async def test_a_tampered_run_is_refused_and_nothing_of_it_is_applied(
 async def test_after_a_lying_peer_the_next_one_is_asked_from_the_head(
     session: aiohttp.ClientSession, source: Storage, target: Target
 ) -> None:
-    applied = await _catch_up(session, target, _peer_app(source, _tamper_write), _peer_app(source))
+    applied = await catch_up_from(
+        session, target, peer_app(source, _tamper_write), peer_app(source)
+    )
 
     assert applied == BLOCKS
     assert target.storage.head() == source.head()
-    assert _state(target.storage) == _state(source)
+    assert state_of(target.storage) == state_of(source)
     assert target.stats.runs_refused == 1
 
 
@@ -328,13 +158,13 @@ async def test_a_peer_feeding_a_block_at_a_time_is_not_asked_again(
     def count(blocks: list[list[object]]) -> None:
         asked.append(len(blocks))
 
-    trickle = _peer_app(source, count, page=1)
-    applied = await _catch_up(session, target, trickle, _peer_app(source), to_height=to_height)
+    trickle = peer_app(source, count, page=1)
+    applied = await catch_up_from(session, target, trickle, peer_app(source), to_height=to_height)
 
     assert asked == [1]
     assert applied == BLOCKS
     assert target.storage.head() == source.head()
-    assert _state(target.storage) == _state(source)
+    assert state_of(target.storage) == state_of(source)
 
 
 def _resplit_receipts(blocks: list[list[object]]) -> None:
@@ -350,13 +180,13 @@ def _resplit_receipts(blocks: list[list[object]]) -> None:
 async def test_receipts_cut_elsewhere_are_refused_and_the_next_peer_asked(
     session: aiohttp.ClientSession, source: Storage, target: Target
 ) -> None:
-    applied = await _catch_up(
-        session, target, _peer_app(source, _resplit_receipts), _peer_app(source)
+    applied = await catch_up_from(
+        session, target, peer_app(source, _resplit_receipts), peer_app(source)
     )
 
     assert applied == BLOCKS
     assert target.storage.head() == source.head()
-    assert _state(target.storage) == _state(source)
+    assert state_of(target.storage) == state_of(source)
     assert target.stats.runs_refused == 1
 
 
@@ -386,7 +216,7 @@ async def test_an_answer_larger_than_any_honest_one_is_not_read_whole(
 
     liar = web.Application()
     liar.router.add_get("/peer/history", endless)
-    applied = await _catch_up(session, target, liar, _peer_app(source))
+    applied = await catch_up_from(session, target, liar, peer_app(source))
 
     assert applied == BLOCKS and target.storage.head() == source.head()
     assert written[0] < 16 << 20
@@ -422,7 +252,7 @@ async def test_blocks_without_a_write_set_are_executed_and_said_so(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     with caplog.at_level(logging.WARNING):
-        applied = await _catch_up(session, target, _peer_app(source, _drop_write_sets))
+        applied = await catch_up_from(session, target, peer_app(source, drop_write_sets))
 
     assert applied == BLOCKS
     assert target.storage.head() == source.head()
@@ -444,13 +274,13 @@ async def test_after_blocks_without_write_sets_the_next_run_is_checked_again(
     target: Target,
     answers_of_a_checkpoint_interval: int,
 ) -> None:
-    peer = _peer_app(source, _drop_first_write_sets, page=answers_of_a_checkpoint_interval)
+    peer = peer_app(source, _drop_first_write_sets, page=answers_of_a_checkpoint_interval)
 
-    applied = await _catch_up(session, target, peer)
+    applied = await catch_up_from(session, target, peer)
 
     assert applied == BLOCKS
     assert target.storage.head() == source.head()
-    assert _state(target.storage) == _state(source)
+    assert state_of(target.storage) == state_of(source)
     # 1..4 executed (no digest chains through 1 and 2), 5..8 checked, 9..10 above the proofs.
     assert (target.stats.blocks_checked, target.stats.blocks_executed) == (4, 6)
 
@@ -461,9 +291,9 @@ async def test_what_a_proof_confirmed_before_the_peer_lied_is_kept(
     target: Target,
     answers_of_a_checkpoint_interval: int,
 ) -> None:
-    peer = _peer_app(source, _tamper_write_at(6), page=answers_of_a_checkpoint_interval)
+    peer = peer_app(source, _tamper_write_at(6), page=answers_of_a_checkpoint_interval)
 
-    applied = await _catch_up(session, target, peer)
+    applied = await catch_up_from(session, target, peer)
 
     assert applied == 4  # 1..4 confirmed by the proof at 4; 5..8 refused at the proof at 8
     assert target.stats.runs_refused == 1
@@ -492,7 +322,7 @@ async def test_a_node_tells_its_replica_the_state_at_each_checkpoint_it_caught_u
         feed(event, raw=raw)
 
     node.feed = recording_feed  # type: ignore[method-assign]
-    server = TestServer(_peer_app(source))
+    server = TestServer(peer_app(source))
     await server.start_server()
     try:
         applied = await catch_up(
