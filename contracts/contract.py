@@ -15,7 +15,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
-from contracts.errors import ArgumentError, DefinitionError, ExecutionError, QueryError
+from contracts.errors import (
+    ArgumentError,
+    DefinitionError,
+    ExecutionError,
+    QueryError,
+    QueryParameterError,
+)
 from contracts.receipt import EVENTS_MAX, SUBJECT_LENGTH_MAX, Event
 from contracts.schema import ArgType, describe_args
 from contracts.state import Overlay, StateReader, Writes
@@ -25,7 +31,8 @@ from ledger.tx import NAME_LENGTH_MAX
 
 CONTRACT_NAME_PATTERN = r"[a-z][a-z0-9_]{0,63}"
 # A ['newest'] query answers this many records at most (with the total), reading only those:
-# the explorer refreshes its boards with it, where the whole list grows with the chain.
+# the explorer refreshes its boards with it, where the whole list grows with the chain. A paged
+# query (Contract.query_page) answers as many at most per page.
 NEWEST_QUERY_MAX = 200
 
 MethodFunction = Callable[..., Any]
@@ -175,6 +182,16 @@ class Contract:
     def query(self, state: StateReader, path: Sequence[str]) -> Any:
         """Answer a read-only query with JSON-friendly data; QueryError for an unknown path."""
         raise QueryError(f"contract {self.name} has no queries")
+
+    def query_page(self, state: StateReader, path: Sequence[str], *, after: str) -> Any:
+        """The bounded form of the listing at `path`: at most NEWEST_QUERY_MAX records whose keys
+        follow the cursor `after` ("" for the first page), whether more follow, and the cursor
+        to go on from. For listings keyed by names anyone may choose, where no path segment
+        (like ['newest']) is free to name the bounded form, so the cursor arrives beside the
+        path. QueryParameterError for a malformed cursor, or where the contract pages nothing."""
+        raise QueryParameterError(
+            f"contract {self.name} pages no listing: its queries take no 'after' parameter"
+        )
 
     def describe(self) -> dict[str, Any]:
         return {

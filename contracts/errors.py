@@ -25,6 +25,11 @@ class QueryError(ContractError):
     """A read-only query for an unknown path or a record that does not exist."""
 
 
+class QueryParameterError(QueryError):
+    """A query parameter that the query does not take, or a value it cannot take (a malformed
+    cursor): a bad request, where a QueryError names something that is not there."""
+
+
 class ExecutionError(ContractError):
     """A transaction that fails: its message goes into the receipt and its writes are dropped."""
 

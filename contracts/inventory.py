@@ -14,8 +14,13 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from contracts.contract import Call, Contract, method
-from contracts.errors import ConflictError, InsufficientStockError, QueryError
+from contracts.contract import NEWEST_QUERY_MAX, Call, Contract, method
+from contracts.errors import (
+    ConflictError,
+    InsufficientStockError,
+    QueryError,
+    QueryParameterError,
+)
 from contracts.schema import NAME_PATTERN, Int, Str
 from contracts.state import StateReader, read_map, write_map
 from contracts.stock import (
@@ -34,6 +39,7 @@ from contracts.stock import (
     split_stock_key,
     stock_key,
     stock_records,
+    stock_records_after,
     stock_view,
     store_stock,
     subject,
@@ -225,11 +231,7 @@ class InventoryContract(Contract):
                 f"inventory queries take [], [item] or [item, location], got {list(path)!a}"
             )
         for name in path:
-            if (
-                not isinstance(name, str)
-                or re.fullmatch(NAME_PATTERN, name) is None
-                or len(name) > 64
-            ):
+            if not _is_name(name):
                 raise QueryError(
                     f"{name!a} is not an item or location name (1-64 of {NAME_PATTERN})"
                 )
@@ -247,10 +249,55 @@ class InventoryContract(Contract):
                 location: stock_view(state, path[0], location, stock)
                 for _, location, stock in records
             }
-        items: dict[str, dict[str, dict[str, Any]]] = {}
-        for item, location, stock in stock_records(state):
-            items.setdefault(item, {})[location] = stock_view(state, item, location, stock)
-        return items
+        return _by_item(state, stock_records(state))
+
+    def query_page(self, state: StateReader, path: Sequence[str], *, after: str) -> Any:
+        """At most NEWEST_QUERY_MAX stock records, in key order from the one after the cursor
+        `after` ("item/location", or "" for the first): {"items": {item: {location: record}},
+        "more": whether records follow, "next_after": the cursor of the last one answered while
+        more follow, else None}. Item names are anyone's choice, so no path segment is free to
+        name this form (an item could be called "newest")."""
+        if path:
+            raise QueryParameterError(
+                f"inventory pages only its whole list (path []), got {list(path)!a}: read one "
+                "item's stock ([item] or [item, location]) without 'after'"
+            )
+        start = STOCK_PREFIX if after == "" else stock_key(*_cursor(after))
+        records = stock_records_after(state, start, NEWEST_QUERY_MAX + 1)
+        page = records[:NEWEST_QUERY_MAX]
+        more = len(records) > len(page)
+        return {
+            "items": _by_item(state, page),
+            "more": more,
+            "next_after": f"{page[-1][0]}/{page[-1][1]}" if more else None,
+        }
+
+
+def _is_name(text: object) -> bool:
+    return (
+        isinstance(text, str) and len(text) <= 64 and re.fullmatch(NAME_PATTERN, text) is not None
+    )
+
+
+def _cursor(after: str) -> tuple[str, str]:
+    """The (item, location) an `after` cursor names."""
+    item, slash, location = after.partition("/")
+    if not (slash and _is_name(item) and _is_name(location)):
+        raise QueryParameterError(
+            f"after must be an item/location (the next_after of the previous page, each name "
+            f"1-64 of {NAME_PATTERN}), or empty for the first page; got {after[:140]!a}"
+        )
+    return item, location
+
+
+def _by_item(
+    state: StateReader, records: Sequence[tuple[str, str, Stock]]
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Stock records as the queries answer them: {item: {location: record}}."""
+    items: dict[str, dict[str, dict[str, Any]]] = {}
+    for item, location, stock in records:
+        items.setdefault(item, {})[location] = stock_view(state, item, location, stock)
+    return items
 
 
 def _free_reserved(call: Call, action: str, item: str, location: str, qty: int) -> Stock:

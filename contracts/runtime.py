@@ -229,11 +229,21 @@ class Runtime:
         return read_identity(state, public_key)
 
     def query(self, state: StateReader, contract: str, path: Sequence[str]) -> Any:
+        return self._queried(contract).query(state, path)
+
+    def query_page(
+        self, state: StateReader, contract: str, path: Sequence[str], *, after: str
+    ) -> Any:
+        """One page of a listing, from the record after the cursor `after` ("" for the first):
+        see Contract.query_page."""
+        return self._queried(contract).query_page(state, path, after=after)
+
+    def _queried(self, contract: str) -> Contract:
         found = self._contracts.get(contract)
         if found is None:
             known = ", ".join(self.contract_names)
             raise QueryError(f"unknown contract {contract!a}; known contracts: {known}")
-        return found.query(state, path)
+        return found
 
     def describe(self) -> dict[str, Any]:
         """Contracts, their methods, the roles each needs and their argument schemas."""

@@ -15,6 +15,8 @@ Client API (JSON answers; errors are {"error": message} with a 4xx or 503 status
   GET  /status                  height, head, state digest, view, primary, peers, counters
   GET  /accounts/{public key}   the next nonce a sender should use
   GET  /state/{contract}[/...]  a contract's state at the head
+  GET  /state/inventory?after=K one page of stock records: at most 200, from the one after the
+                                cursor K ("" for the first), and whether more follow
   GET  /events/{subject}        the history of one subject (an item, an order, a machine)
 Peer API:
   POST /peer/batch              {"sender", "messages": [...], "txs": [...]} (msgpack)
@@ -54,7 +56,7 @@ from urllib.parse import unquote
 import msgpack
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from contracts.errors import ContractError
+from contracts.errors import ContractError, QueryParameterError
 from contracts.schema import is_decimal
 from ledger.encoding import decode, encode
 from ledger.errors import EncodingError
@@ -371,15 +373,32 @@ async def get_account(request: web.Request) -> web.Response:
 
 
 async def get_state(request: web.Request) -> web.Response:
+    """A query of a contract's state; with ?after= (a cursor, empty for the first page), one
+    bounded page of a listing (Contract.query_page). The cursor rides in the query string, as no
+    path segment is free: the keys in the path are names that anyone may choose."""
     node = request.app[NODE_KEY]
     contract = request.match_info["contract"]
     # Split the raw path, then decode each key: an encoded "/" (%2F) belongs to its key.
     path = [unquote(part) for part in request.rel_url.raw_path.split("/")[3:] if part]
+    after = _after_query(request)
     try:
-        value = node.runtime.query(node.storage, contract, path)
+        if after is None:
+            value = node.runtime.query(node.storage, contract, path)
+        else:
+            value = node.runtime.query_page(node.storage, contract, path, after=after)
+    except QueryParameterError as exc:
+        return error(400, str(exc))
     except ContractError as exc:
         return error(404, str(exc))
     return web.json_response({"contract": contract, "path": path, "value": jsonable(value)})
+
+
+def _after_query(request: web.Request) -> str | None:
+    """The `after` cursor of a paged state query, None when the query is not paged."""
+    values = request.query.getall("after", [])
+    if len(values) > 1:
+        raise Rejection(f"query parameter after must be given once, got {len(values)} values")
+    return values[0] if values else None
 
 
 async def get_events(request: web.Request) -> web.Response:

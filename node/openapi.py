@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from contracts.contract import NEWEST_QUERY_MAX
 from node.faults import DELAY_MS_MAX
 from node.mempool import PENDING_QUERY_MAX
 from node.sync import FETCH_BLOCKS_MAX
@@ -225,7 +226,7 @@ REASONS = {
     429: "over the per-client rate limit; retry after Retry-After seconds",
     503: "mempool busy or full, node halted or paused; retry after Retry-After seconds",
 }
-RETRY_AFTER = {
+RETRY_AFTER: Schema = {
     "Retry-After": {
         "description": "seconds to wait before retrying",
         "schema": {"type": "string", "pattern": "^[0-9]+$"},
@@ -278,6 +279,23 @@ def _body(media: str, schema: Schema, description: str) -> Schema:
 
 
 WAIT_MS = _query("wait_ms", WAIT_MS_MAX, 0, "wait up to this many ms for a commit")
+# A stock record's key as the cursor of a paged inventory query (contracts/inventory.py): an item
+# and a location name (contracts.schema.NAME_PATTERN, 1-64 characters, never a "/"), or empty.
+_NAME = "[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}"
+AFTER: Schema = {
+    "name": "after",
+    "in": "query",
+    "required": False,
+    "description": (
+        "Page through a listing instead of reading it whole; only GET /state/inventory takes it "
+        "(the other contracts, and an inventory path below it, answer 400). The value is a "
+        "cursor: empty for the first page, else the next_after of the previous page "
+        '(item/location). The answer\'s value is {"items": {item: {location: record}}, "more", '
+        f'"next_after"}}: at most {NEWEST_QUERY_MAX} stock records in key order after the '
+        "cursor, whether more follow, and the cursor to go on from (null when none follow)."
+    ),
+    "schema": {"type": "string", "pattern": f"^$|^{_NAME}/{_NAME}$"},
+}
 HASH_PATH = _path("hash", {"type": "string", "pattern": HEX32}, "32 bytes as 64 hex digits")
 
 
@@ -513,7 +531,7 @@ def _paths() -> Schema:
             "get": {
                 "tags": ["client"],
                 "summary": "A contract's state at the head",
-                "parameters": [_path("contract", {"type": "string"}, "contract name")],
+                "parameters": [_path("contract", {"type": "string"}, "contract name"), AFTER],
                 "responses": _responses({200: state_ok}, [400, 404]),
             }
         },
@@ -524,6 +542,7 @@ def _paths() -> Schema:
                 "parameters": [
                     _path("contract", {"type": "string"}, "contract name"),
                     _path("path", {"type": "string"}, "query path, e.g. steel/main (may be empty)"),
+                    AFTER,
                 ],
                 "responses": _responses({200: state_ok}, [400, 404]),
             }

@@ -62,13 +62,24 @@ export async function renderOrders() {
   );
 }
 
+// Says that the inventory tab shows only the first page of stock records, when there are more.
+function showFirst(id, shown, more) {
+  const note = document.getElementById(id);
+  note.hidden = !more;
+  note.textContent = more
+    ? `The first ${shown} stock records by item and location; there are more (millchain query inventory lists them all).`
+    : "";
+}
+
 export async function renderInventory() {
   const container = document.getElementById("inventory-table");
-  const inventory = await state("inventory");
+  // The first page only: the whole list grows with every item name a supplier receives.
+  const page = await state("inventory?after=");
   const rows = [];
-  for (const [item, locations] of Object.entries(inventory || {})) {
+  for (const [item, locations] of Object.entries(page?.items || {})) {
     for (const [location, s] of Object.entries(locations)) rows.push({ item, location, s });
   }
+  showFirst("inventory-shown", rows.length, page?.more === true);
   if (!rows.length) {
     fill(container, empty("No stock recorded yet."));
     return;

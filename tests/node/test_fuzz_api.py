@@ -322,6 +322,7 @@ QUERY_ROUTES = {
     "/commits": ["from", "wait_ms"],
     "/blocks": ["limit"],
     "/events/item:steel": ["limit"],
+    "/state/inventory": ["after"],
     "/peer/blocks": ["from", "to"],
     "/peer/history": ["from", "to"],
 }
