@@ -25,7 +25,9 @@ one, once it comes, is found by hash instead of an earlier one that failed a gat
 receipt stays in its own block's write-set blob, so each block still shows what it did.
 Whether an inclusion used its nonce is read from the receipt and the nonce state the block
 found and left (`_NonceUse`), the same on every node whether it executed the block or rebuilt
-it from fetched writes.
+it from fetched writes. Databases written before this rule (layouts 0 and 1: see LAYOUT_VERSION)
+found such a transaction at its first inclusion; opening one moves its rows by the same rule
+(`Storage._upgrade_layout`) before the node reads anything.
 """
 
 from __future__ import annotations
@@ -205,10 +207,20 @@ TX_FILTER_LOAD_ROWS = 65_536  # hashes a step while the filter of committed ones
 # WAL pages (64 MiB), as SQLite does past 1,000 by default.
 CHECKPOINT_BACKSTOP_PAGES = 16_384
 
-# The layout of the tables, kept in the database's user_version. 0 is a database from before the
-# number was kept: the schema script above brings its tables up to date. A number above this one
-# was written by newer code, whose layout this code could misread: it refuses to open it.
-LAYOUT_VERSION = 1
+# The layout of the tables, kept in the database's user_version. A number above this one was
+# written by newer code, whose layout this code could misread: it refuses to open it. An older one
+# is brought up to this one as the database opens (Storage._upgrade_layout):
+# 0  from before the number was kept; the schema script above brings its tables up to date.
+# 0, 1  written (until the rule of _place_receipts came) with a transaction included more than
+#    once found by hash at its first inclusion, even where that one failed a gate and a later one
+#    used its nonce (the module docstring says why the later one counts): the rule moves such
+#    rows. Code after the rule wrote layout 1 too, in which it finds nothing to move.
+# 2  every row placed by the rule.
+LAYOUT_VERSION = 2
+# Write sets read at a time while a database of layout 0 or 1 is brought up to date.
+UPGRADE_BLOCKS_STEP = 32
+# How a nonce record's key ends (contracts.accounts.nonce_key).
+_NONCE_KEY_END = b"/nonce"
 
 
 class Storage:
@@ -226,11 +238,10 @@ class Storage:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
-            self._check_layout(path)
+            layout = self._check_layout(path)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             self._db.executescript(_SCHEMA)
-            self._db.execute(f"PRAGMA user_version = {LAYOUT_VERSION}")
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise StorageError(
@@ -259,16 +270,22 @@ class Storage:
                 (bytes(tx_hash), row_id)
                 for tx_hash, row_id in self._db.execute("SELECT hash, id FROM recent_txs")
             )
-        except sqlite3.DatabaseError as exc:
+            if layout < LAYOUT_VERSION:
+                self._upgrade_layout(path, layout)
+        except (sqlite3.DatabaseError, StorageError) as exc:
             self._db.close()
             raise StorageError(
                 f"cannot read {path}: {exc}. Restore it from a copy, or delete the node's data "
                 "directory and start the node again: it fetches the chain from its peers"
             ) from exc
+        except BaseException:
+            self._db.close()
+            raise
 
-    def _check_layout(self, path: Path) -> None:
-        """Refuse, before anything is written, a file that is not an SQLite database or one in
-        a layout newer than this code's."""
+    def _check_layout(self, path: Path) -> int:
+        """The layout number of the tables in `path` (0 for a new file). Refuse, before
+        anything is written, a file that is not an SQLite database or one in a layout newer
+        than this code's."""
         try:
             version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
         except sqlite3.DatabaseError as exc:
@@ -278,6 +295,7 @@ class Storage:
                 f"{path} holds tables in layout {version}, written by a newer millchain; this "
                 f"one reads layouts up to {LAYOUT_VERSION}"
             )
+        return version
 
     def checkpoint_in_background(self) -> None:
         """Copy the WAL into the database file from a thread of its own from now on.
@@ -371,7 +389,9 @@ class Storage:
         height = record.height
         # Read before anything is written: where each receipt goes depends on the state the
         # block found (see _NonceUse).
-        placed = self._place_receipts(record)
+        placed = _place_receipts(
+            record, self._stored_rows([tx_hash for tx_hash, _ in record.receipts]), self
+        )
         with self._transaction():
             self._db.execute(
                 "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -421,32 +441,6 @@ class Storage:
             joined = b"".join(h for h, _ in record.receipts if len(h) == HASH_BYTES)
             self._tx_filter.add_joined(joined, HASH_BYTES)
 
-    def _place_receipts(self, record: BlockRecord) -> _Placement:
-        """Where each of the block's receipts goes: a new row found by hash, or the block's
-        write-set blob. A transaction already found by hash keeps that row unless this
-        inclusion used its nonce (it is then the one inclusion that ever can); the row it
-        displaces goes to its own block's blob (see _displace)."""
-        height = record.height
-        stored = self._stored_rows([tx_hash for tx_hash, _ in record.receipts])
-        nonce_use = _NonceUse(self, record)
-        rows: dict[bytes, tuple[int, bytes, int, int, bytes]] = {}
-        shadowed: dict[int, bytes] = {}
-        displaced: dict[bytes, _TxRow] = {}
-        for index, (tx_hash, receipt) in enumerate(record.receipts):
-            earlier_here = rows.get(tx_hash)
-            if earlier_here is not None or tx_hash in stored:
-                if not nonce_use.used(index, receipt):
-                    shadowed[index] = receipt
-                    continue
-                if earlier_here is not None:  # a well-formed block holds a transaction once
-                    shadowed[earlier_here[3]] = earlier_here[4]
-                else:
-                    displaced[tx_hash] = stored[tx_hash]
-            rows[tx_hash] = (_row_id(tx_hash, height, index), tx_hash, height, index, receipt)
-        return _Placement(
-            rows=list(rows.values()), shadowed=dict(sorted(shadowed.items())), displaced=displaced
-        )
-
     def _displace(self, displaced: Mapping[bytes, _TxRow]) -> None:
         """Drop the rows found by hash for `displaced` (a new row takes their place) and keep
         each one's receipt in its own block's write-set blob, so that block still shows it."""
@@ -481,6 +475,127 @@ class Storage:
             kept.update(receipts)
             blob = encode([changes, [[index, kept[index]] for index in sorted(kept)]])
             self._db.execute("UPDATE block_writes SET writes = ? WHERE height = ?", (blob, height))
+
+    # -- databases of earlier layouts ------------------------------------------------------------
+
+    def _upgrade_layout(self, path: Path, found: int) -> None:
+        """Bring the tables from layout `found` (see LAYOUT_VERSION) to this code's, the number
+        with them, in one database transaction: an error or a crash leaves the file in layout
+        `found`, and the next start begins again. The schema script has added what was missing;
+        what is left is which inclusion a transaction's hash finds. Running it on tables already
+        placed by the rule finds nothing to move, so a start cut short costs only time."""
+        try:
+            with self._transaction():
+                moved = self._replace_reincluded_receipts()
+                self._db.execute(f"PRAGMA user_version = {LAYOUT_VERSION}")
+        except StorageError as exc:
+            raise StorageError(
+                f"its tables cannot be brought from layout {found} to layout {LAYOUT_VERSION} "
+                f"(they are left as they were): {exc}"
+            ) from exc
+        if moved:
+            log.warning(
+                "%s: brought from layout %d to %d; %d transactions included more than once are "
+                "now found at the inclusion that used their nonce, not an earlier one that "
+                "failed a gate",
+                path,
+                found,
+                LAYOUT_VERSION,
+                moved,
+            )
+
+    def _replace_reincluded_receipts(self) -> int:
+        """Place again, in height order, the receipts of every block whose write-set blob keeps
+        a receipt of a transaction found by hash at an earlier inclusion, by the rule a commit
+        applies (_place_receipts); the number of rows moved. Blobs are read UPGRADE_BLOCKS_STEP
+        at a time, and only a block that keeps such a receipt is read further."""
+        moved = 0
+        after = 0
+        while found := self._db.execute(
+            "SELECT height, writes FROM block_writes WHERE height > ? ORDER BY height LIMIT ?",
+            (after, UPGRADE_BLOCKS_STEP),
+        ).fetchall():
+            for height, blob in found:
+                after = height
+                placed = self._replace_block_receipts(height, bytes(blob))
+                if placed:
+                    moved += placed
+                    break  # it rewrote blobs: those left in `found` are read again
+        return moved
+
+    def _replace_block_receipts(self, height: int, blob: bytes) -> int:
+        """Place block `height`'s receipts again (its write-set blob is `blob`) if it keeps one
+        of a transaction found by hash at an earlier inclusion, as the block's commit would
+        have placed them with the rows the earlier blocks now hold; the number of rows moved.
+        The displaced rows' receipts go to their own blocks' blobs (_displace), the new rows to
+        recent_txs, as in a commit."""
+        kept = _kept_receipts(blob, height)
+        if not kept:
+            return 0
+        stored = self._db.execute(
+            "SELECT hash, block, certificate, state_digest, timestamp_ms FROM blocks "
+            "WHERE height = ?",
+            (height,),
+        ).fetchone()
+        if stored is None:
+            raise StorageError(f"block {height} has a write set but no block")
+        wire = bytes(stored[1])
+        tx_ids = _tx_ids(wire)
+        if max(kept) >= len(tx_ids):
+            raise StorageError(
+                f"the write set of block {height} keeps a receipt for transaction {max(kept)}; "
+                f"the block holds {len(tx_ids)}"
+            )
+        rows = self._tx_rows(tx_ids)
+        if not any(
+            (row := rows.get(tx_ids[index])) is not None
+            and (row.height, row.index) < (height, index)
+            for index in kept
+        ):
+            return 0
+        record = BlockRecord(
+            height=height,
+            hash=bytes(stored[0]),
+            wire=wire,
+            certificate=bytes(stored[2]),
+            timestamp_ms=int(stored[4]),
+            state_digest=bytes(stored[3]),
+            receipts=_block_receipts(height, tx_ids, rows, kept),
+            events=(),  # placing receipts reads none
+            writes=_write_set_changes(blob, height),
+        )
+        placed = _place_receipts(
+            record,
+            {tx_hash: row for tx_hash, row in rows.items() if row.height != height},
+            _StateBefore(self._db, height),
+        )
+        here = {tx_hash: row for tx_hash, row in rows.items() if row.height == height}
+        moved = [
+            new
+            for new in placed.rows
+            if (old := here.get(new[1])) is None or (old.height, old.index) != (new[2], new[3])
+        ]
+        if not moved:
+            return 0
+        self._displace(placed.displaced)
+        for new in moved:
+            old = here.get(new[1])
+            if old is None:
+                continue
+            # Another inclusion in this block used the nonce: its receipt stays in the blob.
+            if old.recent_id is None:
+                self._db.execute("DELETE FROM txs WHERE hash = ?", (new[1],))
+            else:
+                self._db.execute("DELETE FROM recent_txs WHERE id = ?", (old.recent_id,))
+        self._db.executemany("INSERT INTO recent_txs VALUES (?, ?, ?, ?, ?)", moved)
+        self._db.execute(
+            "UPDATE block_writes SET writes = ? WHERE height = ?",
+            (encode_write_set(record.writes, list(placed.shadowed.items())), height),
+        )
+        # Now, not once the transaction commits: later blocks look these rows up. An error
+        # closes the storage, so nothing is left of this memory.
+        self._recent.update((new[1], new[0]) for new in moved)
+        return len(moved)
 
     def block(self, height: int) -> StoredBlock | None:
         row = self._db.execute(
@@ -966,13 +1081,44 @@ class _TxRow:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _Placement:
-    """Where a block's receipts go (Storage._place_receipts)."""
+    """Where a block's receipts go (_place_receipts)."""
 
     # New recent_txs rows (id, hash, height, idx, receipt): the transactions found by hash at
     # this inclusion from now on.
     rows: list[tuple[int, bytes, int, int, bytes]]
     shadowed: dict[int, bytes]  # by index, the receipts this block's blob keeps
     displaced: dict[bytes, _TxRow]  # earlier blocks' rows that new ones replace
+
+
+def _place_receipts(
+    record: BlockRecord, stored: Mapping[bytes, _TxRow], before: StateReader
+) -> _Placement:
+    """Where each of the block's receipts goes: a new row found by hash, or the block's
+    write-set blob. `stored` holds the rows other blocks' inclusions of its transactions have
+    (those found by hash), `before` the state the block found. A transaction already found by
+    hash keeps that row unless this inclusion used its nonce (it is then the one inclusion that
+    ever can); the row it displaces goes to its own block's blob (see Storage._displace). The
+    one rule for a block being committed (Storage.commit_record) and for the blocks of a
+    database of an earlier layout (Storage._replace_block_receipts)."""
+    height = record.height
+    nonce_use = _NonceUse(before, record)
+    rows: dict[bytes, tuple[int, bytes, int, int, bytes]] = {}
+    shadowed: dict[int, bytes] = {}
+    displaced: dict[bytes, _TxRow] = {}
+    for index, (tx_hash, receipt) in enumerate(record.receipts):
+        earlier_here = rows.get(tx_hash)
+        if earlier_here is not None or tx_hash in stored:
+            if not nonce_use.used(index, receipt):
+                shadowed[index] = receipt
+                continue
+            if earlier_here is not None:  # a well-formed block holds a transaction once
+                shadowed[earlier_here[3]] = earlier_here[4]
+            else:
+                displaced[tx_hash] = stored[tx_hash]
+        rows[tx_hash] = (_row_id(tx_hash, height, index), tx_hash, height, index, receipt)
+    return _Placement(
+        rows=list(rows.values()), shadowed=dict(sorted(shadowed.items())), displaced=displaced
+    )
 
 
 class _NonceUse:
@@ -1043,6 +1189,113 @@ def _tx_senders(block: bytes, height: int) -> list[tuple[bytes, int]]:
     except (ValueError, TypeError, KeyError, msgpack.UnpackException) as exc:
         raise StorageError(f"block {height}'s transactions cannot be read: {exc}") from exc
     return senders
+
+
+def _kept_receipts(blob: bytes, height: int) -> dict[int, bytes]:
+    """The receipts block `height`'s write-set blob keeps (see encode_write_set), by index; its
+    writes are skipped, not decoded (bringing a database up to date reads every block's)."""
+    unpacker = msgpack.Unpacker(raw=False, max_buffer_size=max(len(blob), 1))
+    unpacker.feed(blob)
+    try:
+        if unpacker.read_array_header() != 2:
+            raise ValueError("expected [writes, receipts]")
+        unpacker.skip()
+        kept = unpacker.unpack()
+        if not isinstance(kept, list):
+            raise TypeError("the receipts are not a list")
+        receipts: dict[int, bytes] = {}
+        for item in kept:
+            if not isinstance(item, list) or len(item) != 2:
+                raise TypeError("a receipt kept is not [index, receipt]")
+            index, receipt = item
+            if not isinstance(index, int) or index < 0 or not isinstance(receipt, bytes):
+                raise TypeError("a receipt kept is not [index >= 0, bytes]")
+            receipts[index] = receipt
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise StorageError(f"the write set of block {height} cannot be read: {exc}") from exc
+    return receipts
+
+
+def _write_set_changes(blob: bytes, height: int) -> dict[bytes, bytes | None]:
+    """The net writes block `height`'s write-set blob holds (see encode_write_set)."""
+    try:
+        changes, _ = msgpack.unpackb(blob, raw=False)
+        writes: dict[bytes, bytes | None] = {}
+        for key, value in changes:
+            if not isinstance(key, bytes) or not (value is None or isinstance(value, bytes)):
+                raise TypeError("a write is not [bytes, bytes or nil]")
+            writes[key] = value
+    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+        raise StorageError(f"the write set of block {height} cannot be read: {exc}") from exc
+    return writes
+
+
+def _block_receipts(
+    height: int, tx_ids: Sequence[bytes], rows: Mapping[bytes, _TxRow], kept: Mapping[int, bytes]
+) -> list[tuple[bytes, bytes]]:
+    """(tx hash, receipt) of each of block `height`'s transactions (`tx_ids`), in block order:
+    from the row found by hash where that row is this inclusion's, else from those its
+    write-set blob keeps (`kept`)."""
+    receipts: list[tuple[bytes, bytes]] = []
+    for index, tx_id in enumerate(tx_ids):
+        row = rows.get(tx_id)
+        if index in kept:
+            receipts.append((tx_id, kept[index]))
+        elif row is not None and (row.height, row.index) == (height, index):
+            receipts.append((tx_id, row.receipt))
+        else:
+            raise StorageError(
+                f"block {height} keeps no receipt for its transaction {index} ({tx_id.hex()})"
+            )
+    return receipts
+
+
+class _StateBefore:
+    """The state before block `height` as the nonce rule reads it (_NonceUse), read back from
+    the write sets of the blocks below while a database of an earlier layout is brought up to
+    date (Storage._replace_block_receipts): a key holds what the latest of them wrote there.
+
+    A key none of them wrote holds its genesis value, which the database does not keep; for a
+    nonce record that is none, as genesis writes no nonce record (only executing a transaction
+    does: contracts/accounts.py). So only nonce records are read: any other key, or a block
+    below kept without a write set, is refused rather than guessed.
+    """
+
+    def __init__(self, db: sqlite3.Connection, height: int) -> None:
+        self._db = db
+        self._height = height
+
+    def get(self, key: bytes) -> bytes | None:
+        if not (key.startswith(accounts.ACCOUNT_PREFIX) and key.endswith(_NONCE_KEY_END)):
+            raise StorageError(
+                f"the state before block {self._height} is read back for nonce records only, "
+                f"not {key!r}"
+            )
+        cursor = self._db.execute(
+            "SELECT blocks.height, writes FROM blocks "
+            "LEFT JOIN block_writes ON block_writes.height = blocks.height "
+            "WHERE blocks.height < ? ORDER BY blocks.height DESC",
+            (self._height,),
+        )
+        try:
+            for height, blob in cursor:
+                if blob is None:
+                    raise StorageError(
+                        f"block {height} keeps no write set, so the state before block "
+                        f"{self._height} cannot be read back"
+                    )
+                writes = _write_set_changes(bytes(blob), height)
+                if key in writes:
+                    return writes[key]
+        finally:
+            cursor.close()
+        return None
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        raise StorageError(f"the state before block {self._height} is read back by key only")
+
+    def scan_last(self, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        raise StorageError(f"the state before block {self._height} is read back by key only")
 
 
 def _slice_of(tx_hash: bytes) -> int:
