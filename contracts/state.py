@@ -9,6 +9,7 @@ the same on every honest node because keys are sorted before hashing.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
@@ -43,6 +44,11 @@ class StateReader(Protocol):
         the store can (a machine's newest readings among years of them)."""
         ...
 
+    def scan_after(self, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        """The first `limit` of scan(prefix) whose key sorts after `after`, without reading the
+        others where the store can (a page of a listing keyed by names anyone may add)."""
+        ...
+
 
 class MemoryState:
     """A StateReader over a dict; `apply` commits a block's writes (None deletes)."""
@@ -63,6 +69,9 @@ class MemoryState:
 
     def scan_last(self, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
         return list(self.scan(prefix))[-limit:] if limit > 0 else []
+
+    def scan_after(self, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        return [item for item in self.scan(prefix) if item[0] > after][:limit] if limit > 0 else []
 
     def apply(self, writes: Writes) -> None:
         for key, value in writes.items():
@@ -124,6 +133,18 @@ class Overlay:
         deletions = sum(1 for _, value in pending if value is None)
         base = self._base.scan_last(prefix, limit + deletions)
         return list(_merge_sorted(iter(base), pending))[-limit:]
+
+    def scan_after(self, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        if limit <= 0:
+            return []
+        pending = sorted(
+            (k, v) for k, v in self._pending.items() if k.startswith(prefix) and k > after
+        )
+        # As in scan_last: the first `limit` of the merge draw on the base's first `limit` +
+        # deletions past `after` only.
+        deletions = sum(1 for _, value in pending if value is None)
+        base = self._base.scan_after(prefix, after, limit + deletions)
+        return list(itertools.islice(_merge_sorted(iter(base), pending), limit))
 
     def child(self) -> Overlay:
         return Overlay(self)

@@ -136,17 +136,11 @@ def stock_records_after(
     state: StateReader, after: bytes, limit: int
 ) -> list[tuple[str, str, Stock]]:
     """(item, location, stock) for the first `limit` records whose key sorts after `after` (a
-    stock key, or STOCK_PREFIX for the first), in key order.
-
-    A StateReader scans whole prefixes only, so the keys before `after` still pass by here, but
-    undecoded: what is decoded, looked up and answered is `limit` records at most."""
-    found: list[tuple[str, str, Stock]] = []
-    for key, raw in state.scan(STOCK_PREFIX):
-        if len(found) >= limit:
-            break
-        if key > after:
-            found.append((*split_stock_key(key), Stock.from_map(key, decode_map(key, raw))))
-    return found
+    stock key, or STOCK_PREFIX for the first), in key order; the store reads only those."""
+    return [
+        (*split_stock_key(key), Stock.from_map(key, decode_map(key, raw)))
+        for key, raw in state.scan_after(STOCK_PREFIX, after, limit)
+    ]
 
 
 def _read_int(state: StateReader, key: bytes, field: str) -> int | None:

@@ -852,6 +852,23 @@ class Storage:
             ).fetchall()
         return [(bytes(key), bytes(value)) for key, value in reversed(rows)]
 
+    def scan_after(self, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        if limit <= 0:
+            return []
+        end = _prefix_end(prefix)
+        if end is None:
+            rows = self._db.execute(
+                "SELECT key, value FROM state WHERE key >= ? AND key > ? ORDER BY key LIMIT ?",
+                (prefix, after, limit),
+            ).fetchall()
+        else:
+            rows = self._db.execute(
+                "SELECT key, value FROM state WHERE key >= ? AND key > ? AND key < ? "
+                "ORDER BY key LIMIT ?",
+                (prefix, after, end, limit),
+            ).fetchall()
+        return [(bytes(key), bytes(value)) for key, value in rows]
+
     # -- internals ---------------------------------------------------------------------------
 
     def _apply_writes(self, writes: Mapping[bytes, bytes | None]) -> None:
@@ -1295,6 +1312,9 @@ class _StateBefore:
         raise StorageError(f"the state before block {self._height} is read back by key only")
 
     def scan_last(self, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        raise StorageError(f"the state before block {self._height} is read back by key only")
+
+    def scan_after(self, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
         raise StorageError(f"the state before block {self._height} is read back by key only")
 
 

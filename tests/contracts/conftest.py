@@ -230,6 +230,9 @@ class NoWholeScans:
     def scan_last(self, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
         return self._state.scan_last(prefix, limit)
 
+    def scan_after(self, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        return self._state.scan_after(prefix, after, limit)
+
 
 def state_except_nonces(chain: Chain) -> dict[bytes, bytes]:
     """Committed state without account nonces: what a failing transaction must leave as it was."""

@@ -53,21 +53,28 @@ def all_pages(chain: Chain) -> Iterator[dict[str, Any]]:
 
 
 class CountingReads:
-    """The committed state, counting the records looked up one by one."""
+    """The committed state, counting the records looked up one by one and those a bounded scan
+    read; a whole-prefix scan fails the test."""
 
     def __init__(self, state: MemoryState) -> None:
         self._state = state
         self.gets = 0
+        self.scanned = 0
 
     def get(self, key: bytes) -> bytes | None:
         self.gets += 1
         return self._state.get(key)
 
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        return self._state.scan(prefix)
+        raise AssertionError(f"scanned all of {prefix!a}")  # a page reads only its own
 
     def scan_last(self, prefix: bytes, limit: int) -> list[tuple[bytes, bytes]]:
         return self._state.scan_last(prefix, limit)
+
+    def scan_after(self, prefix: bytes, after: bytes, limit: int) -> list[tuple[bytes, bytes]]:
+        found = self._state.scan_after(prefix, after, limit)
+        self.scanned += len(found)
+        return found
 
 
 def test_an_empty_inventory_is_one_page_with_nothing_more(chain: Chain) -> None:
@@ -128,8 +135,10 @@ def test_a_page_looks_up_only_its_own_records(chain: Chain, small_pages: int) ->
     reads = CountingReads(chain.state)
     value = chain.runtime.query_page(reads, "inventory", [], after="")
     assert len(records(value)) == small_pages
-    # Each record answered reads its reorder point and what orders hold of it, nothing more.
+    # Each record answered reads its reorder point and what orders hold of it, nothing more;
+    # the stock records read are the page's and the one that says more follow.
     assert reads.gets == 2 * small_pages
+    assert reads.scanned == small_pages + 1
 
 
 def test_an_item_named_like_a_query_form_is_just_an_item(chain: Chain) -> None:

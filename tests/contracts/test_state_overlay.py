@@ -141,3 +141,35 @@ def test_scan_last_is_the_end_of_the_scan_on_every_store(
                 assert state.scan_last(prefix, limit) == (expected[-limit:] if limit else [])
     finally:
         storage.close()
+
+
+@given(
+    base_items=st.dictionaries(_KEYS, st.binary(max_size=3), max_size=8),
+    pending=st.dictionaries(_KEYS, st.none() | st.binary(max_size=3), max_size=6),
+    nested=st.dictionaries(_KEYS, st.none() | st.binary(max_size=3), max_size=4),
+    prefix=st.sampled_from([b"", b"a", b"a/", b"a/3", b"\xff", b"c"]),
+    after=st.sampled_from([b"", b"a", b"a/1", b"a/25", b"a/3", b"a\xff", b"\xff\xff"]),
+    limit=st.integers(min_value=0, max_value=10),
+)
+def test_scan_after_is_the_part_of_the_scan_past_the_cursor_on_every_store(
+    tmp_path_factory: pytest.TempPathFactory,
+    base_items: dict[bytes, bytes],
+    pending: dict[bytes, bytes | None],
+    nested: dict[bytes, bytes | None],
+    prefix: bytes,
+    after: bytes,
+    limit: int,
+) -> None:
+    storage = Storage(tmp_path_factory.mktemp("state") / "chain.sqlite")
+    try:
+        storage.initialise(genesis_hash=bytes(32), writes=base_items, digest=bytes(32), time_ms=0)
+        for base in (MemoryState(base_items), storage):
+            overlay = Overlay(base)
+            overlay.apply(pending)
+            child = overlay.child()
+            child.apply(nested)
+            for state in (base, overlay, child):
+                expected = [item for item in state.scan(prefix) if item[0] > after]
+                assert state.scan_after(prefix, after, limit) == expected[:limit]
+    finally:
+        storage.close()
