@@ -20,6 +20,12 @@ only while its pool is less than `client_max` full (CLIENT_SHARE of its capacity
 rest for what peers forward. Every admitted transaction is forwarded to every validator, so the
 pools hold much the same transactions, and what one node admitted from a client finds room at
 the others.
+
+A committed transaction normally leaves the pool with its block. One that failed a gate of the
+runtime without using its nonce (a faulty primary proposed it before its turn) stays, as long as
+admission would take the same bytes now (`remove_committed`): it is then proposed when its turn
+comes. One whose sender admission now refuses (suspended, removed) goes; one still waiting
+behind a missing nonce expires like any other.
 """
 
 from __future__ import annotations
@@ -222,14 +228,33 @@ class Mempool:
                 break
         return batch
 
-    def remove_committed(self, txs: Iterable[Transaction]) -> None:
-        """Drop committed transactions and any pending one their nonces made stale."""
-        senders: set[bytes] = set()
+    def remove_committed(
+        self,
+        txs: Iterable[Transaction],
+        still_admissible: Callable[[Transaction], bool] | None = None,
+    ) -> None:
+        """Drop committed transactions and any pending one their nonces made stale.
+
+        A committed transaction whose nonce is still unused failed one of the runtime's gates
+        and changed nothing (a faulty primary took it before its turn, say). It stays pending if
+        `still_admissible` says admission would take the same bytes now, so that it is proposed
+        when its turn comes as if that block had not touched it; else (and without the check) it
+        goes. Its nonce is used if and only if it is below the sender's committed one, which is
+        read here anyway: a block whose transactions all used theirs costs nothing more."""
+        committed_nonces: dict[bytes, int] = {}
+        unused: list[Transaction] = []
         for tx in txs:
-            senders.add(tx.sender)
-            self._drop(tx)
-        for sender in senders:
-            committed = self._committed[sender] = self._load_nonce(sender)
+            committed = committed_nonces.get(tx.sender)
+            if committed is None:
+                committed = committed_nonces[tx.sender] = self._load_nonce(tx.sender)
+            if tx.nonce < committed or still_admissible is None or tx.hash not in self._by_hash:
+                self._drop(tx)
+            else:
+                unused.append(tx)
+        if unused and still_admissible is not None:
+            self._keep_admissible(unused, still_admissible)
+        for sender, committed in committed_nonces.items():
+            self._committed[sender] = committed
             pending = self._by_sender.get(sender)
             if pending is not None:
                 for nonce in [n for n in pending if n < committed]:
@@ -240,6 +265,27 @@ class Mempool:
                 self._extend_run(sender, pending, max(self._ready_end(sender), committed))
             if sender not in self._by_sender:
                 self._committed.pop(sender, None)  # keep the cache as small as the pool
+
+    def _keep_admissible(
+        self, unused: list[Transaction], still_admissible: Callable[[Transaction], bool]
+    ) -> None:
+        """Keep pending the committed transactions in `unused` (their nonces unused) that
+        admission would take now, and drop the rest.
+
+        A kept one is no longer in flight, and the sender's cut restarts at its nonce if it had
+        passed it. Only this node's own block can have taken it from this node's cut (a primary
+        cuts nothing until the blocks before its view's first are executed: node/service.py,
+        `_propose_after_height`), and then what it cut after it would wait for it forever (its
+        sender suspended and reinstated in that block, say). Should it also wait in a block
+        still being agreed, it is cut once more and one inclusion fails on the used nonce: a
+        wasted place in a block, never a lost transaction."""
+        for tx in unused:
+            if not still_admissible(tx):
+                self._drop(tx)
+                continue
+            self._in_flight.pop(tx.hash, None)
+            if self._next.get(tx.sender, tx.nonce) > tx.nonce:
+                self._next[tx.sender] = tx.nonce
 
     def stalled(self, now_ms: float, after_ms: float, senders_max: int) -> list[bytes]:
         """Senders whose committed nonce has not moved for `after_ms` while this pool held their

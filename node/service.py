@@ -149,6 +149,10 @@ def _classify(problem: str) -> tuple[str, int]:
     return "invalid", 400
 
 
+def _already_known(tx: Transaction) -> Rejection:
+    return Rejection(f"transaction {tx.hash.hex()} is already known", status=409)
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -460,7 +464,7 @@ class Node:
             return result.state_digest
         store_record(self.storage, certified.header, record)
         if len(self.mempool):  # else there is nothing its transactions could take out of it
-            self.mempool.remove_committed(certified.block().txs)
+            self.mempool.remove_committed(certified.block().txs, self._still_admissible)
         finals = sum(1 for event in record.events if event[1:3] == ("oracle", "final"))
         self._note_committed(record.height, certified.tx_ids, finals)
         return record.state_digest
@@ -609,20 +613,14 @@ class Node:
             raise Rejection(
                 f"transaction is for chain {tx.chain_id!r}, this is {self.genesis.chain_id!r}"
             )
-        # Committed already, it is a duplicate only if the inclusion that counts succeeded. A
-        # failed one goes on to the gates below: a failure past them used the nonce, which the
-        # nonce gate refuses; one that failed a gate used nothing and may run now (a faulty
-        # primary included it early, say, or its sender was suspended then).
-        if tx.hash in self.mempool or self.storage.tx_succeeded(tx.hash):
+        if tx.hash in self.mempool:
             self.counters.reject("duplicate")
-            raise Rejection(f"transaction {tx.hash.hex()} is already known", status=409)
-        # The sender's identity, its nonce, the method, its roles and arguments, as execution
-        # would check them (an unknown sender is refused there too: 403).
-        problem = self.runtime.admission_error(self.storage, self.genesis.chain_id, tx)
-        if problem is not None:
-            reason, status = _classify(problem)
+            raise _already_known(tx)
+        refused = self._refusal(tx)
+        if refused is not None:
+            reason, rejection = refused
             self.counters.reject(reason)
-            raise Rejection(problem, status=status)
+            raise rejection
         try:
             # Before the signature check, the costliest step.
             self.mempool.check_room(tx, from_client=from_client)
@@ -642,6 +640,31 @@ class Node:
         if not self._pending_fed:
             self._feed_pending()
         return tx
+
+    def _refusal(self, tx: Transaction) -> tuple[str, Rejection] | None:
+        """Why admission refuses `tx` against the chain as it stands, or None: the counter's
+        reason and the Rejection. Asked of a new transaction, and of a pending one whose block
+        failed it at a gate, which stays pending only if this says None (`_still_admissible`).
+        """
+        # Committed already, it is a duplicate only if the inclusion that counts succeeded. A
+        # failed one goes on to the gates below: a failure past them used the nonce, which the
+        # nonce gate refuses; one that failed a gate used nothing and may run now (a faulty
+        # primary included it early, say, or its sender was suspended then).
+        if self.storage.tx_succeeded(tx.hash):
+            return "duplicate", _already_known(tx)
+        # The sender's identity, its nonce, the method, its roles and arguments, as execution
+        # would check them (an unknown sender is refused there too: 403).
+        problem = self.runtime.admission_error(self.storage, self.genesis.chain_id, tx)
+        if problem is not None:
+            reason, status = _classify(problem)
+            return reason, Rejection(problem, status=status)
+        return None
+
+    def _still_admissible(self, tx: Transaction) -> bool:
+        """Whether a pending transaction a committed block failed at a gate, its nonce unused,
+        stays pending: admission would take the same bytes now (see Mempool.remove_committed).
+        Its signature and room in the pool were checked when it was admitted."""
+        return self._refusal(tx) is None
 
     def receive_peer_batch(
         self, messages: Sequence[Any], txs: Sequence[Any], *, from_validator: bool
@@ -1000,7 +1023,7 @@ class Node:
         return BlockExecuted(height=block.height, state_digest=result.state_digest)
 
     def _after_commit(self, block: Block, result: BlockResult) -> None:
-        self.mempool.remove_committed(block.txs)
+        self.mempool.remove_committed(block.txs, self._still_admissible)
         finals = sum(
             1
             for r in result.receipts
