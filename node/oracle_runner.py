@@ -21,6 +21,18 @@ first block, after a gap in heights and after loading a model, for the newest re
 machine that are undecided and carry no report of its own with the registered model (see
 `_owed`). Without that, one validator down for a moment, or one model swap, left readings
 without a final prediction for good.
+
+The chain cannot tell it about a report still on its way, though: one sent just before a crash
+may wait in a peer's mempool, while the restarted node's is empty, so the reading is owed by
+the chain's account and reported again. The same readings reported again on the same nonce
+make the very same transaction (ed25519 signs deterministically), which the pools take once.
+Other readings on that nonce make another transaction, and only one of the two can commit; the
+other goes stale in every pool, so a report transaction whose nonce the chain has used without
+it is given up and its reports rechecked (see `_drop_superseded`). On a later nonce (the peer
+resent the first report to this node before the oracle looked) both commit and the second
+fails on the reading the first recorded. A report the chain already holds from this validator,
+with the same model, is therefore no failure: it is counted in `reports_duplicate`, not
+`reports_failed`, and the transaction's other reports go again (see `_failed`).
 """
 
 from __future__ import annotations
@@ -30,10 +42,12 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from contracts.accounts import next_nonce as account_nonce
 from contracts.machine_state import MACHINE_PREFIX, read_reading, recent_readings
 from contracts.oracle import REPORTS_PER_TX_MAX, prediction_key, registered_model
 from contracts.receipt import Receipt
@@ -96,6 +110,16 @@ def model_path(models_dir: Path, sha256_hex: str) -> Path:
     return models_dir / f"{sha256_hex}.skops"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SentReports:
+    """A report transaction this runner submitted, until its receipt commits or its nonce is
+    used by another transaction."""
+
+    nonce: int
+    model_hash: bytes
+    reports: list[dict[str, Any]]
+
+
 def _unique(readings: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
     """`readings` without repeats of a (machine, seq): a second report would fail its
     transaction."""
@@ -138,9 +162,10 @@ class OracleRunner:
         self._wake = asyncio.Event()
         self._model: FaultModel | None = None
         self._model_hash: bytes | None = None
-        # This runner's report transactions not yet committed: hash -> (model hash, reports).
-        self._sent: OrderedDict[bytes, tuple[bytes, list[dict[str, Any]]]] = OrderedDict()
-        # Reports whose transaction failed as a whole, to submit again in halves.
+        # This runner's report transactions not yet committed, by hash.
+        self._sent: OrderedDict[bytes, SentReports] = OrderedDict()
+        # Reports whose transaction failed as a whole, to submit again: in halves, or whole
+        # less the ones the chain held already (see `_failed`).
         self._split: list[tuple[bytes, list[dict[str, Any]]]] = []
         # (machine, seq) of reports made with a model since replaced: reported again with the
         # registered one if the chain still needs them (see `_owed`).
@@ -153,6 +178,9 @@ class OracleRunner:
         self._wake.set()  # at start: load the registered model, and look for what is owed
         self.reports_submitted = 0
         self.reports_failed = 0
+        # Reports made again on a reading this validator's report (with the same model) was
+        # already recorded for: no failures (see the module docstring).
+        self.reports_duplicate = 0
         self.readings_seen = 0
         self.readings_skipped = 0
         self.restarts = 0  # times the node started it again after it failed
@@ -176,22 +204,52 @@ class OracleRunner:
             for tx, receipt in zip(block.txs, receipts, strict=True):
                 sent = self._sent.pop(tx.hash, None)
                 if sent is not None and not receipt.ok:
-                    self._failed(*sent, str(receipt.error))
+                    self._failed(sent.model_hash, sent.reports, str(receipt.error))
+            self._drop_superseded()
+
+    def _drop_superseded(self) -> None:
+        """Settle the report transactions whose nonce the chain has used without handing them
+        to `on_block`. One committed in a block stored by catch-up has its receipt. Any other
+        lost its nonce to another of this validator's transactions (one sent before a
+        restart), and no block will take it: its reports the chain holds are duplicates, and
+        the chain decides whether the others are still owed (see `_owed`)."""
+        next_nonce = account_nonce(self.storage, self.keys.public_key)
+        stale = [tx_hash for tx_hash, sent in self._sent.items() if sent.nonce < next_nonce]
+        for tx_hash in stale:
+            sent = self._sent.pop(tx_hash)
+            receipt = self.storage.receipt(tx_hash)
+            if receipt is not None:
+                if not receipt.ok:
+                    self._failed(sent.model_hash, sent.reports, str(receipt.error))
+                continue
+            if self._replaced(sent.model_hash):
+                left = sent.reports
+            else:
+                left = self._without_recorded(sent.model_hash, sent.reports)
+            self._recheck += [(str(r["machine"]), int(r["seq"])) for r in left]
+            self._wake.set()
 
     def _failed(self, model_hash: bytes, reports: list[dict[str, Any]], error: str) -> None:
         """A report transaction failed as a whole: one report the contract refuses, or one
         flagging machines whose moved orders pass a transaction's events, fails the others
-        with it. They go again in halves, so each but the one at fault is recorded; a report
-        failing alone is dropped, counted and logged."""
+        with it. Reports this validator has on the chain already are dropped as duplicates and
+        the others go again whole; else they go again in halves, so each but the one at fault
+        is recorded; a report failing alone is dropped, counted and logged."""
+        if self._replaced(model_hash):
+            # It failed for naming a model since replaced: the chain decides which of its
+            # reports are still owed, with the registered model (see `_owed`).
+            self._recheck += [(str(r["machine"]), int(r["seq"])) for r in reports]
+            self._wake.set()
+            return
+        left = self._without_recorded(model_hash, reports)
+        if len(left) < len(reports):
+            if left:
+                self._split.append((model_hash, left))
+                self._wake.set()
+            return
         if len(reports) > 1:
             middle = len(reports) // 2
             self._split += [(model_hash, reports[:middle]), (model_hash, reports[middle:])]
-            self._wake.set()
-            return
-        registered = registered_model(self.storage)
-        if registered is not None and bytes(registered["hash"]) != model_hash:
-            # It failed for naming a model since replaced: reported again with the new one.
-            self._recheck += [(str(r["machine"]), int(r["seq"])) for r in reports]
             self._wake.set()
             return
         self.reports_failed += 1
@@ -200,6 +258,37 @@ class OracleRunner:
             f"report on {report['machine']!a} reading {report['seq']} failed: {error}"
         )[:500]
         log.warning(self.last_error)
+
+    def _replaced(self, model_hash: bytes) -> bool:
+        registered = registered_model(self.storage)
+        return registered is not None and bytes(registered["hash"]) != model_hash
+
+    def _without_recorded(
+        self, model_hash: bytes, reports: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """`reports` less those on readings whose record holds this validator's report with
+        `model_hash` already, which are counted (`reports_duplicate`) and logged."""
+        left = [
+            r for r in reports if not self._recorded(str(r["machine"]), int(r["seq"]), model_hash)
+        ]
+        duplicates = len(reports) - len(left)
+        if duplicates:
+            self.reports_duplicate += duplicates
+            log.info(
+                "%d of %d reports were already recorded for this validator (sent before a "
+                "restart, say): not sent again",
+                duplicates,
+                len(reports),
+            )
+        return left
+
+    def _recorded(self, machine: str, seq: int, model_hash: bytes) -> bool:
+        """Whether the chain holds this validator's report with `model_hash` on reading `seq`
+        of `machine`."""
+        record = read_map(self.storage, prediction_key(machine, seq))
+        if record is None or bytes(record["model"]) != model_hash:
+            return False
+        return self.keys.public_key in [bytes(k) for k in record.get("reporter_keys", [])]
 
     async def run(self) -> None:
         while True:
@@ -346,7 +435,7 @@ class OracleRunner:
             self.last_error = message
             return exc.status == HTTPStatus.SERVICE_UNAVAILABLE
         self.reports_submitted += len(part)
-        self._sent[tx.hash] = (model_hash, part)
+        self._sent[tx.hash] = SentReports(nonce=tx.nonce, model_hash=model_hash, reports=part)
         if len(self._sent) > SENT_MAX:
             self._sent.popitem(last=False)
         return False
@@ -379,7 +468,10 @@ class OracleRunner:
             return []
         on_the_way = {
             (str(r["machine"]), int(r["seq"]))
-            for made_with, part in [*self._sent.values(), *self._split]
+            for made_with, part in [
+                *((sent.model_hash, sent.reports) for sent in self._sent.values()),
+                *self._split,
+            ]
             if made_with == model_hash
             for r in part
         }
@@ -429,6 +521,7 @@ class OracleRunner:
             "restarts": self.restarts,
             "reports_submitted": self.reports_submitted,
             "reports_failed": self.reports_failed,
+            "reports_duplicate": self.reports_duplicate,
             "pending": len(self._pending),
             "last_error": self.last_error,
         }
