@@ -148,7 +148,10 @@ class Replica(NormalCase):
         self._fetch_to = 0
         self._fetch_hint: tuple[int, ...] = ()
         self._fetch_sent_ms: int | None = None
-        self._transferred_checkpoint: Checkpoint | None = None
+        # Our own checkpoint at or below our low watermark that peers may still need to make it
+        # stable: one a state transfer took us past, or the latest we signed before a restart
+        # put our low watermark at or above it (see `_help`).
+        self._late_checkpoint: Checkpoint | None = None
         self._restore(start.signed)
 
     # --- read-only state -------------------------------------------------------------------
@@ -582,7 +585,7 @@ class Replica(NormalCase):
             state_digest=top.state_digest,
             sender=self.index,
         )
-        self._transferred_checkpoint = checkpoint
+        self._late_checkpoint = checkpoint
         self._out.append(Broadcast(message=checkpoint))
 
     # --- helping peers that fell behind ----------------------------------------------------
@@ -607,7 +610,7 @@ class Replica(NormalCase):
         if not self._may_help(sender):
             return
         proof: tuple[Message, ...] = () if self._stable is None else self._stable.proof
-        late = self._transferred_checkpoint
+        late = self._late_checkpoint
         if late is not None and (self._stable is None or late.seq > self._stable.seq):
             proof = (*proof, late)
         for message in (*self._head_commit_messages(), *proof):
@@ -651,16 +654,29 @@ class Replica(NormalCase):
             match message:
                 case PrePrepare() | Prepare() | Commit():
                     self._restore_vote(message)
-                case Checkpoint() if message.seq > self._low:
-                    what = message.block_hash + message.state_digest
-                    self._guard(MessageKind.CHECKPOINT, 0, message.seq, what)
-                    self._checkpoints.add(message)
+                case Checkpoint():
+                    self._restore_checkpoint(message)
                 case ViewChange():
                     self._restore_view_change(message)
         pending = max(self._my_view_changes, default=-1)
         if pending > self._view:
             self._view, self._active = pending, False
             self._view_changes.setdefault(pending, {})[self.index] = self._my_view_changes[pending]
+
+    def _restore_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Take back a checkpoint we signed. One at or below the low watermark we restarted at
+        is not ours to vote with any more, but it may not be stable at a peer that missed it:
+        with f validators faulty such a peer needs every honest vote, and its window would stay
+        stuck below the next checkpoints for good. The latest is kept to resend (`_help`), as
+        after a state transfer."""
+        what = checkpoint.block_hash + checkpoint.state_digest
+        if checkpoint.seq > self._low:
+            self._guard(MessageKind.CHECKPOINT, 0, checkpoint.seq, what)
+            self._checkpoints.add(checkpoint)
+            return
+        late = self._late_checkpoint
+        if late is None or checkpoint.seq > late.seq:
+            self._late_checkpoint = checkpoint
 
     def _restore_view_change(self, view_change: ViewChange) -> None:
         self._my_view_changes[view_change.new_view] = view_change

@@ -670,7 +670,13 @@ class Simulation:
         if node.up:
             return
         height, view = node.app.height, node.view
-        signed = tuple(msg for msg in node.signed if _relevant(msg, height, view))
+        # Like the node, which forgets what it signed only below a stable checkpoint: its own
+        # checkpoint at or below the height it restarts at may still be needed by a peer.
+        signed = tuple(
+            msg
+            for msg in node.signed
+            if _relevant(msg, height, view) or isinstance(msg, Checkpoint)
+        )
         node.replica = self._make_replica(node.index, node.app.start(view, signed))
         node.up = True
         node.proposed.clear()
