@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from contracts.contract import Call, Contract, method
-from contracts.errors import ConflictError, NotFoundError, QueryError, RejectedError
+from contracts.errors import ConflictError, NotFoundError, QueryError, RejectedError, StateError
 from contracts.machine_state import (
     SEQ_DIGITS,
     SEQ_MAX,
@@ -264,9 +264,16 @@ class OracleContract(Contract):
         if record_now.status is not MachineStatus.RUNNING:
             return  # already degraded, down or in maintenance: one work order is enough
         reading = read_reading(call.state, machine, seq)
-        if reading is not None and int(reading["at_ms"]) < record_now.status_since_ms:
+        if reading is None:
+            raise StateError(f"prediction on {machine} reading {seq} names no stored reading")
+        if int(reading["at_ms"]) <= record_now.status_since_ms:
             # Taken before the machine last came back into service (a repair, a new tool):
             # the prediction is recorded, but says nothing about the machine as it is now.
+            # A reading stamped with the very time of the return (its block, or a later block
+            # with the same time: block times never decrease) counts as taken before it, since
+            # state cannot tell which came first, and a worn tool's readings reported beside
+            # its repair must not flag the repaired machine. Such a reading taken just after
+            # the return goes unacted on; the machine's next readings speak for it.
             return
         reason = (
             f"oracle predicts failure within {model['horizon']} operations "
