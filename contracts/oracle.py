@@ -168,10 +168,9 @@ class OracleContract(Contract):
                 f"reports name model {model_hash.hex()[:16]}, the registered model is "
                 f"{bytes(model['hash']).hex()[:16]}"
             )
-        params = read_map(call.state, PARAMS_KEY) or {
-            "quorum": 2,
-            "tolerance_bp": TOLERANCE_BP_DEFAULT,
-        }
+        params = read_map(call.state, PARAMS_KEY)
+        if params is None:  # genesis writes it (genesis_writes)
+            raise StateError("the oracle's parameters are missing from state")
         finalized = 0
         for index, item in enumerate(reports):
             if self._record(call, model, params, index, item):
