@@ -247,6 +247,10 @@ function onSearch(event) {
 }
 
 async function start() {
+  // Search and routes work before the node's info arrives: until then a search typed on a page
+  // served by a slow node submitted the form, reloading the page and losing the search.
+  document.getElementById("search").addEventListener("submit", onSearch);
+  window.addEventListener("hashchange", onRoute);
   const info = await fetchJSON("/explorer/info");
   if (info.ok) {
     app.info = info.body;
@@ -255,8 +259,6 @@ async function start() {
     document.getElementById("served-by").textContent = `served by ${info.body.node.name}`;
     document.title = `${info.body.chain_id} \u00b7 millchain explorer`;
   }
-  document.getElementById("search").addEventListener("submit", onSearch);
-  window.addEventListener("hashchange", onRoute);
   connectEvents();
   refreshCluster();
   setInterval(refreshCluster, CLUSTER_POLL_MS);

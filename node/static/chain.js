@@ -206,7 +206,7 @@ export async function renderViews(app) {
       ? table(
           ["time", "node", "change", "height"],
           [
-            ...data.observed.map((v) => ({ at: v.at_ms, cells: [clock(v.at_ms), app.info.node.name, v.kind === "start" ? `started in view ${v.view}` : `entered view ${v.view} (primary ${name(v.view)})`, v.height] })),
+            ...data.observed.map((v) => ({ at: v.at_ms, cells: [clock(v.at_ms), app.info?.node.name ?? "this node", v.kind === "start" ? `started in view ${v.view}` : `entered view ${v.view} (primary ${name(v.view)})`, v.height] })),
             ...seen.map((v) => ({ at: v.at_ms, cells: [clock(v.at_ms), v.node, `view ${v.from} \u2192 ${v.to} (primary ${name(v.to)})`, v.height] })),
           ].sort((a, b) => b.at - a.at),
           { rowAttrs: () => ({ class: "view-row" }) },
