@@ -36,6 +36,7 @@ from cli.process import (
     node_pid,
     start_node,
     stop_node,
+    stop_nodes,
     terminated_as_exit,
 )
 from ledger.genesis import Role
@@ -165,12 +166,10 @@ def start_nodes(
         run(_wait_answering(layout, names, timeout_s, none_exited))
     except NotAnsweringError:
         if stop_if_slow:
-            for name in started:
-                stop_node(layout, name)
+            stop_nodes(layout, list(started))
         raise
     except BaseException:
-        for name in started:
-            stop_node(layout, name)
+        stop_nodes(layout, list(started))
         raise
 
 
@@ -242,7 +241,7 @@ def up(directory: Path, timeout_s: float) -> None:
 def down(directory: Path) -> None:
     """Stop every node (SIGTERM, then SIGKILL past a deadline)."""
     layout = layout_of(directory)
-    stopped = [name for name in layout.node_names() if stop_node(layout, name)]
+    stopped = stop_nodes(layout, layout.node_names())
     click.echo(f"stopped {len(stopped)} node(s)" + (f": {', '.join(stopped)}" if stopped else ""))
 
 
@@ -519,7 +518,8 @@ def temporary_cluster(
             start_all(layout, timeout_s)
             yield layout
     finally:
-        if layout is not None:
-            for name in layout.node_names():
-                stop_node(layout, name)
-        shutil.rmtree(root, ignore_errors=True)
+        try:
+            if layout is not None:
+                stop_nodes(layout, layout.node_names())
+        finally:
+            shutil.rmtree(root, ignore_errors=True)

@@ -18,7 +18,7 @@ from cli.common import table as print_table
 from cli.demo_factory import factory_act
 from cli.demo_oracle import oracle_act
 from cli.layout import ClusterDir, init_cluster
-from cli.process import kill_node, stop_node, terminated_as_exit
+from cli.process import kill_node, stop_nodes, terminated_as_exit
 from cli.scenario.command import compare_command
 from ledger.tx import Transaction
 from node.client import NodeClient
@@ -227,8 +227,7 @@ def _demo(tx_count: int, keep: bool, scenario_hours: int) -> None:
         succeeded = True
     finally:
         with console.status("stopping the cluster..."):
-            for name in layout.node_names():
-                stop_node(layout, name)
+            stop_nodes(layout, layout.node_names())
         if keep or not succeeded:
             console.print(f"cluster directory (logs in nodes/*/node.log) kept at {layout.root}")
         else:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -274,18 +274,42 @@ def signal_node(layout: ClusterDir, name: str, signum: signal.Signals) -> int | 
 
 def stop_node(layout: ClusterDir, name: str, *, timeout_s: float = 10.0) -> bool:
     """SIGTERM, wait for a graceful exit, SIGKILL past the deadline. True if it was running."""
-    pid = signal_node(layout, name, signal.SIGTERM)
-    if pid is None:
-        return False
+    return bool(stop_nodes(layout, [name], timeout_s=timeout_s))
+
+
+def stop_nodes(layout: ClusterDir, names: Sequence[str], *, timeout_s: float = 10.0) -> list[str]:
+    """Stop the named nodes together: SIGTERM to each running one at once, one deadline of
+    `timeout_s` for all of them to exit, SIGKILL to those still running past it and as long
+    again for those. Stopping n nodes takes as long as the slowest one, not the sum of them.
+    The names of the nodes that were running; LayoutError naming any that outlived SIGKILL
+    (a process stuck in the kernel), whose pid files are kept."""
+    signalled = {name: signal_node(layout, name, signal.SIGTERM) for name in names}
+    running = {name: pid for name, pid in signalled.items() if pid is not None}
+    left = _wait_exited(running, timeout_s)
+    for pid in left.values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    stuck = _wait_exited(left, timeout_s)
+    for name in running:
+        if name not in stuck:
+            layout.pid_file(name).unlink(missing_ok=True)
+    if stuck:
+        raise LayoutError(
+            "still running after SIGKILL: "
+            + ", ".join(f"{name} (pid {pid})" for name, pid in stuck.items())
+        )
+    return list(running)
+
+
+def _wait_exited(pids: dict[str, int], timeout_s: float) -> dict[str, int]:
+    """Until every process in `pids` has exited or `timeout_s` passed; those still running."""
     deadline = time.monotonic() + timeout_s
-    while is_alive(pid):
-        if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-            deadline = time.monotonic() + timeout_s
+    left = dict(pids)
+    while True:
+        left = {name: pid for name, pid in left.items() if is_alive(pid)}
+        if not left or time.monotonic() > deadline:
+            return left
         time.sleep(0.05)
-    layout.pid_file(name).unlink(missing_ok=True)
-    return True
 
 
 def kill_node(layout: ClusterDir, name: str, *, timeout_s: float = 10.0) -> bool:

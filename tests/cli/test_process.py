@@ -22,6 +22,7 @@ from cli.process import (
     node_pid,
     running_node_pids,
     stop_node,
+    stop_nodes,
 )
 
 
@@ -50,9 +51,12 @@ def test_cpu_seconds_grows_with_work_and_is_none_once_the_process_is_gone() -> N
 
 
 @contextlib.contextmanager
-def stand_ins(layout: ClusterDir, *args: str) -> Iterator[dict[str, int]]:
-    """A sleeping process per node, started with `args` (by default as start_node starts the
-    node: `--config` naming its config file, from the node's directory), in the pid files."""
+def stand_ins(
+    layout: ClusterDir, *args: str, script: str = "import time; time.sleep(600)"
+) -> Iterator[dict[str, int]]:
+    """A process per node running `script` (by default it sleeps), started with `args` (by
+    default as start_node starts the node: `--config` naming its config file, from the node's
+    directory), in the pid files."""
     children: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for name in layout.node_names():
@@ -60,7 +64,7 @@ def stand_ins(layout: ClusterDir, *args: str) -> Iterator[dict[str, int]]:
                 [
                     sys.executable,
                     "-c",
-                    "import time; time.sleep(600)",
+                    script,
                     *(args or ("node", "run", "--config", "node.json")),
                 ],
                 cwd=layout.node_dir(name),
@@ -102,6 +106,39 @@ def test_a_pid_file_naming_a_process_that_is_not_the_node_is_stale(
         assert is_alive(pids["node2"])
         if args[-1].startswith("../node0"):
             assert node_pid(layout, "node0") == pids["node0"]  # that one is node0 indeed
+
+
+# A node that takes SIGTERM without stopping: it writes down when SIGTERM reached it (the
+# monotonic clock is the machine's, so times from processes compare) and sleeps on.
+DEAF_TO_SIGTERM = """
+import pathlib, signal, time
+def heard(signum, frame):
+    pathlib.Path("sigterm-at").write_text(repr(time.monotonic()))
+signal.signal(signal.SIGTERM, heard)
+pathlib.Path("ready").write_text("")
+while True:
+    time.sleep(1)
+"""
+
+
+def test_stop_nodes_signals_every_node_at_once_and_kills_those_that_stay(tmp_path: Path) -> None:
+    layout = init_cluster(tmp_path / "cluster", nodes=4)
+    timeout_s = 5.0
+    with stand_ins(layout, script=DEAF_TO_SIGTERM) as pids:
+        deadline = time.monotonic() + 60
+        names = layout.node_names()
+        while not all((layout.node_dir(name) / "ready").exists() for name in names):
+            assert time.monotonic() < deadline, "the stand-ins did not start in 60 s"
+            time.sleep(0.05)
+        layout.pid_file("node3").unlink()  # not running, as far as the cluster knows
+        assert stop_nodes(layout, names, timeout_s=timeout_s) == ["node0", "node1", "node2"]
+        heard = [float((layout.node_dir(name) / "sigterm-at").read_text()) for name in names[:3]]
+        # One after the other, each would have been told timeout_s after the one before.
+        assert max(heard) - min(heard) < timeout_s / 2, heard
+        assert not any(is_alive(pids[name]) for name in names[:3])
+        assert not any(layout.pid_file(name).exists() for name in names)
+        assert is_alive(pids["node3"])  # no pid file: not signalled
+        assert not (layout.node_dir("node3") / "sigterm-at").exists()
 
 
 def test_a_node_restarted_between_the_readings_has_no_cpu_figure() -> None:
