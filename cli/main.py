@@ -7,7 +7,10 @@ through `millchain node run`.
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
+import signal
+import sys
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -96,4 +99,16 @@ def main() -> None:
 
     Start with `millchain demo`, or `millchain init --dir DIR`, then
     `millchain cluster up --dir DIR`.
+
+    `kill -USR1 PID` makes a millchain process that seems stuck print where each of its threads
+    is to its stderr (a node started by `cluster up` prints to nodes/NAME/stdout.log).
     """
+    _dump_stacks_on_sigusr1()
+
+
+def _dump_stacks_on_sigusr1() -> None:
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # stderr is no file (run in-process with its output captured): nowhere to write
+    faulthandler.register(signal.SIGUSR1, all_threads=True)

@@ -69,31 +69,48 @@ def test_sigterm_to_a_command_on_a_temporary_cluster_stops_its_nodes(tmp_path: P
     # bench runs its own cluster in a temporary folder; nodes run in sessions of their own, so
     # only the command itself can stop them.
     env = {**os.environ, "TMPDIR": str(tmp_path)}
+    errors = tmp_path / "bench.stderr"
+    errors_file = errors.open("wb")
     bench = subprocess.Popen(
         [sys.executable, "-m", "cli", "bench", "--duration", "60", "--json", "out.json"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=errors_file,
     )
     pids: list[int] = []
     try:
         deadline = time.monotonic() + 120
         while len(pids) < 4:
             assert time.monotonic() < deadline, "the bench's nodes did not start in 120 s"
-            assert bench.poll() is None, bench.stderr.read() if bench.stderr else ""
+            assert bench.poll() is None, errors.read_text()
             files = list(tmp_path.glob("millchain-bench-*/cluster/nodes/*/node.pid"))
             found = [read_pid(path) for path in files]
             pids = [pid for pid in found if pid is not None and is_alive(pid)]
             time.sleep(0.1)
         bench.send_signal(signal.SIGTERM)
-        assert bench.wait(timeout=60) == 128 + signal.SIGTERM
+        try:
+            status = bench.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            # Where it and the nodes still running wait: their threads' stacks (SIGUSR1).
+            alive = [pid for pid in pids if is_alive(pid)]
+            for pid in [bench.pid, *alive]:
+                os.kill(pid, signal.SIGUSR1)
+            dump_by = time.monotonic() + 10
+            while "Thread 0x" not in errors.read_text() and time.monotonic() < dump_by:
+                time.sleep(0.05)
+            logs = tmp_path.glob("millchain-bench-*/cluster/nodes/*/stdout.log")
+            pytest.fail(
+                f"bench still ran 60 s after SIGTERM; nodes alive: {alive}\n{errors.read_text()}"
+                + "".join(f"\n{log}:\n{log.read_text()[-4000:]}" for log in logs)
+            )
+        assert status == 128 + signal.SIGTERM
         assert not [pid for pid in pids if is_alive(pid)]
         assert not list(tmp_path.glob("millchain-bench-*"))
     finally:
         bench.kill()
         bench.wait(timeout=30)
+        errors_file.close()
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
