@@ -49,6 +49,7 @@ from consensus.messages import (
 from ledger.block import Block, BlockHeader
 from ledger.certificate import CommitCertificate, commit_payload
 from ledger.crypto import Domain
+from ledger.errors import LedgerError
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,6 +104,7 @@ def check_prepared_proof(proof: PreparedProof, config: ReplicaConfig, verifier: 
         raise InvalidMessage(f"prepared proof for seq {pp.seq}: pre-prepare not from the primary")
     if header.height != pp.seq or header.view > pp.view or header.chain_id != config.chain_id:
         raise InvalidMessage(f"prepared proof for seq {pp.seq}: block header does not fit")
+    _check_body(pp.block, f"prepared proof for seq {pp.seq}")
     domain, payload = signed_payload(pp)
     _check(verifier, config, pp.sender, domain, payload, pp.signature, "prepared pre-prepare")
     senders = set()
@@ -237,3 +239,14 @@ def check_new_view_pre_prepare(pp: PrePrepare, block: Block, view: int, primary:
         raise InvalidMessage(
             f"new view {view}: pre-prepare for seq {pp.seq} is not the block the view changes imply"
         )
+    _check_body(pp.block, f"new view {view}: pre-prepare for seq {pp.seq}")
+
+
+def _check_body(block: Block, what: str) -> None:
+    """The transactions are the header's (tx_root), none twice. Signatures and prepares cover
+    the header's hash only; this is what ties a re-proposed block's transactions to the ones a
+    quorum prepared. (Done once per block object: blocks decoded off the wire are checked.)"""
+    try:
+        block.check_shape()
+    except LedgerError as exc:
+        raise InvalidMessage(f"{what}: {exc}") from exc

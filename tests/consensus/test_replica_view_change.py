@@ -16,7 +16,9 @@ from tests.consensus.pbft_bench import (
     Bench,
     broadcasts,
     commits,
+    make_tx,
     rejections,
+    tamper_txs,
 )
 
 TIMEOUT_MS = 2_000
@@ -167,6 +169,32 @@ def test_new_view_with_a_forged_or_inconsistent_choice_is_rejected() -> None:
     forged = bench.view_change(1, 1, (forged_proof,))
     [rejected] = rejections(bench.deliver(forged))
     assert "has 1 prepares, needs 2" in rejected.reason
+
+
+def test_a_re_proposed_block_whose_transactions_are_not_its_headers_is_rejected() -> None:
+    # The pre-prepare and the prepares sign the header's hash; only the header's tx_root ties
+    # the transactions to it. A block decoded off the wire is checked as it is decoded, but the
+    # replica takes messages from anyone who builds them, and must not execute transactions
+    # that no quorum prepared.
+    bench = Bench(index=2)
+    block = bench.block(1)
+    forged = tamper_txs(block, (make_tx(99),))
+    assert forged.hash == block.hash
+    changes = (
+        bench.view_change(0, 1),
+        bench.view_change(1, 1, (bench.proof(block),)),
+        bench.view_change(3, 1),
+    )
+    actions = bench.deliver(sign_new_view(bench, changes, (forged,)))
+    [rejected] = rejections(actions)
+    assert "tx_root" in rejected.reason, rejected.reason
+    assert bench.replica.view == 0 and not broadcasts(actions)
+    # The same forgery inside a prepared proof, which a new view would re-propose.
+    actions = bench.deliver(bench.view_change(1, 1, (bench.proof(forged),)))
+    [rejected] = rejections(actions)
+    assert "tx_root" in rejected.reason, rejected.reason
+    # The genuine new view is still taken.
+    assert ViewEntered(view=1) in bench.deliver(sign_new_view(bench, changes, (block,)))
 
 
 def test_null_blocks_fill_gaps_and_everything_after_a_broken_chain() -> None:
