@@ -60,8 +60,11 @@ MODEL_KEY = b"oracle/model"
 PREDICTION_PREFIX = b"oracle/prediction/"
 BASIS_POINTS = 10_000
 TOLERANCE_BP_DEFAULT = 500
-# 2 events each when they decide their predictions, plus the flags, work orders and moved
-# orders of machines found at risk: well under a transaction's EVENTS_MAX.
+# Reports in one transaction. Each emits 2 events when it decides its prediction; a machine
+# found at risk adds its flag, its work order and an event per queued order moved (up to
+# QUEUE_MAX). So a transaction can pass EVENTS_MAX when it flags machines with long queues: it
+# then fails whole, and the oracle runner sends its reports again in halves, down to one report
+# a transaction, which always fits (see node/oracle_runner.py, `_failed`).
 REPORTS_PER_TX_MAX = 100
 # A predictions query answers a machine's newest predictions, this many (a machine reporting
 # for years has millions; the explorer charts the last 200).
