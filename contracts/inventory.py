@@ -253,23 +253,52 @@ class InventoryContract(Contract):
 
     def query_page(self, state: StateReader, path: Sequence[str], *, after: str) -> Any:
         """At most NEWEST_QUERY_MAX stock records, in key order from the one after the cursor
-        `after` ("item/location", or "" for the first): {"items": {item: {location: record}},
-        "more": whether records follow, "next_after": the cursor of the last one answered while
-        more follow, else None}. Item names are anyone's choice, so no path segment is free to
-        name this form (an item could be called "newest")."""
-        if path:
+        `after` ("" for the first), whether records follow, and the cursor of the last one
+        answered while more follow (else None). Item and location names are anyone's choice, so
+        no path segment is free to name this form (an item could be called "newest").
+
+        The whole list (path []): {"items": {item: {location: record}}, "more", "next_after"},
+        the cursor an "item/location". One item's locations (path [item]): {"locations":
+        {location: record}, "more", "next_after"}, the cursor a location; an item with no stock
+        record at all is a QueryError, as unpaged."""
+        if len(path) > 1:
             raise QueryParameterError(
-                f"inventory pages only its whole list (path []), got {list(path)!a}: read one "
-                "item's stock ([item] or [item, location]) without 'after'"
+                f"inventory pages its whole list (path []) or one item's locations ([item]), got "
+                f"{list(path)!a}: read one stock record ([item, location]) without 'after'"
             )
+        if path:
+            return self._item_page(state, path[0], after)
         start = STOCK_PREFIX if after == "" else stock_key(*_cursor(after))
-        records = stock_records_after(state, start, NEWEST_QUERY_MAX + 1)
+        records = stock_records_after(state, STOCK_PREFIX, start, NEWEST_QUERY_MAX + 1)
         page = records[:NEWEST_QUERY_MAX]
         more = len(records) > len(page)
         return {
             "items": _by_item(state, page),
             "more": more,
             "next_after": f"{page[-1][0]}/{page[-1][1]}" if more else None,
+        }
+
+    def _item_page(self, state: StateReader, item: str, after: str) -> dict[str, Any]:
+        if not _is_name(item):
+            raise QueryError(f"{item!a} is not an item or location name (1-64 of {NAME_PATTERN})")
+        if after != "" and not _is_name(after):
+            raise QueryParameterError(
+                f"after must be a location (the next_after of the previous page, 1-64 of "
+                f"{NAME_PATTERN}), or empty for the first page; got {after[:140]!a}"
+            )
+        prefix = item_prefix(item)
+        start = prefix if after == "" else stock_key(item, after)
+        records = stock_records_after(state, prefix, start, NEWEST_QUERY_MAX + 1)
+        if not records and after == "":
+            raise QueryError(f"no stock records for {item}")
+        page = records[:NEWEST_QUERY_MAX]
+        more = len(records) > len(page)
+        return {
+            "locations": {
+                location: stock_view(state, item, location, stock) for _, location, stock in page
+            },
+            "more": more,
+            "next_after": page[-1][1] if more else None,
         }
 
 

@@ -133,13 +133,14 @@ def stock_records(state: StateReader, prefix: bytes = STOCK_PREFIX) -> list[tupl
 
 
 def stock_records_after(
-    state: StateReader, after: bytes, limit: int
+    state: StateReader, prefix: bytes, after: bytes, limit: int
 ) -> list[tuple[str, str, Stock]]:
-    """(item, location, stock) for the first `limit` records whose key sorts after `after` (a
-    stock key, or STOCK_PREFIX for the first), in key order; the store reads only those."""
+    """(item, location, stock) for the first `limit` records under `prefix` (STOCK_PREFIX, or
+    an item's) whose key sorts after `after` (a stock key, or the prefix for the first), in key
+    order; the store reads only those."""
     return [
         (*split_stock_key(key), Stock.from_map(key, decode_map(key, raw)))
-        for key, raw in state.scan_after(STOCK_PREFIX, after, limit)
+        for key, raw in state.scan_after(prefix, after, limit)
     ]
 
 

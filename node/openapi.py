@@ -279,22 +279,25 @@ def _body(media: str, schema: Schema, description: str) -> Schema:
 
 
 WAIT_MS = _query("wait_ms", WAIT_MS_MAX, 0, "wait up to this many ms for a commit")
-# A stock record's key as the cursor of a paged inventory query (contracts/inventory.py): an item
-# and a location name (contracts.schema.NAME_PATTERN, 1-64 characters, never a "/"), or empty.
+# The cursor of a paged inventory query (contracts/inventory.py): a stock record's key, an item
+# and a location name, or within one item a location alone (each contracts.schema.NAME_PATTERN,
+# 1-64 characters, never a "/"), or empty.
 _NAME = "[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}"
 AFTER: Schema = {
     "name": "after",
     "in": "query",
     "required": False,
     "description": (
-        "Page through a listing instead of reading it whole; only GET /state/inventory takes it "
-        "(the other contracts, and an inventory path below it, answer 400). The value is a "
-        "cursor: empty for the first page, else the next_after of the previous page "
-        '(item/location). The answer\'s value is {"items": {item: {location: record}}, "more", '
-        f'"next_after"}}: at most {NEWEST_QUERY_MAX} stock records in key order after the '
-        "cursor, whether more follow, and the cursor to go on from (null when none follow)."
+        "Page through a listing instead of reading it whole; only GET /state/inventory and GET "
+        "/state/inventory/{item} take it (the other contracts, and a single stock record, "
+        "answer 400). The value is a cursor: empty for the first page, else the next_after of "
+        "the previous page. Of the whole list, the cursor is an item/location and the value "
+        '{"items": {item: {location: record}}, "more", "next_after"}; of one item, a location '
+        'and {"locations": {location: record}, "more", "next_after"}. At most '
+        f"{NEWEST_QUERY_MAX} stock records in key order after the cursor, whether more follow, "
+        "and the cursor to go on from (null when none follow)."
     ),
-    "schema": {"type": "string", "pattern": f"^$|^{_NAME}/{_NAME}$"},
+    "schema": {"type": "string", "pattern": f"^$|^{_NAME}(/{_NAME})?$"},
 }
 HASH_PATH = _path("hash", {"type": "string", "pattern": HEX32}, "32 bytes as 64 hex digits")
 

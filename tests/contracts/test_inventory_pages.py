@@ -1,6 +1,7 @@
 """The inventory's paged query (`query_page`): at most NEWEST_QUERY_MAX stock records from the one
-after a cursor, in key order, whether more follow and the cursor to go on from. The whole list
-grows with every item name a supplier receives; a page does not."""
+after a cursor, in key order, whether more follow and the cursor to go on from; of the whole
+list, or of one item's locations. Both grow with every name a supplier receives; a page does
+not."""
 
 from __future__ import annotations
 
@@ -167,10 +168,71 @@ def test_a_malformed_cursor_is_refused_with_what_is_expected(chain: Chain, after
         page(chain, after)
 
 
-def test_only_the_whole_list_is_paged(chain: Chain) -> None:
+def item_page(chain: Chain, item: str, after: str) -> dict[str, Any]:
+    value: dict[str, Any] = chain.runtime.query_page(chain.state, "inventory", [item], after=after)
+    return value
+
+
+def test_one_items_locations_are_paged_by_location(chain: Chain, small_pages: int) -> None:
+    # The neighbours' records (an item sorting just before and after, and one whose name
+    # starts with this one's) stay out of its pages.
+    receive(
+        chain,
+        ("steal", "main"),
+        ("steel", "annex"),
+        ("steel", "main"),
+        ("steel", "yard"),
+        ("steel-rod", "main"),
+        ("steem", "main"),
+    )
+    first = item_page(chain, "steel", "")
+    assert first == {
+        "locations": {
+            "annex": chain.query("inventory", "steel", "annex"),
+            "main": chain.query("inventory", "steel", "main"),
+        },
+        "more": True,
+        "next_after": "main",
+    }
+    second = item_page(chain, "steel", "main")
+    assert second == {
+        "locations": {"yard": chain.query("inventory", "steel", "yard")},
+        "more": False,
+        "next_after": None,
+    }
+    assert {**first["locations"], **second["locations"]} == chain.query("inventory", "steel")
+    assert item_page(chain, "steel", "yard") == {"locations": {}, "more": False, "next_after": None}
+
+
+def test_an_item_page_reads_only_its_own_records(chain: Chain, small_pages: int) -> None:
+    receive(chain, *(("steel", f"bay-{n:02d}") for n in range(20)))
+    reads = CountingReads(chain.state)
+    value = chain.runtime.query_page(reads, "inventory", ["steel"], after="")
+    assert len(value["locations"]) == small_pages
+    assert reads.gets == 2 * small_pages
+    assert reads.scanned == small_pages + 1
+
+
+def test_an_item_with_no_stock_is_not_found_paged_or_not(chain: Chain) -> None:
     receive(chain, ("steel", "main"))
-    with pytest.raises(QueryParameterError, match=r"pages only its whole list .*\['steel'\]"):
-        chain.runtime.query_page(chain.state, "inventory", ["steel"], after="")
+    with pytest.raises(QueryError, match="no stock records for zinc") as caught:
+        item_page(chain, "zinc", "")
+    assert not isinstance(caught.value, QueryParameterError)
+    with pytest.raises(QueryError, match="no stock records for zinc"):
+        chain.query("inventory", "zinc")
+
+
+@pytest.mark.parametrize("after", ["steel/main", "/main", ".hidden", "m\u00e4in", "x" * 65])
+def test_a_malformed_location_cursor_is_refused(chain: Chain, after: str) -> None:
+    receive(chain, ("steel", "main"))
+    with pytest.raises(QueryParameterError, match="after must be a location"):
+        item_page(chain, "steel", after)
+
+
+def test_a_single_stock_record_is_not_paged(chain: Chain) -> None:
+    receive(chain, ("steel", "main"))
+    with pytest.raises(QueryParameterError, match=r"one item's locations .*\['steel', 'main'\]"):
+        chain.runtime.query_page(chain.state, "inventory", ["steel", "main"], after="")
 
 
 @pytest.mark.parametrize("contract", ["orders", "maintenance", "machines", "identity"])

@@ -20,6 +20,11 @@ from tests.node.test_openapi import check_answer
 
 def _receive(node: Node, setup: Setup, items: list[str]) -> None:
     """Commit one block in which the supplier receives one unit of each item at "main"."""
+    _receive_at(node, setup, [(item, "main") for item in items])
+
+
+def _receive_at(node: Node, setup: Setup, pairs: list[tuple[str, str]]) -> None:
+    """Commit one block in which the supplier receives one unit of each (item, location)."""
     txs = [
         Transaction.create(
             setup.identities["supplier"],
@@ -27,9 +32,9 @@ def _receive(node: Node, setup: Setup, items: list[str]) -> None:
             nonce=nonce,
             contract="inventory",
             method="receive",
-            args={"item": item, "location": "main", "qty": 1},
+            args={"item": item, "location": location, "qty": 1},
         )
-        for nonce, item in enumerate(items)
+        for nonce, (item, location) in enumerate(pairs)
     ]
     block = next_block(setup, node.storage, txs)
     node._execute(block, certify(setup, block))
@@ -132,6 +137,29 @@ async def test_an_item_named_after_reads_as_an_item(
     assert _records(body["value"]) == ["newest/main"]
 
 
+async def test_one_items_locations_page_by_location(
+    client: TestClient,  # type: ignore[type-arg]
+    node: Node,
+    setup: Setup,
+) -> None:
+    locations = [f"bay-{n:04d}" for n in range(NEWEST_QUERY_MAX + 1)]
+    _receive_at(node, setup, [("steel", location) for location in locations])
+    status, first = await _get(client, "/state/inventory/steel?after=")
+    assert status == 200
+    assert list(first["value"]["locations"]) == locations[:NEWEST_QUERY_MAX]
+    assert first["value"]["more"] is True
+    cursor = first["value"]["next_after"]
+    assert cursor == locations[NEWEST_QUERY_MAX - 1]
+    _, second = await _get(client, f"/state/inventory/steel?after={cursor}")
+    whole = (await _whole(client))["steel"]
+    assert second["value"] == {
+        "locations": {locations[-1]: whole[locations[-1]]},
+        "more": False,
+        "next_after": None,
+    }
+    assert {**first["value"]["locations"], **second["value"]["locations"]} == whole
+
+
 @pytest.mark.parametrize(
     ("path", "status", "fragment"),
     [
@@ -141,7 +169,9 @@ async def test_an_item_named_after_reads_as_an_item(
         ("/state/inventory?after=" + "x" * 300 + "/main", 400, "after must be an item/location"),
         ("/state/inventory?after=st%C3%A4el/main", 400, "after must be an item/location"),
         ("/state/inventory?after=&after=steel/main", 400, "after must be given once"),
-        ("/state/inventory/steel?after=", 400, "inventory pages only its whole list"),
+        ("/state/inventory/steel?after=main/x", 400, "after must be a location"),
+        ("/state/inventory/steel/main?after=", 400, "read one stock record"),
+        ("/state/inventory/zinc?after=", 404, "no stock records for zinc"),
         ("/state/orders?after=", 400, "contract orders pages no listing"),
         ("/state/nosuch?after=", 404, "unknown contract"),
     ],
