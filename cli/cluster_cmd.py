@@ -239,7 +239,7 @@ def up(directory: Path, timeout_s: float) -> None:
 @dir_option
 @guarded
 def down(directory: Path) -> None:
-    """Stop every node (SIGTERM, then SIGKILL past a deadline)."""
+    """Stop every node: SIGTERM to all at once, SIGKILL to any still running 10 s later."""
     layout = layout_of(directory)
     stopped = stop_nodes(layout, layout.node_names())
     click.echo(f"stopped {len(stopped)} node(s)" + (f": {', '.join(stopped)}" if stopped else ""))
