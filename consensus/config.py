@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from consensus.checkpoints import StableCheckpoint
 from consensus.errors import ConfigError
 from consensus.messages import Message
 from ledger.block import Block, BlockHeader
@@ -132,6 +133,10 @@ class ReplicaStart:
     # The chain's start (height 0), which a new view whose view changes all start there builds
     # on; taken from the fields above when `height` is 0, so only a restart needs to pass it.
     genesis: ChainPoint | None = None
+    # The latest checkpoint at or below `height` that was stable before the restart, with its
+    # proof (a quorum of signed checkpoints): resent to a peer stuck below it, which may lack
+    # the votes of validators that are faulty or gone. None if none was, or it is unknown.
+    stable: StableCheckpoint | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.state_height <= self.height:
@@ -154,3 +159,25 @@ class ReplicaStart:
             self.genesis.height != 0 or (self.height == 0 and self.genesis.hash != self.block_hash)
         ):
             raise ConfigError("the genesis point is not the start of this chain")
+        if self.stable is not None:
+            _check_stable(self.stable, self.height)
+
+
+def _check_stable(stable: StableCheckpoint, height: int) -> None:
+    """A start's stable checkpoint: at or below the start, its proof signed checkpoints of it
+    from distinct validators (how many make a quorum, the replica checks)."""
+    if not 0 < stable.seq <= height:
+        raise ConfigError(f"stable checkpoint {stable.seq} is not within the start (1..{height})")
+    senders = [checkpoint.sender for checkpoint in stable.proof]
+    if len(set(senders)) != len(senders):
+        raise ConfigError(f"the proof of stable checkpoint {stable.seq} repeats a validator")
+    for checkpoint in stable.proof:
+        if (checkpoint.seq, checkpoint.block_hash, checkpoint.state_digest) != (
+            stable.seq,
+            stable.block_hash,
+            stable.state_digest,
+        ):
+            raise ConfigError(
+                f"the proof of stable checkpoint {stable.seq} holds another checkpoint "
+                f"(seq {checkpoint.seq} from validator {checkpoint.sender})"
+            )

@@ -68,7 +68,9 @@ class NormalCase:
         self._now_ms = 0
         self._log = MessageLog()
         self._checkpoints = CheckpointVotes(config.quorum)
-        self._stable: StableCheckpoint | None = None
+        if start.stable is not None:
+            _check_start_proof(start.stable, config, verifier)
+        self._stable: StableCheckpoint | None = start.stable  # resent by _help, not voted on
         self._low = start.height
         self._next_seq = start.height + 1
         self._committed_height = start.height
@@ -685,3 +687,19 @@ def _record_vote(votes: dict[int, _Vote], vote: _Vote) -> bool:
         f"validator {vote.sender} sent two different {m.kind_of(vote)}s for view {vote.view} "
         f"seq {vote.seq}"
     )
+
+
+def _check_start_proof(stable: StableCheckpoint, config: ReplicaConfig, verifier: Verifier) -> None:
+    """A restart's stable checkpoint proof is a quorum of validly signed checkpoints (its shape
+    ReplicaStart checked): it goes out to peers as it is, so a damaged store must not send on
+    what no quorum signed."""
+    if len(stable.proof) < config.quorum:
+        raise ConfigError(
+            f"the proof of stable checkpoint {stable.seq} has {len(stable.proof)} signed "
+            f"checkpoints, a quorum is {config.quorum}"
+        )
+    for checkpoint in stable.proof:
+        try:
+            m.verify_signature(checkpoint, config.chain_id, config.validators, verifier)
+        except InvalidMessage as exc:
+            raise ConfigError(f"the proof of stable checkpoint {stable.seq}: {exc}") from exc

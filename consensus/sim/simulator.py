@@ -37,6 +37,7 @@ from consensus.actions import (
     StateDivergence,
     ViewEntered,
 )
+from consensus.checkpoints import StableCheckpoint
 from consensus.config import SYNC_IDLE_MS, ChainPoint
 from consensus.errors import ConsensusError, LivenessViolation, SafetyViolation
 from consensus.events import (
@@ -160,7 +161,9 @@ class SimApp:
         self.txs.update(tx.hash for tx in block.txs)
         return self.digest
 
-    def start(self, view: int, signed: tuple[Message, ...]) -> ReplicaStart:
+    def start(
+        self, view: int, signed: tuple[Message, ...], stable: StableCheckpoint | None = None
+    ) -> ReplicaStart:
         if self.height == 0:
             return ReplicaStart(
                 height=0,
@@ -183,6 +186,7 @@ class SimApp:
             certificate=certificate,
             signed=signed,
             genesis=GENESIS,
+            stable=stable,
         )
 
 
@@ -200,6 +204,8 @@ class SimNode:
     view: int = 0
     wal: list[Message] = field(default_factory=list)
     signed: list[Message] = field(default_factory=list)
+    # The latest stable checkpoint with its proof, kept across a crash as the node stores it.
+    stable: StableCheckpoint | None = None
     rejected: int = 0
     divergences: list[StateDivergence] = field(default_factory=list)
     # The prepared certificates behind the commits its replica had signed when it crashed
@@ -534,6 +540,12 @@ class Simulation:
             case FetchBlocks():
                 self._fetch(node, action)
             case CheckpointStable():
+                node.stable = StableCheckpoint(
+                    seq=action.seq,
+                    block_hash=action.proof[0].block_hash,
+                    state_digest=action.state_digest,
+                    proof=action.proof,
+                )
                 node.wal = [msg for msg in node.wal if _relevant(msg, action.seq, node.view)]
                 node.signed = [msg for msg in node.signed if _relevant(msg, action.seq, 0)]
             case StateDivergence():
@@ -677,7 +689,7 @@ class Simulation:
             for msg in node.signed
             if _relevant(msg, height, view) or isinstance(msg, Checkpoint)
         )
-        node.replica = self._make_replica(node.index, node.app.start(view, signed))
+        node.replica = self._make_replica(node.index, node.app.start(view, signed, node.stable))
         node.up = True
         node.proposed.clear()
         self.network.restore(node.index)

@@ -7,11 +7,14 @@ from __future__ import annotations
 import dataclasses
 from random import Random
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from consensus import messages as m
 from consensus.actions import Send
+from consensus.checkpoints import StableCheckpoint
+from consensus.errors import ConfigError
 from consensus.replica import Replica, ReplicaStart
 from consensus.sim.faults import Byzantine, ByzantineKind, FaultConfig
 from consensus.sim.harness import AcceptAll
@@ -51,6 +54,66 @@ def test_a_replica_restarted_at_a_checkpoint_resends_it_to_a_peer_stuck_below_it
     stuck = bench.checkpoint(5, fifth.hash, checkpoint.state_digest, 2)
     answer = bench.deliver(stuck, now_ms=100)
     assert Send(to=2, message=checkpoint) in answer
+
+
+def _restart_at_five(bench: Bench, stable: StableCheckpoint | None) -> ReplicaStart:
+    """Replica 1's start at block 5 of `bench`'s chain, with `stable` as its stable checkpoint."""
+    fifth = bench.chain(5)[4]
+    return ReplicaStart(
+        height=5,
+        block_hash=fifth.hash,
+        timestamp_ms=fifth.header.timestamp_ms,
+        state_height=5,
+        state_digest=DIGEST,
+        header=fifth.header,
+        certificate=bench.certificate(fifth),
+        stable=stable,
+    )
+
+
+def _stable_five(bench: Bench, senders: tuple[int, ...] = (0, 1, 3)) -> StableCheckpoint:
+    fifth = bench.chain(5)[4]
+    proof = tuple(bench.checkpoint(5, fifth.hash, DIGEST, sender) for sender in senders)
+    return StableCheckpoint(seq=5, block_hash=fifth.hash, state_digest=DIGEST, proof=proof)
+
+
+def test_a_replica_restarted_past_a_stable_checkpoint_resends_its_whole_proof() -> None:
+    # Checkpoint 5 became stable at replica 1 (0, 1 and 3 signed it) before 1 restarted at
+    # height 5. Peer 2 missed every vote but its own; with 0 gone (faulty, or down) and 3 busy
+    # or cut off, 1 is the one that can still show it a quorum. Its own vote alone is not one.
+    bench = Bench(checkpoint_interval=5, watermark_window=10)
+    stable = _stable_five(bench)
+    bench.replica = Replica(
+        bench.config, bench.keys[1], AcceptAll(), _restart_at_five(bench, stable)
+    )
+    assert bench.replica.stable_checkpoint == stable
+    assert bench.replica.low_watermark == 5
+    fifth = bench.chain(5)[4]
+    answer = bench.deliver(bench.checkpoint(5, fifth.hash, DIGEST, 2), now_ms=100)
+    for vote in stable.proof:
+        assert Send(to=2, message=vote) in answer
+
+
+def test_a_restart_with_a_stable_proof_no_quorum_signed_is_refused() -> None:
+    bench = Bench(checkpoint_interval=5, watermark_window=10)
+    good = _stable_five(bench)
+    forged = dataclasses.replace(good.proof[2], signature=bytes(64))
+    other = bench.checkpoint(5, b"\x01" * 32, DIGEST, 3)
+    cases = {
+        "has 2 signed checkpoints, a quorum is 3": _stable_five(bench, (0, 1)),
+        "validator 3: bad checkpoint signature": dataclasses.replace(
+            good, proof=(*good.proof[:2], forged)
+        ),
+    }
+    for complaint, stable in cases.items():
+        with pytest.raises(ConfigError, match=complaint):
+            Replica(bench.config, bench.keys[1], AcceptAll(), _restart_at_five(bench, stable))
+    with pytest.raises(ConfigError, match="holds another checkpoint"):
+        _restart_at_five(bench, dataclasses.replace(good, proof=(*good.proof[:2], other)))
+    with pytest.raises(ConfigError, match="repeats a validator"):
+        _restart_at_five(bench, dataclasses.replace(good, proof=(*good.proof, good.proof[0])))
+    with pytest.raises(ConfigError, match=r"checkpoint 6 is not within the start \(1\.\.5\)"):
+        _restart_at_five(bench, dataclasses.replace(good, seq=6))
 
 
 def test_a_checkpoint_lost_across_a_restart_does_not_stall_a_small_window_for_ever() -> None:
