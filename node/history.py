@@ -23,12 +23,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from consensus.checkpoints import StableCheckpoint
 from consensus.errors import ConsensusError
 from consensus.messages import Checkpoint, decode_message, encode_message, verify_signature
 from ledger.certificate import quorum_size
 from ledger.encoding import decode, encode
 from ledger.errors import LedgerError
 from ledger.genesis import Genesis
+from node.errors import StorageError
 from node.storage import HistoryRow
 from node.sync import FETCH_BYTES_MAX, CertifiedBlock, SyncError, verify_entry
 
@@ -56,6 +58,7 @@ class CheckpointProof:
     block_hash: bytes
     state_digest: bytes
     raw: bytes
+    votes: tuple[Checkpoint, ...]  # the signed checkpoints `raw` holds, by sender
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -258,4 +261,26 @@ def verify_proof(genesis: Genesis, item: Any) -> CheckpointProof:
             verify_signature(checkpoint, genesis.chain_id, genesis.validator_keys)
     except ConsensusError as exc:
         raise SyncError(f"checkpoint proof for {seq} does not check out: {exc}") from exc
-    return CheckpointProof(seq=seq, block_hash=block_hash, state_digest=state_digest, raw=raw)
+    return CheckpointProof(
+        seq=seq,
+        block_hash=block_hash,
+        state_digest=state_digest,
+        raw=raw,
+        votes=tuple(sorted(checkpoints, key=lambda checkpoint: checkpoint.sender)),
+    )
+
+
+def stored_stable(genesis: Genesis, seq: int, raw: bytes) -> StableCheckpoint:
+    """The stable checkpoint a node kept the proof of (Storage.put_checkpoint_proof), checked as
+    a peer's is: the replica resends it after a restart. StorageError if it does not check out
+    (the database was damaged)."""
+    try:
+        proof = verify_proof(genesis, [seq, raw])
+    except SyncError as exc:
+        raise StorageError(f"the stored {exc}; the database is damaged") from exc
+    return StableCheckpoint(
+        seq=proof.seq,
+        block_hash=proof.block_hash,
+        state_digest=proof.state_digest,
+        proof=proof.votes,
+    )

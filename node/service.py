@@ -74,7 +74,7 @@ from node.commits import CommitFeed
 from node.errors import Rejection
 from node.executor import execute_and_store, store_record
 from node.faults import FaultInjector
-from node.history import encode_proof
+from node.history import encode_proof, stored_stable
 from node.mempool import GAPPED_TTL_MS, PENDING_QUERY_MAX, Mempool
 from node.oracle_runner import OracleRunner
 from node.peer_auth import link_headers
@@ -370,9 +370,11 @@ class Node:
         )
 
     def _replica_start(self) -> ReplicaStart:
-        """Where a (re)started replica begins: the stored head, its view, what it signed."""
+        """Where a (re)started replica begins: the stored head, its view, what it signed, and
+        the latest stable checkpoint it kept the proof of."""
         head, genesis = self.storage.head(), self.storage.genesis_head()
         stored = self.storage.block(head.height) if head.height else None
+        proof = self.storage.latest_checkpoint_proof(head.height)
         return ReplicaStart(
             height=head.height,
             block_hash=head.hash,
@@ -388,6 +390,7 @@ class Node:
                 timestamp_ms=genesis.timestamp_ms,
                 state_digest=genesis.state_digest,
             ),
+            stable=None if proof is None else stored_stable(self.genesis, *proof),
         )
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -650,6 +650,14 @@ class Storage:
         signed checkpoint messages), for peers catching up."""
         self._db.execute("INSERT OR REPLACE INTO checkpoint_proofs VALUES (?, ?)", (seq, proof))
 
+    def latest_checkpoint_proof(self, at_most: int) -> tuple[int, bytes] | None:
+        """(seq, proof) of the highest stable checkpoint kept at or below `at_most`, if any."""
+        row = self._db.execute(
+            "SELECT seq, proof FROM checkpoint_proofs WHERE seq <= ? ORDER BY seq DESC LIMIT 1",
+            (at_most,),
+        ).fetchone()
+        return None if row is None else (int(row[0]), bytes(row[1]))
+
     def checkpoint_proofs(self, start: int, end: int) -> list[tuple[int, bytes]]:
         """(seq, proof) of the stable checkpoints kept for start <= seq <= end, ascending."""
         rows = self._db.execute(
