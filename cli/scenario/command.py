@@ -20,8 +20,17 @@ from cli.scenario.runner import run_scenario, train_model
 from node.client import ClientError
 
 DEFAULT_COSTS = CostModel()
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
-_OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+
+def _cost_option(name: str, default: int, per: str) -> Decorator:
+    """An option of the cost model: whole EUR, at least 0, per `per`."""
+    return click.option(
+        name, type=click.IntRange(min=0), default=default, show_default=True, help=f"EUR per {per}."
+    )
+
+
+_OPTIONS: list[Decorator] = [
     click.option(
         "--machines",
         # Checked by ScenarioConfig, whose error says why at least 2.
@@ -107,41 +116,13 @@ _OPTIONS: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         show_default=True,
         help="Predictive: the model predicts failure within this many operations.",
     ),
-    click.option(
-        "--cost-failure",
-        type=click.IntRange(min=0),
-        default=DEFAULT_COSTS.failure_repair_eur,
-        show_default=True,
-        help="EUR per unplanned repair.",
+    _cost_option("--cost-failure", DEFAULT_COSTS.failure_repair_eur, "unplanned repair"),
+    _cost_option("--cost-tool-change", DEFAULT_COSTS.tool_change_eur, "planned tool change"),
+    _cost_option(
+        "--cost-downtime-hour", DEFAULT_COSTS.downtime_eur_per_hour, "machine-hour out of service"
     ),
-    click.option(
-        "--cost-tool-change",
-        type=click.IntRange(min=0),
-        default=DEFAULT_COSTS.tool_change_eur,
-        show_default=True,
-        help="EUR per planned tool change.",
-    ),
-    click.option(
-        "--cost-downtime-hour",
-        type=click.IntRange(min=0),
-        default=DEFAULT_COSTS.downtime_eur_per_hour,
-        show_default=True,
-        help="EUR per machine-hour out of service.",
-    ),
-    click.option(
-        "--cost-scrap",
-        type=click.IntRange(min=0),
-        default=DEFAULT_COSTS.scrap_eur,
-        show_default=True,
-        help="EUR per scrapped part.",
-    ),
-    click.option(
-        "--cost-late",
-        type=click.IntRange(min=0),
-        default=DEFAULT_COSTS.late_order_eur,
-        show_default=True,
-        help="EUR per order finished late.",
-    ),
+    _cost_option("--cost-scrap", DEFAULT_COSTS.scrap_eur, "scrapped part"),
+    _cost_option("--cost-late", DEFAULT_COSTS.late_order_eur, "order finished late"),
 ]
 
 
