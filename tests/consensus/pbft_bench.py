@@ -156,6 +156,20 @@ class Bench:
         )
         return m.PreparedProof(pre_prepare=pre_prepare, prepares=prepares)
 
+    def start_at(self, block: Block, digest: bytes, **fields: Any) -> ReplicaStart:
+        """Where a replica restarts that committed and executed `block` (state `digest`), as a
+        node rebuilds it: the block's header and certificate, and `fields` (signed, stable...)."""
+        return ReplicaStart(
+            height=block.height,
+            block_hash=block.hash,
+            timestamp_ms=block.header.timestamp_ms,
+            state_height=block.height,
+            state_digest=digest,
+            header=block.header,
+            certificate=self.certificate(block),
+            **fields,
+        )
+
     def certificate(self, block: Block, *, view: int = 0) -> CommitCertificate:
         signers = range(self.config.quorum)
         return CommitCertificate(

@@ -39,16 +39,7 @@ def test_a_replica_restarted_at_a_checkpoint_resends_it_to_a_peer_stuck_below_it
     [checkpoint] = signed
     assert (checkpoint.seq, checkpoint.sender) == (5, 1)
     fifth = blocks[4]
-    start = ReplicaStart(
-        height=5,
-        block_hash=fifth.hash,
-        timestamp_ms=fifth.header.timestamp_ms,
-        state_height=5,
-        state_digest=checkpoint.state_digest,
-        header=fifth.header,
-        certificate=bench.certificate(fifth),
-        signed=(checkpoint,),
-    )
+    start = bench.start_at(fifth, checkpoint.state_digest, signed=(checkpoint,))
     bench.replica = Replica(bench.config, bench.keys[1], AcceptAll(), start)
     assert bench.replica.low_watermark == 5
     stuck = bench.checkpoint(5, fifth.hash, checkpoint.state_digest, 2)
@@ -58,17 +49,7 @@ def test_a_replica_restarted_at_a_checkpoint_resends_it_to_a_peer_stuck_below_it
 
 def _restart_at_five(bench: Bench, stable: StableCheckpoint | None) -> ReplicaStart:
     """Replica 1's start at block 5 of `bench`'s chain, with `stable` as its stable checkpoint."""
-    fifth = bench.chain(5)[4]
-    return ReplicaStart(
-        height=5,
-        block_hash=fifth.hash,
-        timestamp_ms=fifth.header.timestamp_ms,
-        state_height=5,
-        state_digest=DIGEST,
-        header=fifth.header,
-        certificate=bench.certificate(fifth),
-        stable=stable,
-    )
+    return bench.start_at(bench.chain(5)[4], DIGEST, stable=stable)
 
 
 def _stable_five(bench: Bench, senders: tuple[int, ...] = (0, 1, 3)) -> StableCheckpoint:

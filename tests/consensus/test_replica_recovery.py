@@ -164,17 +164,7 @@ def _restart_at_first_block(
     bench: Bench, first: Block, signed: tuple[Message, ...], genesis: ChainPoint | None = None
 ) -> Replica:
     """Bench's replica rebuilt as a node rebuilds it: from block 1, executed, and what it signed."""
-    start = ReplicaStart(
-        height=1,
-        block_hash=first.hash,
-        timestamp_ms=first.header.timestamp_ms,
-        state_height=1,
-        state_digest=DIGEST,
-        header=first.header,
-        certificate=bench.certificate(first),
-        signed=signed,
-        genesis=genesis,
-    )
+    start = bench.start_at(first, DIGEST, signed=signed, genesis=genesis)
     bench.replica = Replica(bench.config, bench.keys[1], AcceptAll(), start)
     return bench.replica
 
