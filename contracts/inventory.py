@@ -231,10 +231,7 @@ class InventoryContract(Contract):
                 f"inventory queries take [], [item] or [item, location], got {list(path)!a}"
             )
         for name in path:
-            if not _is_name(name):
-                raise QueryError(
-                    f"{name!a} is not an item or location name (1-64 of {NAME_PATTERN})"
-                )
+            _check_name(name)
         if len(path) == 2:
             value = read_map(state, stock_key(path[0], path[1]))
             if value is None:
@@ -269,9 +266,7 @@ class InventoryContract(Contract):
         if path:
             return self._item_page(state, path[0], after)
         start = STOCK_PREFIX if after == "" else stock_key(*_cursor(after))
-        records = stock_records_after(state, STOCK_PREFIX, start, NEWEST_QUERY_MAX + 1)
-        page = records[:NEWEST_QUERY_MAX]
-        more = len(records) > len(page)
+        page, more = _page(state, STOCK_PREFIX, start)
         return {
             "items": _by_item(state, page),
             "more": more,
@@ -279,8 +274,7 @@ class InventoryContract(Contract):
         }
 
     def _item_page(self, state: StateReader, item: str, after: str) -> dict[str, Any]:
-        if not _is_name(item):
-            raise QueryError(f"{item!a} is not an item or location name (1-64 of {NAME_PATTERN})")
+        _check_name(item)
         if after != "" and not _is_name(after):
             raise QueryParameterError(
                 f"after must be a location (the next_after of the previous page, 1-64 of "
@@ -288,11 +282,9 @@ class InventoryContract(Contract):
             )
         prefix = item_prefix(item)
         start = prefix if after == "" else stock_key(item, after)
-        records = stock_records_after(state, prefix, start, NEWEST_QUERY_MAX + 1)
-        if not records and after == "":
+        page, more = _page(state, prefix, start)
+        if not page and after == "":
             raise QueryError(f"no stock records for {item}")
-        page = records[:NEWEST_QUERY_MAX]
-        more = len(records) > len(page)
         return {
             "locations": {
                 location: stock_view(state, item, location, stock) for _, location, stock in page
@@ -300,6 +292,20 @@ class InventoryContract(Contract):
             "more": more,
             "next_after": page[-1][1] if more else None,
         }
+
+
+def _page(
+    state: StateReader, prefix: bytes, start: bytes
+) -> tuple[list[tuple[str, str, Stock]], bool]:
+    """The stock records of a page: at most NEWEST_QUERY_MAX under `prefix` after `start`, and
+    whether more follow (one more is read to know)."""
+    records = stock_records_after(state, prefix, start, NEWEST_QUERY_MAX + 1)
+    return records[:NEWEST_QUERY_MAX], len(records) > NEWEST_QUERY_MAX
+
+
+def _check_name(name: str) -> None:
+    if not _is_name(name):
+        raise QueryError(f"{name!a} is not an item or location name (1-64 of {NAME_PATTERN})")
 
 
 def _is_name(text: object) -> bool:
