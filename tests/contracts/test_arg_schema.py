@@ -8,6 +8,7 @@ from contracts.contract import Call, Contract, method
 from contracts.errors import ArgumentError, DefinitionError
 from contracts.schema import (
     NAME_PATTERN,
+    ArgType,
     Bool,
     Bytes,
     Choice,
@@ -21,7 +22,7 @@ from contracts.schema import (
 from ledger.genesis import Role
 
 
-def test_int_rejects_bool_even_though_python_calls_it_an_int():
+def test_int_rejects_bool_even_though_python_calls_it_an_int() -> None:
     with pytest.raises(ArgumentError, match=r"^n must be an integer from 0 to 5, got a bool"):
         Int(min=0, max=5).check(True, "n")
 
@@ -60,13 +61,15 @@ def test_int_rejects_bool_even_though_python_calls_it_an_int():
         (Int(), None, "got nil"),
     ],
 )
-def test_each_type_rejects_with_a_message_saying_what_was_expected(schema, value, message):
+def test_each_type_rejects_with_a_message_saying_what_was_expected(
+    schema: ArgType, value: object, message: str
+) -> None:
     with pytest.raises(ArgumentError) as caught:
         schema.check(value, "x")
     assert message in str(caught.value)
 
 
-def test_valid_values_pass_through_and_tuples_become_lists():
+def test_valid_values_pass_through_and_tuples_become_lists() -> None:
     assert Int(min=1).check(5, "x") == 5
     assert Str(pattern=NAME_PATTERN).check("steel-1.a_b", "x") == "steel-1.a_b"
     assert Bytes(length=2).check(b"ab", "x") == b"ab"
@@ -75,7 +78,7 @@ def test_valid_values_pass_through_and_tuples_become_lists():
     assert MapOf(value=ListOf(item=Bool())).check({"k": [True]}, "x") == {"k": [True]}
 
 
-def test_validate_args_fills_defaults_and_reports_every_missing_argument():
+def test_validate_args_fills_defaults_and_reports_every_missing_argument() -> None:
     schema = {"a": Int(), "b": Str(), "c": Bool(default=False), "d": Int(default=None)}
     assert validate_args(schema, {"a": 1, "b": ""}, where="m") == {
         "a": 1,
@@ -91,7 +94,7 @@ def test_validate_args_fills_defaults_and_reports_every_missing_argument():
     )
 
 
-def test_validate_args_lists_extra_arguments_sorted_and_what_the_method_takes():
+def test_validate_args_lists_extra_arguments_sorted_and_what_the_method_takes() -> None:
     with pytest.raises(ArgumentError) as caught:
         validate_args({"a": Int()}, {"a": 1, "z": 1, "y": 2}, where="m")
     assert str(caught.value) == "m: unexpected argument y, z; it takes a"
@@ -99,7 +102,7 @@ def test_validate_args_lists_extra_arguments_sorted_and_what_the_method_takes():
         validate_args({}, {"a": 1}, where="m")
 
 
-def test_describe_says_type_bounds_and_optionality():
+def test_describe_says_type_bounds_and_optionality() -> None:
     assert Int(min=1, max=2).describe() == {"type": "int", "min": 1, "max": 2, "required": True}
     assert Bytes(length=3, default=b"abc").describe() == {
         "type": "bytes",
@@ -114,7 +117,7 @@ def test_describe_says_type_bounds_and_optionality():
     }
 
 
-def test_method_parameters_must_match_declared_args():
+def test_method_parameters_must_match_declared_args() -> None:
     with pytest.raises(DefinitionError, match="differ from args"):
 
         class Bad(Contract):
@@ -125,7 +128,7 @@ def test_method_parameters_must_match_declared_args():
                 return None
 
 
-def test_method_needs_at_least_one_role():
+def test_method_needs_at_least_one_role() -> None:
     with pytest.raises(DefinitionError, match="roles"):
 
         class Bad(Contract):
@@ -136,7 +139,7 @@ def test_method_needs_at_least_one_role():
                 return None
 
 
-def test_an_invalid_default_is_refused_when_declared():
+def test_an_invalid_default_is_refused_when_declared() -> None:
     with pytest.raises(DefinitionError, match="default of a"):
 
         class Bad(Contract):
@@ -147,14 +150,14 @@ def test_an_invalid_default_is_refused_when_declared():
                 return None
 
 
-def test_contract_names_are_lowercase_identifiers():
+def test_contract_names_are_lowercase_identifiers() -> None:
     with pytest.raises(DefinitionError, match="not valid"):
 
         class Bad(Contract):
             name = "Bad Name"
 
 
-def test_methods_are_collected_in_definition_order_including_inherited_ones():
+def test_methods_are_collected_in_definition_order_including_inherited_ones() -> None:
     class Base(Contract):
         name = "base"
 
@@ -173,7 +176,7 @@ def test_methods_are_collected_in_definition_order_including_inherited_ones():
     assert list(Child.methods) == ["first", "second"]
 
 
-def test_record_checks_named_fields_fills_defaults_and_names_nested_paths():
+def test_record_checks_named_fields_fills_defaults_and_names_nested_paths() -> None:
     part = Record(fields={"qty": Int(min=1), "note": Str(default="")})
     assert part.check({"qty": 2}, "arg") == {"qty": 2, "note": ""}
     with pytest.raises(ArgumentError, match=r"^arg is missing field qty \(an integer"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -19,11 +20,13 @@ from contracts.schema import Int, Str
 from contracts.state import DIGEST_DOMAIN, GENESIS_PREV_DIGEST, next_digest
 from ledger.encoding import encode
 from ledger.errors import EncodingError
-from ledger.genesis import Role
+from ledger.genesis import Genesis, Role
 from ledger.hashing import sha256
+from ledger.tx import Transaction
+from tests.contracts.conftest import Chain
 
 
-def receive(chain, who="sam", **overrides):
+def receive(chain: Chain, who: str = "sam", **overrides: Any) -> Transaction:
     args = {"item": "steel", "location": "main", "qty": 10, **overrides}
     return chain.tx(who, "inventory", "receive", **args)
 
@@ -31,17 +34,17 @@ def receive(chain, who="sam", **overrides):
 # Nonces
 
 
-def test_new_account_starts_at_nonce_zero(chain):
+def test_new_account_starts_at_nonce_zero(chain: Chain) -> None:
     assert chain.nonce("sam") == 0
     assert chain.runtime.account_nonce(chain.state, bytes(32)) == 0
 
 
-def test_successful_tx_consumes_its_nonce(chain):
+def test_successful_tx_consumes_its_nonce(chain: Chain) -> None:
     assert chain.run(receive(chain)).receipts[0].ok
     assert chain.nonce("sam") == 1
 
 
-def test_used_nonce_fails_and_is_not_consumed(chain):
+def test_used_nonce_fails_and_is_not_consumed(chain: Chain) -> None:
     chain.run(receive(chain), receive(chain))
     result = chain.run(receive(chain, nonce=0))
     receipt = result.receipts[0]
@@ -51,21 +54,21 @@ def test_used_nonce_fails_and_is_not_consumed(chain):
     assert chain.nonce("sam") == 2
 
 
-def test_nonce_ahead_fails_and_is_not_consumed(chain):
+def test_nonce_ahead_fails_and_is_not_consumed(chain: Chain) -> None:
     result = chain.run(receive(chain, nonce=9))
     assert result.receipts[0].error == "nonce 9 is ahead of the next nonce 0"
     assert result.writes == {}
     assert chain.nonce("sam") == 0
 
 
-def test_consecutive_nonces_in_one_block_all_run(chain):
+def test_consecutive_nonces_in_one_block_all_run(chain: Chain) -> None:
     result = chain.run(receive(chain), receive(chain), receive(chain))
     assert [receipt.ok for receipt in result.receipts] == [True, True, True]
     assert chain.nonce("sam") == 3
     assert chain.query("inventory", "steel", "main")["on_hand"] == 30
 
 
-def test_replayed_tx_in_the_same_block_fails_on_its_nonce(chain):
+def test_replayed_tx_in_the_same_block_fails_on_its_nonce(chain: Chain) -> None:
     tx = receive(chain)
     result = chain.run(tx, tx)
     assert result.receipts[0].ok
@@ -73,7 +76,7 @@ def test_replayed_tx_in_the_same_block_fails_on_its_nonce(chain):
     assert chain.query("inventory", "steel", "main")["on_hand"] == 10
 
 
-def test_nonce_gap_inside_a_block_fails_only_the_early_tx(chain):
+def test_nonce_gap_inside_a_block_fails_only_the_early_tx(chain: Chain) -> None:
     result = chain.run(receive(chain, nonce=1), receive(chain, nonce=0))
     assert result.receipts[0].error == "nonce 1 is ahead of the next nonce 0"
     assert result.receipts[1].ok
@@ -82,16 +85,17 @@ def test_nonce_gap_inside_a_block_fails_only_the_early_tx(chain):
 # Senders and chain
 
 
-def test_unknown_sender_fails_and_writes_nothing(chain):
+def test_unknown_sender_fails_and_writes_nothing(chain: Chain) -> None:
     result = chain.run(receive(chain, who="mallory"))
     receipt = result.receipts[0]
     assert not receipt.ok
+    assert receipt.error is not None
     assert receipt.error.startswith("unknown sender ")
     assert chain.keys("mallory").public_key.hex() in receipt.error
     assert result.writes == {}
 
 
-def test_suspended_identity_fails_and_keeps_its_nonce(chain):
+def test_suspended_identity_fails_and_keeps_its_nonce(chain: Chain) -> None:
     assert chain.call("root", "identity", "suspend", name="sam").ok
     result = chain.run(receive(chain))
     assert result.receipts[0].error == "identity sam is suspended"
@@ -99,7 +103,7 @@ def test_suspended_identity_fails_and_keeps_its_nonce(chain):
     assert chain.nonce("sam") == 0
 
 
-def test_tx_for_another_chain_fails_and_writes_nothing(chain):
+def test_tx_for_another_chain_fails_and_writes_nothing(chain: Chain) -> None:
     result = chain.run(receive(chain, chain_id="other-chain"))
     assert result.receipts[0].error == (
         "transaction is for chain 'other-chain', this chain is 'mill-test'"
@@ -110,7 +114,7 @@ def test_tx_for_another_chain_fails_and_writes_nothing(chain):
 # Routing and roles
 
 
-def test_unknown_contract_fails_naming_the_known_ones_and_consumes_nonce(chain):
+def test_unknown_contract_fails_naming_the_known_ones_and_consumes_nonce(chain: Chain) -> None:
     receipt = chain.call("sam", "warehouse", "receive")
     assert receipt.error == (
         "unknown contract 'warehouse'; known contracts: "
@@ -119,7 +123,7 @@ def test_unknown_contract_fails_naming_the_known_ones_and_consumes_nonce(chain):
     assert chain.nonce("sam") == 1
 
 
-def test_unknown_method_fails_naming_the_known_ones(chain):
+def test_unknown_method_fails_naming_the_known_ones(chain: Chain) -> None:
     receipt = chain.call("sam", "inventory", "steal", item="steel")
     assert receipt.error == (
         "contract inventory has no method 'steal'; "
@@ -127,7 +131,7 @@ def test_unknown_method_fails_naming_the_known_ones(chain):
     )
 
 
-def test_role_denial_names_method_needed_roles_and_sender_roles(chain):
+def test_role_denial_names_method_needed_roles_and_sender_roles(chain: Chain) -> None:
     receipt = chain.run(receive(chain, who="alice")).receipts[0]
     assert (
         receipt.error == "inventory.receive needs role supplier or admin; sender alice has customer"
@@ -135,7 +139,7 @@ def test_role_denial_names_method_needed_roles_and_sender_roles(chain):
     assert chain.nonce("alice") == 1
 
 
-def test_any_one_of_the_roles_is_enough(chain):
+def test_any_one_of_the_roles_is_enough(chain: Chain) -> None:
     assert chain.run(receive(chain, who="root")).receipts[0].ok
 
 
@@ -184,7 +188,9 @@ def test_any_one_of_the_roles_is_enough(chain):
     ],
     ids=["missing", "extra", "wrong-type", "bool-as-int", "negative", "too-big", "slash", "empty"],
 )
-def test_bad_arguments_fail_with_a_message_naming_the_argument(chain, args, error):
+def test_bad_arguments_fail_with_a_message_naming_the_argument(
+    chain: Chain, args: dict[str, Any], error: str
+) -> None:
     result = chain.run(chain.tx("sam", "inventory", "receive", **args))
     assert result.receipts[0].error == error
     # Only the nonce moved.
@@ -223,11 +229,13 @@ class Scratch(Contract):
 
 
 @pytest.fixture
-def scratch_chain(make_chain):
+def scratch_chain(make_chain: Callable[..., Chain]) -> Chain:
     return make_chain(Runtime([IdentityContract(), InventoryContract(), Scratch()]))
 
 
-def test_failing_method_discards_its_writes_and_events_but_consumes_nonce(scratch_chain):
+def test_failing_method_discards_its_writes_and_events_but_consumes_nonce(
+    scratch_chain: Chain,
+) -> None:
     chain = scratch_chain
     result = chain.run(chain.tx("alice", "scratch", "write", key="a", mode="fail"))
     receipt = result.receipts[0]
@@ -238,7 +246,7 @@ def test_failing_method_discards_its_writes_and_events_but_consumes_nonce(scratc
     assert chain.nonce("alice") == 1
 
 
-def test_a_failure_does_not_undo_earlier_txs_of_the_block(scratch_chain):
+def test_a_failure_does_not_undo_earlier_txs_of_the_block(scratch_chain: Chain) -> None:
     chain = scratch_chain
     result = chain.run(
         chain.tx("alice", "scratch", "write", key="a"),
@@ -251,7 +259,7 @@ def test_a_failure_does_not_undo_earlier_txs_of_the_block(scratch_chain):
     assert result.receipts[2].result == 1  # the later tx sees the earlier one's write
 
 
-def test_successful_receipt_carries_canonical_result_and_events(scratch_chain):
+def test_successful_receipt_carries_canonical_result_and_events(scratch_chain: Chain) -> None:
     chain = scratch_chain
     receipt = chain.call("alice", "scratch", "write", key="a")
     assert receipt.ok and receipt.error is None
@@ -261,32 +269,32 @@ def test_successful_receipt_carries_canonical_result_and_events(scratch_chain):
     ]
 
 
-def test_too_many_events_fail_the_transaction(scratch_chain):
+def test_too_many_events_fail_the_transaction(scratch_chain: Chain) -> None:
     chain = scratch_chain
     assert chain.call("alice", "scratch", "spam", n=1024).ok
     receipt = chain.call("alice", "scratch", "spam", n=1025)
     assert receipt.error == "a transaction may emit at most 1024 events"
 
 
-def test_unexpected_exception_in_a_contract_propagates(scratch_chain):
+def test_unexpected_exception_in_a_contract_propagates(scratch_chain: Chain) -> None:
     chain = scratch_chain
     with pytest.raises(KeyError):
         chain.execute(chain.tx("alice", "scratch", "write", key="a", mode="bug"))
 
 
-def test_result_that_cannot_be_encoded_is_a_bug_that_propagates(scratch_chain):
+def test_result_that_cannot_be_encoded_is_a_bug_that_propagates(scratch_chain: Chain) -> None:
     chain = scratch_chain
     with pytest.raises(EncodingError):
         chain.execute(chain.tx("alice", "scratch", "write", key="a", mode="float"))
 
 
-def test_execute_block_leaves_the_given_state_untouched(chain):
+def test_execute_block_leaves_the_given_state_untouched(chain: Chain) -> None:
     before = chain.state.items()
     chain.execute(receive(chain), receive(chain))
     assert chain.state.items() == before
 
 
-def test_receipts_record_height_and_position(chain):
+def test_receipts_record_height_and_position(chain: Chain) -> None:
     result = chain.run(receive(chain), receive(chain, who="alice"))
     assert [(r.height, r.index) for r in result.receipts] == [(1, 0), (1, 1)]
     assert len({r.tx_hash for r in result.receipts}) == 2
@@ -295,7 +303,7 @@ def test_receipts_record_height_and_position(chain):
 # Determinism and the digest
 
 
-def _block(chain):
+def _block(chain: Chain) -> list[Transaction]:
     return [
         chain.tx("sam", "inventory", "receive", item="steel", location="main", qty=50),
         chain.tx("pat", "inventory", "reserve", item="steel", location="main", qty=20),
@@ -305,7 +313,9 @@ def _block(chain):
     ]
 
 
-def test_same_block_on_two_nodes_gives_same_digest_writes_and_receipts(make_chain):
+def test_same_block_on_two_nodes_gives_same_digest_writes_and_receipts(
+    make_chain: Callable[..., Chain],
+) -> None:
     one, two = make_chain(), make_chain()
     first, second = one.run(*_block(one)), two.run(*_block(two))
     assert first.state_digest == second.state_digest
@@ -314,12 +324,12 @@ def test_same_block_on_two_nodes_gives_same_digest_writes_and_receipts(make_chai
     assert one.state.items() == two.state.items()
 
 
-def test_executing_a_block_twice_gives_the_same_result(chain):
+def test_executing_a_block_twice_gives_the_same_result(chain: Chain) -> None:
     txs = _block(chain)
     assert chain.execute(*txs) == chain.execute(*txs)
 
 
-def test_digest_chains_from_the_previous_digest(chain):
+def test_digest_chains_from_the_previous_digest(chain: Chain) -> None:
     txs = _block(chain)
     result = chain.execute(*txs)
     assert result.state_digest == next_digest(chain.digest, 1, result.writes, result.receipts)
@@ -327,7 +337,7 @@ def test_digest_chains_from_the_previous_digest(chain):
     assert other.state_digest != result.state_digest
 
 
-def test_digest_hashes_the_canonical_encoding_of_its_inputs(chain):
+def test_digest_hashes_the_canonical_encoding_of_its_inputs(chain: Chain) -> None:
     receipts = chain.execute(receive(chain), receive(chain, qty=2)).receipts
     writes: dict[bytes, bytes | None] = {b"b": b"2", b"a": None}
     whole = encode(
@@ -343,17 +353,21 @@ def test_digest_hashes_the_canonical_encoding_of_its_inputs(chain):
     assert all(receipt.encoded() == encode(receipt.to_map()) for receipt in receipts)
 
 
-def test_a_sender_is_read_afresh_after_a_write_to_its_record(chain):
+def test_a_sender_is_read_afresh_after_a_write_to_its_record(chain: Chain) -> None:
     sender = chain.keys("sam").public_key
     before = accounts.next_nonce(chain.state, sender)
     chain.run(receive(chain))
     assert accounts.next_nonce(chain.state, sender) == before + 1
-    assert chain.runtime.identity_of(chain.state, sender).active
+    active = chain.runtime.identity_of(chain.state, sender)
+    assert active is not None
+    assert active.active
     chain.run(chain.tx("root", "identity", "suspend", name="sam"))
-    assert not chain.runtime.identity_of(chain.state, sender).active
+    suspended = chain.runtime.identity_of(chain.state, sender)
+    assert suspended is not None
+    assert not suspended.active
 
 
-def test_digest_changes_with_any_write_or_receipt(chain):
+def test_digest_changes_with_any_write_or_receipt(chain: Chain) -> None:
     receipt = chain.execute(receive(chain)).receipts[0]
     writes: dict[bytes, bytes | None] = {b"a": b"1", b"b": None}
     base = next_digest(GENESIS_PREV_DIGEST, 1, writes, [receipt])
@@ -369,13 +383,13 @@ def test_digest_changes_with_any_write_or_receipt(chain):
     assert len({base, *variants}) == len(variants) + 1
 
 
-def test_digest_does_not_depend_on_the_order_writes_were_made(chain):
+def test_digest_does_not_depend_on_the_order_writes_were_made(chain: Chain) -> None:
     forward = {b"a": b"1", b"b": b"2", b"c": None}
     backward = dict(reversed(list(forward.items())))
     assert next_digest(bytes(32), 3, forward, []) == next_digest(bytes(32), 3, backward, [])
 
 
-def test_genesis_digest_is_stable_and_depends_on_identities(genesis):
+def test_genesis_digest_is_stable_and_depends_on_identities(genesis: Genesis) -> None:
     runtime = Runtime.default()
     assert runtime.genesis_digest(genesis) == Runtime.default().genesis_digest(genesis)
     assert runtime.genesis_digest(genesis) == next_digest(
@@ -388,7 +402,7 @@ def test_genesis_digest_is_stable_and_depends_on_identities(genesis):
 # Admission pre-check, queries, describe
 
 
-def test_admission_accepts_future_nonces_but_not_used_ones(chain):
+def test_admission_accepts_future_nonces_but_not_used_ones(chain: Chain) -> None:
     chain.run(receive(chain))
     runtime, state = chain.runtime, chain.state
     assert runtime.admission_error(state, "mill-test", receive(chain, nonce=5)) is None
@@ -398,17 +412,19 @@ def test_admission_accepts_future_nonces_but_not_used_ones(chain):
     assert runtime.admission_error(state, "mill-test", receive(chain, who="alice")) == (
         "inventory.receive needs role supplier or admin; sender alice has customer"
     )
-    assert "missing argument qty" in runtime.admission_error(
+    missing_qty = runtime.admission_error(
         state, "mill-test", chain.tx("sam", "inventory", "receive", item="a", location="b")
     )
+    assert missing_qty is not None
+    assert "missing argument qty" in missing_qty
 
 
-def test_query_of_unknown_contract_names_the_known_ones(chain):
+def test_query_of_unknown_contract_names_the_known_ones(chain: Chain) -> None:
     with pytest.raises(QueryError, match="unknown contract 'payroll'; known contracts: catalog"):
         chain.query("payroll")
 
 
-def test_describe_lists_contracts_methods_roles_and_args_as_json(chain):
+def test_describe_lists_contracts_methods_roles_and_args_as_json(chain: Chain) -> None:
     described = chain.runtime.describe()
     json.dumps(described)
     receive_spec = described["contracts"]["inventory"]["methods"]["receive"]
@@ -428,5 +444,5 @@ def test_describe_lists_contracts_methods_roles_and_args_as_json(chain):
     }
 
 
-def test_stock_keys_are_in_the_inventory_namespace():
+def test_stock_keys_are_in_the_inventory_namespace() -> None:
     assert stock_key("steel", "main") == b"inventory/stock/steel/main"

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from contracts.catalog import resolve_spec
-from contracts.errors import ConflictError, NotFoundError
-from tests.contracts.conftest import place, sample_products, state_except_nonces
+from contracts.catalog import ResolvedSpec, resolve_spec
+from contracts.errors import ConflictError, ContractError, NotFoundError
+from tests.contracts.conftest import Chain, place, sample_products, state_except_nonces
 
 
-def resolve(chain, **spec):
+def resolve(chain: Chain, **spec: Any) -> ResolvedSpec:
     args = {"product": "gearbox", "variant": "g50", "options": {}, "quantity": 1, **spec}
     return resolve_spec(chain.state, **args)
 
 
-def test_sample_catalog_publishes_with_versions(chain):
+def test_sample_catalog_publishes_with_versions(chain: Chain) -> None:
     bracket = sample_products()[0]
     receipt = chain.call("root", "catalog", "publish", **bracket)
     assert receipt.ok, receipt.error
@@ -29,7 +31,7 @@ def test_sample_catalog_publishes_with_versions(chain):
     assert chain.query("catalog", "bracket")["variants"]["small"]["bom"]["bolt-m8"] == 4
 
 
-def test_spec_resolves_to_summed_lines_union_of_capabilities_and_total_time(factory):
+def test_spec_resolves_to_summed_lines_union_of_capabilities_and_total_time(factory: Chain) -> None:
     spec = resolve(factory, options={"ratio": "r10", "seal": "viton"}, quantity=2)
     assert spec.bom == {
         "bearing-6204": 8,
@@ -42,7 +44,7 @@ def test_spec_resolves_to_summed_lines_union_of_capabilities_and_total_time(fact
     assert spec.duration_ms == 2 * (2_700_000 + 600_000 + 60_000)
 
 
-def test_groups_with_a_default_may_be_left_out(factory):
+def test_groups_with_a_default_may_be_left_out(factory: Chain) -> None:
     spec = resolve(factory, options={"ratio": "r5"})
     assert spec.bom["seal-nbr"] == 2
 
@@ -73,20 +75,22 @@ def test_groups_with_a_default_may_be_left_out(factory):
         ),
     ],
 )
-def test_invalid_specs_name_the_problem_and_the_alternatives(factory, spec, error, message):
+def test_invalid_specs_name_the_problem_and_the_alternatives(
+    factory: Chain, spec: dict[str, Any], error: type[ContractError], message: str
+) -> None:
     with pytest.raises(error) as raised:
         resolve(factory, **spec)
     assert str(raised.value) == message
 
 
-def test_an_invalid_spec_places_no_order(factory):
+def test_an_invalid_spec_places_no_order(factory: Chain) -> None:
     before = state_except_nonces(factory)
     receipt = place(factory, product="gearbox", variant="g50")
     assert receipt.error == "option group ratio of gearbox needs a choice: r10, r5"
     assert state_except_nonces(factory) == before
 
 
-def test_publish_refuses_a_default_that_is_not_a_choice(chain):
+def test_publish_refuses_a_default_that_is_not_a_choice(chain: Chain) -> None:
     product = sample_products()[0]
     product["options"]["finish"]["default"] = "chrome"
     receipt = chain.call("root", "catalog", "publish", **product)
@@ -96,7 +100,7 @@ def test_publish_refuses_a_default_that_is_not_a_choice(chain):
     )
 
 
-def test_publish_validates_nested_fields_by_name(chain):
+def test_publish_validates_nested_fields_by_name(chain: Chain) -> None:
     receipt = chain.call(
         "root",
         "catalog",
@@ -109,6 +113,6 @@ def test_publish_validates_nested_fields_by_name(chain):
     )
 
 
-def test_a_retired_product_takes_no_new_orders(factory):
+def test_a_retired_product_takes_no_new_orders(factory: Chain) -> None:
     assert factory.call("root", "catalog", "retire", product="bracket").ok
     assert place(factory).error == "product bracket is retired and takes no new orders"

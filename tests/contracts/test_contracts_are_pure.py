@@ -32,7 +32,7 @@ FORBIDDEN = {
 
 
 def imported_roots(path: Path) -> set[str]:
-    roots = set()
+    roots: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             roots.update(alias.name.split(".")[0] for alias in node.names)
@@ -41,7 +41,7 @@ def imported_roots(path: Path) -> set[str]:
     return roots
 
 
-def test_no_contracts_module_imports_io_clock_randomness_or_upper_layers():
+def test_no_contracts_module_imports_io_clock_randomness_or_upper_layers() -> None:
     package = Path(contracts.__file__).parent
     sources = sorted(package.glob("*.py"))
     assert sources
@@ -53,7 +53,7 @@ def test_no_contracts_module_imports_io_clock_randomness_or_upper_layers():
     assert offenders == {}
 
 
-def test_no_float_literals_in_contracts():
+def test_no_float_literals_in_contracts() -> None:
     package = Path(contracts.__file__).parent
     floats = [
         f"{path.name}:{node.lineno}"

@@ -3,9 +3,11 @@ problem, and no change to state (only the sender's nonce moves)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from tests.contracts.conftest import place, state_except_nonces
+from tests.contracts.conftest import Chain, place, state_except_nonces
 
 R1 = {
     "seq": 1,
@@ -254,8 +256,8 @@ CASES = [
     ids=[f"{c[1]}.{c[2]}-{i}" for i, c in enumerate(CASES)],
 )
 def test_a_refused_call_names_the_problem_and_changes_nothing(
-    factory, who, contract, method_name, args, message
-):
+    factory: Chain, who: str, contract: str, method_name: str, args: dict[str, Any], message: str
+) -> None:
     place(factory)  # ord-1, created
     place(factory)  # ord-2, accepted below
     assert factory.call("pat", "orders", "accept", order="ord-2").ok
@@ -268,7 +270,7 @@ def test_a_refused_call_names_the_problem_and_changes_nothing(
     assert state_except_nonces(factory) == before
 
 
-def test_a_refusal_quotes_what_it_was_given_in_ascii(factory):
+def test_a_refusal_quotes_what_it_was_given_in_ascii(factory: Chain) -> None:
     # Receipts are hashed into the state digest. repr() escapes characters by the interpreter's
     # Unicode tables, which differ between Python versions (3.11 prints U+1FAE8 escaped, 3.12
     # as it is); ascii() escapes every non-ASCII character, so every validator writes the same.
@@ -277,4 +279,5 @@ def test_a_refusal_quotes_what_it_was_given_in_ascii(factory):
             "root", "machines", "flag_at_risk", machine=machine, probability_bp=1
         )
         assert receipt.error is not None and receipt.error.isascii(), receipt.error
+    assert receipt.error is not None
     assert receipt.error.endswith("got 'm\\U0001fae8'")

@@ -11,6 +11,7 @@ production on it; and every order event in a receipt is a legal move of the tran
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -50,6 +51,8 @@ NEXT_MOVES = {
     OrderState.SHIPPED: ("deliver",),
 }
 MACHINES = ("m1", "m2", "m3")
+# (who, contract, method, args): one transaction to send.
+ContractCall = tuple[str, str, str, dict[str, Any]]
 ITEMS = ("steel-sheet", "bolt-m8", "shaft", "zinc-bath")
 
 order_numbers = st.integers(min_value=1, max_value=8)
@@ -118,7 +121,7 @@ class FactoryMachine(RuleBasedStateMachine):
         super().__init__()
         self.chain = build_factory(Chain(make_genesis()))
 
-    def _run(self, batch: list[tuple[str, str, str, dict]]) -> None:
+    def _run(self, batch: list[ContractCall]) -> None:
         txs = [self.chain.tx(who, contract, name, **args) for who, contract, name, args in batch]
         result = self.chain.run(*txs)
         for receipt in result.receipts:
@@ -129,7 +132,7 @@ class FactoryMachine(RuleBasedStateMachine):
                     assert move in LEGAL_MOVES, (event, receipt)
 
     @rule(call=calls)
-    def one_call(self, call) -> None:
+    def one_call(self, call: ContractCall) -> None:
         self._run([call])
 
     @rule(data=st.data())
@@ -143,7 +146,7 @@ class FactoryMachine(RuleBasedStateMachine):
         self._run([(ORDER_MOVES[move], "orders", move, {"order": order.id})])
 
     @rule(batch=st.lists(calls, min_size=2, max_size=6))
-    def several_calls_in_one_block(self, batch) -> None:
+    def several_calls_in_one_block(self, batch: list[ContractCall]) -> None:
         self._run(batch)
 
     @invariant()
@@ -190,7 +193,7 @@ class FactoryMachine(RuleBasedStateMachine):
             assert producing == ([machine.producing] if machine.producing else [])
 
 
-def test_random_factory_programs_keep_stock_and_orders_consistent():
+def test_random_factory_programs_keep_stock_and_orders_consistent() -> None:
     run_state_machine_as_test(
         FactoryMachine,
         settings=settings(

@@ -11,12 +11,14 @@ from contracts.errors import QueryError, StateError
 from contracts.identity import IdentityStatus, canonical_roles, removed_key
 from contracts.receipt import Receipt
 from ledger.encoding import decode, encode
-from ledger.genesis import Role
+from ledger.genesis import Genesis, Role
 from tests.contracts.conftest import MEMBER_ROLES, Chain, place, state_except_nonces
 from tests.contracts.test_machines_contract import reading
 
 
-def test_genesis_registers_every_identity_active_with_its_roles(chain, genesis):
+def test_genesis_registers_every_identity_active_with_its_roles(
+    chain: Chain, genesis: Genesis
+) -> None:
     for member in genesis.identities:
         record = chain.runtime.identity_of(chain.state, member.public_key)
         assert record is not None
@@ -28,7 +30,7 @@ def test_genesis_registers_every_identity_active_with_its_roles(chain, genesis):
     assert chain.runtime.identity_of(chain.state, bytes(32)) is None
 
 
-def test_add_registers_a_member_who_can_then_transact(chain):
+def test_add_registers_a_member_who_can_then_transact(chain: Chain) -> None:
     newbie = chain.keys("nina").public_key
     receipt = chain.call(
         "root", "identity", "add", name="nina", public_key=newbie, roles=["supplier", "planner"]
@@ -42,7 +44,7 @@ def test_add_registers_a_member_who_can_then_transact(chain):
     assert chain.call("nina", "inventory", "receive", item="a", location="b", qty=1).ok
 
 
-def test_add_refuses_a_taken_name_or_key(chain):
+def test_add_refuses_a_taken_name_or_key(chain: Chain) -> None:
     taken_name = chain.call(
         "root", "identity", "add", name="sam", public_key=bytes(32), roles=["admin"]
     )
@@ -60,10 +62,12 @@ def test_add_refuses_a_taken_name_or_key(chain):
     )
 
 
-def test_add_validates_roles_and_key_length(chain):
+def test_add_validates_roles_and_key_length(chain: Chain) -> None:
     bad_role = chain.call("root", "identity", "add", name="x", public_key=bytes(32), roles=["boss"])
+    assert bad_role.error is not None
     assert bad_role.error.startswith("identity.add: argument roles[0] must be one of admin, ")
     no_roles = chain.call("root", "identity", "add", name="x", public_key=bytes(32), roles=[])
+    assert no_roles.error is not None
     assert "got 0 items" in no_roles.error
     short_key = chain.call(
         "root", "identity", "add", name="x", public_key=bytes(31), roles=["admin"]
@@ -73,12 +77,12 @@ def test_add_validates_roles_and_key_length(chain):
     )
 
 
-def test_only_admins_manage_identities(chain):
+def test_only_admins_manage_identities(chain: Chain) -> None:
     receipt = chain.call("pat", "identity", "suspend", name="sam")
     assert receipt.error == "identity.suspend needs role admin; sender pat has planner"
 
 
-def test_suspend_and_reinstate_toggle_whether_a_member_may_transact(chain):
+def test_suspend_and_reinstate_toggle_whether_a_member_may_transact(chain: Chain) -> None:
     assert chain.call("root", "identity", "suspend", name="sam").ok
     assert chain.query("identity", "sam")["status"] == "suspended"
     blocked = chain.call("sam", "inventory", "receive", item="a", location="b", qty=1)
@@ -93,14 +97,14 @@ def test_suspend_and_reinstate_toggle_whether_a_member_may_transact(chain):
     )
 
 
-def test_unknown_names_fail_clearly(chain):
+def test_unknown_names_fail_clearly(chain: Chain) -> None:
     for action in ("suspend", "reinstate", "remove"):
         assert chain.call("root", "identity", action, name="ghost").error == (
             "no identity named 'ghost'"
         )
 
 
-def test_the_last_active_admin_cannot_be_suspended_or_removed(chain):
+def test_the_last_active_admin_cannot_be_suspended_or_removed(chain: Chain) -> None:
     assert chain.call("root", "identity", "suspend", name="root").error == (
         "cannot suspend root: it is the last active admin"
     )
@@ -109,7 +113,7 @@ def test_the_last_active_admin_cannot_be_suspended_or_removed(chain):
     )
 
 
-def test_an_admin_can_step_down_once_another_admin_is_active(chain):
+def test_an_admin_can_step_down_once_another_admin_is_active(chain: Chain) -> None:
     deputy = chain.keys("deputy").public_key
     assert chain.call(
         "root", "identity", "add", name="deputy", public_key=deputy, roles=["admin"]
@@ -119,12 +123,14 @@ def test_an_admin_can_step_down_once_another_admin_is_active(chain):
     assert not chain.call("root", "identity", "remove", name="root").ok
     assert chain.call("root", "identity", "reinstate", name="deputy").ok
     assert chain.call("root", "identity", "remove", name="root").ok
-    assert chain.call(
-        "root", "inventory", "receive", item="a", location="b", qty=1
-    ).error.startswith("unknown sender ")
+    unknown = chain.call("root", "inventory", "receive", item="a", location="b", qty=1)
+    assert unknown.error is not None
+    assert unknown.error.startswith("unknown sender ")
 
 
-def test_removed_key_re_added_under_a_new_name_keeps_its_nonce_so_old_txs_cannot_replay(chain):
+def test_removed_key_re_added_under_a_new_name_keeps_its_nonce_so_old_txs_cannot_replay(
+    chain: Chain,
+) -> None:
     old = chain.tx("sam", "inventory", "receive", item="a", location="b", qty=1)
     assert chain.run(old).receipts[0].ok
     assert chain.call("root", "identity", "remove", name="sam").ok
@@ -140,7 +146,7 @@ def test_removed_key_re_added_under_a_new_name_keeps_its_nonce_so_old_txs_cannot
     assert chain.run(old).receipts[0].error == "nonce 0 already used (next is 1)"
 
 
-def test_query_lists_identities_by_name_with_hex_keys(chain):
+def test_query_lists_identities_by_name_with_hex_keys(chain: Chain) -> None:
     listed = chain.query("identity")
     assert list(listed) == sorted(MEMBER_ROLES)
     assert listed["sam"] == {
@@ -152,14 +158,14 @@ def test_query_lists_identities_by_name_with_hex_keys(chain):
     assert chain.query("identity", "pat")["roles"] == ["planner"]
 
 
-def test_query_of_unknown_name_or_path_raises_query_error(chain):
+def test_query_of_unknown_name_or_path_raises_query_error(chain: Chain) -> None:
     with pytest.raises(QueryError, match="no identity named 'ghost'"):
         chain.query("identity", "ghost")
     with pytest.raises(QueryError, match=r"take \[\] or \[name\]"):
         chain.query("identity", "a", "b")
 
 
-def test_canonical_roles_dedupes_in_declaration_order():
+def test_canonical_roles_dedupes_in_declaration_order() -> None:
     assert canonical_roles(["machine", Role.ADMIN, "machine"]) == (Role.ADMIN, Role.MACHINE)
 
 
@@ -290,7 +296,9 @@ def test_the_removal_record_is_canonical_state_written_with_the_removal(chain: C
         "removed_height": 1,
     }
     assert result.writes[removed_key("sam")] == encode(expected)
-    assert decode(chain.state.get(removed_key("sam"))) == expected
+    stored = chain.state.get(removed_key("sam"))
+    assert stored is not None
+    assert decode(stored) == expected
     # Every node hashes the same removal into the same digest.
     twin = Chain(chain.genesis)
     assert twin.digest == before

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from tests.contracts.conftest import place, state_except_nonces
+from typing import Any
+
+from tests.contracts.conftest import Chain, place, state_except_nonces
 
 
-def view(chain, item="steel-sheet"):
+def view(chain: Chain, item: str = "steel-sheet") -> Any:
     return chain.query("inventory", item, "main")
 
 
-def test_plain_release_cannot_take_units_an_order_holds(factory):
+def test_plain_release_cannot_take_units_an_order_holds(factory: Chain) -> None:
     place(factory)
     factory.call("pat", "orders", "accept", order="ord-1")
     factory.call("pat", "inventory", "reserve", item="steel-sheet", location="main", qty=3)
@@ -25,7 +27,7 @@ def test_plain_release_cannot_take_units_an_order_holds(factory):
     assert view(factory)["reserved"] == view(factory)["for_orders"] == 2
 
 
-def test_crossing_the_reorder_point_emits_one_low_stock_event(factory):
+def test_crossing_the_reorder_point_emits_one_low_stock_event(factory: Chain) -> None:
     receipt = factory.call(
         "pat", "inventory", "set_reorder_point", item="steel-sheet", location="main", point=16
     )
@@ -44,7 +46,7 @@ def test_crossing_the_reorder_point_emits_one_low_stock_event(factory):
     assert view(factory)["low"] is False
 
 
-def test_setting_a_reorder_point_above_available_reports_low_stock_at_once(factory):
+def test_setting_a_reorder_point_above_available_reports_low_stock_at_once(factory: Chain) -> None:
     receipt = factory.call(
         "pat", "inventory", "set_reorder_point", item="zinc-bath", location="main", point=5
     )
@@ -52,7 +54,7 @@ def test_setting_a_reorder_point_above_available_reports_low_stock_at_once(facto
     assert receipt.result["low"] is True
 
 
-def test_a_delivery_is_received_once_by_its_reference(factory):
+def test_a_delivery_is_received_once_by_its_reference(factory: Chain) -> None:
     receipt = factory.call(
         "sam", "inventory", "deliver", reference="PO-1001", item="shaft", location="main", qty=10
     )

@@ -8,6 +8,7 @@ record and every receipt's success matches the model's prediction.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -20,6 +21,7 @@ from hypothesis.stateful import (
 )
 
 from contracts.inventory import stock_records
+from tests.contracts.conftest import Chain
 
 ITEMS = ("steel", "bolts")
 LOCATIONS = ("main", "annex", "dock")
@@ -38,9 +40,11 @@ quantities = st.integers(min_value=1, max_value=60)
 
 Key = tuple[str, str]
 Record = tuple[int, int]  # (on_hand, reserved)
+# One contract call: "method", "item", "location", "qty" and, for a transfer, "to".
+Op = dict[str, Any]
 
 
-def model_apply(model: dict[Key, Record], op: dict) -> bool:
+def model_apply(model: dict[Key, Record], op: Op) -> bool:
     """Apply `op` to the model if it should succeed; returns whether it should."""
     key = (op["item"], op["location"])
     on_hand, reserved = model.get(key, (0, 0))
@@ -92,14 +96,14 @@ operations = st.one_of(
 
 
 class InventoryMachine(RuleBasedStateMachine):
-    make_chain: Callable[[], object]
+    make_chain: Callable[[], Chain]
 
     def __init__(self) -> None:
         super().__init__()
         self.chain = type(self).make_chain()
         self.model: dict[Key, Record] = {}
 
-    def _run_block(self, ops: list[dict]) -> None:
+    def _run_block(self, ops: list[Op]) -> None:
         txs = []
         for op in ops:
             args = {name: value for name, value in op.items() if name != "method"}
@@ -110,11 +114,11 @@ class InventoryMachine(RuleBasedStateMachine):
             assert receipt.ok == expected, (op, receipt.error)
 
     @rule(op=operations)
-    def one_call(self, op: dict) -> None:
+    def one_call(self, op: Op) -> None:
         self._run_block([op])
 
     @rule(ops=st.lists(operations, min_size=2, max_size=6))
-    def several_calls_in_one_block(self, ops: list[dict]) -> None:
+    def several_calls_in_one_block(self, ops: list[Op]) -> None:
         self._run_block(ops)
 
     @precondition(lambda self: bool(self.model))
@@ -137,7 +141,7 @@ class InventoryMachine(RuleBasedStateMachine):
         assert actual == self.model
 
 
-def test_inventory_matches_model_under_random_operations(make_chain):
+def test_inventory_matches_model_under_random_operations(make_chain: Callable[..., Chain]) -> None:
     machine = type("BoundInventoryMachine", (InventoryMachine,), {"make_chain": make_chain})
     run_state_machine_as_test(
         machine,

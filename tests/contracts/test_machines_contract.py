@@ -6,10 +6,10 @@ import pytest
 
 from contracts.errors import QueryError
 from contracts.machine_state import reading_key
-from tests.contracts.conftest import place, state_except_nonces
+from tests.contracts.conftest import Chain, place, state_except_nonces
 
 
-def reading(seq, wear=10, **fields):
+def reading(seq: int, wear: int = 10, **fields: int) -> dict[str, int]:
     return {
         "seq": seq,
         "air_temp_dk": 2981,
@@ -21,7 +21,7 @@ def reading(seq, wear=10, **fields):
     }
 
 
-def queue_two_on_m1(chain):
+def queue_two_on_m1(chain: Chain) -> None:
     """Orders ord-1 and ord-2 (small brackets) queued on m1."""
     for _ in range(2):
         assert place(chain).ok
@@ -30,7 +30,7 @@ def queue_two_on_m1(chain):
         assert chain.call("pat", "orders", "schedule", order=order_id, machine="m1").ok
 
 
-def test_register_starts_running_with_sorted_capabilities(factory):
+def test_register_starts_running_with_sorted_capabilities(factory: Chain) -> None:
     receipt = factory.call(
         "root", "machines", "register", machine="m9", type="press", capabilities=["bend", "cut"]
     )
@@ -43,7 +43,7 @@ def test_register_starts_running_with_sorted_capabilities(factory):
     assert again.error == "machine m9 is already registered"
 
 
-def test_readings_are_stored_by_machine_and_sequence(factory):
+def test_readings_are_stored_by_machine_and_sequence(factory: Chain) -> None:
     receipt = factory.call(
         "mia", "machines", "report", machine="m1", readings=[reading(1), reading(2, wear=12)]
     )
@@ -62,7 +62,7 @@ def test_readings_are_stored_by_machine_and_sequence(factory):
         factory.query("machines", "m1", "readings", "7")
 
 
-def test_reading_sequence_numbers_must_rise(factory):
+def test_reading_sequence_numbers_must_rise(factory: Chain) -> None:
     assert factory.call("mia", "machines", "report", machine="m1", readings=[reading(5)]).ok
     before = state_except_nonces(factory)
     receipt = factory.call(
@@ -72,16 +72,17 @@ def test_reading_sequence_numbers_must_rise(factory):
     assert state_except_nonces(factory) == before
 
 
-def test_a_reading_with_a_missing_field_is_refused_naming_it(factory):
+def test_a_reading_with_a_missing_field_is_refused_naming_it(factory: Chain) -> None:
     bad = reading(1)
     del bad["rpm"]
     receipt = factory.call("mia", "machines", "report", machine="m1", readings=[bad])
+    assert receipt.error is not None
     assert receipt.error.startswith(
         "machines.report: argument readings[0] is missing field rpm (an integer"
     )
 
 
-def test_down_moves_queued_orders_to_the_least_loaded_capable_machine(factory):
+def test_down_moves_queued_orders_to_the_least_loaded_capable_machine(factory: Chain) -> None:
     queue_two_on_m1(factory)
     receipt = factory.call("mia", "machines", "down", machine="m1", reason="spindle jam")
     assert receipt.ok, receipt.error
@@ -101,7 +102,7 @@ def test_down_moves_queued_orders_to_the_least_loaded_capable_machine(factory):
     assert factory.query("orders", "ord-2")["machine"] == "m2"
 
 
-def test_reassignment_spreads_work_by_queued_duration(factory):
+def test_reassignment_spreads_work_by_queued_duration(factory: Chain) -> None:
     factory.call(
         "root",
         "machines",
@@ -118,7 +119,7 @@ def test_reassignment_spreads_work_by_queued_duration(factory):
     ]
 
 
-def test_an_order_no_machine_can_take_goes_back_to_accepted_saying_why(factory):
+def test_an_order_no_machine_can_take_goes_back_to_accepted_saying_why(factory: Chain) -> None:
     place(factory, options={"finish": "galvanized"})
     factory.call("pat", "orders", "accept", order="ord-1")
     factory.call("pat", "orders", "schedule", order="ord-1")
@@ -134,7 +135,7 @@ def test_an_order_no_machine_can_take_goes_back_to_accepted_saying_why(factory):
     assert record["reservation"] is not None
 
 
-def test_orders_in_production_stay_on_a_machine_that_goes_down(factory):
+def test_orders_in_production_stay_on_a_machine_that_goes_down(factory: Chain) -> None:
     queue_two_on_m1(factory)
     factory.call("mia", "orders", "start", order="ord-1")
     receipt = factory.call("mia", "machines", "down", machine="m1")
@@ -142,7 +143,7 @@ def test_orders_in_production_stay_on_a_machine_that_goes_down(factory):
     assert factory.query("orders", "ord-1")["machine"] == "m1"
 
 
-def test_a_wear_counter_reset_counts_wherever_it_falls_in_a_batch(factory):
+def test_a_wear_counter_reset_counts_wherever_it_falls_in_a_batch(factory: Chain) -> None:
     # m1's tool was replaced at 200 min of wear (baseline 200) and it ran 50 min more; then
     # the machine changes its own tool, resets its counter (5) and wears the tool to 260. The
     # reset used to count only if it was the last reading of a batch.
@@ -160,7 +161,9 @@ def test_a_wear_counter_reset_counts_wherever_it_falls_in_a_batch(factory):
     assert factory.query("machines", "m1")["tool_wear_min"] == 260
 
 
-def test_production_pauses_while_its_machine_is_down_and_resumes_when_it_is_back(factory):
+def test_production_pauses_while_its_machine_is_down_and_resumes_when_it_is_back(
+    factory: Chain,
+) -> None:
     # Blocks are 1 s apart. The time a machine is down used to count as production too, and
     # the order could be completed on the down machine.
     queue_two_on_m1(factory)
@@ -190,7 +193,7 @@ def test_production_pauses_while_its_machine_is_down_and_resumes_when_it_is_back
     assert m1["production_ms"] + m1["downtime_ms"] == elapsed
 
 
-def test_a_down_machine_taken_for_maintenance_books_no_more_production(factory):
+def test_a_down_machine_taken_for_maintenance_books_no_more_production(factory: Chain) -> None:
     queue_two_on_m1(factory)
     assert factory.call("mia", "orders", "start", order="ord-1").ok
     assert factory.call("mia", "machines", "down", machine="m1", reason="jam").ok
@@ -202,7 +205,7 @@ def test_a_down_machine_taken_for_maintenance_books_no_more_production(factory):
     assert factory.query("machines", "m1")["production_ms"] == worked
 
 
-def test_flag_at_risk_degrades_the_machine_and_moves_its_queue(factory):
+def test_flag_at_risk_degrades_the_machine_and_moves_its_queue(factory: Chain) -> None:
     queue_two_on_m1(factory)
     receipt = factory.call(
         "root", "machines", "flag_at_risk", machine="m1", probability_bp=8_700, reason="torque"
@@ -224,7 +227,7 @@ def test_flag_at_risk_degrades_the_machine_and_moves_its_queue(factory):
     assert factory.query("machines", "m1")["at_risk"] is None
 
 
-def test_flag_at_risk_needs_the_admin_not_one_oracle(factory):
+def test_flag_at_risk_needs_the_admin_not_one_oracle(factory: Chain) -> None:
     # One oracle key flagging a machine by itself would bypass the oracle's quorum.
     receipt = factory.call("max", "machines", "flag_at_risk", machine="m1", probability_bp=1)
     assert receipt.error == "machines.flag_at_risk needs role admin; sender max has maintainer"
@@ -233,7 +236,7 @@ def test_flag_at_risk_needs_the_admin_not_one_oracle(factory):
     assert factory.query("machines", "m1")["status"] == "running"
 
 
-def test_downtime_is_accounted_from_block_timestamps(factory):
+def test_downtime_is_accounted_from_block_timestamps(factory: Chain) -> None:
     factory.call("mia", "machines", "down", machine="m1")  # block 2, t = 2000
     factory.call("pat", "orders", "place")  # an unrelated block: fails, time passes
     factory.call("max", "machines", "up", machine="m1")  # block 4, t = 4000
@@ -241,7 +244,7 @@ def test_downtime_is_accounted_from_block_timestamps(factory):
     assert factory.query("machines", "m1")["status_reason"] == "back in service"
 
 
-def test_a_named_operator_is_the_only_machine_identity_acting_for_it(chain):
+def test_a_named_operator_is_the_only_machine_identity_acting_for_it(chain: Chain) -> None:
     chain.call(
         "root",
         "machines",
@@ -263,7 +266,7 @@ def test_a_named_operator_is_the_only_machine_identity_acting_for_it(chain):
     assert receipt.error == "machine m1 is operated by mia; mo may not act for it"
 
 
-def test_a_removed_members_name_cannot_be_named_operator_but_a_future_one_can(chain):
+def test_a_removed_members_name_cannot_be_named_operator_but_a_future_one_can(chain: Chain) -> None:
     removal = chain.call("root", "identity", "remove", name="mia")
     assert removal.ok
     before = state_except_nonces(chain)
@@ -278,7 +281,7 @@ def test_a_removed_members_name_cannot_be_named_operator_but_a_future_one_can(ch
     assert chain.call("root", "machines", "register", machine="m1", operator="mo", **register).ok
 
 
-def test_status_changes_are_refused_when_they_make_no_sense(factory):
+def test_status_changes_are_refused_when_they_make_no_sense(factory: Chain) -> None:
     assert factory.call("max", "machines", "up", machine="m1").error == (
         "machine m1 is already running"
     )

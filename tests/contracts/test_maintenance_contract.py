@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import pytest
+
 from contracts import maintenance as maintenance_module
-from tests.contracts.conftest import NoWholeScans, place, state_except_nonces
+from tests.contracts.conftest import Chain, NoWholeScans, place, state_except_nonces
 from tests.contracts.test_machines_contract import queue_two_on_m1, reading
 
 
-def open_on(chain, machine="m1", reason="noisy bearing"):
+def open_on(chain: Chain, machine: str = "m1", reason: str = "noisy bearing") -> str:
     receipt = chain.call("max", "maintenance", "open", machine=machine, reason=reason)
     assert receipt.ok, receipt.error
-    return receipt.result["work_order"]
+    work_order: str = receipt.result["work_order"]
+    return work_order
 
 
-def test_work_order_ids_are_sequential_and_opening_leaves_the_machine_running(factory):
+def test_work_order_ids_are_sequential_and_opening_leaves_the_machine_running(
+    factory: Chain,
+) -> None:
     assert open_on(factory) == "wo-1"
     assert open_on(factory, "m2") == "wo-2"
     assert factory.query("machines", "m1")["status"] == "running"
@@ -21,7 +26,9 @@ def test_work_order_ids_are_sequential_and_opening_leaves_the_machine_running(fa
     assert (record["state"], record["machine"], record["opened_by"]) == ("open", "m1", "max")
 
 
-def test_the_newest_work_orders_query_answers_the_last_ones_and_the_total(factory, monkeypatch):
+def test_the_newest_work_orders_query_answers_the_last_ones_and_the_total(
+    factory: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert factory.query("maintenance", "newest") == {"work_orders": {}, "total": 0}
     for machine in ("m1", "m2", "m3"):
         open_on(factory, machine)
@@ -32,7 +39,9 @@ def test_the_newest_work_orders_query_answers_the_last_ones_and_the_total(factor
     assert newest["total"] == 3
 
 
-def test_taking_a_work_order_puts_the_machine_under_maintenance_and_moves_its_queue(factory):
+def test_taking_a_work_order_puts_the_machine_under_maintenance_and_moves_its_queue(
+    factory: Chain,
+) -> None:
     queue_two_on_m1(factory)
     open_on(factory)
     receipt = factory.call("max", "maintenance", "take", work_order="wo-1")
@@ -48,7 +57,9 @@ def test_taking_a_work_order_puts_the_machine_under_maintenance_and_moves_its_qu
     )
 
 
-def test_closing_records_what_was_done_resets_tool_wear_and_returns_the_machine(factory):
+def test_closing_records_what_was_done_resets_tool_wear_and_returns_the_machine(
+    factory: Chain,
+) -> None:
     factory.call("mia", "machines", "report", machine="m1", readings=[reading(1, wear=180)])
     assert factory.query("machines", "m1")["tool_wear_min"] == 180
     open_on(factory, reason="tool wear 180 min")
@@ -79,7 +90,7 @@ def test_closing_records_what_was_done_resets_tool_wear_and_returns_the_machine(
     assert ("maintenance", "close", "workorder:wo-1") in kinds
 
 
-def test_only_the_taker_or_an_admin_closes_a_work_order(factory):
+def test_only_the_taker_or_an_admin_closes_a_work_order(factory: Chain) -> None:
     open_on(factory)
     factory.call("max", "maintenance", "take", work_order="wo-1")
     factory.call(
@@ -95,7 +106,7 @@ def test_only_the_taker_or_an_admin_closes_a_work_order(factory):
     assert factory.call("root", "maintenance", "close", work_order="wo-1", actions=["other"]).ok
 
 
-def test_work_orders_move_only_forward(factory):
+def test_work_orders_move_only_forward(factory: Chain) -> None:
     open_on(factory)
     before = state_except_nonces(factory)
     receipt = factory.call("max", "maintenance", "close", work_order="wo-1", actions=["other"])
@@ -107,7 +118,9 @@ def test_work_orders_move_only_forward(factory):
     )
 
 
-def test_maintenance_pauses_the_order_in_production_until_the_work_order_closes(factory):
+def test_maintenance_pauses_the_order_in_production_until_the_work_order_closes(
+    factory: Chain,
+) -> None:
     place(factory)
     for who, method_name in (("pat", "accept"), ("pat", "schedule"), ("mia", "start")):
         factory.call(who, "orders", method_name, order="ord-1")

@@ -271,10 +271,14 @@ def test_a_prediction_recorded_before_reporter_keys_were_kept_still_takes_report
     # the block on every validator.
     assert _report(plant, "ora1", 1, 1200).ok
     key = prediction_key("m1", 1)
-    record = decode(plant.state.get(key))
+    stored = plant.state.get(key)
+    assert stored is not None
+    record = decode(stored)
     del record["reporter_keys"]
     plant.state.apply({key: encode(record)})
-    assert "reporter_keys" not in decode(plant.state.get(key))
+    rewritten = plant.state.get(key)
+    assert rewritten is not None
+    assert "reporter_keys" not in decode(rewritten)
     assert plant.query("oracle", "prediction", "m1", "1")["reporter_keys"] == []
     assert _report(plant, "ora2", 1, 1000).ok
     prediction = plant.query("oracle", "prediction", "m1", "1")

@@ -2,38 +2,44 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from contracts import orders as orders_module
 from contracts import scheduling
 from contracts.errors import QueryError
 from contracts.order_state import LEGAL_MOVES, TRANSITIONS, OrderState
-from tests.contracts.conftest import NoWholeScans, place, state_except_nonces
+from tests.contracts.conftest import Chain, NoWholeScans, place, state_except_nonces
 
 
-def stock(chain, item):
+def stock(chain: Chain, item: str) -> Any:
     return chain.query("inventory", item, "main")
 
 
-def order(chain, order_id="ord-1"):
+def order(chain: Chain, order_id: str = "ord-1") -> Any:
     return chain.query("orders", order_id)
 
 
-def advance(chain, order_id, *steps):
+# (who, method, extra args): one move of an order.
+Step = tuple[str, str, dict[str, Any]]
+
+
+def advance(chain: Chain, order_id: str, *steps: Step) -> None:
     """Run (who, method, extra args) steps on an order, each in its own block, all succeeding."""
     for who, method_name, args in steps:
         receipt = chain.call(who, "orders", method_name, order=order_id, **args)
         assert receipt.ok, (method_name, receipt.error)
 
 
-TO_PRODUCTION = (
+TO_PRODUCTION: tuple[Step, ...] = (
     ("pat", "accept", {}),
     ("pat", "schedule", {}),
     ("mia", "start", {}),
 )
 
 
-def test_place_resolves_the_bill_of_materials_and_assigns_sequential_ids(factory):
+def test_place_resolves_the_bill_of_materials_and_assigns_sequential_ids(factory: Chain) -> None:
     receipt = place(factory, options={"finish": "powder-coat"}, quantity=3)
     assert receipt.ok, receipt.error
     assert receipt.result["id"] == "ord-1"
@@ -47,7 +53,7 @@ def test_place_resolves_the_bill_of_materials_and_assigns_sequential_ids(factory
     assert place(factory, who="bob").result["id"] == "ord-2"
 
 
-def test_full_life_from_placement_to_delivery(factory):
+def test_full_life_from_placement_to_delivery(factory: Chain) -> None:
     assert place(factory).ok
     advance(factory, "ord-1", *TO_PRODUCTION)
     assert order(factory)["state"] == "in_production"
@@ -71,7 +77,7 @@ def test_full_life_from_placement_to_delivery(factory):
     assert machine["production_ms"] == 1_000
 
 
-def test_accept_reserves_materials_against_the_order(factory):
+def test_accept_reserves_materials_against_the_order(factory: Chain) -> None:
     place(factory)
     receipt = factory.call("pat", "orders", "accept", order="ord-1")
     assert receipt.ok
@@ -86,7 +92,9 @@ def test_accept_reserves_materials_against_the_order(factory):
     assert all(e.data["order"] == "ord-1" for e in reserve_events)
 
 
-def test_accept_without_enough_stock_names_every_shortage_and_changes_nothing(factory):
+def test_accept_without_enough_stock_names_every_shortage_and_changes_nothing(
+    factory: Chain,
+) -> None:
     place(factory, variant="large", quantity=11)
     before = state_except_nonces(factory)
     receipt = factory.call("pat", "orders", "accept", order="ord-1")
@@ -96,7 +104,7 @@ def test_accept_without_enough_stock_names_every_shortage_and_changes_nothing(fa
     assert state_except_nonces(factory) == before
 
 
-def test_cancel_releases_exactly_the_orders_reservation(factory):
+def test_cancel_releases_exactly_the_orders_reservation(factory: Chain) -> None:
     place(factory)
     place(factory, who="bob", quantity=1)
     advance(factory, "ord-1", ("pat", "accept", {}))
@@ -113,13 +121,13 @@ def test_cancel_releases_exactly_the_orders_reservation(factory):
     assert stock(factory, "steel-sheet")["reserved"] == 0
 
 
-def test_customer_may_not_cancel_or_confirm_someone_elses_order(factory):
+def test_customer_may_not_cancel_or_confirm_someone_elses_order(factory: Chain) -> None:
     place(factory)
     receipt = factory.call("bob", "orders", "cancel", order="ord-1")
     assert receipt.error == "order ord-1 belongs to alice; bob may not cancel it"
 
 
-def test_cancel_is_refused_once_production_started(factory):
+def test_cancel_is_refused_once_production_started(factory: Chain) -> None:
     place(factory)
     advance(factory, "ord-1", *TO_PRODUCTION)
     receipt = factory.call("alice", "orders", "cancel", order="ord-1")
@@ -129,7 +137,7 @@ def test_cancel_is_refused_once_production_started(factory):
     )
 
 
-def test_qc_fail_sends_the_order_back_into_production_on_its_machine(factory):
+def test_qc_fail_sends_the_order_back_into_production_on_its_machine(factory: Chain) -> None:
     place(factory)
     advance(factory, "ord-1", *TO_PRODUCTION, ("mia", "complete", {}))
     receipt = factory.call("aud", "orders", "qc_fail", order="ord-1", note="burr on edge")
@@ -143,7 +151,9 @@ def test_qc_fail_sends_the_order_back_into_production_on_its_machine(factory):
     assert stock(factory, "steel-sheet")["on_hand"] == 18
 
 
-def test_the_auditor_fails_the_check_of_an_order_made_on_a_machine_with_an_operator(factory):
+def test_the_auditor_fails_the_check_of_an_order_made_on_a_machine_with_an_operator(
+    factory: Chain,
+) -> None:
     # Rework follows the quality role's decision; the operator check is for starting work.
     register = factory.call(
         "root",
@@ -169,7 +179,9 @@ def test_the_auditor_fails_the_check_of_an_order_made_on_a_machine_with_an_opera
     assert factory.query("machines", "m4")["producing"] == "ord-1"
 
 
-def test_a_full_queue_takes_no_more_orders_and_the_rule_passes_it_by(factory, monkeypatch):
+def test_a_full_queue_takes_no_more_orders_and_the_rule_passes_it_by(
+    factory: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Moving a queue emits an event per order within a transaction's 1,024: a longer one could
     # never be moved, and its machine never be reported down, taken or flagged again.
     monkeypatch.setattr(scheduling, "QUEUE_MAX", 2)
@@ -193,8 +205,8 @@ def test_a_full_queue_takes_no_more_orders_and_the_rule_passes_it_by(factory, mo
 
 
 def test_an_order_needing_more_materials_than_a_transaction_can_consume_is_refused(
-    factory, monkeypatch
-):
+    factory: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(orders_module, "ORDER_MATERIALS_MAX", 2)
     receipt = place(factory, options={"finish": "powder-coat"})
     assert receipt.error is not None
@@ -202,7 +214,7 @@ def test_an_order_needing_more_materials_than_a_transaction_can_consume_is_refus
     assert place(factory).ok  # raw brackets need two
 
 
-def test_schedule_picks_the_least_loaded_capable_machine_ties_by_id(factory):
+def test_schedule_picks_the_least_loaded_capable_machine_ties_by_id(factory: Chain) -> None:
     for _ in range(3):
         place(factory)
     for order_id in ("ord-1", "ord-2", "ord-3"):
@@ -213,7 +225,7 @@ def test_schedule_picks_the_least_loaded_capable_machine_ties_by_id(factory):
     assert machines["m3"]["queue"] == []
 
 
-def test_schedule_on_a_machine_lacking_a_capability_is_refused(factory):
+def test_schedule_on_a_machine_lacking_a_capability_is_refused(factory: Chain) -> None:
     place(factory, options={"finish": "galvanized"})
     advance(factory, "ord-1", ("pat", "accept", {}))
     receipt = factory.call("pat", "orders", "schedule", order="ord-1", machine="m1")
@@ -221,7 +233,7 @@ def test_schedule_on_a_machine_lacking_a_capability_is_refused(factory):
     assert factory.call("pat", "orders", "schedule", order="ord-1").result["machine"] == "m2"
 
 
-def test_start_needs_an_idle_machine(factory):
+def test_start_needs_an_idle_machine(factory: Chain) -> None:
     place(factory)
     place(factory)
     for order_id in ("ord-1", "ord-2"):
@@ -244,7 +256,9 @@ def test_start_needs_an_idle_machine(factory):
         ("mia", "cancel", "customer or planner or admin"),
     ],
 )
-def test_each_move_is_reserved_to_the_role_that_owns_it(factory, who, method_name, needed):
+def test_each_move_is_reserved_to_the_role_that_owns_it(
+    factory: Chain, who: str, method_name: str, needed: str
+) -> None:
     place(factory)
     args = (
         {"product": "bracket", "variant": "small", "quantity": 1}
@@ -258,14 +272,14 @@ def test_each_move_is_reserved_to_the_role_that_owns_it(factory, who, method_nam
     assert state_except_nonces(factory) == before
 
 
-def test_the_transition_table_only_moves_forward_or_to_cancelled():
+def test_the_transition_table_only_moves_forward_or_to_cancelled() -> None:
     assert (OrderState.DELIVERED, OrderState.CANCELLED) not in LEGAL_MOVES
     assert not any(before is OrderState.CANCELLED for before, _ in LEGAL_MOVES)
     assert not any(before is OrderState.DELIVERED for before, _ in LEGAL_MOVES)
     assert TRANSITIONS["qc_fail"][1] is OrderState.IN_PRODUCTION
 
 
-def test_every_move_is_an_event_on_the_order_with_both_states(factory):
+def test_every_move_is_an_event_on_the_order_with_both_states(factory: Chain) -> None:
     place(factory)
     advance(factory, "ord-1", *TO_PRODUCTION)
     receipt = factory.call("mia", "orders", "complete", order="ord-1")
@@ -281,7 +295,9 @@ def test_every_move_is_an_event_on_the_order_with_both_states(factory):
     assert {e.subject for e in consumed} == {"item:bolt-m8@main", "item:steel-sheet@main"}
 
 
-def test_the_newest_orders_query_answers_the_last_ones_and_the_total(factory, monkeypatch):
+def test_the_newest_orders_query_answers_the_last_ones_and_the_total(
+    factory: Chain, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert factory.query("orders", "newest") == {"orders": {}, "total": 0}
     for _ in range(3):
         assert place(factory).ok
@@ -294,7 +310,7 @@ def test_the_newest_orders_query_answers_the_last_ones_and_the_total(factory, mo
         factory.query("orders", "newest", "5")
 
 
-def test_order_queries_list_all_and_reject_bad_ids(factory):
+def test_order_queries_list_all_and_reject_bad_ids(factory: Chain) -> None:
     place(factory)
     assert list(factory.query("orders")) == ["ord-1"]
     with pytest.raises(QueryError, match="not an order id"):

@@ -25,13 +25,13 @@ OK = Receipt(
 )
 
 
-def test_receipt_round_trips_through_the_canonical_encoding():
+def test_receipt_round_trips_through_the_canonical_encoding() -> None:
     assert Receipt.from_map(decode(encode(OK.to_map()))) == OK
     failed = Receipt.failure(tx_hash=b"\x22" * 32, height=1, index=0, error="nope")
     assert Receipt.from_map(decode(encode(failed.to_map()))) == failed
 
 
-def test_summary_is_json_friendly_with_hex_bytes():
+def test_summary_is_json_friendly_with_hex_bytes() -> None:
     summary = OK.summary()
     json.dumps(summary)
     assert summary["tx_hash"] == "11" * 32
@@ -39,7 +39,7 @@ def test_summary_is_json_friendly_with_hex_bytes():
     assert summary["events"][0]["subject"] == "item:steel@main"
 
 
-def test_failed_receipt_has_an_error_and_no_result_or_events():
+def test_failed_receipt_has_an_error_and_no_result_or_events() -> None:
     failed = Receipt.failure(tx_hash=b"\x22" * 32, height=1, index=0, error="nope")
     assert (failed.ok, failed.error, failed.result, failed.events) == (False, "nope", None, ())
     bad = {**failed.to_map(), "events": [EVENT.to_map()]}
@@ -51,18 +51,19 @@ def test_failed_receipt_has_an_error_and_no_result_or_events():
     ("field", "value"),
     [("tx_hash", b"short"), ("ok", 1), ("height", -1), ("error", 5), ("events", {})],
 )
-def test_from_map_rejects_malformed_fields(field, value):
+def test_from_map_rejects_malformed_fields(field: str, value: object) -> None:
     with pytest.raises(ValidationError):
         Receipt.from_map({**OK.to_map(), field: value})
 
 
-def test_event_from_map_requires_a_data_map():
+def test_event_from_map_requires_a_data_map() -> None:
     with pytest.raises(ValidationError, match="data must be a map"):
         Event.from_map({**EVENT.to_map(), "data": [1]})
 
 
-def test_an_overlong_error_is_cut_so_the_receipt_still_decodes():
+def test_an_overlong_error_is_cut_so_the_receipt_still_decodes() -> None:
     failed = Receipt.failure(tx_hash=b"\x22" * 32, height=1, index=0, error="x" * 10_000)
+    assert failed.error is not None
     assert len(failed.error) == 4096 and failed.error.endswith("...")
     assert Receipt.from_map(decode(encode(failed.to_map()))) == failed
 

@@ -17,18 +17,18 @@ def base() -> MemoryState:
     return MemoryState({b"a/1": b"one", b"a/3": b"three", b"b/1": b"bee"})
 
 
-def test_memory_state_scan_is_sorted_and_limited_to_the_prefix(base):
+def test_memory_state_scan_is_sorted_and_limited_to_the_prefix(base: MemoryState) -> None:
     base.apply({b"a/0": b"zero", b"a/2": b"two"})
     assert [key for key, _ in base.scan(b"a/")] == [b"a/0", b"a/1", b"a/2", b"a/3"]
 
 
-def test_memory_state_apply_none_deletes(base):
+def test_memory_state_apply_none_deletes(base: MemoryState) -> None:
     base.apply({b"a/1": None, b"missing": None})
     assert base.get(b"a/1") is None
     assert len(base) == 2
 
 
-def test_overlay_reads_its_own_writes_and_leaves_the_base_alone(base):
+def test_overlay_reads_its_own_writes_and_leaves_the_base_alone(base: MemoryState) -> None:
     overlay = Overlay(base)
     overlay.put(b"a/1", b"uno")
     overlay.delete(b"a/3")
@@ -39,7 +39,9 @@ def test_overlay_reads_its_own_writes_and_leaves_the_base_alone(base):
     assert overlay.writes == {b"a/1": b"uno", b"a/3": None}
 
 
-def test_overlay_scan_merges_pending_writes_in_key_order_and_hides_deletions(base):
+def test_overlay_scan_merges_pending_writes_in_key_order_and_hides_deletions(
+    base: MemoryState,
+) -> None:
     overlay = Overlay(base)
     overlay.put(b"a/2", b"two")
     overlay.put(b"a/0", b"zero")
@@ -55,7 +57,7 @@ def test_overlay_scan_merges_pending_writes_in_key_order_and_hides_deletions(bas
     ]
 
 
-def test_child_overlay_merges_into_parent_only_when_applied(base):
+def test_child_overlay_merges_into_parent_only_when_applied(base: MemoryState) -> None:
     block = Overlay(base)
     block.put(b"x", b"1")
     child = block.child()
@@ -69,19 +71,19 @@ def test_child_overlay_merges_into_parent_only_when_applied(base):
     assert block.get(b"z") is None
 
 
-def test_writes_is_a_copy(base):
+def test_writes_is_a_copy(base: MemoryState) -> None:
     overlay = Overlay(base)
     overlay.writes[b"sneaky"] = b"1"
     assert overlay.writes == {}
 
 
-def test_overlay_refuses_non_bytes():
+def test_overlay_refuses_non_bytes() -> None:
     overlay = Overlay(MemoryState())
     with pytest.raises(TypeError):
         overlay.put("key", b"v")  # type: ignore[arg-type]
 
 
-def test_read_map_decodes_and_rejects_corrupt_values():
+def test_read_map_decodes_and_rejects_corrupt_values() -> None:
     overlay = Overlay(MemoryState())
     write_map(overlay, b"k", {"b": 1, "a": [b"x"]})
     assert read_map(overlay, b"k") == {"a": [b"x"], "b": 1}
@@ -102,7 +104,9 @@ _keys = st.binary(min_size=1, max_size=3)
     writes=st.dictionaries(_keys, st.none() | st.binary(max_size=2)),
     prefix=st.binary(max_size=1),
 )
-def test_overlay_scan_equals_scanning_the_applied_state(base_items, writes, prefix):
+def test_overlay_scan_equals_scanning_the_applied_state(
+    base_items: dict[bytes, bytes], writes: dict[bytes, bytes | None], prefix: bytes
+) -> None:
     overlay = Overlay(MemoryState(base_items))
     overlay.apply(writes)
     applied = MemoryState(base_items)
