@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from ledger.block import Block
@@ -22,6 +23,8 @@ from node.service import Node
 from node.storage import Storage
 
 CHAIN_ID = "test-chain"
+# What the client fixtures yield: aiohttp's test client of a node's app.
+Client = TestClient[web.Request, web.Application]
 
 
 @dataclass
@@ -115,13 +118,13 @@ async def node(setup: Setup, tmp_path: Path) -> AsyncIterator[Node]:
 
 
 @pytest.fixture
-async def client(node: Node) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+async def client(node: Node) -> AsyncIterator[Client]:
     async with TestClient(TestServer(create_app(node))) as test_client:
         yield test_client
 
 
 @pytest.fixture
-async def explorer_client(node: Node) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+async def explorer_client(node: Node) -> AsyncIterator[Client]:
     """The node's app with the explorer's routes (node/explorer.py)."""
     app = create_app(node)
     setup_explorer(app)

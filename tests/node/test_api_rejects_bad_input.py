@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import ClientTimeout
 from aiohttp.test_utils import TestClient, TestServer
 
 from ledger.crypto import KeyPair
@@ -18,7 +19,7 @@ from node.executor import execute_and_store
 from node.openapi import TXS_PER_REQUEST_MAX
 from node.service import ADMISSION_BACKLOG_MAX, Node
 from node.storage import Storage
-from tests.node.conftest import CHAIN_ID, Setup, certify, next_block
+from tests.node.conftest import CHAIN_ID, Client, Setup, certify, next_block
 
 
 def _tx(keys: KeyPair, *, nonce: int = 0, chain_id: str = CHAIN_ID, qty: int = 5) -> Transaction:
@@ -32,7 +33,7 @@ def _tx(keys: KeyPair, *, nonce: int = 0, chain_id: str = CHAIN_ID, qty: int = 5
     )
 
 
-async def _post(client: TestClient, body: bytes) -> tuple[int, dict[str, Any]]:  # type: ignore[type-arg]
+async def _post(client: Client, body: bytes) -> tuple[int, dict[str, Any]]:
     response = await client.post("/tx", data=body, headers={"Content-Type": "application/msgpack"})
     return response.status, await response.json()
 
@@ -43,8 +44,8 @@ def _nothing_stored(node: Node, mempool_before: int = 0) -> None:
 
 
 async def test_accepts_a_well_formed_transaction(
-    client: TestClient,
-    node: Node,  # type: ignore[type-arg]
+    client: Client,
+    node: Node,
     setup: Setup,
 ) -> None:
     tx = _tx(setup.identities["supplier"])
@@ -71,9 +72,9 @@ async def test_accepts_a_well_formed_transaction(
     ],
 )
 async def test_rejects_malformed_bodies(
-    client: TestClient,
+    client: Client,
     node: Node,
-    body: bytes,  # type: ignore[type-arg]
+    body: bytes,
     status: int,
     fragment: str,
 ) -> None:
@@ -84,8 +85,8 @@ async def test_rejects_malformed_bodies(
 
 
 async def test_rejects_wrong_field_types(
-    client: TestClient,
-    node: Node,  # type: ignore[type-arg]
+    client: Client,
+    node: Node,
     setup: Setup,
 ) -> None:
     keys = setup.identities["supplier"]
@@ -105,7 +106,7 @@ async def test_rejects_wrong_field_types(
     _nothing_stored(node)
 
 
-async def test_rejects_a_bad_signature(client: TestClient, node: Node, setup: Setup) -> None:  # type: ignore[type-arg]
+async def test_rejects_a_bad_signature(client: Client, node: Node, setup: Setup) -> None:
     tx = _tx(setup.identities["supplier"])
     forged = encode({"body": tx.body, "signature": bytes(64)})
     status, got = await _post(client, forged)
@@ -114,7 +115,7 @@ async def test_rejects_a_bad_signature(client: TestClient, node: Node, setup: Se
     _nothing_stored(node)
 
 
-async def test_rejects_an_unknown_sender(client: TestClient, node: Node) -> None:  # type: ignore[type-arg]
+async def test_rejects_an_unknown_sender(client: Client, node: Node) -> None:
     stranger = KeyPair.from_seed(b"\x77" * 32)
     status, got = await _post(client, _tx(stranger).to_wire())
     assert status == 403
@@ -122,7 +123,7 @@ async def test_rejects_an_unknown_sender(client: TestClient, node: Node) -> None
     _nothing_stored(node)
 
 
-async def test_rejects_a_wrong_chain_id(client: TestClient, node: Node, setup: Setup) -> None:  # type: ignore[type-arg]
+async def test_rejects_a_wrong_chain_id(client: Client, node: Node, setup: Setup) -> None:
     status, got = await _post(client, _tx(setup.identities["supplier"], chain_id="other").to_wire())
     assert status == 400
     assert "is for chain 'other'" in got["error"]
@@ -130,9 +131,9 @@ async def test_rejects_a_wrong_chain_id(client: TestClient, node: Node, setup: S
 
 
 async def test_rejects_a_replayed_transaction_and_a_reused_nonce(
-    client: TestClient,
+    client: Client,
     node: Node,
-    setup: Setup,  # type: ignore[type-arg]
+    setup: Setup,
 ) -> None:
     keys = setup.identities["supplier"]
     first = _tx(keys, nonce=0)
@@ -146,7 +147,7 @@ async def test_rejects_a_replayed_transaction_and_a_reused_nonce(
     _nothing_stored(node, mempool_before=1)
 
 
-async def test_rejects_an_oversized_body(client: TestClient, node: Node) -> None:  # type: ignore[type-arg]
+async def test_rejects_an_oversized_body(client: Client, node: Node) -> None:
     status, got = await _post(client, b"\x00" * (128 * 1024))
     assert status == 413
     assert "too large" in got["error"]
@@ -154,8 +155,8 @@ async def test_rejects_an_oversized_body(client: TestClient, node: Node) -> None
 
 
 async def test_rejects_a_transaction_over_the_size_limit(
-    client: TestClient,
-    node: Node,  # type: ignore[type-arg]
+    client: Client,
+    node: Node,
     setup: Setup,
 ) -> None:
     tx = Transaction.create(
@@ -191,8 +192,8 @@ async def test_rejects_a_transaction_over_the_size_limit(
     ],
 )
 async def test_bad_reads_answer_with_what_was_wrong(
-    client: TestClient,
-    path: str,  # type: ignore[type-arg]
+    client: Client,
+    path: str,
     status: int,
     fragment: str,
 ) -> None:
@@ -201,7 +202,7 @@ async def test_bad_reads_answer_with_what_was_wrong(
     assert fragment in (await response.json())["error"]
 
 
-async def test_peer_batch_rejects_malformed_bodies(client: TestClient, node: Node) -> None:  # type: ignore[type-arg]
+async def test_peer_batch_rejects_malformed_bodies(client: Client, node: Node) -> None:
     response = await client.post("/peer/batch", data=b"\xc1")
     assert response.status == 400
     response = await client.post("/peer/batch", data=encode({"messages": 1, "txs": []}))
@@ -212,7 +213,7 @@ async def test_peer_batch_rejects_malformed_bodies(client: TestClient, node: Nod
 
 
 async def test_rejects_a_caller_without_the_role(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
     setup: Setup,
 ) -> None:
@@ -223,7 +224,7 @@ async def test_rejects_a_caller_without_the_role(
 
 
 async def test_rejects_arguments_that_break_the_schema(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
     setup: Setup,
 ) -> None:
@@ -246,12 +247,12 @@ _CUT_HEADER = b"\x82\xa4body\xc6\x00\x00"
 
 
 async def test_a_transaction_cut_inside_a_header_is_refused_on_every_route(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
 ) -> None:
     status, body = await _post(client, _CUT_HEADER)
     assert status == 400 and "malformed transaction" in body["error"]
-    batch = await client.post("/txs", data=encode([_CUT_HEADER]), timeout=10)
+    batch = await client.post("/txs", data=encode([_CUT_HEADER]), timeout=ClientTimeout(total=10))
     assert batch.status == 200
     assert (await batch.json())["results"][0]["status"] == 400
     peer = await client.post("/peer/batch", data=encode({"messages": [], "txs": [_CUT_HEADER]}))
@@ -265,7 +266,7 @@ async def test_a_transaction_cut_inside_a_header_is_refused_on_every_route(
 
 
 async def test_a_decoder_failing_unexpectedly_refuses_the_bytes_and_the_node_runs_on(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
     setup: Setup,
     monkeypatch: pytest.MonkeyPatch,
@@ -280,7 +281,7 @@ async def test_a_decoder_failing_unexpectedly_refuses_the_bytes_and_the_node_run
     wire = _tx(setup.identities["supplier"]).to_wire()
     status, body = await _post(client, wire)
     assert status == 400 and "IndexError: a decoder bug" in body["error"]
-    batch = await client.post("/txs", data=encode([wire]), timeout=10)
+    batch = await client.post("/txs", data=encode([wire]), timeout=ClientTimeout(total=10))
     assert (await batch.json())["results"][0]["status"] == 400
     peer = await client.post("/peer/batch", data=encode({"messages": [b"\x01"], "txs": [wire]}))
     assert peer.status == 200
@@ -307,7 +308,9 @@ async def test_an_observer_answers_a_batch_of_transactions(setup: Setup, tmp_pat
     try:
         async with TestClient(TestServer(create_app(observer))) as client:
             txs = [_tx(setup.identities["supplier"], nonce=n) for n in range(2)]
-            response = await client.post("/txs", data=encode([tx.wire for tx in txs]), timeout=10)
+            response = await client.post(
+                "/txs", data=encode([tx.wire for tx in txs]), timeout=ClientTimeout(total=10)
+            )
             assert response.status == 200
             results = (await response.json())["results"]
             assert [r.get("hash") for r in results] == [tx.hash.hex() for tx in txs]
@@ -317,7 +320,7 @@ async def test_an_observer_answers_a_batch_of_transactions(setup: Setup, tmp_pat
 
 
 async def test_a_batch_the_admission_queue_cannot_hold_is_refused_as_too_large(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
 ) -> None:
     # Larger than the queue, it would get "busy, retry later" however empty the queue were.
@@ -329,7 +332,7 @@ async def test_a_batch_the_admission_queue_cannot_hold_is_refused_as_too_large(
 
 
 async def test_a_block_shows_the_receipt_its_transactions_got_there(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
     setup: Setup,
 ) -> None:

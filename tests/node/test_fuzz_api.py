@@ -163,7 +163,11 @@ def bad_fields(draw: st.DrawFn, keys: dict[str, KeyPair]) -> bytes:
     signature_override: bytes | None = None
     if fault == "wrong_type":
         name = draw(st.sampled_from(FIELDS))
-        fields[name] = draw(LEAVES.filter(lambda v, n=name: type(v) is not type(fields[n])))
+
+        def of_another_type(value: object, n: str = name) -> bool:
+            return type(value) is not type(fields[n])
+
+        fields[name] = draw(LEAVES.filter(of_another_type))
     elif fault == "missing":
         del fields[draw(st.sampled_from(FIELDS))]
     elif fault == "extra":

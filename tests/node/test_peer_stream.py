@@ -99,7 +99,11 @@ async def test_batches_share_one_stream_per_channel(
     peer, _ = scripted_peer
     for index in range(5):
         peers.send(1, f"m{index}".encode())
-        await _until(lambda sent=index + 1: peers.links[1].sent_batches == sent)
+
+        def all_sent(sent: int = index + 1) -> bool:
+            return peers.links[1].sent_batches == sent
+
+        await _until(all_sent)
     peers.forward_txs([b"tx"])
     await _until(lambda: len(peer.batches) == 6)
     assert [m for b in peer.batches for m in b["messages"]] == [b"m0", b"m1", b"m2", b"m3", b"m4"]

@@ -141,16 +141,16 @@ def _as_first_inclusion(path: Path, *, table: str, layout: int) -> None:
         db.execute("DELETE FROM recent_txs")
         db.execute("DELETE FROM txs")
         for tx_hash, found in inclusions.items():
-            (height, index, receipt), *later = found
+            (height, index, encoded), *later = found
             if table == "recent_txs":
                 db.execute(
                     "INSERT INTO recent_txs VALUES (?, ?, ?, ?, ?)",
-                    (_row_id(tx_hash, height, index), tx_hash, height, index, receipt),
+                    (_row_id(tx_hash, height, index), tx_hash, height, index, encoded),
                 )
             else:
-                db.execute("INSERT INTO txs VALUES (?, ?, ?, ?)", (tx_hash, height, index, receipt))
-            for height, index, receipt in later:
-                kept[height].append([index, receipt])
+                db.execute("INSERT INTO txs VALUES (?, ?, ?, ?)", (tx_hash, height, index, encoded))
+            for height, index, encoded in later:
+                kept[height].append([index, encoded])
         for height, (changes, _) in blobs.items():
             db.execute(
                 "UPDATE block_writes SET writes = ? WHERE height = ?",

@@ -10,7 +10,7 @@ import pytest
 
 from consensus.actions import CheckpointStable
 from consensus.events import MessageReceived, RequestsPending, Tick
-from consensus.messages import Prepare, ViewChange, sign_prepare, sign_view_change
+from consensus.messages import Message, Prepare, ViewChange, sign_prepare, sign_view_change
 from consensus.normalcase import VIEWS_AHEAD_MAX
 from node import wal
 from node.errors import StorageError
@@ -88,7 +88,8 @@ def test_only_validly_signed_messages_the_replica_holds_are_logged_and_each_once
             prepared=(),
             sender=3,
         )
-        for message in [*junk, good, good, beyond, far_view, good]:
+        messages: list[Message] = [*junk, good, good, beyond, far_view, good]
+        for message in messages:
             node.feed(MessageReceived(message=message, now_ms=1_000))
         logged = [e.message for e in wal.received(node.storage, tx_bytes_max=TX_BYTES_MAX)]
         assert logged == [good]

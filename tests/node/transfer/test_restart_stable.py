@@ -34,7 +34,9 @@ def test_a_restarted_validator_gives_its_replica_the_latest_stable_proof(tmp_pat
         assert stable is not None and stable.seq == latest
         [(_, raw)] = storage.checkpoint_proofs(latest, latest)
         assert encode_proof(stable.proof) == raw
-        assert stable.block_hash == storage.block(latest).block.hash
+        stored = storage.block(latest)
+        assert stored is not None
+        assert stable.block_hash == stored.block.hash
         assert node.replica.low_watermark == BLOCKS  # the head, as before: it only resends it
     finally:
         storage.close()
