@@ -303,7 +303,9 @@ def test_a_backup_restarted_in_a_view_it_installed_takes_that_views_new_view_aga
         bench.prepare(first, 3, view=2),
     ]
     signed = broadcasts(bench.deliver(*received))
-    assert [(type(s), s.view) for s in signed] == [(m.Prepare, 2), (m.Commit, 2)]
+    # Other kinds carry no view; None for one of them fails the comparison.
+    views = [(type(s), s.view if isinstance(s, m.Prepare | m.Commit) else None) for s in signed]
+    assert views == [(m.Prepare, 2), (m.Commit, 2)]
     start = ReplicaStart(
         height=0,
         block_hash=ZERO_HASH,

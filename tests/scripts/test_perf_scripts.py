@@ -124,7 +124,7 @@ def test_unpaced_runs_that_commit_nothing_give_no_maximum(
 
 
 def test_stages_are_the_medians_over_runs_of_what_each_timed() -> None:
-    runs = [
+    runs: list[dict[str, Any]] = [
         {"stages_ms_p50": {"admission": 10.0, "propose": 20.0, "execute": 5.0}},
         {"stages_ms_p50": {"admission": 30.0, "propose": None, "execute": 7.0}},
         {"stages_ms_p50": {"admission": 20.0, "propose": 40.0, "execute": 6.0}},
