@@ -8,13 +8,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 
 from node.client import ClientError, NodeClient, PathSegmentError, wait_until_up
+from tests.node.conftest import Client
 
 
 @pytest.fixture
-async def node_client(client: TestClient) -> AsyncIterator[NodeClient]:  # type: ignore[type-arg]
+async def node_client(client: Client) -> AsyncIterator[NodeClient]:
     async with NodeClient(str(client.make_url(""))) as node_client:
         yield node_client
 
@@ -49,7 +50,7 @@ async def test_an_event_subject_is_sent_whole(node_client: NodeClient) -> None:
 
 
 async def test_the_api_keeps_an_encoded_slash_inside_its_key(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
 ) -> None:
     response = await client.get("/state/identity/admin%2Froles")
     assert response.status == 404

@@ -10,12 +10,12 @@ from typing import Any
 
 import click
 import pytest
-from aiohttp.test_utils import TestClient
 
 from cli.faults_cmd import parse_partition, partition_plan
 from node.faults import FaultInjector, FaultSpecError, LinkFaults
 from node.peers import PeerLink, Peers
 from node.service import Node
+from tests.node.conftest import Client
 from tests.node.fake_peer import FakePeer, serving
 
 
@@ -125,7 +125,7 @@ async def test_delayed_batches_arrive_no_sooner_than_the_delay(
 
 async def test_admin_api_sets_shows_and_clears_rules(
     node: Node,
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
 ) -> None:
     response = await client.post(
         "/admin/faults", json={"peer": "node2", "delay_ms": 50, "jitter_ms": 5, "loss": 0.1}
@@ -153,7 +153,7 @@ async def test_admin_api_sets_shows_and_clears_rules(
 )
 async def test_admin_api_refuses_bad_rules(
     node: Node,
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     body: dict[str, Any],
     problem: str,
 ) -> None:

@@ -20,7 +20,7 @@ from node.api import Handler, create_app, server_runner
 from node.limits import ApiLimits, RateLimited, RateLimiter
 from node.service import Node
 from node.storage import Storage
-from tests.node.conftest import CHAIN_ID, Setup, make_setup
+from tests.node.conftest import CHAIN_ID, Client, Setup, make_setup
 from tests.node.test_openapi import check_answer
 
 TOKEN = "s3cret-admin-token-for-tests"
@@ -171,8 +171,8 @@ def _from(address: str) -> web.middleware:  # type: ignore[valid-type]
 
 
 @pytest.fixture
-async def remote_admin(node: Node) -> AsyncIterator[dict[str, TestClient]]:  # type: ignore[type-arg]
-    clients: dict[str, TestClient] = {}  # type: ignore[type-arg]
+async def remote_admin(node: Node) -> AsyncIterator[dict[str, Client]]:
+    clients: dict[str, Client] = {}
     for name, limits in (("no_token", ApiLimits()), ("token", ApiLimits(admin_token=TOKEN))):
         app = create_app(node, limits)
         app.middlewares.insert(0, _from("192.0.2.7"))
@@ -186,7 +186,7 @@ async def remote_admin(node: Node) -> AsyncIterator[dict[str, TestClient]]:  # t
 
 
 async def test_admin_off_loopback_without_a_configured_token_is_forbidden(
-    remote_admin: dict[str, TestClient],  # type: ignore[type-arg]
+    remote_admin: dict[str, Client],
 ) -> None:
     client = remote_admin["no_token"]
     response = await client.get("/admin/pause", headers={"Authorization": f"Bearer {TOKEN}"})
@@ -199,7 +199,7 @@ async def test_admin_off_loopback_without_a_configured_token_is_forbidden(
     [None, "Bearer wrong-token-of-some-length", f"Basic {TOKEN}", f"Bearer {TOKEN}x", "Bearer"],
 )
 async def test_admin_off_loopback_needs_the_right_token(
-    remote_admin: dict[str, TestClient],  # type: ignore[type-arg]
+    remote_admin: dict[str, Client],
     node: Node,
     header: str | None,
 ) -> None:
@@ -212,8 +212,8 @@ async def test_admin_off_loopback_needs_the_right_token(
 
 
 async def test_admin_off_loopback_with_the_token_and_on_loopback_without(
-    remote_admin: dict[str, TestClient],  # type: ignore[type-arg]
-    client: TestClient,  # type: ignore[type-arg]
+    remote_admin: dict[str, Client],
+    client: Client,
     node: Node,
 ) -> None:
     remote = remote_admin["token"]
@@ -350,7 +350,7 @@ async def test_an_idle_keep_alive_connection_is_closed(server: tuple[str, int]) 
     ids=["other-origin", "opaque-origin", "cross-site", "same-site"],
 )
 async def test_admin_refuses_what_a_browser_sends_for_a_page_of_another_origin(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
     headers: dict[str, str],
 ) -> None:
@@ -369,7 +369,7 @@ async def test_admin_refuses_what_a_browser_sends_for_a_page_of_another_origin(
 
 
 async def test_admin_takes_its_own_pages_and_clients_that_name_no_page(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
 ) -> None:
     own = str(client.make_url("")).rstrip("/")

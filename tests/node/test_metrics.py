@@ -27,7 +27,7 @@ from node.service import Node
 from tests.browser.blocks import commit_empty_blocks
 from tests.browser.cluster import explorer_cluster
 from tests.clusters import converged, millchain, url
-from tests.node.conftest import CHAIN_ID, Setup
+from tests.node.conftest import CHAIN_ID, Client, Setup
 
 BLOCK = bytes(32)  # the hash of the block the stage clock is told about
 DOCS = Path(__file__).resolve().parents[2] / "README.md"
@@ -62,14 +62,14 @@ def total(samples: Samples, name: str) -> float:
 
 
 @pytest.fixture
-async def metrics_client(node: Node) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+async def metrics_client(node: Node) -> AsyncIterator[Client]:
     app = create_app(node)
     setup_metrics(app)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
 
-async def scrape(client: TestClient) -> tuple[set[str], Samples]:  # type: ignore[type-arg]
+async def scrape(client: Client) -> tuple[set[str], Samples]:
     response = await client.get("/metrics")
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/plain")
@@ -88,7 +88,7 @@ def receive_tx(setup: Setup, *, nonce: int = 0) -> Transaction:
 
 
 async def test_exposes_every_documented_metric(
-    metrics_client: TestClient,  # type: ignore[type-arg]
+    metrics_client: Client,
 ) -> None:
     names, samples = await scrape(metrics_client)
     # The node in this fixture has never committed a block, so it has no last-commit time yet.
@@ -105,7 +105,7 @@ async def test_exposes_every_documented_metric(
 
 
 async def test_counts_admitted_and_rejected_transactions_by_reason(
-    metrics_client: TestClient,  # type: ignore[type-arg]
+    metrics_client: Client,
     setup: Setup,
 ) -> None:
     tx = receive_tx(setup)
@@ -121,7 +121,7 @@ async def test_counts_admitted_and_rejected_transactions_by_reason(
 
 
 async def test_transactions_parked_behind_a_gap_expire_and_are_counted(
-    metrics_client: TestClient,  # type: ignore[type-arg]
+    metrics_client: Client,
     node: Node,
     setup: Setup,
 ) -> None:
@@ -142,7 +142,7 @@ async def test_transactions_parked_behind_a_gap_expire_and_are_counted(
 
 
 async def test_messages_sent_by_type_count_direct_sends_too(
-    metrics_client: TestClient,  # type: ignore[type-arg]
+    metrics_client: Client,
     node: Node,
     setup: Setup,
 ) -> None:
@@ -160,7 +160,7 @@ async def test_messages_sent_by_type_count_direct_sends_too(
 
 
 async def test_reports_unreachable_peers_down(
-    metrics_client: TestClient,  # type: ignore[type-arg]
+    metrics_client: Client,
     node: Node,
 ) -> None:
     _, samples = await scrape(metrics_client)
@@ -171,7 +171,7 @@ async def test_reports_unreachable_peers_down(
 
 
 async def test_block_intervals_come_from_header_timestamps(
-    metrics_client: TestClient,  # type: ignore[type-arg]
+    metrics_client: Client,
     node: Node,
 ) -> None:
     start_ms = 1_700_000_001_000
@@ -192,7 +192,7 @@ async def test_block_intervals_come_from_header_timestamps(
 
 
 async def test_latency_stages_come_from_the_stage_clock(
-    metrics_client: TestClient,  # type: ignore[type-arg]
+    metrics_client: Client,
     node: Node,
 ) -> None:
     histogram = "millchain_latency_stage_seconds"
@@ -216,7 +216,7 @@ async def test_latency_stages_come_from_the_stage_clock(
 
 
 async def test_answers_openmetrics_when_asked(
-    metrics_client: TestClient,  # type: ignore[type-arg]
+    metrics_client: Client,
 ) -> None:
     response = await metrics_client.get(
         "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}

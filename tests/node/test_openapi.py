@@ -10,7 +10,6 @@ from typing import Any
 import msgpack
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
@@ -19,7 +18,7 @@ from ledger.tx import Transaction
 from node.api import create_app
 from node.openapi import document
 from node.service import Node
-from tests.node.conftest import CHAIN_ID, Setup
+from tests.node.conftest import CHAIN_ID, Client, Setup
 
 DOCUMENT = document()
 STATIC_TEMPLATE = "/explorer/static/{filename}"
@@ -53,7 +52,7 @@ async def test_every_route_is_documented_and_nothing_else(node: Node) -> None:
     assert _registered_routes(app) == _documented_routes()
 
 
-async def test_served_document_is_the_module_one(client: TestClient) -> None:  # type: ignore[type-arg]
+async def test_served_document_is_the_module_one(client: Client) -> None:
     response = await client.get("/openapi.json")
     assert response.status == 200
     assert await response.json() == json.loads(json.dumps(DOCUMENT))
@@ -199,7 +198,7 @@ KEYLESS_HASH = "cd" * 32
 
 
 async def test_answers_to_valid_and_invalid_requests_match_the_document(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     setup: Setup,
 ) -> None:
     statuses = []
@@ -213,7 +212,7 @@ async def test_answers_to_valid_and_invalid_requests_match_the_document(
 
 
 @pytest.mark.parametrize("path", ["/", "/explorer"])
-async def test_redirects_are_documented(client: TestClient, path: str) -> None:  # type: ignore[type-arg]
+async def test_redirects_are_documented(client: Client, path: str) -> None:
     response = await client.get(path, allow_redirects=False)
     check_answer("GET", path, response.status, response.headers, b"")
     assert response.headers["Location"] == "/explorer/"

@@ -28,7 +28,7 @@ from node.peer_auth import (
 )
 from node.peers import STREAM_PATH, parse_ack
 from node.service import Node
-from tests.node.conftest import CHAIN_ID, Setup, make_setup
+from tests.node.conftest import CHAIN_ID, Client, Setup, make_setup
 from tests.node.test_openapi import check_answer
 
 NOW_MS = 1_800_000_000_000
@@ -103,7 +103,7 @@ def setup() -> Setup:
 
 
 @pytest.fixture
-async def client(node: Node) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+async def client(node: Node) -> AsyncIterator[Client]:
     limits = ApiLimits(rate_limit_per_s=0.001, rate_limit_burst=25)
     async with TestClient(TestServer(create_app(node, limits))) as test_client:
         yield test_client
@@ -121,7 +121,7 @@ def _batch(nonces: range) -> bytes:
 
 
 async def test_transactions_on_a_link_no_validator_opened_are_clients(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
 ) -> None:
     # As POST /txs would take them: at most the client share of the pool (20 of 40) ...
@@ -138,7 +138,7 @@ async def test_transactions_on_a_link_no_validator_opened_are_clients(
 
 
 async def test_transactions_on_a_validators_link_are_forwards(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
 ) -> None:
     response = await client.post(
@@ -150,7 +150,7 @@ async def test_transactions_on_a_validators_link_are_forwards(
 
 
 async def test_a_false_proof_is_refused_on_either_route(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
 ) -> None:
     forged = {**_proof(now_ms=_wall_ms()), SIGNATURE_HEADER: bytes(64).hex()}

@@ -15,6 +15,7 @@ from ledger.encoding import encode
 from node.api import PEER_STREAMS_KEY, create_app
 from node.peers import STREAM_PATH, PeerLink, Peers, parse_ack
 from node.service import Node
+from tests.node.conftest import Client
 from tests.node.fake_peer import FakePeer, serving
 
 
@@ -32,7 +33,7 @@ async def _ack(stream: aiohttp.ClientWebSocketResponse) -> tuple[int, str | None
 
 
 async def test_each_frame_is_acked_with_the_status_a_post_would_get(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
 ) -> None:
     stream = await client.ws_connect(STREAM_PATH)
@@ -57,7 +58,7 @@ async def test_each_frame_is_acked_with_the_status_a_post_would_get(
 
 
 async def test_a_plain_get_is_refused_with_400(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
 ) -> None:
     response = await client.get(STREAM_PATH)
     assert response.status == 400

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestServer
 
 from consensus.messages import sign_checkpoint
 from contracts.receipt import Receipt
@@ -40,7 +40,7 @@ from node.executor import execute_and_store
 from node.history import encode_proof
 from node.service import Node
 from node.storage import Storage
-from tests.node.conftest import Setup, certify, next_block
+from tests.node.conftest import Client, Setup, certify, next_block
 from tests.node.transfer.chain import SETUP, Target, drop_write_sets, peer_app
 
 AHEAD = "is ahead of the next nonce"
@@ -404,14 +404,14 @@ def _supplier_of(setup: Setup, nonce: int, **fields: Any) -> Transaction:
     return _tx(setup.identities["supplier"], nonce, genesis=setup.genesis, **fields)
 
 
-async def _json(client: TestClient, path: str) -> Any:  # type: ignore[type-arg]
+async def _json(client: Client, path: str) -> Any:
     response = await client.get(path)
     assert response.status == 200, await response.text()
     return await response.json()
 
 
 async def test_the_api_shows_the_inclusion_that_counts_and_each_block_its_own_receipt(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
     setup: Setup,
 ) -> None:
@@ -431,7 +431,7 @@ async def test_the_api_shows_the_inclusion_that_counts_and_each_block_its_own_re
 
 
 async def test_admission_takes_again_a_transaction_no_inclusion_used_the_nonce_of(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
     setup: Setup,
 ) -> None:
@@ -455,7 +455,7 @@ async def test_admission_takes_again_a_transaction_no_inclusion_used_the_nonce_o
 
 
 async def test_a_waiting_client_waits_past_a_receipt_that_did_not_use_the_nonce(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
     setup: Setup,
 ) -> None:

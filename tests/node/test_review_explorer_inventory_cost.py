@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import re
 
-from aiohttp.test_utils import TestClient
-
 from contracts.contract import NEWEST_QUERY_MAX
 from ledger.tx import Transaction
 from node.service import Node
-from tests.node.conftest import Setup, certify, next_block
+from tests.node.conftest import Client, Setup, certify, next_block
 
 ITEMS = 3 * NEWEST_QUERY_MAX
 
@@ -41,7 +39,7 @@ STATE_READ = re.compile(r'state\("(inventory[^"]*)"\)')
 async def test_the_inventory_the_explorer_reads_is_bounded(
     node: Node,
     setup: Setup,
-    explorer_client: TestClient,  # type: ignore[type-arg]
+    explorer_client: Client,
 ) -> None:
     _receive_items(node, setup, ITEMS)
     assert node.storage.head().height == 1

@@ -4,10 +4,9 @@ node's own view records however many views it has entered since it started."""
 
 from __future__ import annotations
 
-from aiohttp.test_utils import TestClient
-
 from node.explorer import OBSERVED_VIEWS_MAX
 from node.service import VIEW_HISTORY_MAX, Node
+from tests.node.conftest import Client
 
 # Views a validator may enter in a long run with a flaky primary (a timeout each).
 VIEWS_ENTERED = 50_000
@@ -15,7 +14,7 @@ VIEWS_ENTERED = 50_000
 
 async def test_views_answers_only_the_newest_of_the_nodes_view_records(
     node: Node,
-    explorer_client: TestClient,  # type: ignore[type-arg]
+    explorer_client: Client,
 ) -> None:
     # The node's own record, in the shape its ViewEntered handler appends (node/service.py).
     for view in range(1, VIEWS_ENTERED + 1):

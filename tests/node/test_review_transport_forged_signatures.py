@@ -10,7 +10,6 @@ import time
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from consensus import messages as m
 from consensus.messages import Prepare, encode_message
@@ -18,13 +17,13 @@ from ledger.encoding import encode
 from node.peer_auth import link_headers
 from node.peers import STREAM_PATH, parse_ack
 from node.service import Node
-from tests.node.conftest import CHAIN_ID, Setup
+from tests.node.conftest import CHAIN_ID, Client, Setup
 
 FORGED = 100
 
 
 async def test_a_forged_consensus_signature_is_checked_once(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
     setup: Setup,
     monkeypatch: pytest.MonkeyPatch,

@@ -16,16 +16,17 @@ from node.api import create_app
 from node.limits import ApiLimits
 from node.peers import STREAM_PATH, parse_ack
 from node.service import Node
+from tests.node.conftest import Client
 
 
 @pytest.fixture
-async def client(node: Node) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+async def client(node: Node) -> AsyncIterator[Client]:
     limits = ApiLimits(rate_limit_per_s=0.001, rate_limit_burst=2, body_timeout_s=0.3)
     async with TestClient(TestServer(create_app(node, limits), host="127.0.0.1")) as test_client:
         yield test_client
 
 
-async def _metric(client: TestClient, reason: str) -> str | None:  # type: ignore[type-arg]
+async def _metric(client: Client, reason: str) -> str | None:
     text = await (await client.get("/metrics")).text()
     prefix = f'millchain_txs_rejected_total{{reason="{reason}"}} '
     values = [line[len(prefix) :] for line in text.splitlines() if line.startswith(prefix)]
@@ -33,7 +34,7 @@ async def _metric(client: TestClient, reason: str) -> str | None:  # type: ignor
 
 
 async def test_requests_the_limits_refuse_are_counted(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
 ) -> None:
     # The 413 takes a token of the two; the 408 (a peer route) none.

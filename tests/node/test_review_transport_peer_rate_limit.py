@@ -19,7 +19,7 @@ from node.limits import ApiLimits
 from node.peer_auth import link_headers
 from node.peers import STREAM_PATH, parse_ack
 from node.service import Node
-from tests.node.conftest import CHAIN_ID, Setup
+from tests.node.conftest import CHAIN_ID, Client, Setup
 
 BURST = 100
 
@@ -45,14 +45,14 @@ def _batch(messages: list[bytes]) -> bytes:
 
 
 @pytest.fixture
-async def client(node: Node) -> AsyncIterator[TestClient]:  # type: ignore[type-arg]
+async def client(node: Node) -> AsyncIterator[Client]:
     limits = ApiLimits(rate_limit_per_s=0.001, rate_limit_burst=BURST)
     async with TestClient(TestServer(create_app(node, limits), host="127.0.0.1")) as test_client:
         yield test_client
 
 
 async def test_forged_consensus_messages_from_anybody_take_tokens_and_are_refused_over_the_limit(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
 ) -> None:
     # Before: 200, and the node decoded and checked the signatures of all 300 (at the
@@ -69,7 +69,7 @@ async def test_forged_consensus_messages_from_anybody_take_tokens_and_are_refuse
 
 
 async def test_many_small_batches_from_anybody_run_out_of_tokens(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
 ) -> None:
     # Before: every one was taken, uncounted, however many came.
@@ -83,7 +83,7 @@ async def test_many_small_batches_from_anybody_run_out_of_tokens(
 
 
 async def test_a_validators_link_is_not_counted(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
     setup: Setup,
 ) -> None:

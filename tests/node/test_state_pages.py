@@ -8,13 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
 
 from contracts.contract import NEWEST_QUERY_MAX
 from ledger.tx import Transaction
 from node.client import NodeClient
 from node.service import Node
-from tests.node.conftest import Setup, certify, next_block
+from tests.node.conftest import Client, Setup, certify, next_block
 from tests.node.test_openapi import check_answer
 
 
@@ -44,7 +43,7 @@ def _items(count: int) -> list[str]:
     return [f"item-{n:04d}" for n in range(count)]
 
 
-async def _get(client: TestClient, path: str) -> tuple[int, dict[str, Any]]:  # type: ignore[type-arg]
+async def _get(client: Client, path: str) -> tuple[int, dict[str, Any]]:
     response = await client.get(path)
     raw = await response.read()
     check_answer("GET", path, response.status, response.headers, raw)
@@ -58,7 +57,7 @@ def _records(page: dict[str, Any]) -> list[str]:
     ]
 
 
-async def _whole(client: TestClient) -> dict[str, Any]:  # type: ignore[type-arg]
+async def _whole(client: Client) -> dict[str, Any]:
     status, body = await _get(client, "/state/inventory")
     assert status == 200
     value: dict[str, Any] = body["value"]
@@ -66,7 +65,7 @@ async def _whole(client: TestClient) -> dict[str, Any]:  # type: ignore[type-arg
 
 
 async def test_a_page_answers_the_first_records_and_says_more_follow(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
     setup: Setup,
 ) -> None:
@@ -82,7 +81,7 @@ async def test_a_page_answers_the_first_records_and_says_more_follow(
 
 
 async def test_the_cursor_continues_where_the_page_stopped(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
     setup: Setup,
 ) -> None:
@@ -99,7 +98,7 @@ async def test_the_cursor_continues_where_the_page_stopped(
 
 
 async def test_exactly_a_page_of_records_has_nothing_more(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
     setup: Setup,
 ) -> None:
@@ -111,7 +110,7 @@ async def test_exactly_a_page_of_records_has_nothing_more(
 
 
 async def test_the_whole_list_still_answers_every_record(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
     setup: Setup,
 ) -> None:
@@ -125,7 +124,7 @@ async def test_the_whole_list_still_answers_every_record(
 
 
 async def test_an_item_named_after_reads_as_an_item(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
     setup: Setup,
 ) -> None:
@@ -138,7 +137,7 @@ async def test_an_item_named_after_reads_as_an_item(
 
 
 async def test_one_items_locations_page_by_location(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
     setup: Setup,
 ) -> None:
@@ -177,7 +176,7 @@ async def test_one_items_locations_page_by_location(
     ],
 )
 async def test_bad_page_requests_get_a_clear_error_and_change_nothing(
-    client: TestClient,  # type: ignore[type-arg]
+    client: Client,
     node: Node,
     setup: Setup,
     path: str,
