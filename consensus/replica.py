@@ -539,11 +539,12 @@ class Replica(NormalCase):
         previous_height = self._committed_height
         self._committed_height = self._executed_height = height
         self._chain[height] = Link(event.block_hash, event.timestamp_ms)
+        # Added to what it kept, as _on_executed does: a node feeds one event per part it
+        # applied, and a proposal may vouch for a state an earlier part reached.
         kept = height - self._digests_kept()
-        self._digests = {
-            state.height: state.state_digest for state in event.states if state.height > kept
-        }
+        self._digests.update((state.height, state.state_digest) for state in event.states)
         self._digests[height] = event.state_digest
+        self._digests = {h: digest for h, digest in self._digests.items() if h > kept}
         self._head_header, self._head_certificate = event.header, event.certificate
         self._proofs = {s: p for s, p in self._proofs.items() if s > height}
         self._ahead = {}
