@@ -32,6 +32,12 @@ from ledger.fields import expect_bytes, expect_int, expect_list, expect_map, exp
 from ledger.hashing import HASH_BYTES
 
 PREPARED_MAX = 100_000
+# Lists and maps a message may hold: a few, and one for each BYTES_PER_CONTAINER bytes beyond.
+# Every list or map of an honest message sits beside a hash or a signature (a prepare, a
+# certificate's commit, a block's header: 60 bytes or more each), so the budget never refuses
+# one; it bounds what forged bytes cost decoded (see ledger.encoding.container_budget).
+CONTAINERS_MIN = 64
+BYTES_PER_CONTAINER = 16
 
 _PHASE_KEYS = frozenset({"kind", "view", "seq", "block_hash", "sender", "signature"})
 _KEYS = {
@@ -95,8 +101,12 @@ def decode_message(data: bytes, *, tx_bytes_max: int, bytes_max: int | None = No
 
     Signatures are not checked here (see `verify_signature`).
     """
+    size = len(data) if isinstance(data, bytes | bytearray | memoryview) else 0
+    containers_max = CONTAINERS_MIN + size // BYTES_PER_CONTAINER
     try:
-        return _from_map(decode(data, bytes_max=bytes_max), tx_bytes_max)
+        return _from_map(
+            decode(data, bytes_max=bytes_max, containers_max=containers_max), tx_bytes_max
+        )
     except LedgerError as exc:
         raise InvalidMessage(f"malformed message: {exc}") from exc
 

@@ -18,6 +18,7 @@ from ledger.fields import expect_bytes, expect_int, expect_list, expect_map
 from ledger.hashing import HASH_BYTES
 
 _CERT_KEYS = frozenset({"height", "view", "block_hash", "commits"})
+COMMITS_MAX = 1024  # one per validator at most (consensus.messages.VALIDATORS_MAX)
 
 
 def commit_payload(*, view: int, seq: int, block_hash: bytes) -> bytes:
@@ -47,7 +48,7 @@ class CommitCertificate:
     def from_map(cls, value: Any) -> CommitCertificate:
         fields = expect_map(value, "commit certificate", _CERT_KEYS)
         commits = []
-        for item in expect_list(fields["commits"], "certificate commits", length_max=1024):
+        for item in expect_list(fields["commits"], "certificate commits", length_max=COMMITS_MAX):
             pair = expect_list(item, "certificate commit", length_max=2)
             if len(pair) != 2:
                 raise ValidationError("a certificate commit is [validator index, signature]")
@@ -68,7 +69,9 @@ class CommitCertificate:
 
     @classmethod
     def from_wire(cls, data: bytes) -> CommitCertificate:
-        return cls.from_map(decode(data))
+        # The map, its list of commits and a pair for each, one more than the most allowed so
+        # that from_map names a list too long: nothing more is built.
+        return cls.from_map(decode(data, containers_max=3 + COMMITS_MAX))
 
     def verify(self, *, chain_id: str, validators: Sequence[bytes]) -> None:
         """Raise unless 2f+1 distinct validators of `validators` signed this commit."""

@@ -9,6 +9,7 @@ two different byte strings never decode to the same value.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -185,20 +186,48 @@ def _check_decoded(value: Any, depth: int) -> None:
             _check_decoded(child, depth + 1)
 
 
-def decode(data: bytes, *, bytes_max: int | None = None) -> Any:
-    """Decode canonical bytes; raises EncodingError for anything that would not re-encode alike."""
+class ContainersExceeded(ValueError):
+    """More lists and maps than the decoder was allowed to build (see `container_budget`)."""
+
+
+def container_budget(limit: int) -> dict[str, Callable[[Any], Any]]:
+    """msgpack unpack hooks that stop the decoding, with ContainersExceeded, once it has built
+    more than `limit` lists and maps. A byte of input can be an empty list (0x90), some 64
+    bytes decoded, or a one-entry map (three bytes, some 200): bytes from outside capped in
+    size alone still cost up to 80 times their size in memory before their shape is looked
+    at. With the budget, a decoder of a known shape builds only what that shape holds."""
+    built = 0
+
+    def count(container: Any) -> Any:
+        nonlocal built
+        built += 1
+        if built > limit:
+            raise ContainersExceeded(f"holds more than {limit} lists and maps")
+        return container
+
+    return {"list_hook": count, "object_hook": count}
+
+
+def decode(data: bytes, *, bytes_max: int | None = None, containers_max: int | None = None) -> Any:
+    """Decode canonical bytes; raises EncodingError for anything that would not re-encode alike,
+    or that is longer than `bytes_max` or holds more than `containers_max` lists and maps (see
+    `container_budget`)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise EncodingError(f"expected bytes to decode, got {type(data).__name__}")
     raw = bytes(data)
     if bytes_max is not None and len(raw) > bytes_max:
         raise EncodingError(f"encoding is {len(raw)} bytes, the limit is {bytes_max}")
+    hooks = {} if containers_max is None else container_budget(containers_max)
     try:
         value = msgpack.unpackb(
             raw,
             raw=False,
             use_list=True,
             strict_map_key=True,
+            **hooks,
         )
+    except ContainersExceeded as exc:
+        raise EncodingError(str(exc)) from exc
     except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, RecursionError) as exc:
         raise EncodingError(f"not a single msgpack value: {exc}") from exc
     except (ValueError, TypeError, UnicodeDecodeError) as exc:

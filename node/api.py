@@ -59,7 +59,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from contracts.errors import ContractError, QueryParameterError
 from contracts.schema import is_decimal
-from ledger.encoding import decode, encode
+from ledger.encoding import ContainersExceeded, container_budget, decode, encode
 from ledger.errors import EncodingError
 from ledger.tx import jsonable
 from node import pause
@@ -98,6 +98,8 @@ UNLIMITED_PREFIXES = ("/peer/", "/admin/")
 # (GET /tx?wait_ms, GET /commits?wait_ms) would otherwise hold the stop for up to its wait, past
 # `cluster down`'s patience, which then kills the node.
 SHUTDOWN_GRACE_S = 1.0
+# A peer batch is {"messages": [bytes, ...], "txs": [bytes, ...]}: three lists and maps.
+PEER_BATCH_CONTAINERS = 3
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -233,7 +235,16 @@ async def submit_txs(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     raw = await read_body(request)
     try:
-        raws = msgpack.unpackb(raw, raw=False, use_list=True) if raw else None
+        # The transactions are bytes: only the list itself is built, however many lists or
+        # maps the body holds (see container_budget).
+        raws = (
+            msgpack.unpackb(raw, raw=False, use_list=True, **container_budget(1)) if raw else None
+        )
+    except ContainersExceeded:
+        raise Rejection(
+            "expected a msgpack list of signed transactions, each a bytes string; "
+            "the body holds lists or maps inside the list"
+        ) from None
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise Rejection(f"body is not msgpack: {exc}") from None
     if not isinstance(raws, list) or not raws:
@@ -519,7 +530,7 @@ def take_peer_batch(
     if validator is None:
         charge(1)
     try:
-        batch = decode(raw)
+        batch = decode(raw, containers_max=PEER_BATCH_CONTAINERS)
     except EncodingError as exc:
         node.counters.reject("peer_malformed")
         return f"peer batch is not canonical msgpack: {exc}"

@@ -32,9 +32,23 @@ from ledger.errors import LedgerError
 from ledger.genesis import Genesis
 from node.errors import StorageError
 from node.storage import HistoryRow
-from node.sync import FETCH_BYTES_MAX, CertifiedBlock, SyncError, verify_entry
+from node.sync import FETCH_BLOCKS_MAX, FETCH_BYTES_MAX, CertifiedBlock, SyncError, verify_entry
 
 Writes = dict[bytes, bytes | None]
+
+# Lists and maps an honest /peer/history answer holds (see encode_history): the map and its
+# two lists, and per block its entry and its receipts, per proof its [seq, proof] pair, with
+# no more proofs than blocks and FETCH_BLOCKS_MAX blocks at most. Decoding stops past it (see
+# ledger.encoding.container_budget): capped in bytes alone, an answer of empty lists cost some
+# 80 times its size decoded.
+ANSWER_CONTAINERS_MAX = 3 + 3 * FETCH_BLOCKS_MAX
+# A write set holds its list, its two lists, and a pair per change or extra receipt, which is
+# 4 bytes encoded at the least ([b"", nil]): one container per 4 bytes beyond the three.
+WRITE_SET_BYTES_PER_CONTAINER = 4
+# What a decoded change of a write set holds beyond its key's and value's bytes while a run
+# waits for a proof (the bytes objects' headers, the dict's slot): counted in the block's
+# size, or a peer sending many tiny changes makes the node hold some 10 times what it counts.
+CHANGE_HELD_BYTES = 160
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -106,7 +120,7 @@ def verify_history(
     """Decode and check a peer's /peer/history answer starting at `expect_height` on top of
     the block `prev_hash`; raise SyncError for anything that does not check out."""
     try:
-        answer = decode(raw)
+        answer = decode(raw, containers_max=ANSWER_CONTAINERS_MAX)
     except LedgerError as exc:
         raise SyncError(f"history answer is not canonical msgpack: {exc}") from exc
     if not (
@@ -131,7 +145,7 @@ def verify_history(
         if item[3] is not None:
             writes, shadowed = decode_write_set(item[3], height=certified.height)
             receipts = _receipts(certified, item[2], shadowed)
-            size += len(item[3]) + sum(map(len, item[2]))
+            size += len(item[3]) + sum(map(len, item[2])) + CHANGE_HELD_BYTES * len(writes)
         blocks.append(
             FetchedBlock(certified=certified, receipts=receipts, writes=writes, size=size)
         )
@@ -161,7 +175,7 @@ def decode_write_set(raw: Any, *, height: int) -> tuple[Writes, dict[int, bytes]
     if not isinstance(raw, bytes):
         raise SyncError(f"{where} must be msgpack bytes")
     try:
-        value = decode(raw)
+        value = decode(raw, containers_max=3 + len(raw) // WRITE_SET_BYTES_PER_CONTAINER)
     except LedgerError as exc:
         raise SyncError(f"{where} is not canonical msgpack: {exc}") from exc
     if not (isinstance(value, list) and len(value) == 2):
@@ -230,7 +244,7 @@ def verify_proof(genesis: Genesis, item: Any) -> CheckpointProof:
     if not isinstance(raw, bytes):
         raise SyncError(f"checkpoint proof for {seq} must be msgpack bytes")
     try:
-        wires = decode(raw)
+        wires = decode(raw, containers_max=1)  # a list of messages' bytes
         if not (isinstance(wires, list) and all(isinstance(w, bytes) for w in wires)):
             raise SyncError(f"checkpoint proof for {seq} must be a list of messages")
         if len(wires) > genesis.n:

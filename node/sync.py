@@ -31,6 +31,8 @@ from node.errors import NodeError
 FETCH_BLOCKS_MAX = 200
 FETCH_BYTES_MAX = 8 * 1024 * 1024
 _BLOCK_KEYS = frozenset({"header", "txs"})
+# A block is {"header": {...}, "txs": [bytes, ...]}: three lists and maps.
+BLOCK_CONTAINERS = 3
 
 
 class SyncError(NodeError):
@@ -159,7 +161,7 @@ def decode_certified_block(raw: Any, certificate: CommitCertificate) -> Certifie
     if not isinstance(raw, bytes):
         raise SyncError(f"block {certificate.height} must come as msgpack bytes")
     try:
-        fields = expect_map(decode(raw), "block", _BLOCK_KEYS)
+        fields = expect_map(decode(raw, containers_max=BLOCK_CONTAINERS), "block", _BLOCK_KEYS)
         header = BlockHeader.from_map(fields["header"])
         wires = expect_list(fields["txs"], "block txs", length_max=BLOCK_TXS_LIMIT)
     except (LedgerError, TypeError) as exc:
