@@ -6,6 +6,7 @@ replica's business. Re-exported by `consensus.messages`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from consensus.errors import InvalidMessage
@@ -159,8 +160,19 @@ def _view_change(
     raw_header, raw_certificate = fields["base_header"], fields["base_certificate"]
     header = None if raw_header is None else BlockHeader.from_map(raw_header)
     certificate = None if raw_certificate is None else CommitCertificate.from_map(raw_certificate)
+    return ViewChange(
+        new_view=expect_int(fields["new_view"], "new_view", minimum=1),
+        base_header=header,
+        base_certificate=certificate,
+        prepared=_proofs(fields["prepared"], tx_bytes_max),
+        sender=sender,
+        signature=signature,
+    )
+
+
+def _proofs(value: Any, tx_bytes_max: int) -> tuple[PreparedProof, ...]:
     proofs = []
-    for raw in expect_list(fields["prepared"], "prepared proofs", length_max=PREPARED_MAX):
+    for raw in expect_list(value, "prepared proofs", length_max=PREPARED_MAX):
         proof = expect_map(raw, "prepared proof", _PROOF_KEYS)
         pre_prepare = _from_map(proof["pre_prepare"], tx_bytes_max, MessageKind.PRE_PREPARE)
         raw_prepares = expect_list(proof["prepares"], "proof prepares", length_max=VALIDATORS_MAX)
@@ -172,14 +184,20 @@ def _view_change(
                 prepares=tuple(p for p in prepares if isinstance(p, Prepare)),
             )
         )
-    return ViewChange(
-        new_view=expect_int(fields["new_view"], "new_view", minimum=1),
-        base_header=header,
-        base_certificate=certificate,
-        prepared=tuple(proofs),
-        sender=sender,
-        signature=signature,
-    )
+    return tuple(proofs)
+
+
+def encode_proofs(proofs: Sequence[PreparedProof]) -> bytes:
+    """Prepared certificates as a list, in the form a view change carries them."""
+    return encode([proof_to_map(proof) for proof in proofs])
+
+
+def decode_proofs(data: bytes, *, tx_bytes_max: int) -> tuple[PreparedProof, ...]:
+    """What `encode_proofs` wrote; raises InvalidMessage saying what was wrong."""
+    try:
+        return _proofs(decode(data), tx_bytes_max)
+    except LedgerError as exc:
+        raise InvalidMessage(f"malformed prepared proofs: {exc}") from exc
 
 
 def _new_view(fields: dict[str, Any], sender: int, signature: bytes, tx_bytes_max: int) -> NewView:

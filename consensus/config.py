@@ -7,7 +7,7 @@ from typing import Protocol
 
 from consensus.checkpoints import StableCheckpoint
 from consensus.errors import ConfigError
-from consensus.messages import Message
+from consensus.messages import Message, PreparedProof
 from ledger.block import Block, BlockHeader
 from ledger.certificate import CommitCertificate, max_faulty, quorum_size
 from ledger.crypto import PUBLIC_KEY_BYTES
@@ -137,6 +137,10 @@ class ReplicaStart:
     # proof (a quorum of signed checkpoints): resent to a peer stuck below it, which may lack
     # the votes of validators that are faulty or gone. None if none was, or it is unknown.
     stable: StableCheckpoint | None = None
+    # The prepared certificates the replica held when it last entered a view: those of views
+    # before it, which replaying the log cannot rebuild (their messages are stale by then) and
+    # which its next view change must carry all the same.
+    prepared: tuple[PreparedProof, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0 <= self.state_height <= self.height:

@@ -153,8 +153,15 @@ class Replica(NormalCase):
         # put our low watermark at or above it (see `_help`).
         self._late_checkpoint: Checkpoint | None = None
         self._restore(start.signed)
+        for proof in start.prepared:
+            self._restore_proof(proof)
 
     # --- read-only state -------------------------------------------------------------------
+
+    @property
+    def prepared_proofs(self) -> tuple[m.PreparedProof, ...]:
+        """The prepared certificates a view change of ours would carry now (by seq)."""
+        return tuple(self._proofs[seq] for seq in sorted(self._proofs))
 
     @property
     def view_change_deadline_ms(self) -> int | None:
@@ -682,9 +689,12 @@ class Replica(NormalCase):
     def _restore_view_change(self, view_change: ViewChange) -> None:
         self._my_view_changes[view_change.new_view] = view_change
         for proof in view_change.prepared:
-            known = self._proofs.get(proof.seq)
-            if proof.seq > self._committed_height and (known is None or known.view < proof.view):
-                self._proofs[proof.seq] = proof
+            self._restore_proof(proof)
+
+    def _restore_proof(self, proof: m.PreparedProof) -> None:
+        known = self._proofs.get(proof.seq)
+        if proof.seq > self._committed_height and (known is None or known.view < proof.view):
+            self._proofs[proof.seq] = proof
 
     def _restore_vote(self, message: PrePrepare | Prepare | Commit) -> None:
         if message.seq <= self._low:

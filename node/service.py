@@ -391,6 +391,7 @@ class Node:
                 state_digest=genesis.state_digest,
             ),
             stable=None if proof is None else stored_stable(self.genesis, *proof),
+            prepared=wal.prepared(self.storage, tx_bytes_max=self.params.tx_bytes_max),
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -945,6 +946,8 @@ class Node:
                 log.info("checkpoint %d is stable; pruned %d log records", seq, pruned)
             case ViewEntered(view=view):
                 wal.record_view(self.storage, view)
+                if self.replica is not None:
+                    wal.record_prepared(self.storage, self.replica.prepared_proofs)
                 self.view_history.append((view, now_ms(), self.storage.head().height))
                 self.counters.view_changes += 1
                 self.mempool.return_in_flight()
