@@ -306,6 +306,7 @@ class Node:
         # The signatures of the peer messages logged lately: an exact duplicate (a retransmitted
         # pre-prepare carries its whole block) is not logged again.
         self._logged: FifoCache[bytes, bool] = FifoCache(LOGGED_MAX)
+        self._block_validator = _Validator(self)
         self.replica: Replica | None = (
             None
             if observer
@@ -319,7 +320,7 @@ class Node:
                     view_change_timeout_ms=self.params.view_change_timeout_ms,
                 ),
                 keys,
-                _Validator(self),
+                self._block_validator,
                 self._replica_start(),
                 verifier=self._message_verifier,
             )
@@ -807,22 +808,39 @@ class Node:
         replica = self.replica
         if replica is None:
             return  # an observer takes no part in consensus
-        if (
-            isinstance(event, MessageReceived)
-            and not self._replaying
-            and self._worth_logging(replica, event.message)
-        ):
-            wal.record_received(self.storage, event, raw)
-            self._logged.remember(event.message.signature, True)
-        self._carry_out_all(deque(replica.handle(event)))
+        unlogged = isinstance(event, MessageReceived) and not self._replaying
+        if unlogged and self._worth_logging(replica, event.message):
+            self._log_received(event, raw)
+            unlogged = False
+        view = replica.view
+        actions = replica.handle(event)
+        if unlogged and isinstance(event.message, NewView) and replica.view != view:
+            # A NEW-VIEW too far ahead to log on arrival (see _worth_logging) that the replica
+            # installed all the same, as it does a late view change's answer: a restart in its
+            # view needs it as much as a near one's (Replica._lacks_new_view). Still in this
+            # input's database transaction, so on disk before anything that follows leaves.
+            self._log_received(event, raw)
+        self._carry_out_all(deque(actions))
+
+    def _log_received(self, event: MessageReceived, raw: bytes | None) -> None:
+        wal.record_received(self.storage, event, raw)
+        self._logged.remember(event.message.signature, True)
 
     def _worth_logging(self, replica: Replica, message: Message) -> bool:
         """Whether a peer's message goes to the log a restart replays: not an exact duplicate of
         one logged lately, signed by the validator it names, and for a sequence number the
-        replica holds (a view change or new view within the views it keeps). The replica refuses
-        the rest and keeps nothing of them, so a restart needs none of them: logged, anybody
-        reaching the port could grow the log without bound with junk, and a pre-prepare
-        retransmitted through an outage was logged whole each time."""
+        replica holds (a view change or new view within the views it keeps); a pre-prepare only
+        with its transactions' signatures good. The replica refuses the rest and keeps nothing
+        of them, so a restart needs none of them: logged, anybody reaching the port could grow
+        the log without bound with junk, and a pre-prepare retransmitted through an outage was
+        logged whole each time.
+
+        A pre-prepare's signature covers its block's header, whose tx_root covers the
+        transactions' bodies but not their signatures: a copy with a signature forged carries
+        the primary's signature too. Logged (and so remembered) first, it kept the genuine one
+        out of the log; replayed after a restart, it was taken without the transactions being
+        checked (the replica's own restored prepare vouched for the block's hash), then
+        committed, stored and served."""
         if message.signature in self._logged:
             return False
         if isinstance(message, ViewChange | NewView):
@@ -835,7 +853,9 @@ class Node:
             m.verify_signature(
                 message, self.genesis.chain_id, self.genesis.validator_keys, self._message_verifier
             )
-        except InvalidMessage:
+            if isinstance(message, PrePrepare):
+                self._block_validator.validate(message.block)
+        except (InvalidMessage, InvalidBlock):
             return False
         return True
 
