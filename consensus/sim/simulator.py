@@ -13,9 +13,10 @@ honest replicas commit different blocks at one height and no chain regresses; a 
 admission and on every tick, execution of committed blocks, `FetchBlocks` answered from a peer's
 store, the view it persists from `ViewEntered`, and its WAL: every peer message it handled and
 every message it signed. A crash loses everything else; a restart rebuilds the replica from its
-last executed block (`ReplicaStart` with the persisted view, head header and certificate, and the
-signed messages), replays the persisted peer messages through `handle`, and fetches what a peer
-committed beyond it, as it does again whenever it has committed nothing for SYNC_IDLE_MS.
+last executed block (`ReplicaStart` with the persisted view, head header and certificate, the
+signed messages and the prepared certificates it held as it entered its view), replays the
+persisted peer messages through `handle`, and fetches what a peer committed beyond it, as it
+does again whenever it has committed nothing for SYNC_IDLE_MS.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from consensus.messages import (
     Commit,
     Message,
     NewView,
+    PreparedProof,
     ViewChange,
     decode_message,
     encode_message,
@@ -162,7 +164,11 @@ class SimApp:
         return self.digest
 
     def start(
-        self, view: int, signed: tuple[Message, ...], stable: StableCheckpoint | None = None
+        self,
+        view: int,
+        signed: tuple[Message, ...],
+        stable: StableCheckpoint | None = None,
+        prepared: tuple[PreparedProof, ...] = (),
     ) -> ReplicaStart:
         if self.height == 0:
             return ReplicaStart(
@@ -173,6 +179,7 @@ class SimApp:
                 state_digest=GENESIS_STATE_DIGEST,
                 view=view,
                 signed=signed,
+                prepared=prepared,
             )
         block, certificate, digest = self.blocks[self.height]
         return ReplicaStart(
@@ -187,6 +194,7 @@ class SimApp:
             signed=signed,
             genesis=GENESIS,
             stable=stable,
+            prepared=prepared,
         )
 
 
@@ -206,6 +214,9 @@ class SimNode:
     signed: list[Message] = field(default_factory=list)
     # The latest stable checkpoint with its proof, kept across a crash as the node stores it.
     stable: StableCheckpoint | None = None
+    # The prepared certificates its replica held as it entered its view, kept across a crash
+    # as the node stores them (node/wal.py): replay cannot rebuild an older view's.
+    prepared: tuple[PreparedProof, ...] = ()
     rejected: int = 0
     divergences: list[StateDivergence] = field(default_factory=list)
     # The prepared certificates behind the commits its replica had signed when it crashed
@@ -536,6 +547,7 @@ class Simulation:
                 return self._execute(node, action.block, action.certificate)
             case ViewEntered():
                 node.view = action.view
+                node.prepared = node.replica.prepared_proofs
                 node.proposed.clear()
             case FetchBlocks():
                 self._fetch(node, action)
@@ -689,7 +701,9 @@ class Simulation:
             for msg in node.signed
             if _relevant(msg, height, view) or isinstance(msg, Checkpoint)
         )
-        node.replica = self._make_replica(node.index, node.app.start(view, signed, node.stable))
+        node.replica = self._make_replica(
+            node.index, node.app.start(view, signed, node.stable, node.prepared)
+        )
         node.up = True
         node.proposed.clear()
         self.network.restore(node.index)
