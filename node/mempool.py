@@ -368,6 +368,9 @@ class Mempool:
                 self._run_end[tx.sender] = tx.nonce
             if not pending:
                 del self._by_sender[tx.sender]
+                # Cached only while the sender is pending (see _committed_nonce): blocks stored
+                # while it is not (fetched ones, into an empty pool) do not update the cache.
+                self._committed.pop(tx.sender, None)
                 self._next.pop(tx.sender, None)
                 self._run_end.pop(tx.sender, None)
                 self._seen.pop(tx.sender, None)
