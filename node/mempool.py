@@ -343,6 +343,22 @@ class Mempool:
             self._drop(tx)
         return expired
 
+    def drop_refused(self, still_admissible: Callable[[Transaction], bool]) -> list[Transaction]:
+        """Drop, sender by sender from its lowest pending nonce, the transactions admission
+        refuses now, up to the first one it takes; return them. A block that suspends or removes
+        a sender (or takes a role from it) makes its pending transactions ones no primary admits:
+        a backup holding them, its primary lacking them, would keep them ready for ever (never
+        behind a gap, so never expiring), resend them in vain and time its primary out."""
+        refused: list[Transaction] = []
+        for pending in list(self._by_sender.values()):
+            for nonce in sorted(pending):
+                if still_admissible(pending[nonce]):
+                    break
+                refused.append(pending[nonce])
+        for tx in refused:
+            self._drop(tx)
+        return refused
+
     def _behind_gap(self, sender: bytes, pending: dict[int, Transaction]) -> list[Transaction]:
         gap = self._ready_end(sender)
         return [tx for nonce, tx in pending.items() if nonce > gap]

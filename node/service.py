@@ -122,6 +122,8 @@ SIGNATURE_CHECKS_MAX = 4096  # consensus signatures remembered as checked (node 
 # Signatures of logged peer messages remembered, to skip exact duplicates: more than a watermark
 # window's messages (what an outage retransmits) at n = 10, about 1 MiB.
 LOGGED_MAX = 8_192
+# Blocks with a transaction of this contract may suspend, remove or re-role a sender.
+IDENTITY_CONTRACT = "identity"
 
 
 @dataclass(slots=True)
@@ -469,7 +471,9 @@ class Node:
             return result.state_digest
         store_record(self.storage, certified.header, record)
         if len(self.mempool):  # else there is nothing its transactions could take out of it
-            self.mempool.remove_committed(certified.block().txs, self._still_admissible)
+            block = certified.block()
+            self.mempool.remove_committed(block.txs, self._still_admissible)
+            self._drop_refused_after(block)
         finals = sum(1 for event in record.events if event[1:3] == ("oracle", "final"))
         self._note_committed(record.height, certified.tx_ids, finals)
         return record.state_digest
@@ -1050,6 +1054,7 @@ class Node:
 
     def _after_commit(self, block: Block, result: BlockResult) -> None:
         self.mempool.remove_committed(block.txs, self._still_admissible)
+        self._drop_refused_after(block)
         finals = sum(
             1
             for r in result.receipts
@@ -1057,6 +1062,12 @@ class Node:
             if e.contract == "oracle" and e.kind == "final"
         )
         self._note_committed(block.height, [tx.hash for tx in block.txs], finals)
+
+    def _drop_refused_after(self, block: Block) -> None:
+        """After a block that may have changed who may send what (an identity transaction),
+        drop the pending transactions admission now refuses (see Mempool.drop_refused)."""
+        if len(self.mempool) and any(tx.contract == IDENTITY_CONTRACT for tx in block.txs):
+            self.mempool.drop_refused(self._still_admissible)
 
     def _note_committed(self, height: int, tx_hashes: Sequence[bytes], finals: int) -> None:
         """Counters, the commit feed and clients waiting, once block `height` is stored
