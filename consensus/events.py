@@ -46,11 +46,15 @@ class RequestsPending:
     """Whether the node holds client transactions not yet committed.
 
     Feed it on every admission and on every periodic Tick: `pending=True` arms the view-change
-    deadline (if none is armed), `pending=False` disarms it.
+    deadline (if none is armed), `pending=False` disarms it. Commits push that deadline back;
+    `starved_since_ms` is when some request started waiting while others committed past it (the
+    node tells how), and a backup suspects its primary twice the timeout after that whatever
+    commits: PBFT's per-request timer, which a primary censoring one client cannot reset.
     """
 
     now_ms: int
     pending: bool
+    starved_since_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

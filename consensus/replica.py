@@ -136,6 +136,8 @@ class Replica(NormalCase):
         # The view this replica last saw a commit in (or started in).
         self._progress_view = start.view
         self._requests_pending = False
+        # Set from RequestsPending.starved_since_ms (a backup in an active view only).
+        self._starved_deadline_ms: int | None = None
         self._deadline_ms: int | None = None
         self._next_retransmit_ms: int | None = None
         self._my_view_changes: dict[int, ViewChange] = {}
@@ -165,8 +167,10 @@ class Replica(NormalCase):
 
     @property
     def view_change_deadline_ms(self) -> int | None:
-        """When the armed view-change deadline fires (None if none is armed)."""
-        return self._deadline_ms
+        """When the armed view-change deadline fires (None if none is armed): the earlier of
+        the one commits push back and the one a starved request set."""
+        armed = [d for d in (self._deadline_ms, self._starved_deadline_ms) if d is not None]
+        return min(armed, default=None)
 
     # --- events ----------------------------------------------------------------------------
 
@@ -186,7 +190,7 @@ class Replica(NormalCase):
                 self._on_tick()
             case RequestsPending():
                 self._now_ms = event.now_ms
-                self._on_requests_pending(event.pending)
+                self._on_requests_pending(event.pending, event.starved_since_ms)
             case BlocksTransferred():
                 self._now_ms = max(self._now_ms, event.now_ms)
                 self._on_transferred(event)
@@ -221,7 +225,7 @@ class Replica(NormalCase):
 
     # --- timers ----------------------------------------------------------------------------
 
-    def _on_requests_pending(self, pending: bool) -> None:
+    def _on_requests_pending(self, pending: bool, starved_since_ms: int | None) -> None:
         self._requests_pending = pending
         if not self._active:
             return  # the view-change deadline governs
@@ -229,6 +233,11 @@ class Replica(NormalCase):
             self._deadline_ms = None
         elif self._deadline_ms is None:
             self._deadline_ms = self._now_ms + self._normal_timeout_ms()
+        self._starved_deadline_ms = (
+            None
+            if not pending or starved_since_ms is None or self.is_primary
+            else starved_since_ms + 2 * self._normal_timeout_ms()
+        )
 
     def _normal_timeout_ms(self) -> int:
         """How long the normal case may go without a commit while requests wait: the timeout,
@@ -251,7 +260,10 @@ class Replica(NormalCase):
 
     def _on_tick(self) -> None:
         now = self._now_ms
-        if self._deadline_ms is not None and now >= self._deadline_ms:
+        starved = self._starved_deadline_ms
+        if (self._deadline_ms is not None and now >= self._deadline_ms) or (
+            starved is not None and self._active and now >= starved
+        ):
             self._start_view_change(self._view + 1)
         if not self._waiting():
             self._next_retransmit_ms = None
@@ -315,7 +327,7 @@ class Replica(NormalCase):
             if view_change is None:
                 return
         self._view, self._active = target, False
-        self._deadline_ms = None
+        self._deadline_ms = self._starved_deadline_ms = None
         self._next_retransmit_ms = self._now_ms + self.config.retransmit_ms
         self._view_changes.setdefault(target, {})[self.index] = view_change
         self._out.append(Broadcast(message=view_change))
@@ -481,7 +493,7 @@ class Replica(NormalCase):
         self._view_changes = {v: votes for v, votes in self._view_changes.items() if v > view}
         self._working_ahead = {s: v for s, v in self._working_ahead.items() if v > view}
         self._my_view_changes = {v: vc for v, vc in self._my_view_changes.items() if v >= view}
-        self._deadline_ms = None
+        self._deadline_ms = self._starved_deadline_ms = None
         if self._requests_pending:
             self._deadline_ms = self._now_ms + self._normal_timeout_ms()
         for pp in new_view.pre_prepares:

@@ -75,6 +75,10 @@ class Mempool:
         # Per sender: its committed nonce when last seen, since when, and how long to wait
         # before naming it (again) as stalled (see `stalled`).
         self._seen: dict[bytes, tuple[int, float, float]] = {}
+        # Per sender `stalled` named in this view: its committed nonce then, since when, and how
+        # many blocks had committed by then (see `starved_since`).
+        self._starved: dict[bytes, tuple[int, float, int]] = {}
+        self._blocks_committed = 0  # blocks remove_committed was given
 
     def _committed_nonce(self, sender: bytes) -> int:
         nonce = self._committed.get(sender)
@@ -241,6 +245,7 @@ class Mempool:
         when its turn comes as if that block had not touched it; else (and without the check) it
         goes. Its nonce is used if and only if it is below the sender's committed one, which is
         read here anyway: a block whose transactions all used theirs costs nothing more."""
+        self._blocks_committed += 1
         committed_nonces: dict[bytes, int] = {}
         unused: list[Transaction] = []
         for tx in txs:
@@ -312,8 +317,37 @@ class Mempool:
             if now_ms - since < wait_ms:
                 continue
             self._seen[sender] = (committed, now_ms, min(wait_ms * 2, after_ms * STALL_BACKOFF_MAX))
+            starved = self._starved.get(sender)
+            if starved is None or starved[0] != committed:
+                self._starved[sender] = (committed, now_ms, self._blocks_committed)
             senders.append(sender)
         return senders
+
+    def starved_since(self, blocks_min: int) -> float | None:
+        """Since when the longest-waiting sender has stood still although `stalled` named it
+        (so its next transaction was sent to the primary again) and at least `blocks_min`
+        blocks committed meanwhile; None if no sender has.
+
+        The view-change deadline is pushed back by every commit, so a primary that commits
+        other senders' transactions and leaves one sender's out would never be replaced:
+        PBFT's timer runs per request. A per-request clock alone would replace sound primaries
+        under load, though, where a transaction may wait seconds for its turn. Blocks tell the
+        two apart: a primary serves the senders it holds round robin (`cut`), so every one of
+        them gets a turn within about as many blocks as there are senders waiting."""
+        oldest: float | None = None
+        for sender, (nonce, since, blocks) in list(self._starved.items()):
+            pending = self._by_sender.get(sender)
+            if pending is None or nonce not in pending or self._committed_nonce(sender) != nonce:
+                del self._starved[sender]  # it moved on, or has nothing waiting any more
+                continue
+            if self._blocks_committed - blocks >= blocks_min and (oldest is None or since < oldest):
+                oldest = since
+        return oldest
+
+    @property
+    def senders(self) -> int:
+        """How many senders have transactions here."""
+        return len(self._by_sender)
 
     def ready_run(self, sender: bytes, txs_max: int) -> list[Transaction]:
         """Up to `txs_max` of the sender's pending transactions from its committed nonce on."""
@@ -364,9 +398,11 @@ class Mempool:
         return [tx for nonce, tx in pending.items() if nonce > gap]
 
     def return_in_flight(self) -> None:
-        """Forget what was cut but not committed (after a view change) so it can be cut again."""
+        """Forget what was cut but not committed (after a view change) so it can be cut again,
+        and which senders stood still: a new primary gets its own time."""
         self._in_flight.clear()
         self._next.clear()
+        self._starved.clear()
 
     def _drop(self, tx: Transaction) -> None:
         self._in_flight.pop(tx.hash, None)
@@ -390,3 +426,4 @@ class Mempool:
                 self._next.pop(tx.sender, None)
                 self._run_end.pop(tx.sender, None)
                 self._seen.pop(tx.sender, None)
+                self._starved.pop(tx.sender, None)

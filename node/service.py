@@ -122,6 +122,9 @@ SIGNATURE_CHECKS_MAX = 4096  # consensus signatures remembered as checked (node 
 # Signatures of logged peer messages remembered, to skip exact duplicates: more than a watermark
 # window's messages (what an outage retransmits) at n = 10, about 1 MiB.
 LOGGED_MAX = 8_192
+# Blocks that must commit past a stalled sender, beyond two per sender waiting here, before the
+# node tells its replica that the primary skips it (see _feed_pending).
+STARVED_BLOCKS_MIN = 4
 # Blocks with a transaction of this contract may suspend, remove or re-role a sender.
 IDENTITY_CONTRACT = "identity"
 
@@ -1353,10 +1356,23 @@ class Node:
         }
 
     def _feed_pending(self) -> None:
-        """Tell the replica whether client work waits (it arms the view-change timer)."""
+        """Tell the replica whether client work waits (it arms the view-change timer), and since
+        when a sender has waited while enough blocks passed it by that its primary must have
+        skipped it (Mempool.starved_since): twice as many as senders wait here, and a few."""
         pending = self.mempool.has_ready()
         self._pending_fed = pending
-        self.feed(RequestsPending(now_ms=now_ms(), pending=pending))
+        starved = (
+            self.mempool.starved_since(2 * self.mempool.senders + STARVED_BLOCKS_MIN)
+            if pending
+            else None
+        )
+        self.feed(
+            RequestsPending(
+                now_ms=now_ms(),
+                pending=pending,
+                starved_since_ms=None if starved is None else int(starved),
+            )
+        )
 
     # -- reads ---------------------------------------------------------------------------
 
