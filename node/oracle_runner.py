@@ -291,6 +291,10 @@ class OracleRunner:
         return self.keys.public_key in [bytes(k) for k in record.get("reporter_keys", [])]
 
     async def run(self) -> None:
+        # Started again after a failure (node/service.py), the batch in hand was lost: what
+        # is owed is read from the chain again, as at a start.
+        self._sweep_due = True
+        self._wake.set()
         while True:
             await self._wake.wait()
             if self._retrying or self._busy():  # readings committed meanwhile join this batch
