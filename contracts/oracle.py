@@ -6,7 +6,8 @@ reports, per reading, the probability of failure in basis points. A prediction b
 a quorum of distinct reporters (the genesis parameter `oracle_quorum`, by default and at least
 2f+1) has reported on the same reading with the registered model; its value is the median of
 those reports (the lower median for an even count), which with at most f faulty reporters lies
-between two honest reports: f faulty oracles can neither raise a flag nor hold one back. (With
+between two honest reports: f faulty oracles can neither raise a flag nor, with a quorum of at
+most n - f (2f+1 is, at n = 3f+1), hold one back by staying silent. (With
 f+1 reports, the lower median of two is the smaller: one oracle reporting 0 first vetoed every
 flag.) A final prediction at or
 above the threshold flags the machine at risk (its queued orders move elsewhere) and opens a
