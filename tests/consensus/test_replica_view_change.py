@@ -70,6 +70,41 @@ def test_commits_push_the_deadline_back() -> None:
     assert bench.replica.view_change_deadline_ms == 3_900
 
 
+def test_a_starved_request_sets_a_deadline_commits_do_not_push_back() -> None:
+    bench = Bench()  # replica 1, a backup in view 0
+    replica = bench.replica
+    replica.handle(RequestsPending(now_ms=0, pending=True, starved_since_ms=500))
+    assert replica.view_change_deadline_ms == 2_000  # the commit deadline comes first
+    for height, now_ms in ((1, 1_500), (2, 3_000)):
+        block = bench.block(height)
+        bench.deliver(bench.pre_prepare(block), now_ms=now_ms)
+        bench.deliver(bench.prepare(block, 2), bench.commit(block, 0), now_ms=now_ms)
+        assert commits(bench.deliver(bench.commit(block, 3), now_ms=now_ms))
+    # Commits pushed theirs to 5_000; the starved request's stays twice the timeout after 500.
+    assert replica.view_change_deadline_ms == 4_500
+    assert replica.handle(Tick(now_ms=4_400)) == []
+    view_change = only_view_change(replica.handle(Tick(now_ms=4_500)))
+    assert view_change.new_view == 1 and replica.view_change_deadline_ms is None
+
+
+def test_a_starved_request_is_forgotten_once_nothing_starves() -> None:
+    bench = Bench()
+    replica = bench.replica
+    replica.handle(RequestsPending(now_ms=0, pending=True, starved_since_ms=0))
+    replica.handle(RequestsPending(now_ms=100, pending=True))  # the sender moved on
+    assert replica.view_change_deadline_ms == 2_000
+    replica.handle(RequestsPending(now_ms=200, pending=True, starved_since_ms=0))
+    replica.handle(RequestsPending(now_ms=300, pending=False))
+    assert replica.view_change_deadline_ms is None
+
+
+def test_a_primary_sets_no_deadline_for_a_starved_request() -> None:
+    bench = Bench(index=0)  # the primary of view 0 cuts the blocks itself
+    bench.replica.handle(RequestsPending(now_ms=0, pending=True, starved_since_ms=-10_000))
+    assert bench.replica.view_change_deadline_ms == 2_000
+    assert bench.replica.handle(Tick(now_ms=1_000)) == []
+
+
 def test_view_change_message_carries_prepared_certificates() -> None:
     bench = Bench()
     first, second = bench.chain(2)
