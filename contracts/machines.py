@@ -98,7 +98,8 @@ class MachinesContract(Contract):
             "machine": _NAME,
             "type": _NAME,
             "capabilities": ListOf(item=_NAME, min_len=1, max_len=32, unique=True),
-            "operator": Str(max_len=64, default=""),
+            # A name an identity can hold, or "" for any machine identity.
+            "operator": Str(max_len=64, pattern=f"(?:{NAME_PATTERN})?", default=""),
         },
     )
     def register(

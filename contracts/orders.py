@@ -54,14 +54,18 @@ from ledger.genesis import Role
 _ORDER = Str(min_len=5, max_len=16, pattern=ORDER_ID_PATTERN)
 _NOTE = Str(max_len=256, default="")
 _LOCATION = Str(min_len=1, max_len=64, pattern=NAME_PATTERN, default="main")
+# A machine's name, or "" to leave the choice to the scheduling rule.
+_MACHINE_OR_RULE = Str(max_len=64, pattern=f"(?:{NAME_PATTERN})?", default="")
 _PLANNERS = (Role.PLANNER, Role.ADMIN)
 _QUALITY = (Role.AUDITOR, Role.ADMIN)
 _SHOP_FLOOR = (Role.MACHINE, Role.PLANNER, Role.ADMIN)
 
 
-def _check_own(call: Call, order: Order, action: str) -> None:
-    """A customer may act only on its own orders."""
-    if call.has_role(Role.ADMIN, Role.PLANNER) or order.customer == call.sender_name:
+def _check_own(
+    call: Call, order: Order, action: str, *, stand_in: tuple[Role, ...] = _PLANNERS
+) -> None:
+    """A customer may act only on its own orders (the `stand_in` roles on anyone's)."""
+    if call.has_role(*stand_in) or order.customer == call.sender_name:
         return
     raise RejectedError(
         f"order {order.id} belongs to {order.customer}; {call.sender_name} may not {action} it"
@@ -131,7 +135,7 @@ class OrdersContract(Contract):
         reserve_for_order(call, record.id, location, record.bom)
         return updated.summary()
 
-    @method(roles=_PLANNERS, args={"order": _ORDER, "machine": Str(max_len=64, default="")})
+    @method(roles=_PLANNERS, args={"order": _ORDER, "machine": _MACHINE_OR_RULE})
     def schedule(self, call: Call, *, order: str, machine: str) -> dict[str, Any]:
         """Queue an order on a machine: the one named, or the one the scheduling rule picks."""
         record = existing_order(call.state, order)
@@ -228,7 +232,7 @@ class OrdersContract(Contract):
     def deliver(self, call: Call, *, order: str) -> dict[str, Any]:
         """Confirm delivery of a shipped order (its customer, or an admin)."""
         record = existing_order(call.state, order)
-        _check_own(call, record, "confirm delivery of")
+        _check_own(call, record, "confirm delivery of", stand_in=(Role.ADMIN,))
         return transition(call, record, "deliver").summary()
 
     @method(
