@@ -116,17 +116,23 @@ const HASH_PATTERN = /^[0-9a-f]{64}$/i;
 // Look up a transaction by hash; a 64-digit hash that is no transaction may be a block's.
 export async function renderTx(app, hash) {
   const container = document.getElementById("tx-result");
+  // Following an unsettled transaction (app.js) asks again every refresh: what is shown stays
+  // until the new answer replaces it, rather than flashing "Looking up" each time.
+  const following = container.dataset.hash === hash && ["committed", "pending"].includes(container.dataset.status);
   container.dataset.hash = hash;
-  delete container.dataset.settled;
+  if (!following) delete container.dataset.settled;
   if (!HASH_PATTERN.test(hash)) {
     // Anything else would make a request for another path (`..`, `?`, `#`) or none at all.
     container.dataset.status = "unknown";
     fill(container, el("h2", {}, "Transaction ", badge("not a hash", "bad")), el("p", { class: "mono" }, hash), empty("Search for a transaction or block hash (64 hexadecimal digits) or a block height."));
     return;
   }
-  container.dataset.status = "loading";
-  fill(container, el("h2", {}, "Transaction"), el("p", { class: "mono" }, hash), empty("Looking up\u2026"));
+  if (!following) {
+    container.dataset.status = "loading";
+    fill(container, el("h2", {}, "Transaction"), el("p", { class: "mono" }, hash), empty("Looking up\u2026"));
+  }
   const result = await fetchJSON(`/tx/${hash}`);
+  if (container.dataset.hash !== hash) return; // another search took the panel meanwhile
   if (result.ok && result.body?.tx) {
     const body = result.body;
     // An unsettled receipt failed a gate without using the nonce: a later block may still

@@ -118,6 +118,13 @@ async def test_an_unsettled_receipt_is_shown_unsettled_and_followed_until_it_set
         # The node says the failure is not final (settled false): the page must not present
         # a plain failed, committed transaction.
         assert "not settled" in text.lower(), text
+        # The page asks again on every refresh; what it shows stays meanwhile (it used to
+        # flash "Looking up" each time, which a reader, or this test, could catch).
+        await page.evaluate(
+            f"(() => {{ window.flashes = 0; new MutationObserver(() => {{"
+            f" if ({TX_RESULT}.innerText.includes('Looking up')) window.flashes += 1; }})"
+            f".observe({TX_RESULT}, {{ childList: true, subtree: true }}); }})()"
+        )
         # A later block includes it in its turn and it runs: the open page follows.
         _execute(node, setup, [_receive(setup, 0), early])
         await page.wait_for(
@@ -127,6 +134,7 @@ async def test_an_unsettled_receipt_is_shown_unsettled_and_followed_until_it_set
             what="the settling inclusion in block 2",
         )
         assert "failed" not in (await _page_text(page)).lower()
+        assert await page.evaluate("window.flashes") == 0
         assert not [line for line in page.console if line.startswith("exception")]
 
 
