@@ -20,9 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
 from consensus.events import ProposeBatch
 from consensus.messages import sign_checkpoint
@@ -31,7 +29,7 @@ from ledger.block import Block
 from ledger.genesis import Params
 from ledger.tx import Transaction
 from node import service
-from node.catchup import TransferStats, catch_up
+from node.catchup import TransferStats
 from node.errors import Rejection
 from node.executor import execute_and_store
 from node.history import encode_proof
@@ -39,7 +37,7 @@ from node.service import Node
 from node.storage import Storage
 from tests.node.conftest import Setup, certify, next_block
 from tests.node.inproc import in_process_cluster, steel_receipt
-from tests.node.transfer.chain import PARAMS, SETUP, drop_write_sets, peer_app
+from tests.node.transfer.chain import PARAMS, SETUP, drop_write_sets, node_catch_up, peer_app
 
 AHEAD = "is ahead of the next nonce"
 
@@ -214,29 +212,17 @@ async def test_a_node_catching_up_past_an_early_inclusion_keeps_the_transaction(
         keys=SETUP.validator_keys[1],
         storage=Storage(tmp_path / "chain.sqlite"),
     )
-    server = TestServer(peer_app(source, None if how == "from write sets" else drop_write_sets))
-    await server.start_server()
+    app = peer_app(source, None if how == "from write sets" else drop_write_sets)
     try:
         node.submit(early.to_wire())
         stats = TransferStats()
-        async with aiohttp.ClientSession() as session:
-            applied = await catch_up(
-                session,
-                SETUP.genesis,
-                node.storage,
-                [str(server.make_url("")).rstrip("/")],
-                to_height=None,
-                apply=node._apply_transferred,
-                stats=stats,
-            )
-        assert applied == 8
+        assert await node_catch_up(node, app, stats=stats) == 8
         assert (stats.blocks_checked > 0) == (how == "from write sets")
         height, ok, error = _receipt(node, early)
         assert (height, ok) == (1, False) and AHEAD in error
         assert early.hash in node.mempool
         assert node.mempool.next_nonce(SETUP.identities["supplier"].public_key) == 0
     finally:
-        await server.close()
         node.storage.close()
         source.close()
 

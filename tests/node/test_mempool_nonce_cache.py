@@ -14,13 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import aiohttp
-from aiohttp.test_utils import TestServer
-
 from consensus.messages import sign_checkpoint
 from contracts.runtime import Runtime
 from ledger.tx import Transaction
-from node.catchup import TransferStats, catch_up
 from node.executor import execute_and_store
 from node.history import encode_proof
 from node.mempool import GAPPED_TTL_MS
@@ -28,7 +24,7 @@ from node.service import Node
 from node.stages import clock_ms
 from node.storage import Storage
 from tests.node.conftest import certify, next_block
-from tests.node.transfer.chain import PARAMS, SETUP, peer_app
+from tests.node.transfer.chain import PARAMS, SETUP, node_catch_up, peer_app
 
 
 def _supplier(nonce: int) -> Transaction:
@@ -82,25 +78,13 @@ async def test_a_senders_next_tx_is_ready_after_its_gapped_ones_expired_and_bloc
         keys=SETUP.validator_keys[1],
         storage=Storage(tmp_path / "chain.sqlite"),
     )
-    server = TestServer(peer_app(source))
-    await server.start_server()
     try:
         # Nonce 1 reached this node, nonce 0 did not: it waits behind a gap, then expires.
         node.submit(_supplier(1).to_wire())
         node.expire_gapped(clock_ms() + GAPPED_TTL_MS)
         assert len(node.mempool) == 0
         # Meanwhile the chain moved on: nonces 0 and 1 committed; this node fetches the blocks.
-        async with aiohttp.ClientSession() as session:
-            applied = await catch_up(
-                session,
-                SETUP.genesis,
-                node.storage,
-                [str(server.make_url("")).rstrip("/")],
-                to_height=None,
-                apply=node._apply_transferred,
-                stats=TransferStats(),
-            )
-        assert applied == 8
+        assert await node_catch_up(node, peer_app(source)) == 8
         assert node.runtime.account_nonce(node.storage, supplier) == 2
         # The sender's next transaction is ready: nothing is missing before it.
         nxt = _supplier(2)
@@ -110,6 +94,5 @@ async def test_a_senders_next_tx_is_ready_after_its_gapped_ones_expired_and_bloc
         )
         assert node.mempool.cut(10) == [nxt]
     finally:
-        await server.close()
         node.storage.close()
         source.close()

@@ -34,14 +34,14 @@ from ledger.block import Block
 from ledger.crypto import KeyPair
 from ledger.genesis import Genesis
 from ledger.tx import Transaction
-from node.catchup import TransferStats, catch_up
+from node.catchup import TransferStats
 from node.client import NodeClient
 from node.executor import execute_and_store
 from node.history import encode_proof
 from node.service import Node
 from node.storage import Storage
 from tests.node.conftest import Client, Setup, certify, next_block
-from tests.node.transfer.chain import SETUP, Target, drop_write_sets, peer_app
+from tests.node.transfer.chain import SETUP, Target, catch_up_from, drop_write_sets, peer_app
 
 AHEAD = "is ahead of the next nonce"
 REPO = Path(__file__).resolve().parents[2]
@@ -356,19 +356,9 @@ async def test_a_node_catching_up_ends_with_the_rows_of_one_that_executed(
         stats=TransferStats(),
     )
     app = peer_app(source, None if how == "from write sets" else drop_write_sets)
-    server = TestServer(app)
-    await server.start_server()
     try:
         async with aiohttp.ClientSession() as session:
-            applied = await catch_up(
-                session,
-                SETUP.genesis,
-                target.storage,
-                [str(server.make_url("")).rstrip("/")],
-                to_height=None,
-                apply=target.apply,
-                stats=target.stats,
-            )
+            applied = await catch_up_from(session, target, app)
         assert applied == source.head().height == 10
         if how == "from write sets":
             assert (target.stats.blocks_checked, target.stats.blocks_executed) == (8, 2)
@@ -384,7 +374,6 @@ async def test_a_node_catching_up_ends_with_the_rows_of_one_that_executed(
         # What it stored it serves on alike, the receipts its blobs keep included.
         assert target.storage.history_range(1, 10) == source.history_range(1, 10)
     finally:
-        await server.close()
         target.storage.close()
         source.close()
 

@@ -25,6 +25,7 @@ from ledger.tx import Transaction
 from node.catchup import Transferred, TransferStats, catch_up
 from node.executor import execute_and_store, store_record
 from node.history import encode_history, encode_proof
+from node.service import Node
 from node.storage import Storage
 from node.sync import blocks_query
 from tests.node.conftest import Setup, certify, make_setup
@@ -175,6 +176,27 @@ async def catch_up_from(
     finally:
         for server in servers:
             await server.close()
+
+
+async def node_catch_up(
+    node: Node, app: web.Application, *, stats: TransferStats | None = None
+) -> int:
+    """Catches `node` up from one peer serving `app`, applying what arrives as the node does."""
+    server = TestServer(app)
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            return await catch_up(
+                session,
+                SETUP.genesis,
+                node.storage,
+                [str(server.make_url("")).rstrip("/")],
+                to_height=None,
+                apply=node._apply_transferred,
+                stats=TransferStats() if stats is None else stats,
+            )
+    finally:
+        await server.close()
 
 
 def state_of(storage: Storage) -> dict[bytes, bytes]:

@@ -21,7 +21,6 @@ from consensus.events import BlockState, BlocksTransferred, Event
 from ledger.block import ZERO_HASH, Block
 from ledger.encoding import decode, encode
 from node import catchup
-from node.catchup import TransferStats, catch_up
 from node.peers import read_capped
 from node.service import Node
 from node.storage import Storage
@@ -35,6 +34,7 @@ from tests.node.transfer.chain import (
     Target,
     catch_up_from,
     drop_write_sets,
+    node_catch_up,
     peer_app,
     state_of,
 )
@@ -322,21 +322,10 @@ async def test_a_node_tells_its_replica_the_state_at_each_checkpoint_it_caught_u
         feed(event, raw=raw)
 
     node.feed = recording_feed  # type: ignore[method-assign]
-    server = TestServer(peer_app(source))
-    await server.start_server()
     try:
-        applied = await catch_up(
-            session,
-            SETUP.genesis,
-            node.storage,
-            [str(server.make_url("")).rstrip("/")],
-            to_height=None,
-            apply=node._apply_transferred,
-            stats=TransferStats(),
-        )
+        applied = await node_catch_up(node, peer_app(source))
         restart = node._replica_start()  # what the replica would start from after a restart
     finally:
-        await server.close()
         node.storage.close()
     assert applied == BLOCKS and fed
     # A new view built on the chain's start needs it, also once the head has moved on.

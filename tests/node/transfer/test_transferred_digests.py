@@ -13,17 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import aiohttp
-from aiohttp.test_utils import TestServer
-
 from consensus import messages as m
 from consensus.events import BlockState, BlocksTransferred, MessageReceived
 from ledger.block import Block
-from node.catchup import TransferStats, catch_up
 from node.service import Node
 from node.storage import Storage
 from tests.consensus.pbft_bench import Bench, broadcasts, rejections
-from tests.node.transfer.chain import BLOCKS, PARAMS, SETUP, peer_app, source_chain
+from tests.node.transfer.chain import BLOCKS, PARAMS, SETUP, node_catch_up, peer_app, source_chain
 
 
 def _transfer(bench: Bench, blocks: list[Block], heights: range) -> None:
@@ -69,20 +65,8 @@ async def test_after_a_node_catch_up_the_replica_still_knows_the_checked_states(
         keys=SETUP.validator_keys[1],
         storage=Storage(tmp_path / "chain.sqlite"),
     )
-    server = TestServer(peer_app(source))
-    await server.start_server()
     try:
-        async with aiohttp.ClientSession() as session:
-            applied = await catch_up(
-                session,
-                SETUP.genesis,
-                node.storage,
-                [str(server.make_url("")).rstrip("/")],
-                to_height=None,
-                apply=node._apply_transferred,
-                stats=TransferStats(),
-            )
-        assert applied == BLOCKS
+        assert await node_catch_up(node, peer_app(source)) == BLOCKS
         eighth = source.block(8)
         tenth = source.block(BLOCKS)
         assert eighth is not None and tenth is not None
@@ -114,6 +98,5 @@ async def test_after_a_node_catch_up_the_replica_still_knows_the_checked_states(
         assert [p.seq for p in broadcasts(actions, m.Prepare)] == [BLOCKS + 1]
         assert PARAMS.checkpoint_interval == 4
     finally:
-        await server.close()
         node.storage.close()
         source.close()
