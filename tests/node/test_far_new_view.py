@@ -6,18 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from consensus.events import MessageReceived, RequestsPending, Tick
+from consensus.events import MessageReceived
 from consensus.messages import (
     PreparedProof,
-    ViewChange,
-    sign_new_view,
     sign_pre_prepare,
     sign_prepare,
-    sign_view_change,
 )
 from consensus.normalcase import VIEWS_AHEAD_MAX
-from node import wal
 from tests.node.conftest import backup_node, make_setup, next_block
+from tests.node.restarts import CHANGERS, new_view_re_proposing, restarted, view_change_on_timeout
 
 TX_BYTES_MAX = 1 << 20
 
@@ -44,30 +41,8 @@ def test_a_backup_restarted_in_a_far_view_keeps_what_it_prepared_there(
             for s in (2, 3)
         ),
     )
-    changes = tuple(
-        sign_view_change(
-            keys[s],
-            chain_id,
-            new_view=view,
-            base_header=None,
-            base_certificate=None,
-            prepared=(proof,),
-            sender=s,
-        )
-        for s in (0, 2, 3)
-    )
-    primary = view % 4
-    assert primary == 2
-    new_view = sign_new_view(
-        keys[primary],
-        chain_id,
-        view=view,
-        view_changes=changes,
-        pre_prepares=(
-            sign_pre_prepare(keys[primary], chain_id, view=view, seq=1, block=first, sender=2),
-        ),
-        sender=primary,
-    )
+    assert view % 4 == 2  # validator 2 leads it: 0, 2 and 3 changed, 1 missed the change
+    new_view = new_view_re_proposing(setup, view, first, {s: (proof,) for s in CHANGERS})
     node.feed(MessageReceived(message=new_view, now_ms=now_ms))
     for sender in (0, 3):
         prepare = sign_prepare(
@@ -79,20 +54,13 @@ def test_a_backup_restarted_in_a_far_view_keeps_what_it_prepared_there(
     assert node.replica.prepared == {1: (view, first.hash)}
     node.storage.close()
 
-    restarted = backup_node(setup, path)
+    node = restarted(setup, path)
     try:
-        restarted._replay()
-        replica = restarted.replica
+        replica = node.replica
         assert replica is not None and replica.view == view
         assert replica.prepared == {1: (view, first.hash)}
         # Its next view change carries the block it prepared and committed to.
-        restarted.feed(RequestsPending(now_ms=now_ms, pending=True))
-        restarted.feed(Tick(now_ms=now_ms + 10_000_000))
-        [mine] = [
-            m
-            for m in wal.signed(restarted.storage, tx_bytes_max=TX_BYTES_MAX)
-            if isinstance(m, ViewChange) and m.new_view == view + 1
-        ]
+        mine = view_change_on_timeout(node, now_ms, view + 1)
         assert [(p.seq, p.view) for p in mine.prepared] == [(1, view)]
     finally:
-        restarted.storage.close()
+        node.storage.close()

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from consensus.events import MessageReceived, RequestsPending, Tick
+from consensus.events import MessageReceived
 from consensus.messages import (
     PreparedProof,
-    ViewChange,
-    sign_new_view,
     sign_pre_prepare,
     sign_prepare,
-    sign_view_change,
 )
-from node import wal
 from tests.node.conftest import backup_node, make_setup, next_block
+from tests.node.restarts import new_view_re_proposing, restarted, view_change_on_timeout
 
 TX_BYTES_MAX = 1 << 20
 
@@ -47,43 +44,17 @@ def test_a_certificate_prepared_before_a_new_view_survives_a_restart(tmp_path: P
             prepare_2,
         ),
     )
-    changes = tuple(
-        sign_view_change(
-            keys[s],
-            chain_id,
-            new_view=2,
-            base_header=None,
-            base_certificate=None,
-            prepared=(proof,) if s == 2 else (),
-            sender=s,
-        )
-        for s in (0, 2, 3)
-    )
-    new_view = sign_new_view(
-        keys[2],
-        chain_id,
-        view=2,
-        view_changes=changes,
-        pre_prepares=(sign_pre_prepare(keys[2], chain_id, view=2, seq=1, block=first, sender=2),),
-        sender=2,
-    )
+    new_view = new_view_re_proposing(setup, 2, first, {2: (proof,)})
     node.feed(MessageReceived(message=new_view, now_ms=now_ms))
     assert (node.replica.view, node.replica.view_active) == (2, True)
     assert node.replica.prepared == {1: (0, first.hash)}  # live: kept across the new view
     node.storage.close()
 
-    restarted = backup_node(setup, path)
+    node = restarted(setup, path)
     try:
-        restarted._replay()
-        replica = restarted.replica
+        replica = node.replica
         assert replica is not None and (replica.view, replica.view_active) == (2, True)
-        restarted.feed(RequestsPending(now_ms=now_ms, pending=True))
-        restarted.feed(Tick(now_ms=now_ms + 10_000_000))
-        [mine] = [
-            m
-            for m in wal.signed(restarted.storage, tx_bytes_max=TX_BYTES_MAX)
-            if isinstance(m, ViewChange) and m.new_view == 3
-        ]
+        mine = view_change_on_timeout(node, now_ms, 3)
         assert [(p.seq, p.view) for p in mine.prepared] == [(1, 0)]
     finally:
-        restarted.storage.close()
+        node.storage.close()
