@@ -164,7 +164,8 @@ async def fetch_events(layout: ClusterDir, subject: str, node_name: str | None) 
 @read_options
 @guarded
 def history(subject: str, directory: Path, node_name: str | None, as_json: bool) -> None:
-    """Every event about SUBJECT, with the block and transaction of each step.
+    """The events about SUBJECT, the newest 1,000 oldest first, with the block and transaction
+    of each step.
 
     Subjects: order:ord-1, item:steel-sheet@main, machine:m1, workorder:wo-1, product:bracket,
     delivery:PO-7.

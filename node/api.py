@@ -18,7 +18,8 @@ Client API (JSON answers; errors are {"error": message} with a 4xx or 503 status
   GET  /state/inventory?after=K one page of stock records: at most 200, from the one after the
                                 cursor K ("" for the first), and whether more follow
   GET  /state/inventory/{item}?after=L  the same for one item's locations, after location L
-  GET  /events/{subject}        the history of one subject (an item, an order, a machine)
+  GET  /events/{subject}        the history of one subject (an item, an order, a machine):
+                                its newest events, oldest first
 Peer API:
   POST /peer/batch              {"sender", "messages": [...], "txs": [...]} (msgpack)
   GET  /peer/stream             a WebSocket carrying such batches, one binary frame each, each

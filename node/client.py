@@ -125,7 +125,8 @@ class NodeClient:
         return result["value"]
 
     async def events(self, subject: str) -> list[dict[str, Any]]:
-        """Every event about `subject` (order:ord-1, item:steel@main, machine:m1, ...)."""
+        """The newest 1,000 events about `subject` (order:ord-1, item:steel@main, machine:m1,
+        ...), oldest first."""
         result = await self.request("GET", f"/events/{path_segment(subject)}")
         return list(result["events"])
 

@@ -556,7 +556,12 @@ def _paths() -> Schema:
                 "summary": "The history of one subject (an item, an order, a machine)",
                 "parameters": [
                     _path("subject", {"type": "string"}, "e.g. order:ord-1"),
-                    _query("limit", EVENTS_LIMIT_MAX, 1000, "how many events at most"),
+                    _query(
+                        "limit",
+                        EVENTS_LIMIT_MAX,
+                        1000,
+                        "how many of the newest events (oldest first)",
+                    ),
                 ],
                 "responses": _responses(
                     {200: _ok(_obj({"subject": {"type": "string"}, "events": {"type": "array"}}))},

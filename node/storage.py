@@ -757,11 +757,15 @@ class Storage:
         return self._tx_rows(maybe) if maybe else {}
 
     def events(self, subject: str, limit: int = 1000) -> list[dict[str, Any]]:
+        """The newest `limit` events about `subject`, oldest first. The newest: a subject's
+        history grows with the chain (a machine's every report), and its first `limit`
+        events would hide for good what happened since."""
         rows = self._db.execute(
             "SELECT height, tx_hash, contract, kind, subject, data FROM events "
-            "WHERE subject = ? ORDER BY id LIMIT ?",
+            "WHERE subject = ? ORDER BY id DESC LIMIT ?",
             (subject, limit),
         ).fetchall()
+        rows.reverse()
         return [
             {
                 "height": r[0],
