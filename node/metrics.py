@@ -4,11 +4,12 @@ when the scraper asks for it).
 Each node has its own `CollectorRegistry` (several nodes share one process in tests, so nothing is
 registered globally). The node's state is not copied: a collector reads the node's counters,
 consensus status, mempool and peer links at scrape time. The metrics that need memory are the
-two histograms, fed at scrape time: block intervals from the timestamps in the headers of the
+two histograms: block intervals, fed at scrape time from the timestamps in the headers of the
 blocks committed since the previous scrape (so it covers blocks committed after the node
-started), and latency stages from the node's stage clock (node/stages.py) since the previous
-scrape. Names follow CometBFT's: namespace `millchain`, then the subsystem (consensus, mempool,
-p2p, statesync, oracle). The README's Observability section lists every metric.
+started), and latency stages, fed by the node's stage clock (node/stages.py) as it times each
+one (its own log keeps only the recent ones, fewer than a minute's worth at full speed).
+Names follow CometBFT's: namespace `millchain`, then the subsystem (consensus, mempool, p2p,
+statesync, oracle). The README's Observability section lists every metric.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
+
+from node.stages import StageClock
 
 if TYPE_CHECKING:
     from node.service import Node
@@ -293,17 +296,16 @@ class BlockIntervals:
 
 
 class StageDurations:
-    """Feeds a histogram, by stage, with what the node's stage clock timed since it last
-    looked (a duration below zero, which clock skew can give, counts as zero)."""
+    """Feeds a histogram, by stage, with every duration the node's stage clock times from its
+    creation on, as it is timed (a duration below zero, which clock skew can give, counts as
+    zero)."""
 
-    def __init__(self, histogram: Histogram, *, start: int) -> None:
+    def __init__(self, histogram: Histogram, stages: StageClock) -> None:
         self._histogram = histogram
-        self._seen = start
+        stages.subscribe(self._observe)
 
-    def refresh(self, node: Node) -> None:
-        for timed in node.stages.since(self._seen):
-            self._histogram.labels(timed.stage).observe(max(0.0, timed.ms) / 1000)
-        self._seen = node.stages.last_seq
+    def _observe(self, stage: str, ms: float) -> None:
+        self._histogram.labels(stage).observe(max(0.0, ms) / 1000)
 
 
 class NodeMetrics:
@@ -331,12 +333,11 @@ class NodeMetrics:
             buckets=STAGE_BUCKETS_S,
             registry=self.registry,
         )
-        self.stage_durations = StageDurations(stages, start=node.stages.last_seq)
+        self.stage_durations = StageDurations(stages, node.stages)
 
     def exposition(self, accept: str) -> tuple[bytes, str]:
         """The scrape body and its content type, in the format the scraper accepts."""
         self.block_intervals.refresh(self.node)
-        self.stage_durations.refresh(self.node)
         encoder, content_type = choose_encoder(accept)
         return encoder(self.registry), content_type
 

@@ -28,8 +28,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections import deque
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 
 BLOCK_STAGES = ("propose", "pre_prepare", "prepare", "commit", "execute")
 STAGES = ("admission", *BLOCK_STAGES)
@@ -43,13 +42,8 @@ def clock_ms() -> float:
     return time.time() * 1000
 
 
-@dataclass(frozen=True, slots=True)
-class Timed:
-    """One stage's duration for one block or batch; `seq` orders what the metrics have seen."""
-
-    seq: int
-    stage: str
-    ms: float
+# Told of each duration as it is timed: the stage and its milliseconds.
+Listener = Callable[[str, float], None]
 
 
 class StageClock:
@@ -61,8 +55,9 @@ class StageClock:
         self._recent: dict[str, deque[float]] = {
             stage: deque(maxlen=recent_max) for stage in STAGES
         }
-        self._log: deque[Timed] = deque(maxlen=recent_max * len(STAGES))
-        self._logged = 0
+        # Told of every duration as it is recorded (the metrics' histogram): the summaries
+        # above keep only the recent ones, so a reader that looked now and then would miss some.
+        self._listeners: list[Listener] = []
 
     def arrived(self, seq: int, block_hash: bytes, at_ms: float) -> None:
         """The earliest of the block's transactions reached this node at `at_ms`."""
@@ -118,16 +113,12 @@ class StageClock:
 
     def _record(self, stage: str, ms: float) -> None:
         self._recent[stage].append(ms)
-        self._logged += 1
-        self._log.append(Timed(seq=self._logged, stage=stage, ms=ms))
+        for listener in self._listeners:
+            listener(stage, ms)
 
-    def since(self, seq: int) -> Iterable[Timed]:
-        """Durations recorded after the one numbered `seq` (as far back as the log reaches)."""
-        return (timed for timed in self._log if timed.seq > seq)
-
-    @property
-    def last_seq(self) -> int:
-        return self._logged
+    def subscribe(self, listener: Listener) -> None:
+        """Call `listener` with every duration recorded from now on."""
+        self._listeners.append(listener)
 
     @property
     def in_flight(self) -> int:

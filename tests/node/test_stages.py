@@ -112,13 +112,13 @@ def test_the_summary_covers_the_most_recent_blocks_and_batches() -> None:
     assert summary["admission"] == {"count": 3, "p50_ms": 15.0, "p90_ms": 25.0}
 
 
-def test_the_log_hands_out_each_duration_once() -> None:
+def test_listeners_hear_each_duration_once_as_it_is_timed() -> None:
     clock = StageClock()
-    time_block(clock, 1, 9, (5.0, 10.0, 11.0, 12.0, 13.0))
-    first = list(clock.since(0))
-    assert [timed.stage for timed in first] == list(BLOCK_STAGES)
-    seen = clock.last_seq
+    heard: list[tuple[str, float]] = []
+    time_block(clock, 1, 9, (5.0, 10.0, 11.0, 12.0, 13.0))  # before subscribing: not heard
+    clock.subscribe(lambda stage, ms: heard.append((stage, ms)))
+    time_block(clock, 2, 9, (5.0, 10.0, 11.0, 12.0, 13.0))
+    assert [stage for stage, _ in heard] == list(BLOCK_STAGES)
+    heard.clear()
     clock.admitted(arrived_ms=0.0, at_ms=7.0)
-    later = list(clock.since(seen))
-    assert [(timed.stage, timed.ms) for timed in later] == [("admission", 7.0)]
-    assert list(clock.since(clock.last_seq)) == []
+    assert heard == [("admission", 7.0)]
