@@ -375,7 +375,7 @@ class Replica(NormalCase):
         votes = self._view_changes.setdefault(target, {})
         if view_change.sender in votes:
             return
-        check_view_change(view_change, self.config, self._verifier)
+        check_view_change(view_change, self.config, self._verifier, self._validator)
         votes[view_change.sender] = view_change
         if view_change.base_height > self._committed_height:
             self._learn_committed(view_change.base_height, (view_change.sender,), urgent=False)
@@ -467,7 +467,9 @@ class Replica(NormalCase):
             new_view.view == self._view and self._active and not self._lacks_new_view()
         ):
             raise StaleMessage(f"new view {new_view.view}, this replica is in {self._view}")
-        choice = check_new_view(new_view, self.config, self._verifier, self._genesis)
+        choice = check_new_view(
+            new_view, self.config, self._verifier, self._genesis, self._validator
+        )
         self._install(new_view, choice, entered=new_view.view != self._installed)
 
     def _lacks_new_view(self) -> bool:

@@ -35,8 +35,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from consensus.config import ChainPoint, ReplicaConfig
-from consensus.errors import InvalidMessage
+from consensus.config import BlockValidator, ChainPoint, ReplicaConfig
+from consensus.errors import InvalidBlock, InvalidMessage
 from consensus.messages import (
     NewView,
     PreparedProof,
@@ -96,15 +96,18 @@ def check_certificate(
         _check(verifier, config, index, Domain.COMMIT, payload, signature, "commit certificate")
 
 
-def check_prepared_proof(proof: PreparedProof, config: ReplicaConfig, verifier: Verifier) -> None:
-    """A pre-prepare from its view's primary and 2f matching prepares from other validators."""
+def check_prepared_proof(
+    proof: PreparedProof, config: ReplicaConfig, verifier: Verifier, validator: BlockValidator
+) -> None:
+    """A pre-prepare from its view's primary, of a block the application takes, and 2f
+    matching prepares from other validators."""
     pp = proof.pre_prepare
     header = pp.block.header
     if pp.sender != pp.view % config.n:
         raise InvalidMessage(f"prepared proof for seq {pp.seq}: pre-prepare not from the primary")
     if header.height != pp.seq or header.view > pp.view or header.chain_id != config.chain_id:
         raise InvalidMessage(f"prepared proof for seq {pp.seq}: block header does not fit")
-    _check_body(pp.block, f"prepared proof for seq {pp.seq}")
+    _check_body(pp.block, f"prepared proof for seq {pp.seq}", validator)
     domain, payload = signed_payload(pp)
     _check(verifier, config, pp.sender, domain, payload, pp.signature, "prepared pre-prepare")
     senders = set()
@@ -123,7 +126,9 @@ def check_prepared_proof(proof: PreparedProof, config: ReplicaConfig, verifier: 
         )
 
 
-def check_view_change(vc: ViewChange, config: ReplicaConfig, verifier: Verifier) -> None:
+def check_view_change(
+    vc: ViewChange, config: ReplicaConfig, verifier: Verifier, validator: BlockValidator
+) -> None:
     """Everything a view change carries, except its own signature (checked on receipt)."""
     header, certificate = vc.base_header, vc.base_certificate
     if header is None:
@@ -143,7 +148,7 @@ def check_view_change(vc: ViewChange, config: ReplicaConfig, verifier: Verifier)
             raise InvalidMessage("view change: prepared proofs out of order or at the base")
         if proof.view >= vc.new_view:
             raise InvalidMessage("view change: prepared proof from the new view or later")
-        check_prepared_proof(proof, config, verifier)
+        check_prepared_proof(proof, config, verifier, validator)
         previous = proof.seq
 
 
@@ -204,7 +209,11 @@ def choose_blocks(
 
 
 def check_new_view(
-    nv: NewView, config: ReplicaConfig, verifier: Verifier, genesis: ChainPoint | None
+    nv: NewView,
+    config: ReplicaConfig,
+    verifier: Verifier,
+    genesis: ChainPoint | None,
+    validator: BlockValidator,
 ) -> Choice:
     """Check every view change in `nv` and that its pre-prepares are exactly the choice."""
     primary = nv.view % config.n
@@ -220,7 +229,7 @@ def check_new_view(
             raise InvalidMessage(f"new view {nv.view} holds a view change for {vc.new_view}")
         domain, payload = signed_payload(vc)
         _check(verifier, config, vc.sender, domain, payload, vc.signature, "view change")
-        check_view_change(vc, config, verifier)
+        check_view_change(vc, config, verifier, validator)
     choice = choose_blocks(nv.view_changes, view=nv.view, config=config, genesis=genesis)
     if len(nv.pre_prepares) != len(choice.blocks):
         raise InvalidMessage(
@@ -228,25 +237,33 @@ def check_new_view(
             f"imply {len(choice.blocks)}"
         )
     for pp, block in zip(nv.pre_prepares, choice.blocks, strict=True):
-        check_new_view_pre_prepare(pp, block, nv.view, primary)
+        check_new_view_pre_prepare(pp, block, nv.view, primary, validator)
         domain, payload = signed_payload(pp)
         _check(verifier, config, pp.sender, domain, payload, pp.signature, kind_of(pp))
     return choice
 
 
-def check_new_view_pre_prepare(pp: PrePrepare, block: Block, view: int, primary: int) -> None:
+def check_new_view_pre_prepare(
+    pp: PrePrepare, block: Block, view: int, primary: int, validator: BlockValidator
+) -> None:
     if (pp.view, pp.seq, pp.sender) != (view, block.height, primary) or pp.block_hash != block.hash:
         raise InvalidMessage(
             f"new view {view}: pre-prepare for seq {pp.seq} is not the block the view changes imply"
         )
-    _check_body(pp.block, f"new view {view}: pre-prepare for seq {pp.seq}")
+    _check_body(pp.block, f"new view {view}: pre-prepare for seq {pp.seq}", validator)
 
 
-def _check_body(block: Block, what: str) -> None:
-    """The transactions are the header's (tx_root), none twice. Signatures and prepares cover
-    the header's hash only; this is what ties a re-proposed block's transactions to the ones a
-    quorum prepared. (Done once per block object: blocks decoded off the wire are checked.)"""
+def _check_body(block: Block, what: str, validator: BlockValidator) -> None:
+    """The transactions are the header's (tx_root), none twice, and the application takes
+    them (`validator`: their signatures, as for a pre-prepare in the normal case). Signatures
+    and prepares cover the header's hash only; the tx_root is what ties a re-proposed block's
+    transactions to the ones a quorum prepared. It covers their bodies, not their signatures,
+    so the same block with a signature swapped for garbage has the same hash: without the
+    validator, a new view (or a byzantine replica's view change it was built from) could get
+    transactions committed under signatures their senders never made. (The shape is checked
+    once per block object: blocks decoded off the wire are checked.)"""
     try:
         block.check_shape()
-    except LedgerError as exc:
+        validator.validate(block)
+    except (InvalidBlock, LedgerError) as exc:
         raise InvalidMessage(f"{what}: {exc}") from exc

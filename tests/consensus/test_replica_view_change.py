@@ -8,6 +8,7 @@ from consensus import messages as m
 from consensus.actions import Action, Send, ViewEntered
 from consensus.config import ChainPoint
 from consensus.events import BlocksTransferred, RequestsPending, Tick
+from consensus.sim.harness import AcceptAll
 from consensus.viewchange import check_view_change, choose_blocks
 from ledger.block import Block
 from tests.consensus.pbft_bench import (
@@ -116,7 +117,7 @@ def test_view_change_message_carries_prepared_certificates() -> None:
     proof = view_change.prepared[1]
     assert proof.pre_prepare.block == second
     assert sorted(p.sender for p in proof.prepares) == [1, 2]
-    check_view_change(view_change, bench.config, m.plain_verifier)
+    check_view_change(view_change, bench.config, m.plain_verifier, AcceptAll())
     m.verify_signature(view_change, bench.config.chain_id, bench.validators)
 
 
@@ -131,7 +132,7 @@ def test_view_change_base_is_the_committed_head_with_its_certificate() -> None:
     assert view_change.base_certificate is not None
     assert view_change.base_certificate.block_hash == first.hash
     assert [proof.seq for proof in view_change.prepared] == [2]
-    check_view_change(view_change, bench.config, m.plain_verifier)
+    check_view_change(view_change, bench.config, m.plain_verifier, AcceptAll())
 
 
 def test_new_view_re_proposes_the_block_committed_before_the_view_change() -> None:

@@ -10,6 +10,7 @@ from consensus import messages as m
 from consensus.errors import InvalidMessage, SafetyViolation
 from consensus.replica import Replica
 from consensus.sim.faults import ByzantineKind, FaultConfig
+from consensus.sim.harness import AcceptAll
 from consensus.sim.schedule import Crash
 from consensus.sim.simulator import Simulation, run_sim
 from consensus.viewchange import check_new_view
@@ -217,7 +218,7 @@ def test_a_new_view_that_does_not_follow_from_its_view_changes_is_refused(
     config = simulation.configs[2]
     for new_view in sent:
         with pytest.raises(InvalidMessage):
-            check_new_view(new_view, config, m.plain_verifier, genesis=None)
+            check_new_view(new_view, config, m.plain_verifier, None, AcceptAll())
 
 
 def test_view_changes_that_hide_certificates_or_skip_views_lose_nothing() -> None:
