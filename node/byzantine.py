@@ -36,7 +36,9 @@ from consensus import messages as m
 from consensus.messages import Commit, Message, Prepare, PrePrepare, encode_message
 from ledger.block import Block
 from ledger.crypto import KeyPair
+from ledger.encoding import encode
 from ledger.hashing import sha256
+from ledger.tx import Transaction
 from node.errors import NodeError
 
 ALLOW_ENV = "MILLCHAIN_ALLOW_BYZANTINE"
@@ -278,10 +280,12 @@ def _wrong_parent_block(block: Block) -> Block:
 
 def _bad_signature_block(block: Block) -> Block:
     """A known transaction with its signature corrupted, under a consistent tx root: the body
-    (and so the transaction hash) is the signed one, only the signature bytes are wrong."""
+    (and so the transaction hash) is the signed one, only the signature bytes are wrong. Built
+    from its wire form, which is what goes out (a transaction keeps the bytes it came from)."""
     first = block.txs[0]
     corrupted = bytes([first.signature[0] ^ 0xFF]) + first.signature[1:]
-    txs = (dataclasses.replace(first, signature=corrupted), *block.txs[1:])
+    forged = Transaction.from_wire(encode({"body": first.body, "signature": corrupted}))
+    txs = (forged, *block.txs[1:])
     header = block.header
     return Block.build(
         chain_id=header.chain_id,

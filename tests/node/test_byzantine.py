@@ -166,10 +166,13 @@ def test_invalid_blocks_are_each_refused_by_an_honest_nodes_checks(
         storage=Storage(tmp_path / "chain.sqlite"),
     )
     # The node already checked the genuine transaction (same body, so the same hash):
-    # its cache must not vouch for the corrupted signature.
+    # its cache must not vouch for the corrupted signature. The block as it goes out: the
+    # corrupted signature must be in the bytes sent, not only in the object.
     node.mark_verified(_tx(setup, 0))
+    sent = decode_message(encode_message(bad_signature), tx_bytes_max=4096)
+    assert isinstance(sent, PrePrepare)
     with pytest.raises(InvalidBlock, match="signature"):
-        node.replica._validator.validate(bad_signature.block)  # type: ignore[union-attr]
+        node.replica._validator.validate(sent.block)  # type: ignore[union-attr]
     node.storage.close()
 
 
