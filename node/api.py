@@ -101,6 +101,8 @@ UNLIMITED_PREFIXES = ("/peer/", "/admin/")
 SHUTDOWN_GRACE_S = 1.0
 # A peer batch is {"messages": [bytes, ...], "txs": [bytes, ...]}: three lists and maps.
 PEER_BATCH_CONTAINERS = 3
+# A pending query is {"senders": [bytes, ...]}: two.
+PENDING_QUERY_CONTAINERS = 2
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -566,7 +568,7 @@ async def peer_pending(request: web.Request) -> web.Response:
         return error(503, "node is paused or halted; ask again later")
     raw = await read_body(request)
     try:
-        query = decode(raw)
+        query = decode(raw, containers_max=PENDING_QUERY_CONTAINERS)
     except EncodingError as exc:
         return error(400, f"pending query is not canonical msgpack: {exc}")
     senders = query.get("senders") if isinstance(query, dict) else None

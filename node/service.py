@@ -115,6 +115,8 @@ FILL_INTERVALS_BACKLOGGED = 16
 RESEND_TXS_MAX = 128
 RESEND_SCAN_MS = 250
 RESEND_QUERY_TIMEOUT_S = 2.0
+# The primary's answer is {"next_nonces": [int, ...], "queued_since_ms"}: two lists and maps.
+PENDING_ANSWER_CONTAINERS = 2
 RESEND_SKEW_MS = 1_000  # clock skew and delivery time allowed between two validators
 EXPIRE_SCAN_MS = 10_000  # how often the pool drops what waited too long behind a gap
 VIEW_HISTORY_MAX = 1000  # views entered that the node remembers for the explorer
@@ -1286,7 +1288,9 @@ class Node:
             primary, "/peer/pending", encode({"senders": senders}), RESEND_QUERY_TIMEOUT_S
         )
         try:
-            answer = None if body is None else decode(body)
+            answer = (
+                None if body is None else decode(body, containers_max=PENDING_ANSWER_CONTAINERS)
+            )
         except EncodingError:
             answer = None
         if not isinstance(answer, dict):

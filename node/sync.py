@@ -20,7 +20,7 @@ import msgpack
 from ledger.block import BLOCK_TXS_LIMIT, Block, BlockHeader
 from ledger.certificate import CommitCertificate
 from ledger.crypto import SIGNATURE_BYTES
-from ledger.encoding import decode, encode
+from ledger.encoding import container_budget, decode, encode
 from ledger.errors import LedgerError
 from ledger.fields import expect_list, expect_map
 from ledger.genesis import Genesis
@@ -33,6 +33,8 @@ FETCH_BYTES_MAX = 8 * 1024 * 1024
 _BLOCK_KEYS = frozenset({"header", "txs"})
 # A block is {"header": {...}, "txs": [bytes, ...]}: three lists and maps.
 BLOCK_CONTAINERS = 3
+# A transaction's wire is {"body": bytes, "signature": bytes}: one map.
+_WIRE_CONTAINERS = 1
 
 
 class SyncError(NodeError):
@@ -178,9 +180,15 @@ def decode_certified_block(raw: Any, certificate: CommitCertificate) -> Certifie
 
 
 def _wire_parts(wire: Any, height: int) -> tuple[bytes, bytes, bytes]:
-    """(wire, body, signature) of a transaction's wire map, which must be canonical."""
+    """(wire, body, signature) of a transaction's wire map, which must be canonical. Read
+    before the ids are checked against the certified tx_root, so within a budget: the map
+    alone, its body and signature being bytes (see ledger.encoding.container_budget)."""
     try:
-        outer = msgpack.unpackb(wire) if isinstance(wire, bytes) else None
+        outer = (
+            msgpack.unpackb(wire, **container_budget(_WIRE_CONTAINERS))
+            if isinstance(wire, bytes)
+            else None
+        )
     except (msgpack.UnpackException, ValueError, TypeError, RecursionError):
         outer = None
     if (
