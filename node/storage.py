@@ -610,13 +610,23 @@ class Storage:
         return None if row is None else _stored_block(row)
 
     def block_range(self, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
-        """Raw (height, block wire, certificate wire) for start <= height <= end."""
-        rows = self._db.execute(
+        """Raw (height, block wire, certificate wire) for start <= height <= end, as far as a
+        /peer/blocks answer takes them: up to the first that brings their bytes past
+        FETCH_BYTES_MAX, where node/sync.py cuts the answer (`encode_blocks`). Anybody may ask
+        for FETCH_BLOCKS_MAX blocks: reading them all held the event loop, and their bytes,
+        for an answer of a fraction of them (as history_range did)."""
+        cursor = self._db.execute(
             "SELECT height, block, certificate FROM blocks WHERE height BETWEEN ? AND ? "
             "ORDER BY height",
             (start, end),
-        ).fetchall()
-        return [(row[0], row[1], row[2]) for row in rows]
+        )
+        rows: list[tuple[int, bytes, bytes]] = []
+        size = 0
+        while size <= FETCH_BYTES_MAX and (found := cursor.fetchone()) is not None:
+            height, block, certificate = found
+            rows.append((height, block, certificate))
+            size += len(block) + len(certificate)
+        return rows
 
     def history_range(self, start: int, end: int) -> list[HistoryRow]:
         """Blocks start..end with what rebuilds the state after each (see HistoryRow), as far
