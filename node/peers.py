@@ -167,7 +167,13 @@ class Peers:
         self._streams: dict[tuple[int, bool], aiohttp.ClientWebSocketResponse] = {}
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit_per_host=CONNECTIONS_PER_PEER, keepalive_timeout=60)
+        # Each link holds its two channels' streams for good: a total below what all links
+        # together may hold (aiohttp's default is 100) leaves the links past it unconnected.
+        connector = aiohttp.TCPConnector(
+            limit=CONNECTIONS_PER_PEER * max(1, len(self.links)),
+            limit_per_host=CONNECTIONS_PER_PEER,
+            keepalive_timeout=60,
+        )
         self._session = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=10, connect=2)
         )
