@@ -17,7 +17,11 @@ next try opens a new one.
 
 A batch a peer did not take is put back at the front and retried with back-off, so a peer that
 restarts gets what it missed while it was briefly away; a peer down for longer than
-STALE_AFTER_MS has its backlog dropped and catches up by state transfer instead. The queue is
+STALE_AFTER_MS has its backlog dropped and catches up by state transfer instead. A peer that
+answers 503 (paused, node/pause.py) asks for the batch again later: it is kept and retried the
+same way, however long the pause. A batch larger than the peer takes in a frame (its
+body_bytes_max, which may be below BATCH_BYTES_MAX) is split and its halves sent again; only a
+single message too large for the peer is dropped, as resending it cannot help. The queue is
 also bounded in bytes, dropping the oldest items first, so a dead peer cannot grow memory (the
 protocol's retransmission and state transfer cover what was dropped).
 
@@ -28,6 +32,7 @@ lost, go twice, or fail as if the peer were unreachable when the link is blocked
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import time
 from collections import deque
@@ -78,6 +83,15 @@ STREAM_PATH = "/peer/stream"
 BACKOFF_MS_MIN = 50
 BACKOFF_MS_MAX = 2000
 STALE_AFTER_MS = 5000  # a peer down longer than this gets no backlog, only what follows
+
+
+class _Outcome(enum.Enum):
+    """What became of a batch sent to a peer."""
+
+    DELIVERED = "delivered"  # the peer took it, or refused it for good (malformed)
+    FAILED = "failed"  # no answer: the peer is down, or the link blocked
+    RETRY_LATER = "retry-later"  # the peer answered 503: it takes no batches now
+    TOO_LARGE = "too-large"  # larger than the peer takes in one frame
 
 
 @dataclass(slots=True)
@@ -259,10 +273,25 @@ class Peers:
                         "txs": items if txs else [],
                     }
                 )
-                if await self._deliver(link, body, txs=txs):
+                outcome = await self._deliver(link, body, txs=txs)
+                if outcome is _Outcome.DELIVERED:
                     backoff_ms = BACKOFF_MS_MIN
                     continue
-                if link.down_for_ms() > STALE_AFTER_MS:
+                if outcome is _Outcome.TOO_LARGE:
+                    if len(items) > 1:
+                        # The peer's frames are smaller than this channel's batches: send
+                        # smaller ones from now on, these items first.
+                        queue.put_back(items)
+                        bytes_max = max(1, sum(map(len, items)) // 2)
+                    else:
+                        log.error(
+                            "peer %s refused a message of %d bytes as larger than it takes; "
+                            "dropped",
+                            link.name,
+                            len(items[0]),
+                        )
+                    continue
+                if outcome is _Outcome.FAILED and link.down_for_ms() > STALE_AFTER_MS:
                     # Down this long, it catches up by state transfer; a backlog of stale
                     # messages would only flood it when it returns.
                     queue.drop_all()
@@ -271,20 +300,22 @@ class Peers:
                 await asyncio.sleep(backoff_ms / 1000)
                 backoff_ms = min(backoff_ms * 2, BACKOFF_MS_MAX)
 
-    async def _deliver(self, link: PeerLink, body: bytes, *, txs: bool) -> bool:
-        """Send one batch through the fault injector; True if it counts as delivered."""
+    async def _deliver(self, link: PeerLink, body: bytes, *, txs: bool) -> _Outcome:
+        """Send one batch through the fault injector: what became of it."""
         verdict = self.faults.decide(link.name)
         if verdict.blocked:
             self._mark_down(link, "link blocked by fault injection")
-            return False
+            return _Outcome.FAILED
         if verdict.delay_ms:
             await asyncio.sleep(verdict.delay_ms / 1000)
         if verdict.copies == 0:
-            return True  # lost on the way: the sender cannot tell
-        delivered = await self._push(link, body, txs=txs)
+            return _Outcome.DELIVERED  # lost on the way: the sender cannot tell
+        outcome = await self._push(link, body, txs=txs)
         for _ in range(verdict.copies - 1):
-            delivered = await self._push(link, body, txs=txs) and delivered
-        return delivered
+            again = await self._push(link, body, txs=txs)
+            if outcome is _Outcome.DELIVERED:
+                outcome = again
+        return outcome
 
     def _mark_down(self, link: PeerLink, reason: object) -> None:
         link.failures += 1
@@ -311,24 +342,29 @@ class Peers:
         ) as response:
             return response.status, await read_capped(response, ANSWER_BYTES_MAX)
 
-    async def _push(self, link: PeerLink, body: bytes, *, txs: bool) -> bool:
-        """Send one batch on the channel's stream and wait for its ack; True if the peer took
-        it (or refused it for good: resending the same bytes cannot help)."""
+    async def _push(self, link: PeerLink, body: bytes, *, txs: bool) -> _Outcome:
+        """Send one batch on the channel's stream and wait for its ack: DELIVERED if the peer
+        took it (or refused it for good: resending the same bytes cannot help)."""
         try:
             status, problem = await self._exchange_on_stream(link, body, txs=txs)
         except (aiohttp.ClientError, TimeoutError, OSError, StreamBroken) as exc:
             await self._drop_stream(link, txs=txs)
             self._mark_down(link, exc or type(exc).__name__)
-            return False
+            return _Outcome.FAILED
         if not link.up:
             log.info("peer %s is up", link.name)
         link.up = True
         link.down_since_ms = None
         link.last_ok_ms = int(time.time() * 1000)
         link.sent_batches += 1
+        if status == 503:
+            log.debug("peer %s takes no batches now (%s); sending again later", link.name, problem)
+            return _Outcome.RETRY_LATER
+        if status == 413:
+            return _Outcome.TOO_LARGE
         if status != 200:
             log.warning("peer %s refused a batch with status %d: %s", link.name, status, problem)
-        return True
+        return _Outcome.DELIVERED
 
     async def _exchange_on_stream(
         self, link: PeerLink, body: bytes, *, txs: bool

@@ -1,0 +1,89 @@
+"""A batch a peer refuses without saying it can never take it is not dropped by the sender.
+
+Peers._push counted every ack that was not a failure to connect as delivered, whatever its
+status: "the peer refused it for good: resending the same bytes cannot help". Two refusals are
+not for good, and the messages in them were lost:
+
+- 503 from a paused node (node/pause.py): "peers' batches are refused with 503, so they keep
+  them and retry". They did not keep them: every consensus message sent to a paused node was
+  dropped, and a resumed node had to wait for retransmission or state transfer.
+- A batch larger than the peer's frame limit (its genesis body_bytes_max; the stream is closed
+  with 1009, read as 413). Batching joins whatever is queued up to BATCH_BYTES_MAX (4 MiB) or
+  BATCH_TX_BYTES_MAX (256 KiB), whatever the limit: on a chain whose body_bytes_max is below
+  those (64 KiB here, as in the tests' genesis), a burst of small messages that each fit was
+  refused together and dropped together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from node.api import create_app
+from node.peers import PeerLink, Peers
+from node.service import Node
+
+DELIVERED_WITHIN_S = 10.0
+
+
+async def _until(check: Callable[[], object], timeout_s: float = DELIVERED_WITHIN_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def peers(node: Node) -> AsyncIterator[Peers]:
+    """Validator 0's link to `node` (validator 1), served on 127.0.0.1 at a port the OS picks."""
+    server = TestServer(create_app(node), host="127.0.0.1", port=0)
+    await server.start_server()
+    url = str(server.make_url("")).rstrip("/")
+    peers = Peers(self_index=0, links=[PeerLink(index=1, name="node1", url=url)])
+    await peers.start()
+    try:
+        yield peers
+    finally:
+        await peers.stop()
+        await server.close()
+
+
+async def test_messages_refused_by_a_paused_node_reach_it_once_it_resumes(
+    node: Node, peers: Peers
+) -> None:
+    node.paused_at = {"phase": "after-prepare", "seq": 1}  # as Node._hits_pause leaves it
+    peers.send(1, b"a message sent while the peer is paused")
+    await _until(lambda: peers.links[1].last_ok_ms is not None)  # its 503 ack came back
+    assert node.counters.messages_received == 0
+    node.resume()
+    await _until(lambda: node.counters.messages_received == 1)
+
+
+async def test_a_burst_larger_than_the_peers_frame_limit_is_delivered_in_smaller_batches(
+    node: Node, peers: Peers
+) -> None:
+    frame_bytes_max = node.params.body_bytes_max
+    assert frame_bytes_max == 64 * 1024  # the tests' genesis (tests/node/conftest.py)
+    count = 8
+    message = b"m" * (frame_bytes_max // 4)  # each fits in a frame alone; together they do not
+    for _ in range(count):
+        peers.send(1, message)  # all queued before the sender task runs: one batch
+    await _until(lambda: node.counters.messages_received == count)
+    assert peers.links[1].status()["queued"] == 0
+
+
+async def test_forwarded_transactions_past_the_peers_frame_limit_are_not_dropped(
+    node: Node, peers: Peers
+) -> None:
+    frame_bytes_max = node.params.body_bytes_max
+    count = 8
+    tx = b"t" * (frame_bytes_max // 4)  # BATCH_TX_BYTES_MAX (256 KiB) would take all eight
+    peers.forward_txs([tx] * count)
+    # Not transactions (the node refuses them when it admits them), but each one is counted
+    # as it is: the batch reached the node's admission instead of the floor.
+    await _until(lambda: node.counters.rejected.get("malformed", 0) >= count)
+    assert peers.links[1].status()["queued"] == 0
