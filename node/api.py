@@ -30,8 +30,9 @@ Peer API:
   GET  /peer/blocks?from=&to=   certified blocks for catching up (msgpack)
   GET  /peer/history?from=&to=  certified blocks with their receipts and write sets, and the
                                 stable checkpoint proofs among them (msgpack, node/history.py)
-Admin API (from loopback, or with `Authorization: Bearer <admin_token>` if the config sets one;
-never what a browser sends for a page of another origin):
+Admin API (from loopback under an IP address, localhost or a validator's host, or with
+`Authorization: Bearer <admin_token>` if the config sets one; never what a browser sends for a
+page of another origin):
   GET/POST /admin/pause         show, or arm, a pause point (node/pause.py); POST /admin/resume
   GET/POST /admin/faults        show, or set, per-peer fault injection (node/faults.py): POST
                                 {"peer": NAME or "*", "delay_ms", "jitter_ms", "loss",
@@ -48,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import socket
@@ -622,9 +624,17 @@ def _admin_only(request: web.Request) -> None:
         raise Rejection(
             f"admin endpoints refuse requests a browser sent for {elsewhere}", status=403
         )
-    if request.remote in LOOPBACK:
+    foreign = _foreign_host(request) if request.remote in LOOPBACK else None
+    if request.remote in LOOPBACK and foreign is None:
         return
     token = request.app[LIMITS_KEY].admin_token
+    if foreign is not None and not token_matches(request.headers.get("Authorization"), token):
+        raise Rejection(
+            "admin endpoints answer loopback under its own names (an IP address, localhost or "
+            f"a validator's host), or with the admin token; not under {foreign[:100]!a}, which "
+            "a page that rebound its name to this machine sends",
+            status=403,
+        )
     if token is None:
         raise Rejection(
             "admin endpoints answer on loopback only (this node has no admin token)", status=403
@@ -634,6 +644,32 @@ def _admin_only(request: web.Request) -> None:
             "admin endpoints answer on loopback, or with 'Authorization: Bearer <admin token>'",
             status=403,
         )
+
+
+def _foreign_host(request: web.Request) -> str | None:
+    """The name the request's Host header gives this node, when loopback does not go by it.
+
+    A page whose DNS name an attacker rebinds to 127.0.0.1 is, to the browser, of the same
+    origin as the node it then reaches (Origin and Sec-Fetch-Site say so), and its requests come
+    from loopback; only the Host still names the attacker's domain. Loopback goes by IP
+    addresses, localhost, and the hosts the genesis names for the validators (which the CLI
+    uses); a request naming anything else gets no admin answer without the token."""
+    try:
+        name = (request.url.host or "").rstrip(".").lower()
+    except ValueError:  # a Host header yarl cannot parse
+        return request.host
+    if name == "localhost" or name.endswith(".localhost"):
+        return None
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        return None
+    node = request.app[NODE_KEY]
+    if name in {v.host.lower() for v in node.genesis.validators}:
+        return None
+    return name
 
 
 def _from_another_site(request: web.Request) -> str | None:
@@ -707,34 +743,37 @@ async def admin_faults_status(request: web.Request) -> web.Response:
 
 
 async def admin_faults(request: web.Request) -> web.Response:
-    """Set or clear per-peer fault rules, or reseed (see the module docstring)."""
+    """Set or clear per-peer fault rules, or reseed (see the module docstring). The whole
+    request is checked before any of it is applied: a refused one changes nothing."""
     _admin_only(request)
     node = request.app[NODE_KEY]
     try:
-        body = await request.json()
-    except ValueError as exc:
-        raise Rejection(f"expected a JSON object: {exc}") from exc
+        body = json.loads(await read_body(request))
+    except (ValueError, RecursionError) as exc:  # also UnicodeDecodeError; too deep nesting
+        raise Rejection(f"expected a JSON object; the body is not JSON: {exc!r}"[:300]) from None
     if not isinstance(body, dict):
         raise Rejection("expected a JSON object")
     peers = _fault_peers(node, body.pop("peer", "*"))
     clear = body.pop("clear", False)
     seed = body.pop("seed", None)
-    if seed is not None:
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise FaultSpecError(f"seed must be an integer, got {seed!r}")
-        node.faults.reseed(seed)
-    if clear is True:
-        if body:
-            raise FaultSpecError("clear takes no fault fields")
-        for peer in peers:
-            node.faults.clear(peer)
-    elif clear is not False:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise FaultSpecError(f"seed must be an integer, got {seed!r}")
+    if clear is not True and clear is not False:
         raise FaultSpecError(f"clear must be true or false, got {clear!r}")
-    elif body or seed is None:
+    if clear and body:
+        raise FaultSpecError("clear takes no fault fields")
+    rule = None
+    if not clear and (body or seed is None):
         try:
             rule = LinkFaults.from_json(body)
         except TypeError as exc:
             raise FaultSpecError(f"malformed fault rule: {exc}") from exc
+    if seed is not None:
+        node.faults.reseed(seed)
+    if clear:
+        for peer in peers:
+            node.faults.clear(peer)
+    elif rule is not None:
         for peer in peers:
             node.faults.set(peer, rule)
         log.warning("fault injection towards %s: %s", ", ".join(peers), rule)
