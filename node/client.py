@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -69,7 +70,14 @@ class NodeClient:
             async with self.session.request(
                 method, self.url + path, data=body, headers=headers, timeout=timeout
             ) as response:
-                payload = await response.json(content_type=None)
+                raw = await response.read()
+                try:
+                    payload = json.loads(raw)
+                except ValueError:  # also UnicodeDecodeError: a proxy's page, a plain-text 500
+                    raise ClientError(
+                        f"{response.status}: {self.url} answered what is not JSON: {raw[:200]!r}",
+                        status=response.status,
+                    ) from None
                 if response.status >= 400:
                     message = payload.get("error") if isinstance(payload, dict) else payload
                     raise ClientError(f"{response.status}: {message}", status=response.status)
