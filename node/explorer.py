@@ -35,6 +35,7 @@ import msgpack
 from aiohttp import web
 
 from ledger.block import BlockHeader
+from node.peers import read_capped
 from node.stages import STAGES
 
 if TYPE_CHECKING:
@@ -69,6 +70,8 @@ STATUS_FIELDS: dict[str, tuple[type, ...]] = {
     "halted": (str,),
 }
 STATUS_TEXT_MAX = 300  # characters of a text field kept from a peer's status
+# Bytes of a peer's /status read at most: an honest one is a few KiB (peers, stages, counters).
+STATUS_BYTES_MAX = 256 * 1024
 
 
 def now_ms() -> int:
@@ -92,6 +95,8 @@ class Explorer:
     view_starts: dict[int, tuple[int, int, int]] = field(default_factory=dict)
     views_searched_to: int = 0
     cluster_cache: tuple[int, list[dict[str, Any]]] | None = None
+    # The round of /status asks under way, which every request arriving meanwhile waits for.
+    cluster_fetch: asyncio.Task[list[dict[str, Any]]] | None = None
     session: aiohttp.ClientSession | None = None
 
     def snapshot(self) -> dict[str, Any]:
@@ -212,23 +217,40 @@ async def _peer_status(
         async with session.get(f"{url}/status") as response:
             if response.status != 200:
                 return {**row, "alive": False, "error": f"status {response.status}"}
-            status = await response.json()
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        return {**row, "alive": False, "error": str(exc) or type(exc).__name__}
+            # A faulty validator's answer may be of any size or depth: read no more than an
+            # honest status can hold, and a decoder that gives up is an answer that says nothing.
+            status = json.loads(await read_capped(response, STATUS_BYTES_MAX))
+    except (aiohttp.ClientError, TimeoutError, ValueError, RecursionError) as exc:
+        return {**row, "alive": False, "error": (str(exc) or type(exc).__name__)[:STATUS_TEXT_MAX]}
     if not isinstance(status, dict):
         return {**row, "alive": False, "error": f"/status answered a {type(status).__name__}"}
     return {**row, "alive": True, **_status_row(status), "index": index, "name": name}
 
 
 async def cluster(request: web.Request) -> web.Response:
+    """Every validator's status: the kept answer while it is fresh, else the round of asks
+    under way, or a new one. Requests arriving while a round is under way (it takes up to
+    PEER_STATUS_TIMEOUT_S when a peer is slow or down) share it rather than each asking every
+    validator again."""
     explorer = request.app[EXPLORER_KEY]
     cached = explorer.cluster_cache
     if cached is not None and now_ms() - cached[0] < CLUSTER_CACHE_MS:
         rows = cached[1]
     else:
+        if explorer.cluster_fetch is None:
+            explorer.cluster_fetch = asyncio.create_task(_fetch_and_keep(explorer))
+        # Shielded: a client that goes away does not cancel the round the others wait for.
+        rows = await asyncio.shield(explorer.cluster_fetch)
+    return web.json_response({"now_ms": now_ms(), "nodes": rows})
+
+
+async def _fetch_and_keep(explorer: Explorer) -> list[dict[str, Any]]:
+    try:
         rows = await _fetch_cluster(explorer)
         explorer.cluster_cache = (now_ms(), rows)
-    return web.json_response({"now_ms": now_ms(), "nodes": rows})
+        return rows
+    finally:
+        explorer.cluster_fetch = None
 
 
 async def _fetch_cluster(explorer: Explorer) -> list[dict[str, Any]]:
@@ -414,6 +436,11 @@ def _lifecycle(explorer: Explorer) -> Callable[[web.Application], AsyncIterator[
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+            fetch = explorer.cluster_fetch
+            if fetch is not None:
+                fetch.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await fetch
             await explorer.session.close()
 
     return context
