@@ -447,6 +447,14 @@ def _link_validator(request: web.Request) -> int | None:
         raise Rejection(str(exc), status=403) from exc
 
 
+def _charge_unproven(request: web.Request) -> None:
+    """A peer read (/peer/pending, /peer/blocks, /peer/history) takes a token of the client
+    rate limit unless a validator proves it asks (node/peer_auth.py): anybody can send them,
+    and a history answer reads up to FETCH_BYTES_MAX of blocks and receipts on the event loop."""
+    if _link_validator(request) is None:
+        _charger(request)(1)
+
+
 def _charger(request: web.Request) -> Callable[[int], None]:
     """Take tokens from the client rate limit of the request's address (RateLimited if over)."""
     limiter = request.app[LIMITER_KEY]
@@ -566,6 +574,7 @@ async def _close_peer_streams(app: web.Application) -> None:
 async def peer_pending(request: web.Request) -> web.Response:
     """For a backup whose senders stalled: how far this node holds each one's ready run."""
     node = request.app[NODE_KEY]
+    _charge_unproven(request)
     if node.paused_at is not None or node.halted is not None:
         return error(503, "node is paused or halted; ask again later")
     raw = await read_body(request)
@@ -591,6 +600,7 @@ async def peer_pending(request: web.Request) -> web.Response:
 async def peer_blocks(request: web.Request) -> web.Response:
     """Certified blocks for a peer catching up (msgpack: [[block, certificate], ...])."""
     node = request.app[NODE_KEY]
+    _charge_unproven(request)
     try:
         start, end = blocks_query(request.query, node.storage.head().height)
     except ValueError as exc:
@@ -602,6 +612,7 @@ async def peer_blocks(request: web.Request) -> web.Response:
 async def peer_history(request: web.Request) -> web.Response:
     """Certified blocks with what rebuilds the state after each, for a peer catching up."""
     node = request.app[NODE_KEY]
+    _charge_unproven(request)
     try:
         start, end = blocks_query(request.query, node.storage.head().height)
     except ValueError as exc:

@@ -46,7 +46,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -99,6 +99,8 @@ class Transferred:
 # Applies blocks in order on top of the stored head (one database transaction) and returns how
 # many it applied: 0 when the node takes none now (halted, paused), which ends the catch-up.
 Apply = Callable[[Sequence[Transferred]], int]
+# The headers that prove to the peer at a URL which validator asks (node/peer_auth.py).
+Proof = Callable[[str], Mapping[str, str]]
 
 
 @dataclass(slots=True)
@@ -260,8 +262,10 @@ class _Peer:
         *,
         apply: Apply,
         stats: TransferStats,
+        proof: Proof | None = None,
     ) -> None:
         self._session = session
+        self._proof = proof
         self._genesis = genesis
         self._storage = storage
         self._url = url
@@ -348,7 +352,9 @@ class _Peer:
     async def _get(self, start: int, end: int) -> bytes:
         try:
             async with self._session.get(
-                f"{self._url}/peer/history", params={"from": start, "to": end}
+                f"{self._url}/peer/history",
+                params={"from": start, "to": end},
+                headers=None if self._proof is None else self._proof(self._url),
             ) as response:
                 raw = await read_capped(response, HISTORY_BYTES_MAX)
                 if response.status != 200:
@@ -439,13 +445,15 @@ async def catch_up(
     to_height: int | None,
     apply: Apply,
     stats: TransferStats,
+    proof: Proof | None = None,
 ) -> int:
     """Fetch and apply blocks above the stored head up to `to_height` (None: as far as peers
     have); returns how many were applied. Asks the peers in turn, moving on when one fails,
     serves history that does not check out, has nothing at all above the head, or answers
-    short of a full answer (all it has now: see _full)."""
+    short of a full answer (all it has now: see _full). `proof`: the headers that prove to the
+    peer at a URL which validator asks (a validator's reads are not under the client limit)."""
     with storage.large_cache():
-        return await _catch_up(session, genesis, storage, urls, to_height, apply, stats)
+        return await _catch_up(session, genesis, storage, urls, to_height, apply, stats, proof)
 
 
 async def _catch_up(
@@ -456,10 +464,11 @@ async def _catch_up(
     to_height: int | None,
     apply: Apply,
     stats: TransferStats,
+    proof: Proof | None,
 ) -> int:
     applied = 0
     for url in urls:
-        peer = _Peer(session, genesis, storage, url, apply=apply, stats=stats)
+        peer = _Peer(session, genesis, storage, url, apply=apply, stats=stats, proof=proof)
         try:
             await peer.run(to_height)
         except PeerUnavailable as exc:

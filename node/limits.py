@@ -8,7 +8,8 @@ tokens is refused with 429 and a Retry-After saying when enough will be back; it
 The defaults are far above what one machine's benchmark sends (`millchain bench` submits from 32
 senders, all from 127.0.0.1), so only a client flooding the node is slowed down. The admin routes
 and what validators send on their links are not counted: throttling them would slow consensus
-itself. A peer batch on any other link takes tokens as a client's request does (node/api.py).
+itself. A peer batch on any other link takes tokens as a client's request does, and so does a
+peer read (blocks, history, pending) that no validator's link headers vouch for (node/api.py).
 """
 
 from __future__ import annotations

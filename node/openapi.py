@@ -629,8 +629,9 @@ def _paths() -> Schema:
                     "nonce this node does not hold past its committed nonce and the consecutive "
                     "pending ones, and when the oldest batch waiting in this node's admission "
                     "queue arrived. The backup then forwards the transactions from there, unless "
-                    "they may be waiting in that queue."
+                    "they may be waiting in that queue. " + PEER_READ_LIMIT
                 ),
+                "parameters": LINK_PROOF_HEADERS,
                 "requestBody": _body(
                     MSGPACK,
                     _obj(
@@ -664,8 +665,7 @@ def _paths() -> Schema:
                             media=MSGPACK,
                         )
                     },
-                    [400, 408, 413, 503],
-                    limited=False,
+                    [400, 403, 408, 413, 503],
                 ),
             }
         },
@@ -673,7 +673,9 @@ def _paths() -> Schema:
             "get": {
                 "tags": ["peer"],
                 "summary": "Certified blocks for a peer catching up",
+                "description": PEER_READ_LIMIT,
                 "parameters": [
+                    *LINK_PROOF_HEADERS,
                     _query("from", HEIGHT_MAX, 1, "first height", minimum=1),
                     _query(
                         "to",
@@ -698,8 +700,7 @@ def _paths() -> Schema:
                             media=MSGPACK,
                         )
                     },
-                    [400],
-                    limited=False,
+                    [400, 403],
                 ),
             }
         },
@@ -710,9 +711,11 @@ def _paths() -> Schema:
                 "description": (
                     "Each block with its commit certificate, the receipts the node holds for "
                     "it, and its write-set blob (nil if the node kept none); and the proofs of "
-                    "the stable checkpoints among those heights (node/history.py)."
+                    "the stable checkpoints among those heights (node/history.py). "
+                    + PEER_READ_LIMIT
                 ),
                 "parameters": [
+                    *LINK_PROOF_HEADERS,
                     _query("from", HEIGHT_MAX, 1, "first height", minimum=1),
                     _query(
                         "to",
@@ -761,8 +764,7 @@ def _paths() -> Schema:
                             media=MSGPACK,
                         )
                     },
-                    [400],
-                    limited=False,
+                    [400, 403],
                 ),
             }
         },
@@ -886,6 +888,11 @@ def _paths() -> Schema:
 
 
 ADMIN_SECURITY: list[Schema] = [{}, {"adminToken": []}]
+PEER_READ_LIMIT = (
+    "Without a validator's Millchain-Peer headers (node/peer_auth.py) a request takes a token "
+    "of the client rate limit (429 over it); headers that name a validator without proving it "
+    "get 403."
+)
 LINK_PROOF = (
     "A validator names itself with the Millchain-Peer headers (node/peer_auth.py): then its "
     "transactions are admitted as forwards. Without them they are clients' transactions, and "

@@ -337,7 +337,10 @@ class Peers:
         async with self._session.post(
             f"{link.url}{path}",
             data=body,
-            headers={"Content-Type": "application/msgpack"},
+            headers={
+                "Content-Type": "application/msgpack",
+                **({} if self._proof is None else self._proof(link.index)),
+            },
             timeout=timeout,
         ) as response:
             return response.status, await read_capped(response, ANSWER_BYTES_MAX)

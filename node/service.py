@@ -1120,6 +1120,7 @@ class Node:
 
     async def _fetch(self, urls: list[str], end: int | None) -> None:
         assert self._session is not None
+        index_of = {v.url: i for i, v in enumerate(self.genesis.validators)}
         applied = await catch_up(
             self._session,
             self.genesis,
@@ -1128,6 +1129,7 @@ class Node:
             to_height=end,
             apply=self._apply_transferred,
             stats=self.transfer,
+            proof=None if self.observer else lambda url: self._link_proof(index_of[url]),
         )
         if end is None and applied:
             self.counters.fetches += 1

@@ -143,8 +143,9 @@ async def test_client_over_its_rate_gets_429_and_nothing_changes(node: Node, set
         assert b"rate limit exceeded" in body
         check_answer("POST", "/tx", response.status, response.headers, body)
         assert len(node.mempool) == 0
-        # Peer and admin routes are not counted.
-        assert (await client.get("/peer/blocks?from=1")).status == 200
+        # Admin routes are not counted; peer reads are, unless a validator proves it asks
+        # (tests/node/test_peer_reads_limit.py).
+        assert (await client.get("/peer/blocks?from=1")).status == 429
         assert (await client.get("/admin/pause")).status == 200
 
 
