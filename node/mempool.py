@@ -37,6 +37,8 @@ from ledger.tx import Transaction
 from node.errors import Duplicate, MempoolBusy, MempoolFull
 
 NONCE_AHEAD_MAX = 1024
+# What a transaction adds to a block's encoding besides its wire bytes (the bin header, at most).
+TX_ENTRY_BYTES = 5
 # Clients' transactions of one sender that may wait here behind a nonce this node lacks. Honest
 # clients send a sender's nonces in order, so theirs never wait long; without a bound one sender
 # could park NONCE_AHEAD_MAX of them and fill the clients' share of the pool for everybody.
@@ -212,9 +214,13 @@ class Mempool:
         n = 7 under unpaced load it changed neither blocks nor throughput beyond the noise."""
         return len(self._by_hash) - len(self._in_flight) >= count
 
-    def cut(self, txs_max: int) -> list[Transaction]:
-        """Take up to `txs_max` ready transactions (they stay pending until committed)."""
+    def cut(self, txs_max: int, bytes_max: int | None = None) -> list[Transaction]:
+        """Take up to `txs_max` ready transactions (they stay pending until committed), and
+        with `bytes_max` no more than fit in that many bytes of a block (each its wire and
+        TX_ENTRY_BYTES), though always one."""
         batch: list[Transaction] = []
+        budget = bytes_max
+        full = False
         for sender in list(self._by_sender):
             pending = self._by_sender[sender]
             nonce = self._next.get(sender)
@@ -222,11 +228,17 @@ class Mempool:
                 nonce = self._committed_nonce(sender)
             while nonce in pending and len(batch) < txs_max:
                 tx = pending[nonce]
+                if budget is not None:
+                    cost = len(tx.wire) + TX_ENTRY_BYTES
+                    if batch and cost > budget:
+                        full = True
+                        break
+                    budget -= cost
                 batch.append(tx)
                 self._in_flight[tx.hash] = tx
                 nonce += 1
             self._next[sender] = nonce
-            if len(batch) >= txs_max:
+            if full or len(batch) >= txs_max:
                 # Serve this sender last next time: round-robin fairness.
                 self._by_sender.move_to_end(sender)
                 break

@@ -36,9 +36,9 @@ def test_a_primary_that_censors_one_sender_is_replaced(tmp_path: Path) -> None:
         )
         honest_cut = primary.mempool.cut
 
-        def censoring_cut(txs_max: int) -> list[Transaction]:
+        def censoring_cut(txs_max: int, bytes_max: int | None = None) -> list[Transaction]:
             # A byzantine primary: everything but the customer's transactions.
-            return [tx for tx in honest_cut(txs_max) if tx.sender != censored]
+            return [tx for tx in honest_cut(txs_max, bytes_max) if tx.sender != censored]
 
         primary.mempool.cut = censoring_cut  # type: ignore[method-assign]
 
