@@ -375,17 +375,17 @@ class NormalCase:
         """Count signed commits per (view, seq, hash) above our committed height, whatever view
         we are in: 2f+1 of them prove a block committed elsewhere (state transfer's cue). Kept
         apart from the log so a byzantine's conflicting vote there cannot hide an honest quorum.
+        A sender counts for the first hash it signs only (an honest one signs one): so at most
+        n hashes a slot, and a byzantine signing hash after hash cannot crowd out the quorum's.
         """
         if not self._committed_height < commit.seq <= self.held_max:
             return
         if abs(commit.view - self._view) > VIEWS_AHEAD_MAX:
             return
         by_hash = self._evidence.setdefault((commit.view, commit.seq), {})
-        if commit.block_hash not in by_hash and len(by_hash) > self.config.n:
-            return  # someone is signing garbage; the honest quorum, if any, is already here
-        signers = by_hash.setdefault(commit.block_hash, set())
-        if commit.sender in signers:
+        if any(commit.sender in signers for signers in by_hash.values()):
             return
+        signers = by_hash.setdefault(commit.block_hash, set())
         signers.add(commit.sender)
         if len(signers) >= self.config.quorum:
             self._note_committed_elsewhere(commit.seq, tuple(sorted(signers)))

@@ -326,3 +326,18 @@ def test_a_backup_restarted_in_a_view_it_installed_takes_that_views_new_view_aga
     [view_change] = broadcasts(restarted.handle(Tick(now_ms=60_000)), m.ViewChange)
     [proof] = view_change.prepared
     assert (proof.seq, proof.view, proof.pre_prepare.block_hash) == (1, 2, first.hash)
+
+
+def test_commits_of_garbage_from_one_sender_do_not_hide_a_quorums_commit() -> None:
+    # A byzantine validator signs commits for n + 1 made-up blocks at a slot before the honest
+    # ones arrive. Evidence was capped at n + 1 hashes a slot, whoever signed them, so the
+    # honest quorum's hash was never counted and the replica never learnt it was behind.
+    bench = Bench(n=7)
+    first, second = bench.chain(2)
+    junk = [bench.block(2, timestamp_ms=second.header.timestamp_ms + i) for i in range(1, 9)]
+    bench.deliver(*(bench.commit(block, 6) for block in junk), now_ms=10)
+    bench.deliver(*(bench.commit(second, sender) for sender in (0, 2, 3, 4, 5)), now_ms=10)
+    assert not fetches(bench.replica.handle(Tick(now_ms=100)))
+    [fetch] = fetches(bench.replica.handle(Tick(now_ms=600)))  # stuck for an interval
+    assert (fetch.from_height, fetch.to_height) == (1, 2) and 6 not in fetch.hint
+    assert first.height == 1
