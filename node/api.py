@@ -705,6 +705,7 @@ def _pause_json(node: Node) -> dict[str, Any]:
     return {
         "armed": None if point is None else {"phase": str(point.phase), "seq_min": point.seq_min},
         "paused_at": node.paused_at,
+        "held_inputs": node.held_inputs,
         "outbound_queued": sum(link["queued"] for link in node.peers.status()),
     }
 

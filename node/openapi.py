@@ -174,6 +174,7 @@ PAUSE = _obj(
             ]
         },
         "paused_at": {"type": ["object", "null"]},
+        "held_inputs": NAT,
         "outbound_queued": NAT,
     }
 )

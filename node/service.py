@@ -370,6 +370,10 @@ class Node:
         self.pause_point: pause.PausePoint | None = None
         self.paused_at: dict[str, Any] | None = None
         self._held_events: deque[Any] = deque()
+        # The latest Tick and RequestsPending held by a pause, by type: they only say what time
+        # it is and whether requests wait, and the ticker makes ten a second of each for as
+        # long as a pause lasts.
+        self._held_timers: dict[type, Tick | RequestsPending] = {}
         self._held_actions: deque[Any] = deque()
         self._fetch_task: asyncio.Task[None] | None = None
         self._pending_fed = False
@@ -831,7 +835,10 @@ class Node:
         if self.halted is not None:
             return
         if self.paused_at is not None:
-            self._held_events.append(event)
+            if isinstance(event, Tick | RequestsPending):
+                self._held_timers[type(event)] = event
+            else:
+                self._held_events.append(event)
             return
         replica = self.replica
         if replica is None:
@@ -932,9 +939,15 @@ class Node:
         self.paused_at = None
         held_actions, self._held_actions = self._held_actions, deque()
         held_events, self._held_events = self._held_events, deque()
+        held_timers, self._held_timers = self._held_timers, {}
         self._carry_out_all(held_actions)
-        for event in held_events:
+        for event in [*held_events, *held_timers.values()]:
             self.feed(event)
+
+    @property
+    def held_inputs(self) -> int:
+        """Inputs and actions a pause holds back, carried out when the node resumes."""
+        return len(self._held_actions) + len(self._held_events) + len(self._held_timers)
 
     def _link_proof(self, receiver: int) -> dict[str, str]:
         """The headers that show validator `receiver` this validator opens a link to it."""

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from consensus.events import RequestsPending, Tick
 from ledger.encoding import encode
 from ledger.tx import Transaction
 from node.api import create_app
@@ -77,3 +79,30 @@ async def test_pause_rejects_an_unknown_phase(primary: Node) -> None:
         assert response.status == 400
         assert "before-pre-prepare" in (await response.json())["error"]
         assert primary.pause_point is None
+
+
+async def test_a_long_pause_holds_only_the_latest_timer_inputs(primary: Node, setup: Setup) -> None:
+    # The ticker feeds a Tick and a RequestsPending ten times a second: a pause of an hour held
+    # 72,000 of them, fed one by one at the resume. Only the latest of each matters.
+    async with TestClient(TestServer(create_app(primary))) as client:
+        await client.post("/admin/pause", json={"phase": "before-pre-prepare"})
+        tx = Transaction.create(
+            setup.identities["supplier"],
+            chain_id=CHAIN_ID,
+            nonce=0,
+            contract="inventory",
+            method="receive",
+            args={"item": "steel", "location": "main", "qty": 1},
+        )
+        assert (await client.post("/tx", data=tx.to_wire())).status == 202
+        await _until(lambda: primary.paused_at is not None)
+        held = (await (await client.get("/admin/pause")).json())["held_inputs"]
+        start_ms = int(time.time() * 1000)
+        for step in range(1000):
+            primary.feed(Tick(now_ms=start_ms + step * 100))
+            primary.feed(RequestsPending(now_ms=start_ms + step * 100, pending=True))
+        status = await (await client.get("/admin/pause")).json()
+        assert status["held_inputs"] <= held + 2, status
+        await client.post("/admin/resume")
+        assert primary.paused_at is None and primary.held_inputs == 0
+        assert primary.counters.messages_sent >= 3  # the pre-prepare, and whatever time brought
