@@ -8,6 +8,7 @@ import json
 import math
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -153,9 +154,11 @@ def start_nodes(
     for name in names:
         layout.config(name)
     started: dict[str, int] = {}
+    launched_ms: dict[str, int] = {}
     try:
         for name in names:
             if node_pid(layout, name) is None:
+                launched_ms[name] = int(time.time() * 1000)
                 started[name] = start_node(layout, name)
 
         def none_exited() -> None:
@@ -163,7 +166,7 @@ def start_nodes(
                 if not is_alive(pid):
                     raise LayoutError(f"{name} exited before answering{_output_tail(layout, name)}")
 
-        run(_wait_answering(layout, names, timeout_s, none_exited))
+        run(_wait_answering(layout, names, timeout_s, none_exited, launched_ms))
     except NotAnsweringError:
         if stop_if_slow:
             stop_nodes(layout, list(started))
@@ -183,20 +186,38 @@ class NotAnsweringError(LayoutError):
 
 
 async def _wait_answering(
-    layout: ClusterDir, names: Sequence[str], timeout_s: float, check: Callable[[], None]
+    layout: ClusterDir,
+    names: Sequence[str],
+    timeout_s: float,
+    check: Callable[[], None],
+    launched_ms: dict[str, int],
 ) -> None:
     """Until every named node answers as itself (NotAnsweringError past `timeout_s`, naming the
     nodes that still do not answer). The deadline is kept here, not by wait_until_up, so that
-    one passing is told apart from a port that answers as another node (ClientError)."""
+    one passing is told apart from a port that answers as another node (ClientError).
+
+    A node launched here (at `launched_ms`, wall clock) must answer as a process started since:
+    one that was running before holds its port (another cluster's node of the same name, its
+    ports handed out again while this cluster was down), and the node launched here cannot
+    bind it and exits."""
     urls = {layout.config(name).url: name for name in names}
     try:
-        await asyncio.wait_for(
+        answered = await asyncio.wait_for(
             wait_until_up(list(urls), math.inf, names=urls, check=check), timeout_s
         )
     except TimeoutError:
         rows = await collect_status(layout, names)
         silent = [row["name"] for row in rows if not row["alive"]]
         raise NotAnsweringError(silent or names, timeout_s) from None
+    for url, status in answered.items():
+        name = urls[url]
+        since_ms = launched_ms.get(name)
+        started_ms = status.get("started_ms")
+        if since_ms is not None and (not isinstance(started_ms, int) or started_ms < since_ms):
+            raise LayoutError(
+                f"{url} answers as {name}, but from a process running since before {name} "
+                "was started: another process (another cluster's node?) holds its port"
+            )
 
 
 def _output_tail(layout: ClusterDir, name: str, lines: int = 5) -> str:
