@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import itertools
 import os
 import signal
 import subprocess
@@ -95,10 +94,16 @@ def runs_config(pid: int, config_file: Path) -> bool:
     except OSError:
         return False
     args = cmdline.split(b"\0")
-    for flag, value in itertools.pairwise(args):
-        if flag == b"--config":
-            named = os.path.join(cwd, os.fsdecode(value))
-            return os.path.realpath(named) == os.path.realpath(config_file)
+    for index, arg in enumerate(args):
+        # click takes `--config PATH` and `--config=PATH` alike.
+        if arg == b"--config" and index + 1 < len(args):
+            value = args[index + 1]
+        elif arg.startswith(b"--config="):
+            value = arg.removeprefix(b"--config=")
+        else:
+            continue
+        named = os.path.join(cwd, os.fsdecode(value))
+        return os.path.realpath(named) == os.path.realpath(config_file)
     return False
 
 
