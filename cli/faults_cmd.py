@@ -29,6 +29,7 @@ from cli.common import (
 from cli.common import table as print_table
 from cli.layout import ClusterDir
 from cli.process import node_pid
+from node.faults import FAULTS_FILE, FaultInjector
 
 ADMIN_TIMEOUT_S = 5.0
 Posts = list[tuple[str, dict[str, Any] | None]]
@@ -346,13 +347,26 @@ def _show_or_heal(layout: ClusterDir, targets: list[str], *, heal: bool, as_json
     unhealed = []
     for name, why in silent.items():
         if node_pid(layout, name) is None:
-            note = "not running; a node starts with no fault rules"
+            note = _kept_note(layout, name, heal=heal)
         else:
             note = f"did not answer: {why}" + ("; its rules are unchanged" if heal else "")
             unhealed.append(name)
         click.echo(f"{name} {note}", err=True)
     if heal and unhealed:
         raise click.ClickException(f"not healed: {', '.join(unhealed)}")
+
+
+def _kept_note(layout: ClusterDir, name: str, *, heal: bool) -> str:
+    """What a node that is not running starts with: the rules it keeps in its data directory
+    (node/faults.py), which `heal` clears there, as it would clear them on the running node."""
+    kept = FaultInjector.kept_at(layout.config(name).data_dir / FAULTS_FILE)
+    if not kept.rules:
+        return "not running; a node starts with no fault rules"
+    if heal:
+        kept.clear()
+        return "not running; the fault rules it kept are cleared, so it starts with none"
+    links = ", ".join(sorted(kept.rules))
+    return f"not running; it starts again with the fault rules it keeps (to {links})"
 
 
 def _print_rules(states: dict[str, dict[str, Any]]) -> None:
