@@ -260,6 +260,7 @@ def block_command(height: int, directory: Path, node_name: str | None, as_json: 
     except SyncError as exc:
         raise click.ClickException(f"block {height} does NOT verify: {exc}") from exc
     block, certificate = checked[0]
+    stored = _certified_view(stored, block)
     signers = [genesis.validators[i].name for i, _ in certificate.commits]
     verdict = {
         "verified": True,
@@ -284,6 +285,31 @@ def block_command(height: int, directory: Path, node_name: str | None, as_json: 
         receipt = tx["receipt"] or {}
         outcome = "ok" if receipt.get("ok") else f"failed: {receipt.get('error')}"
         click.echo(f"  - {tx['hash'][:16]} {tx['contract']}.{tx['method']} {tx['args']} {outcome}")
+
+
+def _certified_view(stored: Any, block: Block) -> dict[str, Any]:
+    """The node's JSON answer for `block` with what the certificate covers (the header and the
+    transactions) taken from the verified block, not from that answer, which nothing checks;
+    receipts and the state after come from the answer. ClickException if the answer is about
+    another block (other hashes)."""
+    header = stored.get("header") if isinstance(stored, dict) else None
+    txs = stored.get("txs") if isinstance(stored, dict) else None
+    hashes = [t.get("hash") if isinstance(t, dict) else None for t in txs or []]
+    if (
+        not isinstance(header, dict)
+        or header.get("hash") != block.hash.hex()
+        or not isinstance(txs, list)
+        or hashes != [tx.hash.hex() for tx in block.txs]
+    ):
+        raise click.ClickException(
+            f"the node answered block {block.header.height} with another block than the one "
+            "its certificate covers; ask another node with --node"
+        )
+    return {
+        **stored,
+        "header": block.header.summary(),
+        "txs": [{**t, **tx.summary()} for t, tx in zip(txs, block.txs, strict=True)],
+    }
 
 
 async def _block_json(layout: ClusterDir, height: int, node: str | None) -> dict[str, Any]:
