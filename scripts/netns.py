@@ -122,7 +122,13 @@ class Lab:
             raise NetnsError(f"tag must be 1-{TAG_LENGTH_MAX} lowercase letters or digits")
         if not 1 <= self.nodes <= BRIDGE_HOST - 1:
             raise NetnsError(f"between 1 and {BRIDGE_HOST - 1} nodes, got {self.nodes}")
-        ipaddress.IPv4Network(f"{self.subnet}.0/24")  # raises on a malformed prefix
+        try:
+            ipaddress.IPv4Network(f"{self.subnet}.0/24")
+        except ValueError:
+            raise NetnsError(
+                f"subnet must be the first three octets of an IPv4 address, like "
+                f"{SUBNET_DEFAULT}; got {self.subnet!r}"
+            ) from None
 
     @property
     def bridge(self) -> str:
