@@ -48,6 +48,8 @@ BATCH_DEFAULT = 64
 ANSWER_TIMEOUT_S = 3.0
 # Presigned per second of an unpaced run: about twice the most this machine has committed.
 UNPACED_PRESIGN_PER_S = 4000
+# A paced run whose senders sent less than this share of the offered rate says so.
+SENT_SHORTFALL_WARN = 0.95
 
 
 class BenchError(MillchainError):
@@ -186,6 +188,10 @@ async def _offer_load(
         "rejected": samples.rejected,
         "duration_s": round(window, 3),
         "offered_tx_per_s": rate_per_s if rate_per_s > 0 else None,
+        # What the senders really sent: new transactions a second of the load. Below the
+        # offered rate when the generator fell behind its schedule (requests slower than the
+        # pace, refusals), and then the run did not offer what it was asked to.
+        "sent_tx_per_s": round(_sent_in_load(samples, started, duration_s) / duration_s, 1),
         "committed_tx_per_s": round(len(committed) / window, 1),
         "latency_ms_p50": _pct(latencies_ms, 50),
         "latency_ms_p99": _pct(latencies_ms, 99),
@@ -193,6 +199,12 @@ async def _offer_load(
         **_costs(first["counters"], last["counters"], cpu_first, cpu_last),
         "stages_ms_p50": stages,
     }
+
+
+def _sent_in_load(samples: Samples, started: float, duration_s: float) -> int:
+    """Transactions first sent during the load (a request in flight at its end is not)."""
+    end = started + duration_s
+    return sum(1 for at in samples.submitted_at.values() if at < end)
 
 
 def _costs(
@@ -467,6 +479,12 @@ def bench(
         "fraction_of_bound": round(figures["committed_tx_per_s"] / bound, 3),
         **figures,
     }
+    offered, sent = figures.get("offered_tx_per_s"), figures.get("sent_tx_per_s")
+    if offered is not None and sent is not None and sent < SENT_SHORTFALL_WARN * offered:
+        console.print(
+            f"[yellow]warning: the senders fell behind the schedule: {sent:,.0f} tx/s sent of "
+            f"{offered:,.0f} offered[/yellow]"
+        )
     series = report.pop("timeline")
     stages = report.pop("stages_ms_p50")
     for key, value in report.items():

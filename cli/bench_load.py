@@ -180,13 +180,18 @@ async def submit_in_order(
     batch: int,
 ) -> None:
     """One sender's transactions in nonce order, `batch` per request, one request at a time,
-    until `stop_at` (monotonic) or the feed runs out."""
+    until `stop_at` (monotonic) or the feed runs out. Only transactions not sent before take
+    turns of the pacer's schedule: one a node refused and that goes again was offered already,
+    and charging it again would offer fewer new ones than the rate says."""
+    granted = 0  # of the feed's next transactions, how many the pacer has let go already
     while time.monotonic() < stop_at:
         chunk = feed.peek(batch)
         if not chunk:
             return
-        if not await pacer.wait(len(chunk), stop_at=stop_at):
-            return  # a slow rate's turn can come after the end: it would stretch the run
+        if len(chunk) > granted:
+            if not await pacer.wait(len(chunk) - granted, stop_at=stop_at):
+                return  # a slow rate's turn can come after the end: it would stretch the run
+            granted = len(chunk)
         recorder.sending(chunk, time.monotonic())
         try:
             outcomes = await client.submit_many([tx.wire for tx in chunk])
@@ -203,6 +208,7 @@ async def submit_in_order(
                 rejected += 1
             taken += 1
         feed.advance(taken)
+        granted -= taken
         recorder.accepted(taken - rejected, rejected)
         if taken < len(chunk):
             await asyncio.sleep(REFUSED_BACKOFF_S)

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cli.bench_runs import (
+    FIGURES,
     BenchRunError,
     BenchSettings,
     fractions,
@@ -93,7 +94,14 @@ def verdict_at_half(half: dict[str, float] | None) -> str:
 
 
 def points_table(points: Sequence[dict[str, Any]]) -> str:
-    headings = ["fraction", "offered tx/s", "committed tx/s", "p50 latency ms", "p99 latency ms"]
+    headings = [
+        "fraction",
+        "offered tx/s",
+        "sent tx/s",
+        "committed tx/s",
+        "p50 latency ms",
+        "p99 latency ms",
+    ]
     lines = [
         "| " + " | ".join(headings) + " |",
         "|" + "|".join("---:" for _ in headings) + "|",
@@ -102,6 +110,7 @@ def points_table(points: Sequence[dict[str, Any]]) -> str:
         cells = [
             f"{point['fraction']:g}",
             f"{point['offered_tx_per_s']:,.0f}",
+            spread(point, "sent_tx_per_s"),
             spread(point, "committed_tx_per_s"),
             spread(point, "latency_ms_p50"),
             spread(point, "latency_ms_p99"),
@@ -182,7 +191,7 @@ def measure_points(
             {
                 "fraction": fraction,
                 "offered_tx_per_s": rate,
-                **summarise(figures),
+                **summarise(figures, (*FIGURES, "sent_tx_per_s")),
                 "stages_ms_p50": stage_medians(figures),
                 "runs": figures,
             }
