@@ -69,9 +69,10 @@ class BenchSettings:
 
 def default_timeout_s(duration_s: float, nodes: int) -> float:
     """Generous: besides the load, a run starts and stops its cluster, pre-signs up to 8,800
-    transactions per second of load (at roughly 7,000 signatures a second on a slow core), and
-    waits up to 15 s for what was admitted to commit."""
-    return 120.0 + 4.0 * duration_s + 5.0 * nodes
+    transactions per second of load and 5,000 a node for the mempools (at roughly 7,000
+    signatures a second on a slow core), and waits up to 15 s for what was admitted to
+    commit."""
+    return 120.0 + 4.0 * duration_s + 6.0 * nodes
 
 
 def bench_command(settings: BenchSettings, json_file: Path, plot_file: Path) -> list[str]:
