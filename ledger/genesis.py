@@ -12,11 +12,15 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ledger.certificate import max_faulty, quorum_size
+from ledger.block import BLOCK_TXS_LIMIT
+from ledger.certificate import COMMITS_MAX, max_faulty, quorum_size
 from ledger.crypto import PUBLIC_KEY_BYTES
 from ledger.encoding import encode
 from ledger.errors import GenesisError
 from ledger.hashing import sha256
+
+INT_MAX = 2**63 - 1  # what every integer of a genesis must fit (its hash encodes them)
+PORT_MAX = 65_535
 
 
 class Role(enum.StrEnum):
@@ -51,13 +55,25 @@ class Params:
         # test) can never describe a chain that its own saved genesis file would refuse.
         for item in fields(self):
             value = getattr(self, item.name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT_MAX:
                 raise GenesisError(
-                    f"parameter {item.name} must be a non-negative integer, got {value!r}"
+                    f"parameter {item.name} must be a non-negative integer up to {INT_MAX}, "
+                    f"got {value!r}"
                 )
-        for name in ("block_txs_max", "tx_bytes_max", "body_bytes_max", "checkpoint_interval"):
+        for name in (
+            "block_txs_max",
+            "tx_bytes_max",
+            "body_bytes_max",
+            "checkpoint_interval",
+            "view_change_timeout_ms",  # consensus.config.ReplicaConfig refuses 0
+        ):
             if getattr(self, name) < 1:
                 raise GenesisError(f"parameter {name} must be at least 1")
+        if self.block_txs_max > BLOCK_TXS_LIMIT:
+            raise GenesisError(
+                f"parameter block_txs_max ({self.block_txs_max}) must be at most "
+                f"{BLOCK_TXS_LIMIT}, the most transactions a block decoder accepts"
+            )
         if self.watermark_window < self.checkpoint_interval:
             raise GenesisError(
                 f"watermark_window ({self.watermark_window}) must be at least "
@@ -106,9 +122,22 @@ class Genesis:
     def __post_init__(self) -> None:
         if not self.chain_id or len(self.chain_id) > 64:
             raise GenesisError("chain_id must be 1 to 64 characters")
+        if isinstance(self.genesis_time_ms, bool) or not 0 <= self.genesis_time_ms <= INT_MAX:
+            raise GenesisError(f"genesis_time_ms must be from 0 to {INT_MAX}")
         n = len(self.validators)
         if n < 4:
             raise GenesisError(f"PBFT needs at least 4 validators (n = 3f+1, f >= 1), got {n}")
+        if n > COMMITS_MAX:
+            raise GenesisError(
+                f"at most {COMMITS_MAX} validators (what messages and certificates can name), "
+                f"got {n}"
+            )
+        for validator in self.validators:
+            if isinstance(validator.port, bool) or not 1 <= validator.port <= PORT_MAX:
+                raise GenesisError(
+                    f"validator {validator.name}: port must be 1 to {PORT_MAX}, "
+                    f"got {validator.port}"
+                )
         _unique([v.name for v in self.validators], "validator name")
         _unique([v.public_key for v in self.validators], "validator key")
         _unique([i.name for i in self.identities], "identity name")
