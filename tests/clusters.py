@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 from cli.layout import ClusterDir, init_cluster
 from cli.process import read_pid
 from ledger.genesis import Params, Role
-from node.client import NodeClient
+from node.client import ClientError, NodeClient
 
 T = TypeVar("T")
+STATUS_TRIES = 3  # of a /status request that timed out (see `statuses`)
 
 
 def millchain(
@@ -82,8 +83,18 @@ async def poll(check: Callable[[], Awaitable[T | None]], *, timeout_s: float, wh
 
 
 async def statuses(layout: ClusterDir, names: list[str]) -> list[dict[str, Any]]:
+    """Each named node's /status. A request that timed out is asked again, up to STATUS_TRIES
+    times: under the packet loss the network tests inject, a lost SYN alone costs 1 s and two
+    cost 3 s, the client's whole timeout. A refused connection fails at once."""
+
     async def one(name: str) -> dict[str, Any]:
         async with NodeClient(url(layout, name)) as client:
+            for _ in range(STATUS_TRIES - 1):
+                try:
+                    return await client.status()
+                except ClientError as exc:
+                    if not isinstance(exc.__cause__, TimeoutError):
+                        raise
             return await client.status()
 
     return list(await asyncio.gather(*(one(n) for n in names)))
