@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tests.cli.relay import Answer, Relay, passed_on
 from tests.clusters import millchain, running_cluster
 
 pytestmark = [pytest.mark.slow]
@@ -28,56 +27,20 @@ pytestmark = [pytest.mark.slow]
 FORGED_QTY = 987654
 
 
-class ForgingRelay:
-    """An HTTP relay to `target` on an OS-assigned port that forges block 1's JSON."""
+def forging(target: str) -> Answer:
+    """Pass every request to `target`, with block 1's JSON quantity changed."""
 
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._stop: asyncio.Event | None = None
+    async def answer(
+        request: web.Request, session: aiohttp.ClientSession, stop: asyncio.Event
+    ) -> web.Response:
+        status, body, content_type = await passed_on(target, request, session)
+        if request.path == "/blocks/1" and status == 200:
+            document: dict[str, Any] = json.loads(body)
+            document["txs"][0]["args"]["qty"] = FORGED_QTY
+            body = json.dumps(document).encode()
+        return web.Response(body=body, status=status, content_type=content_type)
 
-    def __enter__(self) -> ForgingRelay:
-        self._thread.start()
-        assert self._ready.wait(10), "relay did not start"
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        stop = self._stop
-        if stop is not None:
-            self._loop.call_soon_threadsafe(stop.set)
-        self._thread.join(10)
-
-    def _serve(self) -> None:
-        self._loop.run_until_complete(self._main())
-
-    async def _main(self) -> None:
-        self._stop = asyncio.Event()
-        async with aiohttp.ClientSession() as session:
-
-            async def relay(request: web.Request) -> web.StreamResponse:
-                async with session.get(self.target + request.path_qs) as answer:
-                    body = await answer.read()
-                    if request.path == "/blocks/1" and answer.status == 200:
-                        document: dict[str, Any] = json.loads(body)
-                        document["txs"][0]["args"]["qty"] = FORGED_QTY
-                        body = json.dumps(document).encode()
-                    return web.Response(
-                        body=body, status=answer.status, content_type=answer.content_type
-                    )
-
-            app = web.Application()
-            app.router.add_route("GET", "/{path:.*}", relay)
-            runner = web.AppRunner(app, shutdown_timeout=0.1)
-            await runner.setup()
-            listener = socket.create_server(("127.0.0.1", 0))  # the OS picks the port
-            self.port = listener.getsockname()[1]
-            await web.SockSite(runner, listener).start()
-            self._ready.set()
-            await self._stop.wait()
-            await runner.cleanup()
+    return answer
 
 
 def test_block_shows_only_what_its_certificate_covers(tmp_path: Path) -> None:
@@ -93,7 +56,7 @@ def test_block_shows_only_what_its_certificate_covers(tmp_path: Path) -> None:
         # A client's copy of the cluster folder whose node0 is reached through the relay.
         client = tmp_path / "client"
         shutil.copytree(root, client, ignore=shutil.ignore_patterns("data", "node.pid", "*.log"))
-        with ForgingRelay(layout.config("node0").url) as relay:
+        with Relay(forging(layout.config("node0").url)) as relay:
             config = client / "nodes" / "node0" / "node.json"
             document = json.loads(config.read_text(encoding="utf-8"))
             document["port"] = relay.port

@@ -13,10 +13,8 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -25,61 +23,25 @@ import pytest
 from aiohttp import web
 
 from cli.layout import ClusterDir
+from tests.cli.relay import Answer, Relay, passed_on
 from tests.clusters import admin, running_cluster
 
 pytestmark = [pytest.mark.slow]
 
 
-class HoldingRelay:
-    """An HTTP relay to `target` on an OS-assigned port: GETs pass, POSTs are held unanswered."""
+def holding(target: str) -> Answer:
+    """Pass GETs to `target`; hold POSTs unanswered until the relay closes."""
 
-    def __init__(self, target: str) -> None:
-        self.target = target
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-        self._stop: asyncio.Event | None = None
+    async def answer(
+        request: web.Request, session: aiohttp.ClientSession, stop: asyncio.Event
+    ) -> web.Response:
+        if request.method != "GET":
+            await stop.wait()  # held: the change never lands
+            raise web.HTTPServiceUnavailable()
+        status, body, content_type = await passed_on(target, request, session)
+        return web.Response(body=body, status=status, content_type=content_type)
 
-    def __enter__(self) -> HoldingRelay:
-        self._thread.start()
-        assert self._ready.wait(10), "relay did not start"
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        stop = self._stop
-        if stop is not None:
-            self._loop.call_soon_threadsafe(stop.set)
-        self._thread.join(10)
-
-    def _serve(self) -> None:
-        self._loop.run_until_complete(self._main())
-
-    async def _main(self) -> None:
-        self._stop = asyncio.Event()
-        async with aiohttp.ClientSession() as session:
-
-            async def relay(request: web.Request) -> web.StreamResponse:
-                if request.method != "GET":
-                    assert self._stop is not None
-                    await self._stop.wait()  # held: the change never lands
-                    raise web.HTTPServiceUnavailable()
-                async with session.get(self.target + request.path_qs) as answer:
-                    body = await answer.read()
-                    return web.Response(
-                        body=body, status=answer.status, content_type=answer.content_type
-                    )
-
-            app = web.Application()
-            app.router.add_route("*", "/{path:.*}", relay)
-            runner = web.AppRunner(app, shutdown_timeout=0.1)
-            await runner.setup()
-            listener = socket.create_server(("127.0.0.1", 0))  # the OS picks the port
-            self.port = listener.getsockname()[1]
-            await web.SockSite(runner, listener).start()
-            self._ready.set()
-            await self._stop.wait()
-            await runner.cleanup()
+    return answer
 
 
 def _point_at(layout: ClusterDir, name: str, port: int) -> None:
@@ -98,7 +60,7 @@ def test_ctrl_c_on_a_change_a_node_stopped_answering_leaves_no_node_changed(
     tmp_path: Path,
 ) -> None:
     root = tmp_path / "cluster"
-    with running_cluster(root) as layout, HoldingRelay(layout.config("node3").url) as relay:
+    with running_cluster(root) as layout, Relay(holding(layout.config("node3").url)) as relay:
         _point_at(layout, "node3", relay.port)  # the CLI now reaches node3 through the relay
         command = [sys.executable, "-m", "cli", "cluster", "faults", "--dir", str(root)]
         process = subprocess.Popen(

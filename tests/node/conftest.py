@@ -85,6 +85,18 @@ def next_block(setup: Setup, storage: Storage, txs: Sequence[Transaction]) -> Bl
     )
 
 
+def steel_received(setup: Setup, nonce: int = 0) -> Transaction:
+    """The supplier's receipt of one unit of steel at main: a transaction any test can admit."""
+    return Transaction.create(
+        setup.identities["supplier"],
+        chain_id=setup.genesis.chain_id,
+        nonce=nonce,
+        contract="inventory",
+        method="receive",
+        args={"item": "steel", "location": "main", "qty": 1},
+    )
+
+
 def certify(setup: Setup, block: Block) -> CommitCertificate:
     """`block`'s commit certificate in view 0, signed by validators 0 to 2 (a quorum of 4)."""
     payload = commit_payload(view=0, seq=block.height, block_hash=block.hash)

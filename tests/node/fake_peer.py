@@ -1,5 +1,6 @@
 """A fake validator for testing a node's outbound links (node/peers.py): it serves the peer
-stream on 127.0.0.1, records every batch it reads with the time it came, and acks each."""
+stream on 127.0.0.1, records every batch it reads with the time it came, and acks each; and
+`FakeAnswer`, an answer as node.peers reads one, for a fake session."""
 
 from __future__ import annotations
 
@@ -50,3 +51,22 @@ async def serving(peer: FakePeer) -> AsyncIterator[str]:
         yield str(server.make_url("")).rstrip("/")
     finally:
         await server.close()
+
+
+class _Chunks:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    async def iter_chunked(self, size: int) -> AsyncIterator[bytes]:
+        for start in range(0, len(self._body), size):
+            yield self._body[start : start + size]
+
+
+class FakeAnswer:
+    """What node.peers reads of an aiohttp response (node.peers.read_capped): a 200 with `body`."""
+
+    status = 200
+
+    def __init__(self, body: bytes) -> None:
+        self.content_length = len(body)
+        self.content = _Chunks(body)

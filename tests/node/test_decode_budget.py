@@ -10,11 +10,6 @@ input: an unbudgeted decoding of the same bytes is shown to pass that bound firs
 
 from __future__ import annotations
 
-import tracemalloc
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 import msgpack
 import pytest
 
@@ -30,35 +25,14 @@ from node.service import Node
 from node.sync import SyncError, decode_certified_block
 from tests.consensus.pbft_bench import Bench
 from tests.node.conftest import Client, Setup
+from tests.node.decoded import LISTS, bounded, empty_lists, peak_under
 
-LISTS = 200_000  # 200 KB of empty lists: some 13 MB decoded without a budget
 TX_BYTES_MAX = 16 * 1024
 
 
-def _empty_lists(count: int = LISTS) -> list[list[Any]]:
-    return [[] for _ in range(count)]
-
-
-@contextmanager
-def _peak(limit: int) -> Iterator[None]:
-    """Fail unless what the block allocates at its peak stays under `limit` bytes."""
-    tracemalloc.start()
-    try:
-        yield
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < limit, f"peak {peak >> 10} KiB, limit {limit >> 10} KiB"
-
-
-def _bounded(raw: bytes) -> int:
-    """The bound the tests hold decoding to: a few times the input, some memory for the rest."""
-    return 4 * len(raw) + (256 << 10)
-
-
 def test_the_bound_is_one_an_unbudgeted_decoding_breaks() -> None:
-    raw = encode(_empty_lists())
-    with pytest.raises(AssertionError, match="peak"), _peak(_bounded(raw)):
+    raw = encode(empty_lists())
+    with pytest.raises(AssertionError, match="peak"), peak_under(bounded(raw)):
         msgpack.unpackb(raw)
 
 
@@ -72,8 +46,8 @@ def test_the_budget_stops_the_decoding_and_says_why() -> None:
 async def test_a_txs_body_of_nested_lists_is_refused_with_what_was_wrong(
     client: Client, node: Node
 ) -> None:
-    raw = encode(_empty_lists(min(LISTS, node.params.body_bytes_max - 16)))
-    with _peak(2 * _bounded(raw)):  # the body is held twice: sent, and read by the server
+    raw = encode(empty_lists(min(LISTS, node.params.body_bytes_max - 16)))
+    with peak_under(2 * bounded(raw)):  # the body is held twice: sent, and read by the server
         response = await client.post(
             "/txs", data=raw, headers={"Content-Type": "application/msgpack"}
         )
@@ -84,10 +58,10 @@ async def test_a_txs_body_of_nested_lists_is_refused_with_what_was_wrong(
 
 
 async def test_a_peer_batch_of_nested_lists_is_refused(node: Node) -> None:
-    raw = encode({"messages": _empty_lists(), "txs": []})
+    raw = encode({"messages": empty_lists(), "txs": []})
     charged: list[int] = []
     before = node.counters.rejected.get("peer_malformed", 0)
-    with _peak(_bounded(raw)):
+    with peak_under(bounded(raw)):
         error = take_peer_batch(node, raw, validator=None, charge=charged.append)
     assert error is not None and "more than 3 lists and maps" in error
     assert charged == [1]  # the batch's own token; none for messages never decoded
@@ -95,8 +69,8 @@ async def test_a_peer_batch_of_nested_lists_is_refused(node: Node) -> None:
 
 
 def test_a_message_of_nested_lists_is_refused() -> None:
-    raw = encode({"kind": "view-change", "prepared": _empty_lists()})
-    with _peak(_bounded(raw)), pytest.raises(InvalidMessage, match="lists and maps"):
+    raw = encode({"kind": "view-change", "prepared": empty_lists()})
+    with peak_under(bounded(raw)), pytest.raises(InvalidMessage, match="lists and maps"):
         decode_message(raw, tx_bytes_max=TX_BYTES_MAX)
 
 
@@ -122,28 +96,28 @@ def test_the_densest_honest_messages_decode_within_their_budget() -> None:
 
 
 def test_a_certificate_of_nested_lists_is_refused() -> None:
-    raw = encode({"block_hash": bytes(32), "commits": _empty_lists(), "height": 1, "view": 0})
-    with _peak(_bounded(raw)), pytest.raises(LedgerError, match="lists and maps"):
+    raw = encode({"block_hash": bytes(32), "commits": empty_lists(), "height": 1, "view": 0})
+    with peak_under(bounded(raw)), pytest.raises(LedgerError, match="lists and maps"):
         CommitCertificate.from_wire(raw)
 
 
 def test_a_fetched_block_of_nested_lists_is_refused() -> None:
     bench = Bench()
     [block] = bench.chain(1)
-    raw = encode({"header": block.header.to_map(), "txs": _empty_lists()})
-    with _peak(_bounded(raw)), pytest.raises(SyncError, match="lists and maps"):
+    raw = encode({"header": block.header.to_map(), "txs": empty_lists()})
+    with peak_under(bounded(raw)), pytest.raises(SyncError, match="lists and maps"):
         decode_certified_block(raw, bench.certificate(block))
 
 
 def test_a_fetched_write_set_of_nested_lists_is_refused() -> None:
     # A change, [key, value or nil], can be 4 bytes ([b"", nil]): the budget lets a write set
     # build a list per 4 bytes, which is what the changes it holds cost once kept anyway.
-    raw = encode([_empty_lists(), []])
-    with _peak(20 * len(raw)), pytest.raises(SyncError, match="lists and maps"):
+    raw = encode([empty_lists(), []])
+    with peak_under(20 * len(raw)), pytest.raises(SyncError, match="lists and maps"):
         decode_write_set(raw, height=1)
 
 
 def test_a_fetched_checkpoint_proof_of_nested_lists_is_refused(setup: Setup) -> None:
-    raw = encode(_empty_lists())
-    with _peak(_bounded(raw)), pytest.raises(SyncError, match="lists and maps"):
+    raw = encode(empty_lists())
+    with peak_under(bounded(raw)), pytest.raises(SyncError, match="lists and maps"):
         verify_proof(setup.genesis, [1, raw])

@@ -13,9 +13,6 @@ every idle sync.
 
 from __future__ import annotations
 
-import tracemalloc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -23,32 +20,14 @@ import pytest
 from ledger.encoding import encode
 from node.sync import SyncError, decode_certified_block
 from tests.consensus.pbft_bench import Bench
-
-LISTS = 200_000  # 200 KB of empty lists: some 13 MB decoded without a budget
-
-
-@contextmanager
-def _peak(limit: int) -> Iterator[None]:
-    """Fail unless what the block allocates at its peak stays under `limit` bytes."""
-    tracemalloc.start()
-    try:
-        yield
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < limit, f"peak {peak >> 10} KiB, limit {limit >> 10} KiB"
-
-
-def _bounded(raw: bytes) -> int:
-    """A few times the input, and some memory for the rest (as tests/node/test_decode_budget)."""
-    return 4 * len(raw) + (256 << 10)
+from tests.node.decoded import bounded, empty_lists, peak_under
 
 
 def test_a_transaction_wire_of_nested_lists_in_a_certified_block_is_refused_cheaply() -> None:
     bench = Bench()
     [block] = bench.chain(1)
-    lists: list[list[Any]] = [[] for _ in range(LISTS)]
+    lists: list[list[Any]] = empty_lists()
     wire = encode(lists)  # where a transaction's {"body", "signature"} map belongs
     raw = encode({"header": block.header.to_map(), "txs": [wire]})
-    with _peak(_bounded(raw)), pytest.raises(SyncError):
+    with peak_under(bounded(raw)), pytest.raises(SyncError):
         decode_certified_block(raw, bench.certificate(block))

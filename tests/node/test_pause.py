@@ -12,12 +12,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from consensus.events import RequestsPending, Tick
 from ledger.encoding import encode
-from ledger.tx import Transaction
 from node.api import create_app
 from node.peers import STREAM_PATH, parse_ack
 from node.service import Node
 from node.storage import Storage
-from tests.node.conftest import CHAIN_ID, Setup
+from tests.node.conftest import Setup, steel_received
 
 
 @pytest.fixture
@@ -48,14 +47,7 @@ async def test_primary_freezes_before_sending_its_pre_prepare(primary: Node, set
         response = await client.post("/admin/pause", json={"phase": "before-pre-prepare"})
         assert response.status == 200
         assert (await response.json())["armed"]["phase"] == "before-pre-prepare"
-        tx = Transaction.create(
-            setup.identities["supplier"],
-            chain_id=CHAIN_ID,
-            nonce=0,
-            contract="inventory",
-            method="receive",
-            args={"item": "steel", "location": "main", "qty": 1},
-        )
+        tx = steel_received(setup)
         assert (await client.post("/tx", data=tx.to_wire())).status == 202
         await _until(lambda: primary.paused_at is not None)
         status = await (await client.get("/admin/pause")).json()
@@ -86,14 +78,7 @@ async def test_a_long_pause_holds_only_the_latest_timer_inputs(primary: Node, se
     # 72,000 of them, fed one by one at the resume. Only the latest of each matters.
     async with TestClient(TestServer(create_app(primary))) as client:
         await client.post("/admin/pause", json={"phase": "before-pre-prepare"})
-        tx = Transaction.create(
-            setup.identities["supplier"],
-            chain_id=CHAIN_ID,
-            nonce=0,
-            contract="inventory",
-            method="receive",
-            args={"item": "steel", "location": "main", "qty": 1},
-        )
+        tx = steel_received(setup)
         assert (await client.post("/tx", data=tx.to_wire())).status == 202
         await _until(lambda: primary.paused_at is not None)
         held = (await (await client.get("/admin/pause")).json())["held_inputs"]

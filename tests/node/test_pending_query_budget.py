@@ -12,44 +12,20 @@ the same way, every resend scan: a faulty primary could do the same to every bac
 from __future__ import annotations
 
 import contextlib
-import tracemalloc
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from collections.abc import AsyncIterator
 
 from ledger.encoding import encode
-from ledger.tx import Transaction
 from node.service import Node
-from tests.node.conftest import CHAIN_ID, Client, Setup
-
-LISTS = 200_000  # 200 KB of empty lists: some 13 MB decoded without a budget
-
-
-@contextlib.contextmanager
-def _peak(limit: int) -> Iterator[None]:
-    """Fail unless what the block allocates at its peak stays under `limit` bytes."""
-    tracemalloc.start()
-    try:
-        yield
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < limit, f"peak {peak >> 10} KiB, limit {limit >> 10} KiB"
-
-
-def _bounded(raw: bytes) -> int:
-    """A few times the input, and some memory for the rest (as tests/node/test_decode_budget)."""
-    return 4 * len(raw) + (256 << 10)
-
-
-def _empty_lists(count: int = LISTS) -> list[list[Any]]:
-    return [[] for _ in range(count)]
+from tests.node.conftest import Client, Setup, steel_received
+from tests.node.decoded import LISTS, bounded, empty_lists, peak_under
+from tests.node.fake_peer import FakeAnswer
 
 
 async def test_a_pending_query_of_nested_lists_is_refused_without_building_them(
     client: Client, node: Node
 ) -> None:
-    raw = encode({"senders": _empty_lists(min(LISTS, node.params.body_bytes_max - 32))})
-    with _peak(2 * _bounded(raw)):  # the body is held twice: sent, and read by the server
+    raw = encode({"senders": empty_lists(min(LISTS, node.params.body_bytes_max - 32))})
+    with peak_under(2 * bounded(raw)):  # the body is held twice: sent, and read by the server
         response = await client.post("/peer/pending", data=raw)
         body = await response.json()
     assert response.status == 400
@@ -62,39 +38,20 @@ class _Replica:
     view, primary, is_primary, view_active = 0, 0, False, True
 
 
-class _Body:
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    async def iter_chunked(self, size: int) -> AsyncIterator[bytes]:
-        for start in range(0, len(self._body), size):
-            yield self._body[start : start + size]
-
-
-class _Answer:
-    """What node.peers reads of an aiohttp response."""
-
-    status = 200
-
-    def __init__(self, body: bytes) -> None:
-        self.content_length = len(body)
-        self.content = _Body(body)
-
-
 class _FaultyPrimary:
     """Answers /peer/pending with a map whose list of nonces is a list of empty lists."""
 
     def __init__(self) -> None:
         self.asked = 0
-        self.body = encode({"next_nonces": _empty_lists(), "queued_since_ms": None})
+        self.body = encode({"next_nonces": empty_lists(), "queued_since_ms": None})
 
-    def post(self, url: str, **_: object) -> contextlib.AbstractAsyncContextManager[_Answer]:
+    def post(self, url: str, **_: object) -> contextlib.AbstractAsyncContextManager[FakeAnswer]:
         assert url.endswith("/peer/pending")
         self.asked += 1
 
         @contextlib.asynccontextmanager
-        async def answer() -> AsyncIterator[_Answer]:
-            yield _Answer(self.body)
+        async def answer() -> AsyncIterator[FakeAnswer]:
+            yield FakeAnswer(self.body)
 
         return answer()
 
@@ -102,21 +59,14 @@ class _FaultyPrimary:
 async def test_a_primarys_pending_answer_of_nested_lists_is_refused_without_building_them(
     node: Node, setup: Setup
 ) -> None:
-    tx = Transaction.create(
-        setup.identities["supplier"],
-        chain_id=CHAIN_ID,
-        nonce=0,
-        contract="inventory",
-        method="receive",
-        args={"item": "steel", "location": "main", "qty": 1},
-    )
+    tx = steel_received(setup)
     node.mempool.add(tx)  # held here only: its sender stalls
     primary = _FaultyPrimary()
     replica, session = node.replica, node.peers._session
     node.replica, node.peers._session = _Replica(), primary  # type: ignore[assignment]
     try:
         await node._resend_stalled(after_ms=0)  # sees the sender
-        with _peak(3 * _bounded(primary.body)):  # the answer is read in chunks and joined
+        with peak_under(3 * bounded(primary.body)):  # the answer is read in chunks and joined
             await node._resend_stalled(after_ms=0)  # finds it stalled and asks the primary
     finally:
         node.replica, node.peers._session = replica, session

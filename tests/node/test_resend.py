@@ -18,6 +18,7 @@ from node.client import ClientError, wait_committed_anywhere
 from node.faults import LinkFaults
 from node.service import Node
 from node.stages import clock_ms
+from tests.node.fake_peer import FakeAnswer
 from tests.node.inproc import in_process_cluster, steel_receipt
 
 
@@ -113,25 +114,6 @@ class _Replica:
         self.view, self.primary, self.is_primary, self.view_active = 0, 0, False, True
 
 
-class _Body:
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    async def iter_chunked(self, size: int) -> AsyncIterator[bytes]:
-        for start in range(0, len(self._body), size):
-            yield self._body[start : start + size]
-
-
-class _Answer:
-    """What node.peers reads of an aiohttp response."""
-
-    status = 200
-
-    def __init__(self, body: bytes) -> None:
-        self.content_length = len(body)
-        self.content = _Body(body)
-
-
 class _Session:
     """Answers /peer/pending (its admission queue's oldest batch arrived at `queued_since_ms`);
     with `become_primary`, this node becomes primary meanwhile."""
@@ -142,15 +124,15 @@ class _Session:
         self.replica, self.become_primary, self.asked = replica, become_primary, 0
         self.queued_since_ms = queued_since_ms
 
-    def post(self, url: str, **_: object) -> contextlib.AbstractAsyncContextManager[_Answer]:
+    def post(self, url: str, **_: object) -> contextlib.AbstractAsyncContextManager[FakeAnswer]:
         assert url.endswith("/peer/pending")
         self.asked += 1
 
         @contextlib.asynccontextmanager
-        async def answer() -> AsyncIterator[_Answer]:
+        async def answer() -> AsyncIterator[FakeAnswer]:
             if self.become_primary:
                 self.replica.view, self.replica.primary, self.replica.is_primary = 1, 1, True
-            yield _Answer(encode({"next_nonces": [0], "queued_since_ms": self.queued_since_ms}))
+            yield FakeAnswer(encode({"next_nonces": [0], "queued_since_ms": self.queued_since_ms}))
 
         return answer()
 
