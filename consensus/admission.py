@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from consensus.errors import InvalidMessage
+from consensus.errors import InvalidBlock, InvalidMessage
 from consensus.messages import PrePrepare
-from ledger.block import Block
+from ledger.block import Block, block_bytes
 from ledger.errors import LedgerError
 
 
@@ -24,8 +24,23 @@ class Link:
     timestamp_ms: int
 
 
-def check_header(pre_prepare: PrePrepare, *, chain_id: str) -> None:
-    """Header fields against the message, and the block's own consistency (tx root, chain)."""
+def check_block_bytes(block: Block, limit: int | None) -> None:
+    """Refuse a block holding more than `limit` bytes of transactions (None: no limit). A
+    block too large for the messages that must carry it (a view change, a NEW-VIEW) would
+    stop the chain in view changes no peer can take; see ledger.genesis.block_bytes_limit."""
+    if limit is not None:
+        size = block_bytes(block)
+        if size > limit:
+            raise InvalidBlock(
+                f"block {block.height} holds {size} bytes of transactions, the chain allows {limit}"
+            )
+
+
+def check_header(
+    pre_prepare: PrePrepare, *, chain_id: str, block_bytes_max: int | None = None
+) -> None:
+    """Header fields against the message, the block's size, and its own consistency (tx root,
+    chain)."""
     header = pre_prepare.block.header
     expected = {
         "height": (header.height, pre_prepare.seq),
@@ -40,6 +55,7 @@ def check_header(pre_prepare: PrePrepare, *, chain_id: str) -> None:
         raise InvalidMessage(
             f"block state_height {header.state_height} must be below its height {header.height}"
         )
+    check_block_bytes(pre_prepare.block, block_bytes_max)
     try:
         pre_prepare.block.check_shape()
     except LedgerError as exc:

@@ -18,11 +18,14 @@ from consensus.messages import (
     MessageKind,
     NewView,
     Prepare,
+    PreparedHeader,
     PreparedProof,
     PrePrepare,
     ViewChange,
+    ViewChangeSummary,
     kind_of,
     proof_to_map,
+    summary_to_map,
 )
 from ledger import crypto
 from ledger.block import Block, BlockHeader
@@ -56,6 +59,10 @@ _KEYS = {
     ),
 }
 _PROOF_KEYS = frozenset({"pre_prepare", "prepares"})
+_SUMMARY_KEYS = frozenset(
+    {"new_view", "base_header", "base_certificate", "prepared", "sender", "signature"}
+)
+_PROOF_HEADER_KEYS = frozenset({"view", "seq", "header", "sender", "signature", "prepares"})
 
 
 def to_map(message: Message) -> dict[str, Any]:
@@ -87,7 +94,7 @@ def to_map(message: Message) -> dict[str, Any]:
         case NewView():
             fields.update(
                 view=message.view,
-                view_changes=[to_map(vc) for vc in message.view_changes],
+                view_changes=[summary_to_map(vc) for vc in message.view_changes],
                 pre_prepares=[to_map(pp) for pp in message.pre_prepares],
             )
     return fields
@@ -154,12 +161,17 @@ def _from_fields(kind: MessageKind, fields: dict[str, Any], tx_bytes_max: int) -
     return cls(view=view, seq=seq, block_hash=block_hash, sender=sender, signature=signature)
 
 
-def _view_change(
-    fields: dict[str, Any], sender: int, signature: bytes, tx_bytes_max: int
-) -> ViewChange:
+def _base(fields: dict[str, Any]) -> tuple[BlockHeader | None, CommitCertificate | None]:
     raw_header, raw_certificate = fields["base_header"], fields["base_certificate"]
     header = None if raw_header is None else BlockHeader.from_map(raw_header)
     certificate = None if raw_certificate is None else CommitCertificate.from_map(raw_certificate)
+    return header, certificate
+
+
+def _view_change(
+    fields: dict[str, Any], sender: int, signature: bytes, tx_bytes_max: int
+) -> ViewChange:
+    header, certificate = _base(fields)
     return ViewChange(
         new_view=expect_int(fields["new_view"], "new_view", minimum=1),
         base_header=header,
@@ -167,6 +179,43 @@ def _view_change(
         prepared=_proofs(fields["prepared"], tx_bytes_max),
         sender=sender,
         signature=signature,
+    )
+
+
+def _summary(value: Any, tx_bytes_max: int) -> ViewChangeSummary:
+    if isinstance(value, dict) and "kind" in value:
+        # The form of NEW-VIEWs logged before view changes were signed by header: the view
+        # change whole. It still decodes (a node's log holds its own), but its signature no
+        # longer verifies, so it is refused where it is checked, and the view changes again.
+        vc = _from_map(value, tx_bytes_max, MessageKind.VIEW_CHANGE)
+        assert isinstance(vc, ViewChange)
+        return vc.summary()
+    fields = expect_map(value, "new-view view change", _SUMMARY_KEYS)
+    header, certificate = _base(fields)
+    proofs = []
+    for raw in expect_list(fields["prepared"], "prepared proofs", length_max=PREPARED_MAX):
+        proof = expect_map(raw, "prepared proof", _PROOF_HEADER_KEYS)
+        raw_prepares = expect_list(proof["prepares"], "proof prepares", length_max=VALIDATORS_MAX)
+        prepares = [_from_map(p, 0, MessageKind.PREPARE) for p in raw_prepares]
+        proofs.append(
+            PreparedHeader(
+                view=expect_int(proof["view"], "view"),
+                seq=expect_int(proof["seq"], "seq", minimum=1),
+                header=BlockHeader.from_map(proof["header"]),
+                sender=expect_int(proof["sender"], "sender", maximum=VALIDATORS_MAX - 1),
+                signature=expect_bytes(
+                    proof["signature"], "signature", length=crypto.SIGNATURE_BYTES
+                ),
+                prepares=tuple(p for p in prepares if isinstance(p, Prepare)),
+            )
+        )
+    return ViewChangeSummary(
+        new_view=expect_int(fields["new_view"], "new_view", minimum=1),
+        base_header=header,
+        base_certificate=certificate,
+        prepared=tuple(proofs),
+        sender=expect_int(fields["sender"], "sender", maximum=VALIDATORS_MAX - 1),
+        signature=expect_bytes(fields["signature"], "signature", length=crypto.SIGNATURE_BYTES),
     )
 
 
@@ -203,11 +252,11 @@ def decode_proofs(data: bytes, *, tx_bytes_max: int) -> tuple[PreparedProof, ...
 def _new_view(fields: dict[str, Any], sender: int, signature: bytes, tx_bytes_max: int) -> NewView:
     raw_changes = expect_list(fields["view_changes"], "view changes", length_max=VALIDATORS_MAX)
     raw_pps = expect_list(fields["pre_prepares"], "new-view pre-prepares", length_max=PREPARED_MAX)
-    changes = [_from_map(vc, tx_bytes_max, MessageKind.VIEW_CHANGE) for vc in raw_changes]
+    changes = tuple(_summary(vc, tx_bytes_max) for vc in raw_changes)
     pre_prepares = [_from_map(pp, tx_bytes_max, MessageKind.PRE_PREPARE) for pp in raw_pps]
     return NewView(
         view=expect_int(fields["view"], "view", minimum=1),
-        view_changes=tuple(vc for vc in changes if isinstance(vc, ViewChange)),
+        view_changes=changes,
         pre_prepares=tuple(pp for pp in pre_prepares if isinstance(pp, PrePrepare)),
         sender=sender,
         signature=signature,

@@ -43,6 +43,10 @@ class ReplicaConfig:
     # block must be stamped at least as late, and the contracts take their time from it, so
     # one primary stamping the far future would move the chain's clock there for good.
     clock_skew_max_ms: int = 10_000
+    # The bytes of transactions a block may hold (ledger.block.block_bytes), so that the
+    # messages carrying blocks fit a peer's frame (the node's: Genesis.block_bytes_max);
+    # None for no limit.
+    block_bytes_max: int | None = None
 
     def __post_init__(self) -> None:
         n = len(self.validators)
@@ -65,6 +69,8 @@ class ReplicaConfig:
             raise ConfigError("timeouts and intervals must be at least 1 ms")
         if self.clock_skew_max_ms < 0:
             raise ConfigError("clock_skew_max_ms must be 0 or more")
+        if self.block_bytes_max is not None and self.block_bytes_max < 0:
+            raise ConfigError("block_bytes_max must be 0 or more")
 
     @property
     def n(self) -> int:

@@ -7,9 +7,14 @@ commit signatures a `CommitCertificate` with no re-signing.
 
 View change: a `ViewChange` carries the sender's base (its committed head, with the commit
 certificate that proves it) and a `PreparedProof` (pre-prepare plus 2f matching prepares) for every
-seq above the base that it prepared, each from the highest view it prepared that seq in. A
-`NewView` carries the 2f+1 view changes its primary chose from and the pre-prepares that follow
-from them. Both are signed over their whole content (nested messages included).
+seq above the base that it prepared, each from the highest view it prepared that seq in, with the
+block: the new primary re-proposes from them. Its signature covers its `ViewChangeSummary`, the
+same with each proof's block by header (`PreparedHeader`): every signature in a proof is over the
+block's hash, and the header is what the choice of the new view reads. A `NewView` carries the
+summaries of the 2f+1 view changes its primary chose from, and the pre-prepares that follow from
+them with their blocks, so each block crosses the wire once in it rather than once for every view
+change that prepared it: with up to watermark_window blocks in flight, the full view changes of a
+quorum would not fit in one peer frame (see `ledger.genesis.block_bytes_limit`).
 
 The wire codec lives in `consensus.codec` and is re-exported here. `decode_message` checks shapes
 and types only; signatures are checked by `verify_signature`, which the replica calls on every
@@ -108,6 +113,48 @@ class PreparedProof:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PreparedHeader:
+    """A prepared certificate with its block by header: the pre-prepare's sender and signature,
+    and the prepares, all over (view, seq, header hash)."""
+
+    view: int
+    seq: int
+    header: BlockHeader
+    sender: int
+    signature: bytes
+    prepares: tuple[Prepare, ...]
+
+
+def summarise_proof(proof: PreparedProof) -> PreparedHeader:
+    pp = proof.pre_prepare
+    return PreparedHeader(
+        view=pp.view,
+        seq=pp.seq,
+        header=pp.block.header,
+        sender=pp.sender,
+        signature=pp.signature,
+        prepares=proof.prepares,
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ViewChangeSummary:
+    """A view change with its proofs by header: what its signature covers, and what a
+    `NewView` carries of it."""
+
+    new_view: int
+    base_header: BlockHeader | None
+    base_certificate: CommitCertificate | None
+    prepared: tuple[PreparedHeader, ...]  # ascending seq, all above the base
+    sender: int
+    signature: bytes
+
+    @property
+    def base_height(self) -> int:
+        return 0 if self.base_header is None else self.base_header.height
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ViewChange:
     """`sender` moves to `new_view`: its committed base and what it prepared above it.
 
@@ -126,13 +173,24 @@ class ViewChange:
     def base_height(self) -> int:
         return 0 if self.base_header is None else self.base_header.height
 
+    def summary(self) -> ViewChangeSummary:
+        return ViewChangeSummary(
+            new_view=self.new_view,
+            base_header=self.base_header,
+            base_certificate=self.base_certificate,
+            prepared=tuple(summarise_proof(proof) for proof in self.prepared),
+            sender=self.sender,
+            signature=self.signature,
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewView:
-    """The primary of `view` installs it: 2f+1 view changes and the pre-prepares they imply."""
+    """The primary of `view` installs it: 2f+1 view changes (by their summaries) and the
+    pre-prepares they imply."""
 
     view: int
-    view_changes: tuple[ViewChange, ...]  # ascending sender
+    view_changes: tuple[ViewChangeSummary, ...]  # ascending sender
     pre_prepares: tuple[PrePrepare, ...]  # ascending seq
     sender: int
     signature: bytes
@@ -165,7 +223,7 @@ def kind_of(message: Message) -> MessageKind:
             return MessageKind.NEW_VIEW
 
 
-def _phase_payload(view: int, seq: int, block_hash: bytes) -> bytes:
+def phase_payload(view: int, seq: int, block_hash: bytes) -> bytes:
     return encode({"view": view, "seq": seq, "block_hash": block_hash})
 
 
@@ -178,23 +236,61 @@ def view_change_body(
     new_view: int,
     base_header: BlockHeader | None,
     base_certificate: CommitCertificate | None,
-    prepared: Sequence[PreparedProof],
+    prepared: Sequence[PreparedHeader],
 ) -> dict[str, Any]:
+    """What a view change's signature covers (its proofs by header)."""
     return {
         "new_view": new_view,
         "base_header": None if base_header is None else base_header.to_map(),
         "base_certificate": None if base_certificate is None else base_certificate.to_map(),
-        "prepared": [proof_to_map(proof) for proof in prepared],
+        "prepared": [proof_header_to_map(proof) for proof in prepared],
+    }
+
+
+def view_change_payload(vc: ViewChange | ViewChangeSummary) -> bytes:
+    summary = vc.summary() if isinstance(vc, ViewChange) else vc
+    return encode(
+        view_change_body(
+            new_view=summary.new_view,
+            base_header=summary.base_header,
+            base_certificate=summary.base_certificate,
+            prepared=summary.prepared,
+        )
+    )
+
+
+def summary_to_map(summary: ViewChangeSummary) -> dict[str, Any]:
+    """A view change as a NEW-VIEW carries it: its signed body, sender and signature."""
+    return {
+        **view_change_body(
+            new_view=summary.new_view,
+            base_header=summary.base_header,
+            base_certificate=summary.base_certificate,
+            prepared=summary.prepared,
+        ),
+        "sender": summary.sender,
+        "signature": summary.signature,
     }
 
 
 def new_view_body(
-    *, view: int, view_changes: Sequence[ViewChange], pre_prepares: Sequence[PrePrepare]
+    *, view: int, view_changes: Sequence[ViewChangeSummary], pre_prepares: Sequence[PrePrepare]
 ) -> dict[str, Any]:
     return {
         "view": view,
-        "view_changes": [to_map(vc) for vc in view_changes],
+        "view_changes": [summary_to_map(vc) for vc in view_changes],
         "pre_prepares": [to_map(pp) for pp in pre_prepares],
+    }
+
+
+def proof_header_to_map(proof: PreparedHeader) -> dict[str, Any]:
+    return {
+        "view": proof.view,
+        "seq": proof.seq,
+        "header": proof.header.to_map(),
+        "sender": proof.sender,
+        "signature": proof.signature,
+        "prepares": [to_map(prepare) for prepare in proof.prepares],
     }
 
 
@@ -209,9 +305,9 @@ def signed_payload(message: Message) -> tuple[Domain, bytes]:
     """The domain and bytes that `message.signature` must cover."""
     match message:
         case PrePrepare():
-            return Domain.PRE_PREPARE, _phase_payload(message.view, message.seq, message.block.hash)
+            return Domain.PRE_PREPARE, phase_payload(message.view, message.seq, message.block.hash)
         case Prepare():
-            return Domain.PREPARE, _phase_payload(message.view, message.seq, message.block_hash)
+            return Domain.PREPARE, phase_payload(message.view, message.seq, message.block_hash)
         case Commit():
             payload = commit_payload(
                 view=message.view, seq=message.seq, block_hash=message.block_hash
@@ -221,13 +317,7 @@ def signed_payload(message: Message) -> tuple[Domain, bytes]:
             payload = _checkpoint_payload(message.seq, message.block_hash, message.state_digest)
             return Domain.CHECKPOINT, payload
         case ViewChange():
-            body = view_change_body(
-                new_view=message.new_view,
-                base_header=message.base_header,
-                base_certificate=message.base_certificate,
-                prepared=message.prepared,
-            )
-            return Domain.VIEW_CHANGE, encode(body)
+            return Domain.VIEW_CHANGE, view_change_payload(message)
         case NewView():
             body = new_view_body(
                 view=message.view,
@@ -240,14 +330,14 @@ def signed_payload(message: Message) -> tuple[Domain, bytes]:
 def sign_pre_prepare(
     keys: KeyPair, chain_id: str, *, view: int, seq: int, block: Block, sender: int
 ) -> PrePrepare:
-    signature = keys.sign(Domain.PRE_PREPARE, chain_id, _phase_payload(view, seq, block.hash))
+    signature = keys.sign(Domain.PRE_PREPARE, chain_id, phase_payload(view, seq, block.hash))
     return PrePrepare(view=view, seq=seq, block=block, sender=sender, signature=signature)
 
 
 def sign_prepare(
     keys: KeyPair, chain_id: str, *, view: int, seq: int, block_hash: bytes, sender: int
 ) -> Prepare:
-    signature = keys.sign(Domain.PREPARE, chain_id, _phase_payload(view, seq, block_hash))
+    signature = keys.sign(Domain.PREPARE, chain_id, phase_payload(view, seq, block_hash))
     return Prepare(view=view, seq=seq, block_hash=block_hash, sender=sender, signature=signature)
 
 
@@ -287,7 +377,7 @@ def sign_view_change(
         new_view=new_view,
         base_header=base_header,
         base_certificate=base_certificate,
-        prepared=prepared,
+        prepared=[summarise_proof(proof) for proof in prepared],
     )
     return ViewChange(
         new_view=new_view,
@@ -304,14 +394,15 @@ def sign_new_view(
     chain_id: str,
     *,
     view: int,
-    view_changes: tuple[ViewChange, ...],
+    view_changes: Sequence[ViewChange | ViewChangeSummary],
     pre_prepares: tuple[PrePrepare, ...],
     sender: int,
 ) -> NewView:
-    body = new_view_body(view=view, view_changes=view_changes, pre_prepares=pre_prepares)
+    summaries = tuple(vc.summary() if isinstance(vc, ViewChange) else vc for vc in view_changes)
+    body = new_view_body(view=view, view_changes=summaries, pre_prepares=pre_prepares)
     return NewView(
         view=view,
-        view_changes=view_changes,
+        view_changes=summaries,
         pre_prepares=pre_prepares,
         sender=sender,
         signature=keys.sign(Domain.NEW_VIEW, chain_id, encode(body)),
@@ -357,9 +448,11 @@ __all__ = [
     "NewView",
     "PrePrepare",
     "Prepare",
+    "PreparedHeader",
     "PreparedProof",
     "Verifier",
     "ViewChange",
+    "ViewChangeSummary",
     "decode_message",
     "encode_message",
     "kind_of",
@@ -371,6 +464,8 @@ __all__ = [
     "sign_prepare",
     "sign_view_change",
     "signed_payload",
+    "summarise_proof",
     "to_map",
     "verify_signature",
+    "view_change_payload",
 ]

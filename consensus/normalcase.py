@@ -259,7 +259,9 @@ class NormalCase:
                 f"already have block {claimed.block.hash.hex()[:16]}"
             )
         self._check_above_base(pre_prepare)
-        check_header(pre_prepare, chain_id=self.config.chain_id)
+        check_header(
+            pre_prepare, chain_id=self.config.chain_id, block_bytes_max=self.config.block_bytes_max
+        )
         self._log.slot(pre_prepare.view, pre_prepare.seq).buffered = pre_prepare
         self._progress(pre_prepare.seq)
 

@@ -101,6 +101,7 @@ from consensus.messages import (
 from consensus.normalcase import VIEWS_AHEAD_MAX, NormalCase
 from consensus.viewchange import (
     Choice,
+    blocks_for,
     check_new_view,
     check_view_change,
     choose_blocks,
@@ -343,7 +344,10 @@ class Replica(NormalCase):
         header = self._head_header if base > 0 else None
         certificate = self._head_certificate if base > 0 else None
         body = m.view_change_body(
-            new_view=target, base_header=header, base_certificate=certificate, prepared=prepared
+            new_view=target,
+            base_header=header,
+            base_certificate=certificate,
+            prepared=[m.summarise_proof(proof) for proof in prepared],
         )
         self._guard(MessageKind.VIEW_CHANGE, target, 0, sha256(encode(body)))
         view_change = m.sign_view_change(
@@ -444,10 +448,16 @@ class Replica(NormalCase):
         chosen = [votes[self.index], *others[: self.config.quorum - 1]]
         chosen.sort(key=lambda vc: vc.sender)
         try:
-            choice = choose_blocks(chosen, view=target, config=self.config, genesis=self._genesis)
+            choice = choose_blocks(
+                [vc.summary() for vc in chosen],
+                view=target,
+                config=self.config,
+                genesis=self._genesis,
+            )
+            blocks = blocks_for(choice, chosen)
         except InvalidMessage:
             return
-        pre_prepares = tuple(self._sign_pre_prepare(block.height, block) for block in choice.blocks)
+        pre_prepares = tuple(self._sign_pre_prepare(block.height, block) for block in blocks)
         self._guard(MessageKind.NEW_VIEW, target, 0, b"".join(pp.signature for pp in pre_prepares))
         new_view = m.sign_new_view(
             self._keys,
@@ -744,5 +754,5 @@ def _own_choice(new_view: NewView) -> Choice:
         base=base,
         base_header=header,
         base_certificate=top.base_certificate,
-        blocks=tuple(pp.block for pp in new_view.pre_prepares),
+        headers=tuple(pp.block.header for pp in new_view.pre_prepares),
     )

@@ -1,7 +1,11 @@
 """View change and new view as pure functions: checking proofs, and choosing what a new view
 re-proposes.
 
-The choice (`choose_blocks`) over 2f+1 view changes for view v:
+The choice (`choose_blocks`) over 2f+1 view changes for view v, made from their summaries (each
+prepared block by its header: the signatures of a proof cover its hash, and the header is all the
+choice reads), so backups check a NEW-VIEW without the view changes' blocks; the new primary
+takes the chosen blocks from the view changes it holds whole (`blocks_for`), and its pre-prepares
+carry them:
 
 - base = the highest committed base any of them proves (a commit certificate);
 - for each seq from base+1 to the highest seq any of them prepared: the block of the prepared
@@ -35,35 +39,44 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from consensus.admission import check_block_bytes
 from consensus.config import BlockValidator, ChainPoint, ReplicaConfig
 from consensus.errors import InvalidBlock, InvalidMessage
 from consensus.messages import (
     NewView,
+    PreparedHeader,
     PreparedProof,
     PrePrepare,
     Verifier,
     ViewChange,
+    ViewChangeSummary,
     kind_of,
+    phase_payload,
     signed_payload,
+    summarise_proof,
+    view_change_payload,
 )
-from ledger.block import Block, BlockHeader
+from ledger.block import Block, BlockHeader, tx_root
 from ledger.certificate import CommitCertificate, commit_payload
 from ledger.crypto import Domain
 from ledger.errors import LedgerError
 
+_EMPTY_ROOT = tx_root(())
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Choice:
-    """What a new view starts from: the proven base and the blocks for base+1, base+2, ..."""
+    """What a new view starts from: the proven base and the headers of the blocks for base+1,
+    base+2, ... (the new primary's pre-prepares carry the blocks, see `blocks_for`)."""
 
     base: ChainPoint
     base_header: BlockHeader | None
     base_certificate: CommitCertificate | None
-    blocks: tuple[Block, ...]
+    headers: tuple[BlockHeader, ...]
 
     @property
     def max_seq(self) -> int:
-        return self.base.height + len(self.blocks)
+        return self.base.height + len(self.headers)
 
 
 def _check(
@@ -96,40 +109,65 @@ def check_certificate(
         _check(verifier, config, index, Domain.COMMIT, payload, signature, "commit certificate")
 
 
-def check_prepared_proof(
-    proof: PreparedProof, config: ReplicaConfig, verifier: Verifier, validator: BlockValidator
-) -> None:
-    """A pre-prepare from its view's primary, of a block the application takes, and 2f
-    matching prepares from other validators."""
-    pp = proof.pre_prepare
-    header = pp.block.header
-    if pp.sender != pp.view % config.n:
-        raise InvalidMessage(f"prepared proof for seq {pp.seq}: pre-prepare not from the primary")
-    if header.height != pp.seq or header.view > pp.view or header.chain_id != config.chain_id:
-        raise InvalidMessage(f"prepared proof for seq {pp.seq}: block header does not fit")
-    _check_body(pp.block, f"prepared proof for seq {pp.seq}", validator)
-    domain, payload = signed_payload(pp)
-    _check(verifier, config, pp.sender, domain, payload, pp.signature, "prepared pre-prepare")
+def check_prepared_header(proof: PreparedHeader, config: ReplicaConfig, verifier: Verifier) -> None:
+    """A pre-prepare from its view's primary and 2f matching prepares from other validators,
+    all over the header's hash."""
+    header = proof.header
+    if proof.sender != proof.view % config.n:
+        raise InvalidMessage(
+            f"prepared proof for seq {proof.seq}: pre-prepare not from the primary"
+        )
+    if header.height != proof.seq or header.view > proof.view or header.chain_id != config.chain_id:
+        raise InvalidMessage(f"prepared proof for seq {proof.seq}: block header does not fit")
+    payload = phase_payload(proof.view, proof.seq, header.hash)
+    _check(
+        verifier,
+        config,
+        proof.sender,
+        Domain.PRE_PREPARE,
+        payload,
+        proof.signature,
+        "prepared pre-prepare",
+    )
     senders = set()
     for prepare in proof.prepares:
-        if (prepare.view, prepare.seq, prepare.block_hash) != (pp.view, pp.seq, pp.block_hash):
-            raise InvalidMessage(f"prepared proof for seq {pp.seq}: a prepare does not match")
-        if prepare.sender == pp.sender or prepare.sender in senders:
-            raise InvalidMessage(f"prepared proof for seq {pp.seq}: repeated or primary prepare")
+        if (prepare.view, prepare.seq, prepare.block_hash) != (proof.view, proof.seq, header.hash):
+            raise InvalidMessage(f"prepared proof for seq {proof.seq}: a prepare does not match")
+        if prepare.sender == proof.sender or prepare.sender in senders:
+            raise InvalidMessage(f"prepared proof for seq {proof.seq}: repeated or primary prepare")
         senders.add(prepare.sender)
         domain, payload = signed_payload(prepare)
         _check(verifier, config, prepare.sender, domain, payload, prepare.signature, "prepare")
     if len(senders) < config.quorum - 1:
         raise InvalidMessage(
-            f"prepared proof for seq {pp.seq} has {len(senders)} prepares, needs "
+            f"prepared proof for seq {proof.seq} has {len(senders)} prepares, needs "
             f"{config.quorum - 1}"
         )
+
+
+def check_prepared_proof(
+    proof: PreparedProof, config: ReplicaConfig, verifier: Verifier, validator: BlockValidator
+) -> None:
+    """`check_prepared_header`, and a block the application takes."""
+    check_prepared_header(summarise_proof(proof), config, verifier)
+    _check_body(proof.pre_prepare.block, f"prepared proof for seq {proof.seq}", config, validator)
 
 
 def check_view_change(
     vc: ViewChange, config: ReplicaConfig, verifier: Verifier, validator: BlockValidator
 ) -> None:
     """Everything a view change carries, except its own signature (checked on receipt)."""
+    check_view_change_summary(vc.summary(), config, verifier)
+    for proof in vc.prepared:
+        _check_body(
+            proof.pre_prepare.block, f"prepared proof for seq {proof.seq}", config, validator
+        )
+
+
+def check_view_change_summary(
+    vc: ViewChangeSummary, config: ReplicaConfig, verifier: Verifier
+) -> None:
+    """Everything a view change's summary carries, except its own signature."""
     header, certificate = vc.base_header, vc.base_certificate
     if header is None:
         if certificate is not None:
@@ -148,7 +186,7 @@ def check_view_change(
             raise InvalidMessage("view change: prepared proofs out of order or at the base")
         if proof.view >= vc.new_view:
             raise InvalidMessage("view change: prepared proof from the new view or later")
-        check_prepared_proof(proof, config, verifier, validator)
+        check_prepared_header(proof, config, verifier)
         previous = proof.seq
 
 
@@ -167,7 +205,7 @@ def null_block(parent: ChainPoint, *, chain_id: str, view: int, primary: int) ->
 
 
 def choose_blocks(
-    view_changes: Sequence[ViewChange],
+    view_changes: Sequence[ViewChangeSummary],
     *,
     view: int,
     config: ReplicaConfig,
@@ -181,7 +219,7 @@ def choose_blocks(
         base = genesis
     else:
         base = ChainPoint.of(top.base_header)
-    best: dict[int, PreparedProof] = {}
+    best: dict[int, PreparedHeader] = {}
     for vc in view_changes:
         for proof in vc.prepared:
             if proof.seq <= base.height:
@@ -189,23 +227,43 @@ def choose_blocks(
             known = best.get(proof.seq)
             if known is None or proof.view > known.view:
                 best[proof.seq] = proof
-    blocks: list[Block] = []
+    headers: list[BlockHeader] = []
     parent, broken = base, False
     primary = view % config.n
     for seq in range(base.height + 1, max(best, default=base.height) + 1):
         found = best.get(seq)
-        block = None if found is None or broken else found.pre_prepare.block
-        if block is None or block.header.prev_hash != parent.hash:
-            block = null_block(parent, chain_id=config.chain_id, view=view, primary=primary)
+        header = None if found is None or broken else found.header
+        if header is None or header.prev_hash != parent.hash:
+            header = null_block(parent, chain_id=config.chain_id, view=view, primary=primary).header
             broken = True
-        blocks.append(block)
-        parent = ChainPoint.of(block.header)
+        headers.append(header)
+        parent = ChainPoint.of(header)
     return Choice(
         base=base,
         base_header=top.base_header,
         base_certificate=top.base_certificate,
-        blocks=tuple(blocks),
+        headers=tuple(headers),
     )
+
+
+def blocks_for(choice: Choice, view_changes: Sequence[ViewChange]) -> tuple[Block, ...]:
+    """The blocks of `choice`, for the new primary to re-propose: each chosen header's block
+    from the view changes' proofs, or, with no transactions, rebuilt from the header (a null
+    block, or a block that was empty)."""
+    bodies = {
+        proof.pre_prepare.block_hash: proof.pre_prepare.block
+        for vc in view_changes
+        for proof in vc.prepared
+    }
+    blocks = []
+    for header in choice.headers:
+        block = bodies.get(header.hash)
+        if block is None:
+            if header.tx_root != _EMPTY_ROOT:
+                raise InvalidMessage(f"the block chosen for seq {header.height} is not at hand")
+            block = Block(header=header, txs=())
+        blocks.append(block)
+    return tuple(blocks)
 
 
 def check_new_view(
@@ -227,42 +285,53 @@ def check_new_view(
     for vc in nv.view_changes:
         if vc.new_view != nv.view:
             raise InvalidMessage(f"new view {nv.view} holds a view change for {vc.new_view}")
-        domain, payload = signed_payload(vc)
-        _check(verifier, config, vc.sender, domain, payload, vc.signature, "view change")
-        check_view_change(vc, config, verifier, validator)
+        payload = view_change_payload(vc)
+        _check(
+            verifier, config, vc.sender, Domain.VIEW_CHANGE, payload, vc.signature, "view change"
+        )
+        check_view_change_summary(vc, config, verifier)
     choice = choose_blocks(nv.view_changes, view=nv.view, config=config, genesis=genesis)
-    if len(nv.pre_prepares) != len(choice.blocks):
+    if len(nv.pre_prepares) != len(choice.headers):
         raise InvalidMessage(
             f"new view {nv.view} re-proposes {len(nv.pre_prepares)} blocks, the view changes "
-            f"imply {len(choice.blocks)}"
+            f"imply {len(choice.headers)}"
         )
-    for pp, block in zip(nv.pre_prepares, choice.blocks, strict=True):
-        check_new_view_pre_prepare(pp, block, nv.view, primary, validator)
+    for pp, header in zip(nv.pre_prepares, choice.headers, strict=True):
+        check_new_view_pre_prepare(pp, header, nv.view, primary, config, validator)
         domain, payload = signed_payload(pp)
         _check(verifier, config, pp.sender, domain, payload, pp.signature, kind_of(pp))
     return choice
 
 
 def check_new_view_pre_prepare(
-    pp: PrePrepare, block: Block, view: int, primary: int, validator: BlockValidator
+    pp: PrePrepare,
+    header: BlockHeader,
+    view: int,
+    primary: int,
+    config: ReplicaConfig,
+    validator: BlockValidator,
 ) -> None:
-    if (pp.view, pp.seq, pp.sender) != (view, block.height, primary) or pp.block_hash != block.hash:
+    if (pp.view, pp.seq, pp.sender) != (view, header.height, primary) or (
+        pp.block_hash != header.hash
+    ):
         raise InvalidMessage(
             f"new view {view}: pre-prepare for seq {pp.seq} is not the block the view changes imply"
         )
-    _check_body(pp.block, f"new view {view}: pre-prepare for seq {pp.seq}", validator)
+    _check_body(pp.block, f"new view {view}: pre-prepare for seq {pp.seq}", config, validator)
 
 
-def _check_body(block: Block, what: str, validator: BlockValidator) -> None:
-    """The transactions are the header's (tx_root), none twice, and the application takes
-    them (`validator`: their signatures, as for a pre-prepare in the normal case). Signatures
-    and prepares cover the header's hash only; the tx_root is what ties a re-proposed block's
-    transactions to the ones a quorum prepared. It covers their bodies, not their signatures,
-    so the same block with a signature swapped for garbage has the same hash: without the
-    validator, a new view (or a byzantine replica's view change it was built from) could get
-    transactions committed under signatures their senders never made. (The shape is checked
-    once per block object: blocks decoded off the wire are checked.)"""
+def _check_body(block: Block, what: str, config: ReplicaConfig, validator: BlockValidator) -> None:
+    """The block is within the chain's size, its transactions are the header's (tx_root),
+    none twice, and the application takes them (`validator`: their signatures, as for a
+    pre-prepare in the normal case). Signatures and prepares cover the header's hash only;
+    the tx_root is what ties a re-proposed block's transactions to the ones a quorum
+    prepared. It covers their bodies, not their signatures, so the same block with a
+    signature swapped for garbage has the same hash: without the validator, a new view (or a
+    byzantine replica's view change it was built from) could get transactions committed
+    under signatures their senders never made. (The shape is checked once per block object:
+    blocks decoded off the wire are checked.)"""
     try:
+        check_block_bytes(block, config.block_bytes_max)
         block.check_shape()
         validator.validate(block)
     except (InvalidBlock, LedgerError) as exc:

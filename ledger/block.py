@@ -20,6 +20,9 @@ from ledger.tx import NAME_LENGTH_MAX, TX_BYTES_MAX_DEFAULT, Transaction
 
 ZERO_HASH = bytes(HASH_BYTES)
 BLOCK_TXS_LIMIT = 100_000
+# What a transaction adds to a block's encoding beyond its wire bytes (a msgpack bin header,
+# at most 5 bytes): block sizes count len(wire) + TX_ENTRY_BYTES a transaction.
+TX_ENTRY_BYTES = 5
 
 _HEADER_KEYS = frozenset(
     {
@@ -192,6 +195,11 @@ class Block:
                     f"block is for {self.header.chain_id!r}"
                 )
         object.__setattr__(self, "_shape_checked", True)
+
+
+def block_bytes(block: Block) -> int:
+    """The bytes of transactions `block` holds, as chain limits count them."""
+    return sum(len(tx.wire) for tx in block.txs) + TX_ENTRY_BYTES * len(block.txs)
 
 
 def tx_root(txs: Sequence[Transaction]) -> bytes:

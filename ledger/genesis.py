@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ledger.block import BLOCK_TXS_LIMIT
+from ledger.block import BLOCK_TXS_LIMIT, TX_ENTRY_BYTES
 from ledger.certificate import COMMITS_MAX, max_faulty, quorum_size
 from ledger.crypto import PUBLIC_KEY_BYTES
 from ledger.encoding import encode
@@ -21,6 +21,36 @@ from ledger.hashing import sha256
 
 INT_MAX = 2**63 - 1  # what every integer of a genesis must fit (its hash encodes them)
 PORT_MAX = 65_535
+
+# Upper bounds of the encoded parts of the consensus messages that carry blocks, with every
+# integer at its largest and the longest chain id (consensus tests check them against the
+# codec): one vote (a prepare, 172 bytes; a certificate's commit is smaller), a prepared
+# proof or pre-prepare besides its votes and transactions (its header and fields: 445
+# bytes with an empty block), a view change or new view besides its proofs.
+VOTE_BYTES = 192
+PROOF_BYTES = 768
+VIEW_CHANGE_BYTES = 1024
+NEW_VIEW_BYTES = 1024
+
+
+def body_bytes_needed(*, n: int, watermark_window: int, block_bytes: int) -> int:
+    """The least body_bytes_max whose `block_bytes_limit` is `block_bytes`."""
+    least = block_bytes_limit(body_bytes_max=0, n=n, watermark_window=watermark_window)
+    return (block_bytes - least) * watermark_window
+
+
+def block_bytes_limit(*, body_bytes_max: int, n: int, watermark_window: int) -> int:
+    """The most bytes of transactions (`ledger.block.block_bytes`) a block may hold, so
+    that every consensus message fits in one frame of a peer's (`body_bytes_max`) however
+    many blocks are in flight. The largest is a NEW-VIEW: a quorum of view changes, each with
+    up to `watermark_window` prepared proofs by header (a quorum of votes each), and the
+    pre-prepares of up to `watermark_window` blocks. A view change carries its own proofs'
+    blocks, one each, and is smaller. Negative when even the headers do not fit."""
+    quorum = quorum_size(n)
+    proof = PROOF_BYTES + quorum * VOTE_BYTES
+    per_view_change = VIEW_CHANGE_BYTES + quorum * VOTE_BYTES + watermark_window * proof
+    room = body_bytes_max - NEW_VIEW_BYTES - quorum * per_view_change
+    return room // watermark_window - PROOF_BYTES
 
 
 class Role(enum.StrEnum):
@@ -155,6 +185,19 @@ class Genesis:
                 "with fewer reports the median of a decided prediction could be a faulty "
                 "oracle's alone"
             )
+        params = self.params
+        least_block = params.tx_bytes_max + TX_ENTRY_BYTES
+        if self.block_bytes_max < least_block:
+            needed = body_bytes_needed(
+                n=n, watermark_window=params.watermark_window, block_bytes=least_block
+            )
+            raise GenesisError(
+                f"body_bytes_max ({params.body_bytes_max}) is too small for {n} validators and "
+                f"watermark_window {params.watermark_window}: a NEW-VIEW with every block of the "
+                f"window in flight must fit in one peer frame with blocks of at least one "
+                f"transaction of tx_bytes_max ({params.tx_bytes_max}) bytes; raise "
+                f"body_bytes_max to {needed} or more, or lower watermark_window or tx_bytes_max"
+            )
 
     @property
     def n(self) -> int:
@@ -167,6 +210,15 @@ class Genesis:
     @property
     def quorum(self) -> int:
         return quorum_size(self.n)
+
+    @property
+    def block_bytes_max(self) -> int:
+        """The bytes of transactions a block may hold (see `block_bytes_limit`): the primary
+        cuts within it and backups refuse a larger block."""
+        params = self.params
+        return block_bytes_limit(
+            body_bytes_max=params.body_bytes_max, n=self.n, watermark_window=params.watermark_window
+        )
 
     @property
     def validator_keys(self) -> tuple[bytes, ...]:

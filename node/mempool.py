@@ -33,12 +33,11 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
+from ledger.block import TX_ENTRY_BYTES
 from ledger.tx import Transaction
 from node.errors import Duplicate, MempoolBusy, MempoolFull
 
 NONCE_AHEAD_MAX = 1024
-# What a transaction adds to a block's encoding besides its wire bytes (the bin header, at most).
-TX_ENTRY_BYTES = 5
 # Clients' transactions of one sender that may wait here behind a nonce this node lacks. Honest
 # clients send a sender's nonces in order, so theirs never wait long; without a bound one sender
 # could park NONCE_AHEAD_MAX of them and fill the clients' share of the pool for everybody.

@@ -127,10 +127,6 @@ LOGGED_MAX = 8_192
 # Blocks that must commit past a stalled sender, beyond two per sender waiting here, before the
 # node tells its replica that the primary skips it (see _feed_pending).
 STARVED_BLOCKS_MIN = 4
-# What a copy of a block in a NEW-VIEW carries besides its transactions (header, pre-prepare,
-# signatures), and per prepare of its proof: measured some 400 and 170 bytes; with room.
-BLOCK_COPY_BYTES = 1024
-PREPARE_BYTES = 256
 # Blocks with a transaction of this contract may suspend, remove or re-role a sender.
 IDENTITY_CONTRACT = "identity"
 
@@ -162,18 +158,6 @@ def _classify(problem: str) -> tuple[str, int]:
 
 def _already_known(tx: Transaction) -> Rejection:
     return Rejection(f"transaction {tx.hash.hex()} is already known", status=409)
-
-
-def block_bytes_budget(body_bytes_max: int, quorum: int, pipeline_depth: int) -> int:
-    """The bytes of transactions a proposed block may hold, so that every message carrying it
-    fits in one frame of a peer's (`body_bytes_max`). The largest is a NEW-VIEW: it carries a
-    quorum of view changes, each with the prepared proofs of the blocks in flight (up to
-    `pipeline_depth`, everything a primary proposes), and its own pre-prepares for them, so
-    (quorum + 1) x pipeline_depth copies of each. A block of its own is far smaller; without
-    the budget, blocks of large transactions (a full block of 16-KiB ones is 16 MiB) made a
-    pre-prepare, or a view change's NEW-VIEW, no peer takes, and the chain stopped."""
-    copies = (quorum + 1) * pipeline_depth
-    return max(1, body_bytes_max // copies - BLOCK_COPY_BYTES - PREPARE_BYTES * quorum)
 
 
 def now_ms() -> int:
@@ -289,9 +273,7 @@ class Node:
         self.storage = storage
         self.runtime = Runtime.default()
         self.pipeline_depth = pipeline_depth
-        self.block_bytes_max = block_bytes_budget(
-            genesis.params.body_bytes_max, genesis.quorum, pipeline_depth
-        )
+        self.block_bytes_max = genesis.block_bytes_max
         self.counters = Counters()
         self.transfer = TransferStats()
         self.started_ms = now_ms()
@@ -344,6 +326,7 @@ class Node:
                     checkpoint_interval=self.params.checkpoint_interval,
                     watermark_window=self.params.watermark_window,
                     view_change_timeout_ms=self.params.view_change_timeout_ms,
+                    block_bytes_max=self.block_bytes_max,
                 ),
                 keys,
                 self._block_validator,

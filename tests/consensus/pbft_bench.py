@@ -8,6 +8,7 @@ from typing import Any, TypeVar, overload
 
 from consensus import messages as m
 from consensus.actions import Action, Broadcast, CommitBlock, Rejected
+from consensus.config import ChainPoint
 from consensus.events import BlockExecuted, MessageReceived
 from consensus.messages import Message
 from consensus.replica import BlockValidator, Replica, ReplicaConfig, ReplicaStart
@@ -23,6 +24,13 @@ M = TypeVar("M", m.PrePrepare, m.Prepare, m.Commit, m.Checkpoint, m.ViewChange, 
 CHAIN_ID = "bench-chain"
 GENESIS_DIGEST = sha256(b"bench-genesis-state")
 GENESIS_TIME_MS = 1_000
+GENESIS = ChainPoint(
+    height=0,
+    hash=ZERO_HASH,
+    timestamp_ms=GENESIS_TIME_MS,
+    state_height=0,
+    state_digest=GENESIS_DIGEST,
+)
 
 
 def validator_keys(n: int) -> list[KeyPair]:
@@ -47,6 +55,7 @@ class Bench:
         checkpoint_interval: int = 10,
         watermark_window: int = 40,
         validator: BlockValidator | None = None,
+        block_bytes_max: int | None = None,
     ) -> None:
         self.n = n
         self.keys = validator_keys(n)
@@ -57,6 +66,7 @@ class Bench:
             index=index,
             checkpoint_interval=checkpoint_interval,
             watermark_window=watermark_window,
+            block_bytes_max=block_bytes_max,
         )
         start = ReplicaStart(
             height=0,

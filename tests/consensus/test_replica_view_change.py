@@ -6,12 +6,12 @@ import dataclasses
 
 from consensus import messages as m
 from consensus.actions import Action, Send, ViewEntered
-from consensus.config import ChainPoint
 from consensus.events import BlocksTransferred, RequestsPending, Tick
 from consensus.sim.harness import AcceptAll
-from consensus.viewchange import check_view_change, choose_blocks
+from consensus.viewchange import blocks_for, check_view_change, choose_blocks
 from ledger.block import Block
 from tests.consensus.pbft_bench import (
+    GENESIS,
     GENESIS_DIGEST,
     GENESIS_TIME_MS,
     Bench,
@@ -23,13 +23,6 @@ from tests.consensus.pbft_bench import (
 )
 
 TIMEOUT_MS = 2_000
-GENESIS = ChainPoint(
-    height=0,
-    hash=bytes(32),
-    timestamp_ms=GENESIS_TIME_MS,
-    state_height=0,
-    state_digest=GENESIS_DIGEST,
-)
 
 
 def time_out(bench: Bench, *, at_ms: int = TIMEOUT_MS) -> list[Action]:
@@ -233,6 +226,13 @@ def test_a_re_proposed_block_whose_transactions_are_not_its_headers_is_rejected(
     assert ViewEntered(view=1) in bench.deliver(sign_new_view(bench, changes, (block,)))
 
 
+def _choose(changes: list[m.ViewChange], bench: Bench, *, view: int) -> tuple[Block, ...]:
+    """The blocks a new primary re-proposes: chosen by the summaries, taken from the changes."""
+    summaries = [change.summary() for change in changes]
+    choice = choose_blocks(summaries, view=view, config=bench.config, genesis=GENESIS)
+    return blocks_for(choice, changes)
+
+
 def test_null_blocks_fill_gaps_and_everything_after_a_broken_chain() -> None:
     bench = Bench()
     first, second, third = bench.chain(3)
@@ -242,8 +242,7 @@ def test_null_blocks_fill_gaps_and_everything_after_a_broken_chain() -> None:
         bench.view_change(1, 1, (bench.proof(first),)),
         bench.view_change(2, 1),
     ]
-    choice = choose_blocks(changes, view=1, config=bench.config, genesis=GENESIS)
-    chosen = choice.blocks
+    chosen = _choose(changes, bench, view=1)
     assert [block.height for block in chosen] == [1, 2, 3]
     assert chosen[0] == first  # prepared and chains to the base
     assert chosen[1].txs == () and chosen[1].header.prev_hash == first.hash  # gap: null
@@ -252,7 +251,7 @@ def test_null_blocks_fill_gaps_and_everything_after_a_broken_chain() -> None:
     assert (chosen[1].header.proposer, chosen[1].header.view) == (1, 1)
     with_stray = [bench.view_change(0, 1, (bench.proof(first), bench.proof(second))), *changes[1:]]
     with_stray.append(bench.view_change(3, 1, (bench.proof(first), bench.proof(stray, view=0))))
-    blocks = choose_blocks(with_stray, view=1, config=bench.config, genesis=GENESIS).blocks
+    blocks = _choose(with_stray, bench, view=1)
     assert blocks[:2] == (first, second)
     assert blocks[2].txs == () and blocks[2].header.prev_hash == second.hash  # stray breaks it
 
@@ -266,7 +265,7 @@ def test_highest_view_certificate_wins() -> None:
         bench.view_change(2, 3, (bench.proof(newer, view=2),)),
         bench.view_change(3, 3),
     ]
-    assert choose_blocks(changes, view=3, config=bench.config, genesis=GENESIS).blocks == (newer,)
+    assert _choose(changes, bench, view=3) == (newer,)
 
 
 def test_f_plus_1_higher_view_changes_pull_a_lagging_replica() -> None:

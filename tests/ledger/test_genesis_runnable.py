@@ -87,3 +87,21 @@ def test_genesis_refuses_a_validator_port_out_of_range(port: int) -> None:
     bad = (*bad[:3], Validator(name="node3", public_key=bad[3].public_key, host="h", port=port))
     with pytest.raises(GenesisError):
         make_genesis(validators=bad)
+
+
+def test_genesis_refuses_a_frame_too_small_for_a_new_view_of_the_whole_window() -> None:
+    # A NEW-VIEW carries a quorum of view changes, each with a proof for every block of the
+    # watermark window, and the blocks: with blocks of even one transaction of the largest
+    # size it must fit one peer frame, or the chain can stop in view changes.
+    small = Params(body_bytes_max=64 * 1024)
+    with pytest.raises(GenesisError, match=r"raise body_bytes_max to (\d+)") as refused:
+        make_genesis(params=small)
+    needed = int(refused.value.args[0].split("raise body_bytes_max to ")[1].split()[0])
+    genesis = make_genesis(params=Params(body_bytes_max=needed))
+    assert genesis.block_bytes_max >= genesis.params.tx_bytes_max + 5
+    # The default frame holds a window of blocks of some 120 KiB at n = 4 ...
+    assert 120 * 1024 < make_genesis().block_bytes_max < 128 * 1024
+    # ... and no window at all for 40 validators: their votes alone fill it.
+    with pytest.raises(GenesisError, match="too small for 40 validators"):
+        make_genesis(validators=validators(40))
+    assert make_genesis(validators=validators(40), params=Params(body_bytes_max=needed * 10))

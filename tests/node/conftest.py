@@ -23,6 +23,9 @@ from node.service import Node
 from node.storage import Storage
 
 CHAIN_ID = "test-chain"
+# The tests' frame: small, yet enough for a 4-validator chain's NEW-VIEW with the whole
+# watermark window in flight (see ledger.genesis.block_bytes_limit).
+BODY_BYTES_MAX = 2 * 1024 * 1024
 # What the client fixtures yield: aiohttp's test client of a node's app.
 Client = TestClient[web.Request, web.Application]
 
@@ -58,7 +61,7 @@ def make_setup(params: Params | None = None) -> Setup:
             Identity(name=name, public_key=k.public_key, roles=(roles[name],))
             for name, k in identities.items()
         ),
-        params=params or Params(body_bytes_max=64 * 1024),
+        params=params or Params(body_bytes_max=BODY_BYTES_MAX),
     )
     return Setup(genesis=genesis, validator_keys=validator_keys, identities=identities)
 

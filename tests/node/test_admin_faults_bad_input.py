@@ -42,7 +42,7 @@ async def test_a_refused_fault_request_does_not_reseed(
 
 async def test_a_fault_rule_nested_too_deep_gets_400(client: Client, node: Node) -> None:
     before = _faults(node)
-    body = b"[" * 50_000  # under the test genesis's 64 KiB body_bytes_max
+    body = b"[" * 50_000  # under the test genesis's body_bytes_max
     response = await client.post(
         "/admin/faults", data=body, headers={"Content-Type": "application/json"}
     )

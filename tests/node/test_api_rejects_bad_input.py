@@ -148,7 +148,7 @@ async def test_rejects_a_replayed_transaction_and_a_reused_nonce(
 
 
 async def test_rejects_an_oversized_body(client: Client, node: Node) -> None:
-    status, got = await _post(client, b"\x00" * (128 * 1024))
+    status, got = await _post(client, b"\x00" * (node.params.body_bytes_max + 1024))
     assert status == 413
     assert "too large" in got["error"]
     _nothing_stored(node)

@@ -17,14 +17,14 @@ from ledger.tx import Transaction
 from node.api import create_app
 from node.service import Node
 from node.storage import Storage
-from tests.node.conftest import CHAIN_ID, Setup, make_setup
+from tests.node.conftest import BODY_BYTES_MAX, CHAIN_ID, Setup, make_setup
 
 BLOCK_TXS_MAX = 3
 
 
 @pytest.fixture
 def small_blocks() -> Setup:
-    return make_setup(Params(body_bytes_max=64 * 1024, block_txs_max=BLOCK_TXS_MAX))
+    return make_setup(Params(body_bytes_max=BODY_BYTES_MAX, block_txs_max=BLOCK_TXS_MAX))
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from node.api import Handler, create_app, server_runner
 from node.limits import ApiLimits, RateLimited, RateLimiter
 from node.service import Node
 from node.storage import Storage
-from tests.node.conftest import CHAIN_ID, Client, Setup, make_setup
+from tests.node.conftest import BODY_BYTES_MAX, CHAIN_ID, Client, Setup, make_setup
 from tests.node.test_openapi import check_answer
 
 TOKEN = "s3cret-admin-token-for-tests"
@@ -50,7 +50,7 @@ async def _backup(setup: Setup, path: Path) -> Node:
 
 async def test_a_half_full_mempool_answers_clients_503_with_retry_after(tmp_path: Path) -> None:
     # Clients may fill half the pool; the other half is room for what peers forward.
-    setup = make_setup(Params(body_bytes_max=64 * 1024, mempool_txs_max=4))
+    setup = make_setup(Params(body_bytes_max=BODY_BYTES_MAX, mempool_txs_max=4))
     node = await _backup(setup, tmp_path / "chain.sqlite")
     try:
         async with TestClient(TestServer(create_app(node))) as client:
@@ -80,7 +80,7 @@ async def test_a_half_full_mempool_answers_clients_503_with_retry_after(tmp_path
 async def test_a_full_admission_queue_answers_503_and_admits_what_it_queued(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    setup = make_setup(Params(body_bytes_max=64 * 1024))
+    setup = make_setup(Params(body_bytes_max=BODY_BYTES_MAX))
     monkeypatch.setattr(service, "ADMISSION_BACKLOG_MAX", 3)
     node = await _backup(setup, tmp_path / "chain.sqlite")
     try:

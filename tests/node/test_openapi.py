@@ -18,7 +18,7 @@ from ledger.tx import Transaction
 from node.api import create_app
 from node.openapi import document
 from node.service import Node
-from tests.node.conftest import CHAIN_ID, Client, Setup
+from tests.node.conftest import BODY_BYTES_MAX, CHAIN_ID, Client, Setup
 
 DOCUMENT = document()
 STATIC_TEMPLATE = "/explorer/static/{filename}"
@@ -144,7 +144,7 @@ def _requests(setup: Setup) -> list[tuple[str, str, bytes | None]]:
         ("POST", "/tx", _tx(setup, nonce=1, chain_id="other").to_wire()),
         ("POST", "/tx", b"\xc1"),
         ("POST", "/tx", b""),
-        ("POST", "/tx", b"\x00" * (65 * 1024)),
+        ("POST", "/tx", b"\x00" * (BODY_BYTES_MAX + 1024)),
         ("POST", "/txs", msgpack.packb([_tx(setup, nonce=1).to_wire(), b"junk"])),
         ("POST", "/txs", msgpack.packb({"not": "a list"})),
         ("GET", "/commits?from=1", None),

@@ -46,7 +46,7 @@ from node.service import Node
 from node.storage import Storage
 from oracle.model import save_model, train
 from oracle.telemetry import simulate_fleet
-from tests.node.conftest import Setup, backup_node, certify, next_block
+from tests.node.conftest import BODY_BYTES_MAX, Setup, backup_node, certify, next_block
 
 CHAIN_ID = "oracle-restart"
 ORACLE = "oracle-node1"  # the oracle identity of validator 1, the one that restarts
@@ -77,7 +77,7 @@ def _setup() -> Setup:
             Identity(name=name, public_key=identities[name].public_key, roles=(role,))
             for name, role in roles.items()
         ),
-        params=Params(body_bytes_max=64 * 1024),
+        params=Params(body_bytes_max=BODY_BYTES_MAX),
     )
     return Setup(genesis=genesis, validator_keys=validator_keys, identities=identities)
 

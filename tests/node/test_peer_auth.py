@@ -28,12 +28,12 @@ from node.peer_auth import (
 )
 from node.peers import STREAM_PATH, parse_ack
 from node.service import Node
-from tests.node.conftest import CHAIN_ID, Client, Setup, make_setup
+from tests.node.conftest import BODY_BYTES_MAX, CHAIN_ID, Client, Setup, make_setup
 from tests.node.test_openapi import check_answer
 
 NOW_MS = 1_800_000_000_000
 RECEIVER = 1  # the node under test is validator 1
-SETUP = make_setup(Params(mempool_txs_max=40, body_bytes_max=64 * 1024))  # client share: 20
+SETUP = make_setup(Params(mempool_txs_max=40, body_bytes_max=BODY_BYTES_MAX))  # client share: 20
 
 
 def _proof(sender: int = 0, receiver: int = RECEIVER, now_ms: int = NOW_MS) -> dict[str, str]:

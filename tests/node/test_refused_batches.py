@@ -10,8 +10,8 @@ not for good, and the messages in them were lost:
 - A batch larger than the peer's frame limit (its genesis body_bytes_max; the stream is closed
   with 1009, read as 413). Batching joins whatever is queued up to BATCH_BYTES_MAX (4 MiB) or
   BATCH_TX_BYTES_MAX (256 KiB), whatever the limit: on a chain whose body_bytes_max is below
-  those (64 KiB here, as in the tests' genesis), a burst of small messages that each fit was
-  refused together and dropped together.
+  those (64 KiB here), a burst of small messages that each fit was refused together and dropped
+  together.
 """
 
 from __future__ import annotations
@@ -23,11 +23,14 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from aiohttp.test_utils import TestServer
 
+from ledger.genesis import Params
 from node.api import create_app
 from node.peers import PeerLink, Peers
 from node.service import Node
+from tests.node.conftest import Setup, make_setup
 
 DELIVERED_WITHIN_S = 10.0
+FRAME_BYTES_MAX = 64 * 1024
 
 
 async def _until(check: Callable[[], object], timeout_s: float = DELIVERED_WITHIN_S) -> None:
@@ -35,6 +38,20 @@ async def _until(check: Callable[[], object], timeout_s: float = DELIVERED_WITHI
     while not check():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def setup() -> Setup:
+    """A chain with a 64-KiB frame: small transactions and a short watermark window let its
+    NEW-VIEWs fit in one (see ledger.genesis.block_bytes_limit)."""
+    return make_setup(
+        Params(
+            body_bytes_max=FRAME_BYTES_MAX,
+            tx_bytes_max=2048,
+            checkpoint_interval=8,
+            watermark_window=8,
+        )
+    )
 
 
 @pytest.fixture
@@ -67,7 +84,7 @@ async def test_a_burst_larger_than_the_peers_frame_limit_is_delivered_in_smaller
     node: Node, peers: Peers
 ) -> None:
     frame_bytes_max = node.params.body_bytes_max
-    assert frame_bytes_max == 64 * 1024  # the tests' genesis (tests/node/conftest.py)
+    assert frame_bytes_max == FRAME_BYTES_MAX
     count = 8
     message = b"m" * (frame_bytes_max // 4)  # each fits in a frame alone; together they do not
     for _ in range(count):
