@@ -126,6 +126,20 @@ def drop_write_sets(blocks: list[list[object]]) -> None:
         entry[3] = None
 
 
+def tamper_write_at(height: int) -> Tamper:
+    """Change the last write of the block at `height`, so its run no longer matches the proof."""
+
+    def tamper(blocks: list[list[object]]) -> None:
+        for entry in blocks:
+            if Block.from_wire(entry[0]).height == height:  # type: ignore[arg-type]
+                changes, extra = decode(entry[3])  # type: ignore[arg-type]
+                key, value = changes[-1]
+                changes[-1] = [key, (value or b"") + b"\x00"]
+                entry[3] = encode([changes, extra])
+
+    return tamper
+
+
 @dataclass
 class Target:
     """The catching-up side: an empty node storage and the apply function a node would use."""
@@ -152,6 +166,19 @@ class Target:
 
 
 SETUP = make_setup(PARAMS)
+
+
+def empty_target(path: Path) -> Target:
+    """A target whose storage at `path` holds the genesis state alone."""
+    runtime = Runtime.default()
+    storage = Storage(path)
+    storage.initialise(
+        genesis_hash=SETUP.genesis.hash,
+        writes=runtime.genesis_writes(SETUP.genesis),
+        digest=runtime.genesis_digest(SETUP.genesis),
+        time_ms=SETUP.genesis.genesis_time_ms,
+    )
+    return Target(storage=storage, runtime=runtime, stats=TransferStats())
 
 
 async def catch_up_from(

@@ -9,10 +9,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from contracts.runtime import Runtime
-from node.catchup import TransferStats
 from node.storage import Storage
-from tests.node.transfer.chain import SETUP, Target, source_chain
+from tests.node.transfer.chain import SETUP, Target, empty_target, source_chain
 
 
 @pytest.fixture(scope="module")
@@ -22,15 +20,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Storage:
 
 @pytest.fixture
 def target(tmp_path: Path) -> Target:
-    runtime = Runtime.default()
-    storage = Storage(tmp_path / "target.sqlite")
-    storage.initialise(
-        genesis_hash=SETUP.genesis.hash,
-        writes=runtime.genesis_writes(SETUP.genesis),
-        digest=runtime.genesis_digest(SETUP.genesis),
-        time_ms=SETUP.genesis.genesis_time_ms,
-    )
-    return Target(storage=storage, runtime=runtime, stats=TransferStats())
+    return empty_target(tmp_path / "target.sqlite")
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ from tests.node.transfer.chain import (
     node_catch_up,
     peer_app,
     state_of,
+    tamper_write_at,
 )
 
 
@@ -50,18 +51,6 @@ def _tamper_write(blocks: list[list[object]]) -> None:
         key, value = changes[0]
         changes[0] = [key, value + b"\x00"] if value is not None else [key, b"\x00"]
         entry[3] = encode([changes, extra])
-
-
-def _tamper_write_at(height: int) -> Tamper:
-    def tamper(blocks: list[list[object]]) -> None:
-        for entry in blocks:
-            if Block.from_wire(entry[0]).height == height:  # type: ignore[arg-type]
-                changes, extra = decode(entry[3])  # type: ignore[arg-type]
-                key, value = changes[-1]
-                changes[-1] = [key, (value or b"") + b"\x00"]
-                entry[3] = encode([changes, extra])
-
-    return tamper
 
 
 def _tamper_receipt(blocks: list[list[object]]) -> None:
@@ -291,7 +280,7 @@ async def test_what_a_proof_confirmed_before_the_peer_lied_is_kept(
     target: Target,
     answers_of_a_checkpoint_interval: int,
 ) -> None:
-    peer = peer_app(source, _tamper_write_at(6), page=answers_of_a_checkpoint_interval)
+    peer = peer_app(source, tamper_write_at(6), page=answers_of_a_checkpoint_interval)
 
     applied = await catch_up_from(session, target, peer)
 
