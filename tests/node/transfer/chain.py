@@ -8,7 +8,8 @@ this package's conftest.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -181,49 +182,51 @@ def empty_target(path: Path) -> Target:
     return Target(storage=storage, runtime=runtime, stats=TransferStats())
 
 
+@contextlib.asynccontextmanager
+async def served(*apps: web.Application) -> AsyncIterator[list[str]]:
+    """Serve each app on a free port of 127.0.0.1; yields their base URLs, in order."""
+    servers = [TestServer(app, host="127.0.0.1", port=0) for app in apps]
+    try:
+        for server in servers:
+            await server.start_server()
+        yield [str(server.make_url("")).rstrip("/") for server in servers]
+    finally:
+        for server in servers:
+            await server.close()
+
+
 async def catch_up_from(
     session: aiohttp.ClientSession,
     target: Target,
     *apps: web.Application,
     to_height: int | None = None,
 ) -> int:
-    servers = [TestServer(app) for app in apps]
-    for server in servers:
-        await server.start_server()
-    try:
+    async with served(*apps) as urls:
         return await catch_up(
             session,
             SETUP.genesis,
             target.storage,
-            [str(server.make_url("")).rstrip("/") for server in servers],
+            urls,
             to_height=to_height,
             apply=target.apply,
             stats=target.stats,
         )
-    finally:
-        for server in servers:
-            await server.close()
 
 
 async def node_catch_up(
     node: Node, app: web.Application, *, stats: TransferStats | None = None
 ) -> int:
     """Catches `node` up from one peer serving `app`, applying what arrives as the node does."""
-    server = TestServer(app)
-    await server.start_server()
-    try:
-        async with aiohttp.ClientSession() as session:
-            return await catch_up(
-                session,
-                SETUP.genesis,
-                node.storage,
-                [str(server.make_url("")).rstrip("/")],
-                to_height=None,
-                apply=node._apply_transferred,
-                stats=TransferStats() if stats is None else stats,
-            )
-    finally:
-        await server.close()
+    async with served(app) as urls, aiohttp.ClientSession() as session:
+        return await catch_up(
+            session,
+            SETUP.genesis,
+            node.storage,
+            urls,
+            to_height=None,
+            apply=node._apply_transferred,
+            stats=TransferStats() if stats is None else stats,
+        )
 
 
 def state_of(storage: Storage) -> dict[bytes, bytes]:
