@@ -24,6 +24,22 @@ Only the bytes of the blocks and certificates count for the size: receipts and w
 checked at a proof at the soonest, so a peer could pad a one-block answer with them (or with
 the receipts of a block served without a write set, never checked) to have it pass for full.
 
+Which peer is asked first: the caller's order (a validator puts the ones its replica saw ahead
+of it first), except that a peer that failed a catch-up comes after the others for DEMOTION_S
+(PeerOrder, which the node keeps across catch-ups). Failing is timing out, refusing the
+connection, any answer but a 200 with history, a run that does not check out, or ending its turn
+short (or with nothing) of what a later peer in the same catch-up served: behind, or holding
+blocks back a few at a time. First every time, one such peer would cost every catch-up up to a
+whole answer timeout; demoted, it costs one per DEMOTION_S at most. Among the demoted, the one
+that failed last comes last. A demoted peer is still asked when the others stop short of a
+catch-up's target height (it may be the only one with the blocks), but not by a catch-up without
+a target (idle, or an observer's poll) while another peer is left to ask: those learn only
+whether there is more, which the others tell as well. A peer that takes a catch-up to its end
+(to the target, or, without one, in full answers to its own head) is restored to its place, and
+a demotion ends after DEMOTION_S anyway, so none lasts for good: an honest peer that was merely
+a block behind loses its place for a while. The memory is one deadline per demoted peer URL,
+dropped once it passes.
+
 Why checkpoint proofs and not the state_digest in a later block header: a header's digest is its
 proposer's claim, which backups can check only if they executed that height already; with blocks
 pipelined, a faulty primary can get a false claim certified.
@@ -81,6 +97,10 @@ HISTORY_BYTES_MAX = 8 * FETCH_BYTES_MAX
 # their receipts and writes on the history of scripts/catchup.py): only outsized blocks reach
 # this honestly.
 RUN_BYTES_MAX = 2 * HISTORY_BYTES_MAX
+# How long a peer that failed a catch-up is asked after the others (see the module docstring): a
+# peer that fails every time then costs at most one answer timeout (the node's session allows
+# 30 s) in this long, while one that failed by chance misses only turns others serve as well.
+DEMOTION_S = 600.0
 # Executed blocks are applied in slices of about this many transactions, one database
 # transaction each, yielding to the event loop in between (so the node keeps answering).
 EXECUTED_SLICE_TXS = 2_000
@@ -112,6 +132,44 @@ class TransferStats:
     blocks_checked: int = 0  # applied from fetched writes, the digest checked
     blocks_executed: int = 0  # applied by executing them
     runs_refused: int = 0  # runs dropped because a peer's history did not check out
+
+
+class PeerOrder:
+    """The order to ask peers in, learned across catch-ups: peers that failed one come after
+    the others until their demotion ends (see the module docstring). Holds one deadline a
+    demoted peer URL, forgotten once it passes; `clock` is monotonic seconds."""
+
+    def __init__(
+        self, *, demotion_s: float = DEMOTION_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._demotion_s = demotion_s
+        self._clock = clock
+        self._demoted_until: dict[str, float] = {}
+
+    def __len__(self) -> int:
+        """How many peers it holds demoted (some may be due to be forgotten)."""
+        return len(self._demoted_until)
+
+    def arrange(self, urls: Sequence[str]) -> tuple[list[str], list[str]]:
+        """`urls` split into the ones to ask first, in the given order, and the demoted ones,
+        the one demoted last at the end."""
+        now = self._clock()
+        self._demoted_until = {
+            url: until for url, until in self._demoted_until.items() if until > now
+        }
+        first = [url for url in urls if url not in self._demoted_until]
+        demoted = sorted(
+            (url for url in urls if url in self._demoted_until), key=self._demoted_until.__getitem__
+        )
+        return first, demoted
+
+    def demote(self, url: str) -> None:
+        """Ask `url` after the others for the next `demotion_s` (counted from now)."""
+        self._demoted_until[url] = self._clock() + self._demotion_s
+
+    def restore(self, url: str) -> None:
+        """Ask `url` in its place again (it served a catch-up to its end)."""
+        self._demoted_until.pop(url, None)
 
 
 class _Run:
@@ -445,15 +503,19 @@ async def catch_up(
     to_height: int | None,
     apply: Apply,
     stats: TransferStats,
+    order: PeerOrder,
     proof: Proof | None = None,
 ) -> int:
     """Fetch and apply blocks above the stored head up to `to_height` (None: as far as peers
-    have); returns how many were applied. Asks the peers in turn, moving on when one fails,
-    serves history that does not check out, has nothing at all above the head, or answers
-    short of a full answer (all it has now: see _full). `proof`: the headers that prove to the
-    peer at a URL which validator asks (a validator's reads are not under the client limit)."""
+    have); returns how many were applied. Asks the peers in turn, as `order` arranges `urls`
+    (and tells it how each did), moving on when one fails, serves history that does not check
+    out, has nothing at all above the head, or answers short of a full answer (all it has now:
+    see _full). `proof`: the headers that prove to the peer at a URL which validator asks (a
+    validator's reads are not under the client limit)."""
     with storage.large_cache():
-        return await _catch_up(session, genesis, storage, urls, to_height, apply, stats, proof)
+        return await _catch_up(
+            session, genesis, storage, urls, to_height, apply, stats, order, proof
+        )
 
 
 async def _catch_up(
@@ -464,31 +526,59 @@ async def _catch_up(
     to_height: int | None,
     apply: Apply,
     stats: TransferStats,
+    order: PeerOrder,
     proof: Proof | None,
 ) -> int:
+    first, demoted = order.arrange(urls)
+    if to_height is None and first:
+        demoted = []  # without a target, the others tell whether there is more as well
     applied = 0
-    for url in urls:
+    fell_short: list[str] = []  # peers whose turn ended short, without failing
+    for url in [*first, *demoted]:
         peer = _Peer(session, genesis, storage, url, apply=apply, stats=stats, proof=proof)
-        try:
-            await peer.run(to_height)
-        except PeerUnavailable as exc:
-            log.debug("peer %s: %s", url, exc)
-        except SyncError as exc:
-            stats.runs_refused += 1
-            log.warning(
-                "peer %s served history that does not check out: %s; dropped what it served "
-                "above height %d, asking another peer",
-                url,
-                exc,
-                storage.head().height,
-            )
-        else:
-            if peer.applied and to_height is None and not peer.short:
-                return applied + peer.applied  # it served up to its head, which it said
+        failed = await _take_turn(peer, url, to_height, stats, storage)
+        if peer.applied:
+            for behind in fell_short:  # this peer had more than they served
+                log.debug("peer %s served less than %s; asking it last for a while", behind, url)
+                order.demote(behind)
+            fell_short.clear()
         applied += peer.applied
-        if peer.refused or (to_height is not None and storage.head().height >= to_height):
+        reached = to_height is not None and storage.head().height >= to_height
+        if failed:
+            order.demote(url)
+        elif peer.refused:
+            pass  # the node took nothing: says nothing of the peer
+        elif peer.applied and not peer.short and (to_height is None or reached):
+            order.restore(url)
+            if to_height is None:
+                return applied  # it served up to its head, which it said
+        else:
+            fell_short.append(url)
+        if peer.refused or reached:
             break
     return applied
+
+
+async def _take_turn(
+    peer: _Peer, url: str, to_height: int | None, stats: TransferStats, storage: Storage
+) -> bool:
+    """Catch up from one peer; returns whether it failed (unavailable or lying)."""
+    try:
+        await peer.run(to_height)
+    except PeerUnavailable as exc:
+        log.debug("peer %s: %s", url, exc)
+        return True
+    except SyncError as exc:
+        stats.runs_refused += 1
+        log.warning(
+            "peer %s served history that does not check out: %s; dropped what it served "
+            "above height %d, asking another peer",
+            url,
+            exc,
+            storage.head().height,
+        )
+        return True
+    return False
 
 
 async def follow(
@@ -499,12 +589,15 @@ async def follow(
     *,
     apply: Apply,
     stats: TransferStats,
+    order: PeerOrder | None = None,
     interval_s: float = 0.1,
 ) -> None:
-    """Follow the chain forever (an observer): poll peers for blocks above the head."""
+    """Follow the chain forever (an observer): poll peers for blocks above the head, each poll
+    a catch-up in the order `order` (by default one of its own) learns across them."""
+    order = PeerOrder() if order is None else order
     while True:
         applied = await catch_up(
-            session, genesis, storage, urls, to_height=None, apply=apply, stats=stats
+            session, genesis, storage, urls, to_height=None, apply=apply, stats=stats, order=order
         )
         if not applied:
             await asyncio.sleep(interval_s)

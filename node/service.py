@@ -69,7 +69,7 @@ from ledger.genesis import Genesis
 from ledger.tx import Transaction
 from node import pause, wal
 from node.byzantine import Byzantine, ByzantineSpec, Mode
-from node.catchup import Transferred, TransferStats, catch_up, follow
+from node.catchup import PeerOrder, Transferred, TransferStats, catch_up, follow
 from node.commits import CommitFeed
 from node.errors import Rejection
 from node.executor import execute_and_store, store_record
@@ -276,6 +276,7 @@ class Node:
         self.block_bytes_max = genesis.block_bytes_max
         self.counters = Counters()
         self.transfer = TransferStats()
+        self.peer_order = PeerOrder()  # which peers catch-ups ask first, learned across them
         self.started_ms = now_ms()
         self.last_commit_ms: int | None = None
         self.halted: str | None = None
@@ -460,6 +461,7 @@ class Node:
             urls,
             apply=self._apply_followed,
             stats=self.transfer,
+            order=self.peer_order,
         )
 
     def _apply_followed(self, items: Sequence[Transferred]) -> int:
@@ -1144,6 +1146,7 @@ class Node:
             to_height=end,
             apply=self._apply_transferred,
             stats=self.transfer,
+            order=self.peer_order,
             proof=None if self.observer else lambda url: self._link_proof(index_of[url]),
         )
         if end is None and applied:

@@ -23,7 +23,7 @@ from ledger.block import Block
 from ledger.encoding import decode, encode
 from ledger.genesis import Params
 from ledger.tx import Transaction
-from node.catchup import Transferred, TransferStats, catch_up
+from node.catchup import PeerOrder, Transferred, TransferStats, catch_up
 from node.executor import execute_and_store, store_record
 from node.history import encode_history, encode_proof
 from node.service import Node
@@ -210,6 +210,7 @@ async def catch_up_from(
             to_height=to_height,
             apply=target.apply,
             stats=target.stats,
+            order=PeerOrder(),
         )
 
 
@@ -226,6 +227,7 @@ async def node_catch_up(
             to_height=None,
             apply=node._apply_transferred,
             stats=TransferStats() if stats is None else stats,
+            order=PeerOrder(),
         )
 
 
