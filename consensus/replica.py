@@ -41,10 +41,11 @@ pre-prepares for one slot, or f+1 prepares for another block than its pre-prepar
 same at once. f+1 view changes for views above ours pull this replica to the smallest of them.
 Once 2f+1 view changes for the target view are in, a deadline of timeout * 2^k (k = views since
 the last installed one, minus one) is armed; if no new view arrives by then, on to the next view.
-The new primary, with 2f+1 valid view changes, broadcasts NewView(view changes, the pre-prepares
-the choice implies); every replica checks the whole thing (signatures, proofs, the recomputed
-choice) before installing the view (`ViewEntered`), then runs the re-proposed slots through the
-normal case. A replica whose committed height is below the new view's base fetches the blocks.
+The new primary, with 2f+1 valid view changes, broadcasts NewView(their summaries, the
+pre-prepares the choice implies, with the blocks); every replica checks the whole thing
+(signatures, proofs, the recomputed choice, the blocks) before installing the view
+(`ViewEntered`), then runs the re-proposed slots through the normal case. A replica whose
+committed height is below the new view's base fetches the blocks.
 Since a replica that missed a new view keeps resending its view change, active replicas answer a
 view change for a view at or below theirs by sending it the new view they installed.
 
