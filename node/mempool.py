@@ -66,6 +66,9 @@ class Mempool:
         self._by_sender: OrderedDict[bytes, dict[int, Transaction]] = OrderedDict()
         self._next: dict[bytes, int] = {}  # next nonce to cut per sender (past in-flight ones)
         self._in_flight: dict[bytes, Transaction] = {}
+        # The block bytes (see _cost) of all held transactions, and of those in flight.
+        self._bytes = 0
+        self._in_flight_bytes = 0
         self._arrived_ms: dict[bytes, float] = {}  # when each one reached this node
         # When this node last sent one to the primary itself (forwarded or resent), where later
         # than its arrival: see `sent_ms`.
@@ -129,6 +132,7 @@ class Mempool:
             pending = self._by_sender[tx.sender] = {}
         pending[tx.nonce] = tx
         self._by_hash[tx.hash] = tx
+        self._bytes += _cost(tx)
         end = self._ready_end(tx.sender)
         if tx.nonce == end:
             self._extend_run(tx.sender, pending, end + 1)
@@ -213,6 +217,13 @@ class Mempool:
         n = 7 under unpaced load it changed neither blocks nor throughput beyond the noise."""
         return len(self._by_hash) - len(self._in_flight) >= count
 
+    def ready_bytes_at_least(self, size: int) -> bool:
+        """Whether transactions of `size` block bytes (len(wire) + TX_ENTRY_BYTES each) may be
+        ready: an upper bound, as `ready_count_at_least` is. A block is full by its bytes long
+        before its count when transactions are large, or blocks small (see
+        ledger.genesis.block_bytes_limit)."""
+        return self._bytes - self._in_flight_bytes >= size
+
     def cut(self, txs_max: int, bytes_max: int | None = None) -> list[Transaction]:
         """Take up to `txs_max` ready transactions (they stay pending until committed), and
         with `bytes_max` no more than fit in that many bytes of a block (each its wire and
@@ -228,12 +239,14 @@ class Mempool:
             while nonce in pending and len(batch) < txs_max:
                 tx = pending[nonce]
                 if budget is not None:
-                    cost = len(tx.wire) + TX_ENTRY_BYTES
+                    cost = _cost(tx)
                     if batch and cost > budget:
                         full = True
                         break
                     budget -= cost
                 batch.append(tx)
+                if tx.hash not in self._in_flight:
+                    self._in_flight_bytes += _cost(tx)
                 self._in_flight[tx.hash] = tx
                 nonce += 1
             self._next[sender] = nonce
@@ -299,7 +312,8 @@ class Mempool:
             if not still_admissible(tx):
                 self._drop(tx)
                 continue
-            self._in_flight.pop(tx.hash, None)
+            if self._in_flight.pop(tx.hash, None) is not None:
+                self._in_flight_bytes -= _cost(tx)
             if self._next.get(tx.sender, tx.nonce) > tx.nonce:
                 self._next[tx.sender] = tx.nonce
 
@@ -412,15 +426,18 @@ class Mempool:
         """Forget what was cut but not committed (after a view change) so it can be cut again,
         and which senders stood still: a new primary gets its own time."""
         self._in_flight.clear()
+        self._in_flight_bytes = 0
         self._next.clear()
         self._starved.clear()
 
     def _drop(self, tx: Transaction) -> None:
-        self._in_flight.pop(tx.hash, None)
+        if self._in_flight.pop(tx.hash, None) is not None:
+            self._in_flight_bytes -= _cost(tx)
         self._arrived_ms.pop(tx.hash, None)
         self._sent_ms.pop(tx.hash, None)
         if self._by_hash.pop(tx.hash, None) is None:
             return
+        self._bytes -= _cost(tx)
         pending = self._by_sender.get(tx.sender)
         if pending is not None:
             pending.pop(tx.nonce, None)
@@ -438,3 +455,8 @@ class Mempool:
                 self._run_end.pop(tx.sender, None)
                 self._seen.pop(tx.sender, None)
                 self._starved.pop(tx.sender, None)
+
+
+def _cost(tx: Transaction) -> int:
+    """What `tx` adds to a block's bytes (ledger.block.block_bytes)."""
+    return len(tx.wire) + TX_ENTRY_BYTES

@@ -1214,11 +1214,12 @@ class Node:
         """Propose blocks while this node is primary, up to `pipeline_depth` in flight.
 
         Adaptive batching: with nothing in flight, whatever is ready goes out at once; while
-        blocks are being agreed, a full block goes out as soon as it is ready, and a partial one
-        once the last proposal is a block interval old, or FILL_INTERVALS_BACKLOGGED intervals
-        while transactions wait for admission here. Under light load a transaction waits at
-        most one interval before it is proposed, instead of a whole round of the block ahead of
-        it; under heavy load blocks fill up and the per-block cost is spread thin. Woken by
+        blocks are being agreed, a full block (by count or by bytes) goes out as soon as it is
+        ready, and a partial one once the last proposal is a block interval old, or
+        FILL_INTERVALS_BACKLOGGED intervals while transactions wait for admission here. Under
+        light load a transaction waits at most one interval before it is proposed, instead of a
+        whole round of the block ahead of it; under heavy load blocks fill up and the per-block
+        cost is spread thin. Woken by
         admissions, commits and view changes; besides, every block interval while this node is
         primary with transactions pending, and every TICK_MS otherwise (an idle cluster's nodes
         would spend a few per cent of a core on waking up fifty times a second)."""
@@ -1249,6 +1250,7 @@ class Node:
             if (
                 replica.in_flight
                 and not self.mempool.ready_count_at_least(self.params.block_txs_max)
+                and not self.mempool.ready_bytes_at_least(self.block_bytes_max)
                 and now_ms() - self._last_proposal_ms < self.params.block_interval_ms * intervals
             ):
                 return  # a block is being agreed: let this one fill up meanwhile

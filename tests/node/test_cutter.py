@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from consensus.events import Event, ProposeBatch
+from ledger.block import TX_ENTRY_BYTES
 from ledger.genesis import Params
 from node import service
 from node.service import FILL_INTERVALS_BACKLOGGED, Node, _Admission
@@ -98,5 +100,46 @@ def test_a_partial_block_waits_longer_to_fill_while_admissions_are_queued(
             clock[0] += 1
             primary._propose_ready()
             assert proposed() == 3
+
+        cluster.run(scenario(), timeout_s=30)
+
+
+def test_a_block_full_by_its_bytes_goes_out_at_once_while_another_is_agreed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = Params(block_interval_ms=50)
+    with in_process_cluster(tmp_path, params=params) as cluster:
+        primary = cluster.nodes[0]
+        txs = [steel_receipt(cluster.identities, nonce) for nonce in range(5)]
+        # Blocks of two of these transactions, far below block_txs_max by count.
+        primary.block_bytes_max = 2 * (len(txs[0].wire) + TX_ENTRY_BYTES)
+        clock = [1_800_000_000_000]
+        monkeypatch.setattr(service, "now_ms", lambda: clock[0])
+
+        proposed: list[int] = []  # the transactions of each block proposed
+        feed = primary.feed
+
+        def recording(event: Event) -> None:
+            if isinstance(event, ProposeBatch):
+                proposed.append(len(event.txs))
+            feed(event)
+
+        monkeypatch.setattr(primary, "feed", recording)
+
+        async def scenario() -> None:
+            # No await until the last check: nothing commits meanwhile (see above).
+            primary.mempool.add(txs[0])
+            primary._propose_ready()
+            assert proposed == [1]  # nothing in flight: out at once
+            primary.mempool.add(txs[1])
+            primary._propose_ready()
+            assert proposed == [1]  # half a block: it may fill up
+            primary.mempool.add(txs[2])
+            primary._propose_ready()
+            assert proposed == [1, 2]  # full by its bytes: out, the interval not over
+            for tx in txs[3:]:
+                primary.mempool.add(tx)
+            primary._propose_ready()
+            assert proposed == [1, 2, 2]
 
         cluster.run(scenario(), timeout_s=30)

@@ -339,3 +339,33 @@ def test_transactions_behind_a_gap_expire_and_nothing_else_does() -> None:
     pool.add(_tx(ALICE, 7))
     pool.add(behind[0])
     assert pool.next_nonce(ALICE.public_key) == 9
+
+
+def test_ready_bytes_follow_what_is_held_and_what_is_in_flight() -> None:
+    """`ready_bytes_at_least` (a block full by its bytes, for the cutter) counts the block
+    bytes of what is held less what is in flight, through cuts, returns and commits."""
+    committed = {ALICE.public_key: 0, BOB.public_key: 0}
+    pool = _pool(committed=committed)
+    txs = [_tx(keys, nonce) for keys in (ALICE, BOB) for nonce in range(4)]
+    for tx in txs:
+        pool.add(tx)
+
+    def cost(batch: list[Transaction]) -> int:
+        return sum(len(tx.wire) + 5 for tx in batch)
+
+    def ready_exactly(size: int) -> bool:
+        return pool.ready_bytes_at_least(size) and not pool.ready_bytes_at_least(size + 1)
+
+    assert ready_exactly(cost(txs))
+    batch = pool.cut(5)
+    assert ready_exactly(cost(txs) - cost(batch))
+    pool.return_in_flight()  # a view change: all of it may be cut again
+    assert ready_exactly(cost(txs))
+    batch = pool.cut(3)
+    again = pool.cut(3)
+    assert ready_exactly(cost(txs) - cost(batch) - cost(again))
+    committed[batch[0].sender] = max(tx.nonce for tx in batch if tx.sender == batch[0].sender) + 1
+    pool.remove_committed(batch)
+    assert ready_exactly(cost(txs) - cost(batch) - cost(again))
+    pool.return_in_flight()
+    assert ready_exactly(cost(txs) - cost(batch))
