@@ -45,7 +45,6 @@ from consensus.errors import InvalidBlock, InvalidMessage
 from consensus.messages import (
     NewView,
     PreparedHeader,
-    PreparedProof,
     PrePrepare,
     Verifier,
     ViewChange,
@@ -53,7 +52,6 @@ from consensus.messages import (
     kind_of,
     phase_payload,
     signed_payload,
-    summarise_proof,
     view_change_payload,
 )
 from ledger.block import Block, BlockHeader, tx_root
@@ -143,14 +141,6 @@ def check_prepared_header(proof: PreparedHeader, config: ReplicaConfig, verifier
             f"prepared proof for seq {proof.seq} has {len(senders)} prepares, needs "
             f"{config.quorum - 1}"
         )
-
-
-def check_prepared_proof(
-    proof: PreparedProof, config: ReplicaConfig, verifier: Verifier, validator: BlockValidator
-) -> None:
-    """`check_prepared_header`, and a block the application takes."""
-    check_prepared_header(summarise_proof(proof), config, verifier)
-    _check_body(proof.pre_prepare.block, f"prepared proof for seq {proof.seq}", config, validator)
 
 
 def check_view_change(
