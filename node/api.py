@@ -23,7 +23,8 @@ Client API (JSON answers; errors are {"error": message} with a 4xx or 503 status
 Peer API:
   POST /peer/batch              {"sender", "messages": [...], "txs": [...]} (msgpack)
   GET  /peer/stream             a WebSocket carrying such batches, one binary frame each, each
-                                answered by an ack frame {"status", "error"} (node/peers.py)
+                                answered by an ack frame {"status", "error"}, and
+                                "retry_after_s" with a 429 (node/peers.py)
   POST /peer/pending            {"senders": [public key, ...]} -> {"next_nonces": [...],
                                 "queued_since_ms"}: the first nonce of each sender missing
                                 here, and when the oldest batch waiting for admission arrived
@@ -431,7 +432,13 @@ async def peer_batch(request: web.Request) -> web.Response:
     node = request.app[NODE_KEY]
     validator = _link_validator(request)
     raw = await read_body(request)
-    problem = take_peer_batch(node, raw, validator=validator, charge=_charger(request))
+    try:
+        problem = take_peer_batch(node, raw, validator=validator, charge=_charger(request))
+    except RateLimited as exc:
+        if not exc.exceeds_burst:
+            raise  # 429 with its Retry-After, from the rejections middleware
+        node.counters.reject("rate_limited")
+        return error(413, str(exc))
     if problem is not None:
         return error(400, problem)
     return web.json_response({"ok": True})
@@ -519,11 +526,17 @@ async def _close_idle(stream: web.WebSocketResponse, idle_timeout_s: float) -> N
 
 
 def _ack_for(node: Node, raw: bytes, validator: int | None, charge: Callable[[int], None]) -> bytes:
+    """The ack of one frame: the status POST /peer/batch would have answered, and for 429 the
+    Retry-After it would have carried."""
     try:
         problem = take_peer_batch(node, raw, validator=validator, charge=charge)
-    except Rejection as exc:  # paused, or over the rate limit: as POST /peer/batch answers it
-        if isinstance(exc, RateLimited):
-            node.counters.reject("rate_limited")
+    except RateLimited as exc:
+        node.counters.reject("rate_limited")
+        if exc.exceeds_burst:
+            # No wait lets this batch through; 413 has the sender split it (node/peers.py).
+            return encode_ack(413, str(exc))
+        return encode_ack(exc.status, str(exc), retry_after_s=exc.retry_after_s)
+    except Rejection as exc:  # paused: as POST /peer/batch answers it
         return encode_ack(exc.status, str(exc))
     return encode_ack(200, None) if problem is None else encode_ack(400, problem)
 

@@ -10,6 +10,9 @@ senders, all from 127.0.0.1), so only a client flooding the node is slowed down.
 and what validators send on their links are not counted: throttling them would slow consensus
 itself. A peer batch on any other link takes tokens as a client's request does, and so does a
 peer read (blocks, history, pending) that no validator's link headers vouch for (node/api.py).
+A peer batch refused for the rate is kept by its sender and sent again after the Retry-After
+(node/peers.py); one that takes more tokens than the burst is answered 413, as a batch too
+large for the peer, so that its sender splits it instead of retrying it for ever.
 """
 
 from __future__ import annotations
@@ -83,13 +86,16 @@ class ApiLimits:
 
 
 class RateLimited(Rejection):
-    """A client over its request rate: 429, retry after `retry_after_s`."""
+    """A client over its request rate: 429, retry after `retry_after_s`. `exceeds_burst`: the
+    request takes more tokens than the bucket ever holds, so no wait lets it through; only
+    smaller requests can pass."""
 
     status = 429
 
-    def __init__(self, message: str, *, retry_after_s: int) -> None:
+    def __init__(self, message: str, *, retry_after_s: int, exceeds_burst: bool = False) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.exceeds_burst = exceeds_burst
 
 
 @dataclass(slots=True)
@@ -137,6 +143,7 @@ class RateLimiter:
                 f"a request of {tokens} transactions (or peer messages) exceeds the rate "
                 f"limit's burst of {self.burst}; send smaller batches",
                 retry_after_s=1,
+                exceeds_burst=True,
             )
         if bucket.tokens < tokens:
             self.refused += 1

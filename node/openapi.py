@@ -610,7 +610,10 @@ def _paths() -> Schema:
                     "What the validators send each other: each binary frame is one batch as "
                     "POST /peer/batch takes it (canonical msgpack), answered by one binary ack "
                     'frame, msgpack {"status": the status POST /peer/batch would have '
-                    'answered, "error": null or what was wrong}. A frame larger than the '
+                    'answered, "error": null or what was wrong}, and with a 429 '
+                    '"retry_after_s": the Retry-After it would have carried. A batch that takes '
+                    "more tokens than the rate limit's burst is answered 413 (here and on POST "
+                    "/peer/batch): its sender must split it. A frame larger than the "
                     "chain's body_bytes_max closes the stream with code 1009. " + LINK_PROOF
                 ),
                 "parameters": LINK_PROOF_HEADERS,

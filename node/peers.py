@@ -8,19 +8,24 @@ a while to admit) from holding back the protocol's messages.
 
 Each channel carries its batches over one WebSocket to the peer's GET /peer/stream, opened on
 the first batch and kept open: a batch is one binary frame, answered by one ack frame
-(msgpack {"status", "error"}, the status POST /peer/batch would have answered) before the next
-batch leaves. An HTTP request per batch cost both ends about six times the CPU of a frame and
-its ack (aiohttp's request and response objects, headers, middleware, routing), and a block
-takes a dozen batches a node. A stream that fails in any way (the batch not sent and acked
-within ACK_TIMEOUT_S, a close, a frame that is not an ack) is dropped and the batch put back; the
-next try opens a new one.
+(msgpack {"status", "error"}, the status POST /peer/batch would have answered, and with a 429
+"retry_after_s", its Retry-After) before the next batch leaves. An HTTP request per batch cost
+both ends about six times the CPU of a frame and its ack (aiohttp's request and response
+objects, headers, middleware, routing), and a block takes a dozen batches a node. A stream that
+fails in any way (the batch not sent and acked within ACK_TIMEOUT_S, a close, a frame that is
+not an ack) is dropped and the batch put back; the next try opens a new one.
 
 A batch a peer did not take is put back at the front and retried with back-off, so a peer that
 restarts gets what it missed while it was briefly away; a peer down for longer than
 STALE_AFTER_MS has its backlog dropped and catches up by state transfer instead. A peer that
 answers 503 (paused, node/pause.py) asks for the batch again later: it is kept and retried the
-same way, however long the pause. A batch larger than the peer takes in a frame (its
-body_bytes_max, which may be below BATCH_BYTES_MAX) is split and its halves sent again; only a
+same way, however long the pause. A batch answered 429 (the peer's client rate limit,
+node/limits.py, which counts what an observer's links carry: they are no validator's) is kept
+too, first in its channel, and sent again no sooner than the ack's retry_after_s, capped at
+RETRY_AFTER_S_MAX; an ack without a usable one waits the channel's back-off instead. Only that
+channel waits: the link's other channel and the other links go on. A batch larger than the peer
+takes in a frame (its body_bytes_max, which may be below BATCH_BYTES_MAX), or in tokens (more
+than its rate limit's burst, answered 413 too), is split and its halves sent again; only a
 single message too large for the peer is dropped, as resending it cannot help. The queue is
 also bounded in bytes, dropping the oldest items first, so a dead peer cannot grow memory (the
 protocol's retransmission and state transfer cover what was dropped).
@@ -83,6 +88,9 @@ STREAM_PATH = "/peer/stream"
 BACKOFF_MS_MIN = 50
 BACKOFF_MS_MAX = 2000
 STALE_AFTER_MS = 5000  # a peer down longer than this gets no backlog, only what follows
+# The longest a rate-limited channel honours a peer's Retry-After before it asks again: a peer
+# (byzantine, or with a rate near zero) must not be able to park a channel for an hour.
+RETRY_AFTER_S_MAX = 5.0
 
 
 class _Outcome(enum.Enum):
@@ -91,7 +99,26 @@ class _Outcome(enum.Enum):
     DELIVERED = "delivered"  # the peer took it, or refused it for good (malformed)
     FAILED = "failed"  # no answer: the peer is down, or the link blocked
     RETRY_LATER = "retry-later"  # the peer answered 503: it takes no batches now
-    TOO_LARGE = "too-large"  # larger than the peer takes in one frame
+    RATE_LIMITED = "rate-limited"  # the peer answered 429: not before its Retry-After
+    TOO_LARGE = "too-large"  # larger than the peer takes in one frame (or its rate's burst)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Answer:
+    """What became of a batch, and for RATE_LIMITED how long to wait before sending it again
+    (None: the channel's back-off)."""
+
+    outcome: _Outcome
+    wait_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ack:
+    """A peer's ack of one batch on its stream (see the module docstring)."""
+
+    status: int
+    error: str | None
+    retry_after_s: int | None = None  # with a 429: when the peer takes batches again
 
 
 @dataclass(slots=True)
@@ -273,9 +300,16 @@ class Peers:
                         "txs": items if txs else [],
                     }
                 )
-                outcome = await self._deliver(link, body, txs=txs)
+                answer = await self._deliver(link, body, txs=txs)
+                outcome = answer.outcome
                 if outcome is _Outcome.DELIVERED:
                     backoff_ms = BACKOFF_MS_MIN
+                    continue
+                if outcome is _Outcome.RATE_LIMITED and answer.wait_s is not None:
+                    # Kept at the front, as a 503's batch is, for when the peer said to ask
+                    # again; the back-off is left as it was, since the peer is up.
+                    queue.put_back(items)
+                    await asyncio.sleep(answer.wait_s)
                     continue
                 if outcome is _Outcome.TOO_LARGE:
                     if len(items) > 1:
@@ -296,26 +330,29 @@ class Peers:
                     # messages would only flood it when it returns.
                     queue.drop_all()
                 else:
+                    # RETRY_LATER, RATE_LIMITED without a usable Retry-After, or a FAILED
+                    # link not yet stale: kept, first in line, for after the back-off.
                     queue.put_back(items)
                 await asyncio.sleep(backoff_ms / 1000)
                 backoff_ms = min(backoff_ms * 2, BACKOFF_MS_MAX)
 
-    async def _deliver(self, link: PeerLink, body: bytes, *, txs: bool) -> _Outcome:
+    async def _deliver(self, link: PeerLink, body: bytes, *, txs: bool) -> _Answer:
         """Send one batch through the fault injector: what became of it."""
         verdict = self.faults.decide(link.name)
         if verdict.blocked:
             self._mark_down(link, "link blocked by fault injection")
-            return _Outcome.FAILED
+            return _Answer(outcome=_Outcome.FAILED)
         if verdict.delay_ms:
             await asyncio.sleep(verdict.delay_ms / 1000)
         if verdict.copies == 0:
-            return _Outcome.DELIVERED  # lost on the way: the sender cannot tell
-        outcome = await self._push(link, body, txs=txs)
+            # lost on the way: the sender cannot tell
+            return _Answer(outcome=_Outcome.DELIVERED)
+        answer = await self._push(link, body, txs=txs)
         for _ in range(verdict.copies - 1):
             again = await self._push(link, body, txs=txs)
-            if outcome is _Outcome.DELIVERED:
-                outcome = again
-        return outcome
+            if answer.outcome is _Outcome.DELIVERED:
+                answer = again
+        return answer
 
     def _mark_down(self, link: PeerLink, reason: object) -> None:
         link.failures += 1
@@ -345,34 +382,25 @@ class Peers:
         ) as response:
             return response.status, await read_capped(response, ANSWER_BYTES_MAX)
 
-    async def _push(self, link: PeerLink, body: bytes, *, txs: bool) -> _Outcome:
+    async def _push(self, link: PeerLink, body: bytes, *, txs: bool) -> _Answer:
         """Send one batch on the channel's stream and wait for its ack: DELIVERED if the peer
         took it (or refused it for good: resending the same bytes cannot help)."""
         try:
-            status, problem = await self._exchange_on_stream(link, body, txs=txs)
+            ack = await self._exchange_on_stream(link, body, txs=txs)
         except (aiohttp.ClientError, TimeoutError, OSError, StreamBroken) as exc:
             await self._drop_stream(link, txs=txs)
             self._mark_down(link, exc or type(exc).__name__)
-            return _Outcome.FAILED
+            return _Answer(outcome=_Outcome.FAILED)
         if not link.up:
             log.info("peer %s is up", link.name)
         link.up = True
         link.down_since_ms = None
         link.last_ok_ms = int(time.time() * 1000)
         link.sent_batches += 1
-        if status == 503:
-            log.debug("peer %s takes no batches now (%s); sending again later", link.name, problem)
-            return _Outcome.RETRY_LATER
-        if status == 413:
-            return _Outcome.TOO_LARGE
-        if status != 200:
-            log.warning("peer %s refused a batch with status %d: %s", link.name, status, problem)
-        return _Outcome.DELIVERED
+        return _answer_to(link, ack)
 
-    async def _exchange_on_stream(
-        self, link: PeerLink, body: bytes, *, txs: bool
-    ) -> tuple[int, str | None]:
-        """Send `body` as one frame and read its ack: (status, error). Raises StreamBroken (or
+    async def _exchange_on_stream(self, link: PeerLink, body: bytes, *, txs: bool) -> Ack:
+        """Send `body` as one frame and read its ack. Raises StreamBroken (or
         what aiohttp raises) when the stream cannot carry it."""
         stream = self._streams.get((link.index, txs))
         if stream is None or stream.closed:
@@ -389,9 +417,7 @@ class Peers:
             await self._drop_stream(link, txs=txs)
             return await self._send_for_ack(await self._new_stream(link, txs=txs), body)
 
-    async def _send_for_ack(
-        self, stream: aiohttp.ClientWebSocketResponse, body: bytes
-    ) -> tuple[int, str | None]:
+    async def _send_for_ack(self, stream: aiohttp.ClientWebSocketResponse, body: bytes) -> Ack:
         # The send counts against the ack's time too: to a peer that takes the connection and
         # never reads (stopped, or byzantine), send_bytes waits for the socket to drain for ever,
         # and the link would never count as down nor drop its backlog.
@@ -399,11 +425,11 @@ class Peers:
             await stream.send_bytes(body)
             message = await stream.receive()
         if message.type is aiohttp.WSMsgType.BINARY:
-            return parse_ack(message.data)
+            return decode_ack(message.data)
         if message.type is aiohttp.WSMsgType.CLOSE and message.data == (
             aiohttp.WSCloseCode.MESSAGE_TOO_BIG
         ):
-            return 413, "the batch is larger than the peer takes"
+            return Ack(status=413, error="the batch is larger than the peer takes")
         raise StreamBroken(f"peer stream ended without an ack ({message.type.name})")
 
     async def _new_stream(self, link: PeerLink, *, txs: bool) -> aiohttp.ClientWebSocketResponse:
@@ -425,21 +451,75 @@ class Peers:
             await stream.close()
 
 
-def encode_ack(status: int, problem: str | None) -> bytes:
+def _answer_to(link: PeerLink, ack: Ack) -> _Answer:
+    """What the sender does with a batch the peer acked."""
+    if ack.status == 503:
+        log.debug("peer %s takes no batches now (%s); sending again later", link.name, ack.error)
+        return _Answer(outcome=_Outcome.RETRY_LATER)
+    if ack.status == 429:
+        wait_s = retry_wait_s(ack.retry_after_s)
+        log.debug(
+            "peer %s rate-limits this node (%s); sending again in %s",
+            link.name,
+            ack.error,
+            "the back-off" if wait_s is None else f"{wait_s:g} s",
+        )
+        return _Answer(outcome=_Outcome.RATE_LIMITED, wait_s=wait_s)
+    if ack.status == 413:
+        return _Answer(outcome=_Outcome.TOO_LARGE)
+    if ack.status != 200:
+        log.warning("peer %s refused a batch with status %d: %s", link.name, ack.status, ack.error)
+    return _Answer(outcome=_Outcome.DELIVERED)
+
+
+def retry_wait_s(retry_after_s: int | None) -> float | None:
+    """Seconds to wait before resending a batch refused with 429 and `retry_after_s` (None if
+    the ack carried none): at least BACKOFF_MS_MIN, at most RETRY_AFTER_S_MAX. None when there
+    is nothing to honour, and the channel's back-off decides."""
+    if retry_after_s is None:
+        return None
+    return min(max(float(retry_after_s), BACKOFF_MS_MIN / 1000), RETRY_AFTER_S_MAX)
+
+
+def encode_ack(status: int, problem: str | None, *, retry_after_s: int | None = None) -> bytes:
     """The ack frame a peer answers a batch with on its stream (see the module docstring)."""
-    return encode({"status": status, "error": problem})
+    ack: dict[str, Any] = {"status": status, "error": problem}
+    if retry_after_s is not None:
+        ack["retry_after_s"] = retry_after_s
+    return encode(ack)
 
 
-def parse_ack(data: bytes) -> tuple[int, str | None]:
+def decode_ack(data: bytes) -> Ack:
+    """A peer's ack frame; StreamBroken if it is not one. A retry_after_s that is not a whole
+    number of seconds from 0 (a float, a string, negative) is ignored rather than breaking the
+    stream: the ack's status is still good, and the sender falls back to its back-off (logged)."""
     try:
         ack = decode(data)
     except EncodingError as exc:
         raise StreamBroken(f"peer sent an ack that is not msgpack: {exc}") from exc
     if (
         not isinstance(ack, dict)
-        or set(ack) != {"status", "error"}
+        or not {"status", "error"} <= set(ack) <= {"status", "error", "retry_after_s"}
         or not isinstance(ack["status"], int)
         or not isinstance(ack["error"], (str, type(None)))
     ):
-        raise StreamBroken("peer sent an ack that is not a map of 'status' and 'error'")
-    return ack["status"], ack["error"]
+        raise StreamBroken(
+            "peer sent an ack that is not a map of 'status', 'error' and an optional "
+            "'retry_after_s'"
+        )
+    retry_after_s = ack.get("retry_after_s")
+    if retry_after_s is not None and (
+        isinstance(retry_after_s, bool) or not isinstance(retry_after_s, int) or retry_after_s < 0
+    ):
+        log.warning(
+            "peer sent an ack whose retry_after_s is %r, not whole seconds from 0; ignored",
+            retry_after_s,
+        )
+        retry_after_s = None
+    return Ack(status=ack["status"], error=ack["error"], retry_after_s=retry_after_s)
+
+
+def parse_ack(data: bytes) -> tuple[int, str | None]:
+    """A peer's ack frame as (status, error); StreamBroken if it is not one."""
+    ack = decode_ack(data)
+    return ack.status, ack.error
