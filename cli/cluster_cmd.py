@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import click
 
+from cli.cluster_lock import holding_cluster_lock
 from cli.common import (
     FiniteFloatRange,
     dir_option,
@@ -135,7 +136,10 @@ def init(
 
 @click.group()
 def cluster() -> None:
-    """Start, stop, inspect and break a local cluster."""
+    """Start, stop, inspect and break a local cluster.
+
+    `up`, `down`, `restart` and `kill` hold DIR's lock (DIR/cluster.lock) while they run:
+    another of them on the same DIR meanwhile fails at once, naming the one that holds it."""
 
 
 def start_all(layout: ClusterDir, timeout_s: float) -> None:
@@ -250,7 +254,10 @@ START_TIMEOUT = FiniteFloatRange(min=1)
 def up(directory: Path, timeout_s: float) -> None:
     """Start every node in the background and wait until all answer."""
     layout = layout_of(directory)
-    with err_console.status(f"starting {len(layout.node_names())} nodes, waiting until all answer"):
+    with (
+        holding_cluster_lock(layout, "millchain cluster up"),
+        err_console.status(f"starting {len(layout.node_names())} nodes, waiting until all answer"),
+    ):
         start_all(layout, timeout_s)
     click.echo(f"{len(layout.node_names())} nodes up; logs in {directory}/nodes/*/node.log")
     _warn_kept_faults(layout, layout.node_names(), directory)
@@ -262,7 +269,8 @@ def up(directory: Path, timeout_s: float) -> None:
 def down(directory: Path) -> None:
     """Stop every node: SIGTERM to all at once, SIGKILL to any still running 10 s later."""
     layout = layout_of(directory)
-    stopped = stop_nodes(layout, layout.node_names())
+    with holding_cluster_lock(layout, "millchain cluster down"):
+        stopped = stop_nodes(layout, layout.node_names())
     click.echo(f"stopped {len(stopped)} node(s)" + (f": {', '.join(stopped)}" if stopped else ""))
 
 
@@ -392,7 +400,9 @@ def kill(node: str, directory: Path) -> None:
     """SIGKILL one node, as a crash would."""
     layout = layout_of(directory)
     layout.config(node)
-    if not kill_node(layout, node):
+    with holding_cluster_lock(layout, f"millchain cluster kill {node}"):
+        killed = kill_node(layout, node)
+    if not killed:
         fail(f"{node} is not running")
     click.echo(f"killed {node}")
 
@@ -414,9 +424,10 @@ def restart(node: str, directory: Path, timeout_s: float) -> None:
     """Start a stopped or killed node again (stopping it first if it runs)."""
     layout = layout_of(directory)
     layout.config(node)  # an unknown name stops nothing
-    stop_node(layout, node)
     try:
-        start_nodes(layout, [node], timeout_s, stop_if_slow=False)
+        with holding_cluster_lock(layout, f"millchain cluster restart {node}"):
+            stop_node(layout, node)
+            start_nodes(layout, [node], timeout_s, stop_if_slow=False)
     except NotAnsweringError:
         pid = node_pid(layout, node)
         if pid is None:

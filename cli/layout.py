@@ -2,6 +2,7 @@
 
 DIR/genesis.json                     the chain: validators (host, port, key), identities, params
 DIR/cluster.json                     the node names and their config files
+DIR/cluster.lock                     held while a command starts or stops nodes
 DIR/nodes/NAME/node.json             one node's configuration
 DIR/nodes/NAME/validator.key.json    its validator key (0600); observers have observer.key.json
 DIR/nodes/NAME/data/chain.sqlite     its database
@@ -72,6 +73,11 @@ class ClusterDir:
     @property
     def manifest_file(self) -> Path:
         return self.root / "cluster.json"
+
+    @property
+    def lock_file(self) -> Path:
+        """Locked by the command that starts or stops nodes (cli/cluster_lock.py)."""
+        return self.root / "cluster.lock"
 
     @property
     def models_dir(self) -> Path:
