@@ -60,12 +60,17 @@ def holding_cluster_lock(layout: ClusterDir, command: str) -> Iterator[Path]:
     """Within: this process holds `layout`'s lock, recorded as held by `command`.
     ClusterBusyError, and nothing changed, if another process holds it."""
     path = layout.lock_file
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise LayoutError(f"cannot open the cluster's lock file {path}: {exc}") from exc
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise ClusterBusyError(path, read_holder(path)) from None
+        except OSError as exc:  # no flock on this file system, say
+            raise LayoutError(f"cannot lock the cluster's lock file {path}: {exc}") from exc
         record = json.dumps({"pid": os.getpid(), "command": command}) + "\n"
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, record.encode(), 0)
