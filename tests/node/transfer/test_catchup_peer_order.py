@@ -3,7 +3,7 @@
 of what a later peer served) is asked after the others in the catch-ups that follow, and not at
 all by one with no target, until its demotion ends or it serves a catch-up to its end.
 
-The fake peers serve the history of tests/node/transfer/chain.py; requests are counted at the
+The fake peers serve the history of chain.py (beside this file); requests are counted at the
 client, so a refused connection counts too.
 """
 
@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from types import SimpleNamespace
 
 import aiohttp
@@ -26,10 +25,8 @@ from tests.node.transfer.chain import (
     BLOCKS,
     SETUP,
     Target,
-    empty_target,
     peer_app,
     served,
-    source_chain,
     tamper_write_at,
 )
 
@@ -73,16 +70,6 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now_s
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Storage:
-    return source_chain(SETUP, tmp_path_factory.mktemp("source") / "chain.sqlite")
-
-
-@pytest.fixture
-def target(tmp_path: Path) -> Target:
-    return empty_target(tmp_path / "target.sqlite")
 
 
 @pytest.fixture
