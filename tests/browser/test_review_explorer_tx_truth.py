@@ -25,7 +25,7 @@ from node.explorer import setup_explorer
 from node.service import Node
 from node.storage import Storage
 from tests.browser.cdp import Page, chromium_page, find_chromium
-from tests.node.conftest import Setup, certify, make_setup, next_block
+from tests.node.conftest import Setup, certify, make_setup, next_block, steel_received
 
 pytestmark = [
     pytest.mark.slow,
@@ -34,17 +34,6 @@ pytestmark = [
 ]
 
 TX_RESULT = "document.getElementById('tx-result')"
-
-
-def _receive(setup: Setup, nonce: int) -> Transaction:
-    return Transaction.create(
-        setup.identities["supplier"],
-        chain_id=setup.genesis.chain_id,
-        nonce=nonce,
-        contract="inventory",
-        method="receive",
-        args={"item": "steel", "location": "main", "qty": 1},
-    )
 
 
 def _execute(node: Node, setup: Setup, txs: Sequence[Transaction]) -> None:
@@ -109,7 +98,9 @@ async def test_an_unsettled_receipt_is_shown_unsettled_and_followed_until_it_set
     node, url = served
     chromium = find_chromium()
     assert chromium is not None
-    early = _receive(setup, 1)  # ahead of the supplier's next nonce: fails a gate, uses nothing
+    early = steel_received(
+        setup, 1
+    )  # ahead of the supplier's next nonce: fails a gate, uses nothing
     _execute(node, setup, [early])
     async with chromium_page(chromium) as page:
         await page.navigate(f"{url}/explorer/#tx/{early.hash.hex()}")
@@ -126,7 +117,7 @@ async def test_an_unsettled_receipt_is_shown_unsettled_and_followed_until_it_set
             f".observe({TX_RESULT}, {{ childList: true, subtree: true }}); }})()"
         )
         # A later block includes it in its turn and it runs: the open page follows.
-        _execute(node, setup, [_receive(setup, 0), early])
+        _execute(node, setup, [steel_received(setup, 0), early])
         await page.wait_for(
             f"{TX_RESULT}.querySelector('a[href=\"#block/2\"]') !== null"
             f" && {TX_RESULT}.querySelector('.badge.ok') !== null",

@@ -23,25 +23,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cli.layout import ClusterDir, init_cluster
+from cli.layout import ClusterDir
 from cli.main import main
 from cli.process import is_alive, node_pid
 from cli.process import start_node as real_start_node
 from tests.cli.test_process import stand_ins
-from tests.clusters import kill_all
 
 LOCK_FILE = "cluster.lock"  # in the cluster directory, as the README says
 HOLD_WAIT_S = 30  # for the holder to take the lock: a Python start-up on a loaded machine
 BUSY_ANSWER_S_MAX = 10  # a contender must not wait for the holder (which waits 60 s)
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[ClusterDir]:
-    layout = init_cluster(tmp_path / "cluster", nodes=4)
-    try:
-        yield layout
-    finally:
-        kill_all(layout)
 
 
 @contextlib.contextmanager

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from cli.layout import ClusterDir, init_cluster
+from cli.layout import ClusterDir
 from cli.main import main
 from cli.process import is_alive, node_pid
-from tests.clusters import kill_all
 
 SILENT_S = 60  # how long a silent stand-in lives at most, should a test fail to end it
 
@@ -40,15 +37,6 @@ def start_silent(layout: ClusterDir, name: str, **_: Any) -> int:
     )
     layout.pid_file(name).write_text(f"{process.pid}\n", encoding="utf-8")
     return process.pid
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[ClusterDir]:
-    layout = init_cluster(tmp_path / "cluster", nodes=4)
-    try:
-        yield layout
-    finally:
-        kill_all(layout)
 
 
 @pytest.mark.parametrize("command", ["up", "restart"])

@@ -24,7 +24,6 @@ import pytest
 
 from consensus.events import ProposeBatch
 from consensus.messages import sign_checkpoint
-from contracts.runtime import Runtime
 from ledger.block import Block
 from ledger.genesis import Params
 from ledger.tx import Transaction
@@ -37,7 +36,14 @@ from node.service import Node
 from node.storage import Storage
 from tests.node.conftest import Setup, certify, next_block
 from tests.node.inproc import in_process_cluster, steel_receipt
-from tests.node.transfer.chain import PARAMS, SETUP, drop_write_sets, node_catch_up, peer_app
+from tests.node.transfer.chain import (
+    PARAMS,
+    SETUP,
+    drop_write_sets,
+    empty_target,
+    node_catch_up,
+    peer_app,
+)
 
 AHEAD = "is ahead of the next nonce"
 
@@ -173,14 +179,8 @@ async def test_what_is_kept_is_what_admission_takes_at_that_commit(
 def _chain_with_an_early_inclusion(path: Path, early: Transaction) -> Storage:
     """Eight blocks, the first of which includes `early` before its turn, with the checkpoint
     proofs at 4 and 8 that let a catching-up node store them from their write sets."""
-    runtime = Runtime.default()
-    storage = Storage(path)
-    storage.initialise(
-        genesis_hash=SETUP.genesis.hash,
-        writes=runtime.genesis_writes(SETUP.genesis),
-        digest=runtime.genesis_digest(SETUP.genesis),
-        time_ms=SETUP.genesis.genesis_time_ms,
-    )
+    target = empty_target(path)
+    runtime, storage = target.runtime, target.storage
     for txs in [[early], *([] for _ in range(7))]:
         block = next_block(SETUP, storage, txs)
         result = execute_and_store(runtime, storage, SETUP.genesis, block, certify(SETUP, block))

@@ -15,7 +15,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from consensus.messages import sign_checkpoint
-from contracts.runtime import Runtime
 from ledger.tx import Transaction
 from node.executor import execute_and_store
 from node.history import encode_proof
@@ -24,7 +23,7 @@ from node.service import Node
 from node.stages import clock_ms
 from node.storage import Storage
 from tests.node.conftest import certify, next_block
-from tests.node.transfer.chain import PARAMS, SETUP, node_catch_up, peer_app
+from tests.node.transfer.chain import PARAMS, SETUP, empty_target, node_catch_up, peer_app
 
 
 def _supplier(nonce: int) -> Transaction:
@@ -40,14 +39,8 @@ def _supplier(nonce: int) -> Transaction:
 
 def _source_chain(path: Path, first: list[Transaction]) -> Storage:
     """Eight blocks, the first holding `first`, with checkpoint proofs at 4 and 8."""
-    runtime = Runtime.default()
-    storage = Storage(path)
-    storage.initialise(
-        genesis_hash=SETUP.genesis.hash,
-        writes=runtime.genesis_writes(SETUP.genesis),
-        digest=runtime.genesis_digest(SETUP.genesis),
-        time_ms=SETUP.genesis.genesis_time_ms,
-    )
+    target = empty_target(path)
+    runtime, storage = target.runtime, target.storage
     for txs in [first, *([] for _ in range(7))]:
         block = next_block(SETUP, storage, txs)
         result = execute_and_store(runtime, storage, SETUP.genesis, block, certify(SETUP, block))
