@@ -1,6 +1,6 @@
 """Where a validator's CPU goes per transaction, stage by stage: one backup, in process, one core.
 
-    python scripts/node_costs.py [--txs-per-block 560] [--blocks 200] [--warm-up 20]
+    python scripts/node_costs.py [--txs-per-block 480] [--blocks 200] [--warm-up 20]
                                  [--json node-costs.json]
 
 A bench run says what a transaction costs a node in all (`millchain bench`: node CPU per
@@ -41,7 +41,7 @@ from cli.bench_runs import machine, machine_line, positive_int
 from consensus.codec import encode_message
 from consensus.events import BlockExecuted
 from consensus.messages import Message, sign_checkpoint, sign_commit, sign_pre_prepare, sign_prepare
-from ledger.block import Block
+from ledger.block import Block, block_bytes
 from ledger.certificate import CommitCertificate
 from ledger.crypto import KeyPair
 from ledger.genesis import Genesis, Identity, Params, Role, Validator
@@ -53,6 +53,10 @@ CHAIN_ID = "node-costs"
 SENDERS = 32  # as many as the bench's
 STAGES = ("admission", "consensus", "execution")
 BACKUP = 1  # the node measured; validator 0 is the primary of view 0
+
+
+class BlockTooLarge(ValueError):
+    """Asked for blocks larger than the chain's genesis lets a block be."""
 
 
 def _keys(tag: bytes, index: int) -> KeyPair:
@@ -117,6 +121,14 @@ class _Chain:
             timestamp_ms=self.genesis.genesis_time_ms + head.height + 1,
             txs=txs,
         )
+        size = block_bytes(block)
+        if size > self.genesis.block_bytes_max:
+            per_tx = size / len(txs)
+            raise BlockTooLarge(
+                f"a block of {len(txs)} bench transactions is {size} bytes, over the chain's "
+                f"block_bytes_max of {self.genesis.block_bytes_max}: backups refuse it. "
+                f"--txs-per-block may be at most {int(self.genesis.block_bytes_max // per_tx)}"
+            )
         message = sign_pre_prepare(
             self.validators[0], CHAIN_ID, view=0, seq=block.height, block=block, sender=0
         )
@@ -259,7 +271,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--txs-per-block", type=positive_int, default=560)
+    parser.add_argument(
+        "--txs-per-block",
+        type=positive_int,
+        default=480,
+        help="bench transactions a block (default 480, about what the bench's blocks hold at "
+        "n = 4; at most what the genesis's block_bytes_max lets a block hold)",
+    )
     parser.add_argument("--blocks", type=positive_int, default=200, help="timed blocks")
     parser.add_argument("--warm-up", type=int, default=20, help="untimed blocks first")
     parser.add_argument("--json", type=Path)
@@ -272,7 +290,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="millchain-node-costs-") as data_dir:
-        measured = measure(args.txs_per_block, args.blocks, args.warm_up, Path(data_dir))
+        try:
+            measured = measure(args.txs_per_block, args.blocks, args.warm_up, Path(data_dir))
+        except BlockTooLarge as exc:
+            print(f"node_costs: error: {exc}", file=sys.stderr)
+            return 2
     result = summary(args.txs_per_block, args.blocks, measured)
     print(
         f"one backup of 4, blocks of {args.txs_per_block} bench transactions, "

@@ -35,3 +35,13 @@ def test_bad_arguments_are_refused(argv: list[str], capsys: pytest.CaptureFixtur
         main(argv)
     assert exit_info.value.code == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_blocks_over_the_chains_byte_limit_are_refused_up_front(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Backups refuse a pre-prepare over block_bytes_max (123 KiB at n = 4): such a run would
+    # only stall at its first block.
+    assert main(["--txs-per-block", "600", "--blocks", "1", "--warm-up", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "block_bytes_max" in err and "--txs-per-block may be at most" in err
