@@ -27,18 +27,31 @@ the receipts of a block served without a write set, never checked) to have it pa
 Which peer is asked first: the caller's order (a validator puts the ones its replica saw ahead
 of it first), except that a peer that failed a catch-up comes after the others for DEMOTION_S
 (PeerOrder, which the node keeps across catch-ups). Failing is timing out, refusing the
-connection, any answer but a 200 with history, a run that does not check out, or ending its turn
-short (or with nothing) of what a later peer in the same catch-up served: behind, or holding
-blocks back a few at a time. First every time, one such peer would cost every catch-up up to a
-whole answer timeout; demoted, it costs one per DEMOTION_S at most. Among the demoted, the one
-that failed last comes last. A demoted peer is still asked when the others stop short of a
-catch-up's target height (it may be the only one with the blocks), but not by a catch-up without
-a target (idle, or an observer's poll) while another peer is left to ask: those learn only
-whether there is more, which the others tell as well. A peer that takes a catch-up to its end
-(to the target, or, without one, in full answers to its own head) is restored to its place, and
-a demotion ends after DEMOTION_S anyway, so none lasts for good: an honest peer that was merely
-a block behind loses its place for a while. The memory is one deadline per demoted peer URL,
-dropped once it passes.
+connection, any answer but a 200 with history or a busy one (below), a run that does not check
+out, or ending its turn short (or with nothing) of what a later peer in the same catch-up
+served: behind, or holding blocks back a few at a time. First every time, one such peer would
+cost every catch-up up to a whole answer timeout; demoted, it costs one per DEMOTION_S at most.
+Among the demoted, the one that failed last comes last. A demoted peer is still asked when the
+others stop short of a catch-up's target height (it may be the only one with the blocks), but
+not by a catch-up without a target (idle, or an observer's poll) while another peer is left to
+ask: those learn only whether there is more, which the others tell as well. A peer that takes a
+catch-up to its end (to the target, or, without one, in full answers to its own head) is
+restored to its place, and a demotion ends after DEMOTION_S anyway, so none lasts for good: an
+honest peer that was merely a block behind loses its place for a while.
+
+A peer that answers 429 (its client rate limit: an observer's reads take tokens) or 503 (paused,
+or busy) says "ask me again later", not "I am faulty": it keeps its place, but is not asked
+before its Retry-After has passed (whole seconds, capped at node/peers.py's RETRY_AFTER_S_MAX,
+BUSY_WAIT_S_DEFAULT without one), in this catch-up or the next ones; the catch-up goes on to the
+next peer meanwhile (keeping what the busy one served before it said so), and asks the busy
+one again, in its place, once it is free and the others have not finished the catch-up. When
+every peer left is busy, the catch-up waits for the first to be free again (rather than end with
+nothing, or ask again at once): never longer than that cap at a time, and a peer that answers
+busy BUSY_ANSWERS_MAX times is left out of the catch-up (not demoted), so a catch-up that only
+busy peers could serve ends within a few such waits, and the next one asks them again. A
+catch-up without a target waits so only while no peer has answered it: once one has, it knew
+whether there is more, as for the demoted. The memory is one deadline per demoted peer URL and
+one per busy peer URL, each dropped once it passes.
 
 Why checkpoint proofs and not the state_digest in a later block header: a header's digest is its
 proposer's claim, which backups can check only if they executed that height already; with blocks
@@ -60,9 +73,12 @@ These last two are logged as warnings, naming the peer.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
+import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -73,13 +89,14 @@ from contracts.receipt import Receipt
 from contracts.state import next_digest
 from ledger.genesis import Genesis
 from node.history import CheckpointProof, FetchedBlock, verify_history
-from node.peers import read_capped
+from node.peers import read_capped, retry_wait_s
 from node.slicing import consecutive_slices
 from node.storage import BlockRecord, EventRow, Head, Storage
 from node.sync import (
     FETCH_BLOCKS_MAX,
     FETCH_BYTES_MAX,
     CertifiedBlock,
+    PeerBusy,
     PeerUnavailable,
     SyncError,
 )
@@ -101,6 +118,16 @@ RUN_BYTES_MAX = 2 * HISTORY_BYTES_MAX
 # peer that fails every time then costs at most one answer timeout (the node's session allows
 # 30 s) in this long, while one that failed by chance misses only turns others serve as well.
 DEMOTION_S = 600.0
+# Statuses by which a peer says "ask me again later" (its rate limit, or paused or busy), with a
+# Retry-After: the peer is skipped until then, not demoted.
+BUSY_STATUSES = frozenset({429, 503})
+# The wait honoured for a busy answer without a Retry-After in whole seconds: our nodes send 1
+# at least, and a proxy's 503 may send none (an HTTP date is taken as none, too).
+BUSY_WAIT_S_DEFAULT = 1.0
+# How many busy answers a peer gives in one catch-up before it is left out of it (not demoted):
+# with each wait capped at node/peers.py's RETRY_AFTER_S_MAX, peers that stay busy end a
+# catch-up within about this many of them; the next catch-up asks them again.
+BUSY_ANSWERS_MAX = 3
 # Executed blocks are applied in slices of about this many transactions, one database
 # transaction each, yielding to the event loop in between (so the node keeps answering).
 EXECUTED_SLICE_TXS = 2_000
@@ -136,19 +163,28 @@ class TransferStats:
 
 class PeerOrder:
     """The order to ask peers in, learned across catch-ups: peers that failed one come after
-    the others until their demotion ends (see the module docstring). Holds one deadline a
-    demoted peer URL, forgotten once it passes; `clock` is monotonic seconds."""
+    the others until their demotion ends, and peers that said they were busy are not asked
+    before their Retry-After (see the module docstring). Holds at most one demotion deadline
+    and one busy deadline a peer URL, each forgotten once it passes; `clock` is monotonic
+    seconds, and `sleep` waits that many of them."""
 
     def __init__(
-        self, *, demotion_s: float = DEMOTION_S, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        demotion_s: float = DEMOTION_S,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._demotion_s = demotion_s
         self._clock = clock
+        self._sleep = sleep
         self._demoted_until: dict[str, float] = {}
+        self._busy_until: dict[str, float] = {}
 
     def __len__(self) -> int:
-        """How many peers it holds demoted (some may be due to be forgotten)."""
-        return len(self._demoted_until)
+        """How many deadlines it holds, demotions and busy peers (some may be due to be
+        forgotten)."""
+        return len(self._demoted_until) + len(self._busy_until)
 
     def arrange(self, urls: Sequence[str]) -> tuple[list[str], list[str]]:
         """`urls` split into the ones to ask first, in the given order, and the demoted ones,
@@ -157,6 +193,7 @@ class PeerOrder:
         self._demoted_until = {
             url: until for url, until in self._demoted_until.items() if until > now
         }
+        self._busy_until = {url: until for url, until in self._busy_until.items() if until > now}
         first = [url for url in urls if url not in self._demoted_until]
         demoted = sorted(
             (url for url in urls if url in self._demoted_until), key=self._demoted_until.__getitem__
@@ -170,6 +207,27 @@ class PeerOrder:
     def restore(self, url: str) -> None:
         """Ask `url` in its place again (it served a catch-up to its end)."""
         self._demoted_until.pop(url, None)
+
+    def hold(self, url: str, wait_s: float) -> None:
+        """Ask `url` no sooner than `wait_s` from now (it said it was busy)."""
+        self._busy_until[url] = self._clock() + wait_s
+
+    def busy_s(self, url: str) -> float:
+        """Seconds until `url` may be asked again after it said it was busy; 0 if it may now."""
+        until = self._busy_until.get(url)
+        if until is None:
+            return 0.0
+        left = until - self._clock()
+        if left <= 0:
+            del self._busy_until[url]
+            return 0.0
+        return left
+
+    async def until_one_is_free(self, urls: Sequence[str]) -> None:
+        """Wait until the first of `urls` to be free again is (at once if one is)."""
+        wait_s = min(self.busy_s(url) for url in urls)
+        if wait_s > 0:
+            await self._sleep(wait_s)
 
 
 class _Run:
@@ -415,6 +473,13 @@ class _Peer:
                 headers=None if self._proof is None else self._proof(self._url),
             ) as response:
                 raw = await read_capped(response, HISTORY_BYTES_MAX)
+                if response.status in BUSY_STATUSES:
+                    retry_after = response.headers.get("Retry-After")
+                    raise PeerBusy(
+                        f"/peer/history answered {response.status} with Retry-After "
+                        f"{retry_after!r}: {raw[:200]!r}",
+                        wait_s=busy_wait_s(retry_after),
+                    )
                 if response.status != 200:
                     raise PeerUnavailable(
                         f"/peer/history answered {response.status}: {raw[:200]!r}"
@@ -474,6 +539,17 @@ class _Peer:
             await asyncio.sleep(0)
 
 
+def busy_wait_s(retry_after: str | None) -> float:
+    """Seconds to leave a busy peer alone, from its Retry-After header: whole seconds, capped
+    as node/peers.py caps a stream's (retry_wait_s); BUSY_WAIT_S_DEFAULT without one in whole
+    seconds (a peer must not park itself out of reach, nor be asked again at once)."""
+    if retry_after is None or not re.fullmatch(r"[0-9]{1,9}", retry_after.strip()):
+        return BUSY_WAIT_S_DEFAULT
+    wait_s = retry_wait_s(int(retry_after.strip()))
+    assert wait_s is not None
+    return wait_s
+
+
 def _full(blocks: int, certified_bytes: int, asked: int) -> bool:
     """Whether an answer is as large as an honest peer's answer is unless the peer has no more:
     every block asked for, or cut for size. A peer stops at FETCH_BYTES_MAX, before the block
@@ -510,8 +586,9 @@ async def catch_up(
     have); returns how many were applied. Asks the peers in turn, as `order` arranges `urls`
     (and tells it how each did), moving on when one fails, serves history that does not check
     out, has nothing at all above the head, or answers short of a full answer (all it has now:
-    see _full). `proof`: the headers that prove to the peer at a URL which validator asks (a
-    validator's reads are not under the client limit)."""
+    see _full); and when one is busy, asking it again after its Retry-After if the others did
+    not finish the catch-up meanwhile. `proof`: the headers that prove to the peer at a URL
+    which validator asks (a validator's reads are not under the client limit)."""
     with storage.large_cache():
         return await _catch_up(
             session, genesis, storage, urls, to_height, apply, stats, order, proof
@@ -532,11 +609,20 @@ async def _catch_up(
     first, demoted = order.arrange(urls)
     if to_height is None and first:
         demoted = []  # without a target, the others tell whether there is more as well
+    left = [*first, *demoted]  # the peers still to take a turn, in the order to ask them
+    busy_answers: Counter[str] = Counter()
+    answered = False  # whether a peer took its turn without failing or being busy
     applied = 0
     fell_short: list[str] = []  # peers whose turn ended short, without failing
-    for url in [*first, *demoted]:
+    while left:
+        url = next((url for url in left if not order.busy_s(url)), None)
+        if url is None:  # every peer left is busy
+            if to_height is None and answered:
+                break  # one told whether there is more already
+            await order.until_one_is_free(left)
+            continue
         peer = _Peer(session, genesis, storage, url, apply=apply, stats=stats, proof=proof)
-        failed = await _take_turn(peer, url, to_height, stats, storage)
+        turn = await _take_turn(peer, url, to_height, stats, storage, order)
         if peer.applied:
             for behind in fell_short:  # this peer had more than they served
                 log.debug("peer %s served less than %s; asking it last for a while", behind, url)
@@ -544,10 +630,17 @@ async def _catch_up(
             fell_short.clear()
         applied += peer.applied
         reached = to_height is not None and storage.head().height >= to_height
-        if failed:
+        if turn is _Turn.BUSY:
+            busy_answers[url] += 1
+            if busy_answers[url] >= BUSY_ANSWERS_MAX:
+                left.remove(url)  # still busy: the next catch-up asks it again
+        else:
+            left.remove(url)
+            answered = answered or turn is _Turn.ENDED
+        if turn is _Turn.FAILED:
             order.demote(url)
-        elif peer.refused:
-            pass  # the node took nothing: says nothing of the peer
+        elif turn is _Turn.BUSY or peer.refused:
+            pass  # says nothing of the peer's history, or the node took nothing
         elif peer.applied and not peer.short and (to_height is None or reached):
             order.restore(url)
             if to_height is None:
@@ -559,15 +652,34 @@ async def _catch_up(
     return applied
 
 
+class _Turn(enum.Enum):
+    """How a peer's turn in a catch-up ended."""
+
+    ENDED = "ended"  # it served what it had (maybe nothing, or short: see _catch_up)
+    FAILED = "failed"  # unavailable or lying: demoted
+    BUSY = "busy"  # it said to ask again later: held until its Retry-After
+
+
 async def _take_turn(
-    peer: _Peer, url: str, to_height: int | None, stats: TransferStats, storage: Storage
-) -> bool:
-    """Catch up from one peer; returns whether it failed (unavailable or lying)."""
+    peer: _Peer,
+    url: str,
+    to_height: int | None,
+    stats: TransferStats,
+    storage: Storage,
+    order: PeerOrder,
+) -> _Turn:
+    """Catch up from one peer; a busy one is held in `order` until its Retry-After."""
     try:
         await peer.run(to_height)
+    except PeerBusy as exc:
+        log.debug(
+            "peer %s is busy: %s; asking it again in %g s at the soonest", url, exc, exc.wait_s
+        )
+        order.hold(url, exc.wait_s)
+        return _Turn.BUSY
     except PeerUnavailable as exc:
         log.debug("peer %s: %s", url, exc)
-        return True
+        return _Turn.FAILED
     except SyncError as exc:
         stats.runs_refused += 1
         log.warning(
@@ -577,8 +689,8 @@ async def _take_turn(
             exc,
             storage.head().height,
         )
-        return True
-    return False
+        return _Turn.FAILED
+    return _Turn.ENDED
 
 
 async def follow(
@@ -597,7 +709,14 @@ async def follow(
     order = PeerOrder() if order is None else order
     while True:
         applied = await catch_up(
-            session, genesis, storage, urls, to_height=None, apply=apply, stats=stats, order=order
+            session,
+            genesis,
+            storage,
+            urls,
+            to_height=None,
+            apply=apply,
+            stats=stats,
+            order=order,
         )
         if not applied:
             await asyncio.sleep(interval_s)

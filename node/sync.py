@@ -45,6 +45,14 @@ class PeerUnavailable(NodeError):
     """A peer could not be asked (unreachable, timed out, or an error status)."""
 
 
+class PeerBusy(PeerUnavailable):
+    """A peer said to ask again later (429 or 503): not before `wait_s` seconds."""
+
+    def __init__(self, message: str, *, wait_s: float) -> None:
+        super().__init__(message)
+        self.wait_s = wait_s
+
+
 def encode_blocks(rows: Sequence[tuple[int, bytes, bytes]]) -> bytes:
     """The /peer/blocks answer: [[block wire, certificate wire], ...] up to FETCH_BYTES_MAX."""
     out: list[list[bytes]] = []

@@ -1,7 +1,8 @@
 """Which peer a catch-up asks first (node/catchup.py, PeerOrder): a peer that failed a catch-up
 (timed out, refused the connection, served a run a checkpoint proof contradicts, or fell short
 of what a later peer served) is asked after the others in the catch-ups that follow, and not at
-all by one with no target, until its demotion ends or it serves a catch-up to its end.
+all by one with no target, until its demotion ends or it serves a catch-up to its end. A peer
+that said it was busy (429 or 503) keeps its place but is not asked before its Retry-After.
 
 The fake peers serve the history of chain.py (beside this file); requests are counted at the
 client, so a refused connection counts too.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import SimpleNamespace
 
 import aiohttp
@@ -20,6 +21,7 @@ import pytest
 from aiohttp import web
 
 from node import catchup
+from node.peers import BACKOFF_MS_MIN, RETRY_AFTER_S_MAX
 from node.storage import Storage
 from tests.node.transfer.chain import (
     BLOCKS,
@@ -32,6 +34,7 @@ from tests.node.transfer.chain import (
 
 FAULTS = ["serves-a-bad-run", "refuses-connections", "times-out", "trickles-a-block"]
 ANSWER_TIMEOUT_S = 1.0  # the session's, for the peer that never answers
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 WAIT_S = 30.0  # the bound on any wait for the code under test
 
 
@@ -67,9 +70,16 @@ class Asked:
 class FakeClock:
     def __init__(self) -> None:
         self.now_s = 1000.0
+        self.slept_s: list[float] = []
 
     def __call__(self) -> float:
         return self.now_s
+
+    async def sleep(self, seconds: float) -> None:
+        """Passes `seconds` at once (and lets the loop run once), noting the wait."""
+        self.slept_s.append(seconds)
+        self.now_s += seconds
+        await asyncio.sleep(0)
 
 
 @pytest.fixture
@@ -111,6 +121,21 @@ async def faulty_peer(fault: str, source: Storage) -> AsyncIterator[str]:
             yield url
         finally:
             release.set()  # lets its handler end, so the server closes at once
+
+
+def busy_first(app: web.Application, answers: list[tuple[int, str | None]]) -> web.Application:
+    """`app`, answering its next requests with `answers` (status, Retry-After) first."""
+
+    @web.middleware
+    async def busy(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not answers:
+            return await handler(request)
+        status, retry_after = answers.pop(0)
+        headers = {} if retry_after is None else {"Retry-After": retry_after}
+        return web.json_response({"error": "busy"}, status=status, headers=headers)
+
+    app.middlewares.append(busy)
+    return app
 
 
 async def catch_up_to(
@@ -258,4 +283,122 @@ def test_it_holds_one_entry_a_peer_and_forgets_ended_demotions() -> None:
     assert order.arrange(["a", "b"]) == ([], ["a", "b"])
     clock.now_s += 1
     assert order.arrange(["a", "b"]) == (["a", "b"], [])
+    assert len(order) == 0
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_a_busy_peer_is_skipped_until_its_retry_after_and_keeps_its_place(
+    session: aiohttp.ClientSession, asked: Asked, source: Storage, target: Target, status: int
+) -> None:
+    clock = FakeClock()
+    order = catchup.PeerOrder(clock=clock, sleep=clock.sleep)
+    busy_app = busy_first(peer_app(source), [(status, "2")])
+    async with served(busy_app, peer_app(source)) as (busy, good):
+        assert await catch_up_to(session, target, [busy, good], 4, order) == 4
+        assert (asked.counts[busy], asked.counts[good]) == (1, 1)
+        assert order.arrange([busy, good]) == ([busy, good], [])  # not demoted
+
+        # Within its Retry-After it is not asked, though first in order.
+        assert await catch_up_to(session, target, [busy, good], 8, order) == 4
+        assert (asked.counts[busy], asked.counts[good]) == (1, 2)
+
+        clock.now_s += 2
+        assert await catch_up_to(session, target, [busy, good], BLOCKS, order) == BLOCKS - 8
+
+    assert (asked.counts[busy], asked.counts[good]) == (2, 2)
+    assert target.storage.head() == source.head()
+    assert clock.slept_s == [] and len(order) == 0
+
+
+async def test_when_every_peer_is_busy_the_catch_up_waits_for_the_first_free_one(
+    session: aiohttp.ClientSession, asked: Asked, source: Storage, target: Target
+) -> None:
+    clock = FakeClock()
+    order = catchup.PeerOrder(clock=clock, sleep=clock.sleep)
+    # An hour is more than a catch-up honours: it asks that one after RETRY_AFTER_S_MAX.
+    hour = busy_first(peer_app(source), [(503, "3600")])
+    three = busy_first(peer_app(source), [(429, "3"), (429, "3")])
+    async with served(hour, three) as (hour_url, three_url):
+        applied = await catch_up_to(session, target, [hour_url, three_url], BLOCKS, order)
+
+    assert applied == BLOCKS and target.storage.head() == source.head()
+    # Both busy: it waited for the three seconds, found it busy again, then waited for the
+    # capped hour (two seconds on), which served it all.
+    assert clock.slept_s == [3.0, RETRY_AFTER_S_MAX - 3.0]
+    assert (asked.counts[hour_url], asked.counts[three_url]) == (2, 2)
+    assert order.arrange([hour_url, three_url]) == ([hour_url, three_url], [])
+
+
+async def test_peers_that_stay_busy_end_the_catch_up_in_a_bounded_wait_undemoted(
+    session: aiohttp.ClientSession, asked: Asked, source: Storage, target: Target
+) -> None:
+    clock = FakeClock()
+    order = catchup.PeerOrder(clock=clock, sleep=clock.sleep)
+    always: list[tuple[int, str | None]] = [(429, None)] * 100  # no Retry-After: the default
+    async with served(busy_first(peer_app(source), always)) as (busy,):
+        assert await catch_up_to(session, target, [busy], BLOCKS, order) == 0
+
+    assert asked.counts[busy] == catchup.BUSY_ANSWERS_MAX
+    assert clock.slept_s == [catchup.BUSY_WAIT_S_DEFAULT] * (catchup.BUSY_ANSWERS_MAX - 1)
+    assert order.arrange([busy]) == ([busy], [])
+
+
+async def test_a_catch_up_without_a_target_waits_for_no_busy_peer_once_another_answered(
+    session: aiohttp.ClientSession, asked: Asked, source: Storage, target: Target
+) -> None:
+    clock = FakeClock()
+    order = catchup.PeerOrder(clock=clock, sleep=clock.sleep)
+    async with served(busy_first(peer_app(source), [(429, "2")]), peer_app(source)) as urls:
+        busy, good = urls
+        assert await catch_up_to(session, target, [good], BLOCKS, order) == BLOCKS
+        # An idle poll: the busy peer is asked first, the other says there is nothing more.
+        applied = await catchup.catch_up(
+            session,
+            SETUP.genesis,
+            target.storage,
+            [busy, good],
+            to_height=None,
+            apply=target.apply,
+            stats=target.stats,
+            order=order,
+        )
+
+    assert applied == 0 and clock.slept_s == []
+    assert (asked.counts[busy], asked.counts[good]) == (1, 2)
+    assert order.busy_s(busy) == 2.0
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "wait_s"),
+    [
+        ("2", 2.0),
+        (" 2 ", 2.0),
+        ("0", BACKOFF_MS_MIN / 1000),
+        ("3600", RETRY_AFTER_S_MAX),
+        (None, None),  # None: BUSY_WAIT_S_DEFAULT
+        ("Wed, 21 Oct 2015 07:28:00 GMT", None),
+        ("-1", None),
+        ("1.5", None),
+        ("9" * 5000, None),
+    ],
+)
+def test_a_retry_after_is_honoured_within_bounds(
+    retry_after: str | None, wait_s: float | None
+) -> None:
+    expected_s = catchup.BUSY_WAIT_S_DEFAULT if wait_s is None else wait_s
+    assert catchup.busy_wait_s(retry_after) == expected_s
+
+
+def test_a_busy_deadline_is_one_a_peer_and_forgotten_once_it_passes() -> None:
+    clock = FakeClock()
+    order = catchup.PeerOrder(clock=clock)
+    for wait_s in (1.0, 3.0, 2.0):
+        order.hold("a", wait_s)
+    assert len(order) == 1 and order.busy_s("a") == 2.0
+
+    clock.now_s += 2
+    assert order.busy_s("a") == 0.0 and len(order) == 0
+    order.hold("b", 1.0)
+    clock.now_s += 1
+    order.arrange(["a"])
     assert len(order) == 0
