@@ -29,15 +29,19 @@ of it first), except that a peer that failed a catch-up comes after the others f
 (PeerOrder, which the node keeps across catch-ups). Failing is timing out, refusing the
 connection, any answer but a 200 with history or a busy one (below), a run that does not check
 out, or ending its turn short (or with nothing) of what a later peer in the same catch-up
-served: behind, or holding blocks back a few at a time. First every time, one such peer would
-cost every catch-up up to a whole answer timeout; demoted, it costs one per DEMOTION_S at most.
-Among the demoted, the one that failed last comes last. A demoted peer is still asked when the
-others stop short of a catch-up's target height (it may be the only one with the blocks), but
-not by a catch-up without a target (idle, or an observer's poll) while another peer is left to
-ask: those learn only whether there is more, which the others tell as well. A peer that takes a
-catch-up to its end (to the target, or, without one, in full answers to its own head) is
-restored to its place, and a demotion ends after DEMOTION_S anyway, so none lasts for good: an
-honest peer that was merely a block behind loses its place for a while.
+served: behind, or holding blocks back a few at a time. Timing out is taking the session's whole
+timeout for an answer (30 s in the node), or sending no bytes at all for SILENCE_S_MAX while
+answering: an honest peer assembles even a full answer in a fraction of that, then sends it in
+one go, so a peer that accepts the connection and says nothing costs seconds, not the whole
+timeout. First every time, one such peer would cost every catch-up up to an answer timeout;
+demoted, it costs one per DEMOTION_S at most. Among the demoted, the one that failed last comes
+last. A demoted peer is still asked when the others stop short of a catch-up's target height (it
+may be the only one with the blocks), but not by a catch-up without a target (idle, or an
+observer's poll) while another peer is left to ask: those learn only whether there is more,
+which the others tell as well. A peer that takes a catch-up to its end (to the target, or,
+without one, in full answers to its own head) is restored to its place, and a demotion ends
+after DEMOTION_S anyway, so none lasts for good: an honest peer that was merely a block behind
+loses its place for a while.
 
 A peer that answers 429 (its client rate limit: an observer's reads take tokens) or 503 (paused,
 or busy) says "ask me again later", not "I am faulty": it keeps its place, but is not asked
@@ -128,6 +132,13 @@ BUSY_WAIT_S_DEFAULT = 1.0
 # with each wait capped at node/peers.py's RETRY_AFTER_S_MAX, peers that stay busy end a
 # catch-up within about this many of them; the next catch-up asks them again.
 BUSY_ANSWERS_MAX = 3
+# The longest a peer may send no bytes at all while answering (aiohttp's sock_read: it restarts
+# at every read) before it is given up on as a peer that timed out. A peer sends nothing while it
+# assembles an answer, and sends it all at once: an answer of FETCH_BYTES_MAX took 0.11-0.16 s
+# to assemble (history_range and encode_history, on a 2-core machine; blocks of 100 and of 1000
+# transactions alike), so a peer serving a few catch-ups at once under load is still well within
+# this. The total of the session's timeout (30 s in the node) still bounds a whole answer.
+SILENCE_S_MAX = 5.0
 # Executed blocks are applied in slices of about this many transactions, one database
 # transaction each, yielding to the event loop in between (so the node keeps answering).
 EXECUTED_SLICE_TXS = 2_000
@@ -378,10 +389,12 @@ class _Peer:
         *,
         apply: Apply,
         stats: TransferStats,
+        timeout: aiohttp.ClientTimeout,
         proof: Proof | None = None,
     ) -> None:
         self._session = session
         self._proof = proof
+        self._timeout = timeout
         self._genesis = genesis
         self._storage = storage
         self._url = url
@@ -471,6 +484,7 @@ class _Peer:
                 f"{self._url}/peer/history",
                 params={"from": start, "to": end},
                 headers=None if self._proof is None else self._proof(self._url),
+                timeout=self._timeout,
             ) as response:
                 raw = await read_capped(response, HISTORY_BYTES_MAX)
                 if response.status in BUSY_STATUSES:
@@ -581,6 +595,7 @@ async def catch_up(
     stats: TransferStats,
     order: PeerOrder,
     proof: Proof | None = None,
+    silence_s_max: float = SILENCE_S_MAX,
 ) -> int:
     """Fetch and apply blocks above the stored head up to `to_height` (None: as far as peers
     have); returns how many were applied. Asks the peers in turn, as `order` arranges `urls`
@@ -588,10 +603,22 @@ async def catch_up(
     out, has nothing at all above the head, or answers short of a full answer (all it has now:
     see _full); and when one is busy, asking it again after its Retry-After if the others did
     not finish the catch-up meanwhile. `proof`: the headers that prove to the peer at a URL
-    which validator asks (a validator's reads are not under the client limit)."""
+    which validator asks (a validator's reads are not under the client limit). A peer that
+    sends nothing for `silence_s_max` while it answers has timed out, whatever the session's
+    total timeout leaves."""
+    if not silence_s_max > 0:  # aiohttp takes a sock_read of 0 for none at all
+        raise ValueError(f"silence_s_max must be a positive number of seconds, got {silence_s_max}")
+    total = session.timeout
+    timeout = aiohttp.ClientTimeout(
+        total=total.total,
+        connect=total.connect,
+        sock_connect=total.sock_connect,
+        sock_read=silence_s_max,
+        ceil_threshold=total.ceil_threshold,
+    )
     with storage.large_cache():
         return await _catch_up(
-            session, genesis, storage, urls, to_height, apply, stats, order, proof
+            session, genesis, storage, urls, to_height, apply, stats, order, proof, timeout
         )
 
 
@@ -605,6 +632,7 @@ async def _catch_up(
     stats: TransferStats,
     order: PeerOrder,
     proof: Proof | None,
+    timeout: aiohttp.ClientTimeout,
 ) -> int:
     first, demoted = order.arrange(urls)
     if to_height is None and first:
@@ -621,7 +649,9 @@ async def _catch_up(
                 break  # one told whether there is more already
             await order.until_one_is_free(left)
             continue
-        peer = _Peer(session, genesis, storage, url, apply=apply, stats=stats, proof=proof)
+        peer = _Peer(
+            session, genesis, storage, url, apply=apply, stats=stats, proof=proof, timeout=timeout
+        )
         turn = await _take_turn(peer, url, to_height, stats, storage, order)
         if peer.applied:
             for behind in fell_short:  # this peer had more than they served
@@ -703,6 +733,7 @@ async def follow(
     stats: TransferStats,
     order: PeerOrder | None = None,
     interval_s: float = 0.1,
+    silence_s_max: float = SILENCE_S_MAX,
 ) -> None:
     """Follow the chain forever (an observer): poll peers for blocks above the head, each poll
     a catch-up in the order `order` (by default one of its own) learns across them."""
@@ -717,6 +748,7 @@ async def follow(
             apply=apply,
             stats=stats,
             order=order,
+            silence_s_max=silence_s_max,
         )
         if not applied:
             await asyncio.sleep(interval_s)

@@ -2,7 +2,8 @@
 (timed out, refused the connection, served a run a checkpoint proof contradicts, or fell short
 of what a later peer served) is asked after the others in the catch-ups that follow, and not at
 all by one with no target, until its demotion ends or it serves a catch-up to its end. A peer
-that said it was busy (429 or 503) keeps its place but is not asked before its Retry-After.
+that said it was busy (429 or 503) keeps its place but is not asked before its Retry-After; a
+peer that goes silent while answering times out after the silence limit, not the whole timeout.
 
 The fake peers serve the history of chain.py (beside this file); requests are counted at the
 client, so a refused connection counts too.
@@ -21,8 +22,10 @@ import pytest
 from aiohttp import web
 
 from node import catchup
+from node.history import encode_history
 from node.peers import BACKOFF_MS_MIN, RETRY_AFTER_S_MAX
 from node.storage import Storage
+from node.sync import blocks_query
 from tests.node.transfer.chain import (
     BLOCKS,
     SETUP,
@@ -34,6 +37,7 @@ from tests.node.transfer.chain import (
 
 FAULTS = ["serves-a-bad-run", "refuses-connections", "times-out", "trickles-a-block"]
 ANSWER_TIMEOUT_S = 1.0  # the session's, for the peer that never answers
+SILENCE_S = 0.3  # the silence limit the silent-peer tests give a catch-up
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 WAIT_S = 30.0  # the bound on any wait for the code under test
 
@@ -402,3 +406,129 @@ def test_a_busy_deadline_is_one_a_peer_and_forgotten_once_it_passes() -> None:
     clock.now_s += 1
     order.arrange(["a"])
     assert len(order) == 0
+
+
+@contextlib.asynccontextmanager
+async def silent_peer(after_bytes: int) -> AsyncIterator[str]:
+    """A peer that accepts /peer/history and sends `after_bytes` of a body (0: not even its
+    headers), then nothing; yields its base URL."""
+    release = asyncio.Event()
+
+    async def go_silent(request: web.Request) -> web.StreamResponse:
+        if after_bytes:
+            response = web.StreamResponse()
+            response.content_length = 10 * after_bytes
+            await response.prepare(request)
+            await response.write(b"\x00" * after_bytes)
+        await release.wait()
+        return web.Response(status=500)
+
+    app = web.Application()
+    app.router.add_get("/peer/history", go_silent)
+    async with served(app) as (url,):
+        try:
+            yield url
+        finally:
+            release.set()  # lets its handler end, so the server closes at once
+
+
+def paced_app(source: Storage, *, chunks: int, gap_s: float) -> web.Application:
+    """Serves /peer/history from `source` in `chunks` pieces `gap_s` apart."""
+
+    async def history(request: web.Request) -> web.StreamResponse:
+        start, end = blocks_query(request.query, source.head().height)
+        raw = encode_history(source.history_range(start, end), source.checkpoint_proofs(start, end))
+        response = web.StreamResponse()
+        response.content_length = len(raw)
+        await response.prepare(request)
+        step = -(-len(raw) // chunks)
+        for offset in range(0, len(raw), step):
+            await asyncio.sleep(gap_s)  # the pace of a slow link, not a wait for readiness
+            await response.write(raw[offset : offset + step])
+        return response
+
+    app = web.Application()
+    app.router.add_get("/peer/history", history)
+    return app
+
+
+@pytest.fixture
+async def patient_session(asked: Asked) -> AsyncIterator[aiohttp.ClientSession]:
+    """A session with the node's total timeout, far above any wait these tests allow."""
+    timeout = aiohttp.ClientTimeout(total=WAIT_S)
+    async with aiohttp.ClientSession(timeout=timeout, trace_configs=[asked.trace()]) as session:
+        yield session
+
+
+@pytest.mark.parametrize("after_bytes", [0, 1000], ids=["sends-nothing", "stops-mid-answer"])
+async def test_a_silent_peer_is_given_up_on_after_the_silence_limit(
+    patient_session: aiohttp.ClientSession,
+    asked: Asked,
+    source: Storage,
+    target: Target,
+    after_bytes: int,
+) -> None:
+    order = catchup.PeerOrder(clock=FakeClock())
+    loop = asyncio.get_running_loop()
+    async with silent_peer(after_bytes) as silent, served(peer_app(source)) as (good,):
+        started_s = loop.time()
+        async with asyncio.timeout(10 * SILENCE_S):  # the session's total is WAIT_S
+            applied = await catchup.catch_up(
+                patient_session,
+                SETUP.genesis,
+                target.storage,
+                [silent, good],
+                to_height=BLOCKS,
+                apply=target.apply,
+                stats=target.stats,
+                order=order,
+                silence_s_max=SILENCE_S,
+            )
+        elapsed_s = loop.time() - started_s
+
+    assert applied == BLOCKS and target.storage.head() == source.head()
+    assert SILENCE_S <= elapsed_s < 5 * SILENCE_S
+    assert (asked.counts[silent], asked.counts[good]) == (1, 1)
+    assert order.arrange([silent, good]) == ([good], [silent])  # demoted, as a timeout is
+
+
+async def test_a_slow_answer_that_keeps_sending_is_not_given_up_on(
+    patient_session: aiohttp.ClientSession, asked: Asked, source: Storage, target: Target
+) -> None:
+    # Longer in all than the silence limit, but never silent that long.
+    slow_app = paced_app(source, chunks=6, gap_s=SILENCE_S / 3)
+    order = catchup.PeerOrder(clock=FakeClock())
+    async with served(slow_app) as (slow,):
+        applied = await catchup.catch_up(
+            patient_session,
+            SETUP.genesis,
+            target.storage,
+            [slow],
+            to_height=BLOCKS,
+            apply=target.apply,
+            stats=target.stats,
+            order=order,
+            silence_s_max=SILENCE_S,
+        )
+
+    assert applied == BLOCKS and asked.counts[slow] == 1
+    assert order.arrange([slow]) == ([slow], [])
+
+
+@pytest.mark.parametrize("silence_s_max", [0.0, -1.0])
+async def test_a_silence_limit_that_is_not_positive_is_refused(
+    session: aiohttp.ClientSession, target: Target, silence_s_max: float
+) -> None:
+    with pytest.raises(ValueError, match="silence_s_max must be a positive number"):
+        await catchup.catch_up(
+            session,
+            SETUP.genesis,
+            target.storage,
+            ["http://127.0.0.1:9"],
+            to_height=1,
+            apply=target.apply,
+            stats=target.stats,
+            order=catchup.PeerOrder(),
+            silence_s_max=silence_s_max,
+        )
+    assert target.stats.blocks_fetched == 0
