@@ -21,7 +21,8 @@ Client API (JSON answers; errors are {"error": message} with a 4xx or 503 status
   GET  /events/{subject}        the history of one subject (an item, an order, a machine):
                                 its newest events, oldest first
 Peer API:
-  POST /peer/batch              {"sender", "messages": [...], "txs": [...]} (msgpack)
+  POST /peer/batch              {"sender", "messages": [...], "txs": [...]} (msgpack); 503
+                                while the node is paused, with no Retry-After (node/errors.py)
   GET  /peer/stream             a WebSocket carrying such batches, one binary frame each, each
                                 answered by an ack frame {"status", "error"}, and
                                 "retry_after_s" with a 429 (node/peers.py)
@@ -67,7 +68,7 @@ from ledger.encoding import ContainersExceeded, container_budget, decode, encode
 from ledger.errors import EncodingError
 from ledger.tx import jsonable
 from node import pause
-from node.errors import ListenError, Rejection
+from node.errors import ListenError, Paused, Rejection
 from node.explorer import setup_explorer
 from node.faults import FaultSpecError, LinkFaults
 from node.history import encode_history
@@ -110,8 +111,14 @@ PENDING_QUERY_CONTAINERS = 2
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error(status: int, message: str, *, retry_after_s: int = 1) -> web.Response:
-    headers = {"Retry-After": str(retry_after_s)} if status in (429, 503) else None
+def error(status: int, message: str, *, retry_after_s: int | None = 1) -> web.Response:
+    """An error answer; a 429 or 503 with a Retry-After of `retry_after_s` unless None (the node
+    knows nothing to say about when to ask again)."""
+    headers = (
+        {"Retry-After": str(retry_after_s)}
+        if status in (429, 503) and retry_after_s is not None
+        else None
+    )
     return web.json_response({"error": message}, status=status, headers=headers)
 
 
@@ -127,7 +134,7 @@ async def rejections(request: web.Request, handler: Handler) -> web.StreamRespon
         counters.reject("rate_limited")
         return error(exc.status, str(exc), retry_after_s=exc.retry_after_s)
     except Rejection as exc:
-        response = error(exc.status, str(exc))
+        response = error(exc.status, str(exc), retry_after_s=None if isinstance(exc, Paused) else 1)
         if exc.status == 408:
             counters.reject("body_timeout")
             response.force_close()  # the rest of a body that is too slow is not worth waiting for
@@ -536,7 +543,7 @@ def _ack_for(node: Node, raw: bytes, validator: int | None, charge: Callable[[in
             # No wait lets this batch through; 413 has the sender split it (node/peers.py).
             return encode_ack(413, str(exc))
         return encode_ack(exc.status, str(exc), retry_after_s=exc.retry_after_s)
-    except Rejection as exc:  # paused: as POST /peer/batch answers it
+    except Rejection as exc:  # paused: as POST /peer/batch answers it, with no Retry-After
         return encode_ack(exc.status, str(exc))
     return encode_ack(200, None) if problem is None else encode_ack(400, problem)
 

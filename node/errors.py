@@ -34,6 +34,14 @@ class Rejection(NodeError):
             self.status = status
 
 
+class Paused(Rejection):
+    """A peer batch refused because the node is paused (node/pause.py). Answered without a
+    Retry-After: the pause lasts until its operator resumes the node, which the node cannot
+    foresee, and a made-up wait would only override the sender's back-off."""
+
+    status = 503
+
+
 class MempoolFull(Rejection):
     status = 503
 

@@ -227,6 +227,11 @@ REASONS = {
     429: "over the per-client rate limit; retry after Retry-After seconds",
     503: "mempool busy or full, node halted or paused; retry after Retry-After seconds",
 }
+# A paused node cannot say when its operator resumes it: no Retry-After (node/errors.py).
+PAUSED: Schema = {
+    "description": "the node is paused (node/pause.py); ask again later, with a back-off",
+    "content": {JSON: {"schema": ERROR}},
+}
 RETRY_AFTER: Schema = {
     "Retry-After": {
         "description": "seconds to wait before retrying",
@@ -598,8 +603,9 @@ def _paths() -> Schema:
                 ),
                 "responses": _responses(
                     {200: _ok(_obj({"ok": {"const": True}}, extra=False))},
-                    [400, 403, 408, 413, 503],
-                ),
+                    [400, 403, 408, 413],
+                )
+                | {"503": PAUSED},
             }
         },
         "/peer/stream": {

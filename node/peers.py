@@ -19,11 +19,14 @@ A batch a peer did not take is put back at the front and retried with back-off, 
 restarts gets what it missed while it was briefly away; a peer down for longer than
 STALE_AFTER_MS has its backlog dropped and catches up by state transfer instead. A peer that
 answers 503 (paused, node/pause.py) asks for the batch again later: it is kept and retried the
-same way, however long the pause. A batch answered 429 (the peer's client rate limit,
-node/limits.py, which counts what an observer's links carry: they are no validator's) is kept
-too, first in its channel, and sent again no sooner than the ack's retry_after_s, capped at
-RETRY_AFTER_S_MAX; an ack without a usable one waits the channel's back-off instead. Only that
-channel waits: the link's other channel and the other links go on. A batch larger than the peer
+same way, however long the pause. That ack carries no retry_after_s, nor POST /peer/batch's
+503 a Retry-After: a pause ends when its operator resumes the node, which the node cannot
+foresee, so the back-off, short at first, is the best guess there is. A batch answered 429
+(the peer's client rate limit, node/limits.py, which counts what an observer's links carry:
+they are no validator's) is kept too, first in its channel, and sent again no sooner than the
+ack's retry_after_s, capped at RETRY_AFTER_S_MAX; an ack without a usable one waits the
+channel's back-off instead. Only that channel waits: the link's other channel and the other
+links go on. A batch larger than the peer
 takes in a frame (its body_bytes_max, which may be below BATCH_BYTES_MAX), or in tokens (more
 than its rate limit's burst, answered 413 too), is split and its halves sent again; only a
 single message too large for the peer is dropped, as resending it cannot help. The queue is

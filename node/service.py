@@ -71,7 +71,7 @@ from node import pause, wal
 from node.byzantine import Byzantine, ByzantineSpec, Mode
 from node.catchup import PeerOrder, Transferred, TransferStats, catch_up, follow
 from node.commits import CommitFeed
-from node.errors import Rejection
+from node.errors import Paused, Rejection
 from node.executor import execute_and_store, store_record
 from node.faults import FaultInjector
 from node.history import encode_proof, stored_stable
@@ -694,7 +694,7 @@ class Node:
         """Feed a peer's batch: consensus messages, then forwarded transactions (admitted as
         clients' unless `from_validator`: the batch came on a validator's link)."""
         if self.paused_at is not None:
-            raise Rejection("node is paused by its operator; retry later", status=503)
+            raise Paused("node is paused by its operator; retry later")
         # One database transaction for the whole batch: its log records and what this node
         # signs in answer are committed before the handler returns, so before anything is sent.
         with self.storage.batch():

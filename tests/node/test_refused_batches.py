@@ -12,6 +12,10 @@ not for good, and the messages in them were lost:
   BATCH_TX_BYTES_MAX (256 KiB), whatever the limit: on a chain whose body_bytes_max is below
   those (64 KiB here), a burst of small messages that each fit was refused together and dropped
   together.
+
+A paused node cannot say when it takes batches again (its operator resumes it), so its 503
+carries no Retry-After on POST /peer/batch, as its ack on the stream carries no retry_after_s:
+the error helper gave every 503 "Retry-After: 1", a figure nothing stood behind.
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from aiohttp.test_utils import TestServer
 
+from ledger.encoding import encode
 from ledger.genesis import Params
 from node.api import create_app
-from node.peers import PeerLink, Peers
+from node.openapi import document
+from node.peers import STREAM_PATH, PeerLink, Peers, decode_ack
 from node.service import Node
-from tests.node.conftest import Setup, make_setup
+from tests.node.conftest import Client, Setup, make_setup
 
 DELIVERED_WITHIN_S = 10.0
 FRAME_BYTES_MAX = 64 * 1024
@@ -78,6 +84,32 @@ async def test_messages_refused_by_a_paused_node_reach_it_once_it_resumes(
     assert node.counters.messages_received == 0
     node.resume()
     await _until(lambda: node.counters.messages_received == 1)
+
+
+async def test_a_paused_node_names_no_time_to_ask_again_on_either_path(
+    node: Node, client: Client
+) -> None:
+    node.paused_at = {"phase": "after-prepare", "seq": 1}
+    batch = encode({"sender": 0, "messages": [], "txs": []})
+    answer = await client.post("/peer/batch", data=batch)
+    assert answer.status == 503
+    assert "Retry-After" not in answer.headers
+    assert "headers" not in document()["paths"]["/peer/batch"]["post"]["responses"]["503"]
+    stream = await client.ws_connect(STREAM_PATH)
+    try:
+        await stream.send_bytes(batch)
+        ack = decode_ack((await stream.receive(timeout=5)).data)
+    finally:
+        await stream.close()
+    assert (ack.status, ack.retry_after_s) == (503, None)
+
+
+async def test_a_halted_node_still_gives_its_503_a_retry_after(node: Node, client: Client) -> None:
+    # Only the pause says nothing: what else answers 503 keeps its header.
+    node.halted = "stopped for a test"
+    answer = await client.post("/txs", data=encode([b"a transaction"]))
+    assert answer.status == 503
+    assert answer.headers["Retry-After"] == "1"
 
 
 async def test_a_burst_larger_than_the_peers_frame_limit_is_delivered_in_smaller_batches(
