@@ -26,12 +26,19 @@ foresee, so the back-off, short at first, is the best guess there is. A batch an
 they are no validator's) is kept too, first in its channel, and sent again no sooner than the
 ack's retry_after_s, capped at RETRY_AFTER_S_MAX; an ack without a usable one waits the
 channel's back-off instead. Only that channel waits: the link's other channel and the other
-links go on. A batch larger than the peer
-takes in a frame (its body_bytes_max, which may be below BATCH_BYTES_MAX), or in tokens (more
-than its rate limit's burst, answered 413 too), is split and its halves sent again; only a
-single message too large for the peer is dropped, as resending it cannot help. The queue is
-also bounded in bytes, dropping the oldest items first, so a dead peer cannot grow memory (the
-protocol's retransmission and state transfer cover what was dropped).
+links go on.
+
+A batch larger than the peer takes is split and its halves sent again; only a single message
+too large for the peer is dropped, as resending it cannot help. Two limits are told apart: a
+frame past the peer's body_bytes_max (which may be below BATCH_BYTES_MAX) closes the stream
+with 1009, and halves the channel's cap on a batch's bytes; a batch that needs more tokens than
+the peer's rate limit has in its burst (one a batch and one an item) is acked 413, and halves
+the cap on a batch's items instead, since its bytes are not what the peer refused. Either cap
+grows back to BATCH_BYTES_MAX (BATCH_TX_BYTES_MAX) by probes spaced further apart each time
+one is refused (node/batch_limit.py), so a peer whose limit was small for a while is sent
+full batches again, and one whose limit stays small refuses a batch ever more rarely. The
+queue is also bounded in bytes, dropping the oldest items first, so a dead peer cannot grow
+memory (the protocol's retransmission and state transfer cover what was dropped).
 
 Every batch passes the node's fault injector (node/faults.py) on its way out: it may wait, be
 lost, go twice, or fail as if the peer were unreachable when the link is blocked.
@@ -52,6 +59,7 @@ import aiohttp
 
 from ledger.encoding import decode, encode
 from ledger.errors import EncodingError
+from node.batch_limit import BatchLimit
 from node.errors import StreamBroken
 from node.faults import FaultInjector
 
@@ -103,7 +111,8 @@ class _Outcome(enum.Enum):
     FAILED = "failed"  # no answer: the peer is down, or the link blocked
     RETRY_LATER = "retry-later"  # the peer answered 503: it takes no batches now
     RATE_LIMITED = "rate-limited"  # the peer answered 429: not before its Retry-After
-    TOO_LARGE = "too-large"  # larger than the peer takes in one frame (or its rate's burst)
+    TOO_LARGE = "too-large"  # more bytes than the peer takes in one frame (closed with 1009)
+    OVER_BURST = "over-burst"  # more items than its rate limit's burst has tokens for (413)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,6 +131,9 @@ class Ack:
     status: int
     error: str | None
     retry_after_s: int | None = None  # with a 429: when the peer takes batches again
+    # No ack frame at all: the peer closed the stream (1009) because the frame passed its
+    # body_bytes_max. Read as 413, told apart from a 413 ack (over the burst: too many items).
+    frame_too_big: bool = False
 
 
 @dataclass(slots=True)
@@ -137,10 +149,13 @@ class _Queue:
             self.size -= len(self.items.popleft())
             self.dropped += 1
 
-    def take(self, bytes_max: int) -> list[bytes]:
+    def take(self, bytes_max: int, items_max: int) -> list[bytes]:
+        """The oldest items, at least one, within `bytes_max` bytes and `items_max` items."""
         taken: list[bytes] = []
         budget = bytes_max
-        while self.items and (not taken or len(self.items[0]) <= budget):
+        while self.items and (
+            not taken or (len(self.items[0]) <= budget and len(taken) < items_max)
+        ):
             item = self.items.popleft()
             self.size -= len(item)
             budget -= len(item)
@@ -289,13 +304,17 @@ class Peers:
     async def _run(self, link: PeerLink, *, txs: bool) -> None:
         """One channel of a link: its consensus messages, or (`txs`) its forwarded transactions."""
         queue, wake = (link.txs, link.wake_txs) if txs else (link.messages, link.wake)
-        bytes_max = BATCH_TX_BYTES_MAX if txs else BATCH_BYTES_MAX
+        full = BATCH_TX_BYTES_MAX if txs else BATCH_BYTES_MAX
+        # The frame's bytes, and the items a rate limit's burst has tokens for: refused for
+        # either, a batch is split by that one (see node/batch_limit.py). No batch holds more
+        # items than bytes, so at `full` the items' cap holds none back.
+        bytes_limit, items_limit = BatchLimit(full=full), BatchLimit(full=full)
         backoff_ms = BACKOFF_MS_MIN
         while True:
             await wake.wait()
             wake.clear()
             while queue.items:
-                items = queue.take(bytes_max)
+                items = queue.take(bytes_limit.now, items_limit.now)
                 body = encode(
                     {
                         "sender": self.self_index,
@@ -306,6 +325,8 @@ class Peers:
                 answer = await self._deliver(link, body, txs=txs)
                 outcome = answer.outcome
                 if outcome is _Outcome.DELIVERED:
+                    bytes_limit.take(sum(map(len, items)))
+                    items_limit.take(len(items))
                     backoff_ms = BACKOFF_MS_MIN
                     continue
                 if outcome is _Outcome.RATE_LIMITED and answer.wait_s is not None:
@@ -314,12 +335,15 @@ class Peers:
                     queue.put_back(items)
                     await asyncio.sleep(answer.wait_s)
                     continue
-                if outcome is _Outcome.TOO_LARGE:
+                if outcome in (_Outcome.TOO_LARGE, _Outcome.OVER_BURST):
                     if len(items) > 1:
-                        # The peer's frames are smaller than this channel's batches: send
-                        # smaller ones from now on, these items first.
+                        # The peer takes less than this channel's batches: send smaller ones
+                        # for a while, these items first.
                         queue.put_back(items)
-                        bytes_max = max(1, sum(map(len, items)) // 2)
+                        if outcome is _Outcome.TOO_LARGE:
+                            bytes_limit.refuse(sum(map(len, items)))
+                        else:
+                            items_limit.refuse(len(items))
                     else:
                         log.error(
                             "peer %s refused a message of %d bytes as larger than it takes; "
@@ -432,7 +456,9 @@ class Peers:
         if message.type is aiohttp.WSMsgType.CLOSE and message.data == (
             aiohttp.WSCloseCode.MESSAGE_TOO_BIG
         ):
-            return Ack(status=413, error="the batch is larger than the peer takes")
+            return Ack(
+                status=413, error="the batch is larger than the peer takes", frame_too_big=True
+            )
         raise StreamBroken(f"peer stream ended without an ack ({message.type.name})")
 
     async def _new_stream(self, link: PeerLink, *, txs: bool) -> aiohttp.ClientWebSocketResponse:
@@ -469,7 +495,7 @@ def _answer_to(link: PeerLink, ack: Ack) -> _Answer:
         )
         return _Answer(outcome=_Outcome.RATE_LIMITED, wait_s=wait_s)
     if ack.status == 413:
-        return _Answer(outcome=_Outcome.TOO_LARGE)
+        return _Answer(outcome=_Outcome.TOO_LARGE if ack.frame_too_big else _Outcome.OVER_BURST)
     if ack.status != 200:
         log.warning("peer %s refused a batch with status %d: %s", link.name, ack.status, ack.error)
     return _Answer(outcome=_Outcome.DELIVERED)
