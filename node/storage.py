@@ -28,6 +28,12 @@ found and left (`_NonceUse`), the same on every node whether it executed the blo
 it from fetched writes. Databases written before this rule (layouts 0 and 1: see LAYOUT_VERSION)
 found such a transaction at its first inclusion; opening one moves its rows by the same rule
 (`Storage._upgrade_layout`) before the node reads anything.
+
+The meta table also records the protocol version (node/protocol.py) the chain and the consensus
+log were written with, beside the genesis. A database holding a chain of another version, or of
+none (written before versions were recorded: version 1), is refused as it opens, before anything
+is written: the log's messages would not verify under this code, and replaying it would refuse
+them one by one. Its node must start again from an empty data directory and catch up.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from ledger.encoding import decode, encode
 from ledger.errors import LedgerError
 from ledger.hashing import HASH_BYTES, sha256
 from node.errors import StorageError
+from node.protocol import PROTOCOL_VERSION, UNSTATED_VERSION
 from node.sync import FETCH_BYTES_MAX
 from node.txfilter import TxFilter
 
@@ -217,10 +224,21 @@ CHECKPOINT_BACKSTOP_PAGES = 16_384
 #    rows. Code after the rule wrote layout 1 too, in which it finds nothing to move.
 # 2  every row placed by the rule.
 LAYOUT_VERSION = 2
+# The meta key of the protocol version (node/protocol.py) the chain and its log were written with.
+PROTOCOL_KEY = "protocol_version"
 # Write sets read at a time while a database of layout 0 or 1 is brought up to date.
 UPGRADE_BLOCKS_STEP = 32
 # How a nonce record's key ends (contracts.accounts.nonce_key).
 _NONCE_KEY_END = b"/nonce"
+
+
+def _decoded_version(raw: bytes) -> int | None:
+    """The protocol version a meta value records, None if it records none that can be read."""
+    try:
+        version = decode(raw)
+    except LedgerError:
+        return None
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
 
 
 class Storage:
@@ -239,6 +257,7 @@ class Storage:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             layout = self._check_layout(path)
+            self._check_protocol(path)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             self._db.executescript(_SCHEMA)
@@ -297,6 +316,36 @@ class Storage:
             )
         return version
 
+    def _check_protocol(self, path: Path) -> None:
+        """Refuse, before anything is written, a database holding a chain written under another
+        protocol version than this code's (see the module docstring)."""
+        has_meta = self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+        ).fetchone()
+        if has_meta is None or self._meta("genesis_hash") is None:
+            return  # no chain yet: `initialise` records this code's version with the genesis
+        raw = self._meta(PROTOCOL_KEY)
+        if raw is None:
+            recorded = (
+                f"records no protocol version (written before versions were recorded: protocol "
+                f"{UNSTATED_VERSION})"
+            )
+        else:
+            found = _decoded_version(raw)
+            if found == PROTOCOL_VERSION:
+                return
+            recorded = (
+                "records an unreadable protocol version"
+                if found is None
+                else f"records protocol {found}"
+            )
+        raise StorageError(
+            f"{path} holds a chain written under another millchain protocol: it {recorded}, and "
+            f"this millchain speaks protocol {PROTOCOL_VERSION}, which cannot replay its "
+            f"consensus log. Delete the node's data directory ({path.parent}) and start the node "
+            "again: it fetches the chain from its peers (which must run this version too)"
+        )
+
     def checkpoint_in_background(self) -> None:
         """Copy the WAL into the database file from a thread of its own from now on.
 
@@ -339,6 +388,7 @@ class Storage:
             self._set_meta("genesis_hash", genesis_hash)
             self._set_meta("genesis_digest", digest)
             self._set_meta("genesis_time_ms", encode(time_ms))
+            self._set_meta(PROTOCOL_KEY, encode(PROTOCOL_VERSION))
 
     def head(self) -> Head:
         row = self._db.execute(
