@@ -28,6 +28,7 @@ from node.client import (
     path_segment,
     wait_committed_anywhere,
 )
+from node.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
 from node.sync import SyncError, verify_blocks
 
 AS_HELP = (
@@ -228,9 +229,17 @@ async def _fetch_block_raw(layout: ClusterDir, height: int, node: str | None) ->
     client = await reachable_client(layout, node)
     try:
         async with client.session.get(
-            f"{client.url}/peer/blocks", params={"from": height, "to": height}
+            f"{client.url}/peer/blocks",
+            params={"from": height, "to": height},
+            headers={PROTOCOL_HEADER: str(PROTOCOL_VERSION)},
         ) as response:
-            return await response.read()
+            raw = await response.read()
+            if response.status != 200:
+                raise click.ClickException(
+                    f"{client.url}/peer/blocks answered {response.status}: "
+                    f"{raw[:300].decode(errors='replace')}"
+                )
+            return raw
     finally:
         await client.__aexit__(None, None, None)
 

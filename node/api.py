@@ -32,6 +32,9 @@ Peer API:
   GET  /peer/blocks?from=&to=   certified blocks for catching up (msgpack)
   GET  /peer/history?from=&to=  certified blocks with their receipts and write sets, and the
                                 stable checkpoint proofs among them (msgpack, node/history.py)
+Every request under /peer/ states the sender's protocol version in the Millchain-Protocol header
+(node/protocol.py); one that states none or another is answered 409, naming both versions, before
+anything else of it is read.
 Admin API (from loopback under an IP address, localhost or a validator's host, or with
 `Authorization: Bearer <admin_token>` if the config sets one; never what a browser sends for a
 page of another origin):
@@ -55,6 +58,7 @@ import ipaddress
 import json
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import unquote
@@ -86,6 +90,7 @@ from node.openapi import (
 )
 from node.peer_auth import LinkProofError, linked_validator
 from node.peers import encode_ack
+from node.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, REFUSED_STATUS, refusal, subprotocol
 from node.service import Node, now_ms
 from node.sync import blocks_query, encode_blocks
 
@@ -95,10 +100,18 @@ NODE_KEY = web.AppKey("node", Node)
 LIMITS_KEY = web.AppKey("limits", ApiLimits)
 LIMITER_KEY = web.AppKey("rate_limiter", RateLimiter)
 PEER_STREAMS_KEY = web.AppKey("peer_streams", set[web.WebSocketResponse])
+# Remote address -> time.monotonic() of the last refusal of its protocol version logged.
+PROTOCOL_REFUSALS_KEY = web.AppKey("protocol_refusals_logged", dict[str, float])
+# A node of another version retries its links every couple of seconds for as long as it runs:
+# its refusals are logged once a minute per address (and all counted), and the addresses
+# remembered are bounded.
+PROTOCOL_REFUSAL_LOG_INTERVAL_S = 60.0
+PROTOCOL_REFUSAL_ADDRESSES_MAX = 1024
+PEER_PREFIX = "/peer/"
 # Pings on an idle peer stream; a peer that does not answer one in time is closed.
 PEER_STREAM_HEARTBEAT_S = 20.0
 # Routes outside the client API's rate limit (see node/limits.py for why).
-UNLIMITED_PREFIXES = ("/peer/", "/admin/")
+UNLIMITED_PREFIXES = (PEER_PREFIX, "/admin/")
 # Seconds a stopping node gives requests in flight before it cuts them: a client's long poll
 # (GET /tx?wait_ms, GET /commits?wait_ms) would otherwise hold the stop for up to its wait, past
 # `cluster down`'s patience, which then kills the node.
@@ -150,6 +163,40 @@ async def rejections(request: web.Request, handler: Handler) -> web.StreamRespon
 
 
 @web.middleware
+async def peer_protocol(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a request under /peer/ that does not state this node's protocol version
+    (node/protocol.py), before anything else of it is read: counted, and logged."""
+    if request.path.startswith(PEER_PREFIX):
+        problem = refusal(request.headers.get(PROTOCOL_HEADER))
+        if problem is not None:
+            request.app[NODE_KEY].counters.reject("peer_protocol")
+            _log_protocol_refusal(request, problem)
+            response = error(REFUSED_STATUS, problem)
+            response.headers[PROTOCOL_HEADER] = str(PROTOCOL_VERSION)
+            return response
+    return await handler(request)
+
+
+def _log_protocol_refusal(request: web.Request, problem: str) -> None:
+    logged = request.app[PROTOCOL_REFUSALS_KEY]
+    remote = request.remote or "unknown"
+    now_s = time.monotonic()
+    last_s = logged.get(remote)
+    if last_s is not None and now_s - last_s < PROTOCOL_REFUSAL_LOG_INTERVAL_S:
+        return
+    if last_s is None and len(logged) >= PROTOCOL_REFUSAL_ADDRESSES_MAX:
+        logged.clear()
+    logged[remote] = now_s
+    log.warning(
+        "refused %s %s from %s: %s (logged once a minute per address)",
+        request.method,
+        request.path[:200],
+        remote,
+        problem,
+    )
+
+
+@web.middleware
 async def rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
     """One token per client API request from the remote address's bucket."""
     if not request.path.startswith(UNLIMITED_PREFIXES):
@@ -170,11 +217,13 @@ async def read_body(request: web.Request) -> bytes:
 def create_app(node: Node, limits: ApiLimits | None = None) -> web.Application:
     limits = limits or ApiLimits()
     app = web.Application(
-        client_max_size=node.params.body_bytes_max, middlewares=[rejections, rate_limit]
+        client_max_size=node.params.body_bytes_max,
+        middlewares=[rejections, peer_protocol, rate_limit],
     )
     app[NODE_KEY] = node
     app[LIMITS_KEY] = limits
     app[PEER_STREAMS_KEY] = set()
+    app[PROTOCOL_REFUSALS_KEY] = {}
     app.on_shutdown.append(_close_peer_streams)
     app[LIMITER_KEY] = RateLimiter(
         rate_per_s=limits.rate_limit_per_s, burst=limits.rate_limit_burst
@@ -493,6 +542,8 @@ async def peer_stream(request: web.Request) -> web.WebSocketResponse:
         compress=False,
         heartbeat=PEER_STREAM_HEARTBEAT_S,
         timeout=1.0,  # for the peer's close frame: shutting down waits no longer for it
+        # Chosen when the opener asks for it: it tells the opener this node's version too.
+        protocols=(subprotocol(PROTOCOL_VERSION),),
     )
     await stream.prepare(request)
     streams = request.app[PEER_STREAMS_KEY]

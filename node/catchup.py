@@ -94,6 +94,7 @@ from contracts.state import next_digest
 from ledger.genesis import Genesis
 from node.history import CheckpointProof, FetchedBlock, verify_history
 from node.peers import read_capped, retry_wait_s
+from node.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
 from node.slicing import consecutive_slices
 from node.storage import BlockRecord, EventRow, Head, Storage
 from node.sync import (
@@ -483,7 +484,11 @@ class _Peer:
             async with self._session.get(
                 f"{self._url}/peer/history",
                 params={"from": start, "to": end},
-                headers=None if self._proof is None else self._proof(self._url),
+                # A peer of another protocol version answers 409, which fails the catch-up.
+                headers={
+                    PROTOCOL_HEADER: str(PROTOCOL_VERSION),
+                    **({} if self._proof is None else self._proof(self._url)),
+                },
                 timeout=self._timeout,
             ) as response:
                 raw = await read_capped(response, HISTORY_BYTES_MAX)

@@ -23,6 +23,15 @@ class StreamBroken(NodeError):
     """A peer stream closed, or answered a batch with something other than an ack."""
 
 
+class ProtocolMismatch(NodeError):
+    """A peer that speaks another protocol version (node/protocol.py); `theirs` is its version,
+    None when it named none that can be read."""
+
+    def __init__(self, message: str, *, theirs: int | None) -> None:
+        super().__init__(message)
+        self.theirs = theirs
+
+
 class Rejection(NodeError):
     """A client request refused with an HTTP status and a message saying what was wrong."""
 

@@ -16,6 +16,7 @@ from aiohttp import web
 from contracts.contract import NEWEST_QUERY_MAX
 from node.faults import DELAY_MS_MAX
 from node.mempool import PENDING_QUERY_MAX
+from node.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, REFUSED_STATUS, subprotocol
 from node.sync import FETCH_BLOCKS_MAX
 
 Schema = dict[str, Any]
@@ -132,6 +133,31 @@ BLOCK = _obj(
         "certificate": {"oneOf": [CERTIFICATE, {"type": "null"}]},
     }
 )
+PEER_LINK = _obj(
+    {
+        "index": NAT,
+        "name": {"type": "string"},
+        "url": {"type": "string"},
+        "up": {"type": "boolean"},
+        "last_ok_ms": NULLABLE_INT,
+        "queued": NAT,
+        "dropped": NAT,
+        "peer_protocol": {
+            "type": ["integer", "null"],
+            "description": (
+                "the protocol version the peer showed when this node last opened a link to it "
+                "(in its refusal, or by the stream it took); null before it showed one"
+            ),
+        },
+        "protocol_incompatible": {
+            "type": "boolean",
+            "description": (
+                "whether the peer speaks another protocol version than this node: the link "
+                "stays down, and is tried again with its back-off"
+            ),
+        },
+    }
+)
 STATUS = _obj(
     {
         "name": {"type": "string"},
@@ -152,7 +178,12 @@ STATUS = _obj(
             "type": "boolean",
             "description": "whether each database commit is forced to disk (node.json fsync)",
         },
-        "peers": {"type": "array", "items": {"type": "object"}},
+        "protocol_version": {
+            "type": "integer",
+            "const": PROTOCOL_VERSION,
+            "description": "the protocol version this node speaks (node/protocol.py)",
+        },
+        "peers": {"type": "array", "items": PEER_LINK},
         "counters": _obj(
             {
                 "txs_admitted": NAT,
@@ -257,6 +288,27 @@ def _responses(ok: dict[int, Schema], errors: list[int], *, limited: bool = True
     codes = sorted({*errors, *([429] if limited else [])})
     return {str(code): answer for code, answer in ok.items()} | {
         str(code): _error(code) for code in codes
+    }
+
+
+def _peer_responses(ok: dict[int, Schema], errors: list[int], *, limited: bool = True) -> Schema:
+    """Answers of a peer route: those of `_responses`, and the refusal of a request of another
+    protocol version."""
+    return _responses(ok, errors, limited=limited) | {
+        str(REFUSED_STATUS): {
+            "description": (
+                f"the request states no {PROTOCOL_HEADER} or another than this node's "
+                "(node/protocol.py); the message names both versions"
+            ),
+            "headers": {
+                PROTOCOL_HEADER: {
+                    "description": "this node's protocol version",
+                    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                    "required": True,
+                }
+            },
+            "content": {JSON: {"schema": ERROR}},
+        }
     }
 
 
@@ -585,7 +637,7 @@ def _paths() -> Schema:
                     "(millchain_consensus_messages_rejected_total); transactions refused at "
                     "admission are counted by reason (millchain_txs_rejected_total). " + LINK_PROOF
                 ),
-                "parameters": LINK_PROOF_HEADERS,
+                "parameters": PEER_HEADERS,
                 "requestBody": _body(
                     MSGPACK,
                     _obj(
@@ -601,7 +653,7 @@ def _paths() -> Schema:
                     ),
                     "a peer batch (canonical msgpack)",
                 ),
-                "responses": _responses(
+                "responses": _peer_responses(
                     {200: _ok(_obj({"ok": {"const": True}}, extra=False))},
                     [400, 403, 408, 413],
                 )
@@ -620,10 +672,12 @@ def _paths() -> Schema:
                     '"retry_after_s": the Retry-After it would have carried. A batch that takes '
                     "more tokens than the rate limit's burst is answered 413 (here and on POST "
                     "/peer/batch): its sender must split it. A frame larger than the "
-                    "chain's body_bytes_max closes the stream with code 1009. " + LINK_PROOF
+                    "chain's body_bytes_max closes the stream with code 1009. The node "
+                    f"chooses the WebSocket subprotocol {subprotocol(PROTOCOL_VERSION)} when "
+                    "asked for it, so the opener learns its protocol version too. " + LINK_PROOF
                 ),
-                "parameters": LINK_PROOF_HEADERS,
-                "responses": _responses(
+                "parameters": PEER_HEADERS,
+                "responses": _peer_responses(
                     {101: {"description": "switching to the WebSocket protocol"}},
                     [400, 403],
                     limited=False,
@@ -641,7 +695,7 @@ def _paths() -> Schema:
                     "queue arrived. The backup then forwards the transactions from there, unless "
                     "they may be waiting in that queue. " + PEER_READ_LIMIT
                 ),
-                "parameters": LINK_PROOF_HEADERS,
+                "parameters": PEER_HEADERS,
                 "requestBody": _body(
                     MSGPACK,
                     _obj(
@@ -656,7 +710,7 @@ def _paths() -> Schema:
                     ),
                     "the stalled senders (canonical msgpack)",
                 ),
-                "responses": _responses(
+                "responses": _peer_responses(
                     {
                         200: _ok(
                             _obj(
@@ -685,7 +739,7 @@ def _paths() -> Schema:
                 "summary": "Certified blocks for a peer catching up",
                 "description": PEER_READ_LIMIT,
                 "parameters": [
-                    *LINK_PROOF_HEADERS,
+                    *PEER_HEADERS,
                     _query("from", HEIGHT_MAX, 1, "first height", minimum=1),
                     _query(
                         "to",
@@ -695,7 +749,7 @@ def _paths() -> Schema:
                         minimum=1,
                     ),
                 ],
-                "responses": _responses(
+                "responses": _peer_responses(
                     {
                         200: _ok(
                             {
@@ -725,7 +779,7 @@ def _paths() -> Schema:
                     + PEER_READ_LIMIT
                 ),
                 "parameters": [
-                    *LINK_PROOF_HEADERS,
+                    *PEER_HEADERS,
                     _query("from", HEIGHT_MAX, 1, "first height", minimum=1),
                     _query(
                         "to",
@@ -735,7 +789,7 @@ def _paths() -> Schema:
                         minimum=1,
                     ),
                 ],
-                "responses": _responses(
+                "responses": _peer_responses(
                     {
                         200: _ok(
                             _obj(
@@ -909,6 +963,16 @@ LINK_PROOF = (
     "the batch takes a token of the client rate limit, and one per message and transaction "
     "(429 over it). Headers that name a validator without proving it get 403."
 )
+PROTOCOL_PARAMETER: Schema = {
+    "name": PROTOCOL_HEADER,
+    "in": "header",
+    "required": True,
+    "description": (
+        f"the sender's protocol version (node/protocol.py): {PROTOCOL_VERSION} here; a request "
+        f"without it, or with another, is refused with {REFUSED_STATUS}"
+    ),
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+}
 LINK_PROOF_HEADERS: list[Schema] = [
     {
         "name": name,
@@ -926,6 +990,7 @@ LINK_PROOF_HEADERS: list[Schema] = [
         ),
     )
 ]
+PEER_HEADERS: list[Schema] = [PROTOCOL_PARAMETER, *LINK_PROOF_HEADERS]
 
 
 def _redirect(summary: str) -> Schema:

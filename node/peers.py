@@ -40,6 +40,13 @@ full batches again, and one whose limit stays small refuses a batch ever more ra
 queue is also bounded in bytes, dropping the oldest items first, so a dead peer cannot grow
 memory (the protocol's retransmission and state transfer cover what was dropped).
 
+Every request to a peer states this node's protocol version (node/protocol.py), and a stream
+asks for the version's WebSocket subprotocol. A peer of another version refuses the stream (409,
+naming its version), or, from before versions were stated, takes it without choosing the
+subprotocol, and the stream is closed unused. Either way the link is down and marked
+incompatible in its status with the peer's version; an ERROR is logged once, not on every retry,
+and the channels go on retrying with their back-off, since the peer may be upgraded.
+
 Every batch passes the node's fault injector (node/faults.py) on its way out: it may wait, be
 lost, go twice, or fail as if the peer were unreachable when the link is blocked.
 """
@@ -60,8 +67,17 @@ import aiohttp
 from ledger.encoding import decode, encode
 from ledger.errors import EncodingError
 from node.batch_limit import BatchLimit
-from node.errors import StreamBroken
+from node.errors import ProtocolMismatch, StreamBroken
 from node.faults import FaultInjector
+from node.protocol import (
+    PROTOCOL_HEADER,
+    PROTOCOL_VERSION,
+    REFUSED_STATUS,
+    describe,
+    stated_version,
+    subprotocol,
+    subprotocol_version,
+)
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +201,10 @@ class PeerLink:
     sent_batches: int = 0
     failures: int = 0
     down_since_ms: int | None = None
+    # The protocol version the peer last showed (in its refusal, or by the stream it took),
+    # None before it showed one; and whether that was another than this node's.
+    peer_protocol: int | None = None
+    incompatible: bool = False
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     wake_txs: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -202,6 +222,8 @@ class PeerLink:
             "last_ok_ms": self.last_ok_ms,
             "queued": len(self.messages.items) + len(self.txs.items),
             "dropped": self.messages.dropped + self.txs.dropped,
+            "peer_protocol": self.peer_protocol,
+            "protocol_incompatible": self.incompatible,
         }
 
 
@@ -401,19 +423,36 @@ class Peers:
         async with self._session.post(
             f"{link.url}{path}",
             data=body,
-            headers={
-                "Content-Type": "application/msgpack",
-                **({} if self._proof is None else self._proof(link.index)),
-            },
+            headers={"Content-Type": "application/msgpack", **self._headers(link)},
             timeout=timeout,
         ) as response:
             return response.status, await read_capped(response, ANSWER_BYTES_MAX)
+
+    def _headers(self, link: PeerLink) -> dict[str, str]:
+        """What every request to the peer carries: this node's protocol version, and the
+        proof of which validator sends it (none from an observer)."""
+        return {
+            PROTOCOL_HEADER: str(PROTOCOL_VERSION),
+            **({} if self._proof is None else self._proof(link.index)),
+        }
+
+    def _mark_incompatible(self, link: PeerLink, exc: ProtocolMismatch) -> None:
+        """The peer speaks another protocol version: down, and said so once (its channels
+        retry for as long as it stays so, every BACKOFF_MS_MAX at most)."""
+        if not link.incompatible:
+            log.error("peer %s cannot be linked: %s", link.name, exc)
+        link.incompatible = True
+        link.peer_protocol = exc.theirs
+        self._mark_down(link, exc)
 
     async def _push(self, link: PeerLink, body: bytes, *, txs: bool) -> _Answer:
         """Send one batch on the channel's stream and wait for its ack: DELIVERED if the peer
         took it (or refused it for good: resending the same bytes cannot help)."""
         try:
             ack = await self._exchange_on_stream(link, body, txs=txs)
+        except ProtocolMismatch as exc:
+            self._mark_incompatible(link, exc)
+            return _Answer(outcome=_Outcome.FAILED)
         except (aiohttp.ClientError, TimeoutError, OSError, StreamBroken) as exc:
             await self._drop_stream(link, txs=txs)
             self._mark_down(link, exc or type(exc).__name__)
@@ -462,15 +501,37 @@ class Peers:
         raise StreamBroken(f"peer stream ended without an ack ({message.type.name})")
 
     async def _new_stream(self, link: PeerLink, *, txs: bool) -> aiohttp.ClientWebSocketResponse:
+        """A stream to the peer; ProtocolMismatch if the peer speaks another protocol version."""
         assert self._session is not None
-        stream = await self._session.ws_connect(
-            f"{link.url}{STREAM_PATH}",
-            headers=None if self._proof is None else self._proof(link.index),
-            compress=0,
-            max_msg_size=ACK_BYTES_MAX,
-            # A broken stream is dropped without waiting long for the peer's close frame.
-            timeout=aiohttp.ClientWSTimeout(ws_close=1.0),
-        )
+        try:
+            stream = await self._session.ws_connect(
+                f"{link.url}{STREAM_PATH}",
+                headers=self._headers(link),
+                protocols=(subprotocol(PROTOCOL_VERSION),),
+                compress=0,
+                max_msg_size=ACK_BYTES_MAX,
+                # A broken stream is dropped without waiting long for the peer's close frame.
+                timeout=aiohttp.ClientWSTimeout(ws_close=1.0),
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            stated = None if exc.headers is None else exc.headers.get(PROTOCOL_HEADER)
+            if exc.status == REFUSED_STATUS and stated is not None:
+                raise _mismatch(stated_version(stated), "refused the stream") from exc
+            raise
+        theirs = subprotocol_version(stream.protocol)
+        if theirs != PROTOCOL_VERSION:
+            await stream.close()
+            chosen = stream.protocol
+            raise _mismatch(
+                theirs,
+                "took the stream without choosing its subprotocol"
+                if chosen is None
+                else f"took the stream as {chosen[:32]!r}",
+            )
+        link.peer_protocol = theirs
+        if link.incompatible:
+            log.info("peer %s speaks protocol %d now", link.name, theirs)
+            link.incompatible = False
         self._streams[(link.index, txs)] = stream
         return stream
 
@@ -478,6 +539,14 @@ class Peers:
         stream = self._streams.pop((link.index, txs), None)
         if stream is not None:
             await stream.close()
+
+
+def _mismatch(theirs: int | None, what: str) -> ProtocolMismatch:
+    return ProtocolMismatch(
+        f"it speaks {describe(theirs)} and {what}; this node speaks protocol {PROTOCOL_VERSION}. "
+        "Run the same millchain version on every node",
+        theirs=theirs,
+    )
 
 
 def _answer_to(link: PeerLink, ack: Ack) -> _Answer:

@@ -79,6 +79,7 @@ from node.mempool import GAPPED_TTL_MS, PENDING_QUERY_MAX, Mempool
 from node.oracle_runner import OracleRunner
 from node.peer_auth import link_headers
 from node.peers import PeerLink, Peers
+from node.protocol import PROTOCOL_VERSION
 from node.stages import StageClock, clock_ms
 from node.storage import Storage
 
@@ -1443,6 +1444,7 @@ class Node:
             "state_digest": head.state_digest.hex(),
             "timestamp_ms": head.timestamp_ms,
             "role": "observer" if self.replica is None else "validator",
+            "protocol_version": PROTOCOL_VERSION,
             **self._consensus_status(),
             "mempool": len(self.mempool),
             "admission_queue": self.admission_backlog,

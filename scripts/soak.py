@@ -49,6 +49,7 @@ from ledger.block import ZERO_HASH
 from ledger.genesis import Genesis, Role
 from ledger.tx import Transaction
 from node.client import ClientError, NodeClient, wait_until_up
+from node.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
 from node.sync import FETCH_BLOCKS_MAX, SyncError, verify_blocks
 
 log = logging.getLogger("soak")
@@ -407,7 +408,11 @@ async def read_chain(
     prev_hash, start = ZERO_HASH, 1
     while start <= height:
         end = min(height, start + FETCH_BLOCKS_MAX - 1)
-        async with session.get(f"{url}/peer/blocks", params={"from": start, "to": end}) as answer:
+        async with session.get(
+            f"{url}/peer/blocks",
+            params={"from": start, "to": end},
+            headers={PROTOCOL_HEADER: str(PROTOCOL_VERSION)},
+        ) as answer:
             if answer.status != 200:
                 raise SoakError(f"{name} /peer/blocks from {start}: {answer.status}")
             raw = await answer.read()

@@ -19,6 +19,7 @@ from ledger.genesis import Genesis, Identity, Params, Role, Validator
 from ledger.tx import Transaction
 from node.api import create_app
 from node.explorer import setup_explorer
+from node.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
 from node.service import Node
 from node.storage import Storage
 
@@ -28,6 +29,9 @@ CHAIN_ID = "test-chain"
 BODY_BYTES_MAX = 2 * 1024 * 1024
 # What the client fixtures yield: aiohttp's test client of a node's app.
 Client = TestClient[web.Request, web.Application]
+# What a node of this version sends with every peer request (node/protocol.py): the client
+# fixtures send it with every request, so tests of the peer routes speak to them as a peer does.
+PEER_PROTOCOL = {PROTOCOL_HEADER: str(PROTOCOL_VERSION)}
 
 
 @dataclass
@@ -134,7 +138,7 @@ async def node(setup: Setup, tmp_path: Path) -> AsyncIterator[Node]:
 
 @pytest.fixture
 async def client(node: Node) -> AsyncIterator[Client]:
-    async with TestClient(TestServer(create_app(node))) as test_client:
+    async with TestClient(TestServer(create_app(node)), headers=PEER_PROTOCOL) as test_client:
         yield test_client
 
 
@@ -143,7 +147,7 @@ async def explorer_client(node: Node) -> AsyncIterator[Client]:
     """The node's app with the explorer's routes (node/explorer.py)."""
     app = create_app(node)
     setup_explorer(app)
-    async with TestClient(TestServer(app)) as test_client:
+    async with TestClient(TestServer(app), headers=PEER_PROTOCOL) as test_client:
         yield test_client
 
 

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestServer
 
 from ledger.encoding import decode
 from node.peers import STREAM_PATH, encode_ack
+from node.protocol import PROTOCOL_VERSION, subprotocol
 
 
 class FakePeer:
@@ -28,7 +29,9 @@ class FakePeer:
         return [batch for _, batch in self.arrivals]
 
     async def handle(self, request: web.Request) -> web.WebSocketResponse:
-        stream = web.WebSocketResponse(max_msg_size=self.max_msg_size)
+        stream = web.WebSocketResponse(
+            max_msg_size=self.max_msg_size, protocols=(subprotocol(PROTOCOL_VERSION),)
+        )
         await stream.prepare(request)
         self.streams_opened += 1
         async for frame in stream:

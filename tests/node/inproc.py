@@ -21,6 +21,7 @@ from ledger.genesis import Genesis, Identity, Params, Role, Validator
 from ledger.tx import Transaction
 from node.api import create_app
 from node.limits import ApiLimits
+from node.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
 from node.service import Node
 from node.storage import Storage
 
@@ -132,7 +133,10 @@ def in_process_cluster(
             await node.start()
             cluster.nodes.append(node)
             cluster.urls.append(genesis.validators[i].url)
-        cluster.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        cluster.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=30),
+            headers={PROTOCOL_HEADER: str(PROTOCOL_VERSION)},  # as a peer of this version
+        )
 
     async def stop() -> None:
         if cluster.session is not None:

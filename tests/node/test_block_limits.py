@@ -17,7 +17,7 @@ from ledger.tx import Transaction
 from node.api import create_app
 from node.service import Node
 from node.storage import Storage
-from tests.node.conftest import BODY_BYTES_MAX, CHAIN_ID, Setup, make_setup
+from tests.node.conftest import BODY_BYTES_MAX, CHAIN_ID, PEER_PROTOCOL, Setup, make_setup
 
 BLOCK_TXS_MAX = 3
 
@@ -78,7 +78,7 @@ def _pre_prepare(setup: Setup, node: Node, tx_count: int) -> bytes:
 async def test_backup_prepares_only_blocks_within_block_txs_max(
     small_blocks: Setup, backup: Node, tx_count: int, accepted: bool
 ) -> None:
-    async with TestClient(TestServer(create_app(backup))) as client:
+    async with TestClient(TestServer(create_app(backup)), headers=PEER_PROTOCOL) as client:
         response = await client.post(
             "/peer/batch", data=_pre_prepare(small_blocks, backup, tx_count)
         )

@@ -20,7 +20,7 @@ from node.api import Handler, create_app, server_runner
 from node.limits import ApiLimits, RateLimited, RateLimiter
 from node.service import Node
 from node.storage import Storage
-from tests.node.conftest import BODY_BYTES_MAX, CHAIN_ID, Client, Setup, make_setup
+from tests.node.conftest import BODY_BYTES_MAX, CHAIN_ID, PEER_PROTOCOL, Client, Setup, make_setup
 from tests.node.test_openapi import check_answer
 
 TOKEN = "s3cret-admin-token-for-tests"
@@ -53,7 +53,7 @@ async def test_a_half_full_mempool_answers_clients_503_with_retry_after(tmp_path
     setup = make_setup(Params(body_bytes_max=BODY_BYTES_MAX, mempool_txs_max=4))
     node = await _backup(setup, tmp_path / "chain.sqlite")
     try:
-        async with TestClient(TestServer(create_app(node))) as client:
+        async with TestClient(TestServer(create_app(node)), headers=PEER_PROTOCOL) as client:
             for nonce in (0, 1):
                 assert (await client.post("/tx", data=_tx(setup, nonce).to_wire())).status == 202
             response = await client.post("/tx", data=_tx(setup, 2).to_wire())
@@ -84,7 +84,7 @@ async def test_a_full_admission_queue_answers_503_and_admits_what_it_queued(
     monkeypatch.setattr(service, "ADMISSION_BACKLOG_MAX", 3)
     node = await _backup(setup, tmp_path / "chain.sqlite")
     try:
-        async with TestClient(TestServer(create_app(node))) as client:
+        async with TestClient(TestServer(create_app(node)), headers=PEER_PROTOCOL) as client:
             # As if two transactions already waited for admission.
             node._admission_backlog = 2
             body = msgpack.packb([_tx(setup, 0).to_wire(), _tx(setup, 1).to_wire()])
@@ -133,7 +133,7 @@ def test_token_bucket_refills_at_its_rate_and_caps_at_its_burst() -> None:
 
 async def test_client_over_its_rate_gets_429_and_nothing_changes(node: Node, setup: Setup) -> None:
     limits = ApiLimits(rate_limit_per_s=0.5, rate_limit_burst=3)
-    async with TestClient(TestServer(create_app(node, limits))) as client:
+    async with TestClient(TestServer(create_app(node, limits)), headers=PEER_PROTOCOL) as client:
         for _ in range(3):
             assert (await client.get("/status")).status == 200
         response = await client.post("/tx", data=_tx(setup, 0).to_wire())
@@ -151,7 +151,7 @@ async def test_client_over_its_rate_gets_429_and_nothing_changes(node: Node, set
 
 async def test_a_batch_takes_one_token_per_transaction(node: Node, setup: Setup) -> None:
     limits = ApiLimits(rate_limit_per_s=0.5, rate_limit_burst=4)
-    async with TestClient(TestServer(create_app(node, limits))) as client:
+    async with TestClient(TestServer(create_app(node, limits)), headers=PEER_PROTOCOL) as client:
         batch = msgpack.packb([_tx(setup, n).to_wire() for n in range(5)])
         response = await client.post("/txs", data=batch)
         assert response.status == 429
@@ -177,7 +177,7 @@ async def remote_admin(node: Node) -> AsyncIterator[dict[str, Client]]:
     for name, limits in (("no_token", ApiLimits()), ("token", ApiLimits(admin_token=TOKEN))):
         app = create_app(node, limits)
         app.middlewares.insert(0, _from("192.0.2.7"))
-        clients[name] = TestClient(TestServer(app))
+        clients[name] = TestClient(TestServer(app), headers=PEER_PROTOCOL)
         await clients[name].start_server()
     try:
         yield clients

@@ -16,7 +16,7 @@ from node.api import create_app
 from node.peers import STREAM_PATH, parse_ack
 from node.service import Node
 from node.storage import Storage
-from tests.node.conftest import Setup, steel_received
+from tests.node.conftest import PEER_PROTOCOL, Setup, steel_received
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ async def _until(check: object, timeout_s: float = 5.0) -> None:
 
 
 async def test_primary_freezes_before_sending_its_pre_prepare(primary: Node, setup: Setup) -> None:
-    async with TestClient(TestServer(create_app(primary))) as client:
+    async with TestClient(TestServer(create_app(primary)), headers=PEER_PROTOCOL) as client:
         response = await client.post("/admin/pause", json={"phase": "before-pre-prepare"})
         assert response.status == 200
         assert (await response.json())["armed"]["phase"] == "before-pre-prepare"
@@ -66,7 +66,7 @@ async def test_primary_freezes_before_sending_its_pre_prepare(primary: Node, set
 
 
 async def test_pause_rejects_an_unknown_phase(primary: Node) -> None:
-    async with TestClient(TestServer(create_app(primary))) as client:
+    async with TestClient(TestServer(create_app(primary)), headers=PEER_PROTOCOL) as client:
         response = await client.post("/admin/pause", json={"phase": "whenever"})
         assert response.status == 400
         assert "before-pre-prepare" in (await response.json())["error"]
@@ -76,7 +76,7 @@ async def test_pause_rejects_an_unknown_phase(primary: Node) -> None:
 async def test_a_long_pause_holds_only_the_latest_timer_inputs(primary: Node, setup: Setup) -> None:
     # The ticker feeds a Tick and a RequestsPending ten times a second: a pause of an hour held
     # 72,000 of them, fed one by one at the resume. Only the latest of each matters.
-    async with TestClient(TestServer(create_app(primary))) as client:
+    async with TestClient(TestServer(create_app(primary)), headers=PEER_PROTOCOL) as client:
         await client.post("/admin/pause", json={"phase": "before-pre-prepare"})
         tx = steel_received(setup)
         assert (await client.post("/tx", data=tx.to_wire())).status == 202

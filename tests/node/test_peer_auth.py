@@ -28,7 +28,7 @@ from node.peer_auth import (
 )
 from node.peers import STREAM_PATH, parse_ack
 from node.service import Node
-from tests.node.conftest import BODY_BYTES_MAX, CHAIN_ID, Client, Setup, make_setup
+from tests.node.conftest import BODY_BYTES_MAX, CHAIN_ID, PEER_PROTOCOL, Client, Setup, make_setup
 from tests.node.test_openapi import check_answer
 
 NOW_MS = 1_800_000_000_000
@@ -105,7 +105,9 @@ def setup() -> Setup:
 @pytest.fixture
 async def client(node: Node) -> AsyncIterator[Client]:
     limits = ApiLimits(rate_limit_per_s=0.001, rate_limit_burst=25)
-    async with TestClient(TestServer(create_app(node, limits))) as test_client:
+    async with TestClient(
+        TestServer(create_app(node, limits)), headers=PEER_PROTOCOL
+    ) as test_client:
         yield test_client
 
 

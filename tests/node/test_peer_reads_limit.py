@@ -18,7 +18,7 @@ from node.api import create_app
 from node.limits import ApiLimits
 from node.peer_auth import link_headers
 from node.service import Node
-from tests.node.conftest import CHAIN_ID, Client, Setup
+from tests.node.conftest import CHAIN_ID, PEER_PROTOCOL, Client, Setup
 
 BURST = 5
 READS = [
@@ -31,7 +31,9 @@ READS = [
 @pytest.fixture
 async def client(node: Node) -> AsyncIterator[Client]:
     limits = ApiLimits(rate_limit_per_s=0.001, rate_limit_burst=BURST)
-    async with TestClient(TestServer(create_app(node, limits), host="127.0.0.1")) as test_client:
+    async with TestClient(
+        TestServer(create_app(node, limits), host="127.0.0.1"), headers=PEER_PROTOCOL
+    ) as test_client:
         yield test_client
 
 

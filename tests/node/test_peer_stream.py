@@ -15,7 +15,7 @@ from ledger.encoding import encode
 from node.api import PEER_STREAMS_KEY, create_app
 from node.peers import STREAM_PATH, PeerLink, Peers, parse_ack
 from node.service import Node
-from tests.node.conftest import Client
+from tests.node.conftest import PEER_PROTOCOL, Client
 from tests.node.fake_peer import FakePeer, serving
 
 
@@ -67,7 +67,7 @@ async def test_a_plain_get_is_refused_with_400(
 
 async def test_shutting_down_closes_the_open_streams(node: Node) -> None:
     server = TestServer(create_app(node))
-    async with TestClient(server) as client:
+    async with TestClient(server, headers=PEER_PROTOCOL) as client:
         stream = await client.ws_connect(STREAM_PATH)
         closing = asyncio.create_task(server.close())
         frame = await stream.receive(timeout=5)

@@ -16,13 +16,15 @@ from node.api import create_app
 from node.limits import ApiLimits
 from node.peers import STREAM_PATH, parse_ack
 from node.service import Node
-from tests.node.conftest import Client
+from tests.node.conftest import PEER_PROTOCOL, Client
 
 
 @pytest.fixture
 async def client(node: Node) -> AsyncIterator[Client]:
     limits = ApiLimits(rate_limit_per_s=0.001, rate_limit_burst=2, body_timeout_s=0.3)
-    async with TestClient(TestServer(create_app(node, limits), host="127.0.0.1")) as test_client:
+    async with TestClient(
+        TestServer(create_app(node, limits), host="127.0.0.1"), headers=PEER_PROTOCOL
+    ) as test_client:
         yield test_client
 
 
@@ -56,6 +58,8 @@ async def test_requests_the_limits_refuse_are_counted(
     assert node.counters.rejected.get("body_too_large") == 1
     assert node.counters.rejected.get("body_timeout") == 1
     # Scraped through a server of its own: this client has no tokens left for /metrics.
-    async with TestClient(TestServer(create_app(node), host="127.0.0.1")) as scraper:
+    async with TestClient(
+        TestServer(create_app(node), host="127.0.0.1"), headers=PEER_PROTOCOL
+    ) as scraper:
         assert await _metric(scraper, "rate_limited") == "2.0"
         assert await _metric(scraper, "body_too_large") == "1.0"

@@ -19,7 +19,7 @@ from node.limits import ApiLimits
 from node.peer_auth import link_headers
 from node.peers import STREAM_PATH, parse_ack
 from node.service import Node
-from tests.node.conftest import CHAIN_ID, Client, Setup
+from tests.node.conftest import CHAIN_ID, PEER_PROTOCOL, Client, Setup
 
 BURST = 100
 
@@ -47,7 +47,9 @@ def _batch(messages: list[bytes]) -> bytes:
 @pytest.fixture
 async def client(node: Node) -> AsyncIterator[Client]:
     limits = ApiLimits(rate_limit_per_s=0.001, rate_limit_burst=BURST)
-    async with TestClient(TestServer(create_app(node, limits), host="127.0.0.1")) as test_client:
+    async with TestClient(
+        TestServer(create_app(node, limits), host="127.0.0.1"), headers=PEER_PROTOCOL
+    ) as test_client:
         yield test_client
 
 

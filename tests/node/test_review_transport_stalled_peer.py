@@ -14,6 +14,7 @@ import pytest
 
 from node import peers as peers_module
 from node.peers import PeerLink, Peers
+from node.protocol import PROTOCOL_VERSION, subprotocol
 from tests.node.fake_peer import FakePeer, serving
 
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -35,7 +36,8 @@ class StalledPeer:
         accept = base64.b64encode(hashlib.sha1(key + _WS_GUID).digest())
         writer.write(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            b"Sec-WebSocket-Accept: " + accept + b"\r\n"
+            b"Sec-WebSocket-Protocol: " + subprotocol(PROTOCOL_VERSION).encode() + b"\r\n\r\n"
         )
         await writer.drain()
         transport = writer.transport

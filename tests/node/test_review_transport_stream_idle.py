@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from node.api import PEER_STREAMS_KEY, create_app
 from node.limits import ApiLimits
 from node.peers import STREAM_PATH, PeerLink, Peers
+from node.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
 from node.service import Node
 
 IDLE_TIMEOUT_S = 0.5
@@ -57,7 +58,8 @@ async def _open_raw_stream(
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write(
         f"GET {STREAM_PATH} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+        f"{PROTOCOL_HEADER}: {PROTOCOL_VERSION}\r\n\r\n"
         "".encode()
     )
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
