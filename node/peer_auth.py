@@ -1,9 +1,10 @@
 """Which validator opened a peer link: a signed proof in the headers of the request.
 
 A validator's node opens its stream to a peer (GET /peer/stream, node/peers.py) with three
-headers: its index, the time, and its signature (domain PEER_LINK) over [its index, the peer's
-index, the time]. The peer takes the link as that validator's when the index is another
-validator's, the signature its key's, and the time within PROOF_WINDOW_MS of its own clock.
+headers besides its protocol version's (node/protocol.py): its index, the time, and its
+signature (domain PEER_LINK) over [its index, the peer's index, the time]. The peer takes the
+link as that validator's when the index is another validator's, the signature its key's, and
+the time within PROOF_WINDOW_MS of its own clock.
 
 What rides on it: transactions forwarded on a validator's link are admitted as forwards, out of
 the clients' share of the pool and past the client rate limit (every validator admitted them
