@@ -189,7 +189,8 @@ async def test_a_link_to_a_peer_of_another_version_says_so_once_and_retries(
         assert f"this node speaks protocol {PROTOCOL_VERSION}" in errors[0].getMessage()
         # Still retried with the back-off, and linked once the peer is upgraded.
         peer.upgraded = True
-        await _until(lambda: len(peer.current.batches) == 2, "both channels' batches")
+        await _until(lambda: link.sent_batches == 2, "both channels' batches acked")
+        assert len(peer.current.batches) == 2
         status = peers.status()[0]
         assert status["up"] is True
         assert status["protocol_incompatible"] is False
