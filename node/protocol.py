@@ -26,8 +26,8 @@ Where it is checked:
   - a link (node/peers.py) asks for the WebSocket subprotocol `subprotocol(PROTOCOL_VERSION)`,
     which a peer of this version chooses: a peer that takes the stream without it predates the
     number (version 1), and the link is dropped as by a refusal;
-  - the database records the version its chain and log were written with (node/storage.py), and
-    a node refuses to start on one of another version.
+  - the database records the version its chain and log were written with (node/storage.py): a
+    node upgrades one of version 1 in place, and refuses to start on one of a later version.
 """
 
 from __future__ import annotations

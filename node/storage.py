@@ -30,10 +30,14 @@ found such a transaction at its first inclusion; opening one moves its rows by t
 (`Storage._upgrade_layout`) before the node reads anything.
 
 The meta table also records the protocol version (node/protocol.py) the chain and the consensus
-log were written with, beside the genesis. A database holding a chain of another version, or of
-none (written before versions were recorded: version 1), is refused as it opens, before anything
-is written: the log's messages would not verify under this code, and replaying it would refuse
-them one by one. Its node must start again from an empty data directory and catch up.
+log were written with, beside the genesis. A database of version 1 (which records none: written
+before versions were recorded) is upgraded in place as it opens: its blocks, state and receipts
+read alike, and in its log only view changes and new views changed meaning. Those no longer
+verify, so replaying the log refuses them, as it would refuse a forged message: a view change in
+progress when the node stopped starts again, and what the replica signed (the `signed` table) it
+still never signs differently. A database of a later version (written by a newer millchain), or
+one whose version cannot be read, is refused as it opens, before anything is written: its node
+must run that version, or start again from an empty data directory and catch up.
 """
 
 from __future__ import annotations
@@ -257,10 +261,20 @@ class Storage:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
             layout = self._check_layout(path)
-            self._check_protocol(path)
+            upgrade = self._check_protocol(path)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             self._db.executescript(_SCHEMA)
+            if upgrade:
+                self._set_meta(PROTOCOL_KEY, encode(PROTOCOL_VERSION))
+                log.warning(
+                    "%s was written under protocol %d, now recorded as %d: view changes in its "
+                    "log from before are refused as it replays (upgrade every validator together: "
+                    "nodes of different versions refuse each other's links)",
+                    path,
+                    UNSTATED_VERSION,
+                    PROTOCOL_VERSION,
+                )
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise StorageError(
@@ -316,34 +330,29 @@ class Storage:
             )
         return version
 
-    def _check_protocol(self, path: Path) -> None:
-        """Refuse, before anything is written, a database holding a chain written under another
-        protocol version than this code's (see the module docstring)."""
+    def _check_protocol(self, path: Path) -> bool:
+        """Whether the database holds a chain of protocol version 1, to be recorded as this
+        code's; refuses, before anything is written, one of a later version or of a version it
+        cannot read (see the module docstring)."""
         has_meta = self._db.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
         ).fetchone()
         if has_meta is None or self._meta("genesis_hash") is None:
-            return  # no chain yet: `initialise` records this code's version with the genesis
+            return False  # no chain yet: `initialise` records this code's version with the genesis
         raw = self._meta(PROTOCOL_KEY)
         if raw is None:
-            recorded = (
-                f"records no protocol version (written before versions were recorded: protocol "
-                f"{UNSTATED_VERSION})"
-            )
-        else:
-            found = _decoded_version(raw)
-            if found == PROTOCOL_VERSION:
-                return
-            recorded = (
-                "records an unreadable protocol version"
-                if found is None
-                else f"records protocol {found}"
-            )
+            return True  # written before versions were recorded: version 1
+        found = _decoded_version(raw)
+        if found == PROTOCOL_VERSION:
+            return False
+        if found == UNSTATED_VERSION:
+            return True
+        recorded = "an unreadable protocol version" if found is None else f"protocol {found}"
         raise StorageError(
-            f"{path} holds a chain written under another millchain protocol: it {recorded}, and "
-            f"this millchain speaks protocol {PROTOCOL_VERSION}, which cannot replay its "
-            f"consensus log. Delete the node's data directory ({path.parent}) and start the node "
-            "again: it fetches the chain from its peers (which must run this version too)"
+            f"{path} holds a chain written under {recorded}, and this millchain speaks protocol "
+            f"{PROTOCOL_VERSION}, which cannot read it. Run the millchain that wrote it, or "
+            f"delete the node's data directory ({path.parent}) and start the node again: it "
+            "fetches the chain from its peers (which must run this version too)"
         )
 
     def checkpoint_in_background(self) -> None:

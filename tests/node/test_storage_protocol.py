@@ -1,6 +1,7 @@
 """A database records the protocol version (node/protocol.py) its chain and log were written
-with; one of another version, or of none (written before versions were recorded), is refused as
-it opens, naming both versions and what to do, and left as it was."""
+with. One of version 1 (recording none: written before versions were recorded) is upgraded in
+place; one of a later version, or of a version that cannot be read, is refused as it opens,
+naming both versions and what to do, and left as it was."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from tests.node.conftest import Setup, backup_node
 
 # The meta key of the recorded version, as it is on disk.
 PROTOCOL_KEY = "protocol_version"
-ADVICE = "Delete the node's data directory ({}) and start the node again"
+ADVICE = "delete the node's data directory ({}) and start the node again"
 
 
 def written_chain(genesis: Genesis, path: Path) -> None:
@@ -63,10 +64,9 @@ def test_a_new_data_directory_records_this_version(setup: Setup, tmp_path: Path)
 @pytest.mark.parametrize(
     ("raw", "recorded"),
     [
-        (None, "records no protocol version (written before versions were recorded: protocol 1)"),
-        (encode(1), "records protocol 1"),
-        (encode(PROTOCOL_VERSION + 1), f"records protocol {PROTOCOL_VERSION + 1}"),
-        (b"\xc1", "records an unreadable protocol version"),
+        (encode(PROTOCOL_VERSION + 1), f"written under protocol {PROTOCOL_VERSION + 1}"),
+        (encode("two"), "written under an unreadable protocol version"),
+        (b"\xc1", "written under an unreadable protocol version"),
     ],
 )
 def test_a_data_directory_of_another_version_is_refused_and_left_as_it_was(
@@ -81,6 +81,25 @@ def test_a_data_directory_of_another_version_is_refused_and_left_as_it_was(
     message = str(refused.value)
     assert recorded in message, message
     assert f"this millchain speaks protocol {PROTOCOL_VERSION}" in message, message
+    assert "Run the millchain that wrote it" in message, message
     assert ADVICE.format(tmp_path) in message, message
     assert path.read_bytes() == before
     assert stored_version(path) == raw
+
+
+@pytest.mark.parametrize("raw", [None, encode(1)], ids=["unrecorded", "recorded-1"])
+def test_a_data_directory_of_version_1_is_upgraded_in_place(
+    setup: Setup, tmp_path: Path, raw: bytes | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Version 1 changed only what view changes sign: its chain reads alike, and the log's old
+    # view changes are refused as they replay.
+    path = tmp_path / "chain.sqlite"
+    written_chain(setup.genesis, path)
+    record_version(path, raw)
+    with caplog.at_level("WARNING", logger="node.storage"):
+        node = backup_node(setup, path)
+    assert node.storage.head().height == 0
+    node.storage.close()
+    assert stored_version(path) == encode(PROTOCOL_VERSION)
+    assert f"written under protocol 1, now recorded as {PROTOCOL_VERSION}" in caplog.text
+    backup_node(setup, path).storage.close()  # and opens again, as this version's
