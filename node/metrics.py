@@ -27,6 +27,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
+from node.protocol import PROTOCOL_VERSION
 from node.stages import StageClock
 
 if TYPE_CHECKING:
@@ -82,7 +83,9 @@ class NodeCollector(Collector):
 
     def _info(self) -> Iterator[Metric]:
         node = self._node
-        info = InfoMetricFamily(f"{NAMESPACE}_node", "This node: its name, chain and role.")
+        info = InfoMetricFamily(
+            f"{NAMESPACE}_node", "This node: its name, chain, role, version and protocol version."
+        )
         info.add_metric(
             [],
             {
@@ -91,6 +94,7 @@ class NodeCollector(Collector):
                 "role": "observer" if node.replica is None else "validator",
                 "index": str(node.index),
                 "version": _package_version(),
+                "protocol": str(PROTOCOL_VERSION),
             },
         )
         yield info

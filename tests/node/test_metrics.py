@@ -23,6 +23,7 @@ from node.api import create_app
 from node.client import ClientError, NodeClient
 from node.mempool import GAPPED_TTL_MS
 from node.metrics import METRICS_KEY, setup_metrics
+from node.protocol import PROTOCOL_VERSION
 from node.service import Node
 from tests.browser.blocks import commit_empty_blocks
 from tests.browser.cluster import explorer_cluster
@@ -102,6 +103,7 @@ async def test_exposes_every_documented_metric(
     info = [labels for (name, labels) in samples if name == "millchain_node_info"]
     assert dict(info[0])["name"] == "node1"
     assert dict(info[0])["chain_id"] == CHAIN_ID
+    assert dict(info[0])["protocol"] == str(PROTOCOL_VERSION)  # what its peers must speak
 
 
 async def test_counts_admitted_and_rejected_transactions_by_reason(
