@@ -13,7 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from ledger.encoding import decode
-from node.peers import STREAM_PATH, encode_ack
+from node.peers import STREAM_PATH, PeerLink, Peers, encode_ack
 from node.protocol import PROTOCOL_VERSION, subprotocol
 
 
@@ -53,6 +53,22 @@ async def serving(peer: FakePeer) -> AsyncIterator[str]:
     try:
         yield str(server.make_url("")).rstrip("/")
     finally:
+        await server.close()
+
+
+@contextlib.asynccontextmanager
+async def linked(app: web.Application, *, self_index: int = 0) -> AsyncIterator[Peers]:
+    """Serve `app` (a node's, or a fake peer's) on a free port of 127.0.0.1 as validator 1
+    ("node1"), and yield started links to it from `self_index`; stops both after."""
+    server = TestServer(app, host="127.0.0.1", port=0)
+    await server.start_server()
+    url = str(server.make_url("")).rstrip("/")
+    peers = Peers(self_index=self_index, links=[PeerLink(index=1, name="node1", url=url)])
+    await peers.start()
+    try:
+        yield peers
+    finally:
+        await peers.stop()
         await server.close()
 
 

@@ -21,11 +21,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ledger.encoding import encode
 from node.api import create_app
-from node.peers import STREAM_PATH, PeerLink, Peers
+from node.peers import STREAM_PATH, Peers
 from node.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, REFUSED_STATUS
 from node.service import Node
 from tests.node.conftest import PEER_PROTOCOL, Client, Setup, steel_received
-from tests.node.fake_peer import FakePeer
+from tests.node.fake_peer import FakePeer, linked
 
 OTHER_VERSIONS = [None, "1", str(PROTOCOL_VERSION + 1), "two"]
 PEER_READS = [
@@ -156,16 +156,8 @@ class _OtherVersionPeer:
 async def _linked_to(peer: _OtherVersionPeer) -> AsyncIterator[Peers]:
     app = web.Application()
     app.router.add_get(STREAM_PATH, peer.handle)
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    url = str(server.make_url("")).rstrip("/")
-    peers = Peers(self_index=0, links=[PeerLink(index=1, name="node1", url=url)])
-    await peers.start()
-    try:
+    async with linked(app) as peers:
         yield peers
-    finally:
-        await peers.stop()
-        await server.close()
 
 
 @pytest.mark.parametrize("version", [1, PROTOCOL_VERSION + 1])
@@ -199,12 +191,7 @@ async def test_a_link_to_a_peer_of_another_version_says_so_once_and_retries(
 
 
 async def test_a_link_between_two_nodes_of_this_version_shows_it(node: Node) -> None:
-    server = TestServer(create_app(node), host="127.0.0.1", port=0)
-    await server.start_server()
-    url = str(server.make_url("")).rstrip("/")
-    peers = Peers(self_index=0, links=[PeerLink(index=1, name="node1", url=url)])
-    await peers.start()
-    try:
+    async with linked(create_app(node)) as peers:
         peers.send(1, b"a consensus message")
         await _until(lambda: peers.links[1].sent_batches == 1, "the batch")
         status = peers.status()[0]
@@ -212,9 +199,6 @@ async def test_a_link_between_two_nodes_of_this_version_shows_it(node: Node) -> 
             PROTOCOL_VERSION,
             False,
         )
-    finally:
-        await peers.stop()
-        await server.close()
     assert "peer_protocol" not in node.counters.rejected
 
 

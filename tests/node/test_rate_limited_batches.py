@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from ledger.encoding import encode
 from node import peers as links
 from node.api import LIMITER_KEY, create_app
 from node.limits import ApiLimits, RateLimited, RateLimiter
-from node.peers import PeerLink, Peers
+from node.peers import Peers
 from node.service import Node
+from tests.node.fake_peer import linked
 
 DELIVERED_WITHIN_S = 30.0
 # Four tokens, four a second back: a batch of three transactions (one token for the batch,
@@ -108,16 +108,8 @@ async def observer(node: Node, limiter: _RecordingLimiter) -> AsyncIterator[Peer
     served on 127.0.0.1 at a port the OS picks."""
     app = create_app(node, ApiLimits(rate_limit_per_s=RATE_PER_S, rate_limit_burst=BURST))
     app[LIMITER_KEY] = limiter
-    server = TestServer(app, host="127.0.0.1", port=0)
-    await server.start_server()
-    url = str(server.make_url("")).rstrip("/")
-    peers = Peers(self_index=OBSERVER_INDEX, links=[PeerLink(index=1, name="node1", url=url)])
-    await peers.start()
-    try:
+    async with linked(app, self_index=OBSERVER_INDEX) as peers:
         yield peers
-    finally:
-        await peers.stop()
-        await server.close()
 
 
 def _payloads(kind: str) -> list[bytes]:

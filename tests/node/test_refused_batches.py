@@ -25,15 +25,15 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from aiohttp.test_utils import TestServer
 
 from ledger.encoding import encode
 from ledger.genesis import Params
 from node.api import create_app
 from node.openapi import document
-from node.peers import STREAM_PATH, PeerLink, Peers, decode_ack
+from node.peers import STREAM_PATH, Peers, decode_ack
 from node.service import Node
 from tests.node.conftest import Client, Setup, make_setup
+from tests.node.fake_peer import linked
 
 DELIVERED_WITHIN_S = 10.0
 FRAME_BYTES_MAX = 64 * 1024
@@ -63,16 +63,8 @@ def setup() -> Setup:
 @pytest.fixture
 async def peers(node: Node) -> AsyncIterator[Peers]:
     """Validator 0's link to `node` (validator 1), served on 127.0.0.1 at a port the OS picks."""
-    server = TestServer(create_app(node), host="127.0.0.1", port=0)
-    await server.start_server()
-    url = str(server.make_url("")).rstrip("/")
-    peers = Peers(self_index=0, links=[PeerLink(index=1, name="node1", url=url)])
-    await peers.start()
-    try:
+    async with linked(create_app(node)) as peers:
         yield peers
-    finally:
-        await peers.stop()
-        await server.close()
 
 
 async def test_messages_refused_by_a_paused_node_reach_it_once_it_resumes(
