@@ -466,7 +466,7 @@ class Node:
         )
 
     def _apply_followed(self, items: Sequence[Transferred]) -> int:
-        with self.storage.batch():
+        with self.storage.batch(), self.storage.bulk():
             for item in items:
                 self._store_transferred(item)
         self.counters.blocks_transferred += len(items)
@@ -1161,7 +1161,8 @@ class Node:
             return 0
         digest = b""
         states: list[BlockState] = []
-        with self.storage.batch():  # one database commit for the whole fetched run of blocks
+        # One database commit for the whole fetched run of blocks, and no savepoint a block.
+        with self.storage.batch(), self.storage.bulk():
             for item in items:
                 digest = self._store_transferred(item)
                 header = item.certified.header

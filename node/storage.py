@@ -288,6 +288,7 @@ class Storage:
         # (identities, nonces, stock) are read by admission and execution for every transaction.
         self._state_cache: dict[bytes, bytes | None] = {}
         self._batch_depth = 0
+        self._bulk_depth = 0
         self._cache_size = int(self._db.execute("PRAGMA cache_size").fetchone()[0])
         self._path = path
         self._checkpointer: _Checkpointer | None = None
@@ -451,7 +452,7 @@ class Storage:
         placed = _place_receipts(
             record, self._stored_rows([tx_hash for tx_hash, _ in record.receipts]), self
         )
-        with self._transaction():
+        with self._block_unit():
             self._db.execute(
                 "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -1020,6 +1021,39 @@ class Storage:
         return _Transaction(self._db, self._state_cache)
 
     @contextlib.contextmanager
+    def _block_unit(self) -> Iterator[None]:
+        """Where a block's writes go: a unit of their own (_Transaction), or, in `bulk` inside a
+        batch, the batch's database transaction, which a failure halfway then rolls back whole."""
+        if not (self._bulk_depth and self._db.in_transaction):
+            with self._transaction():
+                yield
+            return
+        try:
+            yield
+        except BaseException as exc:
+            # Part of the block may be written, with no savepoint to take it back: the batch
+            # must not commit. The storage stops, as when a COMMIT is refused.
+            self._state_cache.clear()
+            self._stop(f"a block's writes failed halfway in a bulk batch ({exc!r})")
+            raise
+
+    @contextlib.contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Blocks committed inside a batch (Storage.batch) share its database transaction
+        instead of taking a savepoint each; re-entrant. For runs of fetched blocks (catching up).
+
+        SQLite copies each page a savepoint's statements touch for the first time into a
+        sub-journal, so it can roll the savepoint back: for a fetched block of 65 transactions
+        that was about a fifth of what storing it cost (scripts/storage_bulk.py). The price
+        is what a failure halfway through a block costs: with no savepoint to undo the part
+        written, the whole batch is rolled back, and the storage stops (see _commit_batch)."""
+        self._bulk_depth += 1
+        try:
+            yield
+        finally:
+            self._bulk_depth -= 1
+
+    @contextlib.contextmanager
     def large_cache(self) -> Iterator[None]:
         """A page cache of BULK_CACHE_KIB while history is written in bulk (catching up).
 
@@ -1065,24 +1099,38 @@ class Storage:
 
     def _commit_batch(self) -> None:
         """COMMIT the batch; if the database refuses (a full disk, an I/O error), stop for good.
+        A batch during which the storage stopped (a block failed halfway in `bulk`) is rolled
+        back instead.
 
         What the batch did in memory (the state cache, the hashes of committed transactions,
         the node's replica and the messages it queued for its peers) is then ahead of the
         database, with no way back: the storage refuses every later batch, and `on_failure`
         lets the node halt before anything it did leaves the process. A restart rebuilds
         everything from what the database holds."""
+        if self.failed is not None:  # stopped during the batch: none of it may land
+            self._roll_back()
+            raise StorageError(f"storage stopped: {self.failed}")
         try:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
-            self.failed = f"the database refused a commit: {exc}"
-            log.critical(self.failed)
-            try:
-                self._db.execute("ROLLBACK")
-            except sqlite3.Error as rollback:
-                log.critical("and refused to roll it back: %s", rollback)
-            if self.on_failure is not None:
-                self.on_failure(self.failed)
-            raise StorageError(self.failed) from exc
+            reason = f"the database refused a commit: {exc}"
+            self._stop(reason)
+            self._roll_back()
+            raise StorageError(reason) from exc
+
+    def _stop(self, reason: str) -> None:
+        """Refuse every later batch, and tell `on_failure`."""
+        self.failed = reason
+        log.critical(reason)
+        if self.on_failure is not None:
+            self.on_failure(reason)
+
+    def _roll_back(self) -> None:
+        self._state_cache.clear()  # it may hold the batch's writes
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error as rollback:
+            log.critical("and the database refused to roll the batch back: %s", rollback)
 
 
 class _Checkpointer:
